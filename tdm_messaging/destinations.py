@@ -1,0 +1,161 @@
+"""Destination names: the logical queues of the protocol, docset-id rules, and each broker dialect's spelling."""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+from tdm_messaging.errors import InvalidDestinationError
+
+__all__ = [
+    "DEAD_LETTER",
+    "DELETE_REQUESTS",
+    "MAX_DOCSET_ID_LENGTH",
+    "PACKAGE_REQUESTS",
+    "Destination",
+    "DestinationKind",
+    "Dialect",
+    "from_wire_name",
+    "reply_queue",
+    "to_wire_name",
+    "validate_docset_id",
+]
+
+MAX_DOCSET_ID_LENGTH = 128
+# Unreserved URL characters plus ':' and '@': safe in STOMP headers, AMQP queue
+# names, Redis keys and file names, and free of every broker's wildcard syntax.
+_DOCSET_ID_OK = re.compile(r"[A-Za-z0-9._~:@+-]+")
+_REPLY_PREFIX = "package/"
+
+
+class DestinationKind(enum.Enum):
+    """What a queue is for; decides its durability and expiry on every broker."""
+
+    PERMANENT = "permanent"
+    """Work queues (package and delete requests): durable, never expire."""
+    REPLY = "reply"
+    """Per-docset reply queues: durable, collected by the broker after a time of disuse."""
+    DEAD_LETTER = "dead-letter"
+    """Where poison messages are parked with the reason: durable, never expire."""
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """A logical queue name, such as ``docsets/package`` or ``package/5``.
+
+    Build reply queues with :func:`reply_queue`; the permanent ones are the
+    module constants. ``name`` is the dialect-free name (the AMQP queue name).
+    """
+
+    name: str
+    kind: DestinationKind
+
+    @property
+    def docset_id(self) -> str | None:
+        """The docset id of a reply queue, else ``None``."""
+        if self.kind is DestinationKind.REPLY:
+            return self.name[len(_REPLY_PREFIX) :]
+        return None
+
+    def __str__(self) -> str:
+        return self.name
+
+
+PACKAGE_REQUESTS = Destination("docsets/package", DestinationKind.PERMANENT)
+DELETE_REQUESTS = Destination("docsets/delete", DestinationKind.PERMANENT)
+DEAD_LETTER = Destination("docsets/dead-letter", DestinationKind.DEAD_LETTER)
+_FIXED = {d.name: d for d in (PACKAGE_REQUESTS, DELETE_REQUESTS, DEAD_LETTER)}
+
+
+def validate_docset_id(docset_id: str) -> str:
+    """Return ``docset_id`` if it may name a reply queue, else raise.
+
+    Allowed: 1 to 128 characters from ``A-Z a-z 0-9 . _ ~ : @ + -``. Refused
+    with the reason: ``/`` (a path separator on ActiveMQ, refused by RabbitMQ),
+    the wildcards ``*`` ``>`` ``#``, ``%``, spaces, control and non-ASCII characters.
+
+    Raises:
+        InvalidDestinationError: naming the offending character and its position.
+    """
+    if not isinstance(docset_id, str):
+        raise InvalidDestinationError(
+            f"docset id must be a string, got {type(docset_id).__name__}"
+        )
+    if not docset_id:
+        raise InvalidDestinationError("docset id is empty; give 1 to 128 characters")
+    if len(docset_id) > MAX_DOCSET_ID_LENGTH:
+        raise InvalidDestinationError(
+            f"docset id is {len(docset_id)} characters long; the limit is {MAX_DOCSET_ID_LENGTH}"
+        )
+    if _DOCSET_ID_OK.fullmatch(docset_id):
+        return docset_id
+    for position, char in enumerate(docset_id):
+        if not _DOCSET_ID_OK.fullmatch(char):
+            break
+    why = {
+        "/": "'/' separates path segments in destinations",
+        "*": "'*' is a broker wildcard",
+        ">": "'>' is a broker wildcard",
+        "#": "'#' is a broker wildcard",
+        "%": "'%' is the escape character of RabbitMQ destinations",
+    }.get(char, f"character {char!r} is not allowed")
+    raise InvalidDestinationError(
+        f"invalid docset id {docset_id!r} at position {position}: {why}; "
+        "use letters, digits and . _ ~ : @ + -"
+    )
+
+
+def reply_queue(docset_id: str) -> Destination:
+    """The reply queue of a docset: ``package/<docset_id>``.
+
+    Raises:
+        InvalidDestinationError: if ``docset_id`` is not allowed (see :func:`validate_docset_id`).
+    """
+    return Destination(_REPLY_PREFIX + validate_docset_id(docset_id), DestinationKind.REPLY)
+
+
+class Dialect(enum.Enum):
+    """How a broker spells a logical destination."""
+
+    ACTIVEMQ = "activemq"
+    """ActiveMQ STOMP: ``/queue/package/5``, as the seed system wrote it."""
+    RABBITMQ = "rabbitmq"
+    """RabbitMQ STOMP: ``/queue/package%2F5`` — the queue that AMQP clients call ``package/5``."""
+    PLAIN = "plain"
+    """AMQP and kombu's virtual transports: the logical name itself, ``package/5``."""
+
+
+def to_wire_name(destination: Destination, dialect: Dialect) -> str:
+    """Spell ``destination`` for ``dialect`` (see :class:`Dialect`)."""
+    if dialect is Dialect.ACTIVEMQ:
+        return "/queue/" + destination.name
+    if dialect is Dialect.RABBITMQ:
+        return "/queue/" + destination.name.replace("/", "%2F")
+    return destination.name
+
+
+def from_wire_name(wire_name: str, dialect: Dialect) -> Destination:
+    """Inverse of :func:`to_wire_name`.
+
+    Raises:
+        InvalidDestinationError: if ``wire_name`` is not a destination of this protocol.
+    """
+    name = wire_name
+    if dialect is not Dialect.PLAIN:
+        if not name.startswith("/queue/"):
+            raise InvalidDestinationError(
+                f"{wire_name!r} is not a {dialect.value} queue destination (expected '/queue/...')"
+            )
+        name = name[len("/queue/") :]
+        if dialect is Dialect.RABBITMQ:
+            name = name.replace("%2F", "/").replace("%2f", "/")
+    if name in _FIXED:
+        return _FIXED[name]
+    if name.startswith(_REPLY_PREFIX):
+        return reply_queue(name[len(_REPLY_PREFIX) :])
+    raise InvalidDestinationError(
+        f"{wire_name!r} is not a destination of this protocol; known: "
+        + ", ".join(sorted(_FIXED))
+        + ", package/<docset id>"
+    )

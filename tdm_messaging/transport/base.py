@@ -1,0 +1,178 @@
+"""The transport contract: move envelopes to and from logical destinations. Knows nothing of messages."""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+
+from tdm_messaging.destinations import Destination
+from tdm_messaging.envelope import Envelope
+
+__all__ = [
+    "Batch",
+    "Capabilities",
+    "Delivery",
+    "Handler",
+    "Transport",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a backend (and the broker behind it) can do; tested by the conformance suite.
+
+    Attributes:
+        queue_expiry: the broker deletes an idle reply queue by itself (RabbitMQ ``x-expires``/policy).
+        message_expiry: the broker drops a message whose time to live has passed.
+        nack_requeue: a NACKed message comes back to the queue (RabbitMQ yes, ActiveMQ no).
+        dead_lettering: the broker can route rejected/expired messages to a dead-letter queue.
+        cross_process: two processes (or machines) can share queues through it.
+        delete_queue: :meth:`Transport.delete` really removes the queue.
+        confirms: sends can be confirmed by the broker (STOMP receipts, AMQP publisher confirms).
+    """
+
+    queue_expiry: bool
+    message_expiry: bool
+    nack_requeue: bool
+    dead_lettering: bool
+    cross_process: bool
+    delete_queue: bool
+    confirms: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message handed to a consumer's handler.
+
+    Attributes:
+        envelope: the message.
+        destination: where it came from.
+        redelivered: the broker says it was delivered before (not every broker says).
+    """
+
+    envelope: Envelope
+    destination: Destination
+    redelivered: bool = False
+
+
+Handler = Callable[[Delivery], None]
+"""A consumer's callback. Returning acknowledges the delivery; raising leaves it unacknowledged."""
+
+
+class Batch(ABC):
+    """Messages taken from a queue by :meth:`Transport.read`, held unacknowledged until :meth:`ack`.
+
+    Leaving the ``with`` block without calling :meth:`ack` gives the messages back to
+    the queue (unsubscribe / channel close without ack), so a reader that fails loses nothing.
+    """
+
+    @property
+    @abstractmethod
+    def envelopes(self) -> Sequence[Envelope]:
+        """What was in the queue when the read began, oldest first."""
+
+    @abstractmethod
+    def ack(self) -> None:
+        """Acknowledge every envelope of the batch; they are gone from the queue."""
+
+    @abstractmethod
+    def release(self) -> None:
+        """End the read; unacknowledged envelopes go back to the queue. Idempotent."""
+
+    def __enter__(self) -> Batch:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+class Transport(ABC):
+    """A connection to one broker, moving :class:`Envelope` values.
+
+    Expiry and durability follow from the destination's kind: reply queues get the
+    backend's reply time-to-live on every declare, identical each time (queue
+    arguments are immutable on RabbitMQ); permanent and dead-letter queues never expire.
+    All errors raised are :class:`tdm_messaging.errors.TransportError` (or a
+    :class:`~tdm_messaging.errors.MessagingError` for misuse), translated from the driver.
+    """
+
+    @property
+    @abstractmethod
+    def capabilities(self) -> Capabilities:
+        """What this backend and broker can do."""
+
+    @abstractmethod
+    def send(
+        self,
+        destination: Destination,
+        envelope: Envelope,
+        *,
+        persistent: bool = True,
+        confirm: bool = False,
+    ) -> None:
+        """Send ``envelope`` to ``destination``.
+
+        Args:
+            persistent: ask the broker to keep it on disk.
+            confirm: block until the broker confirms it (receipt / publisher confirm).
+
+        Raises:
+            SendNotConfirmedError: ``confirm`` was asked and no confirmation came in time.
+            BrokerUnavailableError: the broker could not be reached.
+        """
+
+    @abstractmethod
+    def read(self, destination: Destination, *, limit: int = 1000) -> Batch:
+        """Take what is in ``destination`` now, without waiting for more: subscribe with
+        client acknowledgement, receive up to ``limit`` messages, and stop at a deterministic
+        end (a marker, or the broker saying the queue is empty) — never after a fixed sleep.
+
+        Use as ``with transport.read(dest) as batch: ...; batch.ack()``.
+        """
+
+    @abstractmethod
+    def consume(
+        self,
+        destination: Destination,
+        handler: Handler,
+        *,
+        prefetch: int = 1,
+        stop: threading.Event,
+    ) -> None:
+        """Deliver messages from ``destination`` to ``handler`` until ``stop`` is set.
+
+        At most ``prefetch`` messages are unacknowledged at once; each is acknowledged only
+        after ``handler`` returns (at-least-once). If ``handler`` raises, the message is
+        not acknowledged and the exception propagates out of ``consume``.
+        """
+
+    @abstractmethod
+    def declare(self, destination: Destination) -> None:
+        """Create ``destination`` with the arguments its kind calls for, if it does not exist."""
+
+    @abstractmethod
+    def delete(self, destination: Destination) -> None:
+        """Remove ``destination`` and what it holds (a no-op where :attr:`Capabilities.delete_queue` is false)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Disconnect. Further calls raise :class:`~tdm_messaging.errors.TransportClosedError`."""
+
+    def __enter__(self) -> Transport:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

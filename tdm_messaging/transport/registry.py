@@ -1,0 +1,82 @@
+"""Pick a transport backend by URL scheme; backends are imported lazily so no driver is needed until used."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Protocol, cast
+from urllib.parse import urlsplit
+
+from tdm_messaging.errors import ConfigurationError
+from tdm_messaging.transport.base import Transport
+
+__all__ = ["SCHEMES", "open_transport", "register_scheme"]
+
+
+class _Opener(Protocol):
+    def from_url(self, url: str) -> Transport: ...
+
+
+# scheme -> "module:Class"; the class has a ``from_url(url) -> Transport`` classmethod.
+SCHEMES: dict[str, str] = {
+    "stomp": "tdm_messaging.transport.stomp_backend:StompTransport",
+    "stomp+ssl": "tdm_messaging.transport.stomp_backend:StompTransport",
+    "amqp": "tdm_messaging.transport.kombu_backend:KombuTransport",
+    "amqps": "tdm_messaging.transport.kombu_backend:KombuTransport",
+    "redis": "tdm_messaging.transport.kombu_backend:KombuTransport",
+    "rediss": "tdm_messaging.transport.kombu_backend:KombuTransport",
+    "sqla+sqlite": "tdm_messaging.transport.kombu_backend:KombuTransport",
+    "memory": "tdm_messaging.transport.kombu_backend:KombuTransport",
+}
+_EXTRAS = {"stomp_backend": "stomp", "kombu_backend": "kombu"}
+
+
+def register_scheme(scheme: str, target: str) -> None:
+    """Map URL ``scheme`` to ``"module:Class"`` (a class with ``from_url``). Replaces any earlier entry."""
+    if ":" not in target:
+        raise ConfigurationError(f"target {target!r} must look like 'package.module:ClassName'")
+    SCHEMES[scheme.lower()] = target
+
+
+def open_transport(url: str) -> Transport:
+    """Open the transport that ``url``'s scheme names.
+
+    Examples: ``stomp://guest:guest@127.0.0.1:61613/?dialect=rabbitmq``,
+    ``amqp://guest:guest@127.0.0.1:5672//``, ``redis://127.0.0.1:6379/0``,
+    ``sqla+sqlite:///var/tdm/broker.db``, ``memory://``.
+
+    Raises:
+        ConfigurationError: unknown scheme (the message lists the known ones), a missing
+            optional driver (the message names the extra to install), or a bad URL.
+        BrokerUnavailableError: the broker could not be reached.
+    """
+    if not isinstance(url, str) or "://" not in url:
+        raise ConfigurationError(
+            f"broker URL {url!r} has no scheme; expected e.g. 'stomp://host:61613' or 'amqp://host:5672//'"
+        )
+    scheme = urlsplit(url).scheme.lower()
+    target = SCHEMES.get(scheme)
+    if target is None:
+        raise ConfigurationError(
+            f"unknown broker URL scheme {scheme!r} in {_redact(url)}; known schemes: "
+            + ", ".join(sorted(SCHEMES))
+        )
+    module_name, _, class_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        extra = _EXTRAS.get(module_name.rsplit(".", 1)[-1])
+        hint = f"; install it with: pip install 'tdm-messaging[{extra}]'" if extra else ""
+        raise ConfigurationError(
+            f"the {scheme!r} transport needs a driver that is not installed ({exc.name}){hint}"
+        ) from exc
+    opener = cast(_Opener, getattr(module, class_name))
+    return opener.from_url(url)
+
+
+def _redact(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (URLs end up in error messages and logs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()

@@ -141,17 +141,21 @@ class Transport(ABC):
     @abstractmethod
     def consume(
         self,
-        destination: Destination,
+        destinations: Sequence[Destination],
         handler: Handler,
         *,
         prefetch: int = 1,
         stop: threading.Event,
     ) -> None:
-        """Deliver messages from ``destination`` to ``handler`` until ``stop`` is set.
+        """Deliver messages from each of ``destinations`` to ``handler``, in the calling
+        thread, until ``stop`` is set (checked at least every 0.5 s while idle).
 
-        At most ``prefetch`` messages are unacknowledged at once; each is acknowledged only
-        after ``handler`` returns (at-least-once). If ``handler`` raises, the message is
-        not acknowledged and the exception propagates out of ``consume``.
+        At most ``prefetch`` messages per destination are unacknowledged at once; each is
+        acknowledged only after ``handler`` returns (at-least-once). The handler may call
+        :meth:`send` on this same transport. If ``handler`` raises, the message is not
+        acknowledged (the broker redelivers it later) and the exception propagates out of
+        ``consume``. Connection losses are retried with backoff, not raised, while ``stop``
+        is unset.
         """
 
     @abstractmethod

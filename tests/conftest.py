@@ -1,0 +1,49 @@
+"""Shared fixtures: broker URLs from the environment; in CI an unreachable broker fails, elsewhere it skips."""
+
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import urlsplit
+
+import pytest
+
+# name -> environment variable holding its URL (set by the Makefile; scripts/brokers.sh starts them).
+BROKER_ENV = {
+    "rabbitmq-stomp": "TDM_TEST_RABBITMQ_STOMP_URL",
+    "activemq-stomp": "TDM_TEST_ACTIVEMQ_STOMP_URL",
+    "rabbitmq-amqp": "TDM_TEST_AMQP_URL",
+    "redis": "TDM_TEST_REDIS_URL",
+}
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def _reachable(url: str) -> bool:
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    port = parts.port
+    if port is None:
+        return True
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def broker_url(name: str) -> str:
+    """The URL of broker ``name``, or skip (fail in CI) with one line saying what to start."""
+    env = BROKER_ENV[name]
+    url = os.environ.get(env)
+    if not url:
+        why = f"{name}: {env} is not set (run `make test`, which starts the brokers and sets it)"
+    elif not _reachable(url):
+        why = f"{name}: nothing answers at {env}={url} (start it with `bash scripts/brokers.sh up`)"
+    else:
+        return url
+    if in_ci():
+        pytest.fail(f"broker unreachable in CI: {why}", pytrace=False)
+    pytest.skip(why)

@@ -79,9 +79,7 @@ def validate_docset_id(docset_id: str) -> str:
         InvalidDestinationError: naming the offending character and its position.
     """
     if not isinstance(docset_id, str):
-        raise InvalidDestinationError(
-            f"docset id must be a string, got {type(docset_id).__name__}"
-        )
+        raise InvalidDestinationError(f"docset id must be a string, got {type(docset_id).__name__}")
     if not docset_id:
         raise InvalidDestinationError("docset id is empty; give 1 to 128 characters")
     if len(docset_id) > MAX_DOCSET_ID_LENGTH:
@@ -90,9 +88,7 @@ def validate_docset_id(docset_id: str) -> str:
         )
     if _DOCSET_ID_OK.fullmatch(docset_id):
         return docset_id
-    for position, char in enumerate(docset_id):
-        if not _DOCSET_ID_OK.fullmatch(char):
-            break
+    position, char = next((i, c) for i, c in enumerate(docset_id) if not _DOCSET_ID_OK.fullmatch(c))
     why = {
         "/": "'/' separates path segments in destinations",
         "*": "'*' is a broker wildcard",
@@ -101,8 +97,7 @@ def validate_docset_id(docset_id: str) -> str:
         "%": "'%' is the escape character of RabbitMQ destinations",
     }.get(char, f"character {char!r} is not allowed")
     raise InvalidDestinationError(
-        f"invalid docset id {docset_id!r} at position {position}: {why}; "
-        "use letters, digits and . _ ~ : @ + -"
+        f"invalid docset id {docset_id!r} at position {position}: {why}; use letters, digits and . _ ~ : @ + -"
     )
 
 

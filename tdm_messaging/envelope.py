@@ -26,7 +26,7 @@ class Envelope:
 
     body: bytes
     content_type: str = "application/json"
-    headers: Mapping[str, str] = field(default=_EMPTY)
+    headers: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
 
     def header(self, name: str, default: str | None = None) -> str | None:
         """Return header ``name`` (case-insensitive), or ``default``."""

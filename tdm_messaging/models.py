@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Final, Literal, TypeAlias, Union
+from typing import Annotated, Final, Literal, TypeAlias
 
 from pydantic import (
     AwareDatetime,
@@ -125,7 +125,7 @@ class Accepted(MessageBase):
 class Progress(MessageBase):
     """Packager → server: ``items_done`` of ``items_total`` documents packaged.
 
-    ``percent`` is 0–100; ``eta_seconds`` estimates the time left.
+    ``percent`` is 0 to 100; ``eta_seconds`` estimates the time left.
     """
 
     type: Literal["progress"] = "progress"
@@ -183,7 +183,7 @@ class Deleted(MessageBase):
 
 
 Message: TypeAlias = Annotated[
-    Union[PackageRequest, Accepted, Progress, Complete, Failed, DeleteRequest, Deleted],
+    PackageRequest | Accepted | Progress | Complete | Failed | DeleteRequest | Deleted,
     Field(discriminator="type"),
 ]
 """Any protocol message; ``type`` tells which."""

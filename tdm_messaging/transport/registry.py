@@ -57,8 +57,7 @@ def open_transport(url: str) -> Transport:
     target = SCHEMES.get(scheme)
     if target is None:
         raise ConfigurationError(
-            f"unknown broker URL scheme {scheme!r} in {_redact(url)}; known schemes: "
-            + ", ".join(sorted(SCHEMES))
+            f"unknown broker URL scheme {scheme!r} in {_redact(url)}; known schemes: " + ", ".join(sorted(SCHEMES))
         )
     module_name, _, class_name = target.partition(":")
     try:

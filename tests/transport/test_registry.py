@@ -1,0 +1,49 @@
+"""The URL-scheme registry: lazy backends, clear errors, no leaked passwords."""
+
+from __future__ import annotations
+
+import pytest
+
+from tdm_messaging.errors import ConfigurationError, MessagingError
+from tdm_messaging.transport import registry
+from tdm_messaging.transport.base import Transport
+
+
+def test_unknown_scheme_lists_the_known_ones() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        registry.open_transport("mqtt://user:secret@host:1883")
+    message = str(info.value)
+    assert "'mqtt'" in message
+    for scheme in ("amqp", "memory", "redis", "sqla+sqlite", "stomp", "stomp+ssl"):
+        assert scheme in message
+    assert "secret" not in message
+
+
+@pytest.mark.parametrize("url", ["", "localhost:61613", None])
+def test_url_without_scheme(url: object) -> None:
+    with pytest.raises(ConfigurationError, match="no scheme"):
+        registry.open_transport(url)  # type: ignore[arg-type]
+
+
+def test_registered_scheme_is_opened_lazily(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(registry.SCHEMES, "fake", "tests.transport.fake_backend_does_not_exist:Nope")
+    with pytest.raises(ConfigurationError, match="not installed"):
+        registry.open_transport("fake://x")
+
+
+def test_register_scheme_points_at_a_class(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry, "SCHEMES", dict(registry.SCHEMES))
+    registry.register_scheme("Test", "tdm_messaging.testing:InMemoryTransport")
+    assert registry.SCHEMES["test"] == "tdm_messaging.testing:InMemoryTransport"
+    with pytest.raises(ConfigurationError, match="module:ClassName"):
+        registry.register_scheme("bad", "no-colon")
+
+
+def test_registry_errors_share_the_root() -> None:
+    assert issubclass(ConfigurationError, MessagingError)
+    assert isinstance(Transport, type)
+
+
+def test_redact() -> None:
+    assert registry._redact("amqp://u:pw@h:5672//") == "amqp://u:***@h:5672//"
+    assert registry._redact("memory://") == "memory://"

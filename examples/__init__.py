@@ -1,0 +1,1 @@
+"""Reference applications built on tdm_messaging: the TDM API server, the packager, sample data."""

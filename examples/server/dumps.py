@@ -1,0 +1,134 @@
+"""The dump endpoints' messaging: a lock-protected pool of transports and the package request/poll/delete flow.
+
+Transports are not thread-safe in general and waitress serves each request in one of a few
+threads, so a request *leases* a transport from :class:`TransportPool` for the duration of its
+broker work and gives it back afterwards; at most ``threads`` transports are ever open. A
+transport whose use raised is closed instead of returned, so a broken connection is never
+handed to the next request.
+
+The server keeps no job state: each poll reads the docset's reply queue (the broker holds the
+state), folds it into one status, and answers from that.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from tdm_messaging.server import PackagingClient
+from tdm_messaging.status import DocsetStatus, State
+from tdm_messaging.transport import Transport, open_transport
+
+__all__ = ["DumpService", "TransportPool", "pool_for_url"]
+
+log = logging.getLogger(__name__)
+
+
+class TransportPool:
+    """Hands out one transport per request thread at a time; keeps up to ``max_idle`` open between requests.
+
+    Args:
+        factory: opens a new transport (e.g. ``lambda: open_transport(url)``).
+        max_idle: how many idle transports to keep; more are closed when given back.
+    """
+
+    def __init__(self, factory: Callable[[], Transport], *, max_idle: int = 4) -> None:
+        self._factory = factory
+        self._max_idle = max_idle
+        self._idle: list[Transport] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @contextmanager
+    def lease(self) -> Iterator[Transport]:
+        """A transport for the calling thread alone until the block ends.
+
+        Raises:
+            MessagingError: opening a new transport failed (e.g. the broker is down).
+        """
+        with self._lock:
+            transport = self._idle.pop() if self._idle else None
+        if transport is None:
+            transport = self._factory()
+        try:
+            yield transport
+        except BaseException:
+            self._discard(transport)
+            raise
+        with self._lock:
+            if not self._closed and len(self._idle) < self._max_idle:
+                self._idle.append(transport)
+                return
+        self._discard(transport)
+
+    @staticmethod
+    def _discard(transport: Transport) -> None:
+        try:
+            transport.close()
+        except Exception:  # closing a broken connection may fail too; nothing more to do with it
+            log.debug("closing a discarded transport failed", exc_info=True)
+
+    def close(self) -> None:
+        """Close every idle transport; transports still leased are closed when given back."""
+        with self._lock:
+            idle, self._idle, self._closed = self._idle, [], True
+        for transport in idle:
+            self._discard(transport)
+
+
+def pool_for_url(url: str, *, max_idle: int) -> TransportPool:
+    """A pool of transports opened with :func:`tdm_messaging.transport.open_transport` on ``url``."""
+    return TransportPool(lambda: open_transport(url), max_idle=max_idle)
+
+
+@dataclass(frozen=True, slots=True)
+class Poll:
+    """What one dump request found: the docset's status, and whether this call sent a package request."""
+
+    status: DocsetStatus
+    requested: bool
+
+
+RETRYABLE_STATES = frozenset({State.FAILED, State.DELETED})
+
+
+class DumpService:
+    """The server side of the protocol, as the dump endpoints use it (one method per endpoint)."""
+
+    def __init__(self, pool: TransportPool) -> None:
+        self._pool = pool
+
+    def poll(self, docset_id: str, docset_url: str, *, retry: bool = False) -> Poll:
+        """Read the docset's status; request the package if none was ever requested (or, with
+        ``retry``, if the last one failed or was deleted)."""
+        with self._pool.lease() as transport:
+            client = PackagingClient(transport)
+            status = client.status(docset_id)
+            if status.state is State.UNKNOWN or (retry and status.state in RETRYABLE_STATES):
+                client.request_package(docset_id, docset_url)
+                log.info("requested the package of docset %s (was %s)", docset_id, status.state.name)
+                return Poll(client.status(docset_id), requested=True)
+            return Poll(status, requested=False)
+
+    def request(self, docset_id: str, docset_url: str) -> Poll:
+        """Request a fresh package whatever the status (a newer request supersedes older ones)."""
+        with self._pool.lease() as transport:
+            client = PackagingClient(transport)
+            client.request_package(docset_id, docset_url)
+            log.info("requested a fresh package of docset %s", docset_id)
+            return Poll(client.status(docset_id), requested=True)
+
+    def delete(self, docset_id: str) -> DocsetStatus:
+        """Ask the packager to delete the docset's package; return the status seen before asking
+        (``UNKNOWN``: there was nothing to delete, and nothing was sent)."""
+        with self._pool.lease() as transport:
+            client = PackagingClient(transport)
+            status = client.status(docset_id)
+            if status.state is not State.UNKNOWN:
+                archive_url = status.result.archive_url if status.result is not None else None
+                client.request_delete(docset_id, archive_url=archive_url)
+                log.info("requested deletion of the package of docset %s", docset_id)
+            return status

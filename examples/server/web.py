@@ -1,0 +1,145 @@
+"""HTTP plumbing for the Bottle app: JSON responses, JSON errors, the error-catching plugin, body and query parsing."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import bottle
+from pydantic import BaseModel, ValidationError
+
+__all__ = [
+    "ApiError",
+    "error_response",
+    "json_errors_plugin",
+    "json_response",
+    "query_int",
+    "read_json_body",
+]
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ApiError(Exception):
+    """An error answered to the client as ``{"error": {"code": ..., "message": ...}}`` with ``status``."""
+
+    def __init__(
+        self, status: int, code: str, message: str, *, headers: Mapping[str, str] | None = None, **extra: Any
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = dict(headers or {})
+        self.extra = extra
+
+
+def json_response(body: object, status: int = 200, headers: Mapping[str, str] | None = None) -> bottle.HTTPResponse:
+    """A JSON response (``application/json``) with ``status`` and extra ``headers``."""
+    all_headers = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+    all_headers.update(headers or {})
+    return bottle.HTTPResponse(json.dumps(body, ensure_ascii=False), status=status, headers=all_headers)
+
+
+def error_response(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None, **extra: Any
+) -> bottle.HTTPResponse:
+    """The JSON error body every failure uses."""
+    return json_response({"error": {"code": code, "message": message, **extra}}, status, headers)
+
+
+_DEFAULT_CODES = {
+    400: ("bad_request", "the request is malformed"),
+    404: ("not_found", "no such endpoint; see /api/openapi.json for the API"),
+    405: ("method_not_allowed", "this method is not allowed here; see /api/openapi.json"),
+    413: ("body_too_large", "the request body is too large"),
+    500: ("internal_error", "the server failed; the error was logged"),
+}
+
+
+def default_error_handler(error: bottle.HTTPError) -> bottle.HTTPResponse:
+    """Bottle's own errors (unknown route, wrong method, ...) as JSON, never HTML or a traceback."""
+    status = int(error.status_code)
+    code, message = _DEFAULT_CODES.get(status, ("http_error", str(error.status_line)))
+    headers = {"Allow": error.headers["Allow"]} if "Allow" in error.headers else None
+    if status >= 500:
+        log.error("unhandled error answered with %d: %s", status, error.exception or error.body)
+    return error_response(status, code, message, headers)
+
+
+def json_errors_plugin(callback: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a route: :class:`ApiError` becomes its JSON error; anything unexpected is logged and
+    answered as a JSON 500 (the traceback stays in the log, never in the response)."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return callback(*args, **kwargs)
+        except ApiError as exc:
+            return error_response(exc.status, exc.code, exc.message, exc.headers, **exc.extra)
+        except bottle.HTTPResponse:
+            raise
+        except Exception:
+            log.exception("error while serving %s %s", bottle.request.method, bottle.request.path)
+            return error_response(500, *_DEFAULT_CODES[500])
+
+    return wrapper
+
+
+def read_json_body(model: type[M], max_bytes: int) -> M:
+    """The request body, parsed as JSON and validated into ``model``.
+
+    Raises:
+        ApiError: 413 when larger than ``max_bytes``; 415 when not ``application/json``;
+            400 when not JSON; 422 naming each invalid field and why.
+    """
+    request = bottle.request
+    length = request.content_length
+    if length > max_bytes:
+        raise ApiError(413, "body_too_large", f"the request body has {length} bytes; the limit is {max_bytes}")
+    content_type = (request.content_type or "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"send the body as JSON with 'Content-Type: application/json' (got {content_type or 'none'!r})",
+        )
+    raw = request.environ["wsgi.input"].read(max_bytes + 1) if length < 0 else request.body.read()
+    if len(raw) > max_bytes:
+        raise ApiError(413, "body_too_large", f"the request body is larger than the limit of {max_bytes} bytes")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "invalid_json", f"the request body is not valid JSON: {exc}") from exc
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = [
+            {"field": ".".join(str(p) for p in err["loc"]) or "(body)", "problem": err["msg"]} for err in exc.errors()
+        ]
+        summary = "; ".join(f"{p['field']}: {p['problem']}" for p in problems)
+        raise ApiError(422, "invalid_body", f"the request body is invalid: {summary}", problems=problems) from exc
+
+
+def query_int(name: str, default: int, *, minimum: int, maximum: int | None = None) -> int:
+    """Query parameter ``name`` as an int within bounds, or ``default`` when absent.
+
+    Raises:
+        ApiError: 400 naming the parameter and the accepted range.
+    """
+    raw = bottle.request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    upper = f" and at most {maximum}" if maximum is not None else ""
+    try:
+        value = int(raw)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum or (maximum is not None and value > maximum):
+        raise ApiError(
+            400, "invalid_parameter", f"query parameter {name!r} must be an integer at least {minimum}{upper}"
+        )
+    return value

@@ -1,0 +1,187 @@
+"""Message <-> Envelope: the one bridge between the models and the transports (JSON and text/plain)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final
+
+from tdm_messaging.envelope import Envelope
+from tdm_messaging.errors import BodyTooLargeError, DecodeError, EncodeError
+from tdm_messaging.models import LEGACY_REQUEST_ID, Message, MessageBase
+from tdm_messaging.wire_json import decode_json, encode_json
+from tdm_messaging.wire_text import (
+    HEADER_DOCSET_ID,
+    HEADER_FORMATS,
+    HEADER_PROTOCOL_VERSION,
+    HEADER_REQUEST_ID,
+    HEADER_REQUESTED_AT,
+    HEADER_SEQUENCE,
+    HEADER_TIMESTAMP,
+    HEADER_TYPE,
+    decode_text,
+    encode_text,
+)
+
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "EPOCH_UTC",
+    "HEADER_DOCSET_ID",
+    "HEADER_FORMATS",
+    "HEADER_PROTOCOL_VERSION",
+    "HEADER_REQUESTED_AT",
+    "HEADER_REQUEST_ID",
+    "HEADER_SEQUENCE",
+    "HEADER_TIMESTAMP",
+    "HEADER_TYPE",
+    "JSON_CONTENT_TYPE",
+    "TEXT_CONTENT_TYPE",
+    "DecodeContext",
+    "decode",
+    "encode",
+    "guess_content_type",
+]
+
+JSON_CONTENT_TYPE: Final = "application/json"
+TEXT_CONTENT_TYPE: Final = "text/plain"
+DEFAULT_MAX_BODY_BYTES: Final = 1 << 20
+"""Bodies larger than this (1 MiB) are refused before parsing, unless the caller sets another limit."""
+EPOCH_UTC: Final = datetime(1970, 1, 1, tzinfo=UTC)
+"""The timestamp a seed text message gets when the caller gives no time of receipt."""
+
+_CHARSETS = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
+
+
+@dataclass(frozen=True)
+class DecodeContext:
+    """What a ``text/plain`` body cannot say for itself; ``tdm-*`` headers win over it.
+
+    Attributes:
+        docset_id: the docset, from the reply queue's name (``package/<docset id>``).
+        request_id: the request id; ``""`` (:data:`~tdm_messaging.models.LEGACY_REQUEST_ID`)
+            for seed messages, which carry none.
+        received_at: the message's timestamp; the caller supplies "now" (the core reads no clock).
+    """
+
+    docset_id: str | None = None
+    request_id: str = LEGACY_REQUEST_ID
+    received_at: datetime = EPOCH_UTC
+
+
+_DEFAULT_CONTEXT = DecodeContext()
+
+
+def encode(message: Message, content_type: str = JSON_CONTENT_TYPE) -> Envelope:
+    """Turn ``message`` into an envelope of ``content_type``.
+
+    The envelope carries headers ``tdm-type``, ``tdm-protocol-version``, ``tdm-docset-id``,
+    ``tdm-request-id``, ``tdm-sequence`` and ``tdm-timestamp`` (and, for a ``text/plain``
+    package request, ``tdm-requested-at`` and ``tdm-formats``), so that a text body
+    written here decodes back to the same message.
+
+    Args:
+        message: any protocol message.
+        content_type: ``application/json`` (the default) or ``text/plain``.
+
+    Returns:
+        The envelope to hand to a transport.
+
+    Raises:
+        EncodeError: ``content_type`` is neither, ``message`` is not a protocol message, or a
+            value cannot be written in ``text/plain`` (e.g. an archive URL containing spaces).
+    """
+    if not isinstance(message, MessageBase):
+        raise EncodeError(f"can only encode protocol messages, got {type(message).__name__}")
+    headers = {
+        HEADER_TYPE: message.type,
+        HEADER_PROTOCOL_VERSION: message.protocol_version,
+        HEADER_DOCSET_ID: message.docset_id,
+        HEADER_REQUEST_ID: message.request_id,
+        HEADER_SEQUENCE: str(message.sequence),
+        HEADER_TIMESTAMP: message.timestamp.isoformat(),
+    }
+    if content_type == JSON_CONTENT_TYPE:
+        return Envelope(encode_json(message), JSON_CONTENT_TYPE, headers)
+    if content_type == TEXT_CONTENT_TYPE:
+        body, extra = encode_text(message)
+        headers.update(extra)
+        return Envelope(body, TEXT_CONTENT_TYPE, headers)
+    raise EncodeError(
+        f"cannot encode to content type {content_type!r}; use {JSON_CONTENT_TYPE!r} or {TEXT_CONTENT_TYPE!r}"
+    )
+
+
+def decode(
+    envelope: Envelope,
+    *,
+    context: DecodeContext | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> Message:
+    """Turn an envelope back into a message.
+
+    The content type picks the format (``application/json`` or any ``+json`` type;
+    ``text/plain``); an empty content type is guessed from the body. A ``text/plain`` body
+    takes what it cannot say from the ``tdm-*`` headers, else from ``context``.
+
+    Args:
+        envelope: what the transport delivered.
+        context: defaults for ``text/plain`` bodies (docset id, request id, time of receipt).
+        max_body_bytes: refuse larger bodies before parsing them.
+
+    Returns:
+        The message (one of the classes of :data:`~tdm_messaging.models.Message`).
+
+    Raises:
+        BodyTooLargeError: the body is larger than ``max_body_bytes``.
+        UnsupportedVersionError: the message's protocol major version is not ours.
+        UnknownMessageTypeError: its ``type`` is not a message of this protocol.
+        DecodeError: anything else that makes the body unreadable, with the field or line.
+    """
+    body = envelope.body
+    if len(body) > max_body_bytes:
+        raise BodyTooLargeError(
+            f"body of {len(body)} bytes exceeds the limit of {max_body_bytes} bytes; "
+            "it was refused unread (raise max_body_bytes if such bodies are legitimate)"
+        )
+    kind = _format_of(envelope.content_type, body)
+    if kind == JSON_CONTENT_TYPE:
+        return decode_json(body)
+    ctx = context or _DEFAULT_CONTEXT
+    return decode_text(
+        body,
+        envelope.headers,
+        docset_id=ctx.docset_id,
+        request_id=ctx.request_id,
+        received_at=ctx.received_at,
+    )
+
+
+def guess_content_type(body: bytes) -> str:
+    """``application/json`` if ``body`` (after leading whitespace) opens a JSON object, else ``text/plain``."""
+    return JSON_CONTENT_TYPE if body.lstrip()[:1] == b"{" else TEXT_CONTENT_TYPE
+
+
+def _format_of(content_type: str, body: bytes) -> str:
+    if content_type == JSON_CONTENT_TYPE:  # the common case, before any parsing of parameters
+        return JSON_CONTENT_TYPE
+    media, _sep, params = content_type.partition(";")
+    media = media.strip().lower()
+    for param in params.split(";"):
+        name, _eq, value = param.partition("=")
+        charset = value.strip().strip('"').lower()
+        if name.strip().lower() == "charset" and charset not in _CHARSETS:
+            raise DecodeError(
+                f"content type {content_type!r}: charset {charset!r} is not supported; bodies are UTF-8",
+                excerpt=content_type,
+            )
+    if not media:
+        return guess_content_type(body)
+    if media == JSON_CONTENT_TYPE or media.endswith("+json"):
+        return JSON_CONTENT_TYPE
+    if media == TEXT_CONTENT_TYPE:
+        return TEXT_CONTENT_TYPE
+    raise DecodeError(
+        f"content type {content_type!r} is not a format of this protocol; "
+        f"expected {JSON_CONTENT_TYPE!r} or {TEXT_CONTENT_TYPE!r}",
+        excerpt=content_type,
+    )

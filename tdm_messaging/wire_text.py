@@ -1,0 +1,413 @@
+"""The seed's ``text/plain`` wire format (``Accepted. 45 seconds``, ``Complete: <url>``...), read and written.
+
+Rules (the forms are specified in ``docs/protocol.md``):
+
+- A body is UTF-8 lines separated by LF or CRLF. Trailing spaces, tabs and newlines are
+  ignored; anything else that is not one of the forms below is refused, quoting the line.
+- The first line says what the message is; the ``Key: value`` lines after it are the
+  message's other fields, each at most once, in any order.
+- What a line cannot say (docset id, request id, sequence, timestamp, ...) comes from the
+  ``tdm-*`` headers when present, which :func:`encode_text`'s caller writes, else from the
+  reader's context (the reply queue's docset id, the time of receipt).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, Final
+from urllib.parse import parse_qs, urlsplit
+
+from pydantic import ValidationError
+
+from tdm_messaging.errors import DecodeError, EncodeError
+from tdm_messaging.models import (
+    MESSAGE_TYPES,
+    PROTOCOL_VERSION,
+    Accepted,
+    Complete,
+    Deleted,
+    DeleteRequest,
+    Failed,
+    Message,
+    MessageBase,
+    PackageRequest,
+    Progress,
+)
+from tdm_messaging.wire_json import check_major, describe_validation_error
+
+__all__ = [
+    "HEADER_DOCSET_ID",
+    "HEADER_FORMATS",
+    "HEADER_PROTOCOL_VERSION",
+    "HEADER_REQUESTED_AT",
+    "HEADER_REQUEST_ID",
+    "HEADER_SEQUENCE",
+    "HEADER_TIMESTAMP",
+    "HEADER_TYPE",
+    "decode_text",
+    "encode_text",
+]
+
+HEADER_TYPE: Final = "tdm-type"
+HEADER_PROTOCOL_VERSION: Final = "tdm-protocol-version"
+HEADER_DOCSET_ID: Final = "tdm-docset-id"
+HEADER_REQUEST_ID: Final = "tdm-request-id"
+HEADER_SEQUENCE: Final = "tdm-sequence"
+HEADER_TIMESTAMP: Final = "tdm-timestamp"
+HEADER_REQUESTED_AT: Final = "tdm-requested-at"
+"""Package requests only: ``requested_at``, ISO 8601."""
+HEADER_FORMATS: Final = "tdm-formats"
+"""Package requests only: the formats, comma-separated (may be empty)."""
+
+_NUMBER = r"\d+(?:\.\d+)?(?:[eE][+-]?\d+)?"
+_SECONDS = re.compile(rf"({_NUMBER})[ \t]+seconds?")
+_ACCEPTED = re.compile(rf"Accepted\.(?:[ \t]+({_NUMBER})[ \t]+seconds?)?")
+_PROGRESS = re.compile(rf"Progress:[ \t]*(\d+)[ \t]*/[ \t]*(\d+)(?:[ \t]*\([ \t]*({_NUMBER})[ \t]*%[ \t]*\))?")
+_KEYED = re.compile(r"([A-Za-z][A-Za-z0-9-]*):[ \t]*(.*)")
+_EXPECTED_FIRST = (
+    "'Accepted.', 'Accepted. <n> seconds', 'Progress: <done>/<total> (<percent>%)', 'Complete: <url>', "
+    "'Failed: <reason>', 'Delete: <docset id>', 'Deleted: <docset id>' or a docset URL (http:// or https://)"
+)
+_UNESCAPE = re.compile(r"\\([\\nr])")
+_ESCAPES = {"\\": "\\", "n": "\n", "r": "\r"}
+_STRIP = " \t\r"
+
+
+# --- writing -------------------------------------------------------------------------------
+
+
+def encode_text(message: MessageBase) -> tuple[bytes, dict[str, str]]:
+    """The ``text/plain`` body of ``message``, and the extra headers its form needs.
+
+    The first line is the seed's (``Accepted. 45 seconds``, ``Complete: <url>``, ...), so a
+    seed peer reads it. The returned headers are only those particular to the text form
+    (``tdm-requested-at``, ``tdm-formats`` of a package request); the caller adds the
+    common ``tdm-*`` headers.
+
+    Raises:
+        EncodeError: a value cannot be written on one line (a URL with whitespace, a
+            content type with a line break).
+    """
+    extra: dict[str, str] = {}
+    if isinstance(message, Accepted):
+        lines = ["Accepted." if message.estimate_seconds is None else f"Accepted. {_seconds(message.estimate_seconds)}"]
+    elif isinstance(message, Progress):
+        lines = [f"Progress: {message.items_done}/{message.items_total} ({_number(message.percent)}%)"]
+        if message.eta_seconds is not None:
+            lines.append(f"ETA: {_seconds(message.eta_seconds)}")
+    elif isinstance(message, Complete):
+        lines = [f"Complete: {_url(message.archive_url, 'archive_url')}", f"Size: {message.size_bytes}"]
+        if message.sha256 is not None:
+            lines.append(f"SHA256: {message.sha256}")
+        if message.content_type != Complete.model_fields["content_type"].default:
+            lines.append(f"Content-Type: {_one_line(message.content_type, 'content_type')}")
+        if message.url_expires_at is not None:
+            lines.append(f"Expires: {message.url_expires_at.isoformat()}")
+    elif isinstance(message, Failed):
+        lines = [f"Failed: {_escape(message.reason)}", f"Retryable: {'yes' if message.retryable else 'no'}"]
+    elif isinstance(message, DeleteRequest | Deleted):
+        keyword = "Delete" if isinstance(message, DeleteRequest) else "Deleted"
+        lines = [f"{keyword}: {message.docset_id}"]
+        if message.archive_url is not None:
+            lines.append(f"Archive: {_url(message.archive_url, 'archive_url')}")
+    elif isinstance(message, PackageRequest):
+        lines = [message.docset_url]
+        extra[HEADER_REQUESTED_AT] = message.requested_at.isoformat()
+        extra[HEADER_FORMATS] = ",".join(message.formats)
+    else:
+        raise EncodeError(f"{type(message).__name__} has no text/plain form; use application/json")
+    return "\n".join(lines).encode(), extra
+
+
+def _number(value: float) -> str:
+    if value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(value)
+
+
+def _seconds(value: float) -> str:
+    return f"{_number(value)} second" if value == 1 else f"{_number(value)} seconds"
+
+
+def _one_line(value: str, field: str) -> str:
+    if "\n" in value or "\r" in value or value != value.strip(" \t") or not value:
+        raise EncodeError(
+            f"{field} {value!r} cannot be written in text/plain (empty, line break, or surrounding spaces); "
+            "fix the value or use application/json"
+        )
+    return value
+
+
+def _url(value: str, field: str) -> str:
+    if not value or any(ch.isspace() for ch in value):
+        raise EncodeError(f"{field} {value!r} contains whitespace; text/plain cannot carry it, use application/json")
+    return value
+
+
+def _escape(reason: str) -> str:
+    return reason.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def decode_text(
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    docset_id: str | None,
+    request_id: str,
+    received_at: datetime,
+) -> Message:
+    """Decode a ``text/plain`` body.
+
+    Args:
+        body: the wire body.
+        headers: the envelope's headers; ``tdm-*`` ones win over the arguments below.
+        docset_id: the docset when no header or line says it (the reply queue's docset).
+        request_id: the request id when no header says it (``""`` for seed messages).
+        received_at: the timestamp when no header says it.
+
+    Raises:
+        DecodeError: the body is not UTF-8, or a line is not one of the forms (quoted in
+            ``excerpt``), or a header is malformed, or the docset is unknown.
+        UnsupportedVersionError: ``tdm-protocol-version`` has another major version.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DecodeError(f"text/plain body is not UTF-8 (byte {exc.start}); send UTF-8 text") from None
+    lines = [line.rstrip(_STRIP) for line in text.rstrip(" \t\r\n").split("\n")]
+    first = lines[0]
+    if len(lines) == 1 and not first:
+        raise DecodeError(f"text/plain body is empty; expected one of {_EXPECTED_FIRST}", excerpt="")
+    reader = _Reader(headers, docset_id=docset_id, request_id=request_id, received_at=received_at)
+    for keyword, parse in _PARSERS:
+        if first.startswith(keyword):
+            return parse(reader, first, lines[1:])
+    if first.startswith(("http://", "https://")):
+        return _package_request(reader, first, lines[1:])
+    raise _line_error(1, first, f"not a message of this protocol; expected {_EXPECTED_FIRST}")
+
+
+def _line_error(number: int, line: str, problem: str) -> DecodeError:
+    return DecodeError(f"text/plain line {number} {line!r}: {problem}", excerpt=line)
+
+
+def _keyed_lines(rest: list[str], allowed: tuple[str, ...]) -> dict[str, str]:
+    """The ``Key: value`` lines after the first one, each known key at most once."""
+    found: dict[str, str] = {}
+    for offset, line in enumerate(rest):
+        number = offset + 2
+        match = _KEYED.fullmatch(line)
+        if not match:
+            why = "an empty line inside the body" if not line else "expected 'Key: value'"
+            raise _line_error(number, line, f"{why}; allowed keys here: {', '.join(allowed) or 'none'}")
+        key, value = match.groups()
+        if key not in allowed:
+            raise _line_error(number, line, f"unknown key {key!r}; allowed keys here: {', '.join(allowed) or 'none'}")
+        if key in found:
+            raise _line_error(number, line, f"{key!r} appears twice")
+        if not value:
+            raise _line_error(number, line, f"{key!r} has no value")
+        found[key] = value
+    return found
+
+
+def _parse_number(text: str, line_no: int, line: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _line_error(line_no, line, f"{text} is too large")
+    return value
+
+
+def _parse_seconds(line: str, value: str, line_no: int) -> float:
+    match = _SECONDS.fullmatch(value)
+    if not match:
+        raise _line_error(line_no, line, "expected '<number> seconds'")
+    return _parse_number(match.group(1), line_no, line)
+
+
+def _parse_datetime(text: str, where: str, excerpt: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise DecodeError(f"{where}: {text!r} is not an ISO 8601 date-time", excerpt=excerpt) from None
+    if value.tzinfo is None:
+        raise DecodeError(f"{where}: {text!r} has no time zone; add one, e.g. 'Z' or '+00:00'", excerpt=excerpt)
+    return value
+
+
+class _Reader:
+    """Fills the fields a text body cannot carry: headers first, then the reader's context."""
+
+    def __init__(
+        self, headers: Mapping[str, str], *, docset_id: str | None, request_id: str, received_at: datetime
+    ) -> None:
+        self.headers = headers
+        self.docset_id = docset_id
+        self.request_id = request_id
+        self.received_at = received_at
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name)
+
+    def timestamp(self) -> datetime:
+        text = self.header(HEADER_TIMESTAMP)
+        if text is None:
+            return self.received_at
+        return _parse_datetime(text, f"header {HEADER_TIMESTAMP}", text)
+
+    def build(self, kind: str, fields: dict[str, Any], *, body_docset_id: str | None = None) -> Message:
+        header_type = self.header(HEADER_TYPE)
+        if header_type is not None and header_type != kind:
+            raise DecodeError(
+                f"header {HEADER_TYPE} says {header_type!r} but the text/plain body is a {kind!r} message",
+                excerpt=header_type,
+            )
+        version = self.header(HEADER_PROTOCOL_VERSION) or PROTOCOL_VERSION
+        check_major(version)
+        header_docset = self.header(HEADER_DOCSET_ID)
+        docset_id = header_docset or body_docset_id or self.docset_id
+        if docset_id is None:
+            raise DecodeError(
+                f"a text/plain {kind!r} message does not say its docset: send header {HEADER_DOCSET_ID}, "
+                "or decode with DecodeContext(docset_id=...) (the reply queue's docset id)"
+            )
+        sequence_text = self.header(HEADER_SEQUENCE)
+        if sequence_text is not None and not sequence_text.isdigit():
+            raise DecodeError(
+                f"header {HEADER_SEQUENCE} must be a non-negative integer, got {sequence_text!r}",
+                excerpt=sequence_text,
+            )
+        fields.update(
+            type=kind,
+            protocol_version=version,
+            docset_id=docset_id,
+            request_id=self.header(HEADER_REQUEST_ID) if HEADER_REQUEST_ID in self.headers else self.request_id,
+            sequence=int(sequence_text) if sequence_text is not None else 0,
+            timestamp=self.timestamp(),
+        )
+        try:
+            return MESSAGE_TYPES[kind].model_validate(fields)  # type: ignore[return-value]
+        except ValidationError as exc:
+            raise DecodeError(describe_validation_error(exc, prefix=f"invalid text/plain {kind} message")) from None
+
+
+def _accepted(reader: _Reader, first: str, rest: list[str]) -> Message:
+    match = _ACCEPTED.fullmatch(first)
+    if not match:
+        raise _line_error(1, first, "expected 'Accepted.' or 'Accepted. <number> seconds'")
+    _keyed_lines(rest, ())
+    estimate = match.group(1)
+    return reader.build(
+        "accepted", {"estimate_seconds": None if estimate is None else _parse_number(estimate, 1, first)}
+    )
+
+
+def _progress(reader: _Reader, first: str, rest: list[str]) -> Message:
+    match = _PROGRESS.fullmatch(first)
+    if not match:
+        raise _line_error(1, first, "expected 'Progress: <done>/<total>' or 'Progress: <done>/<total> (<percent>%)'")
+    done, total, percent = int(match.group(1)), int(match.group(2)), match.group(3)
+    keyed = _keyed_lines(rest, ("ETA",))
+    fields: dict[str, Any] = {
+        "items_done": done,
+        "items_total": total,
+        "percent": _parse_number(percent, 1, first) if percent is not None else (100 * done / total if total else 0.0),
+    }
+    if "ETA" in keyed:
+        fields["eta_seconds"] = _parse_seconds(f"ETA: {keyed['ETA']}", keyed["ETA"], 2 + list(keyed).index("ETA"))
+    return reader.build("progress", fields)
+
+
+def _complete(reader: _Reader, first: str, rest: list[str]) -> Message:
+    url = first[len("Complete:") :].lstrip(" \t")
+    if not url or any(ch.isspace() for ch in url):
+        raise _line_error(1, first, "expected 'Complete: <archive url>' (one URL, no spaces)")
+    keyed = _keyed_lines(rest, ("Size", "SHA256", "Content-Type", "Expires"))
+    if "Size" not in keyed:
+        raise _line_error(1, first, "a 'Size: <bytes>' line must follow")
+    if not keyed["Size"].isdigit():
+        line = f"Size: {keyed['Size']}"
+        raise _line_error(2 + list(keyed).index("Size"), line, "expected 'Size: <bytes>' (a whole number)")
+    fields: dict[str, Any] = {"archive_url": url, "size_bytes": int(keyed["Size"])}
+    if "SHA256" in keyed:
+        fields["sha256"] = keyed["SHA256"]
+    if "Content-Type" in keyed:
+        fields["content_type"] = keyed["Content-Type"]
+    if "Expires" in keyed:
+        line = f"Expires: {keyed['Expires']}"
+        fields["url_expires_at"] = _parse_datetime(keyed["Expires"], f"text/plain line {line!r}", line)
+    return reader.build("complete", fields)
+
+
+def _failed(reader: _Reader, first: str, rest: list[str]) -> Message:
+    reason = first[len("Failed:") :].lstrip(" \t")
+    if not reason:
+        raise _line_error(1, first, "expected 'Failed: <reason>' with a reason")
+    keyed = _keyed_lines(rest, ("Retryable",))
+    retryable = keyed.get("Retryable", "no")
+    if retryable not in ("yes", "no"):
+        raise _line_error(2, f"Retryable: {retryable}", "expected 'Retryable: yes' or 'Retryable: no'")
+    text = _UNESCAPE.sub(lambda m: _ESCAPES[m.group(1)], reason)
+    return reader.build("failed", {"reason": text, "retryable": retryable == "yes"})
+
+
+def _delete_like(kind: str, keyword: str) -> Callable[[_Reader, str, list[str]], Message]:
+    def parse(reader: _Reader, first: str, rest: list[str]) -> Message:
+        docset_id = first[len(keyword) :].lstrip(" \t")
+        if not docset_id or any(ch.isspace() for ch in docset_id):
+            raise _line_error(1, first, f"expected '{keyword} <docset id>'")
+        header_docset = reader.header(HEADER_DOCSET_ID)
+        if header_docset is not None and header_docset != docset_id:
+            raise _line_error(
+                1, first, f"the body names docset {docset_id!r} but header {HEADER_DOCSET_ID} says {header_docset!r}"
+            )
+        keyed = _keyed_lines(rest, ("Archive",))
+        return reader.build(kind, {"archive_url": keyed.get("Archive")}, body_docset_id=docset_id)
+
+    return parse
+
+
+def _package_request(reader: _Reader, first: str, rest: list[str]) -> Message:
+    if rest:
+        raise _line_error(2, rest[0], "a package request is the docset URL alone, on one line")
+    parts = urlsplit(first)
+    segments = [segment for segment in parts.path.split("/") if segment]
+    url_docset = segments[-1] if segments else None
+    if reader.header(HEADER_DOCSET_ID) is None and url_docset is None:
+        raise _line_error(1, first, "the docset id (the URL's last path segment) is missing")
+    header_formats = reader.header(HEADER_FORMATS)
+    if header_formats is not None:
+        formats: tuple[str, ...] = tuple(f for f in header_formats.split(",") if f)
+    else:
+        fmt = parse_qs(parts.query, keep_blank_values=True).get("fmt")
+        formats = tuple(f for value in fmt for f in value.split(",") if f) if fmt is not None else ("meta", "txt")
+    requested_text = reader.header(HEADER_REQUESTED_AT)
+    requested_at = (
+        _parse_datetime(requested_text, f"header {HEADER_REQUESTED_AT}", requested_text)
+        if requested_text is not None
+        else reader.timestamp()
+    )
+    docset_id = reader.header(HEADER_DOCSET_ID) or url_docset
+    fields: dict[str, Any] = {
+        "docset_url": first,
+        "formats": formats,
+        "reply_to": f"package/{docset_id}",
+        "requested_at": requested_at,
+    }
+    return reader.build("package_request", fields, body_docset_id=url_docset)
+
+
+_PARSERS: tuple[tuple[str, Callable[[_Reader, str, list[str]], Message]], ...] = (
+    ("Accepted.", _accepted),
+    ("Progress:", _progress),
+    ("Complete:", _complete),
+    ("Failed:", _failed),
+    ("Deleted:", _delete_like("deleted", "Deleted:")),
+    ("Delete:", _delete_like("delete_request", "Delete:")),
+)

@@ -1,0 +1,221 @@
+"""Settings of the kombu backend: parsed from URL query parameters, frozen, and the capabilities of each broker."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from tdm_messaging.errors import ConfigurationError
+from tdm_messaging.transport.base import Capabilities
+
+__all__ = [
+    "DEFAULT_REPLY_TTL",
+    "Backend",
+    "KombuSettings",
+    "capabilities_of",
+    "parse_kombu_url",
+    "redact",
+]
+
+DEFAULT_REPLY_TTL = 86400.0
+"""Seconds an idle reply queue lives (AMQP ``x-expires``) or a reply stays readable (lazy expiry)."""
+
+
+class Backend(enum.Enum):
+    """The kind of broker behind a kombu URL; decides queue arguments and capabilities."""
+
+    AMQP = "amqp"
+    REDIS = "redis"
+    SQLITE = "sqlite"
+    MEMORY = "memory"
+
+
+_SCHEME_BACKEND = {
+    "amqp": Backend.AMQP,
+    "amqps": Backend.AMQP,
+    "redis": Backend.REDIS,
+    "rediss": Backend.REDIS,
+    "sqla+sqlite": Backend.SQLITE,
+    "memory": Backend.MEMORY,
+}
+
+# Query parameters that belong to kombu/redis-py and stay in the URL handed to kombu.
+_PASSTHROUGH = frozenset({"ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile"})
+
+_CAPABILITIES = {
+    Backend.AMQP: Capabilities(
+        queue_expiry=True,
+        message_expiry=True,
+        nack_requeue=True,
+        dead_lettering=True,
+        cross_process=True,
+        delete_queue=True,
+        confirms=True,
+    ),
+    # Virtual transports: no broker-side expiry (lazy expiry instead), kombu's
+    # reject(requeue=True) restores the message, writes are synchronous but unconfirmed.
+    Backend.REDIS: Capabilities(
+        queue_expiry=False,
+        message_expiry=False,
+        nack_requeue=True,
+        dead_lettering=False,
+        cross_process=True,
+        delete_queue=True,
+        confirms=False,
+    ),
+    Backend.SQLITE: Capabilities(
+        queue_expiry=False,
+        message_expiry=False,
+        nack_requeue=True,
+        dead_lettering=False,
+        cross_process=True,
+        delete_queue=True,
+        confirms=False,
+    ),
+    Backend.MEMORY: Capabilities(
+        queue_expiry=False,
+        message_expiry=False,
+        nack_requeue=True,
+        dead_lettering=False,
+        cross_process=False,
+        delete_queue=True,
+        confirms=False,
+    ),
+}
+
+
+def capabilities_of(backend: Backend) -> Capabilities:
+    """What ``backend`` can do (see :class:`~tdm_messaging.transport.base.Capabilities`)."""
+    return _CAPABILITIES[backend]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class KombuSettings:
+    """Settings of one :class:`~tdm_messaging.transport.kombu_backend.KombuTransport`.
+
+    Attributes:
+        url: the URL handed to kombu, with this library's own query parameters removed.
+        display_url: the URL as given, password replaced by ``***`` (for messages and logs).
+        backend: which broker kind the scheme names.
+        reply_ttl: seconds; AMQP reply queues are declared with ``x-expires`` = ``reply_ttl * 1000``;
+            elsewhere replies are stamped to expire after it (lazy expiry).
+        quorum: declare permanent and dead-letter queues as RabbitMQ quorum queues.
+        confirm_timeout: seconds to wait for a publisher confirm before
+            :class:`~tdm_messaging.errors.SendNotConfirmedError`.
+        heartbeat: AMQP heartbeat in seconds (0 disables); kept alive by a helper thread.
+        connect_timeout: seconds to wait for the broker when connecting.
+        poll_interval: seconds between polls of an idle queue on Redis-less virtual
+            transports (SQLite, memory) while consuming.
+        retry_max: most seconds between reconnect attempts while consuming.
+    """
+
+    url: str
+    display_url: str
+    backend: Backend
+    reply_ttl: float = DEFAULT_REPLY_TTL
+    quorum: bool = False
+    confirm_timeout: float = 10.0
+    heartbeat: float = 60.0
+    connect_timeout: float = 5.0
+    poll_interval: float = 0.1
+    retry_max: float = 10.0
+
+    @property
+    def reply_ttl_ms(self) -> int:
+        """``reply_ttl`` in whole milliseconds (at least 1)."""
+        return max(1, round(self.reply_ttl * 1000))
+
+
+_FLOATS = {
+    "reply_ttl": (0.001, "seconds an idle reply queue lives, e.g. reply_ttl=86400"),
+    "confirm_timeout": (0.001, "seconds to wait for a publisher confirm, e.g. confirm_timeout=10"),
+    "heartbeat": (0.0, "AMQP heartbeat seconds, 0 to disable, e.g. heartbeat=60"),
+    "connect_timeout": (0.001, "seconds to wait when connecting, e.g. connect_timeout=5"),
+    "poll_interval": (0.001, "seconds between polls of an idle SQLite/memory queue, e.g. poll_interval=0.1"),
+    "retry_max": (0.001, "most seconds between reconnect attempts, e.g. retry_max=10"),
+}
+_BOOLS = {"quorum": "declare permanent queues as RabbitMQ quorum queues: quorum=true|false"}
+_OTHER = {"dialect": "only 'plain' (logical names as they are) for kombu URLs"}
+_VALID = sorted([*_FLOATS, *_BOOLS, *_OTHER, *_PASSTHROUGH])
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def redact(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (URLs end up in messages and logs)."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url.split("@", 1)[-1] if "@" in url else url
+    if not password:
+        return url
+    return url.replace(f":{password}@", ":***@", 1)
+
+
+def parse_kombu_url(url: str) -> KombuSettings:
+    """Parse a kombu broker URL and this library's query parameters into settings.
+
+    Accepted schemes: ``amqp``, ``amqps``, ``redis``, ``rediss``, ``sqla+sqlite``, ``memory``.
+    Our parameters (``reply_ttl``, ``quorum``, ``confirm_timeout``, ``heartbeat``,
+    ``connect_timeout``, ``poll_interval``, ``retry_max``, ``dialect=plain``) are removed
+    before the URL goes to kombu; redis TLS parameters (``ssl_cert_reqs`` ...) are kept.
+
+    Raises:
+        ConfigurationError: unknown scheme, unknown parameter (the message lists the valid
+            ones), or a value that is not a number / boolean in range.
+    """
+    if not isinstance(url, str) or "://" not in url:
+        raise ConfigurationError(f"broker URL {url!r} has no scheme; expected e.g. 'amqp://host:5672//'")
+    display = redact(url)
+    scheme = url.split("://", 1)[0].lower()
+    backend = _SCHEME_BACKEND.get(scheme)
+    if backend is None:
+        raise ConfigurationError(
+            f"{display}: scheme {scheme!r} is not a kombu transport of this library; use one of "
+            + ", ".join(sorted(_SCHEME_BACKEND))
+        )
+    base, _, query = url.partition("?")
+    values: dict[str, object] = {}
+    kept: list[tuple[str, str]] = []
+    for name, raw in parse_qsl(query, keep_blank_values=True):
+        if name in _PASSTHROUGH:
+            kept.append((name, raw))
+        elif name in _FLOATS:
+            values[name] = _parse_float(name, raw, display)
+        elif name in _BOOLS:
+            values[name] = _parse_bool(name, raw, display)
+        elif name == "dialect":
+            if raw.lower() != "plain":
+                raise ConfigurationError(
+                    f"{display}: dialect={raw!r} is not valid for a kombu URL; kombu transports use the "
+                    "logical queue names as they are (dialect=plain), or leave the parameter out"
+                )
+        else:
+            raise ConfigurationError(
+                f"{display}: unknown parameter {name!r}; valid parameters are " + ", ".join(_VALID)
+            )
+    if values.get("quorum") and backend is not Backend.AMQP:
+        raise ConfigurationError(f"{display}: quorum=true needs RabbitMQ (amqp:// or amqps://)")
+    kombu_url = base + ("?" + urlencode(kept) if kept else "")
+    return KombuSettings(url=kombu_url, display_url=display, backend=backend, **values)  # type: ignore[arg-type]
+
+
+def _parse_float(name: str, raw: str, display: str) -> float:
+    minimum, hint = _FLOATS[name]
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value >= minimum or value == float("inf"):
+        raise ConfigurationError(f"{display}: {name}={raw!r} is not valid; give {hint} (at least {minimum:g})")
+    return value
+
+
+def _parse_bool(name: str, raw: str, display: str) -> bool:
+    if raw.lower() in _TRUE:
+        return True
+    if raw.lower() in _FALSE:
+        return False
+    raise ConfigurationError(f"{display}: {name}={raw!r} is not valid; {_BOOLS[name]}")

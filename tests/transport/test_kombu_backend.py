@@ -1,0 +1,556 @@
+"""The kombu backend against real RabbitMQ (AMQP), Redis (db 15), SQLite files and isolated memory brokers."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tdm_messaging.destinations import Destination, DestinationKind, reply_queue
+from tdm_messaging.envelope import Envelope
+from tdm_messaging.errors import (
+    BrokerRefusedError,
+    BrokerUnavailableError,
+    ConfigurationError,
+    MessagingError,
+    TransportClosedError,
+)
+from tdm_messaging.transport import kombu_backend
+from tdm_messaging.transport.base import Delivery
+from tdm_messaging.transport.expiry import EXPIRES_AT_HEADER
+from tdm_messaging.transport.kombu_backend import KombuTransport
+from tdm_messaging.transport.kombu_settings import Backend, parse_kombu_url, redact
+from tests.conftest import broker_url
+
+BACKENDS = ["memory", "sqlite", "redis", "amqp"]
+JSON_BODY = b'{"type": "accepted", "estimate_seconds": 45, "note": "caf\xc3\xa9"}'
+TEXT_BODY = b"Accepted. 45 seconds\r\n  trailing spaces kept  "
+
+
+def _url(kind: str, tmp_path: Path, params: str = "") -> str:
+    if kind == "memory":
+        base = "memory://"
+    elif kind == "sqlite":
+        base = f"sqla+sqlite:///{tmp_path}/broker.db"
+    elif kind == "redis":
+        base = broker_url("redis")
+    else:
+        base = broker_url("rabbitmq-amqp")
+    if not params:
+        return base
+    return base + ("&" if "?" in base else "?") + params
+
+
+@pytest.fixture(params=BACKENDS)
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def transport(kind: str, tmp_path: Path) -> Iterator[KombuTransport]:
+    t = KombuTransport.from_url(_url(kind, tmp_path))
+    yield t
+    t.close()
+
+
+def _work_queue() -> Destination:
+    return Destination(f"test/work-{uuid.uuid4().hex}", DestinationKind.PERMANENT)
+
+
+def _reply() -> Destination:
+    return reply_queue(f"kombu-{uuid.uuid4().hex}")
+
+
+def _consume_until(t: KombuTransport, dests: list[Destination], handler: Any, n: int, prefetch: int = 1) -> None:
+    """Consume until the handler saw ``n`` deliveries (or give up after a generous deadline)."""
+    stop = threading.Event()
+    seen = 0
+
+    def counting(delivery: Delivery) -> None:
+        nonlocal seen
+        handler(delivery)
+        seen += 1
+        if seen >= n:
+            stop.set()
+
+    timer = threading.Timer(60, stop.set)
+    timer.start()
+    try:
+        t.consume(dests, counting, prefetch=prefetch, stop=stop)
+    finally:
+        timer.cancel()
+
+
+# ------------------------------------------------------------------ settings (no broker)
+def test_settings_strip_our_parameters_and_keep_kombu_ones() -> None:
+    s = parse_kombu_url("rediss://:pw@host:6380/0?reply_ttl=2.5&ssl_cert_reqs=required&heartbeat=0")
+    assert s.url == "rediss://:pw@host:6380/0?ssl_cert_reqs=required"
+    assert s.reply_ttl == 2.5
+    assert s.reply_ttl_ms == 2500
+    assert s.heartbeat == 0
+    assert s.backend is Backend.REDIS
+    assert "pw" not in s.display_url
+
+
+def test_settings_defaults_and_quorum() -> None:
+    s = parse_kombu_url("amqp://guest:guest@127.0.0.1:5672//?quorum=true&dialect=plain")
+    assert s.quorum is True
+    assert s.url == "amqp://guest:guest@127.0.0.1:5672//"
+    assert s.reply_ttl == 86400
+    assert parse_kombu_url("sqla+sqlite:////tmp/x.db").url == "sqla+sqlite:////tmp/x.db"
+
+
+def test_unknown_parameter_lists_valid_ones() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        parse_kombu_url("amqp://u:secret@h//?reply_tl=5")
+    message = str(info.value)
+    assert "'reply_tl'" in message
+    for name in ("reply_ttl", "quorum", "confirm_timeout", "heartbeat"):
+        assert name in message
+    assert "secret" not in message
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("amqp://h//?reply_ttl=soon", "reply_ttl='soon'"),
+        ("amqp://h//?reply_ttl=0", "reply_ttl='0'"),
+        ("amqp://h//?heartbeat=-1", "heartbeat='-1'"),
+        ("amqp://h//?quorum=maybe", "quorum='maybe'"),
+        ("redis://h/0?quorum=true", "needs RabbitMQ"),
+        ("amqp://h//?dialect=rabbitmq", "dialect='rabbitmq'"),
+        ("stomp://h:61613", "not a kombu transport"),
+        ("no-scheme", "no scheme"),
+    ],
+)
+def test_bad_settings_are_configuration_errors(url: str, fragment: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        parse_kombu_url(url)
+    assert fragment in str(info.value)
+    assert isinstance(info.value, MessagingError)
+
+
+@given(st.text(alphabet="abcXYZ019-_.~", min_size=1, max_size=20))
+def test_redact_never_leaks_the_password(password: str) -> None:
+    redacted = redact(f"amqp://user:{password}@host:5672//")
+    assert redacted == "amqp://user:***@host:5672//"
+
+
+# ------------------------------------------------------------------ every backend
+def test_round_trip_json_and_text_byte_exact(transport: KombuTransport) -> None:
+    q = _reply()
+    transport.send(q, Envelope(JSON_BODY, "application/json", {"tdm-type": "accepted", "tdm-sequence": "1"}))
+    transport.send(q, Envelope(TEXT_BODY, "text/plain"), persistent=False)
+    with transport.read(q) as batch:
+        first, second = batch.envelopes
+        batch.ack()
+    assert first.body == JSON_BODY
+    assert first.content_type == "application/json"
+    assert first.header("tdm-type") == "accepted"
+    assert first.header("tdm-sequence") == "1"
+    assert second.body == TEXT_BODY
+    assert second.content_type == "text/plain"
+    assert set(second.headers) <= {EXPIRES_AT_HEADER}
+    transport.delete(q)
+
+
+def test_read_of_an_empty_or_missing_queue(transport: KombuTransport) -> None:
+    q = _reply()
+    with transport.read(q) as batch:
+        assert list(batch.envelopes) == []
+        batch.ack()
+    transport.delete(q)
+
+
+def test_read_limit_and_ack_removes_only_what_was_read(transport: KombuTransport) -> None:
+    q = _work_queue()
+    for i in range(5):
+        transport.send(q, Envelope(str(i).encode(), "text/plain"))
+    with transport.read(q, limit=2) as batch:
+        assert [e.body for e in batch.envelopes] == [b"0", b"1"]
+        batch.ack()
+    with transport.read(q) as batch:
+        assert [e.body for e in batch.envelopes] == [b"2", b"3", b"4"]
+        batch.ack()
+    with transport.read(q) as batch:
+        assert list(batch.envelopes) == []
+    with pytest.raises(ValueError, match="limit"):
+        transport.read(q, limit=0)
+    transport.delete(q)
+
+
+def test_release_gives_messages_back_in_order(transport: KombuTransport) -> None:
+    q = _reply()
+    for i in range(3):
+        transport.send(q, Envelope(f"m{i}".encode(), "text/plain"))
+    with transport.read(q) as batch:
+        assert len(batch.envelopes) == 3
+    with transport.read(q) as batch:
+        assert [e.body for e in batch.envelopes] == [b"m0", b"m1", b"m2"]
+        batch.release()
+        batch.release()  # idempotent
+    try:
+        with transport.read(q) as batch:
+            raise RuntimeError("reader crashed")
+    except RuntimeError:
+        pass
+    with transport.read(q) as batch:
+        assert [e.body for e in batch.envelopes] == [b"m0", b"m1", b"m2"]
+        batch.ack()
+    transport.delete(q)
+
+
+def test_consume_acks_after_handler_and_handler_may_send(transport: KombuTransport) -> None:
+    requests, replies = _work_queue(), _reply()
+    for i in range(3):
+        transport.send(requests, Envelope(f"job{i}".encode(), "text/plain", {"tdm-n": str(i)}))
+    seen: list[bytes] = []
+
+    def handler(delivery: Delivery) -> None:
+        assert delivery.destination == requests
+        seen.append(delivery.envelope.body)
+        transport.send(replies, Envelope(b"done " + delivery.envelope.body, "text/plain"))
+
+    _consume_until(transport, [requests], handler, 3, prefetch=2)
+    assert seen == [b"job0", b"job1", b"job2"]
+    with transport.read(requests) as batch:
+        assert list(batch.envelopes) == []  # all acknowledged
+    with transport.read(replies) as batch:
+        assert sorted(e.body for e in batch.envelopes) == [b"done job0", b"done job1", b"done job2"]
+        batch.ack()
+    transport.delete(requests)
+    transport.delete(replies)
+
+
+def test_handler_raising_leaves_the_message_for_redelivery(transport: KombuTransport) -> None:
+    q = _work_queue()
+    transport.send(q, Envelope(b"poison?", "text/plain"))
+    stop = threading.Event()
+
+    def failing(delivery: Delivery) -> None:
+        raise KeyError("handler bug")
+
+    with pytest.raises(KeyError):
+        transport.consume([q], failing, stop=stop)
+    redeliveries: list[Delivery] = []
+    _consume_until(transport, [q], redeliveries.append, 1)
+    assert [d.envelope.body for d in redeliveries] == [b"poison?"]
+    assert redeliveries[0].redelivered
+    transport.delete(q)
+
+
+def test_consume_several_destinations(transport: KombuTransport) -> None:
+    a, b = _work_queue(), _work_queue()
+    transport.send(a, Envelope(b"a", "text/plain"))
+    transport.send(b, Envelope(b"b", "text/plain"))
+    got: dict[str, bytes] = {}
+    _consume_until(transport, [a, b], lambda d: got.__setitem__(d.destination.name, d.envelope.body), 2)
+    assert got == {a.name: b"a", b.name: b"b"}
+    transport.delete(a)
+    transport.delete(b)
+
+
+def test_consume_stops_when_asked_and_rejects_bad_arguments(transport: KombuTransport) -> None:
+    stop = threading.Event()
+    stop.set()
+    transport.consume([_work_queue()], lambda d: None, stop=stop)  # returns at once
+    with pytest.raises(ValueError, match="prefetch"):
+        transport.consume([_work_queue()], lambda d: None, prefetch=0, stop=stop)
+    with pytest.raises(ValueError, match="destination"):
+        transport.consume([], lambda d: None, stop=stop)
+
+
+def test_delete_removes_queue_and_contents(transport: KombuTransport) -> None:
+    q = _work_queue()
+    transport.send(q, Envelope(b"x", "text/plain"))
+    transport.delete(q)
+    transport.delete(q)  # deleting a missing queue is fine
+    with transport.read(q) as batch:
+        assert list(batch.envelopes) == []
+    transport.delete(q)
+
+
+def test_closed_transport_refuses_use(kind: str, tmp_path: Path) -> None:
+    t = KombuTransport.from_url(_url(kind, tmp_path))
+    t.close()
+    t.close()
+    with pytest.raises(TransportClosedError, match="closed"):
+        t.send(_work_queue(), Envelope(b"x", "text/plain"))
+    with pytest.raises(TransportClosedError):
+        t.read(_work_queue())
+
+
+def test_capabilities_per_backend(transport: KombuTransport, kind: str) -> None:
+    caps = transport.capabilities
+    assert caps.queue_expiry == caps.confirms == caps.dead_lettering == (kind == "amqp")
+    assert caps.cross_process == (kind != "memory")
+    assert caps.nack_requeue and caps.delete_queue
+
+
+# ------------------------------------------------------------------ lazy expiry (redis, sqlite, memory)
+@pytest.mark.parametrize("lazy_kind", ["memory", "sqlite", "redis"])
+def test_lazy_expiry_drops_stale_replies_then_the_queue(
+    lazy_kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [1_000_000]
+    monkeypatch.setattr(kombu_backend, "_now_ms", lambda: clock[0])
+    with KombuTransport.from_url(_url(lazy_kind, tmp_path, "reply_ttl=10")) as t:
+        assert isinstance(t, KombuTransport)
+        q = _reply()
+        t.send(q, Envelope(b"old", "text/plain"))
+        clock[0] += 5_000
+        t.send(q, Envelope(b"new", "text/plain"))
+        with t.read(q) as batch:
+            assert [e.header(EXPIRES_AT_HEADER) for e in batch.envelopes] == ["1010000", "1015000"]
+        clock[0] += 6_000  # "old" expired, "new" has 4 s left
+        with t.read(q) as batch:
+            assert [e.body for e in batch.envelopes] == [b"new"]
+        clock[0] += 10_000  # everything expired
+        with t.read(q) as batch:
+            assert list(batch.envelopes) == []
+        # the queue was deleted, not only emptied
+        if lazy_kind == "redis":
+            client = t._base_channel().client
+            assert client.exists(q.name) == 0
+        elif lazy_kind == "sqlite":
+            rows = sqlite3.connect(tmp_path / "broker.db").execute(
+                "SELECT count(*) FROM kombu_queue WHERE name = ?", (q.name,)
+            )
+            assert rows.fetchone() == (0,)
+        else:
+            assert q.name not in t._base_channel().queues
+
+
+def test_lazy_expiry_never_touches_permanent_queues(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [0]
+    monkeypatch.setattr(kombu_backend, "_now_ms", lambda: clock[0])
+    with KombuTransport.from_url("memory://?reply_ttl=1") as t:
+        q = _work_queue()
+        t.send(q, Envelope(b"job", "text/plain", {EXPIRES_AT_HEADER: "1"}))
+        clock[0] = 10**12
+        with t.read(q) as batch:
+            assert [e.body for e in batch.envelopes] == [b"job"]
+
+
+# ------------------------------------------------------------------ SQLite specifics
+def test_sqlite_ack_leaves_no_rows_behind(tmp_path: Path) -> None:
+    with KombuTransport.from_url(_url("sqlite", tmp_path)) as t:
+        q = _work_queue()
+        for i in range(4):
+            t.send(q, Envelope(str(i).encode(), "text/plain"))
+        with t.read(q) as batch:
+            batch.ack()
+        t.send(q, Envelope(b"consumed", "text/plain"))
+        _consume_until(t, [q], lambda d: None, 1)
+        rows = sqlite3.connect(tmp_path / "broker.db").execute("SELECT count(*) FROM kombu_message")
+        assert rows.fetchone() == (0,)
+
+
+def test_sqlite_is_visible_across_processes(tmp_path: Path) -> None:
+    url = _url("sqlite", tmp_path)
+    q = _reply()
+    script = (
+        "from tdm_messaging.transport.kombu_backend import KombuTransport\n"
+        "from tdm_messaging.destinations import reply_queue\n"
+        "from tdm_messaging.envelope import Envelope\n"
+        f"t = KombuTransport.from_url({url!r})\n"
+        f"t.send(reply_queue({q.docset_id!r}), Envelope(b'from the other process', 'text/plain', {{'tdm-x': 'y'}}))\n"
+        "t.close()\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    with KombuTransport.from_url(url) as t, t.read(q) as batch:
+        assert [(e.body, e.header("tdm-x")) for e in batch.envelopes] == [(b"from the other process", "y")]
+        batch.ack()
+
+
+def test_sqlite_unusable_path_is_unavailable(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(BrokerUnavailableError, match="check that the broker"):
+        KombuTransport.from_url(f"sqla+sqlite:///{blocker}/broker.db")
+
+
+# ------------------------------------------------------------------ memory specifics
+def test_memory_transports_are_isolated_unless_named() -> None:
+    q = _work_queue()
+    with KombuTransport.from_url("memory://") as a, KombuTransport.from_url("memory://") as b:
+        a.send(q, Envelope(b"only in a", "text/plain"))
+        with b.read(q) as batch:
+            assert list(batch.envelopes) == []
+        with a.read(q) as batch:
+            assert [e.body for e in batch.envelopes] == [b"only in a"]
+    name = f"memory://shared-{uuid.uuid4().hex}"
+    with KombuTransport.from_url(name) as a, KombuTransport.from_url(name) as b:
+        a.send(q, Envelope(b"shared", "text/plain"))
+        with b.read(q) as batch:
+            assert [e.body for e in batch.envelopes] == [b"shared"]
+            batch.ack()
+
+
+# ------------------------------------------------------------------ RabbitMQ (AMQP) specifics
+@pytest.fixture
+def amqp_url() -> str:
+    return broker_url("rabbitmq-amqp")
+
+
+def _raw_channel(url: str) -> tuple[Any, Any]:
+    import kombu
+
+    kombu_module: Any = kombu
+    conn = kombu_module.Connection(parse_kombu_url(url).url)
+    conn.connect()
+    return conn, conn.channel()
+
+
+def _queue_exists(url: str, name: str) -> bool:
+    import amqp.exceptions
+
+    conn, channel = _raw_channel(url)
+    try:
+        channel.queue_declare(queue=name, passive=True)
+        return True
+    except amqp.exceptions.NotFound:
+        return False
+    finally:
+        conn.release()
+
+
+def test_amqp_confirmed_send(amqp_url: str) -> None:
+    with KombuTransport.from_url(amqp_url + "?confirm_timeout=5") as t:
+        q = _reply()
+        for i in range(3):
+            t.send(q, Envelope(str(i).encode(), "text/plain"), confirm=True)
+        t.send(q, Envelope(b"unconfirmed", "text/plain"))
+        with t.read(q) as batch:
+            assert [e.body for e in batch.envelopes] == [b"0", b"1", b"2", b"unconfirmed"]
+            batch.ack()
+        t.delete(q)
+
+
+def test_amqp_reply_queue_declared_with_x_expires(amqp_url: str) -> None:
+    with KombuTransport.from_url(amqp_url + "?reply_ttl=300") as t:
+        q = _reply()
+        t.declare(q)
+        t.declare(q)  # identical every time
+        t.send(q, Envelope(b"x", "text/plain"))
+        conn, channel = _raw_channel(amqp_url)
+        try:
+            # the same arguments are accepted, any other are refused: proves what was declared
+            channel.queue_declare(
+                queue=q.name, durable=True, exclusive=False, auto_delete=False, arguments={"x-expires": 300_000}
+            )
+        finally:
+            conn.release()
+        with KombuTransport.from_url(amqp_url + "?reply_ttl=301") as other:
+            with pytest.raises(BrokerRefusedError, match="reply_ttl"):
+                other.send(q, Envelope(b"y", "text/plain"))
+            # the transport carries on after the refusal
+            other.send(_work_queue(), Envelope(b"z", "text/plain"))
+        t.delete(q)
+
+
+def test_amqp_x_expires_collects_an_idle_reply_queue(amqp_url: str) -> None:
+    with KombuTransport.from_url(amqp_url + "?reply_ttl=2") as t:
+        q = _reply()
+        t.send(q, Envelope(b"never read", "text/plain"))
+    assert _queue_exists(amqp_url, q.name)
+    # Any declare, even a passive one, counts as use and restarts the 2 s timer: so look
+    # only after the queue was left alone well past its TTL, a few times at most.
+    for _ in range(5):
+        time.sleep(4)
+        if not _queue_exists(amqp_url, q.name):
+            break
+    assert not _queue_exists(amqp_url, q.name)
+
+
+def test_amqp_quorum_permanent_queue(amqp_url: str) -> None:
+    import amqp.exceptions
+
+    q = _work_queue()
+    with KombuTransport.from_url(amqp_url + "?quorum=true") as t:
+        t.declare(q)
+        t.send(q, Envelope(b"q", "text/plain"), confirm=True)
+        with t.read(q) as batch:
+            assert [e.body for e in batch.envelopes] == [b"q"]
+            batch.ack()
+        conn, channel = _raw_channel(amqp_url)
+        try:
+            with pytest.raises(amqp.exceptions.PreconditionFailed, match="x-queue-type"):
+                channel.queue_declare(queue=q.name, durable=True, exclusive=False, auto_delete=False)
+        finally:
+            conn.release()
+        t.delete(q)
+
+
+def test_amqp_heartbeat_survives_a_long_handler(amqp_url: str) -> None:
+    with KombuTransport.from_url(amqp_url + "?heartbeat=1") as t:
+        q = _work_queue()
+        t.send(q, Envelope(b"slow", "text/plain"))
+        t.send(q, Envelope(b"fast", "text/plain"))
+        seen: list[bytes] = []
+
+        def handler(delivery: Delivery) -> None:
+            if delivery.envelope.body == b"slow":
+                time.sleep(3.5)  # longer than two heartbeat intervals
+            seen.append(delivery.envelope.body)
+
+        _consume_until(t, [q], handler, 2)
+        assert seen == [b"slow", b"fast"]
+        assert t.reconnects == 0
+        time.sleep(2.5)  # idle, not consuming: the helper thread keeps the connection
+        t.send(q, Envelope(b"after idle", "text/plain"))
+        with t.read(q) as batch:
+            assert [e.body for e in batch.envelopes] == [b"after idle"]
+            batch.ack()
+        assert t.reconnects == 0
+        t.delete(q)
+
+
+def test_amqp_consume_resumes_after_connection_loss(amqp_url: str) -> None:
+    with KombuTransport.from_url(amqp_url + "?heartbeat=0") as t:
+        q = _work_queue()
+        t.send(q, Envelope(b"first", "text/plain"))
+        t.send(q, Envelope(b"second", "text/plain"))
+        seen: list[bytes] = []
+        broken = [False]
+
+        def handler(delivery: Delivery) -> None:
+            seen.append(delivery.envelope.body)
+            if not broken[0]:
+                broken[0] = True
+                # cut the socket under the driver: the ack fails, the broker requeues "first"
+                t._conn.connection.sock.shutdown(2)
+
+        _consume_until(t, [q], handler, 3)
+        assert t.reconnects >= 1
+        assert seen[0] == b"first"
+        assert sorted(seen[1:]) == [b"first", b"second"]
+        t.delete(q)
+
+
+def test_amqp_unreachable_and_refused(amqp_url: str) -> None:
+    with pytest.raises(BrokerUnavailableError) as info:
+        KombuTransport.from_url("amqp://guest:s3cret@127.0.0.1:1//?connect_timeout=2")
+    assert "s3cret" not in str(info.value)
+    assert "127.0.0.1:1" in str(info.value)
+    bad = amqp_url.replace("guest:guest@", "guest:wrong-pw@")
+    with pytest.raises(BrokerRefusedError) as refused:
+        KombuTransport.from_url(bad)
+    assert "wrong-pw" not in str(refused.value)
+    assert "password" in str(refused.value)
+
+
+def test_redis_unreachable() -> None:
+    with pytest.raises(BrokerUnavailableError, match=r"127\.0\.0\.1:1") as info:
+        KombuTransport.from_url("redis://:hush@127.0.0.1:1/15?connect_timeout=2")
+    assert "hush" not in str(info.value)

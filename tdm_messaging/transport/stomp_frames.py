@@ -1,0 +1,191 @@
+"""Pure STOMP frame rules: queue-declare headers per dialect, envelope <-> headers, read markers, error texts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from tdm_messaging.destinations import Destination, DestinationKind, Dialect
+from tdm_messaging.envelope import Envelope
+from tdm_messaging.errors import LocalProtocolError
+from tdm_messaging.transport.stomp_settings import ReplyExpiry, StompSettings
+
+__all__ = [
+    "MARKER_AT_HEADER",
+    "MARKER_HEADER",
+    "MARKER_TTL_MS",
+    "envelope_from_headers",
+    "explain_refusal",
+    "marker_headers",
+    "prefetch_headers",
+    "queue_headers",
+    "send_headers",
+]
+
+MARKER_HEADER = "tdm-read-marker"
+"""Header naming the read that sent a marker message (see :meth:`StompTransport.read`)."""
+MARKER_AT_HEADER = "tdm-read-marker-at"
+"""When the marker was first sent, Unix epoch ms; a marker older than :data:`MARKER_TTL_MS` is stale."""
+MARKER_TTL_MS = 60_000
+"""How long a marker lives; the broker drops it after that, and readers drop stale foreign ones."""
+
+# Frame headers that belong to STOMP or to a broker, not to the application: never copied
+# into an Envelope, and refused in one (they would change how the broker treats the frame).
+_BROKER_HEADERS = frozenset(
+    {
+        "ack",
+        "amqp-message-id",
+        "auto-delete",
+        "content-encoding",
+        "content-length",
+        "content-type",
+        "destination",
+        "durable",
+        "exclusive",
+        "expiration",
+        "expires",
+        "id",
+        "message-id",
+        "original-destination",
+        "persistent",
+        "prefetch-count",
+        "priority",
+        "receipt",
+        "receipt-id",
+        "redelivered",
+        "subscription",
+        "timestamp",
+        "transaction",
+        MARKER_HEADER,
+        MARKER_AT_HEADER,
+    }
+)
+
+
+def _is_broker_header(name: str) -> bool:
+    return name in _BROKER_HEADERS or name.startswith(("x-", "jmsx", "activemq."))
+
+
+def queue_headers(destination: Destination, settings: StompSettings, dialect: Dialect) -> dict[str, str]:
+    """The queue-declare headers for every SEND and SUBSCRIBE to ``destination``.
+
+    RabbitMQ declares a queue from these and refuses a later declare with other
+    arguments, so they depend only on the destination's kind and the settings:
+    durable, non-exclusive, not auto-deleted; reply queues get ``x-expires``
+    (``reply_ttl`` in ms) unless ``reply_expiry=policy``; permanent queues get
+    ``x-queue-type: quorum`` when ``quorum`` is set. ActiveMQ takes no such headers.
+    """
+    if dialect is not Dialect.RABBITMQ:
+        return {}
+    headers = {"durable": "true", "auto-delete": "false", "exclusive": "false"}
+    if destination.kind is DestinationKind.REPLY and settings.reply_expiry is ReplyExpiry.ARGUMENTS:
+        headers["x-expires"] = str(settings.reply_ttl * 1000)
+    if destination.kind is DestinationKind.PERMANENT and settings.quorum:
+        headers["x-queue-type"] = "quorum"
+    return headers
+
+
+def send_headers(
+    destination: Destination,
+    envelope: Envelope,
+    settings: StompSettings,
+    dialect: Dialect,
+    *,
+    persistent: bool,
+    now_ms: int,
+) -> dict[str, str]:
+    """All headers of a SEND of ``envelope`` (the content type travels separately).
+
+    ``persistent=False`` gives a transient message on RabbitMQ and is ignored on ActiveMQ
+    (see the comment below). ActiveMQ reply messages carry ``expires`` (absolute epoch ms, ``reply_ttl`` ahead):
+    ActiveMQ cannot expire a queue, so the replies expire and the broker's GC policy
+    removes the empty queue.
+
+    Raises:
+        LocalProtocolError: an envelope header would be taken as a STOMP/broker header.
+    """
+    headers: dict[str, str] = {}
+    for name, value in envelope.headers.items():
+        lowered = name.lower()
+        if _is_broker_header(lowered):
+            raise LocalProtocolError(
+                f"envelope header {name!r} is reserved by STOMP or the broker; rename it (e.g. with a 'tdm-' prefix)"
+            )
+        headers[lowered] = value
+    headers.update(queue_headers(destination, settings, dialect))
+    if persistent or dialect is Dialect.ACTIVEMQ:
+        headers["persistent"] = "true"
+    # RabbitMQ: no header is a transient message. "persistent:false" would also declare the
+    # queue non-durable, and RabbitMQ refuses that for an existing durable queue.
+    # ActiveMQ: always persistent. It keeps persistent and non-persistent messages in separate
+    # cursors, so a mix is not delivered in send order, and read()'s end marker relies on it.
+    if dialect is Dialect.ACTIVEMQ and destination.kind is DestinationKind.REPLY:
+        headers["expires"] = str(now_ms + settings.reply_ttl * 1000)
+    return headers
+
+
+def prefetch_headers(dialect: Dialect, prefetch: int) -> dict[str, str]:
+    """Subscription headers that cap unacknowledged deliveries at ``prefetch``."""
+    if dialect is Dialect.ACTIVEMQ:
+        return {"activemq.prefetchSize": str(prefetch)}
+    return {"prefetch-count": str(prefetch)}
+
+
+def marker_headers(
+    destination: Destination,
+    settings: StompSettings,
+    dialect: Dialect,
+    *,
+    marker: str,
+    sent_at_ms: int,
+    now_ms: int,
+) -> dict[str, str] | None:
+    """Headers of a (re-)sent read marker, or ``None`` when it is already stale.
+
+    A marker lives :data:`MARKER_TTL_MS` from ``sent_at_ms``,
+    whoever re-sends it (RabbitMQ ``expiration`` is relative, ActiveMQ ``expires`` absolute).
+    """
+    remaining = sent_at_ms + MARKER_TTL_MS - now_ms
+    if remaining <= 0:
+        return None
+    headers = queue_headers(destination, settings, dialect)
+    headers[MARKER_HEADER] = marker
+    headers[MARKER_AT_HEADER] = str(sent_at_ms)
+    if dialect is Dialect.ACTIVEMQ:
+        # Persistent like the messages it follows: ActiveMQ keeps persistent and non-persistent
+        # messages in separate cursors, and a non-persistent marker overtook a stored message.
+        headers["persistent"] = "true"
+        headers["expires"] = str(sent_at_ms + MARKER_TTL_MS)
+    else:
+        headers["expiration"] = str(remaining)
+    return headers
+
+
+def envelope_from_headers(headers: Mapping[str, str], body: bytes) -> Envelope:
+    """The Envelope of a received MESSAGE frame: application headers only, names lower-case."""
+    content_type = headers.get("content-type") or "application/octet-stream"
+    app = {name.lower(): value for name, value in headers.items() if not _is_broker_header(name.lower())}
+    return Envelope(body, content_type, MappingProxyType(app))
+
+
+def explain_refusal(message: str, details: str, settings: StompSettings) -> str:
+    """A broker ERROR frame, as one sentence that says what to do about it."""
+    parts = [message.strip(), " ".join(details.split())[:500]]
+    text = ": ".join(p for p in parts if p) or "no reason given"
+    hint = ""
+    if "inequivalent arg 'x-expires'" in text:
+        hint = (
+            f"; the queue exists with another expiry: every declare must carry the same reply_ttl "
+            f"(this transport uses reply_ttl={settings.reply_ttl} s), or use ?reply_expiry=policy with a "
+            "RabbitMQ policy (see docs/brokers.md)"
+        )
+    elif "inequivalent arg" in text:
+        hint = (
+            "; the queue exists with other arguments (RabbitMQ queue arguments never change): declare it "
+            "the same way everywhere, or delete it (rabbitmqctl delete_queue NAME) and let it be declared again"
+        )
+    elif "access" in text.lower() or "login" in text.lower() or "credentials" in text.lower():
+        hint = "; check the user name, password and ?vhost= (RabbitMQ's default virtual host is '/')"
+    elif "not a valid queue destination" in text:
+        hint = "; RabbitMQ refuses '/' inside queue names: use ?dialect=rabbitmq so names are percent-encoded"
+    return f"STOMP broker at {settings.address} refused: {text}{hint}"

@@ -1,0 +1,213 @@
+"""Settings of the STOMP backend, parsed from a ``stomp://`` or ``stomp+ssl://`` URL (no driver import)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from tdm_messaging.destinations import Dialect
+from tdm_messaging.errors import ConfigurationError
+
+__all__ = ["DEFAULT_REPLY_TTL", "ReplyExpiry", "StompSettings", "parse_stomp_url", "redact_url"]
+
+DEFAULT_REPLY_TTL = 86_400
+"""Seconds a reply queue lives after its last use, by default (one day)."""
+
+
+class ReplyExpiry(enum.Enum):
+    """How reply queues expire on RabbitMQ (ActiveMQ always uses message ``expires`` + broker GC)."""
+
+    ARGUMENTS = "arguments"
+    """``x-expires`` on every SEND and SUBSCRIBE: identical on every declare, or RabbitMQ refuses it."""
+    POLICY = "policy"
+    """No queue argument: a broker policy gives the expiry (see ``scripts/brokers.sh``), so peers
+    that declare the queue plainly (the seed does) are not refused."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class StompSettings:
+    """Everything the STOMP backend needs to know, as one frozen value.
+
+    Attributes:
+        host, port: the broker's STOMP listener (default port 61613).
+        username, password: credentials; the password never appears in ``repr`` or logs.
+        dialect: ``Dialect.RABBITMQ`` or ``Dialect.ACTIVEMQ``; ``None`` means detect it from
+            the CONNECTED frame's ``server`` header.
+        vhost: the STOMP ``host`` header; RabbitMQ reads it as the virtual host, so ``/``.
+        heartbeat_ms: STOMP heart-beat interval both ways, 0 to turn heart-beats off.
+        reply_ttl: seconds a reply queue (RabbitMQ) or reply message (ActiveMQ) lives unused.
+        reply_expiry: RabbitMQ only: queue arguments or a broker policy (see :class:`ReplyExpiry`).
+        quorum: RabbitMQ only: declare permanent queues as quorum queues.
+        tls: set by the ``stomp+ssl`` scheme.
+        ca_file, cert_file, key_file: TLS files (PEM); the system CAs when ``ca_file`` is unset.
+        verify: check the broker's TLS certificate and host name (on unless turned off).
+        connect_timeout: seconds to wait for a connection (and for a reconnect during a call).
+        confirm_timeout: seconds to wait for a receipt when a send asks for confirmation.
+        read_timeout: seconds a :meth:`read` may take before it fails.
+        reconnect_max_delay: longest pause between reconnection attempts while consuming.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 61613
+    username: str | None = None
+    password: str | None = None
+    dialect: Dialect | None = None
+    vhost: str = "/"
+    heartbeat_ms: int = 10_000
+    reply_ttl: int = DEFAULT_REPLY_TTL
+    reply_expiry: ReplyExpiry = ReplyExpiry.ARGUMENTS
+    quorum: bool = False
+    tls: bool = False
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    verify: bool = True
+    connect_timeout: float = 10.0
+    confirm_timeout: float = 10.0
+    read_timeout: float = 10.0
+    reconnect_max_delay: float = 10.0
+
+    def __repr__(self) -> str:
+        password = "***" if self.password else None
+        return (
+            f"StompSettings(host={self.host!r}, port={self.port}, username={self.username!r}, "
+            f"password={password!r}, dialect={self.dialect}, vhost={self.vhost!r}, tls={self.tls})"
+        )
+
+    @property
+    def address(self) -> str:
+        """``host:port``, for messages."""
+        return f"{self.host}:{self.port}"
+
+
+def _positive_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"URL parameter {name}={raw!r} is not a whole number") from None
+    if value < 0:
+        raise ConfigurationError(f"URL parameter {name}={raw!r} must not be negative")
+    return value
+
+
+def _seconds(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"URL parameter {name}={raw!r} is not a number of seconds") from None
+    if value <= 0:
+        raise ConfigurationError(f"URL parameter {name}={raw!r} must be more than 0 seconds")
+    return value
+
+
+def _flag(name: str, raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigurationError(f"URL parameter {name}={raw!r} must be true or false")
+
+
+def _dialect(name: str, raw: str) -> Dialect:
+    if raw.lower() == Dialect.RABBITMQ.value:
+        return Dialect.RABBITMQ
+    if raw.lower() == Dialect.ACTIVEMQ.value:
+        return Dialect.ACTIVEMQ
+    raise ConfigurationError(f"URL parameter {name}={raw!r} is not a STOMP dialect; use rabbitmq or activemq")
+
+
+def _reply_expiry(name: str, raw: str) -> ReplyExpiry:
+    try:
+        return ReplyExpiry(raw.lower())
+    except ValueError:
+        raise ConfigurationError(f"URL parameter {name}={raw!r} must be 'arguments' or 'policy'") from None
+
+
+def _text(name: str, raw: str) -> str:
+    return raw
+
+
+_PARAMS: dict[str, Callable[[str, str], object]] = {
+    "dialect": _dialect,
+    "vhost": _text,
+    "heartbeat_ms": _positive_int,
+    "reply_ttl": _positive_int,
+    "reply_expiry": _reply_expiry,
+    "quorum": _flag,
+    "ca_file": _text,
+    "cert_file": _text,
+    "key_file": _text,
+    "verify": _flag,
+    "connect_timeout": _seconds,
+    "confirm_timeout": _seconds,
+    "read_timeout": _seconds,
+    "reconnect_max_delay": _seconds,
+}
+_TLS_ONLY = {"ca_file", "cert_file", "key_file", "verify"}
+
+
+def parse_stomp_url(url: str) -> StompSettings:
+    """Parse ``stomp://user:pass@host:port/?param=value&...`` (or ``stomp+ssl://``).
+
+    Query parameters: ``dialect`` (rabbitmq|activemq), ``vhost``, ``heartbeat_ms``,
+    ``reply_ttl`` (seconds), ``reply_expiry`` (arguments|policy), ``quorum``, ``ca_file``,
+    ``cert_file``, ``key_file``, ``verify`` (TLS only), ``connect_timeout``,
+    ``confirm_timeout``, ``read_timeout``, ``reconnect_max_delay`` (seconds).
+
+    Returns:
+        The settings, validated.
+
+    Raises:
+        ConfigurationError: wrong scheme, bad port, an unknown or malformed parameter
+            (the message lists the valid ones), or a TLS option on a plain ``stomp://`` URL.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigurationError(f"bad STOMP URL {redact_url(url)}: {exc}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in {"stomp", "stomp+ssl"}:
+        raise ConfigurationError(f"{redact_url(url)} is not a STOMP URL; use stomp://host:61613 or stomp+ssl://...")
+    if parts.path not in {"", "/"}:
+        raise ConfigurationError(
+            f"STOMP URL {redact_url(url)} has a path {parts.path!r}; give the virtual host as ?vhost=... instead"
+        )
+    values: dict[str, object] = {}
+    for name, raw in parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False):
+        parser = _PARAMS.get(name)
+        if parser is None:
+            raise ConfigurationError(
+                f"unknown STOMP URL parameter {name!r} in {redact_url(url)}; valid parameters: "
+                + ", ".join(sorted(_PARAMS))
+            )
+        if name in _TLS_ONLY and scheme != "stomp+ssl":
+            raise ConfigurationError(f"URL parameter {name!r} is a TLS option; use a stomp+ssl:// URL")
+        values[name] = parser(name, raw)
+    settings = StompSettings(
+        host=parts.hostname or "127.0.0.1",
+        port=port if port is not None else 61613,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password is not None else None,
+        tls=scheme == "stomp+ssl",
+        **values,  # type: ignore[arg-type]
+    )
+    if settings.reply_ttl == 0:
+        raise ConfigurationError("URL parameter reply_ttl=0: a reply queue needs a time to live of 1 s or more")
+    return settings
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for messages and logs."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "<unparsable URL>"
+    if password is None:
+        return url
+    netloc = parts.netloc.replace(f":{password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()

@@ -1,0 +1,469 @@
+"""Tests of the STOMP backend: URL settings, frame rules, and behaviour on real RabbitMQ and ActiveMQ."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tdm_messaging.destinations import PACKAGE_REQUESTS, Destination, DestinationKind, Dialect, reply_queue
+from tdm_messaging.envelope import Envelope
+from tdm_messaging.errors import (
+    BrokerRefusedError,
+    BrokerUnavailableError,
+    ConfigurationError,
+    LocalProtocolError,
+    TransportClosedError,
+)
+from tdm_messaging.transport.base import Delivery
+from tdm_messaging.transport.stomp_frames import (
+    MARKER_HEADER,
+    envelope_from_headers,
+    explain_refusal,
+    marker_headers,
+    queue_headers,
+    send_headers,
+)
+from tdm_messaging.transport.stomp_settings import ReplyExpiry, StompSettings, parse_stomp_url
+from tests.conftest import broker_url
+
+pytest.importorskip("stomp")
+
+from tdm_messaging.transport.stomp_backend import StompTransport
+
+# ---------------------------------------------------------------- settings (no broker)
+
+
+def test_url_parses_every_setting() -> None:
+    s = parse_stomp_url(
+        "stomp://guest:s%40cret@broker.example:61614/?dialect=rabbitmq&reply_ttl=60&reply_expiry=policy"
+        "&quorum=true&heartbeat_ms=0&vhost=tdm&read_timeout=2.5"
+    )
+    assert (s.host, s.port, s.username, s.password) == ("broker.example", 61614, "guest", "s@cret")
+    assert s.dialect is Dialect.RABBITMQ and s.vhost == "tdm" and s.heartbeat_ms == 0
+    assert s.reply_ttl == 60 and s.reply_expiry is ReplyExpiry.POLICY and s.quorum
+    assert s.read_timeout == 2.5 and not s.tls
+    assert "s@cret" not in repr(s)
+
+
+def test_defaults_and_tls() -> None:
+    s = parse_stomp_url("stomp+ssl://host/?ca_file=/etc/ca.pem")
+    assert s.port == 61613 and s.dialect is None and s.vhost == "/" and s.tls and s.verify
+    assert s.ca_file == "/etc/ca.pem"
+    assert not parse_stomp_url("stomp+ssl://host/?verify=false").verify
+
+
+@pytest.mark.parametrize(
+    ("url", "needle"),
+    [
+        ("stomp://h/?colour=blue", "valid parameters: ca_file"),
+        ("stomp://h/?dialect=kafka", "rabbitmq or activemq"),
+        ("stomp://h/?reply_ttl=soon", "whole number"),
+        ("stomp://h/?reply_ttl=0", "1 s or more"),
+        ("stomp://h/?quorum=maybe", "true or false"),
+        ("stomp://h/?reply_expiry=never", "'arguments' or 'policy'"),
+        ("stomp://h/?verify=false", "stomp+ssl"),
+        ("stomp://h/vhost", "?vhost="),
+        ("stomp://h:notaport/", "bad STOMP URL"),
+        ("amqp://h/", "not a STOMP URL"),
+    ],
+)
+def test_bad_urls_say_what_is_wrong(url: str, needle: str) -> None:
+    with pytest.raises(ConfigurationError, match=None) as info:
+        parse_stomp_url(url)
+    assert needle in str(info.value)
+
+
+def test_bad_url_error_hides_the_password() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        parse_stomp_url("stomp://guest:hunter2@h/?bogus=1")
+    assert "hunter2" not in str(info.value) and "***" in str(info.value)
+
+
+# ---------------------------------------------------------------- frame rules (no broker)
+
+RABBIT = StompSettings(dialect=Dialect.RABBITMQ, reply_ttl=30)
+docset_ids = st.from_regex(r"[A-Za-z0-9._~:@+-]{1,40}", fullmatch=True)
+
+
+@given(docset_ids, docset_ids)
+def test_declare_headers_depend_only_on_kind(a: str, b: str) -> None:
+    # RabbitMQ refuses a re-declare with other arguments: every reply queue is declared alike.
+    assert queue_headers(reply_queue(a), RABBIT, Dialect.RABBITMQ) == queue_headers(
+        reply_queue(b), RABBIT, Dialect.RABBITMQ
+    )
+
+
+def test_declare_headers_per_kind_and_mode() -> None:
+    reply = queue_headers(reply_queue("5"), RABBIT, Dialect.RABBITMQ)
+    assert reply == {"durable": "true", "auto-delete": "false", "exclusive": "false", "x-expires": "30000"}
+    policy = StompSettings(dialect=Dialect.RABBITMQ, reply_expiry=ReplyExpiry.POLICY)
+    assert "x-expires" not in queue_headers(reply_queue("5"), policy, Dialect.RABBITMQ)
+    assert "x-queue-type" not in queue_headers(PACKAGE_REQUESTS, RABBIT, Dialect.RABBITMQ)
+    quorum = StompSettings(dialect=Dialect.RABBITMQ, quorum=True)
+    assert queue_headers(PACKAGE_REQUESTS, quorum, Dialect.RABBITMQ)["x-queue-type"] == "quorum"
+    assert "x-queue-type" not in queue_headers(reply_queue("5"), quorum, Dialect.RABBITMQ)
+    assert queue_headers(reply_queue("5"), RABBIT, Dialect.ACTIVEMQ) == {}
+
+
+def test_send_headers_activemq_reply_expires_absolute() -> None:
+    amq = StompSettings(dialect=Dialect.ACTIVEMQ, reply_ttl=10)
+    env = Envelope(b"x", "text/plain", {"tdm-type": "accepted"})
+    h = send_headers(reply_queue("5"), env, amq, Dialect.ACTIVEMQ, persistent=True, now_ms=1_000)
+    assert h == {"tdm-type": "accepted", "persistent": "true", "expires": "11000"}
+    h = send_headers(PACKAGE_REQUESTS, env, amq, Dialect.ACTIVEMQ, persistent=False, now_ms=1_000)
+    assert h == {"tdm-type": "accepted", "persistent": "true"}  # mixed persistence breaks FIFO there
+
+
+def test_send_headers_rabbitmq_transient_omits_persistent() -> None:
+    # "persistent:false" would re-declare the queue non-durable, which RabbitMQ refuses.
+    h = send_headers(reply_queue("5"), Envelope(b"x"), RABBIT, Dialect.RABBITMQ, persistent=False, now_ms=0)
+    assert "persistent" not in h and h["x-expires"] == "30000"
+
+
+@pytest.mark.parametrize("name", ["destination", "Content-Type", "receipt", "x-expires", "persistent"])
+def test_reserved_envelope_headers_are_refused(name: str) -> None:
+    with pytest.raises(LocalProtocolError, match="reserved"):
+        send_headers(
+            PACKAGE_REQUESTS, Envelope(b"x", headers={name: "v"}), RABBIT, Dialect.RABBITMQ, persistent=True, now_ms=0
+        )
+
+
+@given(st.dictionaries(st.from_regex(r"tdm-[a-z]{1,10}", fullmatch=True), st.text(max_size=20), max_size=5))
+def test_app_headers_survive_send_and_receive(app: dict[str, str]) -> None:
+    sent = send_headers(
+        reply_queue("7"), Envelope(b"b", headers=app), RABBIT, Dialect.RABBITMQ, persistent=True, now_ms=0
+    )
+    received = {**sent, "message-id": "m1", "subscription": "s", "ack": "a", "content-type": "text/plain"}
+    env = envelope_from_headers(received, b"b")
+    assert dict(env.headers) == app and env.content_type == "text/plain"
+
+
+def test_markers_keep_their_birth_time_and_go_stale() -> None:
+    h = marker_headers(reply_queue("5"), RABBIT, Dialect.RABBITMQ, marker="m", sent_at_ms=1_000, now_ms=31_000)
+    assert h is not None and h["expiration"] == "30000" and h[MARKER_HEADER] == "m"
+    assert marker_headers(reply_queue("5"), RABBIT, Dialect.RABBITMQ, marker="m", sent_at_ms=0, now_ms=60_000) is None
+
+
+def test_refusal_explains_inequivalent_expiry() -> None:
+    text = explain_refusal(
+        "precondition_failed", "PRECONDITION_FAILED - inequivalent arg 'x-expires' for queue 'package/5'", RABBIT
+    )
+    assert "reply_ttl=30" in text and "reply_expiry=policy" in text
+
+
+# ---------------------------------------------------------------- real brokers
+
+BROKERS = ["rabbitmq-stomp", "activemq-stomp"]
+
+
+def _url(name: str, **params: str) -> str:
+    url = broker_url(name)
+    extra = "&".join(f"{k}={v}" for k, v in params.items())
+    if not extra:
+        return url
+    return url + ("&" if "?" in url else ("?" if url.endswith("/") else "/?")) + extra
+
+
+@pytest.fixture(params=BROKERS)
+def broker(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def transport(broker: str) -> Iterator[StompTransport]:
+    t = StompTransport.from_url(_url(broker, read_timeout="10"))
+    yield t
+    t.close()
+
+
+def _fresh() -> Destination:
+    return reply_queue("test-" + uuid.uuid4().hex)
+
+
+def _bodies(t: StompTransport, d: Destination, *, ack: bool = False) -> list[bytes]:
+    with t.read(d) as batch:
+        bodies = [e.body for e in batch.envelopes]
+        if ack:
+            batch.ack()
+    return bodies
+
+
+def _kill_socket(t: StompTransport) -> None:
+    """Break the connection under stomp.py, as a network failure would."""
+    t._conn.transport.socket.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.mark.broker
+def test_dialect_is_detected_from_server_header(broker: str) -> None:
+    url = broker_url(broker).split("?")[0]
+    with StompTransport.from_url(url) as t:
+        expected = Dialect.RABBITMQ if broker.startswith("rabbitmq") else Dialect.ACTIVEMQ
+        assert t.dialect is expected and t.capabilities.nack_requeue is (expected is Dialect.RABBITMQ)
+        assert not t.capabilities.delete_queue
+
+
+@pytest.mark.broker
+def test_round_trip_keeps_body_headers_and_content_type(transport: StompTransport) -> None:
+    d = _fresh()
+    sent = Envelope(b'{"a": "\xc3\xa9"}', "application/json; charset=utf-8", {"tdm-type": "accepted", "tdm-x": "a:b c"})
+    transport.send(d, sent, confirm=True)
+    transport.send(d, Envelope(b"Accepted. 45 seconds", "text/plain"), persistent=False, confirm=True)
+    with transport.read(d) as batch:
+        got = list(batch.envelopes)
+        batch.ack()
+    assert got == [sent, Envelope(b"Accepted. 45 seconds", "text/plain")]
+    assert _bodies(transport, d) == []
+
+
+@pytest.mark.broker
+def test_read_of_empty_queue_returns_nothing(transport: StompTransport) -> None:
+    assert _bodies(transport, _fresh()) == []
+
+
+@pytest.mark.broker
+def test_read_returns_exactly_what_was_there_in_order(transport: StompTransport) -> None:
+    d = _fresh()
+    for i in range(5):
+        transport.send(d, Envelope(str(i).encode(), "text/plain"), confirm=i == 4)
+    assert _bodies(transport, d, ack=True) == [b"0", b"1", b"2", b"3", b"4"]
+    transport.send(d, Envelope(b"5", "text/plain"), confirm=True)
+    assert _bodies(transport, d) == [b"5"]
+
+
+@pytest.mark.broker
+def test_read_respects_limit_and_loses_nothing(transport: StompTransport) -> None:
+    d = _fresh()
+    for i in range(4):
+        transport.send(d, Envelope(str(i).encode(), "text/plain"), confirm=True)
+    with transport.read(d, limit=2) as batch:
+        assert [e.body for e in batch.envelopes] == [b"0", b"1"]
+    assert _bodies(transport, d) == [b"0", b"1", b"2", b"3"]
+
+
+@pytest.mark.broker
+def test_unacked_batch_goes_back_to_the_queue(transport: StompTransport, broker: str) -> None:
+    d = _fresh()
+    transport.send(d, Envelope(b"keep me", "text/plain"), confirm=True)
+    for _ in range(3):
+        assert _bodies(transport, d) == [b"keep me"]
+    with StompTransport.from_url(broker_url(broker)) as other:
+        assert _bodies(other, d, ack=True) == [b"keep me"]
+    assert _bodies(transport, d) == []
+
+
+@pytest.mark.broker
+def test_two_concurrent_readers_lose_nothing(broker: str) -> None:
+    d = _fresh()
+    expected = {str(i).encode() for i in range(20)}
+    with StompTransport.from_url(broker_url(broker)) as seed:
+        for body in sorted(expected):
+            seed.send(d, Envelope(body, "text/plain"), confirm=True)
+    errors: list[BaseException] = []
+
+    def poller() -> None:
+        try:
+            with StompTransport.from_url(broker_url(broker)) as t:
+                for _ in range(5):
+                    with t.read(d) as batch:  # the server's poll: re-send first, then ack
+                        for e in batch.envelopes:
+                            t.send(d, e, confirm=True)
+                        batch.ack()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=poller) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors
+    with StompTransport.from_url(broker_url(broker)) as t:
+        assert sorted(_bodies(t, d)) == sorted(expected)
+
+
+@pytest.mark.broker
+def test_consume_acks_after_handler_and_handler_may_send(transport: StompTransport) -> None:
+    work, out = _fresh(), _fresh()  # reply-kind queues expire, so tests leave nothing behind
+    for i in range(3):
+        transport.send(work, Envelope(f"job {i}".encode(), "text/plain"), confirm=True)
+    stop = threading.Event()
+    seen: list[bytes] = []
+
+    def handler(delivery: Delivery) -> None:
+        seen.append(delivery.envelope.body)
+        transport.send(out, Envelope(b"done " + delivery.envelope.body, "text/plain"))
+        if len(seen) == 3:
+            stop.set()
+
+    transport.consume([work], handler, prefetch=2, stop=stop)
+    assert seen == [b"job 0", b"job 1", b"job 2"]
+    assert _bodies(transport, work) == []
+    assert _bodies(transport, out) == [b"done job 0", b"done job 1", b"done job 2"]
+
+
+@pytest.mark.broker
+def test_handler_error_leaves_message_in_queue(transport: StompTransport) -> None:
+    work = _fresh()
+    transport.send(work, Envelope(b"poison", "text/plain"), confirm=True)
+
+    def handler(delivery: Delivery) -> None:
+        raise RuntimeError("handler failed")
+
+    with pytest.raises(RuntimeError, match="handler failed"):
+        transport.consume([work], handler, stop=threading.Event())
+    transport.close()
+    # RabbitMQ requeues unacked deliveries when the connection closes; ActiveMQ on unsubscribe.
+    with StompTransport.from_url(_url_of(transport)) as other:
+        assert _bodies(other, work, ack=True) == [b"poison"]
+
+
+def _url_of(t: StompTransport) -> str:
+    s = t.settings
+    auth = f"{s.username}:{s.password}@" if s.username else ""
+    return f"stomp://{auth}{s.host}:{s.port}/?dialect={t.dialect.value}"
+
+
+@pytest.mark.broker
+def test_connection_killed_mid_handler_means_redelivery(transport: StompTransport) -> None:
+    work = _fresh()
+    transport.send(work, Envelope(b"job", "text/plain"), confirm=True)
+    stop = threading.Event()
+    deliveries: list[Delivery] = []
+
+    def handler(delivery: Delivery) -> None:
+        deliveries.append(delivery)
+        if len(deliveries) == 1:
+            _kill_socket(transport)  # the ack that follows cannot reach the broker
+        else:
+            stop.set()
+
+    transport.consume([work], handler, stop=stop)
+    assert [d.envelope.body for d in deliveries] == [b"job", b"job"]
+    assert deliveries[1].redelivered
+    assert _bodies(transport, work) == []
+
+
+@pytest.mark.broker
+def test_consume_resumes_after_forced_disconnect(transport: StompTransport, broker: str) -> None:
+    work = _fresh()
+    stop = threading.Event()
+    got: list[bytes] = []
+    first = threading.Event()
+
+    def handler(delivery: Delivery) -> None:
+        got.append(delivery.envelope.body)
+        first.set()
+        if len(got) == 2:
+            stop.set()
+
+    consumer = threading.Thread(target=transport.consume, args=([work], handler), kwargs={"stop": stop})
+    consumer.start()
+    with StompTransport.from_url(broker_url(broker)) as producer:
+        producer.send(work, Envelope(b"before", "text/plain"), confirm=True)
+        assert first.wait(30)
+        _kill_socket(transport)
+        producer.send(work, Envelope(b"after", "text/plain"), confirm=True)
+        consumer.join(60)
+        stop.set()
+    assert got == [b"before", b"after"]
+
+
+@pytest.mark.broker
+def test_closed_transport_refuses_use(transport: StompTransport) -> None:
+    transport.close()
+    transport.close()
+    with pytest.raises(TransportClosedError):
+        transport.send(_fresh(), Envelope(b"x"))
+
+
+def test_connection_refused_names_address_not_password() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(BrokerUnavailableError) as info:
+        StompTransport.from_url(f"stomp://guest:hunter2@127.0.0.1:{port}/?connect_timeout=2")
+    assert f"127.0.0.1:{port}" in str(info.value) and "hunter2" not in str(info.value)
+    assert "brokers.sh" in str(info.value)
+
+
+# ---------------------------------------------------------------- RabbitMQ only
+
+
+@pytest.mark.broker
+def test_rabbitmq_bad_password_is_refused() -> None:
+    url = broker_url("rabbitmq-stomp").replace("guest:guest@", "guest:wrong@")
+    with pytest.raises(BrokerRefusedError, match="vhost"):
+        StompTransport.from_url(url)
+
+
+@pytest.mark.broker
+def test_rabbitmq_inequivalent_expiry_is_explained() -> None:
+    d = _fresh()
+    with StompTransport.from_url(_url("rabbitmq-stomp", reply_ttl="60")) as first:
+        first.send(d, Envelope(b"x"), confirm=True)
+    with StompTransport.from_url(_url("rabbitmq-stomp", reply_ttl="120")) as second:
+        with pytest.raises(BrokerRefusedError) as info:
+            second.send(d, Envelope(b"y"), confirm=True)
+        assert "inequivalent arg 'x-expires'" in str(info.value) and "reply_ttl=120" in str(info.value)
+        # the transport reconnects after the broker closed the connection
+        second.send(Destination(f"test-{uuid.uuid4().hex}", DestinationKind.PERMANENT), Envelope(b"z"), confirm=True)
+
+
+def _rabbit_queues() -> set[str]:
+    out = subprocess.run(["rabbitmqctl", "-q", "list_queues", "name"], capture_output=True, text=True, check=True)
+    return {line.strip() for line in out.stdout.splitlines()[1:]}
+
+
+@pytest.mark.broker
+@pytest.mark.slow
+def test_rabbitmq_reply_queue_expires() -> None:
+    url = _url("rabbitmq-stomp", reply_ttl="2")
+    d = _fresh()
+    with StompTransport.from_url(url) as t:
+        t.declare(d)
+        t.send(d, Envelope(b"x"), confirm=True)
+    assert d.name in _rabbit_queues()
+    deadline = time.monotonic() + 30
+    while d.name in _rabbit_queues() and time.monotonic() < deadline:
+        time.sleep(1)
+    assert d.name not in _rabbit_queues()
+
+
+# ---------------------------------------------------------------- ActiveMQ only
+
+
+@pytest.mark.broker
+def test_activemq_reply_messages_expire() -> None:
+    d = _fresh()
+    with StompTransport.from_url(_url("activemq-stomp", reply_ttl="1")) as t:
+        t.send(d, Envelope(b"old"), confirm=True)
+        time.sleep(1.5)  # let the message's own expiry pass (not a timing assertion)
+        t.send(Destination(d.name, DestinationKind.PERMANENT), Envelope(b"no expiry"), confirm=True)
+        assert _bodies(t, d) == [b"no expiry"]
+
+
+@pytest.mark.broker
+@pytest.mark.slow
+def test_activemq_gc_policy_collects_idle_reply_queue() -> None:
+    log_file = Path(os.environ.get("TDM_ACTIVEMQ_DATA", "/var/lib/tdm-activemq")) / "activemq.log"
+    if not log_file.exists():
+        pytest.skip(f"no ActiveMQ log at {log_file} (set TDM_ACTIVEMQ_DATA to the broker's data directory)")
+    d = _fresh()
+    with StompTransport.from_url(_url("activemq-stomp", reply_ttl="1")) as t:
+        t.send(d, Envelope(b"x"), confirm=True)
+    # "package/<id>" is stored as "package.<id>" (destinationPathSeparatorPlugin), matched by "package.>".
+    needle = d.name.replace("/", ".") + " Inactive for longer than"
+    deadline = time.monotonic() + 40
+    while needle not in log_file.read_text(errors="replace") and time.monotonic() < deadline:
+        time.sleep(1)
+    assert needle in log_file.read_text(errors="replace")

@@ -72,15 +72,16 @@ def queue_headers(destination: Destination, settings: StompSettings, dialect: Di
     RabbitMQ declares a queue from these and refuses a later declare with other
     arguments, so they depend only on the destination's kind and the settings:
     durable, non-exclusive, not auto-deleted; reply queues get ``x-expires``
-    (``reply_ttl`` in ms) unless ``reply_expiry=policy``; permanent queues get
-    ``x-queue-type: quorum`` when ``quorum`` is set. ActiveMQ takes no such headers.
+    (``reply_ttl`` in ms) unless ``reply_expiry=policy``; permanent and dead-letter
+    queues get ``x-queue-type: quorum`` when ``quorum`` is set (as the kombu backend declares them).
+    ActiveMQ takes no such headers.
     """
     if dialect is not Dialect.RABBITMQ:
         return {}
     headers = {"durable": "true", "auto-delete": "false", "exclusive": "false"}
     if destination.kind is DestinationKind.REPLY and settings.reply_expiry is ReplyExpiry.ARGUMENTS:
         headers["x-expires"] = str(settings.reply_ttl * 1000)
-    if destination.kind is DestinationKind.PERMANENT and settings.quorum:
+    if destination.kind is not DestinationKind.REPLY and settings.quorum:
         headers["x-queue-type"] = "quorum"
     return headers
 

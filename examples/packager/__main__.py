@@ -1,0 +1,5 @@
+"""Entry point: ``python -m examples.packager --help``."""
+
+from examples.packager.app import main
+
+raise SystemExit(main())

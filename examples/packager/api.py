@@ -1,0 +1,309 @@
+"""The packager's HTTP client for the TDM API: guarded URLs, manual redirects, retries, streamed bodies."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import quote
+
+import requests
+
+from examples.packager.errors import FetchError, UnsafeUrlError
+from examples.packager.urlguard import UrlGuard
+
+__all__ = ["ApiClient", "DocsetPage", "Member"]
+
+log = logging.getLogger(__name__)
+
+_TRANSIENT_STATUS: Final = frozenset({429, 500, 502, 503, 504})
+_REDIRECT_STATUS: Final = frozenset({301, 302, 303, 307, 308})
+_MAX_REDIRECTS: Final = 5
+
+
+@dataclass(frozen=True)
+class Member:
+    """One document of a docset, as the docset listing describes it.
+
+    Attributes:
+        doc_id: the document's id, as the API gives it (untrusted: sanitise before using it in a path).
+        metadata: the document's metadata (a JSON object), written as ``meta.json``.
+        text_url: the absolute, already-checked URL of its full text.
+    """
+
+    doc_id: str
+    metadata: Mapping[str, Any]
+    text_url: str
+
+
+@dataclass(frozen=True)
+class DocsetPage:
+    """One page of ``GET /api/docsets/<id>?fmt=meta,txt``.
+
+    Attributes:
+        members: the page's documents.
+        total: the docset's member count, if the page says it.
+        next_url: the absolute, already-checked URL of the next page, or ``None`` on the last.
+    """
+
+    members: tuple[Member, ...]
+    total: int | None = None
+    next_url: str | None = None
+
+
+class ApiClient:
+    """Reads the TDM API with the packager's key, only from the API base (see :class:`UrlGuard`).
+
+    Redirects are followed by hand, each hop checked by the guard; transient failures
+    (connection errors, timeouts, HTTP 429/5xx) are retried with exponential back-off
+    before any body byte is used; bodies are streamed in bounded chunks.
+
+    Args:
+        api_base: the API's base URL.
+        api_key: the packager's key, sent as ``X-API-Key`` (never logged).
+        connect_timeout: seconds to wait for a connection.
+        read_timeout: seconds to wait between two reads of a response.
+        retries: extra attempts after a transient failure.
+        backoff: seconds before the first retry; doubled each time.
+        chunk_size: bytes read at a time from a streamed body.
+        max_page_bytes: largest accepted JSON page.
+        max_text_bytes: largest accepted document text.
+        session: a ``requests.Session`` to use (tests); by default a new one that ignores
+            proxy and ``.netrc`` settings from the environment.
+        sleep: how to wait between retries (tests pass a no-op).
+
+    Raises:
+        ConfigurationError: the API base is not a plain http(s) URL.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_base: str,
+        api_key: str,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 60.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        chunk_size: int = 64 * 1024,
+        max_page_bytes: int = 16 * 1024 * 1024,
+        max_text_bytes: int = 1 << 30,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.guard = UrlGuard(api_base)
+        self._key = api_key
+        self._timeout = (connect_timeout, read_timeout)
+        self._retries = retries
+        self._backoff = backoff
+        self._chunk_size = chunk_size
+        self._max_page_bytes = max_page_bytes
+        self._max_text_bytes = max_text_bytes
+        self._sleep = sleep
+        if session is None:
+            session = requests.Session()
+            # Proxies or .netrc credentials from the environment would send the key elsewhere.
+            session.trust_env = False
+        self._session = session
+
+    def close(self) -> None:
+        """Close the HTTP session's connections."""
+        self._session.close()
+
+    # --- bodies ---------------------------------------------------------------------------
+
+    @contextmanager
+    def stream(
+        self, url: str, *, relative_to: str | None = None, limit: int | None = None
+    ) -> Iterator[Iterator[bytes]]:
+        """Open ``url`` and give its body as an iterator of chunks of at most ``chunk_size`` bytes.
+
+        Args:
+            url: what to fetch; checked by the guard (relative URLs resolve against ``relative_to``).
+            limit: largest accepted body (default: ``max_text_bytes``).
+
+        Raises:
+            UnsafeUrlError: the URL, or a redirect, leaves the API base.
+            FetchError: an HTTP or network error (``retryable`` when asking later may help),
+                or a body larger than ``limit``.
+        """
+        limit = self._max_text_bytes if limit is None else limit
+        response = self._open(self.guard.check(url, relative_to=relative_to))
+        try:
+            yield self._chunks(response, limit)
+        finally:
+            response.close()
+
+    def get_json(self, url: str, *, relative_to: str | None = None) -> tuple[str, Any]:
+        """Fetch a JSON document; return the URL it was finally read from (after redirects) and its value.
+
+        Raises:
+            UnsafeUrlError: as :meth:`stream`.
+            FetchError: as :meth:`stream`, or the body is not JSON.
+        """
+        response = self._open(self.guard.check(url, relative_to=relative_to))
+        try:
+            body = b"".join(self._chunks(response, self._max_page_bytes))
+            final_url = response.url
+        finally:
+            response.close()
+        try:
+            return final_url, json.loads(body)
+        except ValueError as exc:
+            raise FetchError(f"{final_url} did not answer JSON: {exc}") from exc
+
+    def _chunks(self, response: requests.Response, limit: int) -> Iterator[bytes]:
+        seen = 0
+        try:
+            for chunk in response.iter_content(chunk_size=self._chunk_size):
+                seen += len(chunk)
+                if seen > limit:
+                    raise FetchError(f"{response.url} is larger than the {limit}-byte limit; raise the limit")
+                yield chunk
+        except requests.RequestException as exc:
+            raise FetchError(f"reading {response.url} failed: {exc}", retryable=True) from exc
+
+    # --- requests, redirects, retries -----------------------------------------------------
+
+    def _open(self, url: str) -> requests.Response:
+        for _hop in range(_MAX_REDIRECTS + 1):
+            response = self._get_with_retries(url)
+            if response.status_code not in _REDIRECT_STATUS:
+                return self._checked(response)
+            location = response.headers.get("Location", "")
+            response.close()
+            try:
+                url = self.guard.check(location, relative_to=url)
+            except UnsafeUrlError as exc:
+                raise UnsafeUrlError(f"redirect from {url} refused: {exc}") from exc
+            log.debug("following redirect to %s", url)
+        raise FetchError(f"more than {_MAX_REDIRECTS} redirects from {url}")
+
+    def _get_with_retries(self, url: str) -> requests.Response:
+        attempt = 0
+        while True:
+            try:
+                response = self._session.get(
+                    url,
+                    headers={"X-API-Key": self._key, "Accept": "application/json, text/plain;q=0.9, */*;q=0.1"},
+                    stream=True,
+                    allow_redirects=False,
+                    timeout=self._timeout,
+                )
+            except requests.RequestException as exc:
+                failure: str = f"GET {url} failed: {type(exc).__name__}: {exc}"
+                cause: BaseException | None = exc
+            else:
+                if response.status_code not in _TRANSIENT_STATUS:
+                    return response
+                failure, cause = f"GET {url} answered HTTP {response.status_code}", None
+                response.close()
+            if attempt >= self._retries:
+                raise FetchError(f"{failure} (after {attempt + 1} attempts)", retryable=True) from cause
+            delay = self._backoff * (2**attempt)
+            attempt += 1
+            log.warning("%s; retry %d of %d in %.1f s", failure, attempt, self._retries, delay)
+            self._sleep(delay)
+
+    @staticmethod
+    def _checked(response: requests.Response) -> requests.Response:
+        status = response.status_code
+        if status < 400:
+            return response
+        response.close()
+        if status in (401, 403):
+            raise FetchError(
+                f"GET {response.url} was refused (HTTP {status}): check the packager's API key "
+                "(TDM_PACKAGER_API_KEY) and that the server gives it the packager role"
+            )
+        if status == 404:
+            raise FetchError(f"GET {response.url}: not found (HTTP 404); the docset or document may have been deleted")
+        raise FetchError(f"GET {response.url} answered HTTP {status}", retryable=status >= 500)
+
+    # --- the docset listing ---------------------------------------------------------------
+
+    def docset_pages(self, docset_url: str, *, max_pages: int = 1_000_000) -> Iterator[DocsetPage]:
+        """Walk the pages of a docset listing (``GET /api/docsets/<id>?fmt=meta,txt``), following ``next``.
+
+        Raises:
+            UnsafeUrlError: the docset URL, a ``next`` link or a text link leaves the API base.
+            FetchError: as :meth:`get_json`, a page we cannot read, or a ``next`` loop.
+        """
+        url: str | None = docset_url
+        seen: set[str] = set()
+        while url is not None:
+            if url in seen or len(seen) >= max_pages:
+                raise FetchError(f"the docset listing at {docset_url} loops back to {url}")
+            seen.add(url)
+            final_url, body = self.get_json(url, relative_to=None if url is docset_url else url)
+            page = self.parse_page(body, page_url=final_url)
+            yield page
+            url = page.next_url
+
+    def parse_page(self, body: Any, *, page_url: str) -> DocsetPage:
+        """Read one listing page; tolerant of the usual spellings (``members``/``documents``/``items``,
+        ``next`` or ``links.next``, ``total``/``count`` or ``docset.member_count``). Every link is checked.
+
+        Raises:
+            FetchError: the page is not a JSON object with a list of members, each with an id.
+            UnsafeUrlError: a link leaves the API base.
+        """
+        if not isinstance(body, dict):
+            raise FetchError(f"{page_url} is not a JSON object")
+        raw = _first(body, "members", "documents", "items", "results")
+        if not isinstance(raw, list):
+            raise FetchError(f"{page_url} has no list of members (expected a 'members' array)")
+        members = tuple(self._member(item, page_url) for item in raw)
+        links = _object(body, "links")
+        pagination = _object(body, "pagination")
+        next_link = _first(body, "next") or _first(links, "next") or _first(pagination, "next")
+        if next_link is not None and not isinstance(next_link, str):
+            raise FetchError(f"{page_url}: 'next' must be a URL string")
+        total = (
+            _first(body, "total", "count", "member_count")
+            or _first(pagination, "total", "count")
+            or _first(_object(body, "docset"), "member_count")
+        )
+        return DocsetPage(
+            members=members,
+            total=total if isinstance(total, int) and not isinstance(total, bool) and total >= 0 else None,
+            next_url=self.guard.check(next_link, relative_to=page_url) if next_link else None,
+        )
+
+    def _member(self, item: Any, page_url: str) -> Member:
+        if not isinstance(item, dict):
+            raise FetchError(f"{page_url}: a member is not a JSON object")
+        doc_id = _first(item, "id", "document_id")
+        if isinstance(doc_id, bool) or not isinstance(doc_id, str | int) or doc_id == "":
+            raise FetchError(f"{page_url}: a member has no 'id'")
+        doc_id = str(doc_id)
+        # Either {"id", "metadata": {...}, "links"} or the document's fields inline (the reference server).
+        metadata = _object(item, "metadata") or {k: v for k, v in item.items() if k != "links"}
+        links = _object(item, "links")
+        text = _first(item, "text_url") or _first(links, "text")
+        if text is None and isinstance(item.get("text"), str):
+            text = item["text"]
+        if text is not None and not isinstance(text, str):
+            raise FetchError(f"{page_url}: the text link of member {doc_id!r} is not a string")
+        # With no link, the API's documented route for a document's text.
+        text_url = self.guard.check(
+            text or f"api/documents/{quote(doc_id, safe='')}/text", relative_to=page_url if text else None
+        )
+        return Member(doc_id=doc_id, metadata=metadata, text_url=text_url)
+
+
+def _first(mapping: Mapping[str, Any], *keys: str) -> Any:
+    for key in keys:
+        value = mapping.get(key)
+        if value is not None:
+            return value
+    return None
+
+
+def _object(mapping: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = mapping.get(key)
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,151 @@
+"""A BagIt bag (RFC 8493) written straight into a zip, streamed and hashed as it goes, in bounded memory."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import zipfile
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import IO, Final
+
+from examples.packager.sanitize import is_safe_member_path
+from tdm_messaging.errors import LocalProtocolError
+
+__all__ = ["BAGIT_TXT", "BagWriter", "encode_manifest_path"]
+
+BAGIT_TXT: Final = b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
+_COPY_CHUNK: Final = 64 * 1024
+
+
+def encode_manifest_path(path: str) -> str:
+    """Spell ``path`` for a manifest line: ``%``, CR and LF percent-encoded (RFC 8493 section 2.1.3)."""
+    return path.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+class BagWriter:
+    """Writes one bag, ``<bag_name>/...``, into a zip file opened for writing.
+
+    Payload files go under ``<bag_name>/data/``; each is hashed (SHA-256) while it is
+    written, and its manifest line spooled to a temporary file, so memory stays bounded
+    by the chunk size whatever the number and size of the files. :meth:`finish` writes
+    ``manifest-sha256.txt``, ``bag-info.txt`` (with ``Payload-Oxum`` and ``Bagging-Date``)
+    and ``tagmanifest-sha256.txt``. ``bagit.txt`` is written first.
+
+    Args:
+        archive: a binary file object to write the zip to (seekable, e.g. a temporary file).
+        bag_name: the bag's top directory in the zip (a safe path component).
+        compresslevel: deflate level, 0 to 9.
+        spool_dir: where the manifest spool lives (default: the system's temporary directory).
+        now: the bagging time (default: now, UTC).
+
+    Raises:
+        LocalProtocolError: ``bag_name`` or a payload path is not a safe relative path.
+    """
+
+    def __init__(
+        self,
+        archive: IO[bytes],
+        *,
+        bag_name: str,
+        compresslevel: int = 6,
+        spool_dir: str | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        if "/" in bag_name or not is_safe_member_path(bag_name):
+            raise LocalProtocolError(f"bag name {bag_name!r} must be one safe path component")
+        self.bag_name = bag_name
+        self._now = now or datetime.now(UTC)
+        self._compresslevel = compresslevel
+        self._zip = zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=compresslevel)
+        self._manifest = tempfile.TemporaryFile(dir=spool_dir)  # noqa: SIM115 - closed in finish()/abort()
+        self._octets = 0
+        self._files = 0
+        self._closed = False
+        self._write_tag("bagit.txt", BAGIT_TXT)
+        self._tag_digests: dict[str, str] = {"bagit.txt": hashlib.sha256(BAGIT_TXT).hexdigest()}
+
+    @property
+    def payload_octets(self) -> int:
+        """Bytes of payload written so far."""
+        return self._octets
+
+    @property
+    def payload_files(self) -> int:
+        """Payload files written so far."""
+        return self._files
+
+    def add_file(self, path: str, chunks: Iterable[bytes]) -> str:
+        """Write payload file ``data/<path>`` from ``chunks``; return its SHA-256 (hex).
+
+        Raises:
+            LocalProtocolError: ``path`` is not a safe relative path.
+        """
+        if not is_safe_member_path(path):
+            raise LocalProtocolError(f"payload path {path!r} is not a safe relative path")
+        digest = hashlib.sha256()
+        size = 0
+        with self._zip.open(self._zipinfo(f"data/{path}"), "w", force_zip64=True) as entry:
+            for chunk in chunks:
+                digest.update(chunk)
+                size += len(chunk)
+                entry.write(chunk)
+        self._octets += size
+        self._files += 1
+        hexdigest = digest.hexdigest()
+        self._manifest.write(f"{hexdigest}  {encode_manifest_path('data/' + path)}\n".encode())
+        return hexdigest
+
+    def finish(self, bag_info: Mapping[str, str]) -> None:
+        """Write the manifest, ``bag-info.txt`` (``bag_info`` plus Payload-Oxum and Bagging-Date) and the
+        tag manifest, then close the zip.
+
+        Raises:
+            LocalProtocolError: a label or value of ``bag_info`` contains a line break or a colon in a label.
+        """
+        self._manifest.seek(0)
+        digest = hashlib.sha256()
+        with self._zip.open(self._zipinfo("manifest-sha256.txt"), "w") as entry:
+            while chunk := self._manifest.read(_COPY_CHUNK):
+                digest.update(chunk)
+                entry.write(chunk)
+        self._tag_digests["manifest-sha256.txt"] = digest.hexdigest()
+        info = {
+            "Bagging-Date": self._now.date().isoformat(),
+            "Payload-Oxum": f"{self._octets}.{self._files}",
+            **bag_info,
+        }
+        lines = []
+        for label, value in info.items():
+            if ":" in label or any(ch in label + value for ch in "\r\n"):
+                raise LocalProtocolError(f"bag-info element {label!r}: {value!r} has a colon or a line break")
+            lines.append(f"{label}: {value}\n")
+        body = "".join(lines).encode()
+        self._write_tag("bag-info.txt", body)
+        self._tag_digests["bag-info.txt"] = hashlib.sha256(body).hexdigest()
+        tagmanifest = "".join(f"{d}  {encode_manifest_path(name)}\n" for name, d in sorted(self._tag_digests.items()))
+        self._write_tag("tagmanifest-sha256.txt", tagmanifest.encode())
+        self._close()
+
+    def abort(self) -> None:
+        """Stop writing; the archive is left incomplete (the caller deletes it). Idempotent."""
+        self._close()
+
+    def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._manifest.close()
+        self._zip.close()
+
+    def _write_tag(self, name: str, body: bytes) -> None:
+        with self._zip.open(self._zipinfo(name), "w") as entry:
+            entry.write(body)
+
+    def _zipinfo(self, relative: str) -> zipfile.ZipInfo:
+        info = zipfile.ZipInfo(f"{self.bag_name}/{relative}", date_time=self._now.timetuple()[:6])
+        info.compress_type = zipfile.ZIP_DEFLATED
+        # ZipFile.open() ignores the archive's level for a ZipInfo it is given; set it on the entry.
+        info._compresslevel = self._compresslevel  # type: ignore[attr-defined]
+        info.external_attr = 0o644 << 16
+        return info

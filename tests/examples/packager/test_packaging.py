@@ -1,0 +1,244 @@
+"""Tests for examples.packager.packaging: the whole fetch -> bag -> zip -> store path against a stub API."""
+
+from __future__ import annotations
+
+import json
+import os
+import tracemalloc
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from examples.packager.api import ApiClient
+from examples.packager.errors import FetchError, UnsafeUrlError
+from examples.packager.packaging import Estimator, Packager, ProgressThrottle
+from examples.packager.sanitize import safe_component
+from examples.packager.storage import LocalStorage, parse_archive_name
+from tests.examples.packager.stub_api import StubApi, StubDoc, validate_bag
+
+
+class ListSink:
+    def __init__(self) -> None:
+        self.estimates: list[float | None] = []
+        self.reports: list[tuple[int, int, float | None]] = []
+
+    def accepted(self, estimate_seconds: float | None) -> None:
+        self.estimates.append(estimate_seconds)
+
+    def progress(self, items_done: int, items_total: int, *, eta_seconds: float | None = None) -> None:
+        self.reports.append((items_done, items_total, eta_seconds))
+
+
+def _docs(n: int, *, size: int = 0) -> list[StubDoc]:
+    if size:
+        return [StubDoc(f"d{i}", {"title": f"Thesis {i}", "year": 2000 + i % 20}, size=size) for i in range(n)]
+    return [StubDoc(str(i), {"title": f"Thesis {i}"}, text=f"full text of {i}\n".encode()) for i in range(n)]
+
+
+@pytest.fixture
+def archives(tmp_path: Path) -> LocalStorage:
+    return LocalStorage(tmp_path / "archives", "http://127.0.0.1:9/archives")
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    path = tmp_path / "work"
+    path.mkdir()
+    return path
+
+
+def _packager(client: ApiClient, archives: LocalStorage, work: Path, **kwargs: object) -> Packager:
+    return Packager(api=client, storage=archives, work_dir=work, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_docset_becomes_a_valid_bag_in_storage(
+    stub: StubApi, client: ApiClient, archives: LocalStorage, work: Path
+) -> None:
+    docs = _docs(5)
+    # A hostile id (its text link is a plain one: the guard refuses dot segments even percent-encoded).
+    docs[2] = StubDoc("../../etc/passwd", {"title": "evil"}, text=b"x", text_link="/api/documents/2/text")
+    stub.add_docset("5", docs)
+    stub.docs["2"] = StubDoc("2", {}, text=b"x")
+    sink = ListSink()
+    stored = _packager(client, archives, work, progress_every_items=2).package(
+        docset_id="5", docset_url=f"{stub.base}/api/docsets/5?fmt=meta,txt", sink=sink
+    )
+    assert stored.url.startswith("http://127.0.0.1:9/archives/docset-5--")
+    assert parse_archive_name(stored.name) is not None
+    path = archives.directory / stored.name
+    assert stored.size_bytes == path.stat().st_size
+    found = validate_bag(str(path))
+    assert len(found["payload"]) == 10
+    assert "data/0/meta.json" in found["payload"]
+    hostile = safe_component("../../etc/passwd")
+    assert hostile.startswith("___.._etc_passwd~")
+    assert f"data/{hostile}/text.txt" in found["payload"]
+    assert found["info"]["TDM-Docset-Id"] == "5"
+    assert found["info"]["External-Identifier"] == f"{stub.base}/api/docsets/5?fmt=meta,txt"
+    with zipfile.ZipFile(path) as zf:
+        assert json.loads(zf.read("docset-5/data/1/meta.json")) == {"title": "Thesis 1"}
+        assert zf.read("docset-5/data/1/text.txt") == b"full text of 1\n"
+    assert sink.estimates == [Estimator().estimate(5)]
+    assert [r[0] for r in sink.reports] == [2, 4, 5]
+    assert all(total == 5 for _, total, _ in sink.reports)
+    assert os.listdir(work) == []  # no temp file left behind
+
+
+def test_an_unchanged_docset_reuses_the_archive(
+    stub: StubApi, client: ApiClient, archives: LocalStorage, work: Path
+) -> None:
+    stub.add_docset("6", _docs(3))
+    packager = _packager(client, archives, work)
+    first = packager.package(docset_id="6", docset_url=f"{stub.base}/api/docsets/6", sink=ListSink())
+    texts_before = stub.text_requests()
+    sink = ListSink()
+    second = packager.package(docset_id="6", docset_url=f"{stub.base}/api/docsets/6", sink=sink)
+    assert second == first
+    assert stub.text_requests() == texts_before  # nothing fetched but the listing
+    assert sink.estimates and sink.reports[-1][:2] == (3, 3)
+    assert archives.names("6") == [first.name]
+
+
+def test_a_changed_docset_gets_a_new_archive_and_the_old_one_goes(
+    stub: StubApi, client: ApiClient, archives: LocalStorage, work: Path
+) -> None:
+    stub.add_docset("7", _docs(3))
+    packager = _packager(client, archives, work)
+    first = packager.package(docset_id="7", docset_url=f"{stub.base}/api/docsets/7", sink=ListSink())
+    stub.docs["1"].metadata = {"title": "Thesis 1, revised", "updated_at": "2024-06-01T00:00:00Z"}
+    second = packager.package(docset_id="7", docset_url=f"{stub.base}/api/docsets/7", sink=ListSink())
+    assert second.name != first.name
+    assert archives.names("7") == [second.name]
+    assert not (archives.directory / first.name).exists()
+
+
+def test_formats_choose_the_files(stub: StubApi, client: ApiClient, archives: LocalStorage, work: Path) -> None:
+    stub.add_docset("8", _docs(2))
+    packager = _packager(client, archives, work)
+    meta_only = packager.package(
+        docset_id="8", docset_url=f"{stub.base}/api/docsets/8", sink=ListSink(), formats=["meta"]
+    )
+    assert validate_bag(str(archives.directory / meta_only.name))["payload"] == ["data/0/meta.json", "data/1/meta.json"]
+    assert stub.text_requests() == 0
+    with pytest.raises(FetchError, match="formats"):
+        packager.package(docset_id="8", docset_url=f"{stub.base}/api/docsets/8", sink=ListSink(), formats=["pdf"])
+
+
+def test_delete_removes_every_archive_of_the_docset_only(
+    stub: StubApi, client: ApiClient, archives: LocalStorage, work: Path
+) -> None:
+    stub.add_docset("9", _docs(1))
+    stub.add_docset("99", _docs(1))
+    packager = _packager(client, archives, work)
+    kept = packager.package(docset_id="99", docset_url=f"{stub.base}/api/docsets/99", sink=ListSink())
+    gone = packager.package(docset_id="9", docset_url=f"{stub.base}/api/docsets/9", sink=ListSink())
+    assert packager.delete("9") == [gone.name]
+    assert archives.find(gone.name) is None
+    assert archives.find(kept.name) is not None
+    assert packager.delete("9") == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://evil.example/api/docsets/10",
+        "http://2130706433/api/docsets/10",
+        "file:///etc/passwd",
+        "{base}/api/docsets/11",  # another docset than the request's
+        "{base}/api/docsets/10/../11",
+    ],
+)
+def test_unsafe_docset_urls_are_refused_before_fetching(
+    stub: StubApi, client: ApiClient, archives: LocalStorage, work: Path, url: str
+) -> None:
+    stub.add_docset("10", _docs(1))
+    stub.add_docset("11", _docs(1))
+    with pytest.raises(UnsafeUrlError):
+        _packager(client, archives, work).package(
+            docset_id="10", docset_url=url.format(base=stub.base), sink=ListSink()
+        )
+    assert stub.seen == []
+
+
+def test_an_offsite_text_link_fails_the_job_and_leaves_nothing(
+    stub: StubApi, client: ApiClient, archives: LocalStorage, work: Path
+) -> None:
+    docs = _docs(2)
+    docs[1].text_link = "http://[::ffff:127.0.0.1]:1/steal"
+    stub.add_docset("12", docs)
+    with pytest.raises(UnsafeUrlError):
+        _packager(client, archives, work).package(
+            docset_id="12", docset_url=f"{stub.base}/api/docsets/12", sink=ListSink()
+        )
+    assert archives.names("12") == []
+    assert os.listdir(work) == []
+
+
+def test_a_text_failing_midway_leaves_no_archive_and_no_temp_file(
+    stub: StubApi, client: ApiClient, archives: LocalStorage, work: Path
+) -> None:
+    docs = _docs(3)
+    docs[2].text_link = "/api/documents/missing/text"  # answers 404 after two texts were bagged
+    stub.add_docset("13", docs)
+    with pytest.raises(FetchError, match="404"):
+        _packager(client, archives, work).package(
+            docset_id="13", docset_url=f"{stub.base}/api/docsets/13", sink=ListSink()
+        )
+    assert archives.names("13") == []
+    assert os.listdir(work) == []
+    assert [p for p in os.listdir(archives.directory) if p.startswith(".")] == []
+
+
+def test_progress_is_throttled_by_count_and_by_time() -> None:
+    sink = ListSink()
+    now = [0.0]
+    throttle = ProgressThrottle(sink, 100, every_items=10, every_seconds=1.0, clock=lambda: now[0])
+    for done in range(1, 101):
+        now[0] += 0.01
+        if done == 55:
+            now[0] += 5.0  # a slow document: time alone makes the next report due
+        throttle.update(done)
+    assert [r[0] for r in sink.reports] == [10, 20, 30, 40, 50, 55, 65, 75, 85, 95, 100]
+    assert sink.reports[-1][2] == 0.0
+    assert all(eta is not None and eta >= 0 for _, _, eta in sink.reports)
+
+
+def test_estimate_grows_with_the_member_count() -> None:
+    estimator = Estimator(base_seconds=2.0, seconds_per_member=0.5)
+    assert estimator.estimate(0) == 2.0
+    assert estimator.estimate(10) == 7.0
+
+
+@pytest.mark.slow
+def test_memory_stays_bounded_for_a_large_docset(stub: StubApi, archives: LocalStorage, work: Path) -> None:
+    """100 documents of 300 KB plus one of 24 MB: the peak of traced allocations stays far below one text."""
+    stub.page_size = 25
+    docs = [*_docs(100, size=300_000), StubDoc("huge", {"title": "Huge"}, size=24_000_000)]
+    stub.add_docset("big", docs)
+    client = ApiClient(api_base=stub.base, api_key=stub.key)
+    packager = _packager(client, archives, work, compresslevel=1)
+    tracemalloc.start()
+    try:
+        stored = packager.package(docset_id="big", docset_url=f"{stub.base}/api/docsets/big", sink=ListSink())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    client.close()
+    assert validate_bag(str(archives.directory / stored.name))["octets"] == 100 * 300_000 + 24_000_000 + sum(
+        len(json.dumps(d.metadata, indent=2, sort_keys=True).encode()) + 1 for d in stub.docs.values()
+    )
+    # The stub server runs in this process too, so its buffers count; still ~1/6 of the text at most.
+    assert peak < 8 * 1024 * 1024, f"peak traced memory {peak} bytes"
+
+
+def test_a_queue_prefix_maps_request_ids_to_api_ids(
+    stub: StubApi, client: ApiClient, archives: LocalStorage, work: Path
+) -> None:
+    stub.add_docset("14", _docs(1))
+    packager = _packager(client, archives, work, queue_prefix="run7-")
+    stored = packager.package(docset_id="run7-14", docset_url=f"{stub.base}/api/docsets/14", sink=ListSink())
+    assert stored.name.startswith("docset-run7-14--")
+    for wrong in ["14", "run7-15", "run8-14"]:
+        with pytest.raises(UnsafeUrlError, match="does not name docset"):
+            packager.package(docset_id=wrong, docset_url=f"{stub.base}/api/docsets/14", sink=ListSink())

@@ -1,0 +1,304 @@
+"""Tests for examples.packager.storage: a local directory, and S3 through moto's server over real HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+
+from examples.packager.errors import InvalidArchiveNameError, StorageError
+from examples.packager.storage import (
+    MAX_URL_TTL,
+    MIN_PART_SIZE,
+    LocalStorage,
+    S3Storage,
+    archive_name,
+    parse_archive_name,
+)
+from tdm_messaging.errors import ConfigurationError, InvalidDestinationError
+
+FP1 = "a" * 64
+FP2 = "b" * 64
+
+
+def _file(path: Path, size: int) -> tuple[Path, str]:
+    block = os.urandom(1024 * 1024)
+    with path.open("wb") as handle:
+        left = size
+        while left:
+            piece = block[: min(left, len(block))]
+            handle.write(piece)
+            left -= len(piece)
+    return path, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# --- names ----------------------------------------------------------------------------------
+
+
+def test_archive_names_round_trip_even_with_dashes_in_the_id() -> None:
+    for docset_id in ["5", "a--b", "x:y@z+1~"]:
+        assert parse_archive_name(archive_name(docset_id, FP1)) == (docset_id, FP1)
+    assert parse_archive_name("docset-5--short.zip") is None
+    assert parse_archive_name(f"../docset-5--{FP1}.zip") is None
+    assert parse_archive_name(f"docset-a/../../x--{FP1}.zip") is None
+
+
+@pytest.mark.parametrize("docset_id", ["../x", "a/b", "", "a b"])
+def test_archive_names_refuse_bad_docset_ids(docset_id: str) -> None:
+    with pytest.raises(InvalidDestinationError):
+        archive_name(docset_id, FP1)
+
+
+def test_archive_names_refuse_bad_fingerprints() -> None:
+    with pytest.raises(InvalidArchiveNameError):
+        archive_name("5", "A" * 64)
+
+
+# --- local ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> LocalStorage:
+    return LocalStorage(tmp_path / "archives", "http://127.0.0.1:8080/archives/")
+
+
+def test_local_put_find_and_delete(local: LocalStorage, tmp_path: Path) -> None:
+    src, digest = _file(tmp_path / "a.zip", 10_000)
+    name = archive_name("5", FP1)
+    assert local.find(name) is None
+    stored = local.put(name, src, sha256=digest)
+    assert stored.url == f"http://127.0.0.1:8080/archives/{name}"
+    assert stored.size_bytes == 10_000 and stored.sha256 == digest and stored.url_expires_at is None
+    assert local.find(name) == stored
+    assert sorted(os.listdir(local.directory)) == [name, f"{name}.sha256"]  # no partial file left
+    other = local.put(archive_name("55", FP1), _file(tmp_path / "b.zip", 10)[0], sha256=FP2)
+    assert local.names("5") == [name]
+    assert local.delete_docset("5") == [name]
+    assert local.find(name) is None
+    assert local.find(other.name) is not None
+
+
+def test_local_find_recomputes_a_missing_checksum(local: LocalStorage, tmp_path: Path) -> None:
+    src, digest = _file(tmp_path / "a.zip", 5000)
+    name = archive_name("5", FP1)
+    local.put(name, src, sha256=digest)
+    (local.directory / f"{name}.sha256").unlink()
+    found = local.find(name)
+    assert found is not None and found.sha256 == digest
+
+
+def test_local_urls_quote_the_name(local: LocalStorage, tmp_path: Path) -> None:
+    stored = local.put(archive_name("a:b@c", FP1), _file(tmp_path / "a.zip", 1)[0], sha256=FP2)
+    assert stored.url.endswith("/docset-a%3Ab%40c--" + FP1 + ".zip")
+
+
+def test_local_refuses_foreign_names(local: LocalStorage, tmp_path: Path) -> None:
+    with pytest.raises(InvalidArchiveNameError):
+        local.put("../../etc/passwd", _file(tmp_path / "a.zip", 1)[0], sha256=FP1)
+    with pytest.raises(InvalidArchiveNameError):
+        local.find("x.zip")
+    with pytest.raises(InvalidArchiveNameError):
+        local.remove(f"docset-a/../../x--{FP1}.zip")
+
+
+def test_local_failed_put_leaves_nothing_visible(local: LocalStorage, tmp_path: Path) -> None:
+    with pytest.raises(StorageError):
+        local.put(archive_name("5", FP1), tmp_path / "does-not-exist.zip", sha256=FP1)
+    assert local.names("5") == []
+    assert [n for n in os.listdir(local.directory) if n.startswith(".partial-")] == []
+
+
+def test_old_partial_files_are_swept(local: LocalStorage) -> None:
+    old = local.directory / ".partial-old"
+    new = local.directory / ".partial-new"
+    old.write_bytes(b"x")
+    new.write_bytes(b"y")
+    os.utime(old, (1, 1))
+    assert local.sweep_partials() == 1
+    assert not old.exists() and new.exists()
+
+
+def test_local_refuses_a_non_http_public_url(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError):
+        LocalStorage(tmp_path, "file:///srv")
+
+
+# --- S3 via moto's server -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+NOW = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def s3(moto_endpoint: str, aws_env: None) -> S3Storage:
+    bucket = f"tdm-{uuid.uuid4().hex[:12]}"
+    storage = S3Storage(
+        bucket=bucket,
+        prefix="packages/v1",
+        endpoint_url=moto_endpoint,
+        url_ttl=900,
+        part_size=MIN_PART_SIZE,
+        now=lambda: NOW,
+    )
+    storage._client.create_bucket(Bucket=bucket)
+    return storage
+
+
+def test_s3_multipart_upload_with_parts_over_5_mib(s3: S3Storage, tmp_path: Path) -> None:
+    src, digest = _file(tmp_path / "a.zip", 2 * MIN_PART_SIZE + 123_456)
+    name = archive_name("5", FP1)
+    calls: list[str] = []
+    s3._client.meta.events.register("before-call.s3.*", lambda model, **_: calls.append(model.name))
+    stored = s3.put(name, src, sha256=digest)
+    assert calls.count("UploadPart") == 3
+    assert calls[0] == "CreateMultipartUpload" and "CompleteMultipartUpload" in calls
+    assert stored.size_bytes == src.stat().st_size and stored.sha256 == digest
+    assert stored.url_expires_at == NOW + timedelta(seconds=900)
+    head = s3._client.head_object(Bucket=s3.bucket, Key=f"packages/v1/{name}")
+    assert head["ContentLength"] == src.stat().st_size
+    assert head["ContentType"] == "application/zip"
+    # The presigned URL works over plain HTTP, and its lifetime is the configured one.
+    assert parse_qs(urlsplit(stored.url).query)["X-Amz-Expires"] == ["900"]
+    body = requests.get(stored.url, timeout=30).content
+    assert hashlib.sha256(body).hexdigest() == digest
+    assert s3._client.list_multipart_uploads(Bucket=s3.bucket).get("Uploads", []) == []
+
+
+def test_s3_find_names_and_delete(s3: S3Storage, tmp_path: Path) -> None:
+    src, digest = _file(tmp_path / "a.zip", 1000)
+    name = archive_name("5", FP1)
+    assert s3.find(name) is None
+    s3.put(name, src, sha256=digest)
+    s3.put(archive_name("5", FP2), _file(tmp_path / "b.zip", 10)[0], sha256=FP2)
+    s3.put(archive_name("5--x", FP1), _file(tmp_path / "c.zip", 10)[0], sha256=FP2)
+    found = s3.find(name)
+    assert found is not None and found.sha256 == digest and found.size_bytes == 1000
+    assert found.url_expires_at == NOW + timedelta(seconds=900)
+    assert s3.names("5") == sorted([name, archive_name("5", FP2)])
+    assert s3.delete_docset("5", keep=name) == [archive_name("5", FP2)]
+    assert s3.names("5") == [name]
+    s3.delete_docset("5")
+    assert s3.find(name) is None
+    assert s3.names("5--x") == [archive_name("5--x", FP1)]
+
+
+class _FailingClient:
+    """Delegates to a real client, but the second upload_part fails."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.parts = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def upload_part(self, **kwargs: Any) -> Any:
+        self.parts += 1
+        if self.parts == 2:
+            raise ConnectionResetError("connection reset by peer (injected)")
+        return self._client.upload_part(**kwargs)
+
+
+def test_s3_failed_upload_is_aborted_and_leaves_nothing(s3: S3Storage, tmp_path: Path) -> None:
+    failing = S3Storage(
+        bucket=s3.bucket,
+        prefix="packages/v1",
+        part_size=MIN_PART_SIZE,
+        client=_FailingClient(s3._client),  # type: ignore[arg-type]
+    )
+    src, digest = _file(tmp_path / "a.zip", MIN_PART_SIZE + 10)
+    name = archive_name("5", FP1)
+    with pytest.raises(StorageError, match="injected") as info:
+        failing.put(name, src, sha256=digest)
+    assert info.value.retryable
+    assert s3._client.list_multipart_uploads(Bucket=s3.bucket).get("Uploads", []) == []
+    assert s3.find(name) is None
+
+
+def test_s3_missing_bucket_is_a_clear_permanent_error(moto_endpoint: str, aws_env: None, tmp_path: Path) -> None:
+    storage = S3Storage(bucket="no-such-bucket-here", endpoint_url=moto_endpoint)
+    with pytest.raises(StorageError, match="bucket does not exist") as info:
+        storage.put(archive_name("5", FP1), _file(tmp_path / "a.zip", 10)[0], sha256=FP1)
+    assert not info.value.retryable
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"url_ttl": 0},
+        {"url_ttl": MAX_URL_TTL + 1},
+        {"part_size": MIN_PART_SIZE - 1},
+        {"bucket": "Bad_Bucket"},
+        {"prefix": "/abs"},
+        {"prefix": "a/../b"},
+    ],
+)
+def test_s3_bad_settings_are_configuration_errors(kwargs: dict[str, Any], aws_env: None) -> None:
+    settings: dict[str, Any] = {"bucket": "tdm-ok", **kwargs}
+    with pytest.raises(ConfigurationError):
+        S3Storage(**settings)
+
+
+def test_the_packager_on_s3_reuses_and_deletes(s3: S3Storage, tmp_path: Path) -> None:
+    """fetch -> bag -> multipart upload to moto -> presigned URL; a repeat reuses it; delete removes it."""
+    from examples.packager.api import ApiClient
+    from examples.packager.packaging import Packager
+    from tests.examples.packager.stub_api import API_KEY, StubApi, StubDoc, serve, validate_bag
+
+    class Sink:
+        def accepted(self, estimate_seconds: float | None) -> None:
+            pass
+
+        def progress(self, items_done: int, items_total: int, *, eta_seconds: float | None = None) -> None:
+            pass
+
+    stub = StubApi()
+    stub.add_docset("40", [StubDoc(str(i), {"title": str(i)}, size=3_000_000) for i in range(4)])
+    with serve(stub) as base:
+        client = ApiClient(api_base=base, api_key=API_KEY)
+        packager = Packager(api=client, storage=s3, work_dir=tmp_path, compresslevel=0)
+        first = packager.package(docset_id="40", docset_url=f"{base}/api/docsets/40", sink=Sink())
+        texts = stub.text_requests()
+        second = packager.package(docset_id="40", docset_url=f"{base}/api/docsets/40", sink=Sink())
+        client.close()
+    assert first.size_bytes > 2 * MIN_PART_SIZE  # stored in more than two parts
+    assert second.name == first.name and second.sha256 == first.sha256
+    assert stub.text_requests() == texts
+    download = tmp_path / "download.zip"
+    download.write_bytes(requests.get(second.url, timeout=30).content)
+    assert hashlib.sha256(download.read_bytes()).hexdigest() == first.sha256
+    assert len(validate_bag(str(download))["payload"]) == 8
+    assert packager.delete("40") == [first.name]
+    assert s3.names("40") == []
+    assert s3._client.list_multipart_uploads(Bucket=s3.bucket).get("Uploads", []) == []

@@ -1,0 +1,252 @@
+"""Broker subcommands of ``tdm-messaging``: request a package, print a docset's status, watch a job to its end."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+from urllib.parse import parse_qs, urlsplit
+
+from tdm_messaging.errors import ConfigurationError, LocalProtocolError, TransportError
+from tdm_messaging.server import PackagingClient
+from tdm_messaging.status import DocsetStatus, State
+from tdm_messaging.transport.base import Transport
+from tdm_messaging.transport.registry import open_transport
+
+__all__ = ["BROKER_URL_ENV", "EXIT_FAILED", "EXIT_OK", "EXIT_TROUBLE", "register", "status_as_json"]
+
+BROKER_URL_ENV = "TDM_BROKER_URL"
+"""Environment variable read when ``--broker`` is not given."""
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+"""``watch``: the job failed (or its package was deleted)."""
+EXIT_TROUBLE = 2
+"""Bad arguments, or the broker could not be used (the same status ``tdm-messaging`` uses for errors)."""
+
+_BAR_WIDTH = 30
+_DEFAULT_FORMATS = "meta,txt"
+
+
+def register(subparsers: Any) -> None:
+    """Add ``request``, ``status`` and ``watch`` to the ``tdm-messaging`` subcommands.
+
+    Args:
+        subparsers: what ``ArgumentParser.add_subparsers()`` returned; each command sets
+            ``func`` to a callable taking the parsed arguments and returning the exit status.
+    """
+    broker_help = f"broker URL, e.g. stomp://user:pass@host:61613/?dialect=rabbitmq (default: ${BROKER_URL_ENV})"
+
+    req = subparsers.add_parser(
+        "request",
+        help="ask the packager for a docset's archive",
+        description="Send a package request for DOCSET_URL and print it as JSON. The docset id is the "
+        "URL's last path segment unless --docset-id is given; formats come from its fmt= parameter.",
+    )
+    req.add_argument("docset_url", metavar="DOCSET_URL", help="e.g. http://server/api/docsets/5?fmt=meta,txt")
+    req.add_argument("--broker", help=broker_help)
+    req.add_argument("--docset-id", help="the docset id, when the URL's last path segment is not it")
+    req.add_argument("--formats", help=f"comma-separated formats (default: the URL's fmt=, else {_DEFAULT_FORMATS})")
+    req.set_defaults(func=_cmd_request)
+
+    stat = subparsers.add_parser(
+        "status",
+        help="poll a docset once and print its status as JSON",
+        description="Read the docset's reply queue once, print the folded status as JSON (the status stays readable).",
+    )
+    stat.add_argument("docset_id", metavar="DOCSET_ID")
+    stat.add_argument("--broker", help=broker_help)
+    stat.set_defaults(func=_cmd_status)
+
+    watch = subparsers.add_parser(
+        "watch",
+        help="follow a docset's job with a progress bar until it is complete or failed",
+        description="Poll the docset every --interval seconds, drawing a progress bar on stderr. "
+        "Exit 0 when complete (the final status is printed as JSON on stdout), 1 when failed or deleted, "
+        "2 on errors or when --timeout passes.",
+    )
+    watch.add_argument("docset_id", metavar="DOCSET_ID")
+    watch.add_argument("--broker", help=broker_help)
+    watch.add_argument("--interval", type=_seconds, default=2.0, help="seconds between polls (default: 2)")
+    watch.add_argument("--timeout", type=_seconds, help="give up after this many seconds (default: never)")
+    watch.set_defaults(func=_cmd_watch)
+
+
+def status_as_json(status: DocsetStatus) -> dict[str, object]:
+    """A docset status as a JSON-serialisable dict (times in ISO 8601, state as its value)."""
+    return {
+        "docset_id": status.docset_id,
+        "state": status.state.value,
+        "request_id": status.request_id,
+        "requested_at": status.requested_at.isoformat() if status.requested_at else None,
+        "estimate_seconds": status.estimate_seconds,
+        "progress": None
+        if status.progress is None
+        else status.progress.model_dump(mode="json", include={"items_done", "items_total", "percent", "eta_seconds"}),
+        "result": None
+        if status.result is None
+        else status.result.model_dump(
+            mode="json", include={"archive_url", "size_bytes", "sha256", "content_type", "url_expires_at"}
+        ),
+        "failure": None
+        if status.failure is None
+        else status.failure.model_dump(mode="json", include={"reason", "retryable"}),
+        "updated_at": status.updated_at.isoformat() if status.updated_at else None,
+    }
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def _cmd_request(args: argparse.Namespace) -> int:
+    url: str = args.docset_url
+    docset_id = args.docset_id or _docset_id_from_url(url)
+    formats = _formats(args.formats, url)
+    return _with_client(args, lambda client: _print_json(client.request_package(docset_id, url, formats=formats)))
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    return _with_client(args, lambda client: _print_json(status_as_json(client.status(args.docset_id))))
+
+
+def _cmd_watch(args: argparse.Namespace) -> int:
+    def follow(client: PackagingClient) -> int:
+        deadline = None if args.timeout is None else time.monotonic() + args.timeout
+        drawn = ""
+        while True:
+            status = client.status(args.docset_id)
+            line = _progress_line(status)
+            if line != drawn:
+                _draw(sys.stderr, line)
+                drawn = line
+            if not status.state.is_pending and status.state is not State.UNKNOWN:
+                _end_line(sys.stderr)
+                if status.state is State.COMPLETE:
+                    _print_json(status_as_json(status))
+                    return EXIT_OK
+                why = status.failure.reason if status.failure else "its package was deleted"
+                sys.stderr.write(f"failed: docset {status.docset_id}: {why}\n")
+                return EXIT_FAILED
+            if deadline is not None and time.monotonic() + args.interval > deadline:
+                _end_line(sys.stderr)
+                raise LocalProtocolError(
+                    f"gave up watching docset {args.docset_id} after {args.timeout:g} s; "
+                    f"it is still {status.state.value}"
+                )
+            time.sleep(args.interval)
+
+    return _with_client(args, follow)
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _with_client(args: argparse.Namespace, body: Callable[[PackagingClient], int | None]) -> int:
+    """Open the broker, run ``body``, close; a broker failure becomes one ``error:`` line."""
+    url = args.broker or os.environ.get(BROKER_URL_ENV)
+    if not url:
+        raise ConfigurationError(f"no broker given: pass --broker URL or set {BROKER_URL_ENV}")
+    try:
+        transport: Transport = open_transport(url)
+        try:
+            code = body(PackagingClient(transport))
+        finally:
+            transport.close()
+    except TransportError as exc:
+        message = _scrub(str(exc), url)
+        if "check" not in message.lower():  # backends usually say what to check; add it when they did not
+            message += "; check that the broker is running and reachable, and the URL's host, port and credentials"
+        sys.stderr.write(f"error: broker {_redact(url)}: {message}\n")
+        return EXIT_TROUBLE
+    except ConfigurationError as exc:
+        raise ConfigurationError(_scrub(str(exc), url)) from exc
+    return EXIT_OK if code is None else code
+
+
+def _docset_id_from_url(url: str) -> str:
+    segments = [s for s in urlsplit(url).path.split("/") if s]
+    if not segments:
+        raise ConfigurationError(f"cannot tell the docset id from {url!r} (no path); pass --docset-id")
+    return segments[-1]
+
+
+def _formats(option: str | None, url: str) -> list[str]:
+    raw = option
+    if raw is None:
+        fmt = parse_qs(urlsplit(url).query).get("fmt")
+        raw = fmt[0] if fmt else _DEFAULT_FORMATS
+    formats = [f.strip() for f in raw.split(",") if f.strip()]
+    if not formats:
+        raise ConfigurationError(f"no formats in {raw!r}; give e.g. --formats meta,txt")
+    return formats
+
+
+def _print_json(value: object) -> None:
+    if hasattr(value, "model_dump"):
+        value = value.model_dump(mode="json")
+    sys.stdout.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def _progress_line(status: DocsetStatus) -> str:
+    state = status.state
+    if state is State.COMPLETE:
+        percent = 100.0
+    elif status.progress is not None:
+        percent = status.progress.percent
+    else:
+        percent = 0.0
+    filled = round(_BAR_WIDTH * percent / 100)
+    bar = "#" * filled + "-" * (_BAR_WIDTH - filled)
+    detail = state.value
+    if status.progress is not None and state is State.IN_PROGRESS:
+        detail += f" {status.progress.items_done}/{status.progress.items_total}"
+        if status.progress.eta_seconds is not None:
+            detail += f", about {status.progress.eta_seconds:.0f} s left"
+    elif state is State.ACCEPTED and status.estimate_seconds is not None:
+        detail += f", estimate {status.estimate_seconds:.0f} s"
+    elif state is State.UNKNOWN:
+        detail += " (no request seen yet)"
+    return f"[{bar}] {percent:3.0f}% {detail}"
+
+
+def _draw(stream: TextIO, line: str) -> None:
+    # On a terminal, redraw one line in place; in a log file, one line per change.
+    if stream.isatty():
+        stream.write("\r\x1b[K" + line)
+    else:
+        stream.write(line + "\n")
+    stream.flush()
+
+
+def _end_line(stream: TextIO) -> None:
+    if stream.isatty():
+        stream.write("\n")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be zero or more seconds")
+    return value
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
+
+
+def _scrub(text: str, url: str) -> str:
+    """``text`` without the URL's password, whatever the driver put in its message."""
+    password = urlsplit(url).password
+    if password:
+        text = text.replace(url, _redact(url)).replace(password, "***")
+    return text

@@ -1,0 +1,167 @@
+"""The broker subcommands (request, status, watch) over the in-memory transport, and their error lines."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tdm_messaging import cli, cli_broker
+from tdm_messaging.codec import decode
+from tdm_messaging.destinations import PACKAGE_REQUESTS
+from tdm_messaging.errors import BrokerUnavailableError
+from tdm_messaging.models import PackageRequest
+from tdm_messaging.testing import InMemoryBroker, InMemoryTransport
+from tdm_messaging.transport.base import Transport
+from tdm_messaging.worker import Job, JobFailed, PackageResult, PackagerWorker
+
+URL = "stomp://guest:s3cret@broker.example:61613/?dialect=rabbitmq"
+
+
+@pytest.fixture
+def broker(monkeypatch: pytest.MonkeyPatch) -> InMemoryBroker:
+    """Every broker URL opens a fresh transport on one in-memory broker; the URLs asked for are kept."""
+    memory = InMemoryBroker()
+    opened: list[str] = []
+
+    def fake_open(url: str) -> Transport:
+        opened.append(url)
+        return InMemoryTransport(memory)
+
+    monkeypatch.setattr(cli_broker, "open_transport", fake_open)
+    monkeypatch.delenv(cli_broker.BROKER_URL_ENV, raising=False)
+    memory.opened = opened  # type: ignore[attr-defined]
+    return memory
+
+
+@pytest.fixture
+def worker(broker: InMemoryBroker) -> Iterator[list[Job]]:
+    jobs: list[Job] = []
+
+    def handler(job: Job) -> PackageResult:
+        jobs.append(job)
+        if job.request.docset_id.startswith("bad"):
+            raise JobFailed("no such docset", retryable=False)
+        job.accepted(30)
+        job.progress(1, 2)
+        return PackageResult(archive_url="https://b/x.zip", size_bytes=10)
+
+    stop = threading.Event()
+    loop = PackagerWorker(InMemoryTransport(broker), on_package=handler, retry_backoff_seconds=0)
+    thread = threading.Thread(target=loop.run, args=(stop,), daemon=True)
+    thread.start()
+    yield jobs
+    stop.set()
+    thread.join(10)
+
+
+def new_docset(prefix: str = "ds") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def test_request_takes_id_and_formats_from_the_url(broker: InMemoryBroker, capsys: pytest.CaptureFixture[str]) -> None:
+    docset = new_docset()
+    code = cli.main(["request", f"http://server/api/docsets/{docset}?fmt=meta,txt,pdf", "--broker", URL])
+    out = capsys.readouterr().out
+    assert code == 0
+    printed = json.loads(out)
+    assert printed["docset_id"] == docset and printed["formats"] == ["meta", "txt", "pdf"]
+    sent = decode(broker.messages(PACKAGE_REQUESTS)[0])
+    assert isinstance(sent, PackageRequest) and sent.request_id == printed["request_id"]
+    assert broker.opened == [URL]  # type: ignore[attr-defined]
+
+
+def test_request_with_explicit_id_formats_and_env_url(
+    broker: InMemoryBroker, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(cli_broker.BROKER_URL_ENV, "redis://127.0.0.1:6379/0")
+    code = cli.main(["request", "http://server/api/docsets/5/", "--docset-id", "my-5", "--formats", "meta"])
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["docset_id"] == "my-5" and printed["formats"] == ["meta"]
+    assert broker.opened == ["redis://127.0.0.1:6379/0"]  # type: ignore[attr-defined]
+
+
+def test_request_without_a_docset_in_the_url(broker: InMemoryBroker, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["request", "http://server", "--broker", URL]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "--docset-id" in err and "Traceback" not in err
+
+
+def test_no_broker_given(broker: InMemoryBroker, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["status", "5"]) == 2
+    assert capsys.readouterr().err == f"error: no broker given: pass --broker URL or set {cli_broker.BROKER_URL_ENV}\n"
+
+
+def test_status_prints_json_and_keeps_the_status(broker: InMemoryBroker, capsys: pytest.CaptureFixture[str]) -> None:
+    docset = new_docset()
+    assert cli.main(["status", docset, "--broker", URL]) == 0
+    assert json.loads(capsys.readouterr().out)["state"] == "unknown"
+    cli.main(["request", f"http://s/api/docsets/{docset}", "--broker", URL])
+    request_id = json.loads(capsys.readouterr().out)["request_id"]
+    for _ in range(2):
+        assert cli.main(["status", docset, "--broker", URL]) == 0
+        printed = json.loads(capsys.readouterr().out)
+        assert printed["state"] == "requested" and printed["request_id"] == request_id
+        assert printed["progress"] is None and printed["requested_at"].endswith("+00:00")
+
+
+def test_watch_until_complete(broker: InMemoryBroker, worker: list[Job], capsys: pytest.CaptureFixture[str]) -> None:
+    docset = new_docset()
+    cli.main(["request", f"http://s/api/docsets/{docset}", "--broker", URL])
+    capsys.readouterr()
+    assert cli.main(["watch", docset, "--broker", URL, "--interval", "0.01"]) == 0
+    captured = capsys.readouterr()
+    final = json.loads(captured.out)
+    assert final["state"] == "complete" and final["result"]["archive_url"] == "https://b/x.zip"
+    lines = captured.err.splitlines()
+    assert lines[-1] == "[" + "#" * 30 + "] 100% complete"
+    assert len(lines) == len(set(lines))  # one line per change, not per poll
+    assert [j.request.docset_id for j in worker] == [docset]
+
+
+def test_watch_failed_exits_1(broker: InMemoryBroker, worker: list[Job], capsys: pytest.CaptureFixture[str]) -> None:
+    docset = new_docset("bad")
+    cli.main(["request", f"http://s/api/docsets/{docset}", "--broker", URL])
+    capsys.readouterr()
+    assert cli.main(["watch", docset, "--broker", URL, "--interval", "0.01"]) == 1
+    err = capsys.readouterr().err
+    assert f"failed: docset {docset}: no such docset" in err
+
+
+def test_watch_gives_up_after_timeout(broker: InMemoryBroker, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["watch", "nobody", "--broker", URL, "--interval", "0", "--timeout", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "(no request seen yet)" in err
+    assert err.splitlines()[-1] == "error: gave up watching docset nobody after 0 s; it is still unknown"
+
+
+def test_watch_rejects_a_bad_interval(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["watch", "5", "--broker", URL, "--interval", "soon"]) == 2
+    assert "not a number of seconds" in capsys.readouterr().err
+
+
+def test_broker_failure_is_one_redacted_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def refuse(url: str) -> Transport:
+        raise BrokerUnavailableError(f"cannot connect to {url}: connection refused (password s3cret)")
+
+    monkeypatch.setattr(cli_broker, "open_transport", refuse)
+    assert cli.main(["status", "5", "--broker", URL]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: broker stomp://guest:***@broker.example:61613/")
+    assert "s3cret" not in err and "check that the broker is running" in err
+
+
+def test_unreachable_real_broker(capsys: pytest.CaptureFixture[str]) -> None:
+    """No broker needed: nothing listens on port 1, and the STOMP backend must say so in one line."""
+    pytest.importorskip("stomp")
+    assert cli.main(["status", "5", "--broker", "stomp://guest:s3cret@127.0.0.1:1/?dialect=rabbitmq"]) == 2
+    err = capsys.readouterr().err
+    error_lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(error_lines) == 1 and "127.0.0.1:1" in error_lines[0]
+    assert "s3cret" not in err and "Traceback" not in err

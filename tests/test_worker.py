@@ -1,0 +1,438 @@
+"""PackagerWorker with a PackagingClient over the in-memory transport, in threads: jobs, retries, poison, sharing."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+import pytest
+
+from tdm_messaging.codec import JSON_CONTENT_TYPE, TEXT_CONTENT_TYPE, decode, encode
+from tdm_messaging.destinations import DEAD_LETTER, DELETE_REQUESTS, PACKAGE_REQUESTS, reply_queue
+from tdm_messaging.envelope import Envelope
+from tdm_messaging.errors import BrokerRefusedError, ConfigurationError, LocalProtocolError, TransportClosedError
+from tdm_messaging.models import Accepted, Complete, DeleteRequest, Failed, Message, Progress
+from tdm_messaging.server import DEAD_LETTER_QUEUE_HEADER, DEAD_LETTER_REASON_HEADER, PackagingClient
+from tdm_messaging.status import State
+from tdm_messaging.testing import InMemoryBroker, InMemoryTransport
+from tdm_messaging.worker import ATTEMPT_HEADER, Job, JobFailed, PackageResult, PackagerWorker
+
+RESULT_TIME = datetime(2024, 1, 1, tzinfo=UTC)
+RESULT = PackageResult(archive_url="https://bucket/package/5.zip", size_bytes=345345, sha256="ab" * 32)
+
+
+def new_docset() -> str:
+    return "ds-" + uuid.uuid4().hex[:12]
+
+
+def wait_until(predicate: Callable[[], bool], what: str, limit_seconds: float = 20.0) -> None:
+    """Wait for a condition (a bound on waiting, not a timing assertion)."""
+    deadline = time.monotonic() + limit_seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.005)
+
+
+@contextmanager
+def running(worker: PackagerWorker) -> Iterator[threading.Thread]:
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            worker.run(stop)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    try:
+        yield thread
+    finally:
+        stop.set()
+        thread.join(10)
+        assert not thread.is_alive(), "run() did not return after stop was set"
+    assert not errors, errors
+
+
+def replies(broker: InMemoryBroker, docset: str) -> list[Message]:
+    return [decode(e) for e in broker.messages(reply_queue(docset))]
+
+
+def idle(broker: InMemoryBroker) -> Callable[[], bool]:
+    return lambda: not broker.messages(PACKAGE_REQUESTS) and broker.unacked_count(PACKAGE_REQUESTS) == 0
+
+
+def final_reply(broker: InMemoryBroker, docset: str) -> Callable[[], bool]:
+    return lambda: any(e.header("tdm-type") in {"complete", "failed"} for e in broker.messages(reply_queue(docset)))
+
+
+def make_worker(broker: InMemoryBroker, handler: Callable[[Job], PackageResult], **kw: object) -> PackagerWorker:
+    kw.setdefault("retry_backoff_seconds", 0)
+    return PackagerWorker(InMemoryTransport(broker), on_package=handler, **kw)  # type: ignore[arg-type]
+
+
+def test_full_lifecycle_with_progress() -> None:
+    broker = InMemoryBroker()
+    client = PackagingClient(InMemoryTransport(broker))
+    docset = new_docset()
+    jobs: list[Job] = []
+
+    def handler(job: Job) -> PackageResult:
+        jobs.append(job)
+        job.accepted(45)
+        job.progress(1, 2, eta_seconds=10)
+        job.progress(2, 2)
+        return RESULT
+
+    with running(make_worker(broker, handler)):
+        request = client.request_package(docset, f"http://server/api/docsets/{docset}")
+        wait_until(final_reply(broker, docset), "the Complete reply")
+    assert jobs[0].request == request and jobs[0].attempt == 1
+    got = replies(broker, docset)
+    assert [m.type for m in got] == ["package_request", "accepted", "progress", "progress", "complete"]
+    assert [m.sequence for m in got] == [0, 1, 2, 3, 4]
+    assert {m.request_id for m in got} == {request.request_id}
+    assert isinstance(got[1], Accepted) and got[1].estimate_seconds == 45
+    assert isinstance(got[2], Progress) and got[2].percent == 50 and got[2].eta_seconds == 10
+    assert isinstance(got[4], Complete) and got[4].size_bytes == 345345 and got[4].sha256 == "ab" * 32
+    status = client.status(docset)
+    assert status.state is State.COMPLETE
+    assert status.result is not None and status.result.archive_url == RESULT.archive_url
+    assert client.status(docset) == status
+    assert idle(broker)() and broker.messages(DEAD_LETTER) == []
+
+
+def test_accepted_is_sent_for_a_silent_handler() -> None:
+    broker = InMemoryBroker()
+    client = PackagingClient(InMemoryTransport(broker))
+    docset = new_docset()
+    with running(make_worker(broker, lambda job: RESULT)):
+        client.request_package(docset, "http://s/api/docsets/x")
+        wait_until(final_reply(broker, docset), "the Complete reply")
+    got = replies(broker, docset)
+    assert [m.type for m in got] == ["package_request", "accepted", "complete"]
+    assert isinstance(got[1], Accepted) and got[1].estimate_seconds is None
+
+
+def test_accepted_is_sent_before_the_first_progress() -> None:
+    broker = InMemoryBroker()
+    client = PackagingClient(InMemoryTransport(broker))
+    docset = new_docset()
+
+    def handler(job: Job) -> PackageResult:
+        job.progress(0, 0)
+        return RESULT
+
+    with running(make_worker(broker, handler)):
+        client.request_package(docset, "http://s/api/docsets/x")
+        wait_until(final_reply(broker, docset), "the Complete reply")
+    got = replies(broker, docset)
+    assert [m.type for m in got] == ["package_request", "accepted", "progress", "complete"]
+    assert isinstance(got[2], Progress) and got[2].percent == 100
+
+
+def test_job_failed_reports_and_acks_without_retry() -> None:
+    broker = InMemoryBroker()
+    client = PackagingClient(InMemoryTransport(broker))
+    docset = new_docset()
+    calls: list[int] = []
+
+    def handler(job: Job) -> PackageResult:
+        calls.append(job.attempt)
+        raise JobFailed("docset has no members", retryable=False)
+
+    with running(make_worker(broker, handler)):
+        client.request_package(docset, "http://s/api/docsets/x")
+        wait_until(final_reply(broker, docset), "the Failed reply")
+        wait_until(idle(broker), "the request to be acknowledged")
+    assert calls == [1]
+    status = client.status(docset)
+    assert status.state is State.FAILED
+    assert status.failure is not None and status.failure.reason == "docset has no members"
+    assert status.failure.retryable is False
+    assert broker.messages(DEAD_LETTER) == []
+
+
+def test_crashing_handler_is_retried_then_dead_lettered() -> None:
+    broker = InMemoryBroker()
+    client = PackagingClient(InMemoryTransport(broker))
+    docset = new_docset()
+    attempts: list[int] = []
+
+    def handler(job: Job) -> PackageResult:
+        attempts.append(job.attempt)
+        job.progress(1, 3)
+        raise OSError("upload refused")
+
+    with running(make_worker(broker, handler, max_attempts=3)):
+        request = client.request_package(docset, "http://s/api/docsets/x")
+        wait_until(lambda: len(broker.messages(DEAD_LETTER)) == 1, "the dead-lettered request")
+        wait_until(idle(broker), "the queue to drain")
+    assert attempts == [1, 2, 3]
+    parked = broker.messages(DEAD_LETTER)[0]
+    assert decode(parked) == request
+    assert parked.headers[ATTEMPT_HEADER] == "3"
+    assert parked.headers[DEAD_LETTER_QUEUE_HEADER] == "docsets/package"
+    assert "OSError: upload refused" in parked.headers[DEAD_LETTER_REASON_HEADER]
+    got = replies(broker, docset)
+    # Each attempt continues the sequence where the previous one stopped: no number is reused.
+    sequences = [m.sequence for m in got]
+    assert len(sequences) == len(set(sequences))
+    failed = [m for m in got if isinstance(m, Failed)]
+    assert len(failed) == 1 and failed[0].retryable is True and "3 attempts" in failed[0].reason
+    assert client.status(docset).state is State.FAILED
+
+
+def test_retry_then_success_continues_the_sequence() -> None:
+    broker = InMemoryBroker()
+    client = PackagingClient(InMemoryTransport(broker))
+    docset = new_docset()
+
+    def handler(job: Job) -> PackageResult:
+        job.accepted(10)
+        job.progress(1, 2)
+        if job.attempt == 1:
+            raise RuntimeError("transient")
+        return RESULT
+
+    with running(make_worker(broker, handler, max_attempts=2)):
+        client.request_package(docset, "http://s/api/docsets/x")
+        wait_until(final_reply(broker, docset), "the Complete reply")
+    got = replies(broker, docset)
+    assert [(m.type, m.sequence) for m in got] == [
+        ("package_request", 0),
+        ("accepted", 1),
+        ("progress", 2),
+        ("accepted", 3),
+        ("progress", 4),
+        ("complete", 5),
+    ]
+    assert client.status(docset).state is State.COMPLETE
+    assert broker.messages(DEAD_LETTER) == []
+
+
+def test_retry_backoff_is_cut_short_by_stop() -> None:
+    broker = InMemoryBroker()
+    client = PackagingClient(InMemoryTransport(broker))
+    entered = threading.Event()
+
+    def handler(job: Job) -> PackageResult:
+        entered.set()
+        raise RuntimeError("fails")
+
+    # A backoff of an hour would hang the test if stop did not cut it short.
+    with running(make_worker(broker, handler, retry_backoff_seconds=3600)):
+        client.request_package(new_docset(), "http://s/api/docsets/x")
+        assert entered.wait(10)
+    # The retry copy was still re-sent, and the original acknowledged.
+    wait_until(lambda: len(broker.messages(PACKAGE_REQUESTS)) == 1, "the retry copy")
+    assert broker.messages(PACKAGE_REQUESTS)[0].headers[ATTEMPT_HEADER] == "2"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "why"),
+    [
+        (b"{not json", JSON_CONTENT_TYPE, "undecodable"),
+        (b'{"type": "package_request", "protocol_version": "9.0"}', JSON_CONTENT_TYPE, "9.0"),
+        (b"x" * 2048, TEXT_CONTENT_TYPE, "exceeds the limit"),
+        (b"ftp://nope", TEXT_CONTENT_TYPE, "undecodable"),
+    ],
+)
+def test_poison_requests_are_dead_lettered_and_the_worker_carries_on(body: bytes, content_type: str, why: str) -> None:
+    broker = InMemoryBroker()
+    client = PackagingClient(InMemoryTransport(broker))
+    docset = new_docset()
+    with running(make_worker(broker, lambda job: RESULT, max_body_bytes=1024)):
+        InMemoryTransport(broker).send(PACKAGE_REQUESTS, Envelope(body, content_type, {"x-trace": "t1"}))
+        client.request_package(docset, "http://s/api/docsets/x")
+        wait_until(final_reply(broker, docset), "the good request to complete")
+        wait_until(lambda: len(broker.messages(DEAD_LETTER)) == 1, "the dead-lettered request")
+    parked = broker.messages(DEAD_LETTER)[0]
+    assert parked.body == body and parked.headers["x-trace"] == "t1"
+    assert why in parked.headers[DEAD_LETTER_REASON_HEADER]
+
+
+def test_a_refused_reply_dead_letters_the_request_instead_of_blocking_the_queue() -> None:
+    broker = InMemoryBroker()
+    client = PackagingClient(InMemoryTransport(broker))
+    refused, good = new_docset(), new_docset()
+    client.request_package(refused, "http://s/api/docsets/x")
+    client.request_package(good, "http://s/api/docsets/y")
+    broker.fail_next_send(BrokerRefusedError("PRECONDITION_FAILED - inequivalent arg 'durable'"))
+    with running(make_worker(broker, lambda job: RESULT)):
+        wait_until(final_reply(broker, good), "the next request to complete")
+    parked = broker.messages(DEAD_LETTER)
+    assert len(parked) == 1 and decode(parked[0]).docset_id == refused
+    assert "inequivalent arg" in parked[0].headers[DEAD_LETTER_REASON_HEADER]
+
+
+def test_wrong_message_type_on_the_request_queue_is_dead_lettered() -> None:
+    broker = InMemoryBroker()
+    stray = encode(DeleteRequest(docset_id="5", request_id="r", timestamp=RESULT_TIME))
+    with running(make_worker(broker, lambda job: RESULT)):
+        InMemoryTransport(broker).send(PACKAGE_REQUESTS, stray)
+        wait_until(lambda: len(broker.messages(DEAD_LETTER)) == 1, "the dead-lettered message")
+    assert "expected a PackageRequest" in broker.messages(DEAD_LETTER)[0].headers[DEAD_LETTER_REASON_HEADER]
+
+
+def test_invalid_result_is_a_handler_failure() -> None:
+    broker = InMemoryBroker()
+    client = PackagingClient(InMemoryTransport(broker))
+    docset = new_docset()
+    bad = PackageResult(archive_url="https://b/x.zip", size_bytes=1, sha256="not-hex")
+    with running(make_worker(broker, lambda job: bad, max_attempts=1)):
+        client.request_package(docset, "http://s/api/docsets/x")
+        wait_until(lambda: len(broker.messages(DEAD_LETTER)) == 1, "the dead-lettered request")
+    assert "invalid PackageResult" in broker.messages(DEAD_LETTER)[0].headers[DEAD_LETTER_REASON_HEADER]
+    assert client.status(docset).state is State.FAILED
+
+
+def test_delete_calls_the_handler_and_replies_deleted() -> None:
+    broker = InMemoryBroker()
+    client = PackagingClient(InMemoryTransport(broker))
+    docset = new_docset()
+    deleted: list[DeleteRequest] = []
+    worker = make_worker(broker, lambda job: RESULT, on_delete=deleted.append)
+    with running(worker):
+        client.request_package(docset, "http://s/api/docsets/x")
+        wait_until(final_reply(broker, docset), "the Complete reply")
+        request = client.request_delete(docset, archive_url=RESULT.archive_url)
+        wait_until(lambda: client.status(docset).state is State.DELETED, "the Deleted reply")
+    assert deleted == [request]
+    assert broker.messages(DELETE_REQUESTS) == []
+
+
+def test_without_a_delete_handler_deletes_wait_in_their_queue() -> None:
+    broker = InMemoryBroker()
+    client = PackagingClient(InMemoryTransport(broker))
+    docset = new_docset()
+    with running(make_worker(broker, lambda job: RESULT)):
+        client.request_delete(docset)
+        client.request_package(docset, "http://s/api/docsets/x")
+        wait_until(final_reply(broker, docset), "the Complete reply")
+    assert len(broker.messages(DELETE_REQUESTS)) == 1
+
+
+def test_text_replies_are_read_by_a_json_server() -> None:
+    broker = InMemoryBroker()
+    client = PackagingClient(InMemoryTransport(broker))
+    docset = new_docset()
+
+    def handler(job: Job) -> PackageResult:
+        job.accepted(5)
+        job.progress(1, 2)
+        return PackageResult(archive_url="https://b/x.zip", size_bytes=7)
+
+    with running(make_worker(broker, handler, content_type=TEXT_CONTENT_TYPE)):
+        client.request_package(docset, "http://s/api/docsets/x")
+        wait_until(final_reply(broker, docset), "the Complete reply")
+    assert {e.content_type for e in broker.messages(reply_queue(docset))[1:]} == {TEXT_CONTENT_TYPE}
+    status = client.status(docset)
+    assert status.state is State.COMPLETE and status.result is not None and status.result.size_bytes == 7
+
+
+def test_competing_workers_share_the_work_once_each() -> None:
+    broker = InMemoryBroker()
+    client = PackagingClient(InMemoryTransport(broker))
+    lock = threading.Lock()
+    done: dict[str, list[str]] = {"a": [], "b": []}
+    # Each worker's first job waits for the other's first job: the work is shared whatever the scheduling.
+    both_busy = threading.Barrier(2, timeout=10)
+
+    def handler_for(name: str) -> Callable[[Job], PackageResult]:
+        def handler(job: Job) -> PackageResult:
+            with lock:
+                done[name].append(job.request.docset_id)
+                first = len(done[name]) == 1
+            if first:
+                both_busy.wait()
+            return RESULT
+
+        return handler
+
+    docsets = [new_docset() for _ in range(12)]
+    with running(make_worker(broker, handler_for("a"))), running(make_worker(broker, handler_for("b"))):
+        for docset in docsets:
+            client.request_package(docset, "http://s/api/docsets/x")
+        for docset in docsets:
+            wait_until(final_reply(broker, docset), f"docset {docset} to complete")
+    assert sorted(done["a"] + done["b"]) == sorted(docsets)
+    assert done["a"] and done["b"]
+    for docset in docsets:
+        assert client.status(docset).state is State.COMPLETE
+
+
+def test_a_crashed_worker_job_is_done_by_another() -> None:
+    broker = InMemoryBroker()
+    client = PackagingClient(InMemoryTransport(broker))
+    docset = new_docset()
+    entered = threading.Event()
+    crash = threading.Event()
+    crashed_transport = InMemoryTransport(broker)
+
+    def stuck(job: Job) -> PackageResult:
+        job.accepted(60)
+        entered.set()
+        crash.wait(10)
+        return RESULT  # too late: its connection is gone
+
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def run_stuck() -> None:
+        try:
+            PackagerWorker(crashed_transport, on_package=stuck).run(stop)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run_stuck, daemon=True)
+    thread.start()
+    client.request_package(docset, "http://s/api/docsets/x")
+    assert entered.wait(10)
+    crashed_transport.close()  # the packager process dies: its unacked request goes back
+    crash.set()
+    thread.join(10)
+    assert errors and isinstance(errors[0], TransportClosedError)
+    with running(make_worker(broker, lambda job: RESULT)):
+        wait_until(final_reply(broker, docset), "the Complete reply from the second worker")
+    status = client.status(docset)
+    assert status.state is State.COMPLETE
+    assert broker.messages(DEAD_LETTER) == []
+
+
+def test_worker_resumes_after_a_broker_outage() -> None:
+    broker = InMemoryBroker()
+    client = PackagingClient(InMemoryTransport(broker))
+    first, second = new_docset(), new_docset()
+    with running(make_worker(broker, lambda job: RESULT)):
+        client.request_package(first, "http://s/api/docsets/x")
+        wait_until(final_reply(broker, first), "the first Complete")
+        broker.disconnect()
+        broker.reconnect()
+        client.request_package(second, "http://s/api/docsets/y")
+        wait_until(final_reply(broker, second), "the second Complete")
+
+
+def test_a_job_built_by_hand_reports_nowhere_and_checks_arguments() -> None:
+    request = PackagingClient(InMemoryTransport(InMemoryBroker())).request_package("5", "http://s/api/docsets/5")
+    job = Job(request, 1)
+    job.accepted(3)
+    job.progress(1, 2)
+    with pytest.raises(LocalProtocolError, match="items_done"):
+        job.progress(3, 2)
+    with pytest.raises(LocalProtocolError, match="estimate_seconds"):
+        job.accepted(-1)
+
+
+def test_bad_settings() -> None:
+    transport = InMemoryTransport(InMemoryBroker())
+    with pytest.raises(ConfigurationError, match="max_attempts"):
+        PackagerWorker(transport, on_package=lambda job: RESULT, max_attempts=0)
+    with pytest.raises(ConfigurationError, match="retry_backoff_seconds"):
+        PackagerWorker(transport, on_package=lambda job: RESULT, retry_backoff_seconds=-1)

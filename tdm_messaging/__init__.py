@@ -1,1 +1,123 @@
-"""tdm-messaging: typed messages, wire formats and broker transports for the TDM docset packaging protocol."""
+"""tdm-messaging: typed messages, wire formats and broker transports for the TDM docset packaging protocol.
+
+The flat public API. Importing it loads no broker driver: backends are imported
+lazily by :func:`open_transport` when a URL names them.
+"""
+
+from tdm_messaging.codec import (
+    DEFAULT_MAX_BODY_BYTES,
+    JSON_CONTENT_TYPE,
+    TEXT_CONTENT_TYPE,
+    DecodeContext,
+    decode,
+    encode,
+    guess_content_type,
+)
+from tdm_messaging.destinations import (
+    DEAD_LETTER,
+    DELETE_REQUESTS,
+    PACKAGE_REQUESTS,
+    Destination,
+    DestinationKind,
+    Dialect,
+    reply_queue,
+    validate_docset_id,
+)
+from tdm_messaging.envelope import Envelope
+from tdm_messaging.errors import (
+    BodyTooLargeError,
+    BrokerRefusedError,
+    BrokerUnavailableError,
+    ConfigurationError,
+    DecodeError,
+    EncodeError,
+    InvalidDestinationError,
+    LocalProtocolError,
+    MessagingError,
+    RemoteProtocolError,
+    SendNotConfirmedError,
+    TransportClosedError,
+    TransportError,
+    UnknownMessageTypeError,
+    UnsupportedVersionError,
+)
+from tdm_messaging.http_view import HttpView, http_view
+from tdm_messaging.ids import new_request_id
+from tdm_messaging.models import (
+    PROTOCOL_VERSION,
+    Accepted,
+    Complete,
+    Deleted,
+    DeleteRequest,
+    Failed,
+    Message,
+    PackageRequest,
+    Progress,
+)
+from tdm_messaging.server import PackagingClient
+from tdm_messaging.status import DocsetStatus, State, compact, fold
+from tdm_messaging.transport import Capabilities, Delivery, Transport, open_transport, register_scheme
+from tdm_messaging.worker import Job, JobFailed, PackageResult, PackagerWorker
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEAD_LETTER",
+    "DEFAULT_MAX_BODY_BYTES",
+    "DELETE_REQUESTS",
+    "JSON_CONTENT_TYPE",
+    "PACKAGE_REQUESTS",
+    "PROTOCOL_VERSION",
+    "TEXT_CONTENT_TYPE",
+    "Accepted",
+    "BodyTooLargeError",
+    "BrokerRefusedError",
+    "BrokerUnavailableError",
+    "Capabilities",
+    "Complete",
+    "ConfigurationError",
+    "DecodeContext",
+    "DecodeError",
+    "DeleteRequest",
+    "Deleted",
+    "Delivery",
+    "Destination",
+    "DestinationKind",
+    "Dialect",
+    "DocsetStatus",
+    "EncodeError",
+    "Envelope",
+    "Failed",
+    "HttpView",
+    "InvalidDestinationError",
+    "Job",
+    "JobFailed",
+    "LocalProtocolError",
+    "Message",
+    "MessagingError",
+    "PackageRequest",
+    "PackageResult",
+    "PackagerWorker",
+    "PackagingClient",
+    "Progress",
+    "RemoteProtocolError",
+    "SendNotConfirmedError",
+    "State",
+    "Transport",
+    "TransportClosedError",
+    "TransportError",
+    "UnknownMessageTypeError",
+    "UnsupportedVersionError",
+    "__version__",
+    "compact",
+    "decode",
+    "encode",
+    "fold",
+    "guess_content_type",
+    "http_view",
+    "new_request_id",
+    "open_transport",
+    "register_scheme",
+    "reply_queue",
+    "validate_docset_id",
+]

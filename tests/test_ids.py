@@ -42,3 +42,24 @@ def test_new_ids_are_unique_and_ordered() -> None:
 def test_bad_inputs(ms: int, entropy: bytes) -> None:
     with pytest.raises(ValueError):
         request_id_from(ms, entropy)
+
+
+def test_new_ids_strictly_increase_even_within_one_millisecond(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tdm_messaging import ids
+
+    monkeypatch.setattr(ids.time, "time_ns", lambda: 1_700_000_000_000 * 1_000_000)
+    made = [ids.new_request_id() for _ in range(500)]
+    assert made == sorted(made)
+    assert len(set(made)) == 500
+    for value in made:
+        assert uuid.UUID(value).version == 7
+
+
+@given(MS, ENTROPY)
+def test_successor_is_the_next_id(t: int, e: bytes) -> None:
+    from tdm_messaging.ids import _successor
+
+    current = request_id_from(t, e)
+    nxt = _successor(current)
+    assert nxt > current
+    assert uuid.UUID(nxt).version == 7

@@ -82,17 +82,19 @@ rabbit_up() {
     rabbit_policy
 }
 
-# The reply-queue policy of reply_expiry=policy mode: queues named package/... expire after
+# The reply-queue policy of reply_expiry=policy mode: queues named [ns/]package/... expire after
 # TDM_REPLY_POLICY_EXPIRES_MS of disuse with no queue argument for peers to match. Where a
 # queue also has an x-expires argument, RabbitMQ applies the smaller of the two.
 rabbit_policy() {
     local expires="${TDM_REPLY_POLICY_EXPIRES_MS:-86400000}" want current
     want="{\"expires\":$expires}"
-    current="$(rabbitmqctl -q list_policies 2>/dev/null | awk -F'\t' '$2=="tdm-reply-queues"{print $5}')" || true
-    if [ "$current" != "$want" ]; then
-        rabbitmqctl -q set_policy --apply-to queues tdm-reply-queues '^package/' "$want" >/dev/null \
+    # reply queues, with or without a namespace in front (ns/package/5; see transport/namespace.py)
+    local pattern='^([^/]+/)?package/'
+    current="$(rabbitmqctl -q list_policies 2>/dev/null | awk -F'\t' '$2=="tdm-reply-queues"{print $3 " " $5}')" || true
+    if [ "$current" != "$pattern $want" ]; then
+        rabbitmqctl -q set_policy --apply-to queues tdm-reply-queues "$pattern" "$want" >/dev/null \
             || die "could not set the RabbitMQ policy tdm-reply-queues"
-        log "RabbitMQ policy tdm-reply-queues: ^package/ $want"
+        log "RabbitMQ policy tdm-reply-queues: $pattern $want"
     fi
 }
 

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from tdm_messaging.errors import ConfigurationError
 from tdm_messaging.transport.base import Transport
+from tdm_messaging.transport.namespace import split_namespace
 
 __all__ = ["SCHEMES", "open_transport", "register_scheme"]
 
@@ -42,7 +43,9 @@ def open_transport(url: str) -> Transport:
 
     Examples: ``stomp://guest:guest@127.0.0.1:61613/?dialect=rabbitmq``,
     ``amqp://guest:guest@127.0.0.1:5672//``, ``redis://127.0.0.1:6379/0``,
-    ``sqla+sqlite:///var/tdm/broker.db``, ``memory://``.
+    ``sqla+sqlite:///var/tdm/broker.db``, ``memory://``. Any of them may carry
+    ``namespace=NAME``: every queue is then ``NAME/<queue>`` (see
+    :class:`~tdm_messaging.transport.namespace.NamespacedTransport`).
 
     Raises:
         ConfigurationError: unknown scheme (the message lists the known ones), a missing
@@ -54,6 +57,7 @@ def open_transport(url: str) -> Transport:
             f"broker URL {url!r} has no scheme; expected e.g. 'stomp://host:61613' or 'amqp://host:5672//'"
         )
     scheme = urlsplit(url).scheme.lower()
+    inner_url, namespace = split_namespace(url)
     target = SCHEMES.get(scheme)
     if target is None:
         raise ConfigurationError(
@@ -69,7 +73,13 @@ def open_transport(url: str) -> Transport:
             f"the {scheme!r} transport needs a driver that is not installed ({exc.name}){hint}"
         ) from exc
     opener = cast(_Opener, getattr(module, class_name))
-    return opener.from_url(url)
+    transport = opener.from_url(inner_url)
+    if namespace is None:
+        return transport
+    # Imported here: namespace.py imports this package's base, and most URLs carry no namespace.
+    from tdm_messaging.transport.namespace import NamespacedTransport  # noqa: PLC0415
+
+    return NamespacedTransport(transport, namespace=namespace)
 
 
 def _redact(url: str) -> str:

@@ -17,11 +17,17 @@ from examples.packager.api import ApiClient
 from examples.packager.errors import PackagerError
 from examples.packager.packaging import Estimator, Packager
 from examples.packager.storage import MAX_URL_TTL, LocalStorage, S3Storage, Storage
-from tdm_messaging.errors import ConfigurationError, MessagingError
-from tdm_messaging.models import DeleteRequest
-from tdm_messaging.transport import open_transport
-from tdm_messaging.transport.base import Transport
-from tdm_messaging.worker import Job, JobFailed, PackageResult, PackagerWorker
+from tdm_messaging import (
+    ConfigurationError,
+    DeleteRequest,
+    Job,
+    JobFailed,
+    MessagingError,
+    PackageResult,
+    PackagerWorker,
+    Transport,
+    open_transport,
+)
 
 __all__ = ["PackagerConfig", "build_packager", "build_storage", "main", "make_handlers", "parse_config", "run"]
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import IO, Final
 
 from examples.packager.sanitize import is_safe_member_path
-from tdm_messaging.errors import LocalProtocolError
+from tdm_messaging import LocalProtocolError
 
 __all__ = ["BAGIT_TXT", "BagWriter", "encode_manifest_path"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tdm_messaging.errors import LocalProtocolError, MessagingError, RemoteProtocolError
+from tdm_messaging import LocalProtocolError, MessagingError, RemoteProtocolError
 
 __all__ = [
     "FetchError",

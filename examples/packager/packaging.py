@@ -20,7 +20,7 @@ from examples.packager.bag import BagWriter
 from examples.packager.errors import FetchError, UnsafeUrlError
 from examples.packager.sanitize import safe_component
 from examples.packager.storage import Storage, StoredPackage, archive_name
-from tdm_messaging.destinations import validate_docset_id
+from tdm_messaging import validate_docset_id
 
 __all__ = ["LAYOUT_VERSION", "Estimator", "Packager", "ProgressSink", "ProgressThrottle"]
 

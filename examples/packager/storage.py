@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING, Final
 from urllib.parse import quote
 
 from examples.packager.errors import InvalidArchiveNameError, StorageError
-from tdm_messaging.destinations import validate_docset_id
-from tdm_messaging.errors import ConfigurationError
+from tdm_messaging import ConfigurationError, validate_docset_id
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

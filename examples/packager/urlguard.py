@@ -7,7 +7,7 @@ from typing import Final
 from urllib.parse import unquote, urljoin, urlsplit
 
 from examples.packager.errors import UnsafeUrlError
-from tdm_messaging.errors import ConfigurationError
+from tdm_messaging import ConfigurationError
 
 __all__ = ["UrlGuard"]
 

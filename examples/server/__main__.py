@@ -17,8 +17,7 @@ from examples.server.db import Database, DatabaseError
 from examples.server.openapi import build_openapi
 from examples.server.repo import upsert_api_key
 from examples.server.settings import ApiKeySpec, Settings, env_defaults, parse_api_keys
-from tdm_messaging.errors import ConfigurationError, MessagingError
-from tdm_messaging.transport import open_transport
+from tdm_messaging import ConfigurationError, MessagingError, open_transport
 
 log = logging.getLogger("examples.server")
 

@@ -23,11 +23,7 @@ from examples.server.repo import Caller
 from examples.server.settings import Settings
 from examples.server.web import ApiError, default_error_handler, json_errors_plugin, json_response, query_int
 from examples.server.web import read_json_body as _read_body
-from tdm_messaging.destinations import validate_docset_id
-from tdm_messaging.errors import MessagingError, TransportError
-from tdm_messaging.http_view import http_view
-from tdm_messaging.status import State
-from tdm_messaging.transport import Transport
+from tdm_messaging import MessagingError, State, Transport, TransportError, http_view, validate_docset_id
 
 __all__ = ["create_app"]
 

@@ -18,9 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from tdm_messaging.server import PackagingClient
-from tdm_messaging.status import DocsetStatus, State
-from tdm_messaging.transport import Transport, open_transport
+from tdm_messaging import DocsetStatus, PackagingClient, State, Transport, open_transport
 
 __all__ = ["DumpService", "TransportPool", "pool_for_url"]
 

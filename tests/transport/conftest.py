@@ -54,6 +54,11 @@ def with_query(url: str, **params: object) -> str:
     return url + ("&" if urlsplit(url).query else "?") + extra
 
 
+def unique_namespace() -> str:
+    """A queue namespace of this test's own (see tdm_messaging/transport/namespace.py)."""
+    return "t" + uuid.uuid4().hex[:12]
+
+
 def unique_docset() -> str:
     """A docset id no other test (or engineer) on a shared broker uses."""
     return "conf-" + uuid.uuid4().hex[:16]
@@ -73,6 +78,9 @@ class Backend:
     _broker: Any = None
     _opened: list[Transport] = field(default_factory=list)
     _queues: list[Destination] = field(default_factory=list)
+    namespace: str | None = None
+    """Queue namespace put in every URL when set. Tests that run a worker set one, so requests left
+    on ``docsets/package`` by other tests or runs (the brokers are shared and durable) never reach it."""
     cleanup_params: dict[str, str] = field(default_factory=dict)
     """URL parameters of the transport that deletes the tracked queues at teardown."""
 
@@ -89,6 +97,8 @@ class Backend:
     def url_with(self, *, reply_ttl: int = DEFAULT_TEST_TTL, **params: str) -> str:
         """This backend's URL with ``reply_ttl`` and ``params`` set (not for ``inmemory-testing``)."""
         assert self.url is not None, "inmemory-testing has no URL"
+        if self.namespace is not None:
+            params = {"namespace": self.namespace, **params}
         return with_query(self.url, reply_ttl=reply_ttl, **params)
 
     def open(self, *, reply_ttl: int = DEFAULT_TEST_TTL, **params: str) -> Transport:

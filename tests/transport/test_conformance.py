@@ -24,6 +24,7 @@ from tests.transport.conftest import (
     poll_until,
     running_worker,
     unique_docset,
+    unique_namespace,
 )
 
 pytestmark = pytest.mark.timeout(120)
@@ -429,6 +430,7 @@ def test_close_then_use_raises_transport_closed(backend: Backend) -> None:
 
 @pytest.mark.parametrize("content_type", ["application/json", "text/plain"])
 def test_package_lifecycle_through_the_helpers(backend: Backend, content_type: str) -> None:
+    backend.namespace = unique_namespace()
     from tdm_messaging.server import PackagingClient
     from tdm_messaging.status import State
 
@@ -498,6 +500,7 @@ def _take_request(backend: Backend, docset: str) -> None:
 
 
 def test_two_pollers_at_once_never_lose_the_newest_status(backend: Backend) -> None:
+    backend.namespace = unique_namespace()
     from tdm_messaging.server import PackagingClient
     from tdm_messaging.status import DocsetStatus, State
 

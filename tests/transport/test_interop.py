@@ -17,6 +17,7 @@ from tests.transport.conftest import (
     poll_until,
     running_worker,
     unique_docset,
+    unique_namespace,
 )
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(120)]
@@ -36,6 +37,7 @@ def test_full_lifecycle_across_protocols(
     from tdm_messaging.status import State
 
     server, packager_broker = make_backend(server_side, tmp_path), make_backend(packager_side, tmp_path)
+    server.namespace = packager_broker.namespace = unique_namespace()  # shared, and no stray requests
     docset = unique_docset()
     server.track(reply_queue(docset))
     try:

@@ -1,0 +1,123 @@
+"""Fixtures of the fault tests: a private RabbitMQ node (TLS too) they may kill or freeze, a TCP proxy, the table."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import in_ci
+from tests.faults.reliability import render
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "faultbroker.sh"
+FAULT_DIR = Path(os.environ.get("TDM_FAULT_DIR", str(ROOT / ".work" / "faultbroker")))
+AMQP_PORT = int(os.environ.get("TDM_FAULT_AMQP_PORT", "5682"))
+STOMP_PORT = int(os.environ.get("TDM_FAULT_STOMP_PORT", "61633"))
+AMQPS_PORT = int(os.environ.get("TDM_FAULT_AMQPS_PORT", "5681"))
+STOMPS_PORT = int(os.environ.get("TDM_FAULT_STOMPS_PORT", "61634"))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Render the rows the fault and fuzz tests measured into docs/reliability.md."""
+    render()
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _make_test_ca(tls_dir: Path) -> None:
+    """A throw-away CA and a server certificate for 127.0.0.1/localhost, made with openssl."""
+    tls_dir.mkdir(parents=True, exist_ok=True)
+
+    def ssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=tls_dir, check=True, capture_output=True)
+
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+        "-subj", "/CN=tdm-messaging test CA")  # fmt: skip
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+        "-subj", "/CN=localhost")  # fmt: skip
+    (tls_dir / "ext.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n", encoding="ascii")
+    ssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")  # fmt: skip
+    # A second CA that signed nothing: verification against it must fail.
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "other-ca.key", "-out", "other-ca.pem",
+        "-days", "2", "-subj", "/CN=some other CA")  # fmt: skip
+    for name in ("server.key", "server.pem", "ca.pem"):
+        (tls_dir / name).chmod(0o644)  # the node may run as another user
+
+
+@dataclass
+class PrivateRabbit:
+    """A RabbitMQ node of our own (scripts/faultbroker.sh): AMQP, STOMP, and both over TLS."""
+
+    amqp_port: int
+    stomp_port: int
+    amqps_port: int
+    stomps_port: int
+    tls_dir: Path
+
+    def stomp_url(self, *, port: int | None = None, **params: str) -> str:
+        """A STOMP URL of this node (through ``port`` if a proxy stands in front), with extra query parameters."""
+        query = "&".join(f"{k}={v}" for k, v in {"dialect": "rabbitmq", **params}.items())
+        return f"stomp://guest:guest@127.0.0.1:{port or self.stomp_port}/?{query}"
+
+    def amqp_url(self, *, port: int | None = None, **params: str) -> str:
+        """An AMQP URL of this node, with extra query parameters."""
+        query = "&".join(f"{k}={v}" for k, v in params.items())
+        return f"amqp://guest:guest@127.0.0.1:{port or self.amqp_port}//" + (f"?{query}" if query else "")
+
+    def run(self, *args: str) -> str:
+        """Run ``scripts/faultbroker.sh ARGS`` and return its output."""
+        done = subprocess.run(
+            ["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=180, env=_script_env(), check=False
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"faultbroker.sh {' '.join(args)} failed: {done.stdout}{done.stderr}")
+        return done.stdout
+
+    def pid(self) -> int:
+        """The node's process id (beam.smp)."""
+        return int(self.run("pid").strip())
+
+    def eval(self, expression: str) -> str:
+        """Evaluate an Erlang expression on the node (e.g. to change ``consumer_timeout`` at run time)."""
+        return self.run("ctl", "eval", expression).strip()
+
+
+def _script_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["TDM_FAULT_DIR"] = str(FAULT_DIR)
+    return env
+
+
+@pytest.fixture(scope="session")
+def private_rabbit() -> Iterator[PrivateRabbit]:
+    """Start the private RabbitMQ node for the session (with a generated test CA) and stop it afterwards."""
+    if not Path("/usr/lib/rabbitmq/bin/rabbitmq-server").exists() or shutil.which("openssl") is None:
+        why = "the private RabbitMQ node needs rabbitmq-server and openssl installed"
+        if in_ci():
+            pytest.fail(why, pytrace=False)
+        pytest.skip(why)
+    tls_dir = FAULT_DIR / "tls"
+    if not (tls_dir / "server.pem").exists():
+        _make_test_ca(tls_dir)
+    node = PrivateRabbit(AMQP_PORT, STOMP_PORT, AMQPS_PORT, STOMPS_PORT, tls_dir)
+    if _port_open(STOMP_PORT) and not _port_open(STOMPS_PORT):
+        node.run("down")  # an older node without TLS listeners
+    node.run("up")
+    try:
+        yield node
+    finally:
+        node.run("down")

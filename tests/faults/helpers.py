@@ -1,0 +1,63 @@
+"""Helpers of the fault tests: transports per backend, a worker in a thread, waiting for a condition."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from tdm_messaging.destinations import DEAD_LETTER, DELETE_REQUESTS, PACKAGE_REQUESTS, Destination
+from tdm_messaging.envelope import Envelope
+from tdm_messaging.transport.base import Transport
+from tdm_messaging.worker import PackagerWorker
+
+__all__ = ["drain", "read_all", "run_worker", "wait_until"]
+
+
+def wait_until(predicate: Callable[[], bool], *, timeout: float, what: str, every: float = 0.1) -> None:
+    """Poll ``predicate`` until it is true; fail naming ``what`` after ``timeout`` seconds (a hang guard only)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
+def read_all(transport: Transport, destination: Destination, *, ack: bool = True) -> list[Envelope]:
+    """Take everything in ``destination`` now (acknowledged unless ``ack`` is false)."""
+    with transport.read(destination) as batch:
+        envelopes = list(batch.envelopes)
+        if ack:
+            batch.ack()
+    return envelopes
+
+
+def drain(transport: Transport, *destinations: Destination) -> None:
+    """Empty ``destinations`` (default: the three permanent queues), e.g. of a previous failed run."""
+    for destination in destinations or (PACKAGE_REQUESTS, DELETE_REQUESTS, DEAD_LETTER):
+        while read_all(transport, destination):
+            pass
+
+
+@contextmanager
+def run_worker(worker: PackagerWorker) -> Iterator[threading.Thread]:
+    """Run ``worker`` in a thread for the ``with`` block; stop it and wait for it afterwards."""
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            worker.run(stop)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, name="fault-worker", daemon=True)
+    thread.start()
+    try:
+        yield thread
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert not thread.is_alive(), "the worker did not stop within 30 s of stop being set"
+    assert not errors, f"the worker died: {errors[0]!r}"

@@ -1,0 +1,53 @@
+"""A transport that delegates to another and runs a hook after chosen sends: the fault tests' injection point."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+
+from tdm_messaging.destinations import Destination
+from tdm_messaging.envelope import Envelope
+from tdm_messaging.transport.base import Batch, Capabilities, Handler, Transport
+
+__all__ = ["HookedTransport"]
+
+
+class HookedTransport(Transport):
+    """Delegate everything to ``inner``; after a send whose envelope matches ``when``, call ``then`` once."""
+
+    def __init__(
+        self, inner: Transport, *, when: Callable[[Destination, Envelope], bool], then: Callable[[], None]
+    ) -> None:
+        self.inner = inner
+        self._when = when
+        self._then = then
+        self.fired = threading.Event()
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.inner.capabilities
+
+    def send(
+        self, destination: Destination, envelope: Envelope, *, persistent: bool = True, confirm: bool = False
+    ) -> None:
+        self.inner.send(destination, envelope, persistent=persistent, confirm=confirm)
+        if not self.fired.is_set() and self._when(destination, envelope):
+            self.fired.set()
+            self._then()
+
+    def read(self, destination: Destination, *, limit: int = 1000) -> Batch:
+        return self.inner.read(destination, limit=limit)
+
+    def consume(
+        self, destinations: Sequence[Destination], handler: Handler, *, prefetch: int = 1, stop: threading.Event
+    ) -> None:
+        self.inner.consume(destinations, handler, prefetch=prefetch, stop=stop)
+
+    def declare(self, destination: Destination) -> None:
+        self.inner.declare(destination)
+
+    def delete(self, destination: Destination) -> None:
+        self.inner.delete(destination)
+
+    def close(self) -> None:
+        self.inner.close()

@@ -14,7 +14,7 @@ from tdm_messaging.destinations import DEAD_LETTER, DELETE_REQUESTS, PACKAGE_REQ
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.errors import DecodeError
 from tdm_messaging.ids import new_request_id, request_id_from
-from tdm_messaging.models import DeleteRequest, Message, PackageRequest
+from tdm_messaging.models import LEGACY_REQUEST_ID, DeleteRequest, Message, PackageRequest
 from tdm_messaging.status import DocsetStatus, compact, fold
 from tdm_messaging.transport.base import Transport
 
@@ -66,7 +66,9 @@ class PackagingClient:
     The client holds no job state: the docset's reply queue is the state. Every poll reads
     the queue, folds it, re-sends the few messages that keep the status (confirmed), then
     acknowledges what it read — a crash in between duplicates messages, never loses one,
-    and duplicates do not change the fold. Safe to share between threads if the transport is.
+    and duplicates do not change the fold. When the queue already holds exactly those
+    messages, on a broker that expires whole queues, the poll gives them back instead
+    (nothing sent, nothing acknowledged). Safe to share between threads if the transport is.
 
     Args:
         transport: an open transport (see :func:`tdm_messaging.transport.open_transport`).
@@ -148,9 +150,11 @@ class PackagingClient:
         """Poll a docset: read its reply queue, fold the replies, keep the status for the next poll.
 
         Text bodies that carry no docset id or time take them from the queue's name and the
-        clock. A reply that cannot be decoded (or belongs to another docset) is sent to
-        ``docsets/dead-letter`` with the reason, with a warning logged, before the read is
-        acknowledged: nothing is dropped silently.
+        clock; a reply with no request id (a seed peer's text line) is taken as answering the
+        newest request the queue holds, and is re-sent with that id. A reply that cannot be
+        decoded (or belongs to another docset) is sent to ``docsets/dead-letter`` with the
+        reason, with a warning logged, before the read is acknowledged: nothing is dropped
+        silently.
 
         Args:
             docset_id: the docset.
@@ -177,14 +181,19 @@ class PackagingClient:
                     rejects.append((envelope, f"reply for docset {message.docset_id!r} found in queue {queue.name}"))
                     continue
                 messages.append(message)
+            messages = _attribute_legacy_replies(messages)
             status = fold(messages, docset_id)
             kept = compact(messages, docset_id)
-            for message in kept:
-                self._transport.send(queue, encode(message, self._content_type), persistent=True, confirm=True)
-            for envelope, reason in rejects:
-                logger.warning("dead-lettering a reply of docset %s: %s", docset_id, reason)
-                dead_letter(self._transport, envelope, source=queue, reason=reason)
-            batch.ack()
+            if self._holds_only(batch.envelopes, messages, kept, rejects):
+                # Re-sending would write back exactly what is there: leave the queue as it is.
+                batch.release()
+            else:
+                for message in kept:
+                    self._transport.send(queue, encode(message, self._content_type), persistent=True, confirm=True)
+                for envelope, reason in rejects:
+                    logger.warning("dead-lettering a reply of docset %s: %s", docset_id, reason)
+                    dead_letter(self._transport, envelope, source=queue, reason=reason)
+                batch.ack()
         logger.debug(
             "polled docset %s: %d read, %d kept, %d dead-lettered, state %s",
             docset_id,
@@ -194,6 +203,22 @@ class PackagingClient:
             status.state.value,
         )
         return status
+
+    def _holds_only(
+        self,
+        envelopes: Sequence[Envelope],
+        messages: Sequence[Message],
+        kept: Sequence[Message],
+        rejects: Sequence[tuple[Envelope, str]],
+    ) -> bool:
+        """Whether the queue already holds exactly the compacted status, as this client would write it.
+
+        Only where the broker expires the queue as a whole (``capabilities.queue_expiry``): elsewhere a
+        reply's own expiry is renewed by the re-send, which must then happen on every poll.
+        """
+        if rejects or len(kept) != len(messages) or not self._transport.capabilities.queue_expiry:
+            return False
+        return all(encode(m, self._content_type) == e for m, e in zip(messages, envelopes, strict=True))
 
     def request_delete(self, docset_id: str, *, archive_url: str | None = None) -> DeleteRequest:
         """Ask the packager to delete a docset's delivered package.
@@ -223,3 +248,21 @@ class PackagingClient:
         self._transport.send(DELETE_REQUESTS, encode(request, self._content_type), persistent=True, confirm=True)
         logger.info("requested delete of docset %s (request %s)", docset_id, request.request_id)
         return request
+
+
+def _attribute_legacy_replies(messages: list[Message]) -> list[Message]:
+    """Give replies without a request id (seed text lines) the newest request id in ``messages``.
+
+    A seed packager answers ``Accepted. 45 seconds`` with no request id; the fold would rank that
+    below the server's own request copy and the status would stay REQUESTED forever. The seed's
+    protocol has one job per reply queue, so such a reply answers the newest request present.
+    """
+    newest = max((m.request_id for m in messages if m.request_id != LEGACY_REQUEST_ID), default=None)
+    if newest is None:
+        return messages
+    return [
+        m.model_copy(update={"request_id": newest})
+        if m.request_id == LEGACY_REQUEST_ID and not isinstance(m, PackageRequest)
+        else m
+        for m in messages
+    ]

@@ -345,3 +345,22 @@ def test_any_interleaving_of_polls_and_replies_folds_all_replies(ops: list[int |
             sent.append(pool[op])
     assert client.status(docset) == fold(sent, docset)
     assert client.status(docset) == fold(sent, docset)
+
+
+def test_a_seed_reply_without_request_id_answers_the_newest_request() -> None:
+    from tdm_messaging import Envelope, PackagingClient, State, decode, reply_queue
+    from tdm_messaging.codec import DecodeContext
+    from tdm_messaging.testing import InMemoryBroker, InMemoryTransport
+
+    broker = InMemoryBroker()
+    client = PackagingClient(InMemoryTransport(broker), content_type="text/plain")
+    client.request_package("d1", "http://s/api/docsets/d1?fmt=meta,txt")
+    newest = client.request_package("d1", "http://s/api/docsets/d1?fmt=meta,txt")
+    seed = InMemoryTransport(broker)
+    seed.send(reply_queue("d1"), Envelope(b"Accepted. 45 seconds\r\n", "text/plain"))
+    status = client.status("d1")
+    assert status.state is State.ACCEPTED
+    assert (status.request_id, status.estimate_seconds) == (newest.request_id, 45)
+    # re-sent with the id it was given, so the attribution does not depend on what comes later
+    stored = [decode(e, context=DecodeContext(docset_id="d1")) for e in broker.messages(reply_queue("d1"))]
+    assert {m.request_id for m in stored} == {newest.request_id}

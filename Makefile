@@ -36,6 +36,7 @@ demo: venv
 	$(BIN)/python -m examples.demo
 
 bench: venv brokers
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
 	$(BIN)/python -m bench
 
 clean:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import logging
 import queue
 import random
@@ -35,6 +36,7 @@ from tdm_messaging.transport.stomp_frames import (
     MARKER_HEADER,
     envelope_from_headers,
     explain_refusal,
+    is_late_delivery,
     marker_headers,
     prefetch_headers,
     queue_headers,
@@ -137,6 +139,11 @@ class _Listener:
 
     def on_error(self, frame: Any) -> None:
         body = frame.body.decode("utf-8", "replace") if isinstance(frame.body, bytes) else str(frame.body)
+        if is_late_delivery(str(frame.headers.get("message", "")), frame.headers.get("receipt-id")):
+            # RabbitMQ: a delivery reached a read's subscription after its UNSUBSCRIBE. The
+            # connection lives on, but holds that delivery unacknowledged until it closes.
+            self._owner._on_late_delivery(self.generation, body)
+            return
         error = BrokerRefusedError(explain_refusal(str(frame.headers.get("message", "")), body, self._owner.settings))
         log.error("%s", error)
         self.refusal = error
@@ -184,6 +191,10 @@ class StompTransport(Transport):
         self._consumers: dict[str, _Subscription] = {}
         self._receipts: dict[str, _Receipt] = {}
         self._pending_error: BrokerRefusedError | None = None
+        # RabbitMQ: deliveries this connection holds that no subscription can ACK any more
+        # (they came after a read's marker); only closing the connection gives them back.
+        self._stuck = 0
+        self._held: set[str] = set()  # reads whose transactions are open on this connection
         with self._lock:
             self._open()
 
@@ -206,6 +217,14 @@ class StompTransport(Transport):
     def server(self) -> str:
         """The broker's ``server`` header, e.g. ``RabbitMQ/3.10.8``."""
         return self._server
+
+    @property
+    def connection_count(self) -> int:
+        """How many connections this transport has opened (or tried to), for tests and benchmarks.
+
+        1 after construction; each reconnect adds one. A plain poll adds none.
+        """
+        return self._generation
 
     @property
     def capabilities(self) -> Capabilities:
@@ -260,6 +279,8 @@ class StompTransport(Transport):
             self._dialect = self._detect(listener.server)
         self._conn = conn
         self._connected = True
+        self._stuck = 0
+        self._held.clear()
         for sub_id, sub in self._consumers.items():
             conn.subscribe(sub.wire_name, id=sub_id, ack="client-individual", headers=sub.headers)
         log.info("connected to %s at %s (%s)", self._server or "STOMP broker", s.address, self.dialect.value)
@@ -331,6 +352,20 @@ class StompTransport(Transport):
             stop.wait(delay * (1 + random.random() / 10))
             delay = min(delay * 2, self.settings.reconnect_max_delay)
 
+    def _return_stuck(self) -> None:
+        """Re-open the connection if it holds deliveries nothing can ACK, once no read's transactions need it."""
+        with self._lock:
+            if not self._stuck or self._held or not self._connected:
+                return
+            stuck, generation = self._stuck, self._generation
+        self._recycle(generation, f"{stuck} deliveries that came after a read's marker")
+
+    def _on_late_delivery(self, generation: int, details: str) -> None:
+        with self._lock:
+            if generation == self._generation and self._connected:
+                self._stuck += 1
+        log.debug("a delivery reached a finished read (%s); the connection will be re-opened", details)
+
     def _recycle(self, generation: int, why: str) -> None:
         """Close connection ``generation`` on purpose (RabbitMQ then requeues what it holds unacked).
 
@@ -350,6 +385,9 @@ class StompTransport(Transport):
         data = body if isinstance(body, bytes) else body.encode("utf-8")
         with self._lock:
             inbox = self._inboxes.get(str(headers.get("subscription", "")))
+            if inbox is None and generation == self._generation and self._dialect is Dialect.RABBITMQ:
+                # For a subscription already cancelled: RabbitMQ holds it until the connection closes.
+                self._stuck += 1
         if inbox is not None:
             inbox.put(_Frame(dict(headers), data, generation))
 
@@ -392,10 +430,32 @@ class StompTransport(Transport):
             pending.event.set()
 
     # ------------------------------------------------------------------ sending
-    def _transmit(self, action: Callable[[Any], None], what: str, *, receipt: str | None = None) -> None:
-        """Run ``action(conn)``; with ``receipt``, wait for the broker's RECEIPT of it."""
+    def _transmit(
+        self,
+        action: Callable[[Any], None],
+        what: str,
+        *,
+        receipt: str | None = None,
+        generation: int | None = None,
+        wait: bool = True,
+    ) -> _Receipt:
+        """Run ``action(conn)``; with ``receipt``, wait for the broker's RECEIPT of it.
+
+        With ``generation``, only on that connection: its deliveries' ack ids and its
+        transactions mean nothing to a successor, so a lost connection is an error, not a reconnect.
+        With ``wait=False``, return the pending receipt for :meth:`_await` instead of waiting.
+        """
         pending = _Receipt()
-        conn = self._connection()
+        if generation is None:
+            conn = self._connection()
+        else:
+            with self._lock:
+                if generation != self._generation or not self._connected:
+                    raise BrokerUnavailableError(
+                        f"{what}: the connection to the STOMP broker at {self.settings.address} was lost; "
+                        "what it held unacknowledged goes back to the queue"
+                    )
+                conn = self._conn
         if receipt is not None:
             with self._lock:
                 self._receipts[receipt] = pending
@@ -408,7 +468,14 @@ class StompTransport(Transport):
                 f"{what} failed: the connection to the STOMP broker at {self.settings.address} is broken ({exc})"
             ) from exc
         if receipt is None:
-            return
+            pending.event.set()
+            return pending
+        if wait:
+            self._await(pending, receipt, what)
+        return pending
+
+    def _await(self, pending: _Receipt, receipt: str, what: str) -> None:
+        """Wait for the RECEIPT ``receipt``; raise what the broker or the connection said instead."""
         if not pending.event.wait(self.settings.confirm_timeout):
             with self._lock:
                 self._receipts.pop(receipt, None)
@@ -478,8 +545,13 @@ class StompTransport(Transport):
             current = frame.generation == self._generation and self._connected
         if not current:
             return False
-        ack_id = frame.headers.get("ack") or frame.headers.get("message-id", "")
-        self._transmit(lambda conn: conn.ack(ack_id, receipt=receipt), "acknowledgement", receipt=receipt)
+        ack_id = _ack_id(frame)
+        self._transmit(
+            lambda conn: conn.ack(ack_id, receipt=receipt),
+            "acknowledgement",
+            receipt=receipt,
+            generation=frame.generation,
+        )
         return True
 
     # ------------------------------------------------------------------ reading
@@ -489,8 +561,15 @@ class StompTransport(Transport):
         How it ends without a sleep: a marker message (unique id, 60 s time to live) is sent
         to the queue, then a client-individual subscription collects messages until that
         marker comes back (queues are FIFO). Another reader's marker is re-sent (so its
-        owner still finds it) unless stale; messages after our marker stay unacknowledged
-        and go back to the queue on UNSUBSCRIBE. Stops early, marker unseen, at ``limit``.
+        owner still finds it) unless stale. Stops early, marker unseen, at ``limit``.
+
+        How it settles without a reconnect (see docs/brokers.md, "The transactional read"):
+        before returning, the read ACKs every message *inside a STOMP transaction* (and, on
+        RabbitMQ, NACKs each inside a second one), then UNSUBSCRIBEs. Nothing is applied
+        yet, and nothing the caller sends afterwards reaches this read. :meth:`Batch.ack`
+        COMMITs the ACK transaction; :meth:`Batch.release` COMMITs the NACK one (RabbitMQ:
+        requeued in place) or ABORTs (ActiveMQ: given back). A crash before either leaves
+        both uncommitted: the broker gives the messages back when the connection closes.
 
         Raises:
             TransportError: the marker did not come back within ``read_timeout`` seconds;
@@ -500,6 +579,7 @@ class StompTransport(Transport):
         self._check()
         if limit < 1:
             raise LocalProtocolError(f"read limit must be at least 1, got {limit}")
+        self._return_stuck()
         self._connection()
         marker = uuid.uuid4().hex
         sub_id = f"tdm-read-{marker}"
@@ -518,6 +598,7 @@ class StompTransport(Transport):
                 f"subscribe to {destination}",
             )
             self._collect(destination, inbox, batch, marker, limit)
+            batch.settle_later()
         except BaseException:
             batch.release()
             raise
@@ -589,6 +670,7 @@ class StompTransport(Transport):
                 self._inboxes[sub_id] = inbox
                 self._consumers[sub_id] = sub
                 conn.subscribe(sub.wire_name, id=sub_id, ack="client-individual", headers=sub.headers)
+        unacked = 0
         try:
             while not stop.is_set():
                 try:
@@ -603,9 +685,14 @@ class StompTransport(Transport):
                     continue
                 if isinstance(item, BrokerRefusedError):
                     raise item
-                self._deliver(item, subs, handler)
+                try:
+                    self._deliver(item, subs, handler)
+                except BaseException:
+                    if item.generation == self._generation:
+                        unacked += 1
+                    raise
         finally:
-            self._end_consume(subs)
+            self._end_consume(subs, inbox, unacked)
 
     def _deliver(self, frame: _Frame, subs: dict[str, _Subscription], handler: Handler) -> None:
         sub_id = frame.headers.get("subscription", "")
@@ -622,13 +709,20 @@ class StompTransport(Transport):
         except TransportError as exc:
             log.warning("could not acknowledge a delivery from %s (%s); it comes again", sub.destination, exc)
 
-    def _end_consume(self, subs: dict[str, _Subscription]) -> None:
+    def _end_consume(self, subs: dict[str, _Subscription], inbox: queue.Queue[_Item], unacked: int) -> None:
         with self._lock:
             for sub_id in subs:
                 self._inboxes.pop(sub_id, None)
                 self._consumers.pop(sub_id, None)
             live = self._connected and not self._closed
             conn = self._conn
+            while not inbox.empty():  # prefetched, never handed to the handler
+                item = inbox.get_nowait()
+                unacked += isinstance(item, _Frame) and item.generation == self._generation
+            if live and self._dialect is Dialect.RABBITMQ:
+                # Unacknowledged deliveries of a cancelled subscription stay with the connection
+                # on RabbitMQ: the next read re-opens it first (see _return_stuck).
+                self._stuck += unacked
         if live:
             for sub_id in subs:
                 try:
@@ -698,73 +792,195 @@ class StompTransport(Transport):
         self._drop(conn)
 
 
+class _BatchState(enum.Enum):
+    """Where a read's batch is; the transitions are in :data:`_BATCH_MOVES`."""
+
+    READING = "reading"  # subscribed, collecting up to the marker; nothing settled
+    HELD = "held"  # unsubscribed; the ACK (and, on RabbitMQ, NACK) transactions are open
+    ACKED = "acked"  # the ACK transaction was committed
+    RELEASED = "released"  # ended; anything not acknowledged is back in the queue
+
+
+_BATCH_MOVES: dict[_BatchState, frozenset[_BatchState]] = {
+    _BatchState.READING: frozenset({_BatchState.HELD, _BatchState.RELEASED}),
+    _BatchState.HELD: frozenset({_BatchState.ACKED, _BatchState.RELEASED}),
+    _BatchState.ACKED: frozenset({_BatchState.RELEASED}),
+    _BatchState.RELEASED: frozenset(),
+}
+
+
+def _ack_id(frame: _Frame) -> str:
+    return frame.headers.get("ack") or frame.headers.get("message-id", "")
+
+
 class _StompBatch(Batch):
-    """What :meth:`StompTransport.read` took: unacknowledged until :meth:`ack`."""
+    """What :meth:`StompTransport.read` took, settled by transactions (see :meth:`StompTransport.read`).
+
+    Rules: ACKs and NACKs are sent while the subscription exists (both brokers refuse or
+    ignore them after UNSUBSCRIBE) but inside transactions, so they take effect only at
+    COMMIT, which may come after UNSUBSCRIBE. Exactly one of the two transactions is ever
+    committed; a connection that closes first commits neither.
+    """
 
     def __init__(self, transport: StompTransport, sub_id: str, generation: int) -> None:
         self._transport = transport
         self.sub_id = sub_id
         self.generation = generation
         self.frames: list[_Frame] = []
-        self._released = False
-        self._acked = False
+        self.state = _BatchState.READING
+        self.leftovers = 0  # deliveries after the marker: RabbitMQ keeps them until the connection closes
+        self._ack_tx = f"{sub_id}-ack"
+        self._back_tx = f"{sub_id}-back"
+        self._tx_begun = False
+        self._unsubscribed: _Receipt | None = None
+        self._unsub_receipt = ""
+
+    def _move(self, to: _BatchState) -> _BatchState:
+        before = self.state
+        if to not in _BATCH_MOVES[before]:
+            raise LocalProtocolError(f"a read's batch cannot go from {before.value} to {to.value}")
+        self.state = to
+        return before
 
     @property
     def envelopes(self) -> Sequence[Envelope]:
         """The messages, oldest first, without broker headers."""
         return [envelope_from_headers(f.headers, f.body) for f in self.frames]
 
+    def settle_later(self) -> None:
+        """Open the ACK (and NACK) transactions over every frame, then UNSUBSCRIBE (confirmed)."""
+        t = self._transport
+        rabbit = t.dialect is Dialect.RABBITMQ
+        receipt = f"tdm-unsub-{uuid.uuid4().hex}"
+
+        def settle(conn: Any) -> None:
+            if self.frames:
+                self._tx_begun = True
+                conn.begin(transaction=self._ack_tx)
+                for frame in self.frames:
+                    conn.ack(_ack_id(frame), transaction=self._ack_tx)
+                if rabbit:
+                    conn.begin(transaction=self._back_tx)
+                    for frame in self.frames:
+                        conn.nack(_ack_id(frame), transaction=self._back_tx)
+            conn.unsubscribe(self.sub_id, headers={"receipt": receipt})
+
+        # RabbitMQ handles a connection's frames in order: whatever the caller sends next comes
+        # after the UNSUBSCRIBE, so nothing it sends reaches this read, and there is no need to
+        # wait here. Deliveries that came after the marker arrive before the receipt; the
+        # receiver thread counts them as stuck (no inbox) once the inbox is gone.
+        self._unsubscribed = t._transmit(
+            settle, "ending a read", receipt=receipt, generation=self.generation, wait=not rabbit
+        )
+        self._unsub_receipt = receipt
+        with t._lock:
+            inbox = t._inboxes.pop(self.sub_id, None)
+            while inbox is not None and not inbox.empty():
+                self.leftovers += isinstance(inbox.get_nowait(), _Frame)
+            if rabbit and self.generation == t._generation:
+                t._stuck += self.leftovers
+                t._held.add(self.sub_id)
+        self._move(_BatchState.HELD)
+
     def ack(self) -> None:
-        """Acknowledge every message, the last with a receipt, so they are gone when this returns.
+        """COMMIT the ACK transaction (with a receipt): the messages are gone when this returns.
 
         Raises:
             BrokerUnavailableError: the connection was lost first; the messages go back to the queue.
+            SendNotConfirmedError: no receipt for the COMMIT in time; whether it applied is unknown.
             TransportClosedError: the batch was already released.
         """
-        if self._released:
+        if self.state is _BatchState.RELEASED:
             raise TransportClosedError("this batch was released; read again")
-        if self._acked:
+        if self.state is _BatchState.ACKED:
             return
-        for index, frame in enumerate(self.frames):
-            last = index == len(self.frames) - 1
-            receipt = f"tdm-ack-{uuid.uuid4().hex}" if last else None
-            if not self._transport._ack(frame, self.sub_id, receipt=receipt):
-                raise BrokerUnavailableError(
-                    "the connection was lost before the batch was acknowledged; its messages go back to the queue"
-                )
-        self._acked = True
+        t = self._transport
+        if self.frames:
+            receipt = f"tdm-commit-{uuid.uuid4().hex}"
+            rabbit = t.dialect is Dialect.RABBITMQ
+
+            def commit(conn: Any) -> None:
+                conn.commit(transaction=self._ack_tx, headers={"receipt": receipt})
+                if rabbit:
+                    conn.abort(transaction=self._back_tx)
+
+            t._transmit(commit, "acknowledging a read", receipt=receipt, generation=self.generation)
+        self._move(_BatchState.ACKED)
+        self._let_go()
 
     def release(self) -> None:
-        """UNSUBSCRIBE: what was not acknowledged goes back to the queue. Idempotent."""
-        if self._released:
+        """End the read: what was not acknowledged goes back to the queue at once. Idempotent.
+
+        RabbitMQ: COMMIT the NACK transaction (requeued in place); ActiveMQ: ABORT the ACK
+        one. If that fails, or the read failed half-way, the connection is re-opened, which
+        gives everything back on both brokers.
+        """
+        if self.state is _BatchState.RELEASED:
             return
-        self._released = True
+        before = self._move(_BatchState.RELEASED)
         t = self._transport
         with t._lock:
-            live = t._connected and not t._closed and t._generation == self.generation
-            if not live:
-                t._inboxes.pop(self.sub_id, None)
-        if not live:
+            inbox = t._inboxes.pop(self.sub_id, None)
+        if before is _BatchState.READING:
+            self._abandon(inbox)
+            return
+        rabbit = t.dialect is Dialect.RABBITMQ
+        if before is _BatchState.HELD and self.frames:
+            receipt = f"tdm-back-{uuid.uuid4().hex}"
+
+            def give_back(conn: Any) -> None:
+                if rabbit:
+                    conn.commit(transaction=self._back_tx, headers={"receipt": receipt})
+                    conn.abort(transaction=self._ack_tx)
+                else:
+                    conn.abort(transaction=self._ack_tx, headers={"receipt": receipt})
+
+            # RabbitMQ: not waiting for the COMMIT's receipt; the connection's next frame comes after it
+            # anyway, and if the connection breaks first, the broker gives the messages back all the same.
+            try:
+                t._transmit(give_back, "releasing a read", receipt=receipt, generation=self.generation, wait=not rabbit)
+            except TransportError as exc:
+                log.debug("giving back a read failed (%s); re-opening the connection instead", exc)
+                t._recycle(self.generation, "a read that could not be given back")
+        self._let_go()
+
+    def _let_go(self) -> None:
+        """This read no longer needs its connection: re-open it now if it holds stuck deliveries."""
+        t = self._transport
+        if self._unsubscribed is not None and not self._unsubscribed.event.is_set():
+            # Every delivery of the subscription comes before the UNSUBSCRIBE's receipt: after
+            # it, the stuck ones are all counted (but for RabbitMQ's rare late ones, see is_late_delivery).
+            try:
+                t._await(self._unsubscribed, self._unsub_receipt, "ending a read")
+            except TransportError as exc:
+                log.debug("no receipt for ending a read: %s", exc)
+        with t._lock:
+            t._held.discard(self.sub_id)
+        t._return_stuck()
+
+    def _abandon(self, inbox: queue.Queue[_Item] | None) -> None:
+        """The read failed before it settled: UNSUBSCRIBE, and re-open the connection if needed."""
+        t = self._transport
+        leftovers = len(self.frames)
+        while inbox is not None and not inbox.empty():
+            leftovers += isinstance(inbox.get_nowait(), _Frame)
+        if self._tx_begun:
+            # Settling broke half-way: closing the connection returns everything, on both brokers.
+            t._recycle(self.generation, "a read that failed while settling")
             return
         try:
             # With a receipt, so the broker has finished with the subscription (ActiveMQ has
-            # returned its unacked messages to the queue) before the caller's next frame.
-            # RabbitMQ's STOMP adapter keeps unacknowledged deliveries of a cancelled
-            # subscription until the connection closes (ACK/NACK after UNSUBSCRIBE are refused),
-            # so: UNSUBSCRIBE with a receipt (every delivery of the subscription comes before it),
-            # then, if any delivery stays unacknowledged, re-open the connection to return it.
+            # returned its unacked messages) before the caller's next frame.
             receipt = f"tdm-unsub-{uuid.uuid4().hex}"
             t._transmit(
-                lambda c: c.unsubscribe(self.sub_id, headers={"receipt": receipt}), "unsubscribe", receipt=receipt
+                lambda c: c.unsubscribe(self.sub_id, headers={"receipt": receipt}),
+                "unsubscribe",
+                receipt=receipt,
+                generation=self.generation,
             )
         except TransportError as exc:
             log.debug("unsubscribe %s failed: %s", self.sub_id, exc)
             return
-        finally:
-            with t._lock:
-                inbox = t._inboxes.pop(self.sub_id, None)
-        leftovers = 0 if self._acked else len(self.frames)
-        while inbox is not None and not inbox.empty():
-            leftovers += isinstance(inbox.get_nowait(), _Frame)
+        # RabbitMQ keeps a cancelled subscription's unacknowledged deliveries until the connection closes.
         if leftovers and t.dialect is Dialect.RABBITMQ:
-            t._recycle(self.generation, f"{leftovers} unacknowledged deliveries of a read")
+            t._recycle(self.generation, f"{leftovers} unacknowledged deliveries of a failed read")

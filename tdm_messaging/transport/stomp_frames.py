@@ -16,6 +16,7 @@ __all__ = [
     "MARKER_TTL_MS",
     "envelope_from_headers",
     "explain_refusal",
+    "is_late_delivery",
     "marker_headers",
     "prefetch_headers",
     "queue_headers",
@@ -167,6 +168,16 @@ def envelope_from_headers(headers: Mapping[str, str], body: bytes) -> Envelope:
     content_type = headers.get("content-type") or "application/octet-stream"
     app = {name.lower(): value for name, value in headers.items() if not _is_broker_header(name.lower())}
     return Envelope(body, content_type, MappingProxyType(app))
+
+
+def is_late_delivery(message: str, receipt_id: object) -> bool:
+    """Whether an ERROR frame is RabbitMQ's notice of a delivery to a cancelled subscription.
+
+    RabbitMQ 3.10 sends ``Subscription not found`` (no receipt id) for each message its
+    channel delivers to a subscription after the UNSUBSCRIBE, even after the receipt; the
+    connection stays open and the message stays unacknowledged on it until it closes.
+    """
+    return message.strip() == "Subscription not found" and not receipt_id
 
 
 def explain_refusal(message: str, details: str, settings: StompSettings) -> str:

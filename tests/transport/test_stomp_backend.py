@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -24,11 +25,14 @@ from tdm_messaging.errors import (
     LocalProtocolError,
     TransportClosedError,
 )
-from tdm_messaging.transport.base import Delivery
+from tdm_messaging.server import PackagingClient
+from tdm_messaging.status import State
+from tdm_messaging.transport.base import Delivery, Transport
 from tdm_messaging.transport.stomp_frames import (
     MARKER_HEADER,
     envelope_from_headers,
     explain_refusal,
+    is_late_delivery,
     marker_headers,
     queue_headers,
     send_headers,
@@ -190,7 +194,7 @@ def _fresh() -> Destination:
     return reply_queue("test-" + uuid.uuid4().hex)
 
 
-def _bodies(t: StompTransport, d: Destination, *, ack: bool = False) -> list[bytes]:
+def _bodies(t: Transport, d: Destination, *, ack: bool = False) -> list[bytes]:
     with t.read(d) as batch:
         bodies = [e.body for e in batch.envelopes]
         if ack:
@@ -206,7 +210,9 @@ def _kill_socket(t: StompTransport) -> None:
 @pytest.mark.broker
 def test_dialect_is_detected_from_server_header(broker: str) -> None:
     url = broker_url(broker).split("?")[0]
-    with StompTransport.from_url(url) as t:
+    with StompTransport.from_url(url) as opened:
+        assert isinstance(opened, StompTransport)
+        t = opened
         expected = Dialect.RABBITMQ if broker.startswith("rabbitmq") else Dialect.ACTIVEMQ
         assert t.dialect is expected and t.capabilities.nack_requeue is (expected is Dialect.RABBITMQ)
         assert not t.capabilities.delete_queue
@@ -467,3 +473,121 @@ def test_activemq_gc_policy_collects_idle_reply_queue() -> None:
     while needle not in log_file.read_text(errors="replace") and time.monotonic() < deadline:
         time.sleep(1)
     assert needle in log_file.read_text(errors="replace")
+
+
+# ---------------------------------------------------------------- the transactional read (both brokers)
+
+
+def test_late_delivery_error_is_recognised() -> None:
+    assert is_late_delivery("Subscription not found", None)
+    assert not is_late_delivery("Subscription not found", "tdm-commit-1")  # an answer to our frame
+    assert not is_late_delivery("PRECONDITION_FAILED", None)
+
+
+@pytest.mark.broker
+def test_plain_polls_never_reconnect(transport: StompTransport, broker: str) -> None:
+    client = PackagingClient(transport)
+    docset = "test-" + uuid.uuid4().hex
+    client.request_package(docset, f"http://server/api/docsets/{docset}")
+    before = transport.connection_count
+    statuses = [client.status(docset) for _ in range(20)]
+    assert {s.state for s in statuses} == {State.REQUESTED}
+    assert transport.connection_count == before
+    with StompTransport.from_url(broker_url(broker)) as other:  # nothing is held back from another process
+        assert PackagingClient(other).status(docset) == statuses[-1]
+
+
+@pytest.mark.broker
+def test_resend_and_ack_path_never_reconnects(transport: StompTransport) -> None:
+    d = _fresh()
+    before = transport.connection_count
+    for i in range(10):
+        transport.send(d, Envelope(f"new {i}".encode(), "text/plain"), confirm=True)
+        with transport.read(d) as batch:  # the server's poll when the status changed
+            assert [e.body for e in batch.envelopes] == [f"kept {i - 1}".encode(), f"new {i}".encode()][i == 0 :]
+            transport.send(d, Envelope(f"kept {i}".encode(), "text/plain"), confirm=True)
+            batch.ack()
+    assert transport.connection_count == before
+    assert _bodies(transport, d) == [b"kept 9"]
+
+
+@pytest.mark.broker
+def test_release_gives_back_at_once_without_reconnect(transport: StompTransport, broker: str) -> None:
+    d = _fresh()
+    for body in (b"a", b"b"):
+        transport.send(d, Envelope(body, "text/plain"), confirm=True)
+    before = transport.connection_count
+    for _ in range(3):
+        assert _bodies(transport, d) == [b"a", b"b"]
+    assert transport.connection_count == before
+    with StompTransport.from_url(broker_url(broker)) as other:  # while the first is still connected
+        assert _bodies(other, d) == [b"a", b"b"]
+
+
+@pytest.mark.broker
+def test_deliveries_after_the_marker_are_not_stuck(transport: StompTransport, broker: str) -> None:
+    d = _fresh()
+    for i in range(4):
+        transport.send(d, Envelope(str(i).encode(), "text/plain"), confirm=True)
+    with transport.read(d, limit=1) as batch:  # prefetch 2: one more comes, and cannot be acked
+        assert [e.body for e in batch.envelopes] == [b"0"]
+        batch.ack()
+    with StompTransport.from_url(broker_url(broker)) as other:
+        assert _bodies(other, d) == [b"1", b"2", b"3"]
+
+
+# A poll in a child process that dies (no DISCONNECT, socket closed by the kernel) at a step.
+_CRASHING_POLL = """
+import os, sys
+from tdm_messaging.destinations import reply_queue
+from tdm_messaging.envelope import Envelope
+from tdm_messaging.transport.stomp_backend import StompTransport
+url, docset, step = sys.argv[1:4]
+t = StompTransport.from_url(url)
+d = reply_queue(docset)
+batch = t.read(d)
+assert [e.body for e in batch.envelopes] == [b"accepted", b"progress"], batch.envelopes
+if step == "after-read":
+    os._exit(0)
+t.send(d, Envelope(b"compacted", "text/plain"), confirm=True)
+if step == "after-resend":
+    os._exit(0)
+batch.ack()
+if step == "after-ack":
+    os._exit(0)
+batch.release()
+t.close()
+"""
+
+_SURVIVORS = {
+    "after-read": [b"accepted", b"progress"],
+    "after-resend": [b"accepted", b"compacted", b"progress"],
+    "after-ack": [b"compacted"],
+    "done": [b"compacted"],
+}
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("step", list(_SURVIVORS))
+def test_server_crash_at_any_step_of_a_poll_loses_nothing(broker: str, step: str) -> None:
+    docset = "test-" + uuid.uuid4().hex
+    d = reply_queue(docset)
+    with StompTransport.from_url(broker_url(broker)) as t:
+        t.send(d, Envelope(b"accepted", "text/plain"), confirm=True)
+        t.send(d, Envelope(b"progress", "text/plain"), confirm=True)
+        child = subprocess.run(
+            [sys.executable, "-c", _CRASHING_POLL, broker_url(broker), docset, step],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        assert child.returncode == 0, child.stderr
+        # Queues are FIFO per arrival, and given-back messages keep their place only on RabbitMQ.
+        deadline = time.monotonic() + 10
+        seen = sorted(_bodies(t, d))
+        while seen != _SURVIVORS[step] and time.monotonic() < deadline:
+            time.sleep(0.2)  # the broker notices the dead connection asynchronously
+            seen = sorted(_bodies(t, d))
+        assert seen == _SURVIVORS[step]

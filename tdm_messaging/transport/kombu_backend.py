@@ -208,6 +208,8 @@ class KombuTransport(Transport):
         conn = self._new_connection()
         try:
             conn.connect()
+            if self._settings.backend is Backend.AMQP:
+                _bound_broker_waits(conn, self._settings.confirm_timeout)
             channel = conn.channel()
             if self._settings.backend in (Backend.SQLITE, Backend.MEMORY):
                 # Not a transport option: kombu's SQLAlchemy transport hands those to create_engine.
@@ -248,6 +250,8 @@ class KombuTransport(Transport):
             try:
                 return operation()
             except self._connection_errors() as exc:
+                if isinstance(exc, TimeoutError):
+                    raise  # an unresponsive broker would only time out again: report it now
                 log.warning("%s on %s failed (%s); reconnecting once", what, self._settings.display_url, exc)
                 self._reconnect()
                 return operation()
@@ -264,6 +268,20 @@ class KombuTransport(Transport):
                 yield
             except TransportError:
                 raise
+            except TimeoutError as exc:
+                # A socket timeout mid-conversation leaves the connection in an unknown state.
+                log.warning(
+                    "%s on %s: no answer from the broker in time; dropping the connection",
+                    what,
+                    self._settings.display_url,
+                )
+                self._conn_broken()
+                s = self._settings
+                raise BrokerUnavailableError(
+                    f"{what} on {s.display_url}: the broker did not answer in time (connect_timeout="
+                    f"{s.connect_timeout:g} s when connecting, confirm_timeout={s.confirm_timeout:g} s for other "
+                    "answers); check that it is running and reachable, or raise the timeout if it is only slow"
+                ) from exc
             except amqp.exceptions.NotFound as exc:
                 self._channel_broken()
                 raise BrokerRefusedError(f"{what} on {self._settings.display_url}: {exc}") from exc
@@ -337,16 +355,23 @@ class KombuTransport(Transport):
                 if conn is None or self._closed:
                     continue
                 try:
-                    conn.drain_events(timeout=0)
-                except TimeoutError:
-                    pass
-                except Exception as exc:
-                    # A broken connection is noticed, and restored, by the next real operation.
-                    log.debug("heartbeat read on %s failed: %s", self._settings.display_url, exc)
-                try:
+                    with suppress(TimeoutError):
+                        conn.drain_events(timeout=0)
                     conn.heartbeat_check()
                 except Exception as exc:
-                    log.debug("heartbeat on %s failed: %s", self._settings.display_url, exc)
+                    if not isinstance(exc, self._connection_errors()):
+                        # A channel-level event (e.g. a consumer timeout): the consume loop sees it.
+                        log.debug("heartbeat on %s: %s", self._settings.display_url, exc)
+                        continue
+                    # Drop the dead connection now (no I/O), so the next operation opens a
+                    # fresh one at once instead of waiting out a timeout on this one.
+                    log.warning(
+                        "connection to %s lost (%s: %s); the next operation reconnects",
+                        self._settings.display_url,
+                        type(exc).__name__,
+                        exc,
+                    )
+                    self._conn_broken()
 
     # ------------------------------------------------------------------ queues
     def _queue_arguments(self, destination: Destination) -> dict[str, Any]:
@@ -497,9 +522,10 @@ class KombuTransport(Transport):
                 "check the broker's logs (disk or memory alarm, queue length limit)"
             ) from exc
         except TimeoutError as exc:
-            # A late confirm would confuse the next publish on this channel: start afresh.
-            _quietly(self._confirm_channel.close)
-            self._confirm_channel = None
+            # A late confirm would confuse the next publish on this channel, and closing the
+            # channel would wait for a broker that may be gone: drop the connection (no I/O);
+            # the next operation opens a fresh one.
+            self._conn_broken()
             raise SendNotConfirmedError(
                 f"no publisher confirm from {self._settings.display_url} for a message to {destination.name!r} "
                 f"within {self._settings.confirm_timeout:g} s; it may or may not have been stored "
@@ -636,9 +662,12 @@ class KombuTransport(Transport):
                     continue
                 with self._driver("waiting for messages"):
                     self._check_open()
+                    conn = self._conn
+                    if conn is None:  # dropped by another thread (heart-beat, a failed send)
+                        raise BrokerUnavailableError(f"connection to {self._settings.display_url} was lost")
                     with suppress(TimeoutError):
-                        self._conn.drain_events(timeout=_DRAIN_SECONDS)
-                    self._conn.heartbeat_check()
+                        conn.drain_events(timeout=_DRAIN_SECONDS)
+                    conn.heartbeat_check()
         finally:
             with self._lock:
                 for channel in channels:
@@ -728,6 +757,21 @@ def _is_auth_failure(exc: BaseException) -> bool:
     name = type(exc).__name__.lower()
     text = str(exc).lower()
     return "authentication" in name or "noauth" in text or "invalid password" in text or "wrongpass" in text
+
+
+def _bound_broker_waits(conn: Any, seconds: float) -> None:
+    """Make every wait for the broker on ``conn``'s socket give up after ``seconds``.
+
+    py-amqp waits without a time limit for the answer to a synchronous method (queue
+    declare, channel open/close, basic_get, confirm_select): over a black-holed connection
+    that is forever, and heart-beats cannot help while the wait holds the connection. With a
+    socket timeout each such wait raises :class:`TimeoutError` (a connection error: the
+    connection is dropped and the caller gets ``BrokerUnavailableError``). Waits given an
+    explicit timeout (publisher confirms, draining events) still use theirs.
+    """
+    sock = getattr(getattr(conn.connection, "transport", None), "sock", None)
+    if sock is not None:
+        sock.settimeout(seconds)
 
 
 def _quietly(action: Callable[[], object]) -> None:

@@ -102,7 +102,9 @@ class KombuSettings:
             elsewhere replies are stamped to expire after it (lazy expiry).
         quorum: declare permanent and dead-letter queues as RabbitMQ quorum queues.
         confirm_timeout: seconds to wait for a publisher confirm before
-            :class:`~tdm_messaging.errors.SendNotConfirmedError`.
+            :class:`~tdm_messaging.errors.SendNotConfirmedError`; on AMQP also the most any
+            other wait for the broker's answer lasts (queue declare, basic_get, channel
+            open/close) before :class:`~tdm_messaging.errors.BrokerUnavailableError`.
         heartbeat: AMQP heartbeat in seconds (0 disables); kept alive by a helper thread.
         connect_timeout: seconds to wait for the broker when connecting.
         poll_interval: seconds between polls of an idle queue on Redis-less virtual

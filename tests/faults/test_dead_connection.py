@@ -41,17 +41,7 @@ class _Clock(logging.Handler):
 @pytest.mark.broker
 @pytest.mark.parametrize(
     "protocol",
-    [
-        "stomp",
-        pytest.param(
-            "amqp",
-            marks=pytest.mark.xfail(
-                run=False,
-                reason="kombu backend: a confirmed send over a black-holed AMQP connection blocked > 60 s "
-                "(confirm_timeout=3 not honoured); see docs/reliability.md, open findings",
-            ),
-        ),
-    ],
+    ["stomp", "amqp"],
 )
 def test_a_black_holed_connection_is_noticed_and_nothing_hangs(
     private_rabbit: PrivateRabbit, protocol: str, request: pytest.FixtureRequest

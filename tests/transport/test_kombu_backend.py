@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from hypothesis import given
@@ -23,6 +24,7 @@ from tdm_messaging.errors import (
     BrokerUnavailableError,
     ConfigurationError,
     MessagingError,
+    SendNotConfirmedError,
     TransportClosedError,
 )
 from tdm_messaging.transport import kombu_backend
@@ -31,6 +33,7 @@ from tdm_messaging.transport.expiry import EXPIRES_AT_HEADER
 from tdm_messaging.transport.kombu_backend import KombuTransport
 from tdm_messaging.transport.kombu_settings import Backend, parse_kombu_url, redact
 from tests.conftest import broker_url
+from tests.faults.proxy import TcpProxy
 
 BACKENDS = ["memory", "sqlite", "redis", "amqp"]
 JSON_BODY = b'{"type": "accepted", "estimate_seconds": 45, "note": "caf\xc3\xa9"}'
@@ -554,3 +557,79 @@ def test_redis_unreachable() -> None:
     with pytest.raises(BrokerUnavailableError, match=r"127\.0\.0\.1:1") as info:
         KombuTransport.from_url("redis://:hush@127.0.0.1:1/15?connect_timeout=2")
     assert "hush" not in str(info.value)
+
+
+def _behind_proxy(amqp_url: str, params: str) -> tuple[TcpProxy, str]:
+    """A proxy in front of the shared RabbitMQ, and a URL through it (black-holing it touches nobody else)."""
+    parts = urlsplit(amqp_url)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5672)
+    netloc = parts.netloc.rsplit(":", 1)[0] if parts.port else parts.netloc
+    return proxy, f"{parts.scheme}://{netloc}:{proxy.port}{parts.path}?{params}"
+
+
+def _bounded(action: Any) -> BaseException | None:
+    """Run ``action`` in a thread; fail if it is still blocked after 30 s; return what it raised."""
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            action()
+        except BaseException as exc:  # reported to the test
+            raised.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=30)
+    assert not thread.is_alive(), "a call over a black-holed connection hung"
+    return raised[0] if raised else None
+
+
+@pytest.mark.parametrize("call", ["confirmed send", "plain send", "read", "declare"])
+def test_amqp_calls_over_a_black_holed_connection_end(amqp_url: str, call: str) -> None:
+    # heartbeat=0: the bound must come from the transport's own timeouts, not from heart-beats.
+    proxy, url = _behind_proxy(amqp_url, "heartbeat=0&confirm_timeout=1&connect_timeout=1")
+    q = _reply()
+    try:
+        with KombuTransport.from_url(url) as t:
+            t.send(q, Envelope(b"before", "text/plain"), confirm=True)
+            proxy.blackhole()
+            actions = {
+                "confirmed send": lambda: t.send(q, Envelope(b"x", "text/plain"), confirm=True),
+                # the first send after a loss re-declares the reply queue: that waits for an answer
+                "plain send": lambda: t.send(q, Envelope(b"x", "text/plain")),
+                "read": lambda: t.read(q),
+                "declare": lambda: t.declare(_work_queue()),
+            }
+            error = _bounded(actions[call])
+            assert isinstance(error, (BrokerUnavailableError, SendNotConfirmedError)), repr(error)
+            assert "guest:guest" not in str(error)
+            proxy.heal()
+            # the transport recovers by itself on the next call: a fresh connection
+            with t.read(q) as batch:
+                assert b"before" in [e.body for e in batch.envelopes]
+                batch.ack()
+            t.delete(q)
+    finally:
+        proxy.close()
+
+
+def test_amqp_heartbeat_thread_drops_a_dead_idle_connection(amqp_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    proxy, url = _behind_proxy(amqp_url, "heartbeat=1&confirm_timeout=2&connect_timeout=2")
+    try:
+        with KombuTransport.from_url(url) as t:
+            caplog.set_level("WARNING", logger="tdm_messaging")
+            proxy.blackhole()
+            deadline = time.monotonic() + 30
+            while t._conn is not None:  # idle: only the heart-beat thread can notice
+                assert time.monotonic() < deadline, "the heart-beat thread never noticed the dead connection"
+                time.sleep(0.1)
+            assert any("lost" in r.getMessage() for r in caplog.records if r.name.startswith("tdm_messaging"))
+            proxy.heal()
+            q = _work_queue()
+            t.send(q, Envelope(b"after", "text/plain"), confirm=True)  # reconnects on demand
+            with t.read(q) as batch:
+                assert [e.body for e in batch.envelopes] == [b"after"]
+                batch.ack()
+            t.delete(q)
+    finally:
+        proxy.close()

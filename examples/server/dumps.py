@@ -8,19 +8,27 @@ handed to the next request.
 
 The server keeps no job state: each poll reads the docset's reply queue (the broker holds the
 state), folds it into one status, and answers from that.
+
+A poll holds the queue's messages (read, not yet re-sent and acked) for a moment; an overlapping
+poll of the same docset would find the queue empty and take it for "never requested". So the
+broker work of one docset is serialised within this process by a small striped lock array
+(bounded memory, whatever the number of docsets). Across server processes nothing serialises
+it: two processes may both send a request, which is harmless (the newer request supersedes the
+older, and the packager reuses the unchanged archive) -- see docs/server.md.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from tdm_messaging import DocsetStatus, PackagingClient, State, Transport, open_transport
 
-__all__ = ["DumpService", "TransportPool", "pool_for_url"]
+__all__ = ["LOCK_STRIPES", "DocsetLocks", "DumpService", "TransportPool", "pool_for_url"]
 
 log = logging.getLogger(__name__)
 
@@ -93,16 +101,49 @@ class Poll:
 RETRYABLE_STATES = frozenset({State.FAILED, State.DELETED})
 
 
-class DumpService:
-    """The server side of the protocol, as the dump endpoints use it (one method per endpoint)."""
+LOCK_STRIPES = 64
+"""How many locks serialise per-docset broker work; docsets whose ids hash alike share one."""
 
-    def __init__(self, pool: TransportPool) -> None:
+
+class DocsetLocks:
+    """A fixed array of locks, one chosen per docset id by hash: per-docset mutual exclusion in bounded memory.
+
+    Two docsets may share a stripe; that only makes one wait for the other's (short) broker
+    work, never wrong. Each caller takes a single stripe, so there is no lock order to break.
+
+    Args:
+        stripes: how many locks (at least 1).
+
+    Raises:
+        ValueError: ``stripes`` is less than 1.
+    """
+
+    def __init__(self, stripes: int = LOCK_STRIPES) -> None:
+        if stripes < 1:
+            raise ValueError(f"stripes must be at least 1, got {stripes}")
+        self._locks = tuple(threading.Lock() for _ in range(stripes))
+
+    def of(self, docset_id: str) -> threading.Lock:
+        """The lock that guards ``docset_id``'s reply queue in this process."""
+        return self._locks[zlib.crc32(docset_id.encode("utf-8")) % len(self._locks)]
+
+
+class DumpService:
+    """The server side of the protocol, as the dump endpoints use it (one method per endpoint).
+
+    Calls about one docset run one at a time in this process (see the module docstring), so
+    concurrent polls of a docset agree and send at most one package request between them.
+    """
+
+    def __init__(self, pool: TransportPool, *, locks: DocsetLocks | None = None) -> None:
         self._pool = pool
+        self._locks = locks or DocsetLocks()
 
     def poll(self, docset_id: str, docset_url: str, *, retry: bool = False) -> Poll:
         """Read the docset's status; request the package if none was ever requested (or, with
         ``retry``, if the last one failed or was deleted)."""
-        with self._pool.lease() as transport:
+        # Docset lock first, then a transport: a waiting poll holds no connection.
+        with self._locks.of(docset_id), self._pool.lease() as transport:
             client = PackagingClient(transport)
             status = client.status(docset_id)
             if status.state is State.UNKNOWN or (retry and status.state in RETRYABLE_STATES):
@@ -113,7 +154,7 @@ class DumpService:
 
     def request(self, docset_id: str, docset_url: str) -> Poll:
         """Request a fresh package whatever the status (a newer request supersedes older ones)."""
-        with self._pool.lease() as transport:
+        with self._locks.of(docset_id), self._pool.lease() as transport:
             client = PackagingClient(transport)
             client.request_package(docset_id, docset_url)
             log.info("requested a fresh package of docset %s", docset_id)
@@ -122,7 +163,7 @@ class DumpService:
     def delete(self, docset_id: str) -> DocsetStatus:
         """Ask the packager to delete the docset's package; return the status seen before asking
         (``UNKNOWN``: there was nothing to delete, and nothing was sent)."""
-        with self._pool.lease() as transport:
+        with self._locks.of(docset_id), self._pool.lease() as transport:
             client = PackagingClient(transport)
             status = client.status(docset_id)
             if status.state is not State.UNKNOWN:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import secrets
 import shutil
 import sys
 import time
@@ -15,7 +14,15 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlsplit
 
-from examples.orchestrate import REPO_ROOT, DemoError, DumpProgress, StackConfig, start_stack, validate_bag
+from examples.orchestrate import (
+    REPO_ROOT,
+    DemoError,
+    DumpProgress,
+    StackConfig,
+    start_stack,
+    unique_namespace,
+    validate_bag,
+)
 
 __all__ = ["DemoOptions", "ProgressBar", "main", "options_from", "run_demo"]
 
@@ -139,13 +146,14 @@ def run_demo(options: DemoOptions, out: TextIO) -> Path:
     started = time.monotonic()
     work_dir = options.work_dir.resolve()
     shutil.rmtree(work_dir, ignore_errors=True)
-    # A shared broker outlives this run: a prefix of our own keeps old reply queues out of our docsets.
-    prefix = f"demo-{secrets.token_hex(4)}-"
+    # A shared broker outlives this run, and the fresh database numbers docsets from 1 again: a
+    # namespace of our own keeps every queue of earlier (or concurrent) runs out of this one.
+    namespace = unique_namespace("demo")
     config = StackConfig(
         work_dir=work_dir,
         broker_url=options.broker_url,
         storage=options.storage,
-        queue_prefix=prefix,
+        namespace=namespace,
         packagers=1,
         documents=options.documents,
         min_kb=options.min_kb,
@@ -153,7 +161,7 @@ def run_demo(options: DemoOptions, out: TextIO) -> Path:
         packager_env=dict(options.packager_env or {}),
     )
     print(f"work dir   {work_dir}", file=out)
-    print(f"broker     {_describe(config.effective_broker_url)} (docset ids prefixed {prefix!r})", file=out)
+    print(f"broker     {_describe(config.effective_broker_url)} (queue namespace {namespace!r})", file=out)
     print(f"storage    {config.effective_storage}", file=out)
     print(f"loading {options.documents} synthetic theses, starting the server and a packager ...", file=out)
     with start_stack(config) as stack:

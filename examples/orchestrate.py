@@ -16,7 +16,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import requests
 
@@ -42,7 +42,9 @@ __all__ = [
     "start_packager",
     "start_server",
     "start_stack",
+    "unique_namespace",
     "validate_bag",
+    "with_namespace",
 ]
 
 log = logging.getLogger(__name__)
@@ -561,6 +563,29 @@ def _member_sha256(archive: zipfile.ZipFile, name: str) -> tuple[str, int]:
 
 # ---- a whole stack ------------------------------------------------------------------------
 
+_NAMESPACE_PARAM: Final = "namespace"
+
+
+def unique_namespace(stem: str) -> str:
+    """A queue namespace no other run will pick: ``<stem>-<12 hex digits>``."""
+    return f"{stem}-{secrets.token_hex(6)}"
+
+
+def with_namespace(url: str, namespace: str) -> str:
+    """``url`` with the broker-URL parameter ``namespace=<namespace>``: every queue becomes ``<namespace>/<queue>``.
+
+    A URL that already names a namespace keeps it as a stem: ``<theirs>-<namespace>``, so a run
+    stays apart from other runs inside a deployment's namespace too.
+    """
+    base, sep, query = url.partition("?")
+    pairs = parse_qsl(query, keep_blank_values=True) if sep else []
+    theirs = [value for name, value in pairs if name == _NAMESPACE_PARAM]
+    if not theirs:
+        joiner = "&" if query else ("" if sep else "?")
+        return f"{url}{joiner}{_NAMESPACE_PARAM}={namespace}"
+    rest = [(name, value) for name, value in pairs if name != _NAMESPACE_PARAM]
+    return f"{base}?{urlencode([*rest, (_NAMESPACE_PARAM, f'{theirs[0]}-{namespace}')])}"
+
 
 @dataclass(frozen=True)
 class StackConfig:
@@ -571,7 +596,11 @@ class StackConfig:
         broker_url: the transport URL; ``None`` means kombu over SQLite in ``work_dir``.
         storage: the packager's ``TDM_STORAGE``; ``None`` means ``local:<work_dir>/archives``,
             the directory the server serves.
-        queue_prefix: the prefix of docset ids on the broker (unique per run on a shared broker).
+        namespace: the queue namespace of every process of the stack (see :func:`with_namespace`):
+            a unique one per run keeps runs sharing a broker from ever seeing each other's
+            queues, permanent request queues included. ``None``: the broker URL as given.
+        queue_prefix: put before docset ids on the broker (the apps' ``TDM_QUEUE_PREFIX``); it only
+            renames reply queues, so it does not isolate runs: use ``namespace`` for that.
         packagers: how many packager processes.
         documents: how many synthetic theses to load.
         min_kb, max_kb: the size range of their full texts.
@@ -581,6 +610,7 @@ class StackConfig:
     work_dir: Path
     broker_url: str | None = None
     storage: str | None = None
+    namespace: str | None = None
     queue_prefix: str = ""
     packagers: int = 1
     documents: int = 40
@@ -600,8 +630,9 @@ class StackConfig:
 
     @property
     def effective_broker_url(self) -> str:
-        """The broker URL in use."""
-        return self.broker_url or f"sqla+sqlite:///{(self.work_dir / 'broker.db').resolve()}"
+        """The broker URL every process of the stack uses, namespace included."""
+        url = self.broker_url or f"sqla+sqlite:///{(self.work_dir / 'broker.db').resolve()}"
+        return with_namespace(url, self.namespace) if self.namespace else url
 
     @property
     def effective_storage(self) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Generator, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from examples.orchestrate import Stack, StackConfig, log_tail, start_stack
+from examples.orchestrate import Stack, StackConfig, log_tail, start_stack, unique_namespace
 from tests.conftest import broker_url
 
 EMBEDDED = "embedded"
@@ -28,11 +27,6 @@ def resolve_broker(name: str) -> str | None:
     return None if name == EMBEDDED else broker_url(name)
 
 
-def unique_prefix() -> str:
-    """A queue prefix of our own, so runs sharing a broker never read each other's reply queues."""
-    return f"e2e{uuid.uuid4().hex[:12]}-"
-
-
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     report = yield
@@ -47,7 +41,10 @@ def make_stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeS
 
     Call it with ``broker`` (a name of :data:`FLOW_BROKERS`) and any :class:`StackConfig` field;
     small docsets by default (12 theses of 2-12 KiB). On failure, every process's log tail is printed.
+    Every stack of one test shares one queue namespace of its own (``e2e-<hex>``), so tests and
+    runs sharing a broker never see each other's queues, request queues included.
     """
+    namespace = unique_namespace("e2e")
     stacks: list[Stack] = []
     request.node.stash[_STACKS_KEY] = stacks
     with ExitStack() as cleanup:
@@ -56,7 +53,7 @@ def make_stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeS
             fields: dict[str, Any] = {
                 "work_dir": tmp_path / f"stack-{len(stacks) + 1}",
                 "broker_url": resolve_broker(broker),
-                "queue_prefix": unique_prefix(),
+                "namespace": namespace,
                 "documents": 12,
                 "min_kb": 2,
                 "max_kb": 12,

@@ -1,4 +1,4 @@
-"""Tests for examples.orchestrate's pieces that need no process: the bag validator and the progress bar."""
+"""Tests for examples.orchestrate's pieces that need no process: bag validator, progress bar, namespaces."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from examples.demo import ProgressBar
-from examples.orchestrate import DemoError, DumpProgress, validate_bag
+from examples.orchestrate import DemoError, DumpProgress, unique_namespace, validate_bag, with_namespace
 from examples.packager.bag import BagWriter
+from tdm_messaging.transport.namespace import split_namespace
 
 Payload = dict[str, bytes]
 
@@ -132,3 +133,34 @@ def test_progress_bar_draws_one_line_per_change_off_a_terminal() -> None:
         "  [#####.....]  50.0% in_progress 5/10, about 2 s left",
         "  [##########] 100.0% complete",
     ]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "amqp://guest:guest@127.0.0.1:5672//",
+        "stomp://127.0.0.1:61623/?dialect=activemq",
+        "redis://127.0.0.1:6379/15?",
+        "sqla+sqlite:////tmp/broker.db",
+    ],
+)
+def test_with_namespace_adds_the_parameter_and_keeps_the_rest(url: str) -> None:
+    namespaced = with_namespace(url, "e2e-0a1b")
+    rest, namespace = split_namespace(namespaced)
+    assert namespace == "e2e-0a1b"
+    assert rest == url.rstrip("?")
+
+
+def test_with_namespace_nests_inside_a_namespace_the_url_already_names() -> None:
+    namespaced = with_namespace("amqp://h//?namespace=prod&heartbeat=2", "demo-ff")
+    assert split_namespace(namespaced) == ("amqp://h//?heartbeat=2", "prod-demo-ff")
+
+
+@given(st.lists(st.sampled_from(["demo", "e2e", "x"]), min_size=2, max_size=20))
+@settings(max_examples=20)
+def test_unique_namespaces_are_valid_and_never_repeat(stems: list[str]) -> None:
+    names = [unique_namespace(stem) for stem in stems]
+    assert len(set(names)) == len(names)
+    for name, stem in zip(names, stems, strict=True):
+        assert name.startswith(stem + "-")
+        assert split_namespace(with_namespace("memory://", name))[1] == name

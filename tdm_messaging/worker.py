@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -45,6 +47,7 @@ NEXT_SEQUENCE_HEADER = "tdm-next-sequence"
 _MAX_RETRY_DELAY_SECONDS = 30.0
 _MAX_RESUME_DELAY_SECONDS = 30.0
 _MAX_REASON_CHARS = 4096  # Failed.reason's limit
+_REMEMBERED_REFUSALS = 1024  # requests dead-lettered for a refusal, remembered to recognise their redelivery
 
 
 class _BaseFields(TypedDict):
@@ -191,7 +194,11 @@ class PackagerWorker:
     worker sends ``Failed(retryable=True)`` and dead-letters the request with the reason.
     Undecodable or oversize requests are dead-lettered at once, and so is a request whose reply
     the broker refuses (:class:`~tdm_messaging.errors.BrokerRefusedError`, e.g. a reply queue
-    declared with other arguments): redelivering it would fail the same way forever. Other
+    declared with other arguments): redelivering it would fail the same way forever. Such a
+    request is dead-lettered once: if its acknowledgement is lost (RabbitMQ closes the
+    connection on a refusal), the redelivered copy is recognised and acknowledged. Before each
+    job the reply queue is declared, so such a refusal comes before any work, and a transport
+    that can reach the queue as it is (RabbitMQ STOMP) still delivers the replies. Other
     transport errors leave the request unacknowledged for redelivery. The worker carries on.
 
     Several workers on one queue share the work (competing consumers, prefetch 1).
@@ -235,6 +242,10 @@ class PackagerWorker:
         self._max_body_bytes = max_body_bytes
         self._clock = clock
         self._stop = threading.Event()
+        # Requests this worker dead-lettered because the broker refused a reply. On RabbitMQ
+        # STOMP the refusal also closes the connection, so their ACK is lost and they come
+        # again: recognised here, they are acknowledged at once instead of failing forever.
+        self._refused: OrderedDict[tuple[str, ...], None] = OrderedDict()
 
     def run(self, stop: threading.Event) -> None:
         """Consume ``docsets/package`` (and ``docsets/delete`` if there is a delete handler) until ``stop`` is set.
@@ -282,15 +293,42 @@ class PackagerWorker:
             self._dead_letter(envelope, source, f"expected a {expected.__name__} on {source.name}, got {message.type}")
             return
         attempt = _int_header(envelope, ATTEMPT_HEADER, default=1)
+        key = _refusal_key(source, message, attempt, envelope)
+        if key in self._refused:
+            logger.info(
+                "request for docset %s (request %s) was dead-lettered already for a refused reply; "
+                "acknowledging its redelivered copy",
+                message.docset_id,
+                message.request_id,
+            )
+            return
         try:
+            self._prepare_reply_queue(message)
             if isinstance(message, PackageRequest):
                 self._run_package(message, envelope, source, attempt)
             else:
                 self._run_delete(message, envelope, source, attempt)
         except BrokerRefusedError as exc:
             # A refusal (e.g. the reply queue exists with other arguments) comes back on every
-            # redelivery: park the request rather than block the queue with it forever.
+            # redelivery: park the request once rather than block the queue with it forever.
             self._dead_letter(envelope, source, f"the broker refused a send for docset {message.docset_id}: {exc}")
+            self._refused[key] = None
+            while len(self._refused) > _REMEMBERED_REFUSALS:
+                self._refused.popitem(last=False)
+
+    def _prepare_reply_queue(self, request: PackageRequest | DeleteRequest) -> None:
+        """Declare the docset's reply queue before the job, so a refusal comes before any work is done.
+
+        A queue declared elsewhere with other arguments is refused here; a transport that can
+        still reach it as it is (RabbitMQ STOMP: ``/amq/queue/``) sends the replies that way.
+        If it cannot, the first reply is refused and the request dead-lettered (see :meth:`_handle`).
+        """
+        try:
+            self._transport.declare(reply_queue(request.docset_id))
+        except BrokerRefusedError as exc:
+            logger.warning(
+                "reply queue of docset %s could not be declared (%s); replying anyway", request.docset_id, exc
+            )
 
     def _run_package(self, request: PackageRequest, envelope: Envelope, source: Destination, attempt: int) -> None:
         reporter = _Reporter(self, request, _int_header(envelope, NEXT_SEQUENCE_HEADER, default=1))
@@ -411,6 +449,14 @@ class PackagerWorker:
     def _dead_letter(self, envelope: Envelope, source: Destination, reason: str) -> None:
         logger.warning("dead-lettering a message from %s: %s", source.name, reason)
         dead_letter(self._transport, envelope, source=source, reason=reason)
+
+
+def _refusal_key(
+    source: Destination, message: PackageRequest | DeleteRequest, attempt: int, envelope: Envelope
+) -> tuple[str, ...]:
+    """What identifies one delivery's request, redelivered or not (seed requests share the empty request id)."""
+    digest = hashlib.sha256(envelope.body).hexdigest()
+    return (source.name, message.docset_id, message.request_id, str(attempt), digest)
 
 
 def _int_header(envelope: Envelope, name: str, *, default: int) -> int:

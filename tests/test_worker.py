@@ -19,6 +19,7 @@ from tdm_messaging.models import Accepted, Complete, DeleteRequest, Failed, Mess
 from tdm_messaging.server import DEAD_LETTER_QUEUE_HEADER, DEAD_LETTER_REASON_HEADER, PackagingClient
 from tdm_messaging.status import State
 from tdm_messaging.testing import InMemoryBroker, InMemoryTransport
+from tdm_messaging.transport.base import Delivery
 from tdm_messaging.worker import ATTEMPT_HEADER, Job, JobFailed, PackageResult, PackagerWorker
 
 RESULT_TIME = datetime(2024, 1, 1, tzinfo=UTC)
@@ -436,3 +437,68 @@ def test_bad_settings() -> None:
         PackagerWorker(transport, on_package=lambda job: RESULT, max_attempts=0)
     with pytest.raises(ConfigurationError, match="retry_backoff_seconds"):
         PackagerWorker(transport, on_package=lambda job: RESULT, retry_backoff_seconds=-1)
+
+
+def test_a_redelivered_request_that_was_dead_lettered_for_a_refusal_is_acknowledged_once() -> None:
+    """RabbitMQ closes the connection on a refusal, so the ACK is lost: the copy that comes again is recognised."""
+    broker = InMemoryBroker()
+    client = PackagingClient(InMemoryTransport(broker))
+    docset = new_docset()
+    client.request_package(docset, "http://s/api/docsets/x")
+    with InMemoryTransport(broker).read(PACKAGE_REQUESTS) as batch:
+        (request,) = batch.envelopes
+    runs: list[Job] = []
+
+    def handler(job: Job) -> PackageResult:
+        runs.append(job)
+        return RESULT
+
+    worker = make_worker(broker, handler)
+    delivery = Delivery(request, PACKAGE_REQUESTS)
+    broker.fail_next_send(BrokerRefusedError("PRECONDITION_FAILED - inequivalent arg 'x-expires'"))
+    worker._handle(delivery)
+    worker._handle(Delivery(request, PACKAGE_REQUESTS, redelivered=True))  # the lost ACK's redelivery
+    assert len(broker.messages(DEAD_LETTER)) == 1, "the dead-letter queue grew on redelivery"
+    assert len(runs) == 1 and all(decode(e).type != "complete" for e in broker.messages(reply_queue(docset)))
+    other = make_worker(broker, handler)  # another worker never saw the refusal: it runs the job
+    other._handle(Delivery(request, PACKAGE_REQUESTS, redelivered=True))
+    assert len(runs) == 2 and isinstance(replies(broker, docset)[-1], Complete)
+
+
+def test_the_reply_queue_is_declared_before_the_job() -> None:
+    broker = InMemoryBroker()
+    docset = new_docset()
+    seen: list[bool] = []
+
+    def handler(job: Job) -> PackageResult:
+        seen.append(reply_queue(docset).name in broker.queue_names())
+        return RESULT
+
+    with running(make_worker(broker, handler)):
+        PackagingClient(InMemoryTransport(broker)).request_package(docset, "http://s/api/docsets/x")
+        wait_until(final_reply(broker, docset), "the job to finish")
+    assert seen == [True]
+
+
+@pytest.mark.broker
+def test_rabbitmq_stomp_worker_replies_to_a_queue_declared_with_another_expiry() -> None:
+    """A reply queue a peer declared with another x-expires: the job completes, nothing is dead-lettered."""
+    pytest.importorskip("stomp")
+    from tdm_messaging.transport import open_transport
+    from tests.conftest import broker_url
+
+    url = broker_url("rabbitmq-stomp")
+    namespace = "w" + uuid.uuid4().hex[:12]
+    joiner = "&" if "?" in url else "?"
+    docset = new_docset()
+    with (
+        open_transport(f"{url}{joiner}namespace={namespace}&reply_ttl=600") as peer,
+        open_transport(f"{url}{joiner}namespace={namespace}") as ours,
+    ):
+        client = PackagingClient(peer)  # its request copy declares package/<id> with x-expires 600 s
+        client.request_package(docset, f"http://s/api/docsets/{docset}")
+        worker = PackagerWorker(ours, on_package=lambda job: RESULT, retry_backoff_seconds=0)
+        with running(worker):
+            wait_until(lambda: client.status(docset).state is State.COMPLETE, "the job to complete", 60)
+        with ours.read(DEAD_LETTER) as batch:
+            assert list(batch.envelopes) == [], "nothing may be dead-lettered"

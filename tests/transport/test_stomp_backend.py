@@ -423,6 +423,54 @@ def test_rabbitmq_inequivalent_expiry_is_explained() -> None:
         assert "inequivalent arg 'x-expires'" in str(info.value) and "reply_ttl=120" in str(info.value)
         # the transport reconnects after the broker closed the connection
         second.send(Destination(f"test-{uuid.uuid4().hex}", DestinationKind.PERMANENT), Envelope(b"z"), confirm=True)
+        # ... and now reaches the queue as it is (/amq/queue), declaring nothing, so nothing is refused
+        before = second.connection_count
+        second.send(d, Envelope(b"y"), confirm=True)
+        assert second.connection_count == before
+    with StompTransport.from_url(_url("rabbitmq-stomp", reply_ttl="60")) as first:
+        assert _bodies(first, d, ack=True) == [b"x", b"y"]
+
+
+@pytest.mark.broker
+def test_rabbitmq_declare_refusal_leaves_the_connection_alone_and_routes_around() -> None:
+    d = _fresh()
+    with StompTransport.from_url(_url("rabbitmq-stomp", reply_ttl="60")) as first:
+        first.declare(d)
+    with StompTransport.from_url(_url("rabbitmq-stomp", reply_ttl="120")) as second:
+        with pytest.raises(BrokerRefusedError, match="inequivalent arg 'x-expires'"):
+            second.declare(d)
+        second.send(d, Envelope(b"after"), confirm=True)
+        with second.read(d) as batch:  # read by /amq/queue too
+            assert [e.body for e in batch.envelopes] == [b"after"]
+            batch.ack()
+        assert second.connection_count == 1, "the refusal must not have closed the transport's connection"
+
+
+@pytest.mark.broker
+def test_rabbitmq_declare_holds_nothing_and_keeps_the_connection(transport: StompTransport, broker: str) -> None:
+    d = _fresh()
+    transport.send(d, Envelope(b"waiting"), confirm=True)
+    before = transport.connection_count
+    for _ in range(3):
+        transport.declare(d)
+    with StompTransport.from_url(broker_url(broker)) as other:  # at once, from another connection
+        assert _bodies(other, d) == [b"waiting"]
+    assert _bodies(transport, d, ack=True) == [b"waiting"]
+    assert transport.connection_count == before
+
+
+@pytest.mark.broker
+def test_rabbitmq_expired_reply_queue_reads_empty_and_takes_sends_again() -> None:
+    d = _fresh()
+    with StompTransport.from_url(_url("rabbitmq-stomp", reply_ttl="1")) as t:
+        t.send(d, Envelope(b"old"), confirm=True)
+        deadline = time.monotonic() + 30
+        while d.name in _rabbit_queues() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert d.name not in _rabbit_queues()
+        assert _bodies(t, d) == []  # not NOT_FOUND: the queue is declared again, empty
+        t.send(d, Envelope(b"new"), confirm=True)
+        assert _bodies(t, d, ack=True) == [b"new"]
 
 
 def _rabbit_queues() -> set[str]:

@@ -1,0 +1,212 @@
+"""Opening and closing stomp.py connections: the listener it calls, CONNECT with TCP_NODELAY, a one-off declare."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+import threading
+import time
+import uuid
+from typing import Any, Protocol
+
+import stomp
+import stomp.exception
+import stomp.protocol
+
+from tdm_messaging.errors import BrokerRefusedError, BrokerUnavailableError, SendNotConfirmedError, TransportError
+from tdm_messaging.transport.stomp_frames import explain_refusal, is_late_delivery
+from tdm_messaging.transport.stomp_settings import StompSettings
+
+__all__ = ["LinkEvents", "Listener", "connect", "declare_elsewhere", "disconnect", "drop"]
+
+log = logging.getLogger(__name__)
+
+_HINT = (
+    "check that the broker runs and listens for STOMP there (RabbitMQ: rabbitmq-plugins enable rabbitmq_stomp; "
+    "ActiveMQ: a stomp transportConnector); for this project's brokers run: bash scripts/brokers.sh up"
+)
+
+
+class LinkEvents(Protocol):
+    """What a :class:`Listener` tells the long-lived connection's owner (``StompLink``)."""
+
+    def on_message(self, generation: int, headers: dict[str, str], body: bytes | str) -> None: ...
+    def on_receipt(self, receipt_id: str, error: TransportError | None) -> None: ...
+    def on_late_delivery(self, generation: int, details: str) -> None: ...
+    def on_error(self, generation: int, receipt_id: str, error: BrokerRefusedError, text: str) -> None: ...
+    def on_lost(self, generation: int, refusal: BrokerRefusedError | None, *, quiet: bool = False) -> None: ...
+
+
+class Listener:
+    """stomp.py calls these from its receiver thread; each forwards to the link with its generation.
+
+    A plain object (stomp.py looks callbacks up by name), one per connection, so frames of a
+    dropped connection can be told from those of its successor. Without a link (a short-lived
+    connection, see :func:`declare_elsewhere`) it only records what happened.
+    """
+
+    def __init__(self, settings: StompSettings, link: LinkEvents | None, generation: int) -> None:
+        self._settings = settings
+        self._link = link
+        self.generation = generation
+        self.connected = threading.Event()
+        self.answered = threading.Event()  # a RECEIPT or an ERROR came (short-lived connections)
+        self.server = ""
+        self.refusal: BrokerRefusedError | None = None
+        self.receipted = False
+
+    def on_connected(self, frame: Any) -> None:
+        self.server = str(frame.headers.get("server", ""))
+        self.connected.set()
+
+    def on_message(self, frame: Any) -> None:
+        if self._link is not None:
+            self._link.on_message(self.generation, frame.headers, frame.body)
+
+    def on_receipt(self, frame: Any) -> None:
+        self.receipted = True
+        self.answered.set()
+        if self._link is not None:
+            self._link.on_receipt(str(frame.headers.get("receipt-id", "")), None)
+
+    def on_error(self, frame: Any) -> None:
+        body = frame.body.decode("utf-8", "replace") if isinstance(frame.body, bytes) else str(frame.body)
+        message = str(frame.headers.get("message", ""))
+        if is_late_delivery(message, frame.headers.get("receipt-id")):
+            # RabbitMQ: a delivery reached a read's subscription after its UNSUBSCRIBE. The
+            # connection lives on, but holds that delivery unacknowledged until it closes.
+            if self._link is not None:
+                self._link.on_late_delivery(self.generation, body)
+            return
+        error = BrokerRefusedError(explain_refusal(message, body, self._settings))
+        self.refusal = error
+        self.connected.set()  # wake a connect() waiting for CONNECTED: it checks refusal
+        self.answered.set()
+        if self._link is None:
+            return
+        log.error("%s", error)
+        self._link.on_error(self.generation, str(frame.headers.get("receipt-id", "")), error, f"{message} {body}")
+        # A STOMP server closes the connection after an ERROR frame: stop using it now, so the
+        # next call reconnects instead of writing into a connection that is going away.
+        self._link.on_lost(self.generation, error, quiet=True)
+
+    def on_disconnected(self) -> None:
+        self.connected.set()
+        self.answered.set()
+        if self._link is not None:
+            self._link.on_lost(self.generation, self.refusal)
+
+    def on_heartbeat_timeout(self) -> None:
+        log.warning("no heart-beat from the STOMP broker at %s; reconnecting", self._settings.address)
+
+
+def connect(settings: StompSettings, listener: Listener) -> Any:
+    """A new stomp.py connection, CONNECTED, with ``TCP_NODELAY`` (see docs/brokers.md, "Latency")."""
+    s = settings
+    conn = stomp.Connection12(
+        host_and_ports=[(s.host, s.port)],
+        prefer_localhost=False,
+        try_loopback_connect=False,
+        reconnect_attempts_max=1,
+        timeout=s.connect_timeout,
+        heartbeats=(s.heartbeat_ms, s.heartbeat_ms),
+        vhost=s.vhost,
+        auto_decode=False,
+    )
+    if s.tls:
+        conn.set_ssl(
+            for_hosts=[(s.host, s.port)],
+            ca_certs=s.ca_file,
+            cert_file=s.cert_file,
+            key_file=s.key_file,
+            verify=s.verify,
+            ssl_version=ssl.PROTOCOL_TLS_CLIENT,
+        )
+    conn.set_listener("tdm", listener)
+    try:
+        conn.connect(s.username, s.password, wait=False)
+    except (stomp.exception.StompException, OSError, ssl.SSLError) as exc:
+        raise BrokerUnavailableError(
+            f"cannot connect to the STOMP broker at {s.address}{' (TLS)' if s.tls else ''}: "
+            f"{type(exc).__name__} {exc}; {_HINT}"
+        ) from exc
+    if not listener.connected.wait(s.connect_timeout) or listener.refusal is not None or not conn.is_connected():
+        drop(conn)
+        if listener.refusal is not None:
+            raise listener.refusal
+        raise BrokerUnavailableError(
+            f"the STOMP broker at {s.address} accepted a TCP connection but did not answer CONNECT "
+            f"within {s.connect_timeout:g} s; {_HINT}"
+        )
+    sock = getattr(conn.transport, "socket", None)
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError as exc:  # not fatal: only slower
+            log.debug("could not set TCP_NODELAY: %s", exc)
+    return conn
+
+
+def drop(conn: Any) -> None:
+    """Close ``conn``'s socket at once (no DISCONNECT)."""
+    try:
+        conn.transport.disconnect_socket()
+    except Exception as exc:  # the connection is being abandoned anyway
+        log.debug("closing a failed STOMP connection: %s", exc)
+
+
+def disconnect(conn: Any) -> None:
+    """DISCONNECT, wait (2 s at most) until the broker closed the socket, then drop it."""
+    try:
+        # Protocol12.disconnect only sends the frame; stomp.py closes the socket on its
+        # receipt. Connection12.disconnect would also join the receiver thread unbounded.
+        stomp.protocol.Protocol12.disconnect(conn)
+        deadline = time.monotonic() + 2.0
+        while conn.transport.socket is not None and time.monotonic() < deadline:
+            time.sleep(0.005)
+    except (stomp.exception.StompException, OSError) as exc:
+        log.debug("DISCONNECT failed: %s", exc)
+    drop(conn)
+
+
+def declare_elsewhere(settings: StompSettings, wire: str, headers: dict[str, str]) -> None:
+    """Declare a RabbitMQ queue on a short-lived connection of its own: SUBSCRIBE (receipt), DISCONNECT.
+
+    The transport's own connection is left alone: it holds no subscription afterwards, and a
+    refusal closes only this one. A message the subscription took meanwhile goes back to the
+    queue, in its place, when this connection closes, before this returns.
+
+    Args:
+        wire: the ``/queue/...`` destination; headers: the declare headers (prefetch included).
+
+    Raises:
+        BrokerRefusedError: the queue exists with other arguments (or another refusal).
+        BrokerUnavailableError: no connection could be made.
+        SendNotConfirmedError: no receipt within ``confirm_timeout``.
+    """
+    listener = Listener(settings, None, 0)
+    conn = connect(settings, listener)
+    try:
+        receipt = f"tdm-declare-{uuid.uuid4().hex}"
+        sub_id = f"tdm-declare-{uuid.uuid4().hex}"
+        try:
+            conn.subscribe(wire, id=sub_id, ack="client-individual", headers={**headers, "receipt": receipt})
+        except (stomp.exception.StompException, OSError) as exc:
+            raise BrokerUnavailableError(f"declaring {wire} at {settings.address} failed: {exc}") from exc
+        if not listener.answered.wait(settings.confirm_timeout):
+            raise SendNotConfirmedError(
+                f"declaring {wire}: no receipt from the STOMP broker at {settings.address} within "
+                f"{settings.confirm_timeout:g} s"
+            )
+        if listener.refusal is not None:
+            raise listener.refusal
+        if not listener.receipted:
+            raise BrokerUnavailableError(
+                f"declaring {wire}: the connection to the STOMP broker at {settings.address} was lost first"
+            )
+    finally:
+        if listener.refusal is None and conn.is_connected():
+            disconnect(conn)
+        else:
+            drop(conn)

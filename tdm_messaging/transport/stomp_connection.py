@@ -1,0 +1,357 @@
+"""The live STOMP connection under a StompTransport: reconnects, receipts, inboxes, and what a dropped one held."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import stomp.exception
+
+from tdm_messaging.destinations import Destination, Dialect
+from tdm_messaging.errors import (
+    BrokerRefusedError,
+    BrokerUnavailableError,
+    ConfigurationError,
+    SendNotConfirmedError,
+    TransportClosedError,
+    TransportError,
+)
+from tdm_messaging.transport.stomp_connect import Listener, connect, disconnect, drop
+from tdm_messaging.transport.stomp_routes import RouteBook, queue_of_refusal
+from tdm_messaging.transport.stomp_settings import StompSettings
+
+__all__ = ["Frame", "Item", "Lost", "Receipt", "StompLink", "Subscription", "ack_id"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """A MESSAGE frame, tagged with the connection (generation) that delivered it."""
+
+    headers: dict[str, str]
+    body: bytes
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class Lost:
+    """Put in every inbox when connection ``generation`` is lost."""
+
+    generation: int
+
+
+Item = Frame | Lost | BrokerRefusedError
+"""What a subscription's inbox holds."""
+
+
+@dataclass(slots=True)
+class Receipt:
+    """A RECEIPT awaited: set when it (or an ERROR, or the loss of the connection) came."""
+
+    event: threading.Event = field(default_factory=threading.Event)
+    error: TransportError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """A consume subscription, renewed on every new connection."""
+
+    destination: Destination
+    wire_name: str
+    headers: dict[str, str]
+
+
+def ack_id(frame: Frame) -> str:
+    """The id an ACK of ``frame`` takes (ActiveMQ's ``ack`` header differs from ``message-id``)."""
+    return frame.headers.get("ack") or frame.headers.get("message-id", "")
+
+
+class StompLink:
+    """One live STOMP connection at a time, with everything tied to it.
+
+    Rules: each connection gets the next *generation*; frames, receipts and transactions of a
+    generation mean nothing to its successor. Inboxes receive the MESSAGE frames of their
+    subscription (by subscription id). A lost connection puts :class:`Lost` in every inbox and
+    fails every awaited receipt. ``stuck`` counts deliveries RabbitMQ holds on this connection
+    that nothing can ACK any more; the connection is re-opened for them once no read holds
+    transactions on it (``held``). All fields are guarded by ``lock``.
+    """
+
+    def __init__(self, settings: StompSettings) -> None:
+        self.settings = settings
+        self.lock = threading.RLock()
+        self.conn: Any = None
+        self.generation = 0
+        self.connected = False
+        self.closed = False
+        self.dialect: Dialect | None = settings.dialect
+        self.server = ""
+        self.inboxes: dict[str, queue.Queue[Item]] = {}
+        self.consumers: dict[str, Subscription] = {}
+        self.receipts: dict[str, Receipt] = {}
+        self.pending_error: BrokerRefusedError | None = None
+        self.stuck = 0
+        self.held: set[str] = set()  # reads whose transactions are open on this connection
+        self.routes = RouteBook(settings.reply_ttl)
+
+    # ------------------------------------------------------------------ connecting
+    def open(self) -> None:
+        """Connect (caller holds the lock); the new connection gets the next generation.
+
+        Raises:
+            BrokerUnavailableError, BrokerRefusedError, ConfigurationError: as :class:`StompTransport`.
+        """
+        self.generation += 1
+        listener = Listener(self.settings, self, self.generation)
+        conn = connect(self.settings, listener)
+        self.server = listener.server
+        if self.dialect is None:
+            self.dialect = self._detect(listener.server)
+        self.conn = conn
+        self.connected = True
+        self.stuck = 0
+        self.held.clear()
+        self.routes.reconnected()
+        for sub_id, sub in self.consumers.items():
+            conn.subscribe(sub.wire_name, id=sub_id, ack="client-individual", headers=sub.headers)
+        log.info("connected to %s at %s (%s)", self.server or "STOMP broker", self.settings.address, self.dialect.value)
+
+    def _detect(self, server: str) -> Dialect:
+        lowered = server.lower()
+        if "rabbitmq" in lowered:
+            return Dialect.RABBITMQ
+        if "activemq" in lowered:
+            return Dialect.ACTIVEMQ
+        raise ConfigurationError(
+            f"cannot tell the dialect of the STOMP broker at {self.settings.address} from its server header "
+            f"{server!r}; add ?dialect=rabbitmq or ?dialect=activemq to the URL"
+        )
+
+    def check(self) -> None:
+        """Raise if closed, or the ERROR frame that no caller has seen yet."""
+        if self.closed:
+            raise TransportClosedError("this STOMP transport is closed; open a new one")
+        with self.lock:
+            error, self.pending_error = self.pending_error, None
+        if error is not None:
+            raise error
+
+    def connection(self, *, patience: float | None = None) -> Any:
+        """The live stomp.py connection, reconnecting with backoff for up to ``patience`` seconds."""
+        deadline = time.monotonic() + (self.settings.connect_timeout if patience is None else patience)
+        delay = 0.1
+        while True:
+            with self.lock:
+                if self.closed:
+                    raise TransportClosedError("this STOMP transport is closed; open a new one")
+                if self.connected:
+                    return self.conn
+                try:
+                    self.open()
+                    return self.conn
+                except BrokerUnavailableError:
+                    if time.monotonic() + delay > deadline:
+                        raise
+            time.sleep(delay)
+            delay = min(delay * 2, self.settings.reconnect_max_delay)
+
+    def recover(self, stop: threading.Event) -> None:
+        """Reconnect with backoff until it works or ``stop`` is set (consume's retry loop)."""
+        delay = 0.1
+        while not stop.is_set():
+            try:
+                self.connection(patience=0)
+                return
+            except BrokerUnavailableError as exc:
+                log.warning("STOMP connection lost; retrying in %.1f s: %s", delay, exc)
+            stop.wait(delay * (1 + random.random() / 10))
+            delay = min(delay * 2, self.settings.reconnect_max_delay)
+
+    # ------------------------------------------------------------------ deliveries nothing can ACK
+    def return_stuck(self) -> None:
+        """Re-open the connection if it holds deliveries nothing can ACK, once no read's transactions need it."""
+        with self.lock:
+            if not self.stuck or self.held or not self.connected:
+                return
+            stuck, generation = self.stuck, self.generation
+        self.recycle(generation, f"{stuck} deliveries that came after a read's marker")
+
+    def on_late_delivery(self, generation: int, details: str) -> None:
+        """RabbitMQ's ERROR for a delivery to a cancelled subscription (receiver thread)."""
+        with self.lock:
+            if generation == self.generation and self.connected:
+                self.stuck += 1
+        log.debug("a delivery reached a finished read (%s); the connection will be re-opened", details)
+
+    def recycle(self, generation: int, why: str) -> None:
+        """Close connection ``generation`` on purpose (RabbitMQ then requeues what it holds unacked).
+
+        The next call reconnects and renews consume subscriptions; their unacknowledged
+        deliveries come again (at-least-once).
+        """
+        with self.lock:
+            if generation != self.generation or not self.connected:
+                return
+            conn = self.conn
+            self.on_lost(generation, None, quiet=True)
+        log.debug("re-opening the STOMP connection to return %s to the queue", why)
+        drop(conn)
+
+    # ------------------------------------------------------------------ callbacks (receiver thread)
+    def on_message(self, generation: int, headers: dict[str, str], body: bytes | str) -> None:
+        """Route a MESSAGE to its subscription's inbox."""
+        data = body if isinstance(body, bytes) else body.encode("utf-8")
+        with self.lock:
+            inbox = self.inboxes.get(str(headers.get("subscription", "")))
+            if inbox is None and generation == self.generation and self.dialect is Dialect.RABBITMQ:
+                # For a subscription already cancelled: RabbitMQ holds it until the connection closes.
+                self.stuck += 1
+        if inbox is not None:
+            inbox.put(Frame(dict(headers), data, generation))
+
+    def on_receipt(self, receipt_id: str, error: TransportError | None) -> None:
+        """A RECEIPT (or the ERROR answering a frame with a receipt)."""
+        with self.lock:
+            pending = self.receipts.pop(receipt_id, None)
+        if pending is not None:
+            pending.error = error
+            pending.event.set()
+
+    def on_error(self, generation: int, receipt_id: str, error: BrokerRefusedError, text: str) -> None:
+        """An ERROR frame: to the frame that asked for a receipt, else to every inbox, else to the next call."""
+        with self.lock:
+            if generation != self.generation:
+                return
+            refused = queue_of_refusal(text)
+            if refused is not None:
+                self.routes.refused(refused, time.monotonic())
+            if receipt_id and receipt_id in self.receipts:
+                self.on_receipt(receipt_id, error)
+                return
+            if self.inboxes:
+                for inbox in self.inboxes.values():
+                    inbox.put(error)
+            else:
+                self.pending_error = error
+
+    def on_lost(self, generation: int, refusal: BrokerRefusedError | None, *, quiet: bool = False) -> None:
+        """Connection ``generation`` is gone: fail its receipts, tell its inboxes."""
+        with self.lock:
+            if generation != self.generation or not self.connected:
+                return
+            self.connected = False
+            receipts, self.receipts = self.receipts, {}
+            if receipts and refusal is not None and self.pending_error is refusal:
+                self.pending_error = None  # the callers waiting for receipts report it
+            for inbox in self.inboxes.values():
+                inbox.put(Lost(generation))
+        if not self.closed and not quiet:
+            log.warning("lost the connection to the STOMP broker at %s", self.settings.address)
+        for pending in receipts.values():
+            pending.error = refusal or BrokerUnavailableError(
+                f"the connection to the STOMP broker at {self.settings.address} was lost before it confirmed"
+            )
+            pending.event.set()
+
+    # ------------------------------------------------------------------ sending frames
+    def transmit(
+        self,
+        action: Callable[[Any], None],
+        what: str,
+        *,
+        receipt: str | None = None,
+        generation: int | None = None,
+        wait: bool = True,
+    ) -> Receipt:
+        """Run ``action(conn)``; with ``receipt``, wait for the broker's RECEIPT of it.
+
+        With ``generation``, only on that connection: its deliveries' ack ids and its
+        transactions mean nothing to a successor, so a lost connection is an error, not a reconnect.
+        With ``wait=False``, return the pending receipt for :meth:`await_receipt` instead of waiting.
+
+        Raises:
+            BrokerUnavailableError: the connection is (or was) lost.
+            BrokerRefusedError, SendNotConfirmedError: as :meth:`await_receipt`.
+        """
+        pending = Receipt()
+        if generation is None:
+            conn = self.connection()
+        else:
+            with self.lock:
+                if generation != self.generation or not self.connected:
+                    raise BrokerUnavailableError(
+                        f"{what}: the connection to the STOMP broker at {self.settings.address} was lost; "
+                        "what it held unacknowledged goes back to the queue"
+                    )
+                conn = self.conn
+        if receipt is not None:
+            with self.lock:
+                self.receipts[receipt] = pending
+        try:
+            action(conn)
+        except (stomp.exception.StompException, OSError) as exc:
+            with self.lock:
+                self.receipts.pop(receipt or "", None)
+            raise BrokerUnavailableError(
+                f"{what} failed: the connection to the STOMP broker at {self.settings.address} is broken ({exc})"
+            ) from exc
+        if receipt is None:
+            pending.event.set()
+            return pending
+        if wait:
+            self.await_receipt(pending, receipt, what)
+        return pending
+
+    def await_receipt(self, pending: Receipt, receipt: str, what: str) -> None:
+        """Wait for the RECEIPT ``receipt``; raise what the broker or the connection said instead."""
+        if not pending.event.wait(self.settings.confirm_timeout):
+            with self.lock:
+                self.receipts.pop(receipt, None)
+            raise SendNotConfirmedError(
+                f"{what}: no receipt from the STOMP broker at {self.settings.address} within "
+                f"{self.settings.confirm_timeout:g} s; it may or may not have been done"
+            )
+        if isinstance(pending.error, BrokerRefusedError):
+            raise pending.error
+        if pending.error is not None:
+            raise SendNotConfirmedError(f"{what}: {pending.error}") from pending.error
+
+    def ack(self, frame: Frame, *, receipt: str | None = None) -> bool:
+        """Acknowledge ``frame``; False when its connection is gone (the broker will redeliver it)."""
+        with self.lock:
+            current = frame.generation == self.generation and self.connected
+        if not current:
+            return False
+        frame_ack_id = ack_id(frame)
+        self.transmit(
+            lambda conn: conn.ack(frame_ack_id, receipt=receipt),
+            "acknowledgement",
+            receipt=receipt,
+            generation=frame.generation,
+        )
+        return True
+
+    def close(self) -> None:
+        """DISCONNECT and stop using the connection. Idempotent."""
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+            conn, live = self.conn, self.connected
+            self.connected = False
+            inboxes = list(self.inboxes.values())
+        for inbox in inboxes:
+            inbox.put(Lost(self.generation))
+        if conn is None:
+            return
+        if live:
+            disconnect(conn)
+        else:
+            drop(conn)

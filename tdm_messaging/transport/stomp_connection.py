@@ -183,12 +183,22 @@ class StompLink:
             stuck, generation = self.stuck, self.generation
         self.recycle(generation, f"{stuck} deliveries that came after a read's marker")
 
+    def _return_stuck_soon(self) -> None:
+        """Give held deliveries back now, not at this transport's next call: an idle server would
+        otherwise hide them from every other reader. Done off the receiver thread, which cannot
+        close its own connection; a read still in progress does it when it settles instead."""
+        with self.lock:
+            if self.held:
+                return
+        threading.Thread(target=self.return_stuck, name="tdm-stomp-return-stuck", daemon=True).start()
+
     def on_late_delivery(self, generation: int, details: str) -> None:
         """RabbitMQ's ERROR for a delivery to a cancelled subscription (receiver thread)."""
         with self.lock:
             if generation == self.generation and self.connected:
                 self.stuck += 1
         log.debug("a delivery reached a finished read (%s); the connection will be re-opened", details)
+        self._return_stuck_soon()
 
     def recycle(self, generation: int, why: str) -> None:
         """Close connection ``generation`` on purpose (RabbitMQ then requeues what it holds unacked).
@@ -210,11 +220,14 @@ class StompLink:
         data = body if isinstance(body, bytes) else body.encode("utf-8")
         with self.lock:
             inbox = self.inboxes.get(str(headers.get("subscription", "")))
-            if inbox is None and generation == self.generation and self.dialect is Dialect.RABBITMQ:
+            late = inbox is None and generation == self.generation and self.dialect is Dialect.RABBITMQ
+            if late:
                 # For a subscription already cancelled: RabbitMQ holds it until the connection closes.
                 self.stuck += 1
         if inbox is not None:
             inbox.put(Frame(dict(headers), data, generation))
+        elif late:
+            self._return_stuck_soon()
 
     def on_receipt(self, receipt_id: str, error: TransportError | None) -> None:
         """A RECEIPT (or the ERROR answering a frame with a receipt)."""

@@ -639,3 +639,20 @@ def test_server_crash_at_any_step_of_a_poll_loses_nothing(broker: str, step: str
             time.sleep(0.2)  # the broker notices the dead connection asynchronously
             seen = sorted(_bodies(t, d))
         assert seen == _SURVIVORS[step]
+
+
+@pytest.mark.broker
+def test_a_late_delivery_is_given_back_without_waiting_for_the_next_call(transport: StompTransport) -> None:
+    """A delivery RabbitMQ pushes to a finished read is held on the connection; an idle transport
+    must not hide it from other readers until its next call, so the connection is recycled at once."""
+    if transport.dialect is not Dialect.RABBITMQ:
+        pytest.skip("only RabbitMQ holds deliveries of a cancelled subscription")
+    link = transport._link
+    link.connection(patience=0)
+    generation = link.generation
+    assert link.connected
+    link.on_message(generation, {"subscription": "a-read-that-has-ended"}, b"late")
+    deadline = time.monotonic() + 10
+    while link.connected and link.generation == generation and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not (link.connected and link.generation == generation), "the held delivery was not given back"

@@ -75,9 +75,9 @@ def encode(message: Message, content_type: str = JSON_CONTENT_TYPE) -> Envelope:
     """Turn ``message`` into an envelope of ``content_type``.
 
     The envelope carries headers ``tdm-type``, ``tdm-protocol-version``, ``tdm-docset-id``,
-    ``tdm-request-id``, ``tdm-sequence`` and ``tdm-timestamp`` (and, for a ``text/plain``
-    package request, ``tdm-requested-at`` and ``tdm-formats``), so that a text body
-    written here decodes back to the same message.
+    ``tdm-request-id`` and ``tdm-sequence``; a ``text/plain`` one also ``tdm-timestamp``
+    (and, for a package request, ``tdm-requested-at`` and ``tdm-formats``), so that a text
+    body written here decodes back to the same message.
 
     Args:
         message: any protocol message.
@@ -98,11 +98,13 @@ def encode(message: Message, content_type: str = JSON_CONTENT_TYPE) -> Envelope:
         HEADER_DOCSET_ID: message.docset_id,
         HEADER_REQUEST_ID: message.request_id,
         HEADER_SEQUENCE: str(message.sequence),
-        HEADER_TIMESTAMP: message.timestamp.isoformat(),
     }
     if content_type == JSON_CONTENT_TYPE:
+        # The JSON body carries the timestamp; formatting it again for a header cost a third of
+        # an encode, and nothing routes on it.
         return Envelope(encode_json(message), JSON_CONTENT_TYPE, headers)
     if content_type == TEXT_CONTENT_TYPE:
+        headers[HEADER_TIMESTAMP] = message.timestamp.isoformat()
         body, extra = encode_text(message)
         headers.update(extra)
         return Envelope(body, TEXT_CONTENT_TYPE, headers)

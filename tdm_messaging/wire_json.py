@@ -20,7 +20,8 @@ _MAX_REPORTED_ERRORS = 3
 
 def encode_json(message: MessageBase) -> bytes:
     """The JSON body of ``message``: compact UTF-8, every field present (``null`` for absent optionals)."""
-    return message.model_dump_json().encode()
+    # The serializer writes bytes directly: model_dump_json() would build a str to re-encode.
+    return message.__pydantic_serializer__.to_json(message)
 
 
 def parse_version(value: object) -> tuple[int, int]:

@@ -144,7 +144,10 @@ def test_headers_describe_the_message(message: Message) -> None:
         assert headers["tdm-docset-id"] == message.docset_id
         assert headers["tdm-request-id"] == message.request_id
         assert headers["tdm-sequence"] == str(message.sequence)
-        assert datetime.fromisoformat(headers["tdm-timestamp"]) == message.timestamp
+    # the timestamp header is for text bodies only: a JSON body carries its own
+    assert "tdm-timestamp" not in encode(message, JSON_CONTENT_TYPE).headers
+    text_headers = encode(message, TEXT_CONTENT_TYPE).headers
+    assert datetime.fromisoformat(text_headers["tdm-timestamp"]) == message.timestamp
 
 
 def test_text_decode_defaults_come_from_the_context() -> None:

@@ -11,6 +11,9 @@ from collections.abc import Callable, Sequence
 # Add a group by adding a line here (imported lazily, so a group's dependencies load only when it runs).
 GROUPS: dict[str, str] = {
     "codec": "bench.codec:main",
+    "transport": "bench.transport:main",
+    "celery": "bench.celery_peer:main",
+    "packaging": "bench.packaging:main",
 }
 
 

@@ -1,0 +1,124 @@
+"""``python -m bench.packaging_child MODE ...``: one packaging run (ours or a plain zipfile loop) or a packager worker.
+
+Modes:
+  ``ours API_BASE DOCSET_ID WORK_DIR``     the reference packager's core packages the docset once
+  ``zipfile API_BASE DOCSET_ID WORK_DIR``  a plain ``zipfile`` loop over the same members
+  ``worker API_BASE BROKER_URL WORK_DIR``  a PackagerWorker over the reference packager, until SIGTERM
+The two first print one JSON line: seconds, text bytes, archive bytes and peak RSS (VmHWM) in KiB.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from pathlib import Path
+from types import FrameType
+
+import requests
+
+__all__ = ["main", "peak_rss_kib"]
+
+
+def peak_rss_kib() -> int:
+    """This process's peak resident set size (``VmHWM`` of /proc/self/status), in KiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
+
+
+class _NullSink:
+    def accepted(self, estimate_seconds: float | None) -> None:
+        pass
+
+    def progress(self, items_done: int, items_total: int, *, eta_seconds: float | None = None) -> None:
+        pass
+
+
+def _ours(api_base: str, docset_id: str, work_dir: str) -> tuple[int, int]:
+    from examples.packager.api import ApiClient
+    from examples.packager.packaging import Packager
+    from examples.packager.storage import LocalStorage
+
+    api = ApiClient(api_base=api_base, api_key="bench-key")
+    storage = LocalStorage(Path(work_dir) / "archives", api_base.rstrip("/") + "/archives")
+    packager = Packager(api=api, storage=storage, work_dir=work_dir)
+    stored = packager.package(docset_id=docset_id, docset_url=f"{api_base}/api/docsets/{docset_id}", sink=_NullSink())
+    api.close()
+    return stored.size_bytes, 0
+
+
+def _zipfile_loop(api_base: str, docset_id: str, work_dir: str) -> tuple[int, int]:
+    """What a packager written without our library does: list, then stream each text into a zip."""
+    session = requests.Session()
+    session.trust_env = False
+    headers = {"X-API-Key": "bench-key"}
+    listing = session.get(f"{api_base}/api/docsets/{docset_id}", headers=headers, timeout=60).json()
+    text_bytes = 0
+    with tempfile.NamedTemporaryFile(dir=work_dir, suffix=".zip") as handle:
+        with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+            for member in listing["members"]:
+                folder = f"docset-{docset_id}/data/{member['id']}"
+                archive.writestr(f"{folder}/meta.json", json.dumps(member["metadata"], indent=2, sort_keys=True))
+                url = api_base + member["links"]["text"]
+                with (
+                    session.get(url, headers=headers, stream=True, timeout=60) as response,
+                    archive.open(f"{folder}/text.txt", "w", force_zip64=True) as out,
+                ):
+                    for chunk in response.iter_content(64 * 1024):
+                        out.write(chunk)
+                        text_bytes += len(chunk)
+        size = Path(handle.name).stat().st_size
+    return size, text_bytes
+
+
+def _worker(api_base: str, broker_url: str, work_dir: str) -> int:
+    from examples.packager.api import ApiClient
+    from examples.packager.app import make_handlers
+    from examples.packager.packaging import Packager
+    from examples.packager.storage import LocalStorage
+    from tdm_messaging.transport import open_transport
+    from tdm_messaging.worker import PackagerWorker
+
+    logging.basicConfig(level=logging.WARNING)
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    api = ApiClient(api_base=api_base, api_key="bench-key")
+    storage = LocalStorage(Path(work_dir) / "archives", api_base.rstrip("/") + "/archives")
+    on_package, on_delete = make_handlers(Packager(api=api, storage=storage, work_dir=work_dir))
+    with open_transport(broker_url) as transport:
+        print("ready", flush=True)
+        PackagerWorker(transport, on_package=on_package, on_delete=on_delete).run(stop)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one mode (see the module docstring); returns the exit status."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 4 or args[0] not in {"ours", "zipfile", "worker"}:
+        print(__doc__, file=sys.stderr)
+        return 2
+    mode, api_base, target, work_dir = args
+    if mode == "worker":
+        return _worker(api_base, target, work_dir)
+    start = time.perf_counter()
+    archive_bytes, _text = (
+        _ours(api_base, target, work_dir) if mode == "ours" else _zipfile_loop(api_base, target, work_dir)
+    )
+    seconds = time.perf_counter() - start
+    print(json.dumps({"seconds": seconds, "archive_bytes": archive_bytes, "peak_rss_kib": peak_rss_kib()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -8,6 +8,8 @@
 #   TDM_FAULT_AMQPS_PORT (5681)   TDM_FAULT_STOMPS_PORT (61634)   TLS, only when $DIR/tls/ holds
 #                                 ca.pem, server.pem and server.key (the TLS tests generate them)
 #   TDM_FAULT_DIST_PORT  (25682)  TDM_FAULT_WAIT (90 seconds to wait for the node)
+#   TDM_FAULT_NODE       (tdmfault)  the node's name (@localhost); the tests give each pytest session
+#                                 its own name, ports and directory, so two sessions never share a node
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -20,7 +22,7 @@ AMQPS_PORT="${TDM_FAULT_AMQPS_PORT:-5681}"
 STOMPS_PORT="${TDM_FAULT_STOMPS_PORT:-61634}"
 DIST_PORT="${TDM_FAULT_DIST_PORT:-25682}"
 WAIT="${TDM_FAULT_WAIT:-90}"
-NODE="tdmfault@localhost"
+NODE="${TDM_FAULT_NODE:-tdmfault}@localhost"
 RABBIT_BIN=/usr/lib/rabbitmq/bin
 
 log() { printf 'faultbroker: %s\n' "$*"; }
@@ -60,7 +62,12 @@ write_config() {
     echo '[{rabbit, [{channel_tick_interval, 500}]}].' >"$DIR/advanced.config"
 }
 
-node_pid() { [ -s "$DIR/rabbit.pid" ] && cat "$DIR/rabbit.pid"; }
+# The pid file, else whoever listens on our distribution port: a failed second start of the
+# node (e.g. "dist_port_already_used") removes the pid file while the first node runs on.
+node_pid() {
+    if [ -s "$DIR/rabbit.pid" ] && kill -0 "$(cat "$DIR/rabbit.pid")" 2>/dev/null; then cat "$DIR/rabbit.pid"; return 0; fi
+    ss -ltnpH "sport = :$DIST_PORT" 2>/dev/null | grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2
+}
 
 up() {
     if port_open "$STOMP_PORT" && port_open "$AMQP_PORT"; then log "already up"; return 0; fi
@@ -84,7 +91,9 @@ down() {
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
     kill -KILL "$pid" 2>/dev/null || true
+    for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
     rm -f "$DIR/rabbit.pid"
+    ! port_open "$AMQP_PORT" && ! port_open "$STOMP_PORT" || die "the node stopped but its ports still answer"
     log "down"
 }
 
@@ -94,8 +103,8 @@ case "$cmd" in
     up) up ;;
     down) down ;;
     restart) down; up ;;
-    freeze) kill -STOP "$(node_pid)" && log "frozen (SIGSTOP)" ;;
-    thaw) kill -CONT "$(node_pid)" && log "thawed (SIGCONT)" ;;
+    freeze) pid="$(node_pid)"; [ -n "$pid" ] || die "not running"; kill -STOP "$pid" && log "frozen (SIGSTOP)" ;;
+    thaw) pid="$(node_pid)"; [ -n "$pid" ] || die "not running"; kill -CONT "$pid" && log "thawed (SIGCONT)" ;;
     pid) node_pid ;;
     ctl) node_env; "$RABBIT_BIN/rabbitmqctl" -n "$NODE" "$@" ;;
     *) die "usage: $0 up|down|restart|freeze|thaw|pid|ctl ARGS..." ;;

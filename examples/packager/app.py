@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from examples.packager.api import ApiClient
 from examples.packager.errors import PackagerError
+from examples.packager.faults import FAULT_ENV, BeforeAckKiller
 from examples.packager.packaging import Estimator, Packager
 from examples.packager.storage import MAX_URL_TTL, LocalStorage, S3Storage, Storage
 from tdm_messaging import (
@@ -277,6 +278,11 @@ def run(
         max_attempts=config.max_attempts,
         retry_backoff_seconds=config.retry_backoff_seconds,
     )
+    if os.environ.get(FAULT_ENV):
+        log.warning(
+            "fault injection on: %s=%s (a test hook; never set it in production)", FAULT_ENV, os.environ[FAULT_ENV]
+        )
+        logging.getLogger("tdm_messaging.worker").addFilter(BeforeAckKiller())
     log.info("packager up: broker %s, API %s, storage %s", _redact(config.broker_url), config.api_base, config.storage)
     try:
         worker.run(stop)

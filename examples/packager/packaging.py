@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 from examples.packager.api import ApiClient, Member
 from examples.packager.bag import BagWriter
 from examples.packager.errors import FetchError, UnsafeUrlError
+from examples.packager.faults import maybe_die
 from examples.packager.sanitize import safe_component
 from examples.packager.storage import Storage, StoredPackage, archive_name
 from tdm_messaging import validate_docset_id
@@ -241,6 +242,7 @@ class Packager:
                 digest.update(line + b"\n")
                 spool.write(line + b"\n")
                 count += 1
+            maybe_die("fetch")  # test hook, off by default (docs/packager.md)
         if not announced:
             sink.accepted(self.estimator.estimate(count))
         log.info("docset listing %s: %d members", docset_url, count)
@@ -275,6 +277,8 @@ class Packager:
                     )
                     for done, member in enumerate(members, start=1):
                         self._add_member(bag, member, formats)
+                        if done == 1:
+                            maybe_die("zip")  # test hook, off by default
                         throttle.update(done)
                     bag.finish(
                         {

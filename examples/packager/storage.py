@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Final
 from urllib.parse import quote
 
 from examples.packager.errors import InvalidArchiveNameError, StorageError
+from examples.packager.faults import maybe_die
 from tdm_messaging import ConfigurationError, validate_docset_id
 
 if TYPE_CHECKING:
@@ -229,6 +230,7 @@ class LocalStorage(Storage):
                 shutil.copyfile(path, partial)
             with partial.open("rb") as handle:
                 os.fsync(handle.fileno())
+            maybe_die("upload")  # test hook, off by default: leaves a .partial- file
             os.replace(partial, final)
         except OSError as exc:
             partial.unlink(missing_ok=True)
@@ -371,6 +373,7 @@ class S3Storage(Storage):
         except Exception as exc:
             raise _storage_error(f"cannot start the upload of s3://{self.bucket}/{key}", exc) from exc
         upload_id = upload["UploadId"]
+        self._abort_stale_uploads(key, keep=upload_id)
         try:
             parts = []
             size = 0
@@ -384,6 +387,7 @@ class S3Storage(Storage):
                         Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
                     )
                     parts.append({"ETag": answer["ETag"], "PartNumber": number})
+                    maybe_die("upload")  # test hook, off by default: leaves the upload open
                     size += len(body)
                     number += 1
                     if len(body) < self.part_size:
@@ -402,6 +406,24 @@ class S3Storage(Storage):
         log.info("stored archive %s (%d bytes, %d parts) in s3://%s/%s", name, size, len(parts), self.bucket, key)
         url, expires_at = self._presign(key)
         return StoredPackage(name=name, url=url, size_bytes=size, sha256=sha256, url_expires_at=expires_at)
+
+    def _abort_stale_uploads(self, key: str, *, keep: str) -> None:
+        """Abort open multipart uploads of ``key`` but ``keep``: left by a packager killed mid-upload (SIGKILL).
+
+        Its ``except`` never ran, so nothing aborted them. The key is content-addressed, so an
+        upload of it that is still running elsewhere (a duplicate delivery) would store the very
+        same bytes: aborting it only makes that job retry and find this archive.
+        """
+        try:
+            listing = self._client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
+        except Exception as exc:
+            log.warning("could not list open uploads of s3://%s/%s: %s", self.bucket, key, exc)
+            return
+        for upload in listing.get("Uploads", []):
+            if upload.get("Key") == key and upload.get("UploadId", keep) != keep:
+                log.info("aborting multipart upload %s of s3://%s/%s left open by an earlier attempt",
+                         upload["UploadId"], self.bucket, key)  # fmt: skip
+                self._abort(key, upload["UploadId"])
 
     def _abort(self, key: str, upload_id: str) -> None:
         try:

@@ -17,11 +17,44 @@ from tests.faults.reliability import render
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "faultbroker.sh"
-FAULT_DIR = Path(os.environ.get("TDM_FAULT_DIR", str(ROOT / ".work" / "faultbroker")))
-AMQP_PORT = int(os.environ.get("TDM_FAULT_AMQP_PORT", "5682"))
-STOMP_PORT = int(os.environ.get("TDM_FAULT_STOMP_PORT", "61633"))
-AMQPS_PORT = int(os.environ.get("TDM_FAULT_AMQPS_PORT", "5681"))
-STOMPS_PORT = int(os.environ.get("TDM_FAULT_STOMPS_PORT", "61634"))
+_PORT_VARS = ("TDM_FAULT_AMQP_PORT", "TDM_FAULT_STOMP_PORT", "TDM_FAULT_AMQPS_PORT", "TDM_FAULT_STOMPS_PORT")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _node_settings() -> dict[str, str]:
+    """The node's name, directory and ports: from TDM_FAULT_* if set, else fresh ones for this pytest session.
+
+    Several engineers (and CI jobs) may run the fault tests at once in one checkout; a node
+    per session means one session's restart or ``down`` never hits another session's node.
+    """
+    if all(os.environ.get(v) for v in _PORT_VARS):
+        names = {v: os.environ[v] for v in _PORT_VARS}
+        node = os.environ.get("TDM_FAULT_NODE", "tdmfault")
+        return {
+            **names,
+            "TDM_FAULT_NODE": node,
+            "TDM_FAULT_DIST_PORT": os.environ.get("TDM_FAULT_DIST_PORT", "25682"),
+            "TDM_FAULT_DIR": os.environ.get("TDM_FAULT_DIR", str(ROOT / ".work" / "faultbroker")),
+        }
+    node = f"tdmfault{os.getpid()}"
+    settings = {v: str(_free_port()) for v in _PORT_VARS}
+    settings["TDM_FAULT_DIST_PORT"] = str(_free_port())
+    settings["TDM_FAULT_NODE"] = node
+    settings["TDM_FAULT_DIR"] = str(ROOT / ".work" / "faultbroker" / node)
+    return settings
+
+
+NODE_SETTINGS = _node_settings()
+FAULT_DIR = Path(NODE_SETTINGS["TDM_FAULT_DIR"])
+AMQP_PORT = int(NODE_SETTINGS["TDM_FAULT_AMQP_PORT"])
+STOMP_PORT = int(NODE_SETTINGS["TDM_FAULT_STOMP_PORT"])
+AMQPS_PORT = int(NODE_SETTINGS["TDM_FAULT_AMQPS_PORT"])
+STOMPS_PORT = int(NODE_SETTINGS["TDM_FAULT_STOMPS_PORT"])
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -97,9 +130,7 @@ class PrivateRabbit:
 
 
 def _script_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["TDM_FAULT_DIR"] = str(FAULT_DIR)
-    return env
+    return {**os.environ, **NODE_SETTINGS}
 
 
 @pytest.fixture(scope="session")
@@ -121,3 +152,28 @@ def private_rabbit() -> Iterator[PrivateRabbit]:
         yield node
     finally:
         node.run("down")
+        if FAULT_DIR.parent.name == "faultbroker" and FAULT_DIR.name == NODE_SETTINGS["TDM_FAULT_NODE"]:
+            shutil.rmtree(FAULT_DIR, ignore_errors=True)  # this session's own node: nothing to keep
+
+
+AWS_TEST_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+"""Credentials moto accepts; given to the packager processes and to the tests' own S3 client."""
+
+
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[str]:
+    """An S3 API served by moto over real HTTP on loopback for the session; yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from tdm_messaging.codec import DecodeContext, decode, encode
@@ -19,9 +20,26 @@ from tdm_messaging.wire_json import decode_json
 from tdm_messaging.wire_text import decode_text
 from tests.faults.reliability import Row, record
 
-EXAMPLES = 1500
+SCALE = float(os.environ.get("TDM_FUZZ_SCALE", "1"))
+"""Multiplies every example count (e.g. ``TDM_FUZZ_SCALE=10`` for a long soak; 1 in CI)."""
+EXAMPLES = max(1, int(1500 * SCALE))
 COUNTS: dict[str, int] = {}
-FAST = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _settings(examples: int) -> settings:
+    # No example database and no explain phase: generation is most of the cost, and a failure
+    # still shrinks. Cheap strategies get many examples, rich ones fewer: 100,000+ in all.
+    return settings(
+        max_examples=max(1, int(examples * SCALE)),
+        deadline=None,
+        database=None,
+        phases=[Phase.generate, Phase.shrink],
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )
+
+
+FAST = _settings(1500)
+BULK = 20_000
 _CONTEXT = DecodeContext(docset_id="5", received_at=datetime(2024, 1, 1, tzinfo=UTC))
 _SEED = encode(
     PackageRequest(
@@ -104,6 +122,54 @@ def test_wire_name_parser(name: str) -> None:
             from_wire_name(name, dialect)
 
 
+# -- bulk: cheap strategies, many examples -------------------------------------------------------
+
+
+@_settings(BULK)
+@given(body=st.binary(max_size=200), content_type=st.sampled_from(["application/json", "text/plain", ""]))
+def test_bulk_codec_decode_of_raw_bytes(body: bytes, content_type: str) -> None:
+    _count("bulk codec.decode(raw bytes)")
+    with contextlib.suppress(DecodeError):
+        decode(Envelope(body, content_type, {}), context=_CONTEXT, max_body_bytes=128)
+
+
+@_settings(BULK)
+@given(body=st.binary(max_size=200))
+def test_bulk_json_decoder_of_raw_bytes(body: bytes) -> None:
+    _count("bulk wire_json.decode_json(raw bytes)")
+    with contextlib.suppress(DecodeError):
+        decode_json(body)
+
+
+@_settings(BULK)
+@given(
+    field=st.sampled_from([*sorted(_SEED_JSON), "extra"]),
+    value=st.none() | st.booleans() | st.integers() | st.text(max_size=12) | st.just([]) | st.just({}),
+)
+def test_bulk_json_decoder_with_one_field_changed(field: str, value: object) -> None:
+    _count("bulk wire_json.decode_json(one field changed)")
+    with contextlib.suppress(DecodeError):
+        decode_json(json.dumps({**_SEED_JSON, field: value}).encode())
+
+
+@_settings(BULK)
+@given(body=st.binary(max_size=120), header=st.sampled_from(["tdm-type", "tdm-sequence", "tdm-timestamp"]))
+def test_bulk_text_decoder_of_raw_bytes(body: bytes, header: str) -> None:
+    _count("bulk wire_text.decode_text(raw bytes)")
+    with contextlib.suppress(DecodeError):
+        decode_text(body, {header: body[:20].decode("latin-1")}, docset_id="5", request_id="",
+                    received_at=_CONTEXT.received_at)  # fmt: skip
+
+
+@_settings(BULK)
+@given(name=st.text(max_size=40))
+def test_bulk_wire_name_parser(name: str) -> None:
+    _count("bulk destinations.from_wire_name")
+    for dialect in Dialect:
+        with contextlib.suppress(InvalidDestinationError):
+            from_wire_name(name, dialect)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _row(request: pytest.FixtureRequest) -> object:
     yield None
@@ -120,7 +186,7 @@ def _row(request: pytest.FixtureRequest) -> object:
                 "limit refused before parsing",
                 happened=f"{total} examples, "
                 + ", ".join(f"{k}: {v}" for k, v in sorted(COUNTS.items()))
-                + "; no other exception",
+                + "; no other exception (run time: see the test durations; scale with TDM_FUZZ_SCALE)",
                 lost=0,
                 duplicates=0,
                 test=f"{request.node.nodeid}::*",

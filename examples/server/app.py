@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -448,7 +449,15 @@ def _router(app: bottle.Bottle, method: str) -> Callable[[str], Callable[[_F], _
 
     def route(path: str) -> Callable[[_F], _F]:
         def register(callback: _F) -> _F:
-            app.route(path, method=method, callback=callback)
+            @functools.wraps(callback)
+            def bounded(**ids: Any) -> Any:
+                # <x:int> path parts reach SQLite, whose INTEGER is 64-bit: a larger id is no row.
+                for name, value in ids.items():
+                    if isinstance(value, int) and not 0 <= value <= MAX_SQLITE_INT:
+                        raise ApiError(404, "not_found", f"{name.replace('_', ' ')} {value} does not exist")
+                return callback(**ids)
+
+            app.route(path, method=method, callback=bounded)
             return callback
 
         return register

@@ -10,7 +10,8 @@ __all__ = ["DocsetCreate", "DocsetPatch", "MAX_IDS_PER_BODY"]
 
 MAX_IDS_PER_BODY = 100_000
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-DocumentId = Annotated[int, Field(ge=1)]
+# SQLite's INTEGER is 64-bit: a larger id would fail at the query instead of as a 422 here.
+DocumentId = Annotated[int, Field(ge=1, le=(1 << 63) - 1)]
 Year = Annotated[int, Field(ge=1000, le=9999)]
 
 

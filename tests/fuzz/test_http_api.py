@@ -104,11 +104,6 @@ def test_an_oversize_body_is_refused_before_it_is_sent(server: RunningServer) ->
     STATUSES[-413] += 1  # noted for the row: refused early
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug (reported): a document id beyond SQLite's 64-bit INTEGER reaches the query and raises "
-    "OverflowError -> 500; the request model should bound ids (e.g. 1..2**63-1) and answer 422",
-)
 def test_a_huge_document_id_is_a_client_error(server: RunningServer) -> None:
     """Found by schemathesis: POST /api/docsets with a document id of 2**63."""
     import requests
@@ -119,7 +114,10 @@ def test_a_huge_document_id_is_a_client_error(server: RunningServer) -> None:
         headers={"X-API-Key": server.key},
         timeout=30,
     )
-    assert response.status_code < 500, response.text[:300]
+    assert response.status_code == 422, response.text[:300]
+    for path in ("/api/documents/99999999999999999999", "/api/docsets/99999999999999999999/members"):
+        got = requests.get(server.base_url + path, headers={"X-API-Key": server.key}, timeout=30)
+        assert got.status_code == 404, (path, got.status_code, got.text[:300])
 
 
 def test_no_known_server_error_was_hit() -> None:

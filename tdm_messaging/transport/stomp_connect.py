@@ -16,11 +16,13 @@ import stomp.protocol
 
 from tdm_messaging.errors import BrokerRefusedError, BrokerUnavailableError, SendNotConfirmedError, TransportError
 from tdm_messaging.transport.stomp_frames import explain_refusal, is_late_delivery
+from tdm_messaging.transport.stomp_logging import install_passcode_filter
 from tdm_messaging.transport.stomp_settings import StompSettings
 
 __all__ = ["LinkEvents", "Listener", "connect", "declare_elsewhere", "disconnect", "drop"]
 
 log = logging.getLogger(__name__)
+install_passcode_filter()
 
 _HINT = (
     "check that the broker runs and listens for STOMP there (RabbitMQ: rabbitmq-plugins enable rabbitmq_stomp; "

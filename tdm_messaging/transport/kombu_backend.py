@@ -158,7 +158,9 @@ class KombuTransport(Transport):
         self._conn: Any = None
         self._channel: Any = None
         self._confirm_channel: Any = None
-        self._declared: set[str] = set()
+        # Queue name -> monotonic time of this connection's last declare of it (see _declare).
+        self._declared: dict[str, float] = {}
+        self._producer: Any = None  # kombu Producer of self._channel (virtual transports), built once
         self._reconnects = 0
         self._heartbeat_stop = threading.Event()
         self._heartbeat_thread: threading.Thread | None = None
@@ -384,10 +386,20 @@ class KombuTransport(Transport):
         return {}
 
     def _declare(self, channel: Any, destination: Destination) -> int | None:
-        """Declare ``destination``; return its message count when the broker said it."""
-        # Reply queues may have expired since the last declare: declare them every time
-        # (a publish to a missing queue through the default exchange is silently dropped).
-        if destination.kind is not DestinationKind.REPLY and destination.name in self._declared:
+        """Declare ``destination`` unless this connection's last declare of it still holds; return
+        its message count when the broker said it.
+
+        A publish to a missing queue through the default exchange is silently dropped, and a
+        reply queue expires ``reply_ttl`` after its last use. RabbitMQ restarts that clock on
+        every declare, so a reply queue this connection declared less than ``reply_ttl / 2`` ago
+        surely still exists (the lease rule of stomp_routes): it is declared again only after that.
+        Permanent and dead-letter queues never expire: declared once per connection.
+        """
+        now = time.monotonic()
+        last = self._declared.get(destination.name)
+        if last is not None and (
+            destination.kind is not DestinationKind.REPLY or now - last < self._settings.reply_ttl / 2
+        ):
             return None
         ok = channel.queue_declare(
             queue=destination.name,
@@ -397,7 +409,7 @@ class KombuTransport(Transport):
             auto_delete=False,
             arguments=self._queue_arguments(destination),
         )
-        self._declared.add(destination.name)
+        self._declared[destination.name] = now
         return int(ok.message_count) if ok is not None else None
 
     def declare(self, destination: Destination) -> None:
@@ -423,7 +435,7 @@ class KombuTransport(Transport):
 
     def _delete(self, destination: Destination) -> None:
         channel = self._base_channel()
-        self._declared.discard(destination.name)
+        self._declared.pop(destination.name, None)
         if self._settings.backend is Backend.AMQP:
             channel.queue_delete(queue=destination.name)
             return
@@ -488,8 +500,11 @@ class KombuTransport(Transport):
         body = envelope.body
         content_type = envelope.content_type
         headers = dict(envelope.headers)
-        if not confirm:
-            producer = kombu.Producer(channel, auto_declare=False)
+        if self._settings.backend is not Backend.AMQP:
+            # Virtual transports: kombu's Producer shapes the payload they store; one per channel.
+            producer = self._producer
+            if producer is None or producer.channel is not channel:
+                producer = self._producer = kombu.Producer(channel, auto_declare=False)
             producer.publish(
                 body,
                 routing_key=destination.name,
@@ -500,8 +515,7 @@ class KombuTransport(Transport):
                 retry=False,
             )
             return
-        if self._confirm_channel is None:
-            self._confirm_channel = self._conn.channel()
+        # AMQP: the py-amqp message kombu's Producer would build, published without its layers.
         message = amqp.Message(
             body,
             content_type=content_type,
@@ -509,6 +523,11 @@ class KombuTransport(Transport):
             application_headers=headers,
             delivery_mode=2 if persistent else 1,
         )
+        if not confirm:
+            channel.basic_publish(message, exchange="", routing_key=destination.name)
+            return
+        if self._confirm_channel is None:
+            self._confirm_channel = self._conn.channel()
         try:
             self._confirm_channel.basic_publish_confirm(
                 message,

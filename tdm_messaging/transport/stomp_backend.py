@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from tdm_messaging.destinations import Destination, Dialect, to_wire_name
+from tdm_messaging.destinations import Destination, DestinationKind, Dialect, to_wire_name
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.errors import BrokerRefusedError, LocalProtocolError
 from tdm_messaging.transport.base import Batch, Capabilities, Handler, Transport
@@ -130,8 +130,10 @@ class StompTransport(Transport):
         queue RabbitMQ refused to declare for its arguments is reached by ``/amq/queue/``.
         """
         link = self._link
-        if self.dialect is not Dialect.RABBITMQ:
-            return Target(destination, to_wire_name(destination, self.dialect), declare=True)
+        dialect = self.dialect
+        if dialect is not Dialect.RABBITMQ or destination.kind is not DestinationKind.REPLY:
+            # Permanent queues never expire: always DECLARE (RabbitMQ's rule 1 decides whether it does).
+            return Target(destination, to_wire_name(destination, dialect), declare=True)
         with link.lock:
             route = link.routes.route(destination, time.monotonic())
         if route is Route.REFRESH:
@@ -197,11 +199,14 @@ class StompTransport(Transport):
         self._link.connection()
         target = self._target(destination)
         headers = send_headers(
-            destination, envelope, self.settings, self.dialect, persistent=persistent, now_ms=now_ms()
+            destination,
+            envelope,
+            self.settings,
+            self.dialect,
+            persistent=persistent,
+            now_ms=now_ms(),
+            declare=target.declare,
         )
-        if not target.declare:
-            for name in queue_headers(destination, self.settings, self.dialect):
-                headers.pop(name, None)
         receipt = f"tdm-send-{uuid.uuid4().hex}" if confirm else None
         if receipt is not None:
             headers["receipt"] = receipt
@@ -272,7 +277,9 @@ class StompTransport(Transport):
     def declare(self, destination: Destination) -> None:
         """Create ``destination`` with its kind's arguments (renewing a reply queue's lease).
 
-        RabbitMQ: a SUBSCRIBE with the declare headers, confirmed by a receipt, on a
+        RabbitMQ: a no-op for a reply queue whose declare the broker confirmed less than
+        ``reply_ttl / 2`` ago (the queue exists, and most of its lease is left: the same rule as
+        :meth:`send`'s re-declare). Otherwise a SUBSCRIBE with the declare headers, confirmed by a receipt, on a
         short-lived connection of its own that is closed before this returns; so nothing stays
         subscribed, a message it took meanwhile is back in its place, and a refusal leaves
         this transport's connection alone. A reply queue refused for its arguments is then
@@ -287,6 +294,10 @@ class StompTransport(Transport):
         self._link.connection()
         if self.dialect is not Dialect.RABBITMQ:
             return
+        if destination.kind is DestinationKind.REPLY:
+            with self._link.lock:
+                if self._link.routes.declared_lately(destination, time.monotonic()):
+                    return  # the lease of a declare the broker confirmed holds: nothing to renew yet
         self._declare_elsewhere(destination)
 
     def delete(self, destination: Destination) -> None:

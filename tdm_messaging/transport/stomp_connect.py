@@ -54,6 +54,7 @@ class Listener:
         self.generation = generation
         self.connected = threading.Event()
         self.answered = threading.Event()  # a RECEIPT or an ERROR came (short-lived connections)
+        self.closed = threading.Event()  # the socket closed (the broker's answer to DISCONNECT)
         self.server = ""
         self.refusal: BrokerRefusedError | None = None
         self.receipted = False
@@ -94,6 +95,7 @@ class Listener:
         self._link.on_lost(self.generation, error, quiet=True)
 
     def on_disconnected(self) -> None:
+        self.closed.set()
         self.connected.set()
         self.answered.set()
         if self._link is not None:
@@ -158,15 +160,20 @@ def drop(conn: Any) -> None:
         log.debug("closing a failed STOMP connection: %s", exc)
 
 
-def disconnect(conn: Any) -> None:
-    """DISCONNECT, wait (2 s at most) until the broker closed the socket, then drop it."""
+def disconnect(conn: Any, closed: threading.Event | None = None) -> None:
+    """DISCONNECT, wait (2 s at most) until the broker closed the socket, then drop it.
+
+    With ``closed`` (the connection's :attr:`Listener.closed`), wait on it rather than polling.
+    """
     try:
         # Protocol12.disconnect only sends the frame; stomp.py closes the socket on its
         # receipt. Connection12.disconnect would also join the receiver thread unbounded.
         stomp.protocol.Protocol12.disconnect(conn)
+        if closed is not None:
+            closed.wait(2.0)
         deadline = time.monotonic() + 2.0
         while conn.transport.socket is not None and time.monotonic() < deadline:
-            time.sleep(0.005)
+            time.sleep(0.001)
     except (stomp.exception.StompException, OSError) as exc:
         log.debug("DISCONNECT failed: %s", exc)
     drop(conn)
@@ -209,6 +216,6 @@ def declare_elsewhere(settings: StompSettings, wire: str, headers: dict[str, str
             )
     finally:
         if listener.refusal is None and conn.is_connected():
-            disconnect(conn)
+            disconnect(conn, listener.closed)
         else:
             drop(conn)

@@ -68,6 +68,16 @@ class Subscription:
     headers: dict[str, str]
 
 
+def _done() -> Receipt:
+    done = Receipt()
+    done.event.set()
+    return done
+
+
+_DONE = _done()
+"""What :meth:`StompLink.transmit` returns for a frame sent without a receipt: already settled, never changed."""
+
+
 def ack_id(frame: Frame) -> str:
     """The id an ACK of ``frame`` takes (ActiveMQ's ``ack`` header differs from ``message-id``)."""
     return frame.headers.get("ack") or frame.headers.get("message-id", "")
@@ -293,7 +303,6 @@ class StompLink:
             BrokerUnavailableError: the connection is (or was) lost.
             BrokerRefusedError, SendNotConfirmedError: as :meth:`await_receipt`.
         """
-        pending = Receipt()
         if generation is None:
             conn = self.connection()
         else:
@@ -304,6 +313,8 @@ class StompLink:
                         "what it held unacknowledged goes back to the queue"
                     )
                 conn = self.conn
+        # An unconfirmed frame (most sends) needs no receipt record: no Event, no lock.
+        pending = Receipt() if receipt is not None else _DONE
         if receipt is not None:
             with self.lock:
                 self.receipts[receipt] = pending
@@ -316,7 +327,6 @@ class StompLink:
                 f"{what} failed: the connection to the STOMP broker at {self.settings.address} is broken ({exc})"
             ) from exc
         if receipt is None:
-            pending.event.set()
             return pending
         if wait:
             self.await_receipt(pending, receipt, what)

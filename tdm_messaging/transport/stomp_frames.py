@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from types import MappingProxyType
 
 from tdm_messaging.destinations import Destination, DestinationKind, Dialect
@@ -95,35 +96,52 @@ def send_headers(
     *,
     persistent: bool,
     now_ms: int,
+    declare: bool = True,
 ) -> dict[str, str]:
     """All headers of a SEND of ``envelope`` (the content type travels separately).
 
     ``persistent=False`` gives a transient message on RabbitMQ and is ignored on ActiveMQ
-    (see the comment below). ActiveMQ reply messages carry ``expires`` (absolute epoch ms, ``reply_ttl`` ahead):
-    ActiveMQ cannot expire a queue, so the replies expire and the broker's GC policy
-    removes the empty queue.
+    (see :func:`_fixed_send_headers`). ActiveMQ reply messages carry ``expires`` (absolute epoch
+    ms, ``reply_ttl`` ahead): ActiveMQ cannot expire a queue, so the replies expire and the
+    broker's GC policy removes the empty queue. ``declare=False`` leaves the queue-declare
+    headers out (a RabbitMQ SEND through ``/amq/queue/``).
 
     Raises:
         LocalProtocolError: an envelope header would be taken as a STOMP/broker header.
     """
+    headers = {_application_name(name): value for name, value in envelope.headers.items()}
+    headers.update(_fixed_send_headers(destination.kind, settings, dialect, persistent, declare))
+    if dialect is Dialect.ACTIVEMQ and destination.kind is DestinationKind.REPLY:
+        headers["expires"] = str(now_ms + settings.reply_ttl * 1000)
+    return headers
+
+
+@lru_cache(maxsize=256)
+def _application_name(name: str) -> str:
+    """``name`` lower-cased, checked once: the same few header names come on every send."""
+    lowered = name.lower()
+    if _is_broker_header(lowered):
+        raise LocalProtocolError(
+            f"envelope header {name!r} is reserved by STOMP or the broker; rename it (e.g. with a 'tdm-' prefix)"
+        )
+    return lowered
+
+
+@lru_cache(maxsize=64)
+def _fixed_send_headers(
+    kind: DestinationKind, settings: StompSettings, dialect: Dialect, persistent: bool, declare: bool
+) -> Mapping[str, str]:
+    """The SEND headers that depend only on the queue's kind and the settings (computed once per combination)."""
     headers: dict[str, str] = {}
-    for name, value in envelope.headers.items():
-        lowered = name.lower()
-        if _is_broker_header(lowered):
-            raise LocalProtocolError(
-                f"envelope header {name!r} is reserved by STOMP or the broker; rename it (e.g. with a 'tdm-' prefix)"
-            )
-        headers[lowered] = value
-    headers.update(queue_headers(destination, settings, dialect))
-    if persistent or dialect is Dialect.ACTIVEMQ:
-        headers["persistent"] = "true"
+    if declare:
+        headers.update(queue_headers(Destination("x", kind), settings, dialect))
     # RabbitMQ: no header is a transient message. "persistent:false" would also declare the
     # queue non-durable, and RabbitMQ refuses that for an existing durable queue.
     # ActiveMQ: always persistent. It keeps persistent and non-persistent messages in separate
     # cursors, so a mix is not delivered in send order, and read()'s end marker relies on it.
-    if dialect is Dialect.ACTIVEMQ and destination.kind is DestinationKind.REPLY:
-        headers["expires"] = str(now_ms + settings.reply_ttl * 1000)
-    return headers
+    if persistent or dialect is Dialect.ACTIVEMQ:
+        headers["persistent"] = "true"
+    return MappingProxyType(headers)
 
 
 def prefetch_headers(dialect: Dialect, prefetch: int) -> dict[str, str]:

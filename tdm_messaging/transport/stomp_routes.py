@@ -38,6 +38,7 @@ class Route(enum.Enum):
 class _Entry:
     at: float  # monotonic seconds of the last declare or lease renewal this book knows of
     foreign: bool = False  # the queue exists with arguments other than ours
+    confirmed: bool = False  # ``at`` is a declare the broker confirmed (not only a frame sent)
 
 
 _REFUSED_QUEUE = re.compile(r"inequivalent arg '[^']*' for queue '([^']*)'")
@@ -77,6 +78,12 @@ class RouteBook:
             return Route.REFRESH
         return Route.AROUND if entry.foreign else Route.DECLARE
 
+    def declared_lately(self, destination: Destination, now: float) -> bool:
+        """Whether a declare of ``destination`` now would change nothing: the broker confirmed one,
+        with our arguments, less than ``lease / 2`` ago (so the queue exists, with most of its lease left)."""
+        entry = self._entries.get(destination.name)
+        return entry is not None and entry.confirmed and not entry.foreign and now - entry.at < self._safe_for
+
     def sent(self, destination: Destination, now: float) -> None:
         """A frame went to ``destination`` by :attr:`Route.DECLARE`: the first one declared it (rule 1)."""
         if destination.kind is DestinationKind.REPLY and destination.name not in self._entries:
@@ -92,12 +99,13 @@ class RouteBook:
         """A declare on a short-lived connection succeeded (``foreign=False``) or was refused for its arguments."""
         entry = self._entries.get(destination.name)
         if entry is None:
-            if not foreign:
-                return  # this connection never declared it: its next frame declares it anyway
-            self._entries[destination.name] = _Entry(now, foreign=True)
+            # Even if this connection never declared it (its next frame declares it anyway), the
+            # confirmed declare starts a lease that lets the next declare() be skipped.
+            self._entries[destination.name] = _Entry(now, foreign=foreign, confirmed=not foreign)
             return
         entry.at = now
         entry.foreign = foreign
+        entry.confirmed = not foreign
 
     def refused(self, name: str, now: float) -> None:
         """RabbitMQ refused to declare queue ``name`` for its arguments (rule 3)."""

@@ -595,8 +595,9 @@ def test_amqp_calls_over_a_black_holed_connection_end(amqp_url: str, call: str) 
             proxy.blackhole()
             actions = {
                 "confirmed send": lambda: t.send(q, Envelope(b"x", "text/plain"), confirm=True),
-                # the first send after a loss re-declares the reply queue: that waits for an answer
-                "plain send": lambda: t.send(q, Envelope(b"x", "text/plain")),
+                # a send to a reply queue not declared yet declares it first: that waits for an answer
+                # (a plain send to a queue declared lately writes to the socket and waits for nothing)
+                "plain send": lambda: t.send(_reply(), Envelope(b"x", "text/plain")),
                 "read": lambda: t.read(q),
                 "declare": lambda: t.declare(_work_queue()),
             }
@@ -633,3 +634,36 @@ def test_amqp_heartbeat_thread_drops_a_dead_idle_connection(amqp_url: str, caplo
             t.delete(q)
     finally:
         proxy.close()
+
+
+def test_reply_queues_are_declared_again_only_after_half_a_lease(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(kombu_backend.time, "monotonic", lambda: clock[0])
+    with KombuTransport.from_url("memory://?reply_ttl=100") as t:
+        declares: list[str] = []
+        real = t._declare
+
+        def counting(channel: Any, destination: Destination) -> int | None:
+            before = destination.name in t._declared and t._declared[destination.name]
+            result = real(channel, destination)
+            if t._declared.get(destination.name) != before:
+                declares.append(destination.name)
+            return result
+
+        monkeypatch.setattr(t, "_declare", counting)
+        q, work = _reply(), _work_queue()
+        for _ in range(3):
+            t.send(q, Envelope(b"r", "text/plain"))
+            t.send(work, Envelope(b"w", "text/plain"))
+        assert declares == [q.name, work.name]
+        clock[0] += 49.9
+        t.declare(q)
+        assert declares == [q.name, work.name]
+        clock[0] += 0.1  # half of reply_ttl since the declare: the lease may run short, declare again
+        t.send(q, Envelope(b"r", "text/plain"))
+        clock[0] += 1e6
+        t.send(work, Envelope(b"w", "text/plain"))  # permanent queues never expire
+        assert declares == [q.name, work.name, q.name]
+        with t.read(q) as batch:
+            assert [e.body for e in batch.envelopes] == [b"r"] * 4
+            batch.ack()

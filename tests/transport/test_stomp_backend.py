@@ -42,6 +42,7 @@ from tests.conftest import broker_url
 
 pytest.importorskip("stomp")
 
+from tdm_messaging.transport import stomp_backend
 from tdm_messaging.transport.stomp_backend import StompTransport
 
 # ---------------------------------------------------------------- settings (no broker)
@@ -589,6 +590,7 @@ _CRASHING_POLL = """
 import os, sys
 from tdm_messaging.destinations import reply_queue
 from tdm_messaging.envelope import Envelope
+from tdm_messaging.transport import stomp_backend
 from tdm_messaging.transport.stomp_backend import StompTransport
 url, docset, step = sys.argv[1:4]
 t = StompTransport.from_url(url)
@@ -656,3 +658,47 @@ def test_a_late_delivery_is_given_back_without_waiting_for_the_next_call(transpo
     while link.connected and link.generation == generation and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not (link.connected and link.generation == generation), "the held delivery was not given back"
+
+
+@pytest.mark.broker
+def test_rabbitmq_declare_within_the_lease_opens_no_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    real = stomp_backend.declare_elsewhere
+
+    def counting(settings: StompSettings, wire: str, headers: dict[str, str]) -> None:
+        calls.append(wire)
+        real(settings, wire, headers)
+
+    monkeypatch.setattr(stomp_backend, "declare_elsewhere", counting)
+    d = _fresh()
+    with StompTransport.from_url(_url("rabbitmq-stomp", reply_ttl="600")) as t:
+        t.declare(d)
+        t.declare(d)  # the broker confirmed a declare less than reply_ttl / 2 ago: nothing to do
+        t.send(d, Envelope(b"x"), confirm=True)
+        t.declare(d)
+        assert len(calls) == 1
+        t.declare(PACKAGE_REQUESTS)  # permanent queues: declared every time they are asked for
+        t.declare(PACKAGE_REQUESTS)
+        assert len(calls) == 3
+        assert _bodies(t, d, ack=True) == [b"x"]
+
+
+@pytest.mark.broker
+def test_rabbitmq_a_refused_declare_is_never_skipped() -> None:
+    d = _fresh()
+    with StompTransport.from_url(_url("rabbitmq-stomp", reply_ttl="60")) as first:
+        first.declare(d)
+    with StompTransport.from_url(_url("rabbitmq-stomp", reply_ttl="120")) as second:
+        for _ in range(2):
+            with pytest.raises(BrokerRefusedError, match="inequivalent arg 'x-expires'"):
+                second.declare(d)
+
+
+@pytest.mark.broker
+def test_unconfirmed_sends_leave_no_receipt_record(transport: StompTransport) -> None:
+    d = _fresh()
+    for index in range(5):
+        transport.send(d, Envelope(str(index).encode(), headers={"tdm-n": str(index)}))
+    assert transport._link.receipts == {}
+    received = _bodies(transport, d, ack=True)
+    assert received == [b"0", b"1", b"2", b"3", b"4"]

@@ -73,3 +73,37 @@ def test_refusal_text_names_the_queue() -> None:
     assert queue_of_refusal(text) == "ns/package/5"
     assert queue_of_refusal("NOT_FOUND - no queue 'package/5'") is None
     assert around_wire_name(reply_queue("5")) == "/amq/queue/package%2F5"
+
+
+def test_a_confirmed_declare_starts_a_lease_that_a_plain_send_does_not() -> None:
+    book = RouteBook(lease=10)
+    book.sent(Q, 0.0)  # an unconfirmed frame: maybe refused, so no lease to skip a declare on
+    assert not book.declared_lately(Q, 1.0)
+    other = reply_queue("6")
+    book.refreshed(other, 2.0, foreign=False)  # declared elsewhere, never sent to on this connection
+    assert book.declared_lately(other, 6.9)
+    assert book.route(other, 6.9) is Route.DECLARE
+    assert not book.declared_lately(other, 7.0)
+    assert book.route(other, 7.0) is Route.REFRESH
+
+
+def test_a_foreign_or_forgotten_queue_has_no_lease() -> None:
+    book = RouteBook(lease=10)
+    book.refreshed(Q, 0.0, foreign=True)
+    assert not book.declared_lately(Q, 0.1)
+    assert book.route(Q, 0.1) is Route.AROUND
+    book.refreshed(Q, 1.0, foreign=False)
+    assert book.declared_lately(Q, 1.1)
+    book.reconnected()
+    assert not book.declared_lately(Q, 1.2)
+
+
+@given(
+    lease=st.integers(min_value=1, max_value=10**6),
+    at=st.floats(min_value=0, max_value=1e6),
+    later=st.floats(min_value=0, max_value=1e6),
+)
+def test_lease_holds_exactly_half_the_ttl(lease: int, at: float, later: float) -> None:
+    book = RouteBook(lease=lease)
+    book.refreshed(Q, at, foreign=False)
+    assert book.declared_lately(Q, at + later) == (later < lease / 2)

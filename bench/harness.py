@@ -36,9 +36,11 @@ log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-BENCH_VHOST = os.environ.get("TDM_BENCH_VHOST", "tdm-bench")
+BENCH_VHOST = os.environ.setdefault("TDM_BENCH_VHOST", f"tdm-bench-{os.getpid()}")
 """RabbitMQ virtual host the benchmarks run in, so that their queues (docsets/package above all)
-never meet those of tests running at the same time on the shared broker."""
+never meet those of tests, or of another benchmark run, on the shared broker: one per run
+(``tdm-bench-PID``, set in the environment so the run's worker processes inherit it), since a
+group deletes its vhost when it ends. ``TDM_BENCH_VHOST`` names another."""
 
 
 def env_int(name: str, default: int) -> int:

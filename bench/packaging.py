@@ -277,7 +277,7 @@ Notes on the packaging figures:
 """
 
 
-def main() -> int:
+def run() -> list[Row]:
     """Run the packaging benchmark; print the table and record it in docs/performance.md."""
     s = _settings()
     ensure_vhost()
@@ -314,4 +314,10 @@ def main() -> int:
         f"{table}\n\nPeak RSS by docset size (1 MiB texts): {rss_line}.\n\n{latency_line}\n\n{NOTES}"
     )
     update_section("packaging", section)
+    return rows
+
+
+def main() -> int:
+    """``python -m bench packaging``'s runner: :func:`run`; returns 0."""
+    run()
     return 0

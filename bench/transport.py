@@ -401,22 +401,22 @@ Notes on the transport figures:
   (~40 ms) — the reason our transport sets `TCP_NODELAY`.
 - Our poll does more than the raw one: it sends a marker to find the queue's end, confirms each
   re-sent message, and decodes, folds and compacts the replies.
-- Why our sends miss 0.9x (looked at with cProfile, not fixed here: the transports are another
-  engineer's): the STOMP backend allocates a receipt record (a `threading.Event`) per send even
-  when no receipt is asked for, rebuilds the header dict through `send_headers`, and takes its lock
-  and liveness checks per call; the kombu backend builds a new `kombu.Producer` per send inside a
-  retry wrapper, and re-declares reply queues on every send (a broker round trip; this row uses a
-  permanent queue, so it does not pay that). The poll misses 1 ms because it is several round trips
-  (marker SEND, SUBSCRIBE, one confirmed re-send per kept message, ACKs with a receipt, UNSUBSCRIBE
-  with a receipt) on a loaded 2-core machine. The 10,000-queue row compares windows taken minutes
-  apart, not interleaved (the queues exist or not), so load from other users moves it; the same
-  empty-vhost median was 9.1 ms here and 12.1 ms in a smaller trial run.
+- Where a send row misses 0.9x: the transports were being optimised while these benchmarks were
+  written, so see the transport modules' history for what changed. An earlier profile (cProfile)
+  found per-send costs the raw clients do not have: a receipt record per STOMP send, the header
+  dict rebuilt per send, a lock and liveness check per call; for kombu, a new `Producer` per send
+  inside a retry wrapper. Send rows move a lot between runs on this machine (RabbitMQ STOMP's
+  ratio has read 0.57x and 0.79x in two runs), so read a single miss with care. The poll misses
+  1 ms because it is several round trips (marker SEND, SUBSCRIBE, one confirmed re-send per kept
+  message, ACKs with a receipt, UNSUBSCRIBE with a receipt) on a loaded 2-core machine. The
+  10,000-queue row compares windows taken minutes apart, not interleaved (the queues exist or
+  not), so load from other users moves it.
 - The machine is shared (2 cores, other engineers' test runs on the same brokers): rows move
   between runs. Re-run on a quiet machine before reading much into a small miss.
 """
 
 
-def main() -> int:
+def run() -> list[Row]:
     """Run the transport benchmarks (all parts, or those in ``TDM_BENCH_PARTS``: send, poll, scale); record them."""
     parts = {p.strip() for p in os.environ.get("TDM_BENCH_PARTS", "").split(",") if p.strip()} or set(ALL_PARTS)
     if not parts <= set(ALL_PARTS):
@@ -457,4 +457,10 @@ def main() -> int:
         update_section("transport", section + "\n" + NOTES)
     else:
         print("(a partial run: docs/performance.md left unchanged)")
+    return rows
+
+
+def main() -> int:
+    """``python -m bench transport``'s runner: :func:`run`; returns 0."""
+    run()
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 from collections import defaultdict, deque
@@ -204,6 +205,10 @@ class KombuTransport(Transport):
         if self._memory is not None:
             return kombu.Connection("memory://", transport=self._memory.transport_class)
         heartbeat = s.heartbeat if s.backend is Backend.AMQP else 0
+        if s.tls is not None:
+            return kombu.Connection(
+                s.url, connect_timeout=s.connect_timeout, heartbeat=heartbeat, ssl=s.tls.kombu_ssl()
+            )
         return kombu.Connection(s.url, connect_timeout=s.connect_timeout, heartbeat=heartbeat)
 
     def _connect(self) -> None:
@@ -257,6 +262,20 @@ class KombuTransport(Transport):
                 log.warning("%s on %s failed (%s); reconnecting once", what, self._settings.display_url, exc)
                 self._reconnect()
                 return operation()
+            except amqp.exceptions.PreconditionFailed as exc:
+                if _is_refusal(exc):
+                    raise
+                # A channel closed under us (e.g. RabbitMQ's consumer_timeout on a consumer's
+                # channel, read while waiting for this operation's answer): not this operation's
+                # fault. The connection's state is unknown: start afresh and try once more.
+                log.warning(
+                    "%s on %s: the broker closed a channel (%s); reconnecting once",
+                    what,
+                    self._settings.display_url,
+                    exc,
+                )
+                self._reconnect()
+                return operation()
 
     def _connection_errors(self) -> tuple[type[BaseException], ...]:
         conn = self._conn or self._new_connection()
@@ -293,6 +312,18 @@ class KombuTransport(Transport):
                     "check the user name, password and virtual host in the URL"
                 ) from exc
             except amqp.exceptions.PreconditionFailed as exc:
+                if not _is_refusal(exc):
+                    # Not about what we asked: RabbitMQ closed a channel, e.g. a consumer's after its
+                    # consumer_timeout ("delivery acknowledgement on channel N timed out"). Its
+                    # unacknowledged messages are redelivered; drop the connection (the next
+                    # operation reconnects, consume() resubscribes).
+                    log.warning("%s on %s: the broker closed a channel: %s", what, self._settings.display_url, exc)
+                    self._conn_broken()
+                    raise BrokerUnavailableError(
+                        f"{what} on {self._settings.display_url}: the broker closed a channel ({exc}); "
+                        "the connection is reopened and unacknowledged messages are redelivered. If this is "
+                        "RabbitMQ's consumer_timeout, raise it above the longest job"
+                    ) from exc
                 self._channel_broken()
                 raise BrokerRefusedError(
                     f"{what} on {self._settings.display_url}: {exc}; a queue of that name exists with other "
@@ -302,6 +333,20 @@ class KombuTransport(Transport):
             except amqp.exceptions.ChannelError as exc:
                 self._channel_broken()
                 raise BrokerRefusedError(f"{what} on {self._settings.display_url}: {exc}") from exc
+            except ssl.SSLCertVerificationError as exc:
+                self._conn_broken()
+                raise BrokerUnavailableError(
+                    f"{what} on {self._settings.display_url}: the broker's TLS certificate was refused "
+                    f"({exc.verify_message or exc}); check that the CA file given as ssl_ca_certs (or "
+                    "SSL_CERT_FILE, or the system's CAs) is the CA that signed the broker's certificate, and "
+                    "that the certificate names the host of the URL"
+                ) from exc
+            except ssl.SSLError as exc:
+                self._conn_broken()
+                raise BrokerUnavailableError(
+                    f"{what} on {self._settings.display_url}: TLS failed ({exc}); check that the port is the "
+                    "broker's TLS listener (amqps://, usually 5671) and that the ssl_* files of the URL are valid"
+                ) from exc
             except (ConfigurationError, ValueError, TypeError):
                 raise
             except Exception as exc:
@@ -361,8 +406,18 @@ class KombuTransport(Transport):
                         conn.drain_events(timeout=0)
                     conn.heartbeat_check()
                 except Exception as exc:
+                    if isinstance(exc, amqp.exceptions.PreconditionFailed) and not _is_refusal(exc):
+                        # RabbitMQ closed a consumer's channel (consumer_timeout, unknown delivery tag):
+                        # its subscription is gone and py-amqp reopens the channel bare. Drop the
+                        # connection so the consume loop subscribes again instead of idling.
+                        log.warning(
+                            "the broker at %s closed a channel (%s); the next operation reconnects",
+                            self._settings.display_url,
+                            exc,
+                        )
+                        self._conn_broken()
+                        continue
                     if not isinstance(exc, self._connection_errors()):
-                        # A channel-level event (e.g. a consumer timeout): the consume loop sees it.
                         log.debug("heartbeat on %s: %s", self._settings.display_url, exc)
                         continue
                     # Drop the dead connection now (no I/O), so the next operation opens a
@@ -673,17 +728,23 @@ class KombuTransport(Transport):
                     auto_declare=False,
                 )
                 consumer.consume()
+            session_conn = self._conn
         try:
             while not stop.is_set():
                 if pending:
                     message, destination = pending.popleft()
-                    self._deliver(message, destination, handler)
+                    self._deliver(message, destination, handler, session_conn)
                     continue
                 with self._driver("waiting for messages"):
                     self._check_open()
                     conn = self._conn
                     if conn is None:  # dropped by another thread (heart-beat, a failed send)
                         raise BrokerUnavailableError(f"connection to {self._settings.display_url} was lost")
+                    if conn is not session_conn:
+                        # Replaced by another operation's reconnect: our subscriptions went with the old one.
+                        raise BrokerUnavailableError(
+                            f"connection to {self._settings.display_url} was replaced; subscribing again"
+                        )
                     with suppress(TimeoutError):
                         conn.drain_events(timeout=_DRAIN_SECONDS)
                     conn.heartbeat_check()
@@ -693,16 +754,25 @@ class KombuTransport(Transport):
                     # Closing gives prefetched, unhandled messages back to the queue.
                     _quietly(channel.close)
 
-    def _deliver(self, message: Any, destination: Destination, handler: Handler) -> None:
+    def _deliver(self, message: Any, destination: Destination, handler: Handler, session_conn: Any) -> None:
         envelope = _to_envelope(message)
         delivery = Delivery(envelope=envelope, destination=destination, redelivered=_redelivered(message))
         try:
             handler(delivery)
         except BaseException:
             with self._lock:
-                _quietly(lambda: message.reject(requeue=True))
+                if self._conn is session_conn:
+                    _quietly(lambda: message.reject(requeue=True))
             raise
         with self._driver(f"acknowledging a message of {destination.name!r}"):
+            if self._conn is not session_conn:
+                # The connection it came on is gone (lost, or closed by the broker and replaced while
+                # the handler ran): the broker redelivers the message; acknowledging it is impossible.
+                raise BrokerUnavailableError(
+                    f"acknowledging a message of {destination.name!r}: the connection to "
+                    f"{self._settings.display_url} it came on was lost while it was handled; the broker "
+                    "delivers it again"
+                )
             message.ack()
             self._collect_acked(destination)
 
@@ -776,6 +846,14 @@ def _is_auth_failure(exc: BaseException) -> bool:
     name = type(exc).__name__.lower()
     text = str(exc).lower()
     return "authentication" in name or "noauth" in text or "invalid password" in text or "wrongpass" in text
+
+
+def _is_refusal(exc: BaseException) -> bool:
+    """Whether a 406 PRECONDITION_FAILED refuses what we asked (inequivalent queue arguments).
+
+    Any other 406 (a consumer_timeout, an unknown delivery tag) is a channel loss.
+    """
+    return "inequivalent arg" in str(exc).lower()
 
 
 def _bound_broker_waits(conn: Any, seconds: float) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import enum
+import ssl
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from tdm_messaging.errors import ConfigurationError
@@ -11,6 +13,7 @@ from tdm_messaging.transport.base import Capabilities
 
 __all__ = [
     "DEFAULT_REPLY_TTL",
+    "AmqpTls",
     "Backend",
     "KombuSettings",
     "capabilities_of",
@@ -40,8 +43,17 @@ _SCHEME_BACKEND = {
     "memory": Backend.MEMORY,
 }
 
-# Query parameters that belong to kombu/redis-py and stay in the URL handed to kombu.
+# TLS query parameters: kept in the URL for kombu/redis-py (rediss://); on amqps:// parsed into
+# AmqpTls (py-amqp takes them as a dict of other names, never from the URL).
 _PASSTHROUGH = frozenset({"ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile"})
+_CERT_REQS = {
+    "cert_required": ssl.CERT_REQUIRED,
+    "required": ssl.CERT_REQUIRED,
+    "cert_optional": ssl.CERT_OPTIONAL,
+    "optional": ssl.CERT_OPTIONAL,
+    "cert_none": ssl.CERT_NONE,
+    "none": ssl.CERT_NONE,
+}
 
 _CAPABILITIES = {
     Backend.AMQP: Capabilities(
@@ -91,6 +103,42 @@ def capabilities_of(backend: Backend) -> Capabilities:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class AmqpTls:
+    """TLS settings of an ``amqps://`` connection, from the URL's ``ssl_*`` parameters.
+
+    Attributes:
+        ca_certs: PEM file of the CAs to trust (``ssl_ca_certs``); ``None``: the system's
+            default CAs (OpenSSL's, which ``SSL_CERT_FILE`` can point elsewhere).
+        certfile: client certificate PEM (``ssl_certfile``), for brokers that ask for one.
+        keyfile: its private key (``ssl_keyfile``).
+        cert_reqs: ``ssl.CERT_REQUIRED`` (the default: the broker's certificate and host name
+            are verified), ``CERT_OPTIONAL`` or ``CERT_NONE`` (no verification: tests only).
+    """
+
+    ca_certs: str | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
+    cert_reqs: ssl.VerifyMode = ssl.CERT_REQUIRED
+
+    def kombu_ssl(self) -> dict[str, Any]:
+        """A fresh ``ssl=`` dict for ``kombu.Connection`` (py-amqp's socket wrapper keywords).
+
+        ``server_hostname`` is ``None``: kombu fills in the URL's host, so the host name is
+        checked against the certificate whenever verification is on.
+        """
+        options: dict[str, Any] = {"cert_reqs": self.cert_reqs}
+        if self.cert_reqs != ssl.CERT_NONE:
+            options["server_hostname"] = None
+        if self.ca_certs is not None:
+            options["ca_certs"] = self.ca_certs
+        if self.certfile is not None:
+            options["certfile"] = self.certfile
+        if self.keyfile is not None:
+            options["keyfile"] = self.keyfile
+        return options
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class KombuSettings:
     """Settings of one :class:`~tdm_messaging.transport.kombu_backend.KombuTransport`.
 
@@ -110,6 +158,8 @@ class KombuSettings:
         poll_interval: seconds between polls of an idle queue on Redis-less virtual
             transports (SQLite, memory) while consuming.
         retry_max: most seconds between reconnect attempts while consuming.
+        tls: ``amqps://`` only: the TLS settings (verification on unless ``ssl_cert_reqs``
+            says otherwise); ``None`` for every other scheme.
     """
 
     url: str
@@ -122,6 +172,7 @@ class KombuSettings:
     connect_timeout: float = 5.0
     poll_interval: float = 0.1
     retry_max: float = 10.0
+    tls: AmqpTls | None = None
 
     @property
     def reply_ttl_ms(self) -> int:
@@ -162,7 +213,9 @@ def parse_kombu_url(url: str) -> KombuSettings:
     Accepted schemes: ``amqp``, ``amqps``, ``redis``, ``rediss``, ``sqla+sqlite``, ``memory``.
     Our parameters (``reply_ttl``, ``quorum``, ``confirm_timeout``, ``heartbeat``,
     ``connect_timeout``, ``poll_interval``, ``retry_max``, ``dialect=plain``) are removed
-    before the URL goes to kombu; redis TLS parameters (``ssl_cert_reqs`` ...) are kept.
+    before the URL goes to kombu. TLS parameters (``ssl_ca_certs``, ``ssl_certfile``,
+    ``ssl_keyfile``, ``ssl_cert_reqs=required|optional|none``) stay in a ``rediss://`` URL
+    for redis-py; on ``amqps://`` they become :attr:`KombuSettings.tls`.
 
     Raises:
         ConfigurationError: unknown scheme, unknown parameter (the message lists the valid
@@ -200,8 +253,38 @@ def parse_kombu_url(url: str) -> KombuSettings:
             )
     if values.get("quorum") and backend is not Backend.AMQP:
         raise ConfigurationError(f"{display}: quorum=true needs RabbitMQ (amqp:// or amqps://)")
+    if backend is Backend.AMQP:
+        if kept and scheme != "amqps":
+            raise ConfigurationError(
+                f"{display}: {', '.join(name for name, _ in kept)} need a TLS connection; use amqps:// "
+                "(RabbitMQ's TLS listener, usually port 5671)"
+            )
+        if scheme == "amqps":
+            values["tls"] = _amqp_tls(dict(kept), display)
+        kept = []
     kombu_url = base + ("?" + urlencode(kept) if kept else "")
     return KombuSettings(url=kombu_url, display_url=display, backend=backend, **values)  # type: ignore[arg-type]
+
+
+def _amqp_tls(params: dict[str, str], display: str) -> AmqpTls:
+    raw_reqs = params.get("ssl_cert_reqs", "required")
+    cert_reqs = _CERT_REQS.get(raw_reqs.strip().lower())
+    if cert_reqs is None:
+        raise ConfigurationError(
+            f"{display}: ssl_cert_reqs={raw_reqs!r} is not valid; give required (the default: verify the "
+            "broker's certificate), optional or none"
+        )
+    for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+        if name in params and not params[name]:
+            raise ConfigurationError(f"{display}: {name} is empty; give the path of a PEM file or leave it out")
+    if "ssl_keyfile" in params and "ssl_certfile" not in params:
+        raise ConfigurationError(f"{display}: ssl_keyfile needs ssl_certfile (the client certificate it belongs to)")
+    return AmqpTls(
+        ca_certs=params.get("ssl_ca_certs"),
+        certfile=params.get("ssl_certfile"),
+        keyfile=params.get("ssl_keyfile"),
+        cert_reqs=cert_reqs,
+    )
 
 
 def _parse_float(name: str, raw: str, display: str) -> float:

@@ -19,7 +19,7 @@ from tdm_messaging.transport.stomp_frames import explain_refusal, is_late_delive
 from tdm_messaging.transport.stomp_logging import install_passcode_filter
 from tdm_messaging.transport.stomp_settings import StompSettings
 
-__all__ = ["LinkEvents", "Listener", "connect", "declare_elsewhere", "disconnect", "drop"]
+__all__ = ["LinkEvents", "Listener", "connect", "declare_elsewhere", "disconnect", "drop", "tls_problem"]
 
 log = logging.getLogger(__name__)
 install_passcode_filter()
@@ -131,6 +131,10 @@ def connect(settings: StompSettings, listener: Listener) -> Any:
     try:
         conn.connect(s.username, s.password, wait=False)
     except (stomp.exception.StompException, OSError, ssl.SSLError) as exc:
+        # stomp.py only logs why its connection attempt failed; for TLS, find out ourselves.
+        problem = tls_problem(s) if s.tls else None
+        if problem is not None:
+            raise BrokerUnavailableError(f"cannot connect to the STOMP broker at {s.address} (TLS): {problem}") from exc
         raise BrokerUnavailableError(
             f"cannot connect to the STOMP broker at {s.address}{' (TLS)' if s.tls else ''}: "
             f"{type(exc).__name__} {exc}; {_HINT}"
@@ -150,6 +154,52 @@ def connect(settings: StompSettings, listener: Listener) -> Any:
         except OSError as exc:  # not fatal: only slower
             log.debug("could not set TCP_NODELAY: %s", exc)
     return conn
+
+
+def tls_problem(settings: StompSettings) -> str | None:
+    """Why a TLS connection to the broker fails, in words, or ``None`` if TLS is not the problem.
+
+    Repeats the handshake stomp.py makes (same CA file, client certificate, verification) on a
+    socket of its own, after a failed connect: stomp.py logs the cause and raises only
+    ``ConnectFailedException``. ``None`` when the TCP connection itself fails (no TLS reached)
+    or the handshake succeeds.
+    """
+    s = settings
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        if s.ca_file:
+            context.load_verify_locations(s.ca_file)
+        else:
+            context.load_default_certs()
+        if s.cert_file:
+            context.load_cert_chain(s.cert_file, s.key_file)
+    except (OSError, ssl.SSLError) as exc:
+        return (
+            f"the TLS files could not be loaded ({exc}); check the ca_file / cert_file / key_file "
+            "parameters name readable PEM files"
+        )
+    if not s.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    try:
+        with (
+            socket.create_connection((s.host, s.port), timeout=s.connect_timeout) as raw,
+            context.wrap_socket(raw, server_hostname=s.host),
+        ):
+            return None
+    except ssl.SSLCertVerificationError as exc:
+        return (
+            f"the broker's TLS certificate was refused ({exc.verify_message or exc}); check that ca_file "
+            f"({s.ca_file or 'not given: the system CAs'}) is the CA that signed the broker's certificate "
+            f"and that the certificate names the host {s.host!r}"
+        )
+    except ssl.SSLError as exc:
+        return (
+            f"the TLS handshake failed ({exc}); check that this port is the broker's STOMP TLS listener "
+            "and that the client certificate (cert_file) is one the broker accepts"
+        )
+    except OSError:
+        return None
 
 
 def drop(conn: Any) -> None:

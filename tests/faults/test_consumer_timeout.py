@@ -139,14 +139,7 @@ def test_a_job_longer_than_consumer_timeout_is_redelivered(
             with contextlib.suppress(Exception):
                 transport.close()
     reasons = [e.header("tdm-dead-letter-reason") or "" for e in dead]
-    if any("refused a send" in r for r in reasons):
-        pytest.xfail(
-            "kombu backend: the broker's consumer_timeout close (406 PRECONDITION_FAILED 'delivery acknowledgement "
-            "on channel N timed out') is reported as BrokerRefusedError, so the worker dead-letters the request "
-            f"instead of sending Complete: {runs} run(s), {len(dead)} dead letter(s), final status {status.name}, "
-            "and the worker acknowledges the redelivered copy unrun (a request without a final status); "
-            "see docs/reliability.md, open findings"
-        )
+    assert not any("refused a send" in r for r in reasons), reasons  # a consumer_timeout is no refusal
     assert runs_at_timeout >= 2
     assert status is State.COMPLETE, (status, reasons)
     assert not dead, reasons

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tdm_messaging.destinations import PACKAGE_REQUESTS
+from tdm_messaging.destinations import PACKAGE_REQUESTS, reply_queue
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.errors import MessagingError
 from tdm_messaging.server import PackagingClient
@@ -23,14 +23,11 @@ from tests.faults.reliability import Row, record
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(120)]
 
 
-def _tls_url(node: PrivateRabbit, protocol: str, ca: str, monkeypatch: pytest.MonkeyPatch) -> str:
+def _tls_url(node: PrivateRabbit, protocol: str, ca: str) -> str:
     """A TLS URL to ``node`` trusting only ``ca`` (a PEM file), by host name ``localhost`` (in the certificate)."""
     if protocol == "stomp":
         return f"stomp+ssl://guest:guest@localhost:{node.stomps_port}/?dialect=rabbitmq&ca_file={ca}&connect_timeout=5"
-    # The kombu backend has no working URL parameter for the CA yet (see test_amqps_ca_file_in_the_url),
-    # so the CA goes through OpenSSL's own variable, which py-amqp's default context reads.
-    monkeypatch.setenv("SSL_CERT_FILE", ca)
-    return f"amqps://guest:guest@localhost:{node.amqps_port}//?connect_timeout=5"
+    return f"amqps://guest:guest@localhost:{node.amqps_port}//?connect_timeout=5&ssl_ca_certs={ca}"
 
 
 @pytest.fixture
@@ -46,11 +43,10 @@ def closing() -> Iterator[list[Transport]]:
 def test_a_job_over_tls_with_the_test_ca(
     private_rabbit: PrivateRabbit,
     protocol: str,
-    monkeypatch: pytest.MonkeyPatch,
     closing: list[Transport],
     request: pytest.FixtureRequest,
 ) -> None:
-    url = _tls_url(private_rabbit, protocol, str(private_rabbit.tls_dir / "ca.pem"), monkeypatch)
+    url = _tls_url(private_rabbit, protocol, str(private_rabbit.tls_dir / "ca.pem"))
     client_side, worker_side = open_transport(url), open_transport(url)
     closing += [client_side, worker_side]
     drain(client_side)
@@ -70,7 +66,7 @@ def test_a_job_over_tls_with_the_test_ca(
             item="9 security",
             done=f"{scheme}:// to the private node's TLS listener, server certificate for localhost/127.0.0.1 "
             "signed by a CA the test generated with openssl; verification on (the default); "
-            + ("CA given as ?ca_file=" if protocol == "stomp" else "CA given by SSL_CERT_FILE")
+            + ("CA given as ?ca_file=" if protocol == "stomp" else "CA given as ?ssl_ca_certs=")
             + "; a server and a worker transport run a job",
             expected="the connection is verified against the test CA and the job completes over it",
             happened=f"connected with verification; the job's status COMPLETE over {scheme}",
@@ -83,9 +79,9 @@ def test_a_job_over_tls_with_the_test_ca(
 
 @pytest.mark.parametrize("protocol", ["stomp", "amqp"])
 def test_a_broker_certificate_from_another_ca_is_refused(
-    private_rabbit: PrivateRabbit, protocol: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+    private_rabbit: PrivateRabbit, protocol: str, request: pytest.FixtureRequest
 ) -> None:
-    url = _tls_url(private_rabbit, protocol, str(private_rabbit.tls_dir / "other-ca.pem"), monkeypatch)
+    url = _tls_url(private_rabbit, protocol, str(private_rabbit.tls_dir / "other-ca.pem"))
     with pytest.raises(Exception) as refused:  # which type it is, is what this test reports
         transport = open_transport(url)
         try:
@@ -111,25 +107,37 @@ def test_a_broker_certificate_from_another_ca_is_refused(
             test=request.node.nodeid,
         )
     )
-    if not (names_certificate and in_library_root):
-        pytest.xfail(
-            f"{protocol}: a certificate refusal is reported as {type(error).__name__}"
-            + ("" if in_library_root else ", outside MessagingError")
-            + ("" if names_certificate else ", without naming the certificate")
-            + "; see docs/reliability.md, open findings"
-        )
+    assert in_library_root, f"a certificate refusal escaped as {type(error).__name__}: {error}"
+    assert names_certificate, f"the error does not name the certificate: {error}"
+    text = str(error)
+    assert "check the broker runs" not in text and "listens for STOMP" not in text, text
+    assert ("ca_file" if protocol == "stomp" else "ssl_ca_certs") in text, text
 
 
-@pytest.mark.xfail(
-    raises=TypeError,
-    strict=True,
-    reason="kombu backend passes ssl_ca_certs/ssl_cert_reqs (its Redis TLS pass-through) to py-amqp, whose "
-    "socket wrapper takes ca_certs/cert_reqs: TypeError, outside MessagingError; see docs/reliability.md",
-)
-def test_amqps_ca_file_in_the_url(private_rabbit: PrivateRabbit, closing: list[Transport]) -> None:
+def test_amqps_ca_file_in_the_url(
+    private_rabbit: PrivateRabbit, closing: list[Transport], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Whatever OpenSSL's own variable says, the URL's CA is the one trusted.
+    monkeypatch.setenv("SSL_CERT_FILE", str(private_rabbit.tls_dir / "other-ca.pem"))
     ca = private_rabbit.tls_dir / "ca.pem"
     transport = open_transport(
         f"amqps://guest:guest@localhost:{private_rabbit.amqps_port}//?ssl_ca_certs={ca}&ssl_cert_reqs=CERT_REQUIRED"
     )
+    closing.append(transport)
+    transport.declare(PACKAGE_REQUESTS)
+    destination = reply_queue(f"tls-url-{uuid.uuid4().hex[:10]}")
+    transport.send(destination, Envelope(b"over TLS", "text/plain", {}), confirm=True)
+    batch = transport.read(destination)
+    assert [e.body for e in batch.envelopes] == [b"over TLS"]
+    batch.ack()
+    transport.delete(destination)
+
+
+def test_amqps_by_ip_address_is_checked_against_the_certificate(
+    private_rabbit: PrivateRabbit, closing: list[Transport]
+) -> None:
+    # The certificate names localhost and 127.0.0.1: the host name check is on, and passes for both.
+    ca = private_rabbit.tls_dir / "ca.pem"
+    transport = open_transport(f"amqps://guest:guest@127.0.0.1:{private_rabbit.amqps_port}//?ssl_ca_certs={ca}")
     closing.append(transport)
     transport.declare(PACKAGE_REQUESTS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import ssl
 import subprocess
 import sys
 import threading
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import amqp.exceptions
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -31,7 +33,7 @@ from tdm_messaging.transport import kombu_backend
 from tdm_messaging.transport.base import Delivery
 from tdm_messaging.transport.expiry import EXPIRES_AT_HEADER
 from tdm_messaging.transport.kombu_backend import KombuTransport
-from tdm_messaging.transport.kombu_settings import Backend, parse_kombu_url, redact
+from tdm_messaging.transport.kombu_settings import AmqpTls, Backend, parse_kombu_url, redact
 from tests.conftest import broker_url
 from tests.faults.proxy import TcpProxy
 
@@ -111,6 +113,83 @@ def test_settings_defaults_and_quorum() -> None:
     assert s.url == "amqp://guest:guest@127.0.0.1:5672//"
     assert s.reply_ttl == 86400
     assert parse_kombu_url("sqla+sqlite:////tmp/x.db").url == "sqla+sqlite:////tmp/x.db"
+
+
+def test_amqps_tls_parameters_become_py_amqp_ssl_options() -> None:
+    s = parse_kombu_url(
+        "amqps://u:pw@broker:5671//?ssl_ca_certs=/etc/ca.pem&ssl_certfile=/c.pem&ssl_keyfile=/k.pem&heartbeat=0"
+    )
+    assert s.url == "amqps://u:pw@broker:5671//"  # nothing TLS left for kombu's URL parser
+    assert s.tls == AmqpTls(ca_certs="/etc/ca.pem", certfile="/c.pem", keyfile="/k.pem")
+    assert s.tls.kombu_ssl() == {
+        "cert_reqs": ssl.CERT_REQUIRED,
+        "server_hostname": None,  # kombu fills in the URL's host: the host name is checked
+        "ca_certs": "/etc/ca.pem",
+        "certfile": "/c.pem",
+        "keyfile": "/k.pem",
+    }
+
+
+def test_amqps_verifies_by_default_and_accepts_cert_reqs_names() -> None:
+    default = parse_kombu_url("amqps://h//").tls
+    assert default is not None and default.cert_reqs == ssl.CERT_REQUIRED and default.ca_certs is None
+    assert parse_kombu_url("amqp://h//").tls is None
+    for raw, expected in [
+        ("CERT_REQUIRED", ssl.CERT_REQUIRED),
+        ("optional", ssl.CERT_OPTIONAL),
+        ("none", ssl.CERT_NONE),
+    ]:
+        tls = parse_kombu_url(f"amqps://h//?ssl_cert_reqs={raw}").tls
+        assert tls is not None and tls.cert_reqs == expected
+    unverified = parse_kombu_url("amqps://h//?ssl_cert_reqs=none").tls
+    assert unverified is not None and "server_hostname" not in unverified.kombu_ssl()
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("amqp://h//?ssl_ca_certs=/ca.pem", "amqps://"),
+        ("amqps://h//?ssl_cert_reqs=sometimes", "ssl_cert_reqs='sometimes'"),
+        ("amqps://h//?ssl_ca_certs=", "ssl_ca_certs is empty"),
+        ("amqps://h//?ssl_keyfile=/k.pem", "ssl_keyfile needs ssl_certfile"),
+    ],
+)
+def test_bad_amqp_tls_parameters(url: str, fragment: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        parse_kombu_url(url)
+    assert fragment in str(info.value)
+
+
+def test_only_an_inequivalent_arguments_406_is_a_refusal() -> None:
+    t = KombuTransport.from_url(f"memory://refusal-{uuid.uuid4().hex}")
+    try:
+        timed_out = amqp.exceptions.PreconditionFailed(
+            "PRECONDITION_FAILED - delivery acknowledgement on channel 2 timed out. Timeout value used: 1000 ms."
+        )
+        with pytest.raises(BrokerUnavailableError) as lost, t._driver("sending"):
+            raise timed_out
+        assert lost.value.__cause__ is timed_out
+        assert "consumer_timeout" in str(lost.value)
+        inequivalent = amqp.exceptions.PreconditionFailed(
+            "PRECONDITION_FAILED - inequivalent arg 'x-expires' for queue 'package/1' in vhost '/'"
+        )
+        with pytest.raises(BrokerRefusedError), t._driver("declaring"):
+            raise inequivalent
+    finally:
+        t.close()
+
+
+def test_a_certificate_failure_is_a_messaging_error_naming_the_ca() -> None:
+    t = KombuTransport.from_url(f"memory://cert-{uuid.uuid4().hex}")
+    try:
+        failure = ssl.SSLCertVerificationError(1, "certificate verify failed")
+        failure.verify_message = "self-signed certificate in certificate chain"
+        with pytest.raises(BrokerUnavailableError) as refused, t._driver("connecting"):
+            raise failure
+        assert "certificate" in str(refused.value) and "ssl_ca_certs" in str(refused.value)
+        assert "self-signed certificate in certificate chain" in str(refused.value)
+    finally:
+        t.close()
 
 
 def test_unknown_parameter_lists_valid_ones() -> None:

@@ -16,7 +16,7 @@ from tdm_messaging.transport.base import Batch, Capabilities, Handler, Transport
 from tdm_messaging.transport.stomp_connect import declare_elsewhere
 from tdm_messaging.transport.stomp_connection import StompLink
 from tdm_messaging.transport.stomp_consume import consume_queues
-from tdm_messaging.transport.stomp_frames import prefetch_headers, queue_headers, send_headers
+from tdm_messaging.transport.stomp_frames import queue_headers, send_headers
 from tdm_messaging.transport.stomp_read import now_ms, read_queue
 from tdm_messaging.transport.stomp_routes import Route, Target, around_wire_name, queue_of_refusal
 from tdm_messaging.transport.stomp_settings import StompSettings, parse_stomp_url
@@ -24,6 +24,9 @@ from tdm_messaging.transport.stomp_settings import StompSettings, parse_stomp_ur
 __all__ = ["StompTransport"]
 
 log = logging.getLogger(__name__)
+
+_READ_ATTEMPTS = 3
+"""Reads of one call: a retry is needed only when a delivery was held back meanwhile (RabbitMQ)."""
 
 _CAPABILITIES = {
     Dialect.RABBITMQ: Capabilities(
@@ -163,7 +166,6 @@ class StompTransport(Transport):
     def _declare_elsewhere(self, destination: Destination) -> None:
         """Declare on a short-lived connection; record the outcome in the route book. Raises its refusal."""
         headers = queue_headers(destination, self.settings, self.dialect)
-        headers.update(prefetch_headers(self.dialect, 1))
         try:
             declare_elsewhere(self.settings, to_wire_name(destination, self.dialect), headers)
         except BrokerRefusedError as exc:
@@ -243,9 +245,25 @@ class StompTransport(Transport):
         self._link.check()
         if limit < 1:
             raise LocalProtocolError(f"read limit must be at least 1, got {limit}")
-        self._link.return_stuck()
-        self._link.connection()
-        return read_queue(self._link, self._target(destination), limit)
+        link = self._link
+        for _ in range(_READ_ATTEMPTS - 1):
+            link.return_stuck()
+            link.connection()
+            with link.lock:
+                generation, late_before = link.generation, link.late
+            batch = read_queue(link, self._target(destination), limit)
+            with link.lock:
+                held_meanwhile = link.generation == generation and link.late > late_before
+            if not held_meanwhile:
+                return batch
+            # RabbitMQ pushed a message sent before our marker to a subscription that had ended
+            # (an earlier read's): it is held on this connection, not in the queue, so this read
+            # missed it. Give back what we took, re-open the connection, and read again.
+            log.debug("a read of %s missed a held delivery; reading again", destination)
+            batch.release()
+        link.return_stuck()
+        link.connection()
+        return read_queue(link, self._target(destination), limit)
 
     # ------------------------------------------------------------------ consuming
     def consume(

@@ -15,7 +15,7 @@ import stomp.exception
 import stomp.protocol
 
 from tdm_messaging.errors import BrokerRefusedError, BrokerUnavailableError, SendNotConfirmedError, TransportError
-from tdm_messaging.transport.stomp_frames import explain_refusal, is_late_delivery
+from tdm_messaging.transport.stomp_frames import PROBE_HEADER, explain_refusal, is_late_delivery
 from tdm_messaging.transport.stomp_logging import install_passcode_filter
 from tdm_messaging.transport.stomp_settings import StompSettings
 
@@ -230,14 +230,16 @@ def disconnect(conn: Any, closed: threading.Event | None = None) -> None:
 
 
 def declare_elsewhere(settings: StompSettings, wire: str, headers: dict[str, str]) -> None:
-    """Declare a RabbitMQ queue on a short-lived connection of its own: SUBSCRIBE (receipt), DISCONNECT.
+    """Declare a RabbitMQ queue on a short-lived connection of its own: a probe SEND (receipt), DISCONNECT.
 
-    The transport's own connection is left alone: it holds no subscription afterwards, and a
-    refusal closes only this one. A message the subscription took meanwhile goes back to the
-    queue, in its place, when this connection closes, before this returns.
+    The probe is an empty message with ``expiration: 0`` (RabbitMQ drops it at once unless a
+    consumer is waiting; readers drop it too) and the declare headers, so the queue is declared
+    with its arguments and a refusal is seen, yet nothing subscribes: a SUBSCRIBE here took
+    messages a concurrent poll then missed (it read UNKNOWN). The transport's own connection is
+    left alone, and a refusal closes only this one.
 
     Args:
-        wire: the ``/queue/...`` destination; headers: the declare headers (prefetch included).
+        wire: the ``/queue/...`` destination; headers: the declare headers.
 
     Raises:
         BrokerRefusedError: the queue exists with other arguments (or another refusal).
@@ -248,9 +250,10 @@ def declare_elsewhere(settings: StompSettings, wire: str, headers: dict[str, str
     conn = connect(settings, listener)
     try:
         receipt = f"tdm-declare-{uuid.uuid4().hex}"
-        sub_id = f"tdm-declare-{uuid.uuid4().hex}"
+        probe = {**headers, "expiration": "0", PROBE_HEADER: "1", "receipt": receipt}
+        probe.pop("prefetch-count", None)
         try:
-            conn.subscribe(wire, id=sub_id, ack="client-individual", headers={**headers, "receipt": receipt})
+            conn.send(wire, b"", headers=probe)
         except (stomp.exception.StompException, OSError) as exc:
             raise BrokerUnavailableError(f"declaring {wire} at {settings.address} failed: {exc}") from exc
         if not listener.answered.wait(settings.confirm_timeout):

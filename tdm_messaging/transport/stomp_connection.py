@@ -108,6 +108,7 @@ class StompLink:
         self.receipts: dict[str, Receipt] = {}
         self.pending_error: BrokerRefusedError | None = None
         self.stuck = 0
+        self.late = 0  # deliveries RabbitMQ pushed to a cancelled subscription, ever (never reset)
         self.held: set[str] = set()  # reads whose transactions are open on this connection
         self.routes = RouteBook(settings.reply_ttl)
 
@@ -207,6 +208,7 @@ class StompLink:
         with self.lock:
             if generation == self.generation and self.connected:
                 self.stuck += 1
+                self.late += 1
         log.debug("a delivery reached a finished read (%s); the connection will be re-opened", details)
         self._return_stuck_soon()
 
@@ -234,6 +236,7 @@ class StompLink:
             if late:
                 # For a subscription already cancelled: RabbitMQ holds it until the connection closes.
                 self.stuck += 1
+                self.late += 1
         if inbox is not None:
             inbox.put(Frame(dict(headers), data, generation))
         elif late:

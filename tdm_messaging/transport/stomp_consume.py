@@ -14,7 +14,13 @@ from tdm_messaging.destinations import Destination, Dialect, to_wire_name
 from tdm_messaging.errors import BrokerRefusedError, TransportError
 from tdm_messaging.transport.base import Delivery, Handler
 from tdm_messaging.transport.stomp_connection import Frame, Item, Lost, StompLink, Subscription
-from tdm_messaging.transport.stomp_frames import MARKER_HEADER, envelope_from_headers, prefetch_headers, queue_headers
+from tdm_messaging.transport.stomp_frames import (
+    MARKER_HEADER,
+    PROBE_HEADER,
+    envelope_from_headers,
+    prefetch_headers,
+    queue_headers,
+)
 from tdm_messaging.transport.stomp_read import forward_marker
 from tdm_messaging.transport.stomp_routes import Target
 
@@ -70,6 +76,9 @@ def consume_queues(
 
 def _deliver(link: StompLink, frame: Frame, subs: dict[str, Subscription], handler: Handler) -> None:
     sub = subs[frame.headers.get("subscription", "")]
+    if PROBE_HEADER in frame.headers:  # a declare's empty probe: nothing to deliver
+        link.ack(frame)
+        return
     if MARKER_HEADER in frame.headers:
         forward_marker(link, Target(sub.destination, sub.wire_name, declare=True), frame)
         return

@@ -14,6 +14,7 @@ from tdm_messaging.transport.stomp_settings import ReplyExpiry, StompSettings
 __all__ = [
     "MARKER_AT_HEADER",
     "MARKER_HEADER",
+    "PROBE_HEADER",
     "MARKER_TTL_MS",
     "envelope_from_headers",
     "explain_refusal",
@@ -30,6 +31,9 @@ MARKER_AT_HEADER = "tdm-read-marker-at"
 """When the marker was first sent, Unix epoch ms; a marker older than :data:`MARKER_TTL_MS` is stale."""
 MARKER_TTL_MS = 60_000
 """How long a marker lives; the broker drops it after that, and readers drop stale foreign ones."""
+PROBE_HEADER = "tdm-declare-probe"
+"""Header of the empty message a RabbitMQ declare sends (``expiration: 0``): it declares the queue
+without subscribing, so it never takes a message from a reader; readers that meet it drop it."""
 
 # Frame headers that belong to STOMP or to a broker, not to the application: never copied
 # into an Envelope, and refused in one (they would change how the broker treats the frame).
@@ -60,6 +64,7 @@ _BROKER_HEADERS = frozenset(
         "transaction",
         MARKER_HEADER,
         MARKER_AT_HEADER,
+        PROBE_HEADER,
     }
 )
 

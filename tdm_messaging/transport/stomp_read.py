@@ -24,6 +24,7 @@ from tdm_messaging.transport.stomp_connection import Frame, Item, Lost, Receipt,
 from tdm_messaging.transport.stomp_frames import (
     MARKER_AT_HEADER,
     MARKER_HEADER,
+    PROBE_HEADER,
     envelope_from_headers,
     marker_headers,
     prefetch_headers,
@@ -105,6 +106,9 @@ def read_queue(link: StompLink, target: Target, limit: int) -> StompBatch:
     inbox: queue.Queue[Item] = queue.Queue()
     with link.lock:
         link.inboxes[sub_id] = inbox
+        # Held from the start: a held delivery must not re-open the connection under a read
+        # that is still collecting (StompLink.return_stuck waits for every read to let go).
+        link.held.add(sub_id)
         generation = link.generation
     batch = StompBatch(link, target, sub_id, generation)
     try:
@@ -143,6 +147,9 @@ def _collect(batch: StompBatch, inbox: queue.Queue[Item], *, marker: str, limit:
             )
         if isinstance(item, BrokerRefusedError):
             raise item
+        if PROBE_HEADER in item.headers:  # a declare's empty probe that met this read: nothing to keep
+            link.ack(item)
+            continue
         found = item.headers.get(MARKER_HEADER)
         if found == marker:
             link.ack(item)
@@ -305,6 +312,8 @@ class StompBatch(Batch):
     def _abandon(self, inbox: queue.Queue[Item] | None) -> None:
         """The read failed before it settled: UNSUBSCRIBE, and re-open the connection if needed."""
         link = self.link
+        with link.lock:
+            link.held.discard(self.sub_id)
         leftovers = len(self.frames)
         while inbox is not None and not inbox.empty():
             leftovers += isinstance(inbox.get_nowait(), Frame)

@@ -702,3 +702,33 @@ def test_unconfirmed_sends_leave_no_receipt_record(transport: StompTransport) ->
     assert transport._link.receipts == {}
     received = _bodies(transport, d, ack=True)
     assert received == [b"0", b"1", b"2", b"3", b"4"]
+
+
+@pytest.mark.broker
+def test_a_declare_never_hides_a_message_from_a_reader(transport: StompTransport, broker: str) -> None:
+    """RabbitMQ declares by a probe SEND on a side connection: a SUBSCRIBE there took the queue's
+    messages for a moment, and a poll in that moment read an empty queue (UNKNOWN)."""
+    d = _fresh()
+    transport.send(d, Envelope(b"kept", "text/plain"), confirm=True)
+    stop = threading.Event()
+    declares = 0
+
+    def keep_declaring() -> None:
+        nonlocal declares
+        while not stop.is_set():
+            with StompTransport.from_url(broker_url(broker)) as other:  # new: no lease, so it declares
+                other.declare(d)
+            declares += 1
+
+    thread = threading.Thread(target=keep_declaring)
+    thread.start()
+    try:
+        for _ in range(60):
+            with transport.read(d) as batch:
+                assert [e.body for e in batch.envelopes] == [b"kept"]
+                batch.release()
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert declares > 0
+    assert _bodies(transport, d) == [b"kept"]  # and the probes left nothing behind

@@ -32,6 +32,26 @@ pytestmark = pytest.mark.timeout(120)
 BROKER_ONLY_HEADERS = ("message-id", "subscription", "destination", "ack", "content-length", "receipt")
 
 
+def run_together(work: Callable[[int], None], *, timeout: float) -> None:
+    """Run ``work(0)`` and ``work(1)`` in two threads released at the same moment; re-raise what failed."""
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def run(k: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            work(k)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout)
+    assert not errors, errors
+
+
 def envelope(i: int, content_type: str = "application/json", **headers: str) -> Envelope:
     """The ``i``-th test envelope: a small JSON (or text) body that says its index."""
     body = f'{{"n": {i}}}'.encode() if content_type == "application/json" else f"line {i}".encode()
@@ -187,24 +207,13 @@ def test_two_concurrent_readers_never_lose_a_message(backend: Backend) -> None:
         sender.send(queue, e)
     readers = [backend.open(), backend.open()]
     seen: list[list[bytes]] = [[], []]
-    barrier = threading.Barrier(2)
-    errors: list[BaseException] = []
 
     def read(k: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            with readers[k].read(queue, limit=8) as batch:
-                seen[k] = bodies(batch.envelopes)
-                batch.ack()
-        except BaseException as exc:
-            errors.append(exc)
+        with readers[k].read(queue, limit=8) as batch:
+            seen[k] = bodies(batch.envelopes)
+            batch.ack()
 
-    threads = [threading.Thread(target=read, args=(k,)) for k in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not errors, errors
+    run_together(read, timeout=60)
     left = bodies(take_all(sender, queue))
     assert set(seen[0]) | set(seen[1]) | set(left) == set(bodies(sent))
     assert len(seen[0]) + len(seen[1]) + len(left) >= len(sent)
@@ -218,26 +227,15 @@ def test_two_concurrent_pollers_resending_before_ack_never_lose_the_status(backe
     for e in sent:
         seed.send(queue, e)
     pollers = [backend.open(), backend.open()]
-    barrier = threading.Barrier(2)
-    errors: list[BaseException] = []
 
     def poll(k: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            for _ in range(3):
-                with pollers[k].read(queue) as batch:
-                    for e in batch.envelopes:
-                        pollers[k].send(queue, e, confirm=True)
-                    batch.ack()
-        except BaseException as exc:
-            errors.append(exc)
+        for _ in range(3):
+            with pollers[k].read(queue) as batch:
+                for e in batch.envelopes:
+                    pollers[k].send(queue, e, confirm=True)
+                batch.ack()
 
-    threads = [threading.Thread(target=poll, args=(k,)) for k in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not errors, errors
+    run_together(poll, timeout=60)
     assert set(bodies(take_all(seed, queue))) == set(bodies(sent))
 
 
@@ -514,22 +512,11 @@ def test_two_pollers_at_once_never_lose_the_newest_status(backend: Backend) -> N
 
     pollers = [PackagingClient(backend.open()), PackagingClient(backend.open())]
     seen: list[list[DocsetStatus]] = [[], []]
-    barrier = threading.Barrier(2)
-    errors: list[BaseException] = []
 
     def poll(k: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            seen[k] = [pollers[k].status(docset) for _ in range(5)]
-        except BaseException as exc:
-            errors.append(exc)
+        seen[k] = [pollers[k].status(docset) for _ in range(5)]
 
-    threads = [threading.Thread(target=poll, args=(k,)) for k in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=90)
-    assert not errors, errors
+    run_together(poll, timeout=90)
     # A poll that catches the queue while the other poller holds it (read, not yet re-sent and acked)
     # sees less than everything - possibly UNKNOWN or an earlier state - but never a wrong result;
     # what must hold is that nothing is lost: afterwards the newest status is still there.

@@ -19,7 +19,7 @@ from tdm_messaging.transport.stomp_consume import consume_queues
 from tdm_messaging.transport.stomp_frames import queue_headers, send_headers
 from tdm_messaging.transport.stomp_read import now_ms, read_queue
 from tdm_messaging.transport.stomp_routes import Route, Target, around_wire_name, queue_of_refusal
-from tdm_messaging.transport.stomp_settings import StompSettings, parse_stomp_url
+from tdm_messaging.transport.stomp_settings import ReplyExpiry, StompSettings, parse_stomp_url
 
 __all__ = ["StompTransport"]
 
@@ -297,10 +297,11 @@ class StompTransport(Transport):
 
         RabbitMQ: a no-op for a reply queue whose declare the broker confirmed less than
         ``reply_ttl / 2`` ago (the queue exists, and most of its lease is left: the same rule as
-        :meth:`send`'s re-declare). Otherwise a SUBSCRIBE with the declare headers, confirmed by a receipt, on a
-        short-lived connection of its own that is closed before this returns; so nothing stays
-        subscribed, a message it took meanwhile is back in its place, and a refusal leaves
-        this transport's connection alone. A reply queue refused for its arguments is then
+        :meth:`send`'s re-declare), and for any reply queue in ``reply_expiry=policy`` mode (its
+        first SEND declares it; there is no argument to be refused for). Otherwise an empty probe
+        SEND (``expiration: 0``) with the declare headers, confirmed by a receipt, on a
+        short-lived connection of its own: nothing subscribes, and a refusal leaves this
+        transport's connection alone. A reply queue refused for its arguments is then
         sent to as it is (``/amq/queue/``) by :meth:`send`. ActiveMQ creates queues on first
         use: nothing to do.
 
@@ -313,6 +314,10 @@ class StompTransport(Transport):
         if self.dialect is not Dialect.RABBITMQ:
             return
         if destination.kind is DestinationKind.REPLY:
+            if self.settings.reply_expiry is ReplyExpiry.POLICY:
+                # No queue argument to disagree on, so nothing to learn early; and the probe would
+                # reach a seed-style server subscribed to the queue as an empty message.
+                return
             with self._link.lock:
                 if self._link.routes.declared_lately(destination, time.monotonic()):
                     return  # the lease of a declare the broker confirmed holds: nothing to renew yet

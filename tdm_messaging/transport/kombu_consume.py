@@ -1,0 +1,148 @@
+"""A kombu consume loop: one channel per queue, each delivery acknowledged after its handler, resumed after a loss."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from typing import Any
+
+import kombu as _kombu_module
+
+from tdm_messaging.destinations import Destination
+from tdm_messaging.errors import BrokerUnavailableError
+from tdm_messaging.transport.base import Delivery, Handler
+from tdm_messaging.transport.kombu_connection import KombuLink, quietly
+from tdm_messaging.transport.kombu_messages import redelivered, to_envelope
+from tdm_messaging.transport.kombu_queues import collect_acked
+
+__all__ = ["Declare", "consume_queues"]
+
+log = logging.getLogger(__name__)
+
+# kombu is only partly typed: treat it as dynamic at this one edge.
+kombu: Any = _kombu_module
+
+_DRAIN_SECONDS = 0.5
+
+Declare = Callable[[Any, Destination], object]
+"""How the transport declares a queue on a channel (its one gate for declares)."""
+
+
+def consume_queues(
+    link: KombuLink,
+    destinations: Sequence[Destination],
+    handler: Handler,
+    *,
+    prefetch: int,
+    stop: threading.Event,
+    declare: Declare,
+) -> None:
+    """Run :meth:`KombuTransport.consume` (arguments checked by the caller); raises what it documents.
+
+    A lost connection is re-established with exponential backoff (up to ``retry_max``
+    seconds) while ``stop`` is unset, and a new session subscribes again.
+    """
+    link.check_open()
+    failures = 0
+    while not stop.is_set():
+        try:
+            _session(link, destinations, handler, prefetch=prefetch, stop=stop, declare=declare)
+            return
+        except BrokerUnavailableError as exc:
+            failures += 1
+            delay = min(link.settings.retry_max, 0.2 * 2 ** min(failures, 10))
+            log.warning("consuming from %s: %s; retrying in %.1f s", link.settings.display_url, exc, delay)
+            if stop.wait(delay):
+                return
+            try:
+                with link.driver("reconnecting"):
+                    link.reconnect()
+                failures = 0
+            except BrokerUnavailableError as again:
+                log.warning("reconnect to %s failed: %s", link.settings.display_url, again)
+
+
+def _session(
+    link: KombuLink,
+    destinations: Sequence[Destination],
+    handler: Handler,
+    *,
+    prefetch: int,
+    stop: threading.Event,
+    declare: Declare,
+) -> None:
+    """Subscribe on the current connection and deliver until ``stop``; raises BrokerUnavailableError when it is lost."""
+    pending: deque[tuple[Any, Destination]] = deque()
+    channels: list[Any] = []
+
+    def receiver(destination: Destination) -> Callable[[Any], None]:
+        return lambda message: pending.append((message, destination))
+
+    with link.driver("subscribing"):
+        link.check_open()
+        base = link.base_channel()
+        for destination in destinations:
+            declare(base, destination)
+        for destination in destinations:
+            channel = link.conn.channel()
+            channels.append(channel)
+            channel.basic_qos(0, prefetch, False)
+            consumer = kombu.Consumer(
+                channel,
+                queues=[kombu.Queue(destination.name, no_declare=True)],
+                on_message=receiver(destination),
+                no_ack=False,
+                auto_declare=False,
+            )
+            consumer.consume()
+        session_conn = link.conn
+    try:
+        while not stop.is_set():
+            if pending:
+                message, destination = pending.popleft()
+                _deliver(link, message, destination, handler, session_conn)
+                continue
+            with link.driver("waiting for messages"):
+                link.check_open()
+                conn = link.conn
+                if conn is None:  # dropped by another thread (heart-beat, a failed send)
+                    raise BrokerUnavailableError(f"connection to {link.settings.display_url} was lost")
+                if conn is not session_conn:
+                    # Replaced by another operation's reconnect: our subscriptions went with the old one.
+                    raise BrokerUnavailableError(
+                        f"connection to {link.settings.display_url} was replaced; subscribing again"
+                    )
+                with suppress(TimeoutError):
+                    conn.drain_events(timeout=_DRAIN_SECONDS)
+                conn.heartbeat_check()
+    finally:
+        with link.lock:
+            for channel in channels:
+                # Closing gives prefetched, unhandled messages back to the queue.
+                quietly(channel.close)
+
+
+def _deliver(link: KombuLink, message: Any, destination: Destination, handler: Handler, session_conn: Any) -> None:
+    envelope = to_envelope(message)
+    delivery = Delivery(envelope=envelope, destination=destination, redelivered=redelivered(message))
+    try:
+        handler(delivery)
+    except BaseException:
+        with link.lock:
+            if link.conn is session_conn:
+                quietly(lambda: message.reject(requeue=True))
+        raise
+    with link.driver(f"acknowledging a message of {destination.name!r}"):
+        if link.conn is not session_conn:
+            # The connection it came on is gone (lost, or closed by the broker and replaced while
+            # the handler ran): the broker redelivers the message; acknowledging it is impossible.
+            raise BrokerUnavailableError(
+                f"acknowledging a message of {destination.name!r}: the connection to "
+                f"{link.settings.display_url} it came on was lost while it was handled; the broker "
+                "delivers it again"
+            )
+        message.ack()
+        collect_acked(link, destination)

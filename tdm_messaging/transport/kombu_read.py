@@ -1,0 +1,104 @@
+"""A kombu read: take what a queue holds by basic_get, held unacknowledged in a batch until ack() or release()."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+from tdm_messaging.destinations import Destination, DestinationKind
+from tdm_messaging.envelope import Envelope
+from tdm_messaging.errors import TransportError
+from tdm_messaging.transport.base import Batch
+from tdm_messaging.transport.expiry import is_expired
+from tdm_messaging.transport.kombu_connection import KombuLink, quietly
+from tdm_messaging.transport.kombu_messages import to_envelope
+from tdm_messaging.transport.kombu_queues import collect_acked, delete_queue
+from tdm_messaging.transport.kombu_settings import Backend
+
+__all__ = ["KombuBatch", "take"]
+
+log = logging.getLogger(__name__)
+
+
+class KombuBatch(Batch):
+    """Messages taken by basic_get, held unacknowledged until ack() or release()."""
+
+    def __init__(self, link: KombuLink, destination: Destination, taken: list[tuple[Any, Envelope]]) -> None:
+        self._link = link
+        self._destination = destination
+        self._taken = taken
+        self._envelopes = tuple(envelope for _, envelope in taken)
+        self._done = False
+
+    @property
+    def envelopes(self) -> Sequence[Envelope]:
+        """What was in the queue when the read began, oldest first."""
+        return self._envelopes
+
+    def ack(self) -> None:
+        """Acknowledge every envelope of the batch; they are gone from the queue.
+
+        Raises:
+            BrokerUnavailableError: the connection was lost; the broker gives the messages back.
+        """
+        if self._done:
+            return
+        self._done = True
+        with self._link.driver(f"acknowledging messages of {self._destination.name!r}"):
+            for message, _ in self._taken:
+                message.ack()
+            collect_acked(self._link, self._destination)
+
+    def release(self) -> None:
+        """Give unacknowledged envelopes back to the queue, in their order. Idempotent."""
+        if self._done:
+            return
+        self._done = True
+        try:
+            with self._link.driver(f"releasing messages of {self._destination.name!r}"):
+                for message, _ in self._taken:
+                    message.reject(requeue=True)
+        except TransportError as exc:
+            # A lost connection gives unacknowledged messages back on its own.
+            log.warning("release of %s failed (%s); the broker requeues on disconnect", self._destination, exc)
+
+
+def take(
+    link: KombuLink, channel: Any, destination: Destination, limit: int, *, now_ms: int
+) -> list[tuple[Any, Envelope]]:
+    """Take up to ``limit`` messages from the declared queue ``destination``, each with its envelope.
+
+    Call with the lock held. Stops when the broker says the queue is empty. On the virtual
+    transports, reply envelopes whose lazy-expiry stamp is before ``now_ms`` are acknowledged
+    and dropped, and a reply queue left with nothing live is deleted. If taking fails, what
+    was taken is given back before the error propagates.
+    """
+    lazy = link.settings.backend is not Backend.AMQP and destination.kind is DestinationKind.REPLY
+    taken: list[tuple[Any, Envelope]] = []
+    dropped = 0
+    try:
+        while len(taken) < limit:
+            message = channel.basic_get(queue=destination.name, no_ack=False)
+            if message is None:
+                break
+            message = channel.message_to_python(message)
+            envelope = to_envelope(message)
+            if lazy and is_expired(envelope.headers, now_ms=now_ms):
+                message.ack()
+                dropped += 1
+                continue
+            taken.append((message, envelope))
+            if message.delivery_info.get("message_count") == 0:
+                break
+    except BaseException:
+        for message, _ in taken:
+            quietly(partial(message.reject, requeue=True))
+        raise
+    if dropped:
+        log.info("dropped %d expired replies from %s", dropped, destination.name)
+        collect_acked(link, destination)
+        if not taken and channel._size(destination.name) == 0:
+            delete_queue(link, destination)
+    return taken

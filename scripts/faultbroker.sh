@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Start (up), stop (down), freeze (stop-signal), thaw (cont) or restart a *private* RabbitMQ node for
-# the fault tests, so they may kill or SIGSTOP it without touching the shared brokers of the machine.
-# Usage: faultbroker.sh up|down|restart|freeze|thaw|pid|ctl ARGS...   (ctl runs rabbitmqctl against it)
+# Start (up), stop (down), freeze (stop-signal), thaw (cont), kill (SIGKILL) or restart a *private*
+# RabbitMQ node for the fault tests, so they may kill or SIGSTOP it without touching the shared brokers
+# of the machine.
+# Usage: faultbroker.sh up|down|restart|freeze|thaw|kill|pid|ctl ARGS...   (ctl runs rabbitmqctl against it)
 # Environment (all optional):
 #   TDM_FAULT_DIR        (.work/faultbroker)  state, logs, config, certificates
 #   TDM_FAULT_AMQP_PORT  (5682)   TDM_FAULT_STOMP_PORT (61633)
@@ -97,6 +98,32 @@ down() {
     log "down"
 }
 
+# kill: SIGKILL the node's beam.smp (no shutdown, message store not closed): a crash, not a stop.
+# What it leaves behind and why `up` still works: the pid file (removed here; node_pid checks the
+# process anyway), the epmd registration (epmd drops it when the node's socket to it closes, which
+# the kernel does at once) and the dist/AMQP/STOMP ports (closed with the process; waited for here).
+# The start-up script that ran the node exits with it; its erl_child_setup helper sees its parent
+# gone and exits too.
+crash() {
+    local pid
+    pid="$(node_pid || true)"
+    [ -n "$pid" ] || die "not running"
+    # Only our node: a pid file left by a crash may name a pid that another process has since been given.
+    tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qxF "RABBITMQ_NODENAME=$NODE" \
+        || die "pid $pid is not the node $NODE; not killing it"
+    kill -KILL "$pid"
+    for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    ! kill -0 "$pid" 2>/dev/null || die "pid $pid survived SIGKILL"
+    rm -f "$DIR/rabbit.pid"
+    for _ in $(seq 1 40); do
+        port_open "$AMQP_PORT" || port_open "$STOMP_PORT" || port_open "$DIST_PORT" || break
+        sleep 0.25
+    done
+    ! port_open "$AMQP_PORT" && ! port_open "$STOMP_PORT" && ! port_open "$DIST_PORT" \
+        || die "the node was killed but one of its ports still answers"
+    log "killed (SIGKILL, pid $pid)"
+}
+
 cmd="${1:-}"
 shift || true
 case "$cmd" in
@@ -105,7 +132,8 @@ case "$cmd" in
     restart) down; up ;;
     freeze) pid="$(node_pid)"; [ -n "$pid" ] || die "not running"; kill -STOP "$pid" && log "frozen (SIGSTOP)" ;;
     thaw) pid="$(node_pid)"; [ -n "$pid" ] || die "not running"; kill -CONT "$pid" && log "thawed (SIGCONT)" ;;
+    kill) crash ;;
     pid) node_pid ;;
     ctl) node_env; "$RABBIT_BIN/rabbitmqctl" -n "$NODE" "$@" ;;
-    *) die "usage: $0 up|down|restart|freeze|thaw|pid|ctl ARGS..." ;;
+    *) die "usage: $0 up|down|restart|freeze|thaw|kill|pid|ctl ARGS..." ;;
 esac

@@ -1,4 +1,4 @@
-"""The transports fault tests run on: the in-memory broker, and the private RabbitMQ node over STOMP and AMQP."""
+"""The transports fault tests run on: the in-memory broker, the private RabbitMQ node (STOMP, AMQP) and ActiveMQ."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from tdm_messaging.transport.base import Transport
 __all__ = ["BACKENDS", "Opener", "opener"]
 
 BACKENDS = ["memory", "rabbitmq-stomp", "rabbitmq-amqp"]
+"""The backends of the generic fault tests; ``opener`` also knows ``activemq-stomp`` (the private ActiveMQ)."""
 
 Opener = Callable[[], Transport]
 
@@ -26,6 +27,11 @@ def opener(request: pytest.FixtureRequest, backend: str) -> Iterator[Opener]:
 
         def make() -> Transport:
             return InMemoryTransport(broker)
+    elif backend == "activemq-stomp":
+        amq_url = request.getfixturevalue("private_activemq").stomp_url(heartbeat_ms="2000")
+
+        def make() -> Transport:
+            return open_transport(amq_url)
     else:
         node = request.getfixturevalue("private_rabbit")
         url = node.stomp_url(heartbeat_ms="2000") if backend == "rabbitmq-stomp" else node.amqp_url(heartbeat="10")

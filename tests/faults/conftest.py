@@ -1,4 +1,4 @@
-"""Fixtures of the fault tests: a private RabbitMQ node (TLS too) they may kill or freeze, a TCP proxy, the table."""
+"""Fixtures of the fault tests: a private RabbitMQ node (TLS too) and ActiveMQ they may kill or freeze, the table."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from tests.faults.reliability import render
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "faultbroker.sh"
+AMQ_SCRIPT = ROOT / "scripts" / "faultactivemq.sh"
+AMQ_JAR = Path("/usr/share/activemq/bin/activemq.jar")
 _PORT_VARS = ("TDM_FAULT_AMQP_PORT", "TDM_FAULT_STOMP_PORT", "TDM_FAULT_AMQPS_PORT", "TDM_FAULT_STOMPS_PORT")
 
 
@@ -55,6 +57,23 @@ AMQP_PORT = int(NODE_SETTINGS["TDM_FAULT_AMQP_PORT"])
 STOMP_PORT = int(NODE_SETTINGS["TDM_FAULT_STOMP_PORT"])
 AMQPS_PORT = int(NODE_SETTINGS["TDM_FAULT_AMQPS_PORT"])
 STOMPS_PORT = int(NODE_SETTINGS["TDM_FAULT_STOMPS_PORT"])
+_AMQ_PORT_VARS = ("TDM_FAULT_AMQ_STOMP_PORT", "TDM_FAULT_AMQ_OPENWIRE_PORT")
+
+
+def _activemq_settings() -> dict[str, str]:
+    """The private ActiveMQ's directory and ports: from TDM_FAULT_AMQ_* if set, else fresh ones for this session."""
+    if all(os.environ.get(v) for v in _AMQ_PORT_VARS):
+        return {
+            **{v: os.environ[v] for v in _AMQ_PORT_VARS},
+            "TDM_FAULT_AMQ_DIR": os.environ.get("TDM_FAULT_AMQ_DIR", str(ROOT / ".work" / "faultactivemq")),
+        }
+    settings = {v: str(_free_port()) for v in _AMQ_PORT_VARS}
+    settings["TDM_FAULT_AMQ_DIR"] = str(ROOT / ".work" / "faultactivemq" / f"amq{os.getpid()}")
+    return settings
+
+
+AMQ_SETTINGS = _activemq_settings()
+AMQ_DIR = Path(AMQ_SETTINGS["TDM_FAULT_AMQ_DIR"])
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -133,6 +152,42 @@ def _script_env() -> dict[str, str]:
     return {**os.environ, **NODE_SETTINGS}
 
 
+def _run_script(script: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["bash", str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, **AMQ_SETTINGS},
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{script.name} {' '.join(args)} failed: {done.stdout}{done.stderr}")
+    return done.stdout
+
+
+@dataclass
+class PrivateActiveMQ:
+    """An ActiveMQ Classic instance of our own (scripts/faultactivemq.sh): STOMP, KahaDB store."""
+
+    stomp_port: int
+    openwire_port: int
+    data_dir: Path
+
+    def stomp_url(self, *, port: int | None = None, **params: str) -> str:
+        """A STOMP URL of this instance (through ``port`` if a proxy stands in front), with extra query parameters."""
+        query = "&".join(f"{k}={v}" for k, v in {"dialect": "activemq", **params}.items())
+        return f"stomp://127.0.0.1:{port or self.stomp_port}/?{query}"
+
+    def run(self, *args: str) -> str:
+        """Run ``scripts/faultactivemq.sh ARGS`` (up, down, restart, kill, freeze, thaw, pid) and return its output."""
+        return _run_script(AMQ_SCRIPT, *args)
+
+    def pid(self) -> int:
+        """The broker's process id (its JVM)."""
+        return int(self.run("pid").strip())
+
+
 @pytest.fixture(scope="session")
 def private_rabbit() -> Iterator[PrivateRabbit]:
     """Start the private RabbitMQ node for the session (with a generated test CA) and stop it afterwards."""
@@ -154,6 +209,26 @@ def private_rabbit() -> Iterator[PrivateRabbit]:
         node.run("down")
         if FAULT_DIR.parent.name == "faultbroker" and FAULT_DIR.name == NODE_SETTINGS["TDM_FAULT_NODE"]:
             shutil.rmtree(FAULT_DIR, ignore_errors=True)  # this session's own node: nothing to keep
+
+
+@pytest.fixture(scope="session")
+def private_activemq() -> Iterator[PrivateActiveMQ]:
+    """Start the private ActiveMQ instance for the session and stop it afterwards (one per session)."""
+    if not AMQ_JAR.exists() or shutil.which("java") is None:
+        why = "the private ActiveMQ needs the Debian package activemq and java (run: sudo bash scripts/brokers.sh up)"
+        if in_ci():
+            pytest.fail(why, pytrace=False)
+        pytest.skip(why)
+    broker = PrivateActiveMQ(
+        int(AMQ_SETTINGS["TDM_FAULT_AMQ_STOMP_PORT"]), int(AMQ_SETTINGS["TDM_FAULT_AMQ_OPENWIRE_PORT"]), AMQ_DIR
+    )
+    broker.run("up")
+    try:
+        yield broker
+    finally:
+        broker.run("down")
+        if AMQ_DIR.parent.name == "faultactivemq" and AMQ_DIR.name == f"amq{os.getpid()}":
+            shutil.rmtree(AMQ_DIR, ignore_errors=True)  # this session's own instance: nothing to keep
 
 
 AWS_TEST_ENV = {

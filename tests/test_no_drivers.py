@@ -29,6 +29,9 @@ CORE = [
     "tdm_messaging.transport.base",
     "tdm_messaging.transport.registry",
     "tdm_messaging.transport.expiry",
+    "tdm_messaging.transport.sqlite_settings",
+    "tdm_messaging.transport.sqlite_store",
+    "tdm_messaging.transport.sqlite_backend",
 ]
 OPTIONAL = [
     "tdm_messaging.codec",

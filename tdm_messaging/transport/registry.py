@@ -26,6 +26,7 @@ SCHEMES: dict[str, str] = {
     "redis": "tdm_messaging.transport.kombu_backend:KombuTransport",
     "rediss": "tdm_messaging.transport.kombu_backend:KombuTransport",
     "sqla+sqlite": "tdm_messaging.transport.kombu_backend:KombuTransport",
+    "sqlite": "tdm_messaging.transport.sqlite_backend:SqliteTransport",
     "memory": "tdm_messaging.transport.kombu_backend:KombuTransport",
 }
 _EXTRAS = {"stomp_backend": "stomp", "kombu_backend": "kombu"}
@@ -43,7 +44,8 @@ def open_transport(url: str) -> Transport:
 
     Examples: ``stomp://guest:guest@127.0.0.1:61613/?dialect=rabbitmq``,
     ``amqp://guest:guest@127.0.0.1:5672//``, ``redis://127.0.0.1:6379/0``,
-    ``sqla+sqlite:///var/tdm/broker.db``, ``memory://``. Any of them may carry
+    ``sqlite:////var/tdm/broker.db`` (the embedded default: standard library only),
+    ``sqla+sqlite:////var/tdm/broker.db`` (kombu's SQLAlchemy transport), ``memory://``. Any of them may carry
     ``namespace=NAME``: every queue is then ``NAME/<queue>`` (see
     :class:`~tdm_messaging.transport.namespace.NamespacedTransport`).
 

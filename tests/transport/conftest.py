@@ -34,8 +34,9 @@ log = logging.getLogger(__name__)
 
 BROKER_BACKENDS = ("rabbitmq-stomp", "activemq-stomp", "rabbitmq-amqp", "redis")
 """Backends behind a real broker process (their URL comes from ``tests.conftest.broker_url``)."""
-LOCAL_BACKENDS = ("sqlite", "memory", "inmemory-testing")
-"""Backends with no broker daemon: kombu over a SQLite file, kombu ``memory://``, ``tdm_messaging.testing``."""
+LOCAL_BACKENDS = ("sqlite-native", "sqlite", "memory", "inmemory-testing")
+"""Backends with no broker daemon: the native ``sqlite://`` transport (the embedded default), kombu over a
+SQLite file (``sqla+sqlite://``), kombu ``memory://``, ``tdm_messaging.testing``."""
 ALL_BACKENDS = BROKER_BACKENDS + LOCAL_BACKENDS
 
 DEFAULT_TEST_TTL = 86_400
@@ -145,6 +146,8 @@ def make_backend(name: str, tmp_path: Path) -> Backend:
     """Build the :class:`Backend` for ``name`` (skips, or fails in CI, when its broker is not reachable)."""
     if name in BROKER_BACKENDS:
         return Backend(name, broker_url(name))
+    if name == "sqlite-native":
+        return Backend(name, f"sqlite:///{tmp_path / 'native-broker.db'}")
     if name == "sqlite":
         return Backend(name, f"sqla+sqlite:///{tmp_path / 'broker.db'}")
     if name == "memory":
@@ -168,7 +171,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         handle.cleanup()
 
 
-@pytest.fixture(params=(*BROKER_BACKENDS, "sqlite"))
+@pytest.fixture(params=(*BROKER_BACKENDS, "sqlite-native", "sqlite"))
 def cross_process_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     """Every backend whose queues other processes can share."""
     handle = make_backend(request.param, tmp_path)

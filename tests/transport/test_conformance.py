@@ -363,8 +363,9 @@ def test_capabilities_are_a_typed_value(backend: Backend) -> None:
     capabilities = backend.open().capabilities
     assert isinstance(capabilities, Capabilities)
     assert capabilities.cross_process is (backend.name not in {"memory", "inmemory-testing"})
-    # Only RabbitMQ deletes an idle queue by itself (tests/transport/test_reply_expiry.py watches it happen).
-    assert capabilities.queue_expiry is backend.is_rabbitmq
+    # RabbitMQ deletes an idle queue by itself (tests/transport/test_reply_expiry.py watches it happen), and so
+    # does the native SQLite transport (tests/transport/test_sqlite_backend.py watches its sweeper).
+    assert capabilities.queue_expiry is (backend.is_rabbitmq or backend.name == "sqlite-native")
 
 
 def test_delete_matches_the_capability(backend: Backend) -> None:

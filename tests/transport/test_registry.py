@@ -14,7 +14,7 @@ def test_unknown_scheme_lists_the_known_ones() -> None:
         registry.open_transport("mqtt://user:secret@host:1883")
     message = str(info.value)
     assert "'mqtt'" in message
-    for scheme in ("amqp", "memory", "redis", "sqla+sqlite", "stomp", "stomp+ssl"):
+    for scheme in ("amqp", "memory", "redis", "sqla+sqlite", "sqlite", "stomp", "stomp+ssl"):
         assert scheme in message
     assert "secret" not in message
 
@@ -47,3 +47,9 @@ def test_registry_errors_share_the_root() -> None:
 def test_redact() -> None:
     assert registry._redact("amqp://u:pw@h:5672//") == "amqp://u:***@h:5672//"
     assert registry._redact("memory://") == "memory://"
+
+
+def test_sqlite_needs_no_extra() -> None:
+    """The embedded default is in the standard library: no driver, so no extra to name."""
+    assert registry.SCHEMES["sqlite"] == "tdm_messaging.transport.sqlite_backend:SqliteTransport"
+    assert "sqlite_backend" not in registry._EXTRAS

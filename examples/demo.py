@@ -38,7 +38,7 @@ class DemoOptions:
 
     Attributes:
         work_dir: recreated on each run; holds the databases, logs, archives and the download.
-        broker_url: ``TDM_BROKER_URL``; ``None``: kombu over SQLite in the work dir (no daemon).
+        broker_url: ``TDM_BROKER_URL``; ``None``: the native SQLite transport in the work dir (no daemon).
         storage: ``TDM_STORAGE``; ``None``: a local directory the server serves.
         packager_env: extra environment of the packager (``TDM_S3_ENDPOINT``, ``AWS_*``, ...).
         documents: synthetic theses to load.
@@ -67,7 +67,7 @@ def options_from(argv: Sequence[str], environ: Mapping[str, str]) -> DemoOptions
         description=(
             "Start the reference server and a packager, load sample theses, create a docset as a miner, "
             "request its dump, download and validate the archive, stop everything. Embedded default: "
-            "kombu over SQLite and local archives. Environment: TDM_BROKER_URL (e.g. "
+            "a SQLite file (sqlite://) and local archives. Environment: TDM_BROKER_URL (e.g. "
             "stomp://guest:guest@127.0.0.1:61613/?dialect=rabbitmq), TDM_STORAGE (s3://bucket/prefix), "
             "TDM_S3_ENDPOINT, TDM_S3_REGION, TDM_URL_TTL, AWS_* credentials."
         ),

@@ -593,7 +593,8 @@ class StackConfig:
 
     Attributes:
         work_dir: holds the database, logs, archives (created; not emptied).
-        broker_url: the transport URL; ``None`` means kombu over SQLite in ``work_dir``.
+        broker_url: the transport URL; ``None`` means the embedded default, the native SQLite
+            transport over ``<work_dir>/broker.db`` (``sqlite://``).
         storage: the packager's ``TDM_STORAGE``; ``None`` means ``local:<work_dir>/archives``,
             the directory the server serves.
         namespace: the queue namespace of every process of the stack (see :func:`with_namespace`):
@@ -631,7 +632,7 @@ class StackConfig:
     @property
     def effective_broker_url(self) -> str:
         """The broker URL every process of the stack uses, namespace included."""
-        url = self.broker_url or f"sqla+sqlite:///{(self.work_dir / 'broker.db').resolve()}"
+        url = self.broker_url or f"sqlite:///{(self.work_dir / 'broker.db').resolve()}"
         return with_namespace(url, self.namespace) if self.namespace else url
 
     @property

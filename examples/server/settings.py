@@ -30,7 +30,8 @@ class Settings:
 
     Attributes:
         db_url: ``sqlite:///path.db`` (relative) or ``sqlite:////abs/path.db``.
-        broker_url: the transport URL (``stomp://...``, ``amqp://...``, ``sqla+sqlite:///...``, ...).
+        broker_url: the transport URL (``stomp://...``, ``amqp://...``, ``sqlite:///...``, ...); the
+            default is the embedded SQLite file ``tdm-broker.db`` (no broker daemon, no driver).
         archive_dir: where the local-directory storage keeps archives, served under ``/archives/``.
         public_url: the base URL clients and the packager reach the server at (no trailing
             slash); ``None`` derives it from each request's Host header.
@@ -43,7 +44,7 @@ class Settings:
     """
 
     db_url: str = "sqlite:///tdm-server.db"
-    broker_url: str = "sqla+sqlite:///tdm-broker.db"
+    broker_url: str = "sqlite:///tdm-broker.db"
     archive_dir: Path = Path("archives")
     public_url: str | None = None
     host: str = "127.0.0.1"

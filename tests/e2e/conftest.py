@@ -13,7 +13,7 @@ from examples.orchestrate import Stack, StackConfig, log_tail, start_stack, uniq
 from tests.conftest import broker_url
 
 EMBEDDED = "embedded"
-"""The embedded default: kombu over SQLite in the test's directory (no daemon)."""
+"""The embedded default: the native ``sqlite://`` transport, a file in the test's directory (no daemon)."""
 FLOW_BROKERS = [EMBEDDED, "rabbitmq-stomp", "activemq-stomp", "rabbitmq-amqp"]
 
 MakeStack = Callable[..., Stack]

@@ -1,4 +1,5 @@
-"""Tests for examples.orchestrate's pieces that need no process: bag validator, progress bar, namespaces."""
+"""Tests for examples.orchestrate: bag validator, progress bar, namespaces, the embedded default broker URL,
+and one whole flow on kombu's SQLite transport (the embedded default before ``sqlite://``), so it stays covered."""
 
 from __future__ import annotations
 
@@ -14,7 +15,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from examples.demo import ProgressBar
-from examples.orchestrate import DemoError, DumpProgress, unique_namespace, validate_bag, with_namespace
+from examples.orchestrate import (
+    DemoError,
+    DumpProgress,
+    StackConfig,
+    start_stack,
+    unique_namespace,
+    validate_bag,
+    with_namespace,
+)
 from examples.packager.bag import BagWriter
 from tdm_messaging.transport.namespace import split_namespace
 
@@ -142,6 +151,7 @@ def test_progress_bar_draws_one_line_per_change_off_a_terminal() -> None:
         "stomp://127.0.0.1:61623/?dialect=activemq",
         "redis://127.0.0.1:6379/15?",
         "sqla+sqlite:////tmp/broker.db",
+        "sqlite:////tmp/broker.db?visibility_timeout=3",
     ],
 )
 def test_with_namespace_adds_the_parameter_and_keeps_the_rest(url: str) -> None:
@@ -164,3 +174,29 @@ def test_unique_namespaces_are_valid_and_never_repeat(stems: list[str]) -> None:
     for name, stem in zip(names, stems, strict=True):
         assert name.startswith(stem + "-")
         assert split_namespace(with_namespace("memory://", name))[1] == name
+
+
+def test_the_embedded_default_is_the_native_sqlite_file(tmp_path: Path) -> None:
+    config = StackConfig(work_dir=tmp_path, namespace="e2e-0a1b")
+    assert config.effective_broker_url == f"sqlite:///{tmp_path.resolve() / 'broker.db'}?namespace=e2e-0a1b"
+
+
+@pytest.mark.timeout(120)
+def test_the_whole_flow_still_runs_on_kombus_sqlite(tmp_path: Path) -> None:
+    pytest.importorskip("kombu")
+    config = StackConfig(
+        work_dir=tmp_path / "stack",
+        broker_url=f"sqla+sqlite:///{(tmp_path / 'kombu-broker.db').resolve()}",
+        namespace=unique_namespace("e2e-kombu"),
+        documents=6,
+        min_kb=1,
+        max_kb=4,
+    )
+    with start_stack(config) as stack:
+        miner = stack.miner()
+        docset_id = miner.create_docset("kombu sqlite", year_from=1900)["id"]
+        result = miner.wait_for_dump(docset_id, timeout=60, max_interval=0.5)
+        archive = tmp_path / "archive.zip"
+        assert miner.download(result.archive_url, archive) == result.sha256
+        miner.close()
+    assert validate_bag(archive).documents == 6

@@ -50,7 +50,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     service, base_url = start_server(
         log_dir=work / "logs",
         db_url=db_url,
-        broker_url=f"sqla+sqlite:///{work / 'broker.db'}",
+        broker_url=f"sqlite:///{work / 'broker.db'}",  # the server's embedded default
         archive_dir=work / "archives",
     )
     try:

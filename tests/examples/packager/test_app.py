@@ -196,7 +196,7 @@ def test_a_delete_request_removes_the_package(running: Running) -> None:
 
 @pytest.mark.slow
 def test_the_process_packages_over_sqlite_and_stops_on_sigterm(stub: StubApi, tmp_path: Path) -> None:
-    """``python -m examples.packager`` on the embedded default (kombu over SQLite), stopped by SIGTERM."""
+    """``python -m examples.packager`` on the embedded default (the native ``sqlite://`` file), stopped by SIGTERM."""
     import os
     import signal
     import subprocess
@@ -204,7 +204,7 @@ def test_the_process_packages_over_sqlite_and_stops_on_sigterm(stub: StubApi, tm
 
     from tdm_messaging.transport import open_transport
 
-    broker_url = f"sqla+sqlite:///{tmp_path}/broker.db"
+    broker_url = f"sqlite:///{tmp_path}/broker.db"
     env = {
         **os.environ,
         "TDM_BROKER_URL": broker_url,

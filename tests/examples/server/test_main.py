@@ -37,6 +37,12 @@ def test_settings_from_env_and_options() -> None:
     assert "k1" not in repr(settings)
 
 
+def test_the_default_broker_is_the_embedded_sqlite_file() -> None:
+    """No option, no variable: the native SQLite transport, which needs no broker daemon and no driver."""
+    settings = settings_from(build_parser({}).parse_args(["serve"]), {})
+    assert settings.broker_url == "sqlite:///tdm-broker.db"
+
+
 @pytest.mark.parametrize("text", ["alice", "=k", "alice="])
 def test_bad_key_entries(text: str) -> None:
     with pytest.raises(ValueError, match="owner=key"):
@@ -65,7 +71,6 @@ def test_bad_database_url_is_one_line(capsys: pytest.CaptureFixture[str]) -> Non
 
 
 def test_waitress_process_on_port_zero(tmp_path: Path) -> None:
-    pytest.importorskip("kombu")
     env = {**os.environ, "TDM_SERVER_API_KEYS": "alice=secret-key-1", "PYTHONPATH": str(ROOT)}
     command = [
         sys.executable,
@@ -74,7 +79,7 @@ def test_waitress_process_on_port_zero(tmp_path: Path) -> None:
         "--db",
         f"sqlite:///{tmp_path / 'srv.db'}",
         "--broker",
-        f"sqla+sqlite:///{tmp_path / 'broker.db'}",
+        f"sqlite:///{tmp_path / 'broker.db'}",
         "--archive-dir",
         str(tmp_path / "archives"),
         "--port",

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 from tdm_messaging.destinations import DEAD_LETTER, DELETE_REQUESTS, PACKAGE_REQUESTS, Destination
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.transport.base import Transport
 from tdm_messaging.worker import PackagerWorker
+from tests.worker_thread import worker_thread
 
 __all__ = ["drain", "read_all", "run_worker", "wait_until"]
 
@@ -40,24 +41,6 @@ def drain(transport: Transport, *destinations: Destination) -> None:
             pass
 
 
-@contextmanager
-def run_worker(worker: PackagerWorker) -> Iterator[threading.Thread]:
-    """Run ``worker`` in a thread for the ``with`` block; stop it and wait for it afterwards."""
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            worker.run(stop)
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, name="fault-worker", daemon=True)
-    thread.start()
-    try:
-        yield thread
-    finally:
-        stop.set()
-        thread.join(timeout=30)
-    assert not thread.is_alive(), "the worker did not stop within 30 s of stop being set"
-    assert not errors, f"the worker died: {errors[0]!r}"
+def run_worker(worker: PackagerWorker) -> AbstractContextManager[threading.Thread]:
+    """Run ``worker`` in a thread for the ``with`` block; stop it and wait for it afterwards (re-raises its error)."""
+    return worker_thread(worker, name="fault-worker")

@@ -24,6 +24,7 @@ import pytest
 from tdm_messaging.destinations import Destination, reply_queue
 from tdm_messaging.transport import Transport, open_transport
 from tests.conftest import broker_url
+from tests.worker_thread import worker_thread
 
 if TYPE_CHECKING:
     from tdm_messaging.server import PackagingClient
@@ -245,25 +246,8 @@ def running_worker(
     from tdm_messaging.worker import PackagerWorker
 
     worker = PackagerWorker(transport, on_package=on_package, content_type=content_type)
-    stop = threading.Event()
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            worker.run(stop)
-        except BaseException as exc:
-            failure.append(exc)
-
-    thread = threading.Thread(target=run, name="packager-worker", daemon=True)
-    thread.start()
-    try:
+    with worker_thread(worker):
         yield
-    finally:
-        stop.set()
-        thread.join(timeout=30)
-    assert not thread.is_alive(), "PackagerWorker.run did not return after stop was set"
-    if failure:
-        raise failure[0]
 
 
 def poll_until(

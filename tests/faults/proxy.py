@@ -16,10 +16,15 @@ class TcpProxy:
     cable: nothing is closed, nothing arrives); ``cut()`` closes every connection at once
     (a reset); ``heal()`` forwards again. New connections made while black-holed are accepted
     and then hang, like a SYN to a frozen host that the kernel still answers.
+
+    With ``hold_closes`` the black hole swallows an end-of-stream too, as a real partition does:
+    when one side gives up and closes, the other learns it only by itself (its heart-beats), and
+    the close crosses once the network heals. Without it a close passes at once.
     """
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, *, hold_closes: bool = False) -> None:
         self._target = (host, port)
+        self._hold_closes = hold_closes
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
         self._lock = threading.Lock()
@@ -52,10 +57,10 @@ class TcpProxy:
                 data = src.recv(65536)
             except OSError:
                 data = b""
-            if not data:
+            if not data and not self._hold_closes:
                 break
-            self._flowing.wait()  # black-holed: hold the bytes, send nothing, close nothing
-            if self._closed:
+            self._flowing.wait()  # black-holed: hold the bytes (and with hold_closes the close), send nothing
+            if not data or self._closed:
                 break
             try:
                 dst.sendall(data)

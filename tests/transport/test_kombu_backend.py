@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 import ssl
 import subprocess
@@ -630,6 +631,42 @@ def test_amqp_unreachable_and_refused(amqp_url: str) -> None:
         KombuTransport.from_url(bad)
     assert "wrong-pw" not in str(refused.value)
     assert "password" in str(refused.value)
+
+
+def test_amqp_broker_that_never_answers_is_tried_once_per_connect() -> None:
+    """A listener that accepts and stays silent: one connect attempt, then the connect_timeout error.
+
+    kombu's own connect() tries twice with a 2 s pause, which made the wait 2 x connect_timeout + 2 s
+    while the error named connect_timeout; counting the attempts proves the backend makes one.
+    """
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            held.append(conn)  # never answers the AMQP protocol header
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    port = listener.getsockname()[1]
+    try:
+        with pytest.raises(BrokerUnavailableError, match="connect_timeout=1 s"):
+            KombuTransport.from_url(f"amqp://guest:guest@127.0.0.1:{port}//?connect_timeout=1")
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        listener.close()
+        for conn in held:
+            conn.close()
+    assert len(held) == 1, f"{len(held)} connection attempts for one connect"
 
 
 def test_redis_unreachable() -> None:

@@ -13,8 +13,8 @@ from tdm_messaging.transport.base import Transport
 
 __all__ = ["BACKENDS", "Opener", "opener"]
 
-BACKENDS = ["memory", "rabbitmq-stomp", "rabbitmq-amqp"]
-"""The backends of the generic fault tests; ``opener`` also knows ``activemq-stomp`` (the private ActiveMQ)."""
+BACKENDS = ["memory", "rabbitmq-stomp", "rabbitmq-amqp", "activemq-stomp"]
+"""The backends of the generic fault tests (``activemq-stomp`` is the private ActiveMQ)."""
 
 Opener = Callable[[], Transport]
 

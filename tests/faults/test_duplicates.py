@@ -16,7 +16,7 @@ from tdm_messaging.status import State
 from tdm_messaging.transport import open_transport
 from tdm_messaging.worker import Job, PackageResult, PackagerWorker
 from tests.faults.backends import BACKENDS, Opener, opener
-from tests.faults.conftest import PrivateRabbit
+from tests.faults.conftest import PrivateActiveMQ, PrivateRabbit
 from tests.faults.helpers import drain, read_all, run_worker, wait_until
 from tests.faults.proxy import TcpProxy
 from tests.faults.reliability import Row, record
@@ -81,19 +81,24 @@ def test_the_same_request_twice_gives_one_package_and_one_status(
     )
 
 
+def _cut_urls(request: pytest.FixtureRequest, broker: str) -> tuple[TcpProxy, str, str]:
+    """A proxy in front of ``broker`` (a private RabbitMQ or ActiveMQ), the direct URL and the proxied one."""
+    if broker == "activemq-stomp":
+        amq: PrivateActiveMQ = request.getfixturevalue("private_activemq")
+        proxy = TcpProxy("127.0.0.1", amq.stomp_port)
+        return proxy, amq.stomp_url(), amq.stomp_url(port=proxy.port, heartbeat_ms="2000")
+    rabbit: PrivateRabbit = request.getfixturevalue("private_rabbit")
+    if broker == "rabbitmq-stomp":
+        proxy = TcpProxy("127.0.0.1", rabbit.stomp_port)
+        return proxy, rabbit.stomp_url(), rabbit.stomp_url(port=proxy.port, heartbeat_ms="2000")
+    proxy = TcpProxy("127.0.0.1", rabbit.amqp_port)
+    return proxy, rabbit.amqp_url(), rabbit.amqp_url(port=proxy.port, heartbeat="4")
+
+
 @pytest.mark.broker
-@pytest.mark.parametrize("protocol", ["stomp", "amqp"])
-def test_connection_cut_after_the_work_before_the_ack(
-    private_rabbit: PrivateRabbit, protocol: str, request: pytest.FixtureRequest
-) -> None:
-    port = private_rabbit.stomp_port if protocol == "stomp" else private_rabbit.amqp_port
-    proxy = TcpProxy("127.0.0.1", port)
-    direct_url = private_rabbit.stomp_url() if protocol == "stomp" else private_rabbit.amqp_url()
-    proxied_url = (
-        private_rabbit.stomp_url(port=proxy.port, heartbeat_ms="2000")
-        if protocol == "stomp"
-        else private_rabbit.amqp_url(port=proxy.port, heartbeat="4")
-    )
+@pytest.mark.parametrize("broker", ["rabbitmq-stomp", "rabbitmq-amqp", "activemq-stomp"])
+def test_connection_cut_after_the_work_before_the_ack(broker: str, request: pytest.FixtureRequest) -> None:
+    proxy, direct_url, proxied_url = _cut_urls(request, broker)
     transport = open_transport(direct_url)
     worker_transport = HookedTransport(
         open_transport(proxied_url),
@@ -121,9 +126,10 @@ def test_connection_cut_after_the_work_before_the_ack(
     assert not left  # acknowledged on the second delivery: nothing left to run a third time
     record(
         Row(
-            id=f"duplicate-cut-before-ack-{protocol}",
+            # The RabbitMQ rows keep the ids they were first measured under.
+            id=f"duplicate-cut-before-ack-{broker.removeprefix('rabbitmq-')}",
             item="5 duplicate delivery",
-            done=f"rabbitmq-{protocol}: TCP connection of the worker cut (proxy) right after its Complete was "
+            done=f"{broker} (private instance): TCP connection of the worker cut (proxy) right after its Complete was "
             "confirmed, before the request's ack",
             expected="the broker redelivers; the job runs again; one package, one final status",
             happened=f"handler ran {archives.runs[docset]} times; {len(archives.stored)} archive stored; "

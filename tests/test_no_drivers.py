@@ -30,7 +30,14 @@ CORE = [
     "tdm_messaging.transport.registry",
     "tdm_messaging.transport.expiry",
     "tdm_messaging.transport.sqlite_settings",
+    "tdm_messaging.transport.sqlite_schema",
     "tdm_messaging.transport.sqlite_store",
+    "tdm_messaging.transport.sqlite_translate",
+    "tdm_messaging.transport.sqlite_link",
+    "tdm_messaging.transport.sqlite_read",
+    "tdm_messaging.transport.sqlite_leases",
+    "tdm_messaging.transport.sqlite_wake",
+    "tdm_messaging.transport.sqlite_consume",
     "tdm_messaging.transport.sqlite_backend",
 ]
 OPTIONAL = [

@@ -619,3 +619,55 @@ def test_reads_return_each_message_once_in_order(sent: list[Envelope], reads: li
         assert acked == sent
         with transport.read(queue) as empty:
             assert list(empty.envelopes) == []
+
+
+def _vm_steps(conn: sqlite3.Connection, action: Callable[[], object]) -> int:
+    """How many SQLite virtual-machine steps ``action`` took, in hundreds (a count of work, not a time)."""
+    steps = 0
+
+    def tick() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    conn.set_progress_handler(tick, 100)
+    try:
+        action()
+    finally:
+        conn.set_progress_handler(None, 100)
+    return steps
+
+
+def test_store_a_send_costs_the_same_however_long_the_queue(db: Path) -> None:
+    """The stale-queue check ran over every message of the queue on every send; now it looks at the queue row only."""
+    short, long_ = store.QueueSpec("bench/short", "permanent", None), store.QueueSpec("bench/long", "permanent", None)
+    reply = store.QueueSpec("package/long", "reply", 60_000)
+    with closing(store.connect(db, busy_timeout=5)) as conn:
+        store.set_synchronous(conn, full=False)  # no fsync per commit: the filling is not what is counted
+        for index in range(5):
+            _send(conn, short, b"m", index)
+        for index in range(5000):
+            _send(conn, long_, b"m", index)
+            _send(conn, reply, b"m", index)
+        to_short = _vm_steps(conn, lambda: _send(conn, short, b"m", 10_000))
+        to_long = _vm_steps(conn, lambda: _send(conn, long_, b"m", 10_000))
+        to_reply = _vm_steps(conn, lambda: _send(conn, reply, b"m", 10_000))
+        take_long = _vm_steps(conn, lambda: _take(conn, reply.name, 10_001))
+    assert to_long <= 2 * to_short + 5, f"a send to a queue of 5,000 messages took {to_long} vs {to_short} steps"
+    assert to_reply <= 2 * to_short + 5, f"a send to a reply queue of 5,000 took {to_reply} vs {to_short} steps"
+    assert take_long <= 2 * to_short + 20, f"a take of 10 from a queue of 5,000 took {take_long} vs {to_short} steps"
+
+
+def test_store_the_latest_declarer_sets_the_lifetime_both_ways(db: Path) -> None:
+    """A reply queue used as a permanent one stops expiring, and the other way round (sends skip no such change)."""
+    as_reply = store.QueueSpec("package/both", "reply", 1000)
+    as_permanent = store.QueueSpec("package/both", "permanent", None)
+    with closing(store.connect(db, busy_timeout=5)) as conn:
+        _send(conn, as_reply, b"1", 0)
+        _send(conn, as_permanent, b"2", 500)
+        assert store.stale_queues(conn, now_ms=10**9) == [], "used as permanent: it never expires"
+        _send(conn, as_permanent, b"3", 600)
+        _send(conn, as_reply, b"4", 700)
+        assert store.stale_queues(conn, now_ms=1_699) == []
+        assert store.stale_queues(conn, now_ms=1_700) == [as_reply.name], "a reply queue again, used last at 700"
+        assert store.message_count(conn, as_reply.name) == 4

@@ -1,10 +1,14 @@
-"""The baselines of the transport benchmarks: plain stomp.py and kombu code doing what our transports do."""
+"""The baselines of the transport benchmarks: plain stomp.py, kombu and sqlite3 code doing what our transports do."""
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import stomp
@@ -13,7 +17,7 @@ from kombu.messaging import Producer
 
 from tdm_messaging.envelope import Envelope
 
-__all__ = ["RawKombuSender", "RawStompClient", "rabbitmq_queue_headers"]
+__all__ = ["RawKombuSender", "RawSqliteQueue", "RawStompClient", "rabbitmq_queue_headers"]
 
 
 def rabbitmq_queue_headers(*, reply_ttl_ms: int | None) -> dict[str, str]:
@@ -168,7 +172,7 @@ class RawKombuSender:
     """kombu ``Producer.publish`` to a queue declared once, as a user of kombu would write it.
 
     Args:
-        url: the broker URL (``amqp://`` or ``redis://``).
+        url: the broker URL (``amqp://``, ``redis://`` or ``sqla+sqlite://``).
         queue_name: the queue, published to through the default exchange.
         arguments: queue arguments (e.g. ``x-expires``) for the one declare.
     """
@@ -199,3 +203,85 @@ class RawKombuSender:
     def close(self) -> None:
         """Release the channel and the connection."""
         self.connection.release()
+
+
+_RAW_SQLITE_TABLE = """
+CREATE TABLE IF NOT EXISTS message (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue TEXT NOT NULL,
+    body BLOB NOT NULL,
+    content_type TEXT NOT NULL,
+    headers TEXT NOT NULL,
+    deliveries INTEGER NOT NULL DEFAULT 0,
+    holder TEXT,
+    lease_until_ms INTEGER
+)
+"""
+
+
+class RawSqliteQueue:
+    """A queue table in plain ``sqlite3``, as a user would write one: WAL, ``synchronous=FULL``, autocommit.
+
+    The table has the shape of our transport's message table (same columns, an index on
+    ``(queue, id)``), written out here so the baseline shares no code with ours. Each method does
+    the least durable work its counterpart of ours must do.
+
+    Args:
+        path: the database file (its own, never our transport's).
+        queue_name: the queue every call works on.
+    """
+
+    def __init__(self, path: Path, queue_name: str) -> None:
+        self.conn = sqlite3.connect(path, isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=FULL")
+        self.conn.execute(_RAW_SQLITE_TABLE)
+        self.conn.execute("CREATE INDEX IF NOT EXISTS message_by_queue ON message (queue, id)")
+        self.queue_name = queue_name
+        self.holder = f"raw:{uuid.uuid4().hex[:8]}"
+
+    def send(self, envelope: Envelope) -> None:
+        """One INSERT, committed on its own (autocommit): one fsync'd transaction per message."""
+        self.conn.execute(
+            "INSERT INTO message (queue, body, content_type, headers) VALUES (?, ?, ?, ?)",
+            (self.queue_name, envelope.body, envelope.content_type, json.dumps(dict(envelope.headers))),
+        )
+
+    def lease_and_release(self, lease_ms: int = 30_000) -> list[Envelope]:
+        """A poll that takes the queue's messages under a lease and gives them back: two committed transactions.
+
+        ``BEGIN IMMEDIATE``, select the visible rows, lease them, commit; then clear the leases
+        and commit. That is the durable work our poll does when the queue already holds only its
+        compacted status (nothing to re-send); decoding and folding are ours alone.
+        """
+        now = int(time.time() * 1000)
+        self.conn.execute("BEGIN IMMEDIATE")
+        rows = self.conn.execute(
+            "SELECT id, body, content_type, headers FROM message WHERE queue = ? "
+            "AND (lease_until_ms IS NULL OR lease_until_ms <= ?) ORDER BY id",
+            (self.queue_name, now),
+        ).fetchall()
+        self.conn.executemany(
+            "UPDATE message SET holder = ?, lease_until_ms = ?, deliveries = deliveries + 1 WHERE id = ?",
+            [(self.holder, now + lease_ms, row[0]) for row in rows],
+        )
+        self.conn.execute("COMMIT")
+        envelopes = [Envelope(bytes(row[1]), str(row[2]), json.loads(row[3])) for row in rows]
+        self.conn.execute("BEGIN IMMEDIATE")
+        self.conn.executemany(
+            "UPDATE message SET holder = NULL, lease_until_ms = NULL WHERE id = ? AND holder = ?",
+            [(row[0], self.holder) for row in rows],
+        )
+        self.conn.execute("COMMIT")
+        return envelopes
+
+    def peek(self) -> list[Envelope]:
+        """A read-only poll: one SELECT of the queue's rows, no lease and no write (nothing made durable)."""
+        rows = self.conn.execute(
+            "SELECT body, content_type, headers FROM message WHERE queue = ? ORDER BY id", (self.queue_name,)
+        ).fetchall()
+        return [Envelope(bytes(row[0]), str(row[1]), json.loads(row[2])) for row in rows]
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()

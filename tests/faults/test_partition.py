@@ -8,7 +8,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -21,12 +21,13 @@ from tdm_messaging.models import Complete
 from tdm_messaging.server import PackagingClient
 from tdm_messaging.status import State
 from tdm_messaging.transport import open_transport
-from tdm_messaging.transport.base import Batch, Capabilities, Handler, Transport
+from tdm_messaging.transport.base import Transport
 from tdm_messaging.worker import Job, PackageResult, PackagerWorker
 from tests.faults.conftest import PrivateActiveMQ, PrivateRabbit
 from tests.faults.helpers import drain, read_all, run_worker, wait_until
 from tests.faults.proxy import TcpProxy
 from tests.faults.reliability import Row, record
+from tests.faults.wrapping import DelegatingTransport
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(240)]
 
@@ -63,16 +64,12 @@ class _Noticed(logging.Handler):
         return next(((t, m) for t, m in list(self.lines) if t >= moment and not m.startswith("INFO")), None)
 
 
-class _Watched(Transport):
+class _Watched(DelegatingTransport):
     """Delegates to ``inner`` and notes how each Complete send ended: confirmed or raised, and when."""
 
     def __init__(self, inner: Transport) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.completes: list[tuple[float, str]] = []
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return self.inner.capabilities
 
     def send(
         self, destination: Destination, envelope: Envelope, *, persistent: bool = True, confirm: bool = False
@@ -86,23 +83,6 @@ class _Watched(Transport):
             self.completes.append((time.monotonic(), f"raised {type(exc).__name__} ({_short(str(exc))[:110]})"))
             raise
         self.completes.append((time.monotonic(), "confirmed"))
-
-    def read(self, destination: Destination, *, limit: int = 1000) -> Batch:
-        return self.inner.read(destination, limit=limit)
-
-    def consume(
-        self, destinations: Sequence[Destination], handler: Handler, *, prefetch: int = 1, stop: threading.Event
-    ) -> None:
-        self.inner.consume(destinations, handler, prefetch=prefetch, stop=stop)
-
-    def declare(self, destination: Destination) -> None:
-        self.inner.declare(destination)
-
-    def delete(self, destination: Destination) -> None:
-        self.inner.delete(destination)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 class _Packagers:

@@ -1,4 +1,4 @@
-"""A transport that delegates to another and runs a hook after chosen sends: the fault tests' injection point."""
+"""Transports that delegate to another: a base that forwards everything, and one that runs a hook after chosen sends."""
 
 from __future__ import annotations
 
@@ -9,19 +9,14 @@ from tdm_messaging.destinations import Destination
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.transport.base import Batch, Capabilities, Handler, Transport
 
-__all__ = ["HookedTransport"]
+__all__ = ["DelegatingTransport", "HookedTransport"]
 
 
-class HookedTransport(Transport):
-    """Delegate everything to ``inner``; after a send whose envelope matches ``when``, call ``then`` once."""
+class DelegatingTransport(Transport):
+    """Forward every call to ``inner``; fault tests subclass it and override the call they watch or break."""
 
-    def __init__(
-        self, inner: Transport, *, when: Callable[[Destination, Envelope], bool], then: Callable[[], None]
-    ) -> None:
+    def __init__(self, inner: Transport) -> None:
         self.inner = inner
-        self._when = when
-        self._then = then
-        self.fired = threading.Event()
 
     @property
     def capabilities(self) -> Capabilities:
@@ -31,9 +26,6 @@ class HookedTransport(Transport):
         self, destination: Destination, envelope: Envelope, *, persistent: bool = True, confirm: bool = False
     ) -> None:
         self.inner.send(destination, envelope, persistent=persistent, confirm=confirm)
-        if not self.fired.is_set() and self._when(destination, envelope):
-            self.fired.set()
-            self._then()
 
     def read(self, destination: Destination, *, limit: int = 1000) -> Batch:
         return self.inner.read(destination, limit=limit)
@@ -51,3 +43,23 @@ class HookedTransport(Transport):
 
     def close(self) -> None:
         self.inner.close()
+
+
+class HookedTransport(DelegatingTransport):
+    """Delegate everything to ``inner``; after a send whose envelope matches ``when``, call ``then`` once."""
+
+    def __init__(
+        self, inner: Transport, *, when: Callable[[Destination, Envelope], bool], then: Callable[[], None]
+    ) -> None:
+        super().__init__(inner)
+        self._when = when
+        self._then = then
+        self.fired = threading.Event()
+
+    def send(
+        self, destination: Destination, envelope: Envelope, *, persistent: bool = True, confirm: bool = False
+    ) -> None:
+        self.inner.send(destination, envelope, persistent=persistent, confirm=confirm)
+        if not self.fired.is_set() and self._when(destination, envelope):
+            self.fired.set()
+            self._then()

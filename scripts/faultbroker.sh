@@ -63,11 +63,21 @@ write_config() {
     echo '[{rabbit, [{channel_tick_interval, 500}]}].' >"$DIR/advanced.config"
 }
 
-# The pid file, else whoever listens on our distribution port: a failed second start of the
-# node (e.g. "dist_port_already_used") removes the pid file while the first node runs on.
+# True when pid $1 is our node: a pid file left by a crash may name a pid another process has
+# since been given, and no command here may signal anything but our own node.
+is_our_node() {
+    [ -n "$1" ] && tr '\0' '\n' <"/proc/$1/environ" 2>/dev/null | grep -qxF "RABBITMQ_NODENAME=$NODE"
+}
+
+# The pid file, else whoever listens on our distribution port (a failed second start of the
+# node, e.g. "dist_port_already_used", removes the pid file while the first node runs on) —
+# either only if it is our node.
 node_pid() {
-    if [ -s "$DIR/rabbit.pid" ] && kill -0 "$(cat "$DIR/rabbit.pid")" 2>/dev/null; then cat "$DIR/rabbit.pid"; return 0; fi
-    ss -ltnpH "sport = :$DIST_PORT" 2>/dev/null | grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2
+    local pid=""
+    [ -s "$DIR/rabbit.pid" ] && pid="$(cat "$DIR/rabbit.pid")"
+    if is_our_node "$pid"; then echo "$pid"; return 0; fi
+    pid="$(ss -ltnpH "sport = :$DIST_PORT" 2>/dev/null | grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2)"
+    if is_our_node "$pid"; then echo "$pid"; fi
 }
 
 up() {
@@ -107,10 +117,7 @@ down() {
 crash() {
     local pid
     pid="$(node_pid || true)"
-    [ -n "$pid" ] || die "not running"
-    # Only our node: a pid file left by a crash may name a pid that another process has since been given.
-    tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qxF "RABBITMQ_NODENAME=$NODE" \
-        || die "pid $pid is not the node $NODE; not killing it"
+    [ -n "$pid" ] || die "not running (no process of node $NODE found)"
     kill -KILL "$pid"
     for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
     ! kill -0 "$pid" 2>/dev/null || die "pid $pid survived SIGKILL"

@@ -216,9 +216,18 @@ def test_broker_restart_mid_flow(backend: str, how: str, request: pytest.Fixture
     )
 
 
+def _state(pid: int) -> str:
+    """The process state letter from /proc (``T`` = stopped by a signal)."""
+    stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+@pytest.mark.parametrize("command", ["kill", "down", "freeze", "thaw"])
 @pytest.mark.parametrize("script", ["faultactivemq.sh", "faultbroker.sh"])
-def test_a_fault_script_never_kills_a_process_that_is_not_its_broker(script: str, tmp_path: Path) -> None:
-    """A pid file left by a crash may name a pid reused since: ``kill`` must refuse it, not SIGKILL it."""
+def test_a_fault_script_never_signals_a_process_that_is_not_its_broker(
+    script: str, command: str, tmp_path: Path
+) -> None:
+    """A pid file left by a crash may name a pid reused since: no command may signal it (kill, stop, freeze)."""
     bystander = subprocess.Popen(["sleep", "60"])
     try:
         pid_file = tmp_path / ("activemq.pid" if script == "faultactivemq.sh" else "rabbit.pid")
@@ -228,15 +237,17 @@ def test_a_fault_script_never_kills_a_process_that_is_not_its_broker(script: str
         env = {**os.environ, **ports, "TDM_FAULT_AMQ_DIR": str(tmp_path), "TDM_FAULT_DIR": str(tmp_path)}
         env["TDM_FAULT_NODE"] = f"tdmnobody{os.getpid()}"
         done = subprocess.run(
-            ["bash", str(ROOT / "scripts" / script), "kill"],
+            ["bash", str(ROOT / "scripts" / script), command],
             env=env,
             capture_output=True,
             text=True,
             timeout=60,
             check=False,
         )
-        assert done.returncode != 0, done.stdout
-        assert bystander.poll() is None, f"{script} kill signalled pid {bystander.pid}, not its broker"
+        if command != "down":  # "down" of a broker that is not running is a success ("not running")
+            assert done.returncode != 0, done.stdout
+        assert bystander.poll() is None, f"{script} {command} signalled pid {bystander.pid}, not its broker"
+        assert _state(bystander.pid) != "T", f"{script} {command} stopped pid {bystander.pid}, not its broker"
     finally:
         bystander.kill()
         bystander.wait()

@@ -18,6 +18,7 @@ from examples.packager.errors import PackagerError
 from examples.packager.faults import FAULT_ENV, BeforeAckKiller
 from examples.packager.packaging import Estimator, Packager
 from examples.packager.storage import MAX_URL_TTL, LocalStorage, S3Storage, Storage
+from examples.packager.workdir import open_work_dir
 from tdm_messaging import (
     ConfigurationError,
     DeleteRequest,
@@ -192,9 +193,13 @@ def build_storage(config: PackagerConfig) -> Storage:
 def build_packager(config: PackagerConfig, *, storage: Storage | None = None) -> Packager:
     """The packaging core for ``config`` (``storage`` overrides the configured one, e.g. in tests).
 
+    The work directory is created if missing, checked, and swept of the temporary archives of
+    packagers that died (``examples.packager.workdir``).
+
     Raises:
-        ConfigurationError: a bad API base or storage.
+        ConfigurationError: a bad API base, storage or work directory.
     """
+    work_dir = open_work_dir(config.work_dir)
     api = ApiClient(
         api_base=config.api_base,
         api_key=config.api_key,
@@ -204,7 +209,7 @@ def build_packager(config: PackagerConfig, *, storage: Storage | None = None) ->
     return Packager(
         api=api,
         storage=storage if storage is not None else build_storage(config),
-        work_dir=config.work_dir,
+        work_dir=work_dir,
         estimator=Estimator(),
         queue_prefix=config.queue_prefix,
     )

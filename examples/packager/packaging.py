@@ -21,6 +21,7 @@ from examples.packager.errors import FetchError, UnsafeUrlError
 from examples.packager.faults import maybe_die
 from examples.packager.sanitize import safe_component
 from examples.packager.storage import Storage, StoredPackage, archive_name
+from examples.packager.workdir import building_file, sweep
 from tdm_messaging import validate_docset_id
 
 __all__ = ["LAYOUT_VERSION", "Estimator", "Packager", "ProgressSink", "ProgressThrottle"]
@@ -120,6 +121,9 @@ class Packager:
         storage: where archives go.
         work_dir: where the archive and spools are written before storing (default: the
             system's temporary directory; best on the same file system as a LocalStorage).
+            The archive is built in a locked ``.building-*.zip`` file; before each build, such
+            files whose packager died are removed (``examples.packager.workdir``), so
+            packagers may share the directory.
         estimator: the time estimate from the member count.
         compresslevel: deflate level, 0 to 9.
         progress_every_items: report progress at least every this many members ...
@@ -260,9 +264,9 @@ class Packager:
         members: Iterator[Member],
         sink: ProgressSink,
     ) -> StoredPackage:
-        handle = tempfile.NamedTemporaryFile(dir=self.work_dir, prefix=".building-", suffix=".zip", delete=False)  # noqa: SIM115
-        path = Path(handle.name)
-        try:
+        # A packager sharing the work dir may have died since we last looked: its locks are gone.
+        sweep(self.work_dir)
+        with building_file(self.work_dir) as (handle, path):
             with handle:
                 bag = BagWriter(
                     handle,
@@ -294,9 +298,8 @@ class Packager:
                     bag.abort()
             sha256 = _file_sha256(path)
             log.info("built %s: %d members, %d bytes", name, count, path.stat().st_size)
+            # Stored while the file is still locked: a sweep must not take it between close and store.
             return self.storage.put(name, path, sha256=sha256)
-        finally:
-            path.unlink(missing_ok=True)
 
     def _add_member(self, bag: BagWriter, member: Member, formats: tuple[str, ...]) -> None:
         folder = safe_component(member.doc_id)

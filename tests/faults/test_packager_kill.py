@@ -123,7 +123,7 @@ def test_packager_killed_mid_job_is_redelivered_and_completed(
         assert f"SIGKILL at {point}" in victim.log_text()
         objects_at_crash = _objects(s3, bucket)
         open_at_crash = _open_uploads(s3, bucket)
-        temp_left = sorted(p.name for p in (config.work_dir / "build-1").glob("*"))
+        temp_left = sorted(p.name for p in (config.work_dir / "build-1").glob(".building-*"))
         poll_at_crash = miner.request("GET", path)
         state_at_crash = poll_at_crash.json().get("state", poll_at_crash.status_code)
         if point == "before_ack":
@@ -139,7 +139,7 @@ def test_packager_killed_mid_job_is_redelivered_and_completed(
             api_key=stack.packager_key,
             storage=config.effective_storage,
             queue_prefix=prefix,
-            work_dir=config.work_dir / "build-rescue",
+            work_dir=config.work_dir / "build-1",  # the killed one's, as a restart under systemd would
             name="packager-rescue",
             extra_env=s3_env,
         )
@@ -158,6 +158,7 @@ def test_packager_killed_mid_job_is_redelivered_and_completed(
         assert miner.download(final.headers["Location"], archive) == result.sha256
         bag = validate_bag(archive)
         miner.close()
+        temp_after = sorted(p.name for p in (config.work_dir / "build-1").glob(".building-*"))
         victim_attempts = _attempts(victim.log_text(), docset)
         rescuer_attempts = _attempts(rescuer.log_text(), docset)
         takeovers = _lease_takeovers(rescuer.log_text())
@@ -178,6 +179,7 @@ def test_packager_killed_mid_job_is_redelivered_and_completed(
     assert completes[0].sha256 == result.sha256
     assert len(objects_after) == 1 and objects_after[0].startswith(f"packages/docset-{docset}--")
     assert open_after == []
+    assert temp_after == []  # the restarted packager swept what the killed one left in their work dir
     # One run in each process, and the rescuer's is the broker's redelivery of the request the
     # victim held (attempt 1 again), not a retry the victim re-sent: it died before it could.
     assert victim_attempts == [1] and rescuer_attempts == [1], (victim_attempts, rescuer_attempts)
@@ -202,7 +204,8 @@ def test_packager_killed_mid_job_is_redelivered_and_completed(
             f"{jobs} job runs in all, dump 303 after {result.polls} poll(s) with "
             f"a valid bag of {bag.documents} documents; afterwards the reply queue held {len(replies)} message(s) "
             f"({', '.join(m.type for m in replies)}): {len(completes)} Complete, {len(failures)} Failed; "
-            f"{len(objects_after)} object, {len(open_after)} open upload(s)",
+            f"{len(objects_after)} object, {len(open_after)} open upload(s), {len(temp_after)} temp file(s) left "
+            "in the work dir (the second packager ran on the killed one's and swept it)",
             lost=0,
             duplicates=jobs - 1,
             test=request.node.nodeid,

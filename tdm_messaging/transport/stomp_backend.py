@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 from tdm_messaging.destinations import Destination, DestinationKind, Dialect, to_wire_name
@@ -16,7 +17,7 @@ from tdm_messaging.transport.base import Batch, Capabilities, Handler, Transport
 from tdm_messaging.transport.stomp_connect import declare_elsewhere
 from tdm_messaging.transport.stomp_connection import StompLink
 from tdm_messaging.transport.stomp_consume import consume_queues
-from tdm_messaging.transport.stomp_frames import queue_headers, send_headers
+from tdm_messaging.transport.stomp_frames import queue_headers, send_frame, send_headers
 from tdm_messaging.transport.stomp_read import now_ms, read_queue
 from tdm_messaging.transport.stomp_routes import Route, Target, around_wire_name, queue_of_refusal
 from tdm_messaging.transport.stomp_settings import ReplyExpiry, StompSettings, parse_stomp_url
@@ -50,6 +51,12 @@ _CAPABILITIES = {
         confirms=True,
     ),
 }
+
+
+@lru_cache(maxsize=1024)
+def _declaring_target(destination: Destination, dialect: Dialect) -> Target:
+    """The usual target of ``destination`` (made once: the same few queues take most sends)."""
+    return Target(destination, to_wire_name(destination, dialect), declare=True)
 
 
 class StompTransport(Transport):
@@ -136,7 +143,7 @@ class StompTransport(Transport):
         dialect = self.dialect
         if dialect is not Dialect.RABBITMQ or destination.kind is not DestinationKind.REPLY:
             # Permanent queues never expire: always DECLARE (RabbitMQ's rule 1 decides whether it does).
-            return Target(destination, to_wire_name(destination, dialect), declare=True)
+            return _declaring_target(destination, dialect)
         with link.lock:
             route = link.routes.route(destination, time.monotonic())
         if route is Route.REFRESH:
@@ -206,17 +213,16 @@ class StompTransport(Transport):
             self.settings,
             self.dialect,
             persistent=persistent,
-            now_ms=now_ms(),
+            now_ms=now_ms() if self.dialect is Dialect.ACTIVEMQ else 0,  # only ActiveMQ stamps an expiry
             declare=target.declare,
         )
         receipt = f"tdm-send-{uuid.uuid4().hex}" if confirm else None
         if receipt is not None:
             headers["receipt"] = receipt
-        self._link.transmit(
-            lambda conn: conn.send(target.wire, envelope.body, content_type=envelope.content_type, headers=headers),
-            f"send to {destination}",
-            receipt=receipt,
-        )
+        # The frame's bytes are made here, not by stomp.py's send: the same bytes in about a quarter
+        # of its encoding time (see stomp_frames.send_frame and docs/performance.md).
+        frame = send_frame(target.wire, envelope.body, envelope.content_type, headers)
+        self._link.transmit(frame, f"send to {destination}", receipt=receipt)
 
     # ------------------------------------------------------------------ reading
     def read(self, destination: Destination, *, limit: int = 1000) -> Batch:

@@ -19,7 +19,7 @@ from tdm_messaging.transport.stomp_frames import PROBE_HEADER, explain_refusal, 
 from tdm_messaging.transport.stomp_logging import install_passcode_filter
 from tdm_messaging.transport.stomp_settings import StompSettings
 
-__all__ = ["LinkEvents", "Listener", "connect", "declare_elsewhere", "disconnect", "drop", "tls_problem"]
+__all__ = ["LinkEvents", "Listener", "connect", "declare_elsewhere", "disconnect", "drop", "tls_problem", "write_frame"]
 
 log = logging.getLogger(__name__)
 install_passcode_filter()
@@ -101,6 +101,9 @@ class Listener:
         if self._link is not None:
             self._link.on_lost(self.generation, self.refusal)
 
+    def on_send(self, frame: Any) -> None:
+        """Nothing to do; defined because stomp.py otherwise raises and catches AttributeError on every frame."""
+
     def on_heartbeat_timeout(self) -> None:
         log.warning("no heart-beat from the STOMP broker at %s; reconnecting", self._settings.address)
 
@@ -154,6 +157,28 @@ def connect(settings: StompSettings, listener: Listener) -> Any:
         except OSError as exc:  # not fatal: only slower
             log.debug("could not set TCP_NODELAY: %s", exc)
     return conn
+
+
+def write_frame(conn: Any, frame: bytes) -> None:
+    """Write an encoded frame (see :func:`stomp_frames.send_frame`) to ``conn`` as stomp.py's own frames go.
+
+    Through the stomp.py transport's ``send`` (its socket lock, which its heart-beats take too, so
+    frames never interleave) or, on a TLS connection, which stomp.py makes non-blocking, its send
+    queue for its I/O thread: what ``Transport.transmit`` does after encoding. Skipped from
+    ``transmit``: the listeners' ``on_send`` (ours does nothing; stomp.py's heart-beat listener only
+    postpones the next heart-beat, so one may go out between frames, which STOMP allows).
+
+    Raises:
+        stomp.exception.NotConnectedException, OSError: the connection is gone (as ``conn.send``).
+    """
+    transport = conn.transport
+    if getattr(transport, "blocking", True):
+        transport.send(frame)
+        return
+    outbox = transport.send_queue
+    if outbox is None:  # stomp.py drops its send queue when the connection closes
+        raise stomp.exception.NotConnectedException()
+    outbox.put(frame)
 
 
 def tls_problem(settings: StompSettings) -> str | None:

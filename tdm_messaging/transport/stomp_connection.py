@@ -22,7 +22,7 @@ from tdm_messaging.errors import (
     TransportClosedError,
     TransportError,
 )
-from tdm_messaging.transport.stomp_connect import Listener, connect, disconnect, drop
+from tdm_messaging.transport.stomp_connect import Listener, connect, disconnect, drop, write_frame
 from tdm_messaging.transport.stomp_routes import RouteBook, queue_of_refusal
 from tdm_messaging.transport.stomp_settings import StompSettings
 
@@ -149,6 +149,8 @@ class StompLink:
         """Raise if closed, or the ERROR frame that no caller has seen yet."""
         if self.closed:
             raise TransportClosedError("this STOMP transport is closed; open a new one")
+        if self.pending_error is None:  # the common case, without the lock: one set later is for the next call
+            return
         with self.lock:
             error, self.pending_error = self.pending_error, None
         if error is not None:
@@ -156,7 +158,7 @@ class StompLink:
 
     def connection(self, *, patience: float | None = None) -> Any:
         """The live stomp.py connection, reconnecting with backoff for up to ``patience`` seconds."""
-        deadline = time.monotonic() + (self.settings.connect_timeout if patience is None else patience)
+        deadline: float | None = None
         delay = 0.1
         while True:
             with self.lock:
@@ -164,6 +166,8 @@ class StompLink:
                     raise TransportClosedError("this STOMP transport is closed; open a new one")
                 if self.connected:
                     return self.conn
+                if deadline is None:  # read the clock only when a connection must be made
+                    deadline = time.monotonic() + (self.settings.connect_timeout if patience is None else patience)
                 try:
                     self.open()
                     return self.conn
@@ -289,14 +293,14 @@ class StompLink:
     # ------------------------------------------------------------------ sending frames
     def transmit(
         self,
-        action: Callable[[Any], None],
+        action: Callable[[Any], None] | bytes,
         what: str,
         *,
         receipt: str | None = None,
         generation: int | None = None,
         wait: bool = True,
     ) -> Receipt:
-        """Run ``action(conn)``; with ``receipt``, wait for the broker's RECEIPT of it.
+        """Run ``action(conn)``, or write ``action`` if it is an encoded frame; with ``receipt``, wait for its RECEIPT.
 
         With ``generation``, only on that connection: its deliveries' ack ids and its
         transactions mean nothing to a successor, so a lost connection is an error, not a reconnect.
@@ -322,7 +326,10 @@ class StompLink:
             with self.lock:
                 self.receipts[receipt] = pending
         try:
-            action(conn)
+            if isinstance(action, bytes):
+                write_frame(conn, action)
+            else:
+                action(conn)
         except (stomp.exception.StompException, OSError) as exc:
             with self.lock:
                 self.receipts.pop(receipt or "", None)

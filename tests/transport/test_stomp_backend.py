@@ -712,6 +712,34 @@ def test_unconfirmed_sends_leave_no_receipt_record(transport: StompTransport) ->
 
 
 @pytest.mark.broker
+def test_written_send_frames_keep_escaped_headers_and_odd_bodies(transport: StompTransport) -> None:
+    """send() writes the SEND frame's bytes itself (stomp_frames.send_frame): header escaping,
+    content-length and framing must hold on the real brokers, unconfirmed and confirmed alike."""
+    d = _fresh()
+    tricky = {
+        "tdm-colon": "http://server/api/docsets/5?fmt=meta,txt",
+        "tdm-backslash": "C:\\temp\\n",
+        "tdm-newline": "one\ntwo",
+        "tdm-empty": "",
+        "tdm-unicode": "é ünï ☃",
+    }
+    sent = [
+        Envelope(b'{"n": 0}', "application/json", tricky),
+        Envelope(b"nul\x00inside\x00", "application/octet-stream", {"tdm-n": "1"}),
+        Envelope(b"", "text/plain", {"tdm-n": "2"}),
+        Envelope("Complete: é".encode(), "text/plain; charset=utf-8", {"tdm-n": "3"}),
+    ]
+    for envelope in sent[:3]:
+        transport.send(d, envelope)
+    transport.send(d, sent[3], confirm=True)
+    assert transport._link.receipts == {}
+    with transport.read(d) as batch:
+        got = list(batch.envelopes)
+        batch.ack()
+    assert got == sent
+
+
+@pytest.mark.broker
 def test_a_declare_never_hides_a_message_from_a_reader(transport: StompTransport, broker: str) -> None:
     """RabbitMQ declares by a probe SEND on a side connection: a SUBSCRIBE there took the queue's
     messages for a moment, and a poll in that moment read an empty queue (UNKNOWN)."""

@@ -1,0 +1,104 @@
+"""Tests of stomp_frames.send_frame: the SEND bytes we write ourselves, against stomp.py's own encoding."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tdm_messaging.transport.stomp_frames import send_frame
+
+pytest.importorskip("stomp")
+
+import stomp.protocol
+import stomp.transport
+import stomp.utils
+
+_TRICKY = [
+    "",
+    "plain",
+    "a:b",
+    "back\\slash",
+    "line\nfeed",
+    "carriage\rreturn",
+    "\\n not a newline",
+    "é ünï ☃",
+    ":\\:\n",
+]
+
+
+class _Recorder(stomp.transport.BaseTransport):  # type: ignore[misc]
+    """stomp.py's own transport, but the socket write keeps the bytes instead."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = b""
+
+    def send(self, encoded_frame: bytes) -> None:
+        self.written = encoded_frame
+
+
+def _stomp_py_bytes(destination: str, body: bytes, content_type: str, headers: dict[str, str]) -> bytes:
+    recorder = _Recorder()
+    stomp.protocol.Protocol12(recorder).send(destination, body, content_type=content_type, headers=dict(headers))
+    return recorder.written
+
+
+def _parsed(frame: bytes) -> Any:
+    assert frame.endswith(b"\x00")
+    return stomp.utils.parse_frame(frame[:-1])
+
+
+@pytest.mark.parametrize("value", _TRICKY)
+def test_tricky_values_give_stomp_py_bytes(value: str) -> None:
+    headers = {"tdm-value": value, "persistent": "true", "durable": "true"}
+    ours = send_frame("/queue/package%2F5", b'{"a": 1}', "application/json", dict(headers))
+    assert ours == _stomp_py_bytes("/queue/package%2F5", b'{"a": 1}', "application/json", headers)
+    frame = _parsed(ours)
+    assert frame.cmd == "SEND" and frame.headers["tdm-value"] == value and frame.body == b'{"a": 1}'
+
+
+@given(
+    st.dictionaries(st.from_regex(r"tdm-[a-z-]{1,12}", fullmatch=True), st.text(max_size=30), max_size=8),
+    st.binary(max_size=64),
+    st.sampled_from(["application/json", "text/plain; charset=utf-8", ""]),
+)
+def test_any_headers_and_body_give_stomp_py_bytes(headers: dict[str, str], body: bytes, content_type: str) -> None:
+    ours = send_frame("/queue/a:b", body, content_type, dict(headers))
+    assert ours == _stomp_py_bytes("/queue/a:b", body, content_type, headers)
+
+
+def test_content_length_counts_bytes_and_is_left_out_for_an_empty_body() -> None:
+    frame = _parsed(send_frame("/queue/q", "é".encode(), "text/plain", {}))
+    assert frame.headers["content-length"] == "2" and frame.body == "é".encode()
+    empty = send_frame("/queue/q", b"", "text/plain", {"receipt": "r-1"})
+    assert empty == b"SEND\ncontent-type:text/plain\ndestination:/queue/q\nreceipt:r-1\n\n\x00"
+    assert empty == _stomp_py_bytes("/queue/q", b"", "text/plain", {"receipt": "r-1"})
+
+
+def test_a_body_with_nul_bytes_is_framed_by_its_length() -> None:
+    body = b"a\x00b\x00"
+    frame = send_frame("/queue/q", body, "application/octet-stream", {})
+    assert frame.endswith(b"\n\n" + body + b"\x00")
+    assert _parsed(frame).headers["content-length"] == str(len(body))
+
+
+def test_header_names_are_escaped_too() -> None:
+    """STOMP 1.2 escapes names as well as values; stomp.py escapes only values (its frame would break here)."""
+    frame = send_frame("/queue/q", b"x", "text/plain", {"tdm-a:b": "v:w", "tdm-c\nd": "e"})
+    assert b"tdm-a\\cb:v\\cw\n" in frame and b"tdm-c\\nd:e\n" in frame
+    parsed = _parsed(frame)
+    assert parsed.headers["tdm-a:b"] == "v:w" and parsed.headers["tdm-c\nd"] == "e"
+
+
+def test_headers_are_taken_over_and_completed() -> None:
+    headers = {"tdm-type": "progress"}
+    send_frame("/queue/q", b"xyz", "text/plain", headers)
+    assert headers == {
+        "tdm-type": "progress",
+        "destination": "/queue/q",
+        "content-type": "text/plain",
+        "content-length": "3",
+    }

@@ -39,6 +39,7 @@ class LongJobs:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.runs: dict[str, int] = {}
+        self.ended: dict[str, int] = {}
 
     def handler(self, job: Job) -> PackageResult:
         docset = job.request.docset_id
@@ -46,11 +47,18 @@ class LongJobs:
             self.runs[docset] = self.runs.get(docset, 0) + 1
         job.accepted(JOB_SECONDS)
         time.sleep(JOB_SECONDS)
+        with self.lock:
+            self.ended[docset] = self.ended.get(docset, 0) + 1
         return PackageResult(archive_url=f"https://archives.test/{docset}.zip", size_bytes=1)
 
     def count(self, docset: str) -> int:
         with self.lock:
             return self.runs.get(docset, 0)
+
+    def idle(self, docset: str) -> bool:
+        """No run of ``docset`` is in progress (every run that started has ended)."""
+        with self.lock:
+            return self.runs.get(docset, 0) == self.ended.get(docset, 0)
 
 
 @pytest.fixture(params=["amqp", "stomp"])
@@ -129,7 +137,18 @@ def test_a_job_longer_than_consumer_timeout_is_redelivered(
             # Raise the setting: the worker's next channel gets it, so the run in progress (or the
             # next) is acknowledged in time and the redelivery loop ends by itself.
             _set_consumer_timeout(private_rabbit, LONG_TIMEOUT_MS)
-            time.sleep(2 * JOB_SECONDS + 2)
+            # Over when no run is in progress, the status is final and the request is neither waiting
+            # nor taken back into the queue (a channel closed by the old timeout requeues it).
+            wait_until(
+                lambda: (
+                    jobs.idle(docset)
+                    and client.status(docset).state is State.COMPLETE
+                    and not read_all(client_side, PACKAGE_REQUESTS, ack=False)
+                ),
+                timeout=60,
+                every=1.0,
+                what="the redelivery loop to end after consumer_timeout was raised",
+            )
             left = read_all(client_side, PACKAGE_REQUESTS, ack=False)
             dead = read_all(client_side, DEAD_LETTER)
         status = client.status(docset).state

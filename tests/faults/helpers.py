@@ -13,16 +13,23 @@ from tdm_messaging.transport.base import Transport
 from tdm_messaging.worker import PackagerWorker
 from tests.worker_thread import worker_thread
 
-__all__ = ["drain", "read_all", "run_worker", "wait_until"]
+__all__ = ["became_true", "drain", "read_all", "run_worker", "wait_until"]
+
+
+def became_true(predicate: Callable[[], bool], *, within: float, every: float = 0.1) -> bool:
+    """Whether ``predicate`` became true within ``within`` seconds (both answers are outcomes, no failure)."""
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(every)
+    return True
 
 
 def wait_until(predicate: Callable[[], bool], *, timeout: float, what: str, every: float = 0.1) -> None:
     """Poll ``predicate`` until it is true; fail naming ``what`` after ``timeout`` seconds (a hang guard only)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
+    if not became_true(predicate, within=timeout, every=every):
+        raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def read_all(transport: Transport, destination: Destination, *, ack: bool = True) -> list[Envelope]:

@@ -24,7 +24,7 @@ from tdm_messaging.transport import open_transport
 from tdm_messaging.transport.base import Transport
 from tdm_messaging.worker import Job, PackageResult, PackagerWorker
 from tests.faults.conftest import PrivateActiveMQ, PrivateRabbit
-from tests.faults.helpers import drain, read_all, run_worker, wait_until
+from tests.faults.helpers import became_true, drain, read_all, run_worker, wait_until
 from tests.faults.proxy import TcpProxy
 from tests.faults.reliability import Row, record
 from tests.faults.wrapping import DelegatingTransport
@@ -154,16 +154,6 @@ def _completes(transport: Transport, docset: str) -> list[Complete]:
     return [m for m in messages if isinstance(m, Complete)]
 
 
-def _within(predicate: Callable[[], bool], seconds: float) -> bool:
-    """Whether ``predicate`` became true within ``seconds`` (no failure: both answers are outcomes here)."""
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
-
-
 @pytest.mark.parametrize("backend", ["rabbitmq-stomp", "rabbitmq-amqp", "activemq-stomp"])
 def test_a_partitioned_packager_loses_its_job_to_another_and_nothing_is_lost(
     backend: str, request: pytest.FixtureRequest
@@ -226,7 +216,7 @@ def test_a_partitioned_packager_loses_its_job_to_another_and_nothing_is_lost(
                 # once the network heals; never vanish.
                 packagers.release_a.set()
                 released_at = time.monotonic()
-                during = _within(lambda: bool(a_side.completes), _OUTLASTS_A_S)
+                during = became_true(lambda: bool(a_side.completes), within=_OUTLASTS_A_S)
                 proxy.heal()
                 healed_at = time.monotonic()
                 wait_until(lambda: bool(a_side.completes), timeout=_HANG_GUARD_S, what="A's Complete send to end")

@@ -23,6 +23,7 @@ from tdm_messaging.destinations import (
     reply_queue,
     validate_docset_id,
 )
+from tdm_messaging.docset_locks import DocsetLocks
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.errors import (
     BodyTooLargeError,
@@ -54,7 +55,7 @@ from tdm_messaging.models import (
     PackageRequest,
     Progress,
 )
-from tdm_messaging.server import PackagingClient
+from tdm_messaging.server import PackagingClient, Requested
 from tdm_messaging.status import DocsetStatus, State, compact, fold
 from tdm_messaging.transport import Capabilities, Delivery, Transport, open_transport, register_scheme
 from tdm_messaging.worker import Job, JobFailed, PackageResult, PackagerWorker
@@ -84,6 +85,7 @@ __all__ = [
     "Destination",
     "DestinationKind",
     "Dialect",
+    "DocsetLocks",
     "DocsetStatus",
     "EncodeError",
     "Envelope",
@@ -101,6 +103,7 @@ __all__ = [
     "PackagingClient",
     "Progress",
     "RemoteProtocolError",
+    "Requested",
     "SendNotConfirmedError",
     "State",
     "Transport",

@@ -106,7 +106,9 @@ def _cmd_request(args: argparse.Namespace) -> int:
     url: str = args.docset_url
     docset_id = args.docset_id or _docset_id_from_url(url)
     formats = _formats(args.formats, url)
-    return _with_client(args, lambda client: _print_json(client.request_package(docset_id, url, formats=formats)))
+    return _with_client(
+        args, lambda client: _print_json(client.request_package(docset_id, url, formats=formats).request)
+    )
 
 
 def _cmd_status(args: argparse.Namespace) -> int:

@@ -1,79 +1,67 @@
-"""The API server's side of the protocol: request a package, poll a docset's status, ask for a delete."""
+"""The API server's side of the protocol: request a package, poll a docset's status, ask for a delete.
+
+The client holds no job state: the docset's reply queue is the state. A poll reads the queue,
+lets :func:`~tdm_messaging.poll_plan.plan_poll` decide, then carries the plan out: re-send the few
+messages that keep the status (confirmed), dead-letter what cannot be used, and only then
+acknowledge what it read. A crash in between duplicates messages, never loses one, and
+duplicates do not change the fold. Where the broker expires whole queues and the queue already
+holds exactly those messages, the poll gives them back instead (nothing sent, nothing
+acknowledged).
+
+While a poll runs, the messages it read are out of the queue: an overlapping poll of the same
+docset would read it empty and report UNKNOWN. So a client does its work on a docset under that
+docset's lock in a :class:`~tdm_messaging.docset_locks.DocsetLocks`; clients that share one (one
+client per pooled transport, say) serialise with each other. Across processes nothing serialises
+polls; an overlapping poll there may see less than everything, never a wrong result, and nothing
+is lost.
+"""
 
 from __future__ import annotations
 
 import logging
-import os
-import threading
-import uuid
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-from tdm_messaging.codec import JSON_CONTENT_TYPE, DecodeContext, decode, encode
-from tdm_messaging.destinations import DEAD_LETTER, DELETE_REQUESTS, PACKAGE_REQUESTS, Destination, reply_queue
-from tdm_messaging.envelope import Envelope
-from tdm_messaging.errors import DecodeError
-from tdm_messaging.ids import new_request_id, request_id_from
-from tdm_messaging.models import LEGACY_REQUEST_ID, DeleteRequest, Message, PackageRequest
-from tdm_messaging.status import DocsetStatus, compact, fold
+from tdm_messaging.clock import Clock, utc_now
+from tdm_messaging.codec import JSON_CONTENT_TYPE, encode
+from tdm_messaging.dead_letter import dead_letter
+from tdm_messaging.destinations import DELETE_REQUESTS, PACKAGE_REQUESTS, reply_queue
+from tdm_messaging.docset_locks import DocsetLocks
+from tdm_messaging.ids import new_request_id
+from tdm_messaging.models import DeleteRequest, PackageRequest
+from tdm_messaging.poll_plan import BatchAction, plan_poll
+from tdm_messaging.status import DocsetStatus, fold
 from tdm_messaging.transport.base import Transport
 
-__all__ = [
-    "DEAD_LETTER_QUEUE_HEADER",
-    "DEAD_LETTER_REASON_HEADER",
-    "PackagingClient",
-    "dead_letter",
-    "utc_now",
-]
+__all__ = ["PackagingClient", "Requested"]
 
 logger = logging.getLogger(__name__)
 
-DEAD_LETTER_REASON_HEADER = "tdm-dead-letter-reason"
-"""Header of a dead-lettered envelope: why it could not be used."""
-DEAD_LETTER_QUEUE_HEADER = "tdm-dead-letter-queue"
-"""Header of a dead-lettered envelope: the queue it was taken from."""
 
-_MAX_REASON_CHARS = 1000  # headers travel in STOMP frames and AMQP properties: keep them short
+@dataclass(frozen=True, slots=True)
+class Requested:
+    """What :meth:`PackagingClient.request_package` did: the request it sent, and the status that leaves.
 
-
-def utc_now() -> datetime:
-    """The current time, timezone-aware, in UTC (the default clock of the helpers)."""
-    return datetime.now(UTC)
-
-
-def dead_letter(transport: Transport, envelope: Envelope, *, source: Destination, reason: str) -> None:
-    """Park ``envelope`` on ``docsets/dead-letter``, unchanged but for two headers saying why and whence.
-
-    Args:
-        transport: where to send it.
-        envelope: the envelope that could not be used.
-        source: the queue it was read from (header ``tdm-dead-letter-queue``).
-        reason: why (header ``tdm-dead-letter-reason``; one line, cut to 1,000 characters).
-
-    Raises:
-        TransportError: the send failed; the caller must then not acknowledge the original.
+    Attributes:
+        request: the request sent (its ``request_id`` correlates every reply).
+        status: the docset's status right after the request: REQUESTED, about ``request``.
     """
-    one_line = " ".join(reason.split())[:_MAX_REASON_CHARS] or "no reason given"
-    headers = dict(envelope.headers)
-    headers[DEAD_LETTER_REASON_HEADER] = one_line
-    headers[DEAD_LETTER_QUEUE_HEADER] = source.name
-    transport.send(DEAD_LETTER, Envelope(envelope.body, envelope.content_type, headers), confirm=True)
+
+    request: PackageRequest
+    status: DocsetStatus
 
 
 class PackagingClient:
     """What an API server needs: one call each to request a package, read a status, ask for a delete.
 
-    The client holds no job state: the docset's reply queue is the state. Every poll reads
-    the queue, folds it, re-sends the few messages that keep the status (confirmed), then
-    acknowledges what it read — a crash in between duplicates messages, never loses one,
-    and duplicates do not change the fold. When the queue already holds exactly those
-    messages, on a broker that expires whole queues, the poll gives them back instead
-    (nothing sent, nothing acknowledged). Safe to share between threads if the transport is.
+    Safe to share between threads if the transport is; calls about one docset run one at a time.
 
     Args:
         transport: an open transport (see :func:`tdm_messaging.transport.open_transport`).
         content_type: wire format of what this client sends (``application/json`` or ``text/plain``).
         clock: "now", timezone-aware; stamps requests and dates text replies that carry no time.
+        locks: the per-docset locks to work under; share one between clients to serialise them
+            with each other (default: this client's own).
     """
 
     def __init__(
@@ -81,24 +69,13 @@ class PackagingClient:
         transport: Transport,
         *,
         content_type: str = JSON_CONTENT_TYPE,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Clock = utc_now,
+        locks: DocsetLocks | None = None,
     ) -> None:
         self._transport = transport
         self._content_type = content_type
         self._clock = clock
-        self._id_lock = threading.Lock()
-        self._last_id = ""
-
-    def _new_request_id(self) -> str:
-        # new_request_id() orders by millisecond only; two ids of one millisecond may sort either way,
-        # and a delete that sorted below its package request would be ignored by the fold.
-        with self._id_lock:
-            request_id = new_request_id()
-            if request_id <= self._last_id:
-                last_ms = uuid.UUID(self._last_id).int >> 80
-                request_id = request_id_from(last_ms + 1, os.urandom(10))
-            self._last_id = request_id
-            return request_id
+        self._locks = DocsetLocks() if locks is None else locks
 
     def request_package(
         self,
@@ -106,7 +83,7 @@ class PackagingClient:
         docset_url: str,
         *,
         formats: Sequence[str] = ("meta", "txt"),
-    ) -> PackageRequest:
+    ) -> Requested:
         """Ask the packager to build the archive of a docset.
 
         Sends the request to ``docsets/package`` and a copy to the docset's reply queue
@@ -120,7 +97,7 @@ class PackagingClient:
             formats: what to put in the archive.
 
         Returns:
-            The request sent (its ``request_id`` correlates every reply).
+            The request sent and the REQUESTED status it leaves (no poll needed to learn it).
 
         Raises:
             InvalidDestinationError: ``docset_id`` may not name a queue.
@@ -132,7 +109,7 @@ class PackagingClient:
         now = self._clock()
         request = PackageRequest(
             docset_id=docset_id,
-            request_id=self._new_request_id(),
+            request_id=new_request_id(),
             sequence=0,
             timestamp=now,
             docset_url=docset_url,
@@ -141,10 +118,12 @@ class PackagingClient:
             requested_at=now,
         )
         envelope = encode(request, self._content_type)
-        self._transport.send(PACKAGE_REQUESTS, envelope, persistent=True, confirm=True)
-        self._transport.send(reply_to, envelope, persistent=True, confirm=True)
+        with self._locks.hold(docset_id):
+            self._transport.send(PACKAGE_REQUESTS, envelope, persistent=True, confirm=True)
+            self._transport.send(reply_to, envelope, persistent=True, confirm=True)
         logger.info("requested package of docset %s (request %s)", docset_id, request.request_id)
-        return request
+        # The fold of anything older plus this newer request is the fold of the request alone.
+        return Requested(request, fold([request], docset_id))
 
     def status(self, docset_id: str) -> DocsetStatus:
         """Poll a docset: read its reply queue, fold the replies, keep the status for the next poll.
@@ -154,7 +133,7 @@ class PackagingClient:
         newest request the queue holds, and is re-sent with that id. A reply that cannot be
         decoded (or belongs to another docset) is sent to ``docsets/dead-letter`` with the
         reason, with a warning logged, before the read is acknowledged: nothing is dropped
-        silently.
+        silently. Polls of one docset through this client (or its ``locks``) never overlap.
 
         Args:
             docset_id: the docset.
@@ -167,58 +146,33 @@ class PackagingClient:
             TransportError: the broker failed; nothing read was acknowledged, so nothing is lost.
         """
         queue = reply_queue(docset_id)
-        with self._transport.read(queue) as batch:
-            context = DecodeContext(docset_id=docset_id, received_at=self._clock())
-            messages: list[Message] = []
-            rejects: list[tuple[Envelope, str]] = []
-            for envelope in batch.envelopes:
-                try:
-                    message = decode(envelope, context=context)
-                except DecodeError as exc:
-                    rejects.append((envelope, f"undecodable reply: {exc}"))
-                    continue
-                if message.docset_id != docset_id:
-                    rejects.append((envelope, f"reply for docset {message.docset_id!r} found in queue {queue.name}"))
-                    continue
-                messages.append(message)
-            messages = _attribute_legacy_replies(messages)
-            status = fold(messages, docset_id)
-            kept = compact(messages, docset_id)
-            if self._holds_only(batch.envelopes, messages, kept, rejects):
-                # Re-sending would write back exactly what is there: leave the queue as it is.
-                batch.release()
-            else:
-                for message in kept:
-                    self._transport.send(queue, encode(message, self._content_type), persistent=True, confirm=True)
-                for envelope, reason in rejects:
-                    logger.warning("dead-lettering a reply of docset %s: %s", docset_id, reason)
-                    dead_letter(self._transport, envelope, source=queue, reason=reason)
+        with self._locks.hold(docset_id), self._transport.read(queue) as batch:
+            plan = plan_poll(
+                batch.envelopes,
+                docset_id=docset_id,
+                content_type=self._content_type,
+                queue_expiry=self._transport.capabilities.queue_expiry,
+                now=self._clock(),
+            )
+            for envelope in plan.resend:
+                self._transport.send(queue, envelope, persistent=True, confirm=True)
+            for rejected in plan.dead_letters:
+                logger.warning("dead-lettering a reply of docset %s: %s", docset_id, rejected.reason)
+                dead_letter(self._transport, rejected.envelope, source=queue, reason=rejected.reason)
+            if plan.action is BatchAction.ACK:
                 batch.ack()
+            else:
+                batch.release()
         logger.debug(
-            "polled docset %s: %d read, %d kept, %d dead-lettered, state %s",
+            "polled docset %s: %d read, %d re-sent, %d dead-lettered, state %s (%s)",
             docset_id,
             len(batch.envelopes),
-            len(kept),
-            len(rejects),
-            status.state.value,
+            len(plan.resend),
+            len(plan.dead_letters),
+            plan.status.state.value,
+            plan.action.value,
         )
-        return status
-
-    def _holds_only(
-        self,
-        envelopes: Sequence[Envelope],
-        messages: Sequence[Message],
-        kept: Sequence[Message],
-        rejects: Sequence[tuple[Envelope, str]],
-    ) -> bool:
-        """Whether the queue already holds exactly the compacted status, as this client would write it.
-
-        Only where the broker expires the queue as a whole (``capabilities.queue_expiry``): elsewhere a
-        reply's own expiry is renewed by the re-send, which must then happen on every poll.
-        """
-        if rejects or len(kept) != len(messages) or not self._transport.capabilities.queue_expiry:
-            return False
-        return all(encode(m, self._content_type) == e for m, e in zip(messages, envelopes, strict=True))
+        return plan.status
 
     def request_delete(self, docset_id: str, *, archive_url: str | None = None) -> DeleteRequest:
         """Ask the packager to delete a docset's delivered package.
@@ -240,7 +194,7 @@ class PackagingClient:
         reply_queue(docset_id)
         request = DeleteRequest(
             docset_id=docset_id,
-            request_id=self._new_request_id(),
+            request_id=new_request_id(),
             sequence=0,
             timestamp=self._clock(),
             archive_url=archive_url,
@@ -248,21 +202,3 @@ class PackagingClient:
         self._transport.send(DELETE_REQUESTS, encode(request, self._content_type), persistent=True, confirm=True)
         logger.info("requested delete of docset %s (request %s)", docset_id, request.request_id)
         return request
-
-
-def _attribute_legacy_replies(messages: list[Message]) -> list[Message]:
-    """Give replies without a request id (seed text lines) the newest request id in ``messages``.
-
-    A seed packager answers ``Accepted. 45 seconds`` with no request id; the fold would rank that
-    below the server's own request copy and the status would stay REQUESTED forever. The seed's
-    protocol has one job per reply queue, so such a reply answers the newest request present.
-    """
-    newest = max((m.request_id for m in messages if m.request_id != LEGACY_REQUEST_ID), default=None)
-    if newest is None:
-        return messages
-    return [
-        m.model_copy(update={"request_id": newest})
-        if m.request_id == LEGACY_REQUEST_ID and not isinstance(m, PackageRequest)
-        else m
-        for m in messages
-    ]

@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from pydantic import ValidationError
 
+from tdm_messaging import headers
 from tdm_messaging.errors import DecodeError, EncodeError
 from tdm_messaging.models import (
     MESSAGE_TYPES,
@@ -51,15 +52,15 @@ __all__ = [
     "encode_text",
 ]
 
-HEADER_TYPE: Final = "tdm-type"
-HEADER_PROTOCOL_VERSION: Final = "tdm-protocol-version"
-HEADER_DOCSET_ID: Final = "tdm-docset-id"
-HEADER_REQUEST_ID: Final = "tdm-request-id"
-HEADER_SEQUENCE: Final = "tdm-sequence"
-HEADER_TIMESTAMP: Final = "tdm-timestamp"
-HEADER_REQUESTED_AT: Final = "tdm-requested-at"
+HEADER_TYPE: Final = headers.TYPE
+HEADER_PROTOCOL_VERSION: Final = headers.PROTOCOL_VERSION
+HEADER_DOCSET_ID: Final = headers.DOCSET_ID
+HEADER_REQUEST_ID: Final = headers.REQUEST_ID
+HEADER_SEQUENCE: Final = headers.SEQUENCE
+HEADER_TIMESTAMP: Final = headers.TIMESTAMP
+HEADER_REQUESTED_AT: Final = headers.REQUESTED_AT
 """Package requests only: ``requested_at``, ISO 8601."""
-HEADER_FORMATS: Final = "tdm-formats"
+HEADER_FORMATS: Final = headers.FORMATS
 """Package requests only: the formats, comma-separated (may be empty)."""
 
 _NUMBER = r"\d+(?:\.\d+)?(?:[eE][+-]?\d+)?"

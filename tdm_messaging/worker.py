@@ -1,31 +1,60 @@
-"""The packager's side of the protocol: a worker loop that runs package and delete jobs and reports on them."""
+"""The packager's side of the protocol: a worker loop that runs package and delete jobs and reports on them.
+
+Theory of operation
+-------------------
+The worker takes requests one at a time (prefetch 1; several workers on one queue share the
+work as competing consumers), runs the handler, reports, then acknowledges. What to do with
+each delivery is decided by :mod:`tdm_messaging.delivery_plan`; this module carries it out.
+
+For a package request the handler gets a :class:`~tdm_messaging.job.Job`; its return value
+becomes Complete, a :class:`~tdm_messaging.job.JobFailed` becomes Failed. Any other exception is
+retried: a copy of the request goes back to its queue with ``tdm-attempt`` raised by one, after
+a growing pause, and the original is acknowledged -- no NACK, so it works the same on every
+broker. After ``max_attempts`` the worker sends ``Failed(retryable=True)`` and dead-letters the
+request with the reason.
+
+Undecodable or oversize requests are dead-lettered at once, and so is a request whose reply
+the broker refuses (:class:`~tdm_messaging.errors.BrokerRefusedError`, e.g. a reply queue
+declared with other arguments): redelivering it would fail the same way forever. Such a request
+is dead-lettered once: if its acknowledgement is lost (RabbitMQ closes the connection on a
+refusal), the redelivered copy is recognised and acknowledged. Before each job the reply queue
+is declared, so such a refusal comes before any work, and a transport that can reach the queue
+as it is (RabbitMQ STOMP) still delivers the replies. Other transport errors leave the request
+unacknowledged for redelivery. The worker carries on.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TypedDict
 
 from pydantic import ValidationError
 
-from tdm_messaging.codec import DEFAULT_MAX_BODY_BYTES, JSON_CONTENT_TYPE, DecodeContext, decode, encode
+from tdm_messaging.clock import Clock, utc_now
+from tdm_messaging.codec import DEFAULT_MAX_BODY_BYTES, JSON_CONTENT_TYPE, encode
+from tdm_messaging.dead_letter import dead_letter
+from tdm_messaging.delivery_plan import (
+    AcknowledgeRefused,
+    DeadLetterIt,
+    GiveUp,
+    Refusals,
+    Retry,
+    plan_delivery,
+    plan_failure,
+)
 from tdm_messaging.destinations import DELETE_REQUESTS, PACKAGE_REQUESTS, Destination, reply_queue
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.errors import (
     BrokerRefusedError,
     ConfigurationError,
-    DecodeError,
     LocalProtocolError,
     TransportClosedError,
     TransportError,
 )
-from tdm_messaging.models import Accepted, Complete, Deleted, DeleteRequest, Failed, Message, PackageRequest, Progress
-from tdm_messaging.server import dead_letter, utc_now
+from tdm_messaging.headers import ATTEMPT, NEXT_SEQUENCE
+from tdm_messaging.job import Job, JobFailed, PackageResult, ReplyFields, Reporter
+from tdm_messaging.models import Accepted, Complete, Deleted, DeleteRequest, Failed, Message, PackageRequest
 from tdm_messaging.transport.base import Delivery, Transport
 
 __all__ = [
@@ -39,169 +68,50 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-ATTEMPT_HEADER = "tdm-attempt"
+ATTEMPT_HEADER = ATTEMPT
 """Header of a re-sent request: which attempt this delivery is (1 when absent)."""
-NEXT_SEQUENCE_HEADER = "tdm-next-sequence"
+NEXT_SEQUENCE_HEADER = NEXT_SEQUENCE
 """Header of a re-sent request: the sequence number its next reply takes, so attempts never reuse one."""
 
-_MAX_RETRY_DELAY_SECONDS = 30.0
 _MAX_RESUME_DELAY_SECONDS = 30.0
 _MAX_REASON_CHARS = 4096  # Failed.reason's limit
 _REMEMBERED_REFUSALS = 1024  # requests dead-lettered for a refusal, remembered to recognise their redelivery
 
 
-class _BaseFields(TypedDict):
-    docset_id: str
-    request_id: str
-    sequence: int
-    timestamp: datetime
+class _ReplyReporter(Reporter):
+    """Sends one job's replies with increasing sequence numbers; sends Accepted first if nobody did."""
 
-
-@dataclass(frozen=True)
-class PackageResult:
-    """What a package handler returns: where the archive is.
-
-    Attributes:
-        archive_url: where to download it.
-        size_bytes: its size.
-        sha256: hex digest, when known.
-        content_type: its media type.
-        url_expires_at: when ``archive_url`` stops working (presigned URLs), if it does.
-    """
-
-    archive_url: str
-    size_bytes: int
-    sha256: str | None = None
-    content_type: str = "application/zip"
-    url_expires_at: datetime | None = None
-
-
-class JobFailed(Exception):  # noqa: N818 - the name says what the handler declares, as in the contract
-    """Raise from a package handler to report ``Failed(reason, retryable)`` and end the job.
-
-    Unlike any other exception it is not retried: the handler has decided. ``retryable``
-    tells the miner whether asking again may help.
-
-    Args:
-        reason: one line for the miner, e.g. ``"docset 5 has no members"``.
-        retryable: whether a new request may succeed.
-    """
-
-    def __init__(self, reason: str, *, retryable: bool = False) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retryable = retryable
-
-
-class _Reporter:
-    """Sends a job's replies with increasing sequence numbers; sends Accepted first if nobody did."""
-
-    def __init__(self, worker: PackagerWorker, request: PackageRequest, next_sequence: int) -> None:
-        self._worker = worker
+    def __init__(
+        self, request: PackageRequest, next_sequence: int, *, clock: Clock, reply: Callable[[Message, bool], None]
+    ) -> None:
         self._request = request
         self._next_sequence = next_sequence
-        self._lock = threading.Lock()
-        self.accepted_sent = False
+        self._clock = clock
+        self._reply = reply
+        self._lock = threading.Lock()  # a handler may report from several threads
+        self._accepted_sent = False
 
     @property
     def next_sequence(self) -> int:
         return self._next_sequence
 
-    def send(self, build: Callable[[int], Message], *, confirm: bool = False) -> None:
+    def send(self, build: Callable[[ReplyFields], Message], *, confirm: bool = False) -> None:
         with self._lock:
-            message = build(self._next_sequence)
-            self._worker._reply(self._request, message, confirm=confirm)
+            message = build(_fields(self._request, self._next_sequence, self._clock))
+            self._reply(message, confirm)
             self._next_sequence += 1
             if isinstance(message, Accepted):
-                self.accepted_sent = True
+                self._accepted_sent = True
 
     def ensure_accepted(self) -> None:
-        if not self.accepted_sent:
-            self.send(lambda seq: Accepted(**self._worker._base(self._request, seq), estimate_seconds=None))
-
-
-@dataclass(frozen=True)
-class Job:
-    """The one argument a package handler gets: the request, which attempt this is, and two ways to report.
-
-    Built by :class:`PackagerWorker`; a ``Job`` you build yourself (e.g. to unit-test a
-    handler) reports nowhere.
-
-    Attributes:
-        request: the package request.
-        attempt: 1 on first delivery, 2 on the first retry, ...
-    """
-
-    request: PackageRequest
-    attempt: int = 1
-    _reporter: _Reporter | None = field(default=None, repr=False, compare=False)
-
-    def accepted(self, estimate_seconds: float | None) -> None:
-        """Tell the server the job was taken, with an estimate of its duration (``None``: no estimate).
-
-        Raises:
-            LocalProtocolError: ``estimate_seconds`` is negative.
-            TransportError: the reply could not be sent.
-        """
-        if estimate_seconds is not None and not estimate_seconds >= 0:
-            raise LocalProtocolError(f"estimate_seconds must be >= 0 or None, got {estimate_seconds!r}")
-        reporter = self._reporter
-        if reporter is None:
-            return
-        request = self.request
-        reporter.send(lambda seq: Accepted(**reporter._worker._base(request, seq), estimate_seconds=estimate_seconds))
-
-    def progress(self, items_done: int, items_total: int, *, eta_seconds: float | None = None) -> None:
-        """Tell the server how far the job is: ``items_done`` of ``items_total`` documents.
-
-        Sends Accepted (without an estimate) first if :meth:`accepted` was never called.
-
-        Raises:
-            LocalProtocolError: counts negative or ``items_done > items_total``, or ``eta_seconds < 0``.
-            TransportError: the reply could not be sent.
-        """
-        if not 0 <= items_done <= items_total:
-            raise LocalProtocolError(
-                f"progress must satisfy 0 <= items_done <= items_total, got {items_done} of {items_total}"
-            )
-        if eta_seconds is not None and not eta_seconds >= 0:
-            raise LocalProtocolError(f"eta_seconds must be >= 0 or None, got {eta_seconds!r}")
-        reporter = self._reporter
-        if reporter is None:
-            return
-        reporter.ensure_accepted()
-        percent = 100.0 * items_done / items_total if items_total else 100.0
-        request = self.request
-        reporter.send(
-            lambda seq: Progress(
-                **reporter._worker._base(request, seq),
-                items_done=items_done,
-                items_total=items_total,
-                percent=percent,
-                eta_seconds=eta_seconds,
-            )
-        )
+        if not self._accepted_sent:
+            self.send(lambda fields: Accepted(**fields, estimate_seconds=None))
 
 
 class PackagerWorker:
     """The packager's loop: take requests one at a time, run the handler, report, then acknowledge.
 
-    For a package request the handler gets a :class:`Job`; its return value becomes Complete,
-    a :class:`JobFailed` becomes Failed. Any other exception is retried: a copy of the request
-    goes back to ``docsets/package`` with ``tdm-attempt`` raised by one (after a pause of
-    ``retry_backoff_seconds * 2 ** (attempt - 1)``, at most 30 s), and the original is
-    acknowledged — no NACK, so it works the same on every broker. After ``max_attempts`` the
-    worker sends ``Failed(retryable=True)`` and dead-letters the request with the reason.
-    Undecodable or oversize requests are dead-lettered at once, and so is a request whose reply
-    the broker refuses (:class:`~tdm_messaging.errors.BrokerRefusedError`, e.g. a reply queue
-    declared with other arguments): redelivering it would fail the same way forever. Such a
-    request is dead-lettered once: if its acknowledgement is lost (RabbitMQ closes the
-    connection on a refusal), the redelivered copy is recognised and acknowledged. Before each
-    job the reply queue is declared, so such a refusal comes before any work, and a transport
-    that can reach the queue as it is (RabbitMQ STOMP) still delivers the replies. Other
-    transport errors leave the request unacknowledged for redelivery. The worker carries on.
-
-    Several workers on one queue share the work (competing consumers, prefetch 1).
+    See the module's header for what happens to each delivery (retries, dead letters, refusals).
 
     Args:
         transport: an open transport; the worker sends its replies on it too.
@@ -227,7 +137,7 @@ class PackagerWorker:
         content_type: str = JSON_CONTENT_TYPE,
         retry_backoff_seconds: float = 1.0,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Clock = utc_now,
     ) -> None:
         if max_attempts < 1:
             raise ConfigurationError(f"max_attempts must be at least 1, got {max_attempts}")
@@ -242,10 +152,7 @@ class PackagerWorker:
         self._max_body_bytes = max_body_bytes
         self._clock = clock
         self._stop = threading.Event()
-        # Requests this worker dead-lettered because the broker refused a reply. On RabbitMQ
-        # STOMP the refusal also closes the connection, so their ACK is lost and they come
-        # again: recognised here, they are acknowledged at once instead of failing forever.
-        self._refused: OrderedDict[tuple[str, ...], None] = OrderedDict()
+        self._refused = Refusals(_REMEMBERED_REFUSALS)
 
     def run(self, stop: threading.Event) -> None:
         """Consume ``docsets/package`` (and ``docsets/delete`` if there is a delete handler) until ``stop`` is set.
@@ -279,42 +186,32 @@ class PackagerWorker:
     def _handle(self, delivery: Delivery) -> None:
         envelope = delivery.envelope
         source = delivery.destination
-        try:
-            message = decode(
-                envelope,
-                context=DecodeContext(received_at=self._clock()),
-                max_body_bytes=self._max_body_bytes,
-            )
-        except DecodeError as exc:
-            self._dead_letter(envelope, source, f"undecodable request: {exc}")
+        plan = plan_delivery(
+            envelope, source=source, now=self._clock(), max_body_bytes=self._max_body_bytes, refused=self._refused
+        )
+        if isinstance(plan, DeadLetterIt):
+            self._dead_letter(envelope, source, plan.reason)
             return
-        expected = PackageRequest if source == PACKAGE_REQUESTS else DeleteRequest
-        if not isinstance(message, expected):
-            self._dead_letter(envelope, source, f"expected a {expected.__name__} on {source.name}, got {message.type}")
-            return
-        attempt = _int_header(envelope, ATTEMPT_HEADER, default=1)
-        key = _refusal_key(source, message, attempt, envelope)
-        if key in self._refused:
+        if isinstance(plan, AcknowledgeRefused):
             logger.info(
                 "request for docset %s (request %s) was dead-lettered already for a refused reply; "
                 "acknowledging its redelivered copy",
-                message.docset_id,
-                message.request_id,
+                plan.request.docset_id,
+                plan.request.request_id,
             )
             return
+        request = plan.request
         try:
-            self._prepare_reply_queue(message)
-            if isinstance(message, PackageRequest):
-                self._run_package(message, envelope, source, attempt)
+            self._prepare_reply_queue(request)
+            if isinstance(request, PackageRequest):
+                self._run_package(request, envelope, source, plan.attempt, plan.next_sequence)
             else:
-                self._run_delete(message, envelope, source, attempt)
+                self._run_delete(request, envelope, source, plan.attempt)
         except BrokerRefusedError as exc:
             # A refusal (e.g. the reply queue exists with other arguments) comes back on every
             # redelivery: park the request once rather than block the queue with it forever.
-            self._dead_letter(envelope, source, f"the broker refused a send for docset {message.docset_id}: {exc}")
-            self._refused[key] = None
-            while len(self._refused) > _REMEMBERED_REFUSALS:
-                self._refused.popitem(last=False)
+            self._dead_letter(envelope, source, f"the broker refused a send for docset {request.docset_id}: {exc}")
+            self._refused.remember(plan.refusal_key)
 
     def _prepare_reply_queue(self, request: PackageRequest | DeleteRequest) -> None:
         """Declare the docset's reply queue before the job, so a refusal comes before any work is done.
@@ -330,9 +227,15 @@ class PackagerWorker:
                 "reply queue of docset %s could not be declared (%s); replying anyway", request.docset_id, exc
             )
 
-    def _run_package(self, request: PackageRequest, envelope: Envelope, source: Destination, attempt: int) -> None:
-        reporter = _Reporter(self, request, _int_header(envelope, NEXT_SEQUENCE_HEADER, default=1))
-        job = Job(request, attempt, reporter)
+    def _run_package(
+        self, request: PackageRequest, envelope: Envelope, source: Destination, attempt: int, next_sequence: int
+    ) -> None:
+        reporter = _ReplyReporter(
+            request,
+            next_sequence,
+            clock=self._clock,
+            reply=lambda message, confirm: self._reply(request, message, confirm=confirm),
+        )
         logger.info(
             "package job for docset %s (request %s, attempt %d/%d)",
             request.docset_id,
@@ -341,25 +244,23 @@ class PackagerWorker:
             self._max_attempts,
         )
         try:
-            result = self._on_package(job)
+            result = self._on_package(Job(request, attempt, reporter))
             complete = self._complete(request, result)
         except JobFailed as failure:
             reason = failure.reason[:_MAX_REASON_CHARS] or "the package handler failed without a reason"
             retryable = failure.retryable
-            reporter.send(
-                lambda seq: Failed(**self._base(request, seq), reason=reason, retryable=retryable),
-                confirm=True,
-            )
+            reporter.send(lambda fields: Failed(**fields, reason=reason, retryable=retryable), confirm=True)
             logger.info("package job for docset %s failed: %s", request.docset_id, reason)
             return
         except Exception as exc:
-            self._retry_or_give_up(
-                request=request, envelope=envelope, source=source, attempt=attempt, exc=exc, reporter=reporter
-            )
+            self._retry_or_give_up(request, envelope, source, attempt, exc, reporter)
             return
         reporter.ensure_accepted()
         reporter.send(
-            lambda seq: complete.model_copy(update={"sequence": seq, "timestamp": self._clock()}), confirm=True
+            lambda fields: complete.model_copy(
+                update={"sequence": fields["sequence"], "timestamp": fields["timestamp"]}
+            ),
+            confirm=True,
         )
         logger.info("package job for docset %s complete: %s", request.docset_id, result.archive_url)
 
@@ -368,7 +269,7 @@ class PackagerWorker:
             raise LocalProtocolError(f"the package handler must return a PackageResult, got {type(result).__name__}")
         try:
             return Complete(
-                **self._base(request, 0),
+                **_fields(request, 0, self._clock),
                 archive_url=result.archive_url,
                 size_bytes=result.size_bytes,
                 sha256=result.sha256,
@@ -384,62 +285,52 @@ class PackagerWorker:
         try:
             self._on_delete(request)
         except Exception as exc:
-            self._retry_or_give_up(
-                request=request, envelope=envelope, source=source, attempt=attempt, exc=exc, reporter=None
-            )
+            self._retry_or_give_up(request, envelope, source, attempt, exc, None)
             return
-        deleted = Deleted(**self._base(request, 1), archive_url=request.archive_url)
+        deleted = Deleted(**_fields(request, 1, self._clock), archive_url=request.archive_url)
         self._reply(request, deleted, confirm=True)
         logger.info("delete job for docset %s done", request.docset_id)
 
-    def _retry_or_give_up(
+    def _retry_or_give_up(  # noqa: PLR0917 - a private step of _run_*, called with the job's own values
         self,
-        *,
         request: PackageRequest | DeleteRequest,
         envelope: Envelope,
         source: Destination,
         attempt: int,
         exc: Exception,
-        reporter: _Reporter | None,
+        reporter: _ReplyReporter | None,
     ) -> None:
         what = f"{type(exc).__name__}: {exc}"
-        if attempt < self._max_attempts:
-            delay = min(_MAX_RETRY_DELAY_SECONDS, self._backoff * 2 ** (attempt - 1))
+        plan = plan_failure(
+            envelope,
+            attempt=attempt,
+            max_attempts=self._max_attempts,
+            backoff_seconds=self._backoff,
+            next_sequence=None if reporter is None else reporter.next_sequence,
+            error=what,
+        )
+        if isinstance(plan, Retry):
             logger.warning(
                 "job for docset %s failed on attempt %d/%d (%s); retrying in %.1f s",
                 request.docset_id,
                 attempt,
                 self._max_attempts,
                 what,
-                delay,
+                plan.delay_seconds,
                 exc_info=exc,
             )
-            if delay:
-                self._stop.wait(delay)  # a stop cuts the pause short; the retry is still re-sent
-            headers = dict(envelope.headers)
-            headers[ATTEMPT_HEADER] = str(attempt + 1)
-            if reporter is not None:
-                headers[NEXT_SEQUENCE_HEADER] = str(reporter.next_sequence)
-            self._transport.send(source, Envelope(envelope.body, envelope.content_type, headers), confirm=True)
+            if plan.delay_seconds:
+                self._stop.wait(plan.delay_seconds)  # a stop cuts the pause short; the retry is still re-sent
+            self._transport.send(source, plan.envelope, confirm=True)
             return
-        reason = f"gave up after {attempt} attempts; last error: {what}"
-        logger.error("job for docset %s: %s", request.docset_id, reason, exc_info=exc)
+        assert isinstance(plan, GiveUp)
+        logger.error("job for docset %s: %s", request.docset_id, plan.reason, exc_info=exc)
         if reporter is not None:
-            reporter.send(
-                lambda seq: Failed(**self._base(request, seq), reason=reason[:_MAX_REASON_CHARS], retryable=True),
-                confirm=True,
-            )
-        self._dead_letter(envelope, source, reason)
+            reason = plan.reason[:_MAX_REASON_CHARS]
+            reporter.send(lambda fields: Failed(**fields, reason=reason, retryable=True), confirm=True)
+        self._dead_letter(envelope, source, plan.reason)
 
     # -- sending -----------------------------------------------------------------------------
-
-    def _base(self, request: PackageRequest | DeleteRequest, sequence: int) -> _BaseFields:
-        return {
-            "docset_id": request.docset_id,
-            "request_id": request.request_id,
-            "sequence": sequence,
-            "timestamp": self._clock(),
-        }
 
     def _reply(self, request: PackageRequest | DeleteRequest, message: Message, *, confirm: bool) -> None:
         self._transport.send(
@@ -451,20 +342,10 @@ class PackagerWorker:
         dead_letter(self._transport, envelope, source=source, reason=reason)
 
 
-def _refusal_key(
-    source: Destination, message: PackageRequest | DeleteRequest, attempt: int, envelope: Envelope
-) -> tuple[str, ...]:
-    """What identifies one delivery's request, redelivered or not (seed requests share the empty request id)."""
-    digest = hashlib.sha256(envelope.body).hexdigest()
-    return (source.name, message.docset_id, message.request_id, str(attempt), digest)
-
-
-def _int_header(envelope: Envelope, name: str, *, default: int) -> int:
-    raw = envelope.header(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        return default
-    return value if value >= 1 else default
+def _fields(request: PackageRequest | DeleteRequest, sequence: int, clock: Clock) -> ReplyFields:
+    return {
+        "docset_id": request.docset_id,
+        "request_id": request.request_id,
+        "sequence": sequence,
+        "timestamp": clock(),
+    }

@@ -10,10 +10,11 @@ from tdm_messaging import errors
 PINNED = {
     "Accepted", "BodyTooLargeError", "BrokerRefusedError", "BrokerUnavailableError", "Capabilities", "Complete",
     "ConfigurationError", "DEAD_LETTER", "DEFAULT_MAX_BODY_BYTES", "DELETE_REQUESTS", "DecodeContext", "DecodeError",
-    "DeleteRequest", "Deleted", "Delivery", "Destination", "DestinationKind", "Dialect", "DocsetStatus",
+    "DeleteRequest", "Deleted", "Delivery", "Destination", "DestinationKind", "Dialect", "DocsetLocks", "DocsetStatus",
     "EncodeError", "Envelope", "Failed", "HttpView", "InvalidDestinationError", "JSON_CONTENT_TYPE", "Job",
     "JobFailed", "LocalProtocolError", "Message", "MessagingError", "PACKAGE_REQUESTS", "PROTOCOL_VERSION",
     "PackageRequest", "PackageResult", "PackagerWorker", "PackagingClient", "Progress", "RemoteProtocolError",
+    "Requested",
     "SendNotConfirmedError", "State", "TEXT_CONTENT_TYPE", "Transport", "TransportClosedError", "TransportError",
     "UnknownMessageTypeError", "UnsupportedVersionError", "__version__", "compact", "decode", "encode", "fold",
     "guess_content_type", "http_view", "new_request_id", "open_transport", "register_scheme", "reply_queue",

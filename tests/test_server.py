@@ -17,8 +17,10 @@ from tdm_messaging.codec import JSON_CONTENT_TYPE, TEXT_CONTENT_TYPE, decode, en
 from tdm_messaging.destinations import DEAD_LETTER, DELETE_REQUESTS, PACKAGE_REQUESTS, Destination, reply_queue
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.errors import BrokerUnavailableError, InvalidDestinationError, SendNotConfirmedError
+from tdm_messaging.headers import DEAD_LETTER_QUEUE as DEAD_LETTER_QUEUE_HEADER
+from tdm_messaging.headers import DEAD_LETTER_REASON as DEAD_LETTER_REASON_HEADER
 from tdm_messaging.models import Accepted, Complete, DeleteRequest, Failed, Message, PackageRequest, Progress
-from tdm_messaging.server import DEAD_LETTER_QUEUE_HEADER, DEAD_LETTER_REASON_HEADER, PackagingClient
+from tdm_messaging.server import PackagingClient
 from tdm_messaging.status import State, fold
 from tdm_messaging.testing import InMemoryBroker, InMemoryTransport
 
@@ -66,7 +68,9 @@ def replies_for(request: PackageRequest) -> list[Message]:
 def test_request_package_sends_request_and_a_copy() -> None:
     broker, _t, client, _clock = setup()
     docset = new_docset()
-    request = client.request_package(docset, f"http://server/api/docsets/{docset}?fmt=meta,txt", formats=["meta"])
+    request = client.request_package(
+        docset, f"http://server/api/docsets/{docset}?fmt=meta,txt", formats=["meta"]
+    ).request
     assert request.reply_to == f"package/{docset}"
     assert request.formats == ("meta",)
     assert request.timestamp == request.requested_at == T0
@@ -80,13 +84,13 @@ def test_request_package_sends_request_and_a_copy() -> None:
 
 def test_newer_request_gets_a_larger_id() -> None:
     _b, _t, client, _c = setup()
-    first = client.request_package("5", "http://s/api/docsets/5")
+    first = client.request_package("5", "http://s/api/docsets/5").request
     ids = [first.request_id]
     for _ in range(50):  # many within one millisecond: still strictly increasing
-        ids.append(client.request_package("5", "http://s/api/docsets/5").request_id)
+        ids.append(client.request_package("5", "http://s/api/docsets/5").request.request_id)
         ids.append(client.request_delete("5").request_id)
     assert ids == sorted(set(ids))
-    second = client.request_package("5", "http://s/api/docsets/5")
+    second = client.request_package("5", "http://s/api/docsets/5").request
     assert client.status("5").request_id == second.request_id
 
 
@@ -110,7 +114,7 @@ def test_invalid_docset_id_sends_nothing() -> None:
 def test_poll_twice_gives_the_same_status_and_compacts_the_queue() -> None:
     broker, transport, client, _c = setup()
     docset = new_docset()
-    request = client.request_package(docset, "http://s/api/docsets/x")
+    request = client.request_package(docset, "http://s/api/docsets/x").request
     for reply in replies_for(request)[:3]:
         transport.send(reply_queue(docset), encode(reply))
     first = client.status(docset)
@@ -127,7 +131,7 @@ def test_poll_twice_gives_the_same_status_and_compacts_the_queue() -> None:
 def test_complete_status_and_delete_request() -> None:
     broker, transport, client, _c = setup()
     docset = new_docset()
-    request = client.request_package(docset, "http://s/api/docsets/x")
+    request = client.request_package(docset, "http://s/api/docsets/x").request
     for reply in replies_for(request):
         transport.send(reply_queue(docset), encode(reply))
     status = client.status(docset)
@@ -159,7 +163,7 @@ def test_seed_text_replies_are_read_and_kept_as_json() -> None:
 def test_text_client_round_trips() -> None:
     broker, transport, client, _c = setup(TEXT_CONTENT_TYPE)
     docset = new_docset()
-    request = client.request_package(docset, "http://s/api/docsets/x")
+    request = client.request_package(docset, "http://s/api/docsets/x").request
     assert broker.messages(PACKAGE_REQUESTS)[0].content_type == TEXT_CONTENT_TYPE
     transport.send(reply_queue(docset), encode(replies_for(request)[0], TEXT_CONTENT_TYPE))
     first = client.status(docset)
@@ -170,7 +174,7 @@ def test_text_client_round_trips() -> None:
 def test_undecodable_reply_is_dead_lettered_not_dropped(caplog: pytest.LogCaptureFixture) -> None:
     broker, transport, client, _c = setup()
     docset = new_docset()
-    request = client.request_package(docset, "http://s/api/docsets/x")
+    request = client.request_package(docset, "http://s/api/docsets/x").request
     garbage = Envelope(b"Sorry, what?", "text/plain", {"x-custom": "1"})
     transport.send(reply_queue(docset), garbage)
     transport.send(reply_queue(docset), Envelope(b'{"type": "accepted"', JSON_CONTENT_TYPE, {}))
@@ -203,7 +207,7 @@ def test_reply_of_another_docset_is_dead_lettered() -> None:
 def test_crash_between_resend_and_ack_duplicates_but_never_loses() -> None:
     broker, transport, client, _c = setup()
     docset = new_docset()
-    request = client.request_package(docset, "http://s/api/docsets/x")
+    request = client.request_package(docset, "http://s/api/docsets/x").request
     for reply in replies_for(request)[:3]:
         transport.send(reply_queue(docset), encode(reply))
     broker.fail_next_ack()
@@ -262,7 +266,7 @@ def test_two_pollers_at_once_never_lose_the_newest_status() -> None:
     packager = InMemoryTransport(broker)
     fast = PackagingClient(InMemoryTransport(broker))
     docset = new_docset()
-    request = fast.request_package(docset, "http://s/api/docsets/x")
+    request = fast.request_package(docset, "http://s/api/docsets/x").request
     accepted, progress, _p2, complete = replies_for(request)
     packager.send(reply_queue(docset), encode(accepted))
     slow_transport = PausingTransport(broker)
@@ -286,7 +290,7 @@ def test_concurrent_polls_with_a_live_packager() -> None:
     broker = InMemoryBroker()
     docset = new_docset()
     clients = [PackagingClient(InMemoryTransport(broker)) for _ in range(3)]
-    request = clients[0].request_package(docset, "http://s/api/docsets/x")
+    request = clients[0].request_package(docset, "http://s/api/docsets/x").request
     packager = InMemoryTransport(broker)
     replies = replies_for(request)
     stop = threading.Event()
@@ -355,7 +359,7 @@ def test_a_seed_reply_without_request_id_answers_the_newest_request() -> None:
     broker = InMemoryBroker()
     client = PackagingClient(InMemoryTransport(broker), content_type="text/plain")
     client.request_package("d1", "http://s/api/docsets/d1?fmt=meta,txt")
-    newest = client.request_package("d1", "http://s/api/docsets/d1?fmt=meta,txt")
+    newest = client.request_package("d1", "http://s/api/docsets/d1?fmt=meta,txt").request
     seed = InMemoryTransport(broker)
     seed.send(reply_queue("d1"), Envelope(b"Accepted. 45 seconds\r\n", "text/plain"))
     status = client.status("d1")

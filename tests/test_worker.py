@@ -15,8 +15,10 @@ from tdm_messaging.codec import JSON_CONTENT_TYPE, TEXT_CONTENT_TYPE, decode, en
 from tdm_messaging.destinations import DEAD_LETTER, DELETE_REQUESTS, PACKAGE_REQUESTS, reply_queue
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.errors import BrokerRefusedError, ConfigurationError, LocalProtocolError, TransportClosedError
+from tdm_messaging.headers import DEAD_LETTER_QUEUE as DEAD_LETTER_QUEUE_HEADER
+from tdm_messaging.headers import DEAD_LETTER_REASON as DEAD_LETTER_REASON_HEADER
 from tdm_messaging.models import Accepted, Complete, DeleteRequest, Failed, Message, Progress
-from tdm_messaging.server import DEAD_LETTER_QUEUE_HEADER, DEAD_LETTER_REASON_HEADER, PackagingClient
+from tdm_messaging.server import PackagingClient
 from tdm_messaging.status import State
 from tdm_messaging.testing import InMemoryBroker, InMemoryTransport
 from tdm_messaging.transport.base import Delivery
@@ -92,7 +94,7 @@ def test_full_lifecycle_with_progress() -> None:
         return RESULT
 
     with running(make_worker(broker, handler)):
-        request = client.request_package(docset, f"http://server/api/docsets/{docset}")
+        request = client.request_package(docset, f"http://server/api/docsets/{docset}").request
         wait_until(final_reply(broker, docset), "the Complete reply")
     assert jobs[0].request == request and jobs[0].attempt == 1
     got = replies(broker, docset)
@@ -172,7 +174,7 @@ def test_crashing_handler_is_retried_then_dead_lettered() -> None:
         raise OSError("upload refused")
 
     with running(make_worker(broker, handler, max_attempts=3)):
-        request = client.request_package(docset, "http://s/api/docsets/x")
+        request = client.request_package(docset, "http://s/api/docsets/x").request
         wait_until(lambda: len(broker.messages(DEAD_LETTER)) == 1, "the dead-lettered request")
         wait_until(idle(broker), "the queue to drain")
     assert attempts == [1, 2, 3]
@@ -421,7 +423,9 @@ def test_worker_resumes_after_a_broker_outage() -> None:
 
 
 def test_a_job_built_by_hand_reports_nowhere_and_checks_arguments() -> None:
-    request = PackagingClient(InMemoryTransport(InMemoryBroker())).request_package("5", "http://s/api/docsets/5")
+    request = (
+        PackagingClient(InMemoryTransport(InMemoryBroker())).request_package("5", "http://s/api/docsets/5").request
+    )
     job = Job(request, 1)
     job.accepted(3)
     job.progress(1, 2)

@@ -53,7 +53,7 @@ def test_the_same_request_twice_gives_one_package_and_one_status(
     drain(transport)
     client = PackagingClient(transport)
     docset = f"dup-{uuid.uuid4().hex[:12]}"
-    sent = client.request_package(docset, f"http://api.test/api/docsets/{docset}")
+    sent = client.request_package(docset, f"http://api.test/api/docsets/{docset}").request
     transport.send(PACKAGE_REQUESTS, encode(sent), confirm=True)  # the very same request, again
     archives = Archives()
     with run_worker(PackagerWorker(open_backend(), on_package=archives.handler, retry_backoff_seconds=0)):
@@ -109,7 +109,7 @@ def test_connection_cut_after_the_work_before_the_ack(broker: str, request: pyte
         drain(transport)
         client = PackagingClient(transport)
         docset = f"cut-{uuid.uuid4().hex[:12]}"
-        sent = client.request_package(docset, f"http://api.test/api/docsets/{docset}")
+        sent = client.request_package(docset, f"http://api.test/api/docsets/{docset}").request
         archives = Archives()
         with run_worker(PackagerWorker(worker_transport, on_package=archives.handler, retry_backoff_seconds=0)):
             wait_until(lambda: archives.runs.get(docset, 0) >= 2, timeout=90, what="the redelivery after the cut")

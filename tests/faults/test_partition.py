@@ -177,7 +177,7 @@ def test_a_partitioned_packager_loses_its_job_to_another_and_nothing_is_lost(
         a_opened = time.monotonic()
         with run_worker(PackagerWorker(a_side, on_package=packagers.handler("A"), retry_backoff_seconds=0)) as a:
             noticed.thread = a.ident
-            sent = client.request_package(held, f"http://api.test/api/docsets/{held}")
+            sent = client.request_package(held, f"http://api.test/api/docsets/{held}").request
             wait_until(lambda: bool(packagers.ran("A", held)), timeout=30, what="packager A to take the request")
             with run_worker(PackagerWorker(b_side, on_package=packagers.handler("B"), retry_backoff_seconds=0)):
                 # stomp.py gives a connection one extra receive interval of grace after CONNECTED

@@ -8,11 +8,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from tdm_messaging.clock import utc_now
 from tdm_messaging.codec import encode
 from tdm_messaging.destinations import DEAD_LETTER, PACKAGE_REQUESTS
 from tdm_messaging.envelope import Envelope
+from tdm_messaging.headers import DEAD_LETTER_REASON as DEAD_LETTER_REASON_HEADER
 from tdm_messaging.models import Complete, PackageRequest
-from tdm_messaging.server import DEAD_LETTER_REASON_HEADER, PackagingClient, utc_now
+from tdm_messaging.server import PackagingClient
 from tdm_messaging.status import State
 from tdm_messaging.worker import Job, PackageResult, PackagerWorker
 from tests.faults.backends import BACKENDS, Opener, opener

@@ -440,7 +440,7 @@ def test_package_lifecycle_through_the_helpers(backend: Backend, content_type: s
     assert client.status(docset).state is State.UNKNOWN
 
     with running_worker(backend.open(), packager, content_type=content_type):
-        request = client.request_package(docset, docset_url(docset))
+        request = client.request_package(docset, docset_url(docset)).request
         assert request.docset_id == docset
         assert client.status(docset).state in {State.REQUESTED, State.ACCEPTED, State.IN_PROGRESS}
 
@@ -473,7 +473,7 @@ def test_a_requested_docset_is_requested_not_unknown(backend: Backend) -> None:
     docset = unique_docset()
     backend.track(reply_queue(docset))
     client = PackagingClient(backend.open())
-    request = client.request_package(docset, docset_url(docset))
+    request = client.request_package(docset, docset_url(docset)).request
     for _ in range(3):
         status = PackagingClient(backend.open()).status(docset)
         assert status.state is State.REQUESTED

@@ -44,7 +44,7 @@ def test_full_lifecycle_across_protocols(
         client = PackagingClient(server.open(), content_type=content_type)
         packager = ScriptedPackager(docset)
         with running_worker(packager_broker.open(), packager, content_type=content_type):
-            request = client.request_package(docset, docset_url(docset))
+            request = client.request_package(docset, docset_url(docset)).request
             working = poll_until(client, docset, State.IN_PROGRESS)
             assert working.request_id == request.request_id
             assert working.estimate_seconds == 45

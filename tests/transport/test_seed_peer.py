@@ -73,7 +73,7 @@ def test_a_seed_packager_answers_our_server(stomp_backend: Backend, request: pyt
     docset = unique_docset()
     backend.track(reply_queue(docset))
     client = PackagingClient(backend.open(**params), content_type=TEXT)
-    sent = client.request_package(docset, docset_url(docset))
+    sent = client.request_package(docset, docset_url(docset)).request
 
     with SeedPeer(backend.url_with()) as peer:
         frame = _take_request_for(peer, docset_url(docset))

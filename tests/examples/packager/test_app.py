@@ -163,7 +163,7 @@ def test_a_repeated_request_reuses_the_package(running: Running) -> None:
     running.client.request_package("22", url)
     first = running.wait("22", {State.COMPLETE, State.FAILED})
     texts = running.stub.text_requests()
-    second_request = running.client.request_package("22", url)
+    second_request = running.client.request_package("22", url).request
     second = running.wait("22", {State.COMPLETE, State.FAILED})
     assert second.request_id == second_request.request_id
     assert first.result is not None and second.result is not None

@@ -1,0 +1,134 @@
+"""What a package handler sees: the Job it gets, the PackageResult it returns, the JobFailed it may raise."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TypedDict
+
+from tdm_messaging.errors import LocalProtocolError
+from tdm_messaging.models import Accepted, Message, PackageRequest, Progress
+
+__all__ = ["Job", "JobFailed", "PackageResult", "ReplyFields", "Reporter"]
+
+
+class ReplyFields(TypedDict):
+    """The fields every reply of a job shares, filled in by its :class:`Reporter`."""
+
+    docset_id: str
+    request_id: str
+    sequence: int
+    timestamp: datetime
+
+
+class Reporter(ABC):
+    """Where a :class:`Job` sends its replies: numbered, stamped, and Accepted first."""
+
+    @abstractmethod
+    def send(self, build: Callable[[ReplyFields], Message], *, confirm: bool = False) -> None:
+        """Build a reply from the job's next :class:`ReplyFields` and send it.
+
+        Raises:
+            TransportError: the reply could not be sent.
+        """
+
+    @abstractmethod
+    def ensure_accepted(self) -> None:
+        """Send ``Accepted`` (no estimate) unless one was sent already.
+
+        Raises:
+            TransportError: the reply could not be sent.
+        """
+
+
+@dataclass(frozen=True)
+class PackageResult:
+    """What a package handler returns: where the archive is.
+
+    Attributes:
+        archive_url: where to download it.
+        size_bytes: its size.
+        sha256: hex digest, when known.
+        content_type: its media type.
+        url_expires_at: when ``archive_url`` stops working (presigned URLs), if it does.
+    """
+
+    archive_url: str
+    size_bytes: int
+    sha256: str | None = None
+    content_type: str = "application/zip"
+    url_expires_at: datetime | None = None
+
+
+class JobFailed(Exception):  # noqa: N818 - the name says what the handler declares, as in the contract
+    """Raise from a package handler to report ``Failed(reason, retryable)`` and end the job.
+
+    Unlike any other exception it is not retried: the handler has decided. ``retryable``
+    tells the miner whether asking again may help.
+
+    Args:
+        reason: one line for the miner, e.g. ``"docset 5 has no members"``.
+        retryable: whether a new request may succeed.
+    """
+
+    def __init__(self, reason: str, *, retryable: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retryable = retryable
+
+
+@dataclass(frozen=True)
+class Job:
+    """The one argument a package handler gets: the request, which attempt this is, and two ways to report.
+
+    Built by :class:`~tdm_messaging.PackagerWorker`; a ``Job`` you build yourself (e.g. to
+    unit-test a handler) reports nowhere unless you give it a :class:`Reporter`.
+
+    Attributes:
+        request: the package request.
+        attempt: 1 on first delivery, 2 on the first retry, ...
+    """
+
+    request: PackageRequest
+    attempt: int = 1
+    _reporter: Reporter | None = field(default=None, repr=False, compare=False)
+
+    def accepted(self, estimate_seconds: float | None) -> None:
+        """Tell the server the job was taken, with an estimate of its duration (``None``: no estimate).
+
+        Raises:
+            LocalProtocolError: ``estimate_seconds`` is negative.
+            TransportError: the reply could not be sent.
+        """
+        if estimate_seconds is not None and not estimate_seconds >= 0:
+            raise LocalProtocolError(f"estimate_seconds must be >= 0 or None, got {estimate_seconds!r}")
+        if self._reporter is not None:
+            self._reporter.send(lambda fields: Accepted(**fields, estimate_seconds=estimate_seconds))
+
+    def progress(self, items_done: int, items_total: int, *, eta_seconds: float | None = None) -> None:
+        """Tell the server how far the job is: ``items_done`` of ``items_total`` documents.
+
+        Sends Accepted (without an estimate) first if :meth:`accepted` was never called.
+
+        Raises:
+            LocalProtocolError: counts negative or ``items_done > items_total``, or ``eta_seconds < 0``.
+            TransportError: the reply could not be sent.
+        """
+        if not 0 <= items_done <= items_total:
+            raise LocalProtocolError(
+                f"progress must satisfy 0 <= items_done <= items_total, got {items_done} of {items_total}"
+            )
+        if eta_seconds is not None and not eta_seconds >= 0:
+            raise LocalProtocolError(f"eta_seconds must be >= 0 or None, got {eta_seconds!r}")
+        reporter = self._reporter
+        if reporter is None:
+            return
+        reporter.ensure_accepted()
+        percent = 100.0 * items_done / items_total if items_total else 100.0
+        reporter.send(
+            lambda fields: Progress(
+                **fields, items_done=items_done, items_total=items_total, percent=percent, eta_seconds=eta_seconds
+            )
+        )

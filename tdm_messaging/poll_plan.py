@@ -1,0 +1,138 @@
+"""What one poll of a docset does with what it read: the status, the re-sends, the dead letters, ACK or RELEASE.
+
+Rules
+-----
+1. Every envelope read is decoded with the docset's id and "now" as context (text bodies that
+   carry neither take them from there). One that cannot be decoded, or that is about another
+   docset, becomes a dead letter with the reason; nothing read is dropped silently.
+2. A reply with no request id (a seed peer's text line) is taken as answering the newest
+   request the queue holds (the seed protocol has one job per reply queue), so the fold does
+   not rank it below the server's own request copy; it is re-sent with that id.
+3. The status is the fold of the decoded messages; the re-sends are their compaction, written
+   in the poller's content type, in the order read.
+4. On a broker that expires whole queues, a queue that already holds exactly what would be
+   re-sent (no dead letter, nothing compacted away, each envelope equal to its re-encoding) is
+   left as it is: RELEASE, nothing sent. Elsewhere a reply's own expiry is renewed by its
+   re-send, so every poll re-sends and acknowledges: ACK.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from tdm_messaging.codec import DecodeContext, decode, encode
+from tdm_messaging.destinations import reply_queue
+from tdm_messaging.envelope import Envelope
+from tdm_messaging.errors import DecodeError
+from tdm_messaging.models import LEGACY_REQUEST_ID, Message, PackageRequest
+from tdm_messaging.status import DocsetStatus, compact, fold
+
+__all__ = ["BatchAction", "DeadLetter", "PollPlan", "attribute_legacy_replies", "plan_poll"]
+
+
+class BatchAction(enum.Enum):
+    """What a poll does with the batch it read, once the plan's sends are confirmed."""
+
+    ACK = "ack"
+    """Acknowledge: the re-sends replace what was read."""
+    RELEASE = "release"
+    """Give it back untouched: the queue already holds the status as it would be written."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An envelope a poll (or a worker) cannot use, and why."""
+
+    envelope: Envelope
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PollPlan:
+    """A poll's decision, to be carried out in order: send ``resend``, then ``dead_letters``, then ``action``.
+
+    Attributes:
+        status: the docset's folded status.
+        resend: the envelopes to send back to the reply queue (persistent, confirmed).
+        dead_letters: the envelopes to park on ``docsets/dead-letter``, with their reasons.
+        action: ACK or RELEASE the batch read.
+    """
+
+    status: DocsetStatus
+    resend: tuple[Envelope, ...]
+    dead_letters: tuple[DeadLetter, ...]
+    action: BatchAction
+
+
+def plan_poll(
+    envelopes: Sequence[Envelope],
+    *,
+    docset_id: str,
+    content_type: str,
+    queue_expiry: bool,
+    now: datetime,
+) -> PollPlan:
+    """Decide what a poll of ``docset_id`` does with the envelopes it read (pure; see the module's rules).
+
+    Args:
+        envelopes: what the read of the docset's reply queue returned, in order.
+        docset_id: the docset polled.
+        content_type: the wire format the poller writes its re-sends in.
+        queue_expiry: whether the broker expires whole queues (``Capabilities.queue_expiry``).
+        now: "now", timezone-aware: dates text replies that carry no time.
+
+    Returns:
+        The plan.
+
+    Raises:
+        InvalidDestinationError: ``docset_id`` may not name a queue.
+        EncodeError: a message to keep cannot be written in ``content_type``.
+    """
+    queue = reply_queue(docset_id)
+    context = DecodeContext(docset_id=docset_id, received_at=now)
+    decoded: list[Message] = []
+    rejects: list[DeadLetter] = []
+    for envelope in envelopes:
+        try:
+            message = decode(envelope, context=context)
+        except DecodeError as exc:
+            rejects.append(DeadLetter(envelope, f"undecodable reply: {exc}"))
+            continue
+        if message.docset_id != docset_id:
+            rejects.append(DeadLetter(envelope, f"reply for docset {message.docset_id!r} found in queue {queue.name}"))
+            continue
+        decoded.append(message)
+    messages = attribute_legacy_replies(decoded)
+    status = fold(messages, docset_id)
+    kept = compact(messages, docset_id)
+    resend = tuple(encode(message, content_type) for message in kept)
+    if queue_expiry and not rejects and len(kept) == len(messages) and resend == tuple(envelopes):
+        return PollPlan(status, (), (), BatchAction.RELEASE)
+    return PollPlan(status, resend, tuple(rejects), BatchAction.ACK)
+
+
+def attribute_legacy_replies(messages: Sequence[Message]) -> list[Message]:
+    """Give replies without a request id (seed text lines) the newest request id in ``messages`` (pure).
+
+    A seed packager answers ``Accepted. 45 seconds`` with no request id; the fold would rank that
+    below the server's own request copy and the status would stay REQUESTED forever. The seed's
+    protocol has one job per reply queue, so such a reply answers the newest request present.
+
+    Args:
+        messages: one docset's messages.
+
+    Returns:
+        The same messages in the same order, legacy replies (not requests) copied with that id.
+    """
+    newest = max((m.request_id for m in messages if m.request_id != LEGACY_REQUEST_ID), default=None)
+    if newest is None:
+        return list(messages)
+    return [
+        m.model_copy(update={"request_id": newest})
+        if m.request_id == LEGACY_REQUEST_ID and not isinstance(m, PackageRequest)
+        else m
+        for m in messages
+    ]

@@ -9,26 +9,26 @@ handed to the next request.
 The server keeps no job state: each poll reads the docset's reply queue (the broker holds the
 state), folds it into one status, and answers from that.
 
-A poll holds the queue's messages (read, not yet re-sent and acked) for a moment; an overlapping
-poll of the same docset would find the queue empty and take it for "never requested". So the
-broker work of one docset is serialised within this process by a small striped lock array
-(bounded memory, whatever the number of docsets). Across server processes nothing serialises
-it: two processes may both send a request, which is harmless (the newer request supersedes the
-older, and the packager reuses the unchanged archive) -- see docs/server.md.
+Overlapping polls of one docset would read each other's held messages as "never requested",
+so every client here shares one :class:`tdm_messaging.DocsetLocks`: the library serialises the
+broker work of a docset within this process, and each call below holds its docset across the
+status read and the request it decides, so concurrent polls send at most one request. Across
+server processes nothing serialises it: two processes may both send a request, which is
+harmless (the newer request supersedes the older, and the packager reuses the unchanged
+archive) -- see docs/server.md.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from tdm_messaging import DocsetStatus, PackagingClient, State, Transport, open_transport
+from tdm_messaging import DocsetLocks, DocsetStatus, PackagingClient, State, Transport, open_transport
 
-__all__ = ["LOCK_STRIPES", "DocsetLocks", "DumpService", "TransportPool", "pool_for_url"]
+__all__ = ["DumpService", "TransportPool", "pool_for_url"]
 
 log = logging.getLogger(__name__)
 
@@ -101,70 +101,46 @@ class Poll:
 RETRYABLE_STATES = frozenset({State.FAILED, State.DELETED})
 
 
-LOCK_STRIPES = 64
-"""How many locks serialise per-docset broker work; docsets whose ids hash alike share one."""
-
-
-class DocsetLocks:
-    """A fixed array of locks, one chosen per docset id by hash: per-docset mutual exclusion in bounded memory.
-
-    Two docsets may share a stripe; that only makes one wait for the other's (short) broker
-    work, never wrong. Each caller takes a single stripe, so there is no lock order to break.
-
-    Args:
-        stripes: how many locks (at least 1).
-
-    Raises:
-        ValueError: ``stripes`` is less than 1.
-    """
-
-    def __init__(self, stripes: int = LOCK_STRIPES) -> None:
-        if stripes < 1:
-            raise ValueError(f"stripes must be at least 1, got {stripes}")
-        self._locks = tuple(threading.Lock() for _ in range(stripes))
-
-    def of(self, docset_id: str) -> threading.Lock:
-        """The lock that guards ``docset_id``'s reply queue in this process."""
-        return self._locks[zlib.crc32(docset_id.encode("utf-8")) % len(self._locks)]
-
-
 class DumpService:
     """The server side of the protocol, as the dump endpoints use it (one method per endpoint).
 
     Calls about one docset run one at a time in this process (see the module docstring), so
     concurrent polls of a docset agree and send at most one package request between them.
+
+    Args:
+        pool: where the calls lease their transports.
+        locks: the per-docset locks every client of this service shares (default: a new set).
     """
 
     def __init__(self, pool: TransportPool, *, locks: DocsetLocks | None = None) -> None:
         self._pool = pool
-        self._locks = locks or DocsetLocks()
+        self._locks = DocsetLocks() if locks is None else locks
 
     def poll(self, docset_id: str, docset_url: str, *, retry: bool = False) -> Poll:
         """Read the docset's status; request the package if none was ever requested (or, with
         ``retry``, if the last one failed or was deleted)."""
         # Docset lock first, then a transport: a waiting poll holds no connection.
-        with self._locks.of(docset_id), self._pool.lease() as transport:
-            client = PackagingClient(transport)
+        with self._locks.hold(docset_id), self._pool.lease() as transport:
+            client = PackagingClient(transport, locks=self._locks)
             status = client.status(docset_id)
             if status.state is State.UNKNOWN or (retry and status.state in RETRYABLE_STATES):
-                client.request_package(docset_id, docset_url)
+                requested = client.request_package(docset_id, docset_url)
                 log.info("requested the package of docset %s (was %s)", docset_id, status.state.name)
-                return Poll(client.status(docset_id), requested=True)
+                return Poll(requested.status, requested=True)
             return Poll(status, requested=False)
 
     def request(self, docset_id: str, docset_url: str) -> Poll:
         """Request a fresh package whatever the status (a newer request supersedes older ones)."""
-        with self._locks.of(docset_id), self._pool.lease() as transport:
-            client = PackagingClient(transport)
-            client.request_package(docset_id, docset_url)
+        with self._pool.lease() as transport:
+            requested = PackagingClient(transport, locks=self._locks).request_package(docset_id, docset_url)
             log.info("requested a fresh package of docset %s", docset_id)
-            return Poll(client.status(docset_id), requested=True)
+            return Poll(requested.status, requested=True)
 
     def delete(self, docset_id: str) -> DocsetStatus:
         """Ask the packager to delete the docset's package; return the status seen before asking
         (``UNKNOWN``: there was nothing to delete, and nothing was sent)."""
-        with self._locks.of(docset_id), self._pool.lease() as transport:
-            client = PackagingClient(transport)
+        with self._locks.hold(docset_id), self._pool.lease() as transport:
+            client = PackagingClient(transport, locks=self._locks)
             status = client.status(docset_id)
             if status.state is not State.UNKNOWN:
                 archive_url = status.result.archive_url if status.result is not None else None

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPLETE = {
     "type": "complete",
     "docset_id": "5",
-    "request_id": "r1",
+    "request_id": "0190a0b0-0000-7000-8000-000000000001",
     "sequence": 3,
     "timestamp": "2026-11-27T12:00:00Z",
     "archive_url": "https://host/package/5",
@@ -59,7 +59,7 @@ def test_decode_options(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
         "--header",
         "TDM-Docset-Id=9",
         "--request-id",
-        "abc",
+        "0190a0b0-0000-7000-8000-000000000001",
         "--received-at",
         "2026-01-02T03:04:05+00:00",
     ]
@@ -68,7 +68,7 @@ def test_decode_options(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
     data = json.loads(out)
     assert (data["docset_id"], data["request_id"], data["timestamp"], data["size_bytes"]) == (
         "9",
-        "abc",
+        "0190a0b0-0000-7000-8000-000000000001",
         "2026-01-02T03:04:05Z",
         12,
     )
@@ -115,7 +115,7 @@ def test_encode_json_round_trips(monkeypatch: pytest.MonkeyPatch, capsys: pytest
         (
             ["encode", "--content-type", "text/plain"],
             json.dumps({**COMPLETE, "archive_url": "https://h/a b"}).encode(),
-            "error: archive_url 'https://h/a b' contains whitespace",
+            "error: invalid complete message: field 'archive_url': Value error, archive_url must be printable ASCII",
         ),
     ],
 )

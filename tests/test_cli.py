@@ -108,6 +108,19 @@ def test_encode_json_round_trips(monkeypatch: pytest.MonkeyPatch, capsys: pytest
         (["decode", "--docset-id", "5"], b"Accepted. soon", "error: text/plain line 1 'Accepted. soon'"),
         (["decode"], b"Accepted.", "error: a text/plain 'accepted' message does not say its docset"),
         (["decode"], b'{"type": "teleport"}', "error: unknown message type 'teleport'"),
+        # Issue 10: these printed a traceback.
+        (
+            ["decode", "--content-type", "text/plain", "--docset-id", "5"],
+            "Complete: http://x/a.zip\nSize: \u00b2".encode(),
+            "error: text/plain line 2 'Size: \u00b2': expected 'Size: <bytes>' (ASCII digits",
+        ),
+        (
+            ["decode", "--content-type", "text/plain", "--header", "tdm-sequence=\u00b2"],
+            b"http://127.0.0.1:8080/api/docsets/1",
+            "error: header tdm-sequence must be ASCII digits",
+        ),
+        (["decode", "--content-type", "application/json"], b"[" * 100_000, "error: JSON body nests arrays"),
+        (["decode", "--content-type", "application/json"], b"{" * 100_000, "error: JSON body nests"),
         (["decode", "--max-body-bytes", "3"], b"Accepted.", "error: body of 9 bytes exceeds the limit of 3"),
         (["decode", "--content-type", "image/png"], b"x", "error: content type 'image/png' is not a format"),
         (["encode"], b"not json", "error: invalid JSON body"),

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -315,3 +316,26 @@ def test_the_reported_poison_replies_keep_the_status() -> None:
         assert (status.state, status.request_id) == (State.COMPLETE, request_id)
         assert http_view(status, now=datetime.now(UTC)).status_code == 303
     assert sorted(p.body for p in broker.messages(DEAD_LETTER)) == sorted(e.body for e in poison)
+
+
+@pytest.mark.parametrize("name", ["tdm-next-sequence", "tdm-attempt"])
+@pytest.mark.parametrize("value", ["9" * 25, str(1 << 63), "9" * 4000, "\u00b2", "-5", "0", "\U000a5b43"])
+def test_worker_headers_of_a_valid_request_never_stop_a_worker(name: str, value: str) -> None:
+    # The worker reads tdm-attempt and tdm-next-sequence itself (the codec does not): a value past
+    # what a sequence may hold must not make building a reply raise out of PackagerWorker.run.
+    broker = InMemoryBroker()
+    worker = PackagerWorker(InMemoryTransport(broker), on_package=_handler, retry_backoff_seconds=0)
+    client = PackagingClient(InMemoryTransport(broker))
+    first = f"ok-{next(_docsets)}"
+    request = client.request_package(first, f"http://server/api/docsets/{first}")
+    [sent] = broker.messages(PACKAGE_REQUESTS)
+    assert decode(sent) == request
+    InMemoryTransport(broker).send(
+        PACKAGE_REQUESTS, Envelope(sent.body, sent.content_type, {**sent.headers, name: value})
+    )
+    with running(worker) as failures:
+        second = f"ok-{next(_docsets)}"
+        client.request_package(second, f"http://server/api/docsets/{second}")
+        assert _served(broker, failures, client, second) is State.COMPLETE
+        assert _served(broker, failures, client, first) is State.COMPLETE
+    assert not failures

@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from tdm_messaging.asyncapi import asyncapi_document
 from tdm_messaging.codec import (
     DEFAULT_MAX_BODY_BYTES,
@@ -31,6 +33,7 @@ from tdm_messaging.codec import (
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.errors import LocalProtocolError, MessagingError
 from tdm_messaging.models import LEGACY_REQUEST_ID
+from tdm_messaging.wire_json import describe_validation_error
 
 __all__ = ["EXIT_ERROR", "build_parser", "main"]
 
@@ -192,6 +195,11 @@ def _register_broker_commands(subparsers: Any) -> None:
     module.register(subparsers)
 
 
+def _one_line(text: str) -> str:
+    # "one error line" holds even when a message quotes a value with a line break in it.
+    return " ".join(text.split()) or "unknown error"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 bad input or usage).
 
@@ -208,7 +216,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return command(args)
     except MessagingError as exc:
-        sys.stderr.write(f"error: {exc}\n")
+        sys.stderr.write(f"error: {_one_line(str(exc))}\n")
+        return EXIT_ERROR
+    except ValidationError as exc:  # a value a model refused, from a command that did not check it first
+        sys.stderr.write(f"error: {describe_validation_error(exc, prefix='invalid value')}\n")
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130

@@ -4,20 +4,35 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, TextIO
 from urllib.parse import parse_qs, urlsplit
 
+from pydantic import ValidationError
+
 from tdm_messaging.errors import ConfigurationError, LocalProtocolError, TransportError
+from tdm_messaging.models import LEGACY_REQUEST_ID, PackageRequest
 from tdm_messaging.server import PackagingClient
 from tdm_messaging.status import DocsetStatus, State
 from tdm_messaging.transport.base import Transport
 from tdm_messaging.transport.registry import open_transport
+from tdm_messaging.wire_json import describe_validation_error
+from tdm_messaging.wire_text import docset_id_from_url
 
-__all__ = ["BROKER_URL_ENV", "EXIT_FAILED", "EXIT_OK", "EXIT_TROUBLE", "register", "status_as_json"]
+__all__ = [
+    "BROKER_URL_ENV",
+    "DEFAULT_GIVE_UP_AFTER_SECONDS",
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_TROUBLE",
+    "register",
+    "status_as_json",
+]
 
 BROKER_URL_ENV = "TDM_BROKER_URL"
 """Environment variable read when ``--broker`` is not given."""
@@ -27,6 +42,9 @@ EXIT_FAILED = 1
 """``watch``: the job failed (or its package was deleted)."""
 EXIT_TROUBLE = 2
 """Bad arguments, or the broker could not be used (the same status ``tdm-messaging`` uses for errors)."""
+
+DEFAULT_GIVE_UP_AFTER_SECONDS = 60.0
+"""``watch``: how long a docset may stay ``unknown`` (nobody requested it) before watching stops."""
 
 _BAR_WIDTH = 30
 _DEFAULT_FORMATS = "meta,txt"
@@ -67,12 +85,21 @@ def register(subparsers: Any) -> None:
         help="follow a docset's job with a progress bar until it is complete or failed",
         description="Poll the docset every --interval seconds, drawing a progress bar on stderr. "
         "Exit 0 when complete (the final status is printed as JSON on stdout), 1 when failed or deleted, "
-        "2 on errors or when --timeout passes.",
+        "2 on errors, when --timeout passes, or when the docset stays unknown (nobody requested it) "
+        "for --give-up-after seconds.",
     )
     watch.add_argument("docset_id", metavar="DOCSET_ID")
     watch.add_argument("--broker", help=broker_help)
-    watch.add_argument("--interval", type=_seconds, default=2.0, help="seconds between polls (default: 2)")
+    watch.add_argument(
+        "--interval", type=_positive_seconds, default=2.0, help="seconds between polls, > 0 (default: 2)"
+    )
     watch.add_argument("--timeout", type=_seconds, help="give up after this many seconds (default: never)")
+    watch.add_argument(
+        "--give-up-after",
+        type=_seconds,
+        default=DEFAULT_GIVE_UP_AFTER_SECONDS,
+        help=f"give up when the docset stays unknown this long (default: {DEFAULT_GIVE_UP_AFTER_SECONDS:g})",
+    )
     watch.set_defaults(func=_cmd_watch)
 
 
@@ -106,6 +133,7 @@ def _cmd_request(args: argparse.Namespace) -> int:
     url: str = args.docset_url
     docset_id = args.docset_id or _docset_id_from_url(url)
     formats = _formats(args.formats, url)
+    _check_request(docset_id, url, formats)  # before any broker is opened: bad input sends nothing
     return _with_client(
         args, lambda client: _print_json(client.request_package(docset_id, url, formats=formats).request)
     )
@@ -117,10 +145,17 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _cmd_watch(args: argparse.Namespace) -> int:
     def follow(client: PackagingClient) -> int:
-        deadline = None if args.timeout is None else time.monotonic() + args.timeout
+        started = time.monotonic()
+        deadline = None if args.timeout is None else started + args.timeout
         drawn = ""
         while True:
             status = client.status(args.docset_id)
+            if status.state is State.UNKNOWN and time.monotonic() + args.interval > started + args.give_up_after:
+                _end_line(sys.stderr)
+                raise LocalProtocolError(
+                    f"gave up watching docset {args.docset_id}: it stayed unknown for {args.give_up_after:g} s "
+                    "(nobody requested it; run 'tdm-messaging request' first, or raise --give-up-after)"
+                )
             line = _progress_line(status)
             if line != drawn:
                 _draw(sys.stderr, line)
@@ -170,16 +205,39 @@ def _with_client(args: argparse.Namespace, body: Callable[[PackagingClient], int
 
 
 def _docset_id_from_url(url: str) -> str:
-    segments = [s for s in urlsplit(url).path.split("/") if s]
-    if not segments:
-        raise ConfigurationError(f"cannot tell the docset id from {url!r} (no path); pass --docset-id")
-    return segments[-1]
+    docset_id = docset_id_from_url(url)
+    if docset_id is None:
+        raise ConfigurationError(
+            f"the URL {url[:100]!r} names no docset (its last path segment is missing or is the "
+            "'docsets' collection); give a docset URL such as http://server/api/docsets/5, or pass --docset-id"
+        )
+    return docset_id
+
+
+def _check_request(docset_id: str, url: str, formats: list[str]) -> None:
+    """Refuse what the package request's model would refuse, as one line, without a broker."""
+    now = datetime.now(UTC)
+    try:
+        PackageRequest(
+            docset_id=docset_id,
+            request_id=LEGACY_REQUEST_ID,
+            timestamp=now,
+            docset_url=url,
+            formats=tuple(formats),
+            reply_to=f"package/{docset_id}",
+            requested_at=now,
+        )
+    except ValidationError as exc:
+        raise ConfigurationError(describe_validation_error(exc, prefix="cannot request this package")) from None
 
 
 def _formats(option: str | None, url: str) -> list[str]:
     raw = option
     if raw is None:
-        fmt = parse_qs(urlsplit(url).query).get("fmt")
+        try:
+            fmt = parse_qs(urlsplit(url).query).get("fmt")
+        except ValueError:  # an unparsable URL: _check_request says what is wrong with it
+            fmt = None
         raw = fmt[0] if fmt else _DEFAULT_FORMATS
     formats = [f.strip() for f in raw.split(",") if f.strip()]
     if not formats:
@@ -234,8 +292,15 @@ def _seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be zero or more seconds")
+    if not (value >= 0 and math.isfinite(value)):  # inf would overflow time.sleep, nan compares false
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number of seconds, zero or more")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    value = _seconds(text)
+    if value <= 0:  # a zero interval would poll the broker in a busy loop
+        raise argparse.ArgumentTypeError(f"{text!r} must be more than zero seconds")
     return value
 
 

@@ -8,6 +8,7 @@ from typing import Final
 
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.errors import BodyTooLargeError, DecodeError, EncodeError
+from tdm_messaging.ids import check_request_id
 from tdm_messaging.models import LEGACY_REQUEST_ID, Message, MessageBase
 from tdm_messaging.wire_json import decode_json, encode_json
 from tdm_messaging.wire_text import (
@@ -61,11 +62,15 @@ class DecodeContext:
         request_id: the request id; ``""`` (:data:`~tdm_messaging.models.LEGACY_REQUEST_ID`)
             for seed messages, which carry none.
         received_at: the message's timestamp; the caller supplies "now" (the core reads no clock).
+        now: the reader's clock, timezone-aware. When given, a message whose request id is dated
+            more than :data:`~tdm_messaging.ids.MAX_CLOCK_SKEW` after it is refused: no server
+            made that id, and as the greatest id it would pin the docset's status.
     """
 
     docset_id: str | None = None
     request_id: str = LEGACY_REQUEST_ID
     received_at: datetime = EPOCH_UTC
+    now: datetime | None = None
 
 
 _DEFAULT_CONTEXT = DecodeContext()
@@ -102,15 +107,27 @@ def encode(message: Message, content_type: str = JSON_CONTENT_TYPE) -> Envelope:
     if content_type == JSON_CONTENT_TYPE:
         # The JSON body carries the timestamp; formatting it again for a header cost a third of
         # an encode, and nothing routes on it.
-        return Envelope(encode_json(message), JSON_CONTENT_TYPE, headers)
+        return Envelope(encode_json(message), JSON_CONTENT_TYPE, _checked(headers))
     if content_type == TEXT_CONTENT_TYPE:
         headers[HEADER_TIMESTAMP] = message.timestamp.isoformat()
         body, extra = encode_text(message)
         headers.update(extra)
-        return Envelope(body, TEXT_CONTENT_TYPE, headers)
+        return Envelope(body, TEXT_CONTENT_TYPE, _checked(headers))
     raise EncodeError(
         f"cannot encode to content type {content_type!r}; use {JSON_CONTENT_TYPE!r} or {TEXT_CONTENT_TYPE!r}"
     )
+
+
+_HEADER_BREAKERS = frozenset("\r\n\x00")
+
+
+def _checked(headers: dict[str, str]) -> dict[str, str]:
+    # The models already refuse such values; this holds for messages built without validation
+    # (model_construct) too, since a CR/LF in a STOMP or AMQP header would let a value forge others.
+    for name, value in headers.items():
+        if not _HEADER_BREAKERS.isdisjoint(value):
+            raise EncodeError(f"header {name} value {value[:40]!r} holds CR, LF or NUL; no header may carry them")
+    return headers
 
 
 def decode(
@@ -125,6 +142,9 @@ def decode(
     ``text/plain``); an empty content type is guessed from the body. A ``text/plain`` body
     takes what it cannot say from the ``tdm-*`` headers, else from ``context``.
 
+    Total: for any bytes and any headers this returns a message or raises :class:`DecodeError`
+    (or a subclass), never anything else.
+
     Args:
         envelope: what the transport delivered.
         context: defaults for ``text/plain`` bodies (docset id, request id, time of receipt).
@@ -137,8 +157,25 @@ def decode(
         BodyTooLargeError: the body is larger than ``max_body_bytes``.
         UnsupportedVersionError: the message's protocol major version is not ours.
         UnknownMessageTypeError: its ``type`` is not a message of this protocol.
-        DecodeError: anything else that makes the body unreadable, with the field or line.
+        DecodeError: anything else that makes the body unreadable, with the field or line, or
+            (with ``context.now``) a request id dated in the future.
     """
+    try:
+        message = _decode(envelope, context or _DEFAULT_CONTEXT, max_body_bytes)
+    except (ValueError, TypeError, OverflowError, RecursionError, UnicodeError) as exc:
+        # The formats check every value before computing with it; this net makes "total" hold even
+        # for a case they missed, so a peer's bytes can never crash a reader, only be refused.
+        kind = envelope.content_type[:40] or "untyped"
+        raise DecodeError(f"unreadable {kind!r} body: {type(exc).__name__}") from exc
+    if context is not None and context.now is not None:
+        try:
+            check_request_id(message.request_id, now=context.now)
+        except ValueError as exc:
+            raise DecodeError(str(exc), excerpt=message.request_id) from None
+    return message
+
+
+def _decode(envelope: Envelope, ctx: DecodeContext, max_body_bytes: int) -> Message:
     body = envelope.body
     if len(body) > max_body_bytes:
         raise BodyTooLargeError(
@@ -148,7 +185,6 @@ def decode(
     kind = _format_of(envelope.content_type, body)
     if kind == JSON_CONTENT_TYPE:
         return decode_json(body)
-    ctx = context or _DEFAULT_CONTEXT
     return decode_text(
         body,
         envelope.headers,
@@ -173,8 +209,8 @@ def _format_of(content_type: str, body: bytes) -> str:
         charset = value.strip().strip('"').lower()
         if name.strip().lower() == "charset" and charset not in _CHARSETS:
             raise DecodeError(
-                f"content type {content_type!r}: charset {charset!r} is not supported; bodies are UTF-8",
-                excerpt=content_type,
+                f"content type {content_type[:80]!r}: charset {charset[:40]!r} is not supported; bodies are UTF-8",
+                excerpt=content_type[:80],
             )
     if not media:
         return guess_content_type(body)
@@ -183,7 +219,7 @@ def _format_of(content_type: str, body: bytes) -> str:
     if media == TEXT_CONTENT_TYPE:
         return TEXT_CONTENT_TYPE
     raise DecodeError(
-        f"content type {content_type!r} is not a format of this protocol; "
+        f"content type {content_type[:80]!r} is not a format of this protocol; "
         f"expected {JSON_CONTENT_TYPE!r} or {TEXT_CONTENT_TYPE!r}",
-        excerpt=content_type,
+        excerpt=content_type[:80],
     )

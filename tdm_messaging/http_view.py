@@ -124,6 +124,8 @@ def http_view(status: DocsetStatus, *, now: datetime) -> HttpView:
 
 def _pending(status: DocsetStatus, now: datetime, body: dict[str, object]) -> HttpView:
     remaining = _remaining_seconds(status, now)
+    if remaining is not None and not math.isfinite(remaining):
+        remaining = None  # the models refuse infinite estimates; a hand-built status gets no 500 either
     if remaining is None or remaining <= 0:
         retry_after = DEFAULT_RETRY_AFTER_SECONDS
     else:

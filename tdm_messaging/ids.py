@@ -3,11 +3,76 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Final
 
-__all__ = ["new_request_id", "request_id_from"]
+__all__ = [
+    "MAX_CLOCK_SKEW",
+    "check_request_id",
+    "is_request_id",
+    "new_request_id",
+    "request_id_from",
+    "request_id_time",
+]
+
+MAX_CLOCK_SKEW: Final = timedelta(minutes=5)
+"""How far ahead of the reader's clock a request id's time may be (see :func:`check_request_id`)."""
+
+# Canonical lower-case UUIDv7: version nibble 7, variant bits 10 (8, 9, a or b). \Z, not $: no newline.
+_UUID7: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\Z")
+
+
+def is_request_id(value: object) -> bool:
+    """Whether ``value`` is a well-formed request id: a canonical lower-case UUIDv7, or the seed's legacy ``""``."""
+    return isinstance(value, str) and (value == "" or _UUID7.match(value) is not None)
+
+
+def check_request_id(value: str, *, now: datetime | None = None) -> str:
+    """Return ``value`` if it is a well-formed request id, dated no later than ``now + MAX_CLOCK_SKEW``.
+
+    Request ids decide which request a docset's status is about (the greatest wins), so an id
+    nobody could have made yet (``zzzz``, or a UUIDv7 of the year 10889) would pin a status.
+
+    Args:
+        value: the id.
+        now: the reader's clock; ``None`` checks the form only (pure).
+
+    Raises:
+        ValueError: naming what is wrong (the models turn it into a validation error).
+    """
+    if not is_request_id(value):
+        raise ValueError(
+            f"request_id {value[:40]!r} is not a request id: expected a lower-case UUIDv7 "
+            "(xxxxxxxx-xxxx-7xxx-[89ab]xxx-xxxxxxxxxxxx) or '' for seed messages"
+        )
+    if now is not None and value:
+        # In integer milliseconds: a 48-bit timestamp reaches the year 10889, past datetime's range.
+        made_ms = int(value[:8] + value[9:13], 16)
+        limit_ms = (now - _EPOCH + MAX_CLOCK_SKEW) // timedelta(milliseconds=1)
+        if made_ms > limit_ms:
+            raise ValueError(
+                f"request_id {value} is dated {made_ms - limit_ms} ms beyond {now.isoformat()} plus the allowed "
+                f"clock skew of {MAX_CLOCK_SKEW}: no server made it yet"
+            )
+    return value
+
+
+def request_id_time(request_id: str) -> datetime | None:
+    """When a UUIDv7 request id was made (UTC, clamped to ``datetime.max``); ``None`` for ``""`` or a non-id."""
+    if not request_id or not _UUID7.match(request_id):
+        return None
+    unix_ms = int(request_id[:8] + request_id[9:13], 16)
+    try:
+        return _EPOCH + timedelta(milliseconds=unix_ms)
+    except OverflowError:
+        return datetime.max.replace(tzinfo=UTC)
+
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def request_id_from(unix_ms: int, entropy: bytes) -> str:

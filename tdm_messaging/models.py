@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from typing import Annotated, Final, Literal, TypeAlias
+from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -15,9 +19,13 @@ from pydantic import (
 )
 
 from tdm_messaging.destinations import validate_docset_id
+from tdm_messaging.ids import check_request_id
 
 __all__ = [
     "LEGACY_REQUEST_ID",
+    "MAX_COUNT",
+    "MAX_FORMATS",
+    "MAX_URL_LENGTH",
     "MESSAGE_TYPES",
     "PROTOCOL_VERSION",
     "Accepted",
@@ -29,6 +37,7 @@ __all__ = [
     "MessageBase",
     "PackageRequest",
     "Progress",
+    "check_http_url",
     "message_adapter",
 ]
 
@@ -37,6 +46,67 @@ PROTOCOL_VERSION: Final = "1.0"
 
 LEGACY_REQUEST_ID: Final = ""
 """The request id given to seed ``text/plain`` messages, which carry none. Sorts before every real id."""
+MAX_COUNT: Final = (1 << 63) - 1
+"""The largest sequence number, size or item count: what a signed 64-bit integer holds (every peer can store it)."""
+MAX_URL_LENGTH: Final = 2048
+"""The longest docset or archive URL (browsers, proxies and S3 presigned URLs all stay below it)."""
+MAX_FORMATS: Final = 32
+"""The most formats one package request may ask for; each is 1 to 32 characters."""
+
+# Rules on values. Every field a peer sends is bounded and of one spelling, so no reader ever
+# meets a value it cannot compute with (an infinite float, a 5,000-digit number, a year 0) or
+# pass on (a CR/LF in what ends up in a header, a javascript: URL in a Location header).
+_VERSION = re.compile(r"[0-9]{1,4}\.[0-9]{1,4}")
+_MEDIA_TOKEN = r"[A-Za-z0-9!#$&^_.+-]{1,127}"
+_MEDIA_TYPE = re.compile(
+    rf"{_MEDIA_TOKEN}/{_MEDIA_TOKEN}(?:[ \t]*;[ \t]*{_MEDIA_TOKEN}=(?:{_MEDIA_TOKEN}|\"[ !#-\[\]-~]*\"))*"
+)
+_REQUEST_ID_PATTERN = r"^$|^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"  # for the schema
+_URL_CHARS = re.compile(r"[!-~]+")  # printable ASCII: no space, no control character, no non-ASCII
+_FORMAT = re.compile(r"[A-Za-z0-9_-]{1,32}")
+_MIN_YEAR, _MAX_YEAR = 1970, 9998  # arithmetic of a few days either side never overflows datetime
+
+
+def check_http_url(value: str, field: str = "url") -> str:
+    """Return ``value`` if it is an absolute ``http``/``https`` URL of printable ASCII with a host.
+
+    Raises:
+        ValueError: naming the field and the problem (pydantic turns it into a validation error).
+    """
+    if len(value) > MAX_URL_LENGTH:
+        raise ValueError(f"{field} is {len(value)} characters long; the limit is {MAX_URL_LENGTH}")
+    if not _URL_CHARS.fullmatch(value):
+        raise ValueError(
+            f"{field} must be printable ASCII without spaces or control characters (percent-encode anything else)"
+        )
+    if not value.startswith(("http://", "https://")):
+        raise ValueError(f"{field} must start with http:// or https:// (lower case), got {value[:40]!r}")
+    try:
+        host = urlsplit(value).hostname
+    except ValueError as exc:
+        raise ValueError(f"{field} is not a valid URL: {exc}") from None
+    if not host:
+        raise ValueError(f"{field} names no host")
+    return value
+
+
+def _check_datetime(value: datetime) -> datetime:
+    if not _MIN_YEAR <= value.year <= _MAX_YEAR:
+        raise ValueError(f"year {value.year} is outside {_MIN_YEAR}-{_MAX_YEAR}")
+    return value
+
+
+def _check_archive_url(value: str) -> str:
+    return check_http_url(value, "archive_url")
+
+
+Moment = Annotated[AwareDatetime, AfterValidator(_check_datetime)]
+"""A timezone-aware date-time of years 1970 to 9998."""
+Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+"""A finite, non-negative number of seconds."""
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+"""A whole number from 0 to 2**63 - 1."""
+ArchiveUrl = Annotated[str, AfterValidator(_check_archive_url)]
 
 
 class MessageBase(BaseModel):
@@ -54,11 +124,11 @@ class MessageBase(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
 
-    protocol_version: str = PROTOCOL_VERSION
+    protocol_version: str = Field(default=PROTOCOL_VERSION, json_schema_extra={"pattern": r"^[0-9]{1,4}\.[0-9]{1,4}$"})
     docset_id: str
-    request_id: str = Field(max_length=128)
-    sequence: int = Field(default=0, ge=0)
-    timestamp: AwareDatetime
+    request_id: str = Field(max_length=36, json_schema_extra={"pattern": _REQUEST_ID_PATTERN})
+    sequence: Count = 0
+    timestamp: Moment
 
     @field_validator("docset_id")
     @classmethod
@@ -68,10 +138,14 @@ class MessageBase(BaseModel):
     @field_validator("protocol_version")
     @classmethod
     def _check_version(cls, value: str) -> str:
-        major, sep, minor = value.partition(".")
-        if not (sep and major.isdigit() and minor.isdigit()):
-            raise ValueError(f"protocol_version must look like '1.0', got {value!r}")
+        if not _VERSION.fullmatch(value):
+            raise ValueError(f"protocol_version must be ASCII 'MAJOR.MINOR' such as '1.0', got {value[:20]!r}")
         return value
+
+    @field_validator("request_id")
+    @classmethod
+    def _check_request_id(cls, value: str) -> str:
+        return check_request_id(value)
 
 
 class PackageRequest(MessageBase):
@@ -85,26 +159,24 @@ class PackageRequest(MessageBase):
     """
 
     type: Literal["package_request"] = "package_request"
-    docset_url: str = Field(min_length=1, max_length=2048)
-    formats: tuple[str, ...] = ("meta", "txt")
-    reply_to: str
-    requested_at: AwareDatetime
+    docset_url: str = Field(min_length=1, max_length=MAX_URL_LENGTH)
+    formats: tuple[str, ...] = Field(default=("meta", "txt"), max_length=MAX_FORMATS)
+    reply_to: str = Field(max_length=200)
+    requested_at: Moment
 
     @field_validator("docset_url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"docset_url must be an http(s) URL, got {value!r}")
-        if any(ch.isspace() or ord(ch) < 32 for ch in value):
-            raise ValueError("docset_url must not contain whitespace or control characters")
-        return value
+        return check_http_url(value, "docset_url")
 
     @field_validator("formats")
     @classmethod
     def _check_formats(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for fmt in value:
-            if not fmt or not fmt.isascii() or not fmt.replace("-", "").replace("_", "").isalnum():
-                raise ValueError(f"format {fmt!r} must be a short ASCII word such as 'meta' or 'txt'")
+            if not _FORMAT.fullmatch(fmt):
+                raise ValueError(
+                    f"format {fmt[:40]!r} must be 1 to 32 ASCII letters, digits, '-' or '_', such as 'meta' or 'txt'"
+                )
         return value
 
     @model_validator(mode="after")
@@ -119,7 +191,7 @@ class Accepted(MessageBase):
     """Packager → server: the request was taken; ``estimate_seconds`` until complete (``None``: no estimate)."""
 
     type: Literal["accepted"] = "accepted"
-    estimate_seconds: float | None = Field(default=None, ge=0)
+    estimate_seconds: Seconds | None = None
 
 
 class Progress(MessageBase):
@@ -129,10 +201,10 @@ class Progress(MessageBase):
     """
 
     type: Literal["progress"] = "progress"
-    items_done: int = Field(ge=0)
-    items_total: int = Field(ge=0)
-    percent: float = Field(ge=0, le=100)
-    eta_seconds: float | None = Field(default=None, ge=0)
+    items_done: Count
+    items_total: Count
+    percent: float = Field(ge=0, le=100, allow_inf_nan=False)
+    eta_seconds: Seconds | None = None
 
     @model_validator(mode="after")
     def _check_counts(self) -> Progress:
@@ -153,11 +225,21 @@ class Complete(MessageBase):
     """
 
     type: Literal["complete"] = "complete"
-    archive_url: str = Field(min_length=1, max_length=4096)
-    size_bytes: int = Field(ge=0)
+    archive_url: ArchiveUrl
+    size_bytes: Count
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
-    content_type: str = "application/zip"
-    url_expires_at: AwareDatetime | None = None
+    content_type: str = Field(default="application/zip", max_length=255)
+    url_expires_at: Moment | None = None
+
+    @field_validator("content_type")
+    @classmethod
+    def _check_content_type(cls, value: str) -> str:
+        if not _MEDIA_TYPE.fullmatch(value):
+            raise ValueError(
+                f"content_type {value[:40]!r} is not a media type such as 'application/zip' "
+                "(ASCII type/subtype with optional ;name=value parameters, no line breaks)"
+            )
+        return value
 
 
 class Failed(MessageBase):
@@ -167,19 +249,27 @@ class Failed(MessageBase):
     reason: str = Field(min_length=1, max_length=4096)
     retryable: bool = False
 
+    @field_validator("reason")
+    @classmethod
+    def _check_reason(cls, value: str) -> str:
+        # A lone surrogate cannot be written as UTF-8: the message could be read but never re-sent.
+        if any("\ud800" <= ch <= "\udfff" for ch in value):
+            raise ValueError("reason holds a lone surrogate, which UTF-8 cannot carry")
+        return value
+
 
 class DeleteRequest(MessageBase):
     """Server → packager on ``docsets/delete``: delete the package of this docset (``archive_url`` if known)."""
 
     type: Literal["delete_request"] = "delete_request"
-    archive_url: str | None = None
+    archive_url: ArchiveUrl | None = None
 
 
 class Deleted(MessageBase):
     """Packager → server: the package was deleted; its URL no longer works."""
 
     type: Literal["deleted"] = "deleted"
-    archive_url: str | None = None
+    archive_url: ArchiveUrl | None = None
 
 
 Message: TypeAlias = Annotated[

@@ -56,8 +56,11 @@ class State(enum.Enum):
 # -----
 # 1. Only messages of the docset count; a DeleteRequest (absent from _STATE_OF) is an instruction to the
 #    packager, not an observation, so it never changes a status (the archive stays until it says Deleted).
-# 2. The request with the greatest request_id decides (ids sort in creation order; the seed's "" first),
-#    whichever message carried that id: a reply may arrive before, or without, the request's copy.
+# 2. Only issued requests count: once the queue holds a request's copy (the server writes one per request),
+#    a reply counts only if it answers a request whose copy is there, or is a Deleted (which answers a
+#    delete request: the server keeps no copy of those). With no copy at all (a seed queue), every reply
+#    counts. Among what counts, the greatest request_id decides (ids sort in creation order, "" first),
+#    so a reply to an id the server never issued can neither pin nor forge the status of a real request.
 # 3. Within that request the state is the highest rank any of its messages reaches (table below), so a
 #    late Accepted never hides a Progress or a result. Complete outranks Failed: a Failed next to a
 #    Complete can only come from a redelivered duplicate job, and the delivered archive is still valid.
@@ -162,6 +165,9 @@ def _select(messages: Sequence[MessageBase], docset_id: str) -> _Selection:
     ]
     if not relevant:
         return _Selection(None, State.UNKNOWN, {})
+    issued = {message.request_id for _, message, _ in relevant if isinstance(message, PackageRequest)}
+    if issued:
+        relevant = [item for item in relevant if item[1].request_id in issued or isinstance(item[1], Deleted)]
     current = max(message.request_id for _, message, _ in relevant)
     best: dict[State, tuple[_Key, int, MessageBase]] = {}
     for index, message, state in relevant:
@@ -195,8 +201,9 @@ def fold(messages: Iterable[Message], docset_id: str) -> DocsetStatus:
 
     Pure: reads no clock. The rules (which request decides, state ranks, tie-breaks) are in
     ``docs/status.md``. The result does not depend on the order of ``messages`` nor on
-    repetitions; adding messages of the same request never lowers the state's rank; a message
-    of a newer request supersedes everything an older request said.
+    repetitions; adding messages of the same request never lowers the state's rank; a newer
+    request supersedes everything an older request said; and while a request's copy is present,
+    a reply to a request whose copy is not (other than a Deleted) is ignored.
 
     Args:
         messages: any messages; those of other docsets, and DeleteRequests, are ignored.

@@ -3,19 +3,35 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from pydantic import ValidationError
 
 from tdm_messaging.errors import DecodeError, UnknownMessageTypeError, UnsupportedVersionError
 from tdm_messaging.models import MESSAGE_TYPES, PROTOCOL_VERSION, Message, MessageBase, message_adapter
 
-__all__ = ["check_major", "decode_json", "describe_validation_error", "encode_json", "parse_version"]
+__all__ = [
+    "MAX_JSON_DEPTH",
+    "check_depth",
+    "check_major",
+    "decode_json",
+    "describe_validation_error",
+    "encode_json",
+    "parse_version",
+]
+
+MAX_JSON_DEPTH: Final = 8
+"""The deepest nesting of arrays and objects a body may have; a message is an object holding one list."""
 
 _MAJOR, _MINOR = (int(part) for part in PROTOCOL_VERSION.split("."))
 _KNOWN_TYPES = ", ".join(sorted(MESSAGE_TYPES))
 _MAX_REPORTED_ERRORS = 3
+_VERSION = re.compile(r"([0-9]{1,4})\.([0-9]{1,4})")
+# A JSON string (skipped whole, so brackets inside it do not count) or one bracket. An unterminated
+# string runs to the end of the body, and the group is possessive, so the scan is linear on any input.
+_STRING_OR_BRACKET = re.compile(rb'"(?:[^"\\]|\\.)*+(?:"|\\?\Z)|[\[\]{}]', re.DOTALL)
 
 
 def encode_json(message: MessageBase) -> bytes:
@@ -30,11 +46,36 @@ def parse_version(value: object) -> tuple[int, int]:
     Raises:
         DecodeError: if ``value`` is not a string of the form ``1.0``.
     """
-    if isinstance(value, str):
-        major, sep, minor = value.partition(".")
-        if sep and major.isdigit() and minor.isdigit():
-            return int(major), int(minor)
-    raise DecodeError(f"protocol_version must be a string like '1.0', got {value!r}", excerpt=repr(value))
+    # ASCII digits of bounded length only: str.isdigit() also says yes to '²', which int() refuses.
+    match = _VERSION.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        shown = _short(repr(value))
+        raise DecodeError(
+            f"protocol_version must be a string like '1.0' (ASCII MAJOR.MINOR), got {shown}", excerpt=shown
+        )
+    return int(match.group(1)), int(match.group(2))
+
+
+def check_depth(body: bytes, limit: int = MAX_JSON_DEPTH) -> None:
+    """Refuse a body whose arrays and objects nest deeper than ``limit``, before any parser recurses into it.
+
+    Raises:
+        DecodeError: saying how deep the limit is.
+    """
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return  # the common case: too few brackets to nest that deep, no scan needed
+    depth = 0
+    for match in _STRING_OR_BRACKET.finditer(body):
+        token = match.group()
+        if token in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                raise DecodeError(
+                    f"JSON body nests arrays and objects deeper than {limit} levels; a message is one flat object",
+                    excerpt=_excerpt(body),
+                )
+        elif token in (b"]", b"}"):
+            depth = max(0, depth - 1)
 
 
 def check_major(version: str) -> None:
@@ -62,9 +103,11 @@ def decode_json(body: bytes) -> Message:
     Raises:
         UnsupportedVersionError: ``protocol_version`` has another major version.
         UnknownMessageTypeError: ``type`` names no message of this protocol.
-        DecodeError: the body is not JSON, not an object, or a field is missing or invalid;
-            the message names the field path and the problem.
+        DecodeError: the body is not JSON, not an object, nests deeper than
+            :data:`MAX_JSON_DEPTH`, or a field is missing or invalid; the message names the
+            field path and the problem.
     """
+    check_depth(body)
     try:
         message: Message = message_adapter.validate_json(body)
     except ValidationError as exc:
@@ -75,10 +118,13 @@ def decode_json(body: bytes) -> Message:
 
 
 def _decode_slow(body: bytes, first_error: ValidationError) -> Message:
+    # pydantic's parser is the judge of the syntax (it refuses lone surrogates that json.loads lets
+    # through), and its words say where the syntax is wrong.
+    if any(error["type"] == "json_invalid" for error in first_error.errors(include_url=False)):
+        raise DecodeError(describe_validation_error(first_error, prefix="invalid JSON body"))
     try:
         data: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        # pydantic's parser already said where the syntax is wrong; prefer its words.
+    except (ValueError, RecursionError) as exc:  # e.g. an integer longer than Python's 4,300-digit limit
         raise DecodeError(describe_validation_error(first_error, prefix="invalid JSON body")) from exc
     if not isinstance(data, dict):
         raise DecodeError(f"a message must be a JSON object, got {type(data).__name__}", excerpt=_excerpt(body))
@@ -90,8 +136,8 @@ def _decode_slow(body: bytes, first_error: ValidationError) -> Message:
         raise DecodeError(f"field 'type' is missing; expected one of: {_KNOWN_TYPES}", excerpt=_excerpt(body))
     if not isinstance(kind, str) or kind not in MESSAGE_TYPES:
         raise UnknownMessageTypeError(
-            f"unknown message type {kind!r} (protocol {version}); known types: {_KNOWN_TYPES}",
-            excerpt=repr(kind),
+            f"unknown message type {_short(repr(kind))} (protocol {version}); known types: {_KNOWN_TYPES}",
+            excerpt=_short(repr(kind)),
         )
     if minor <= _MINOR:
         raise DecodeError(describe_validation_error(first_error, prefix=f"invalid {kind} message"))
@@ -117,7 +163,7 @@ def describe_validation_error(exc: ValidationError, *, prefix: str) -> str:
 
 def _describe(loc: Sequence[int | str], msg: str, kind: str) -> str:
     # The discriminated union puts the message type first in the location; it is noise here.
-    path = [str(part) for part in loc]
+    path = [_short(str(part), 40) for part in loc]  # a peer's field names may be any length
     if path and path[0] in MESSAGE_TYPES:
         path = path[1:]
     if kind == "json_invalid" or not path:
@@ -130,6 +176,10 @@ def _describe(loc: Sequence[int | str], msg: str, kind: str) -> str:
     if kind == "missing":
         return f"field {'.'.join(path)!r} is missing"
     return f"field {'.'.join(path)!r}: {msg}"
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _excerpt(body: bytes, limit: int = 80) -> str:

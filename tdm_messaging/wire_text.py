@@ -49,6 +49,7 @@ __all__ = [
     "HEADER_TIMESTAMP",
     "HEADER_TYPE",
     "decode_text",
+    "docset_id_from_url",
     "encode_text",
 ]
 
@@ -63,10 +64,17 @@ HEADER_REQUESTED_AT: Final = headers.REQUESTED_AT
 HEADER_FORMATS: Final = headers.FORMATS
 """Package requests only: the formats, comma-separated (may be empty)."""
 
-_NUMBER = r"\d+(?:\.\d+)?(?:[eE][+-]?\d+)?"
+# ASCII digits only, and few of them: \d and str.isdigit() also take '²' or an Arabic-Indic one, which int() and
+# float() then refuse or read as something else; a 5,000-digit number is nobody's size or count.
+_INTEGER = r"[0-9]{1,19}"
+_NUMBER = r"[0-9]{1,20}(?:\.[0-9]{1,20})?(?:[eE][+-]?[0-9]{1,3})?"
+_INTEGER_TEXT = re.compile(_INTEGER)
 _SECONDS = re.compile(rf"({_NUMBER})[ \t]+seconds?")
 _ACCEPTED = re.compile(rf"Accepted\.(?:[ \t]+({_NUMBER})[ \t]+seconds?)?")
-_PROGRESS = re.compile(rf"Progress:[ \t]*(\d+)[ \t]*/[ \t]*(\d+)(?:[ \t]*\([ \t]*({_NUMBER})[ \t]*%[ \t]*\))?")
+_PROGRESS = re.compile(
+    rf"Progress:[ \t]*({_INTEGER})[ \t]*/[ \t]*({_INTEGER})(?:[ \t]*\([ \t]*({_NUMBER})[ \t]*%[ \t]*\))?"
+)
+_ISO_TEXT = re.compile(r"[0-9T:.+\-Z ]{1,40}")  # what an ISO 8601 date-time may hold, ASCII only
 _KEYED = re.compile(r"([A-Za-z][A-Za-z0-9-]*):[ \t]*(.*)")
 _EXPECTED_FIRST = (
     "'Accepted.', 'Accepted. <n> seconds', 'Progress: <done>/<total> (<percent>%)', 'Complete: <url>', "
@@ -75,6 +83,7 @@ _EXPECTED_FIRST = (
 _UNESCAPE = re.compile(r"\\([\\nr])")
 _ESCAPES = {"\\": "\\", "n": "\n", "r": "\r"}
 _STRIP = " \t\r"
+_COLLECTION = "docsets"  # the seed API's docset URLs are .../docsets/<docset id>
 
 
 # --- writing -------------------------------------------------------------------------------
@@ -195,7 +204,8 @@ def decode_text(
 
 
 def _line_error(number: int, line: str, problem: str) -> DecodeError:
-    return DecodeError(f"text/plain line {number} {line!r}: {problem}", excerpt=line)
+    shown = line if len(line) <= 80 else line[:80] + "..."
+    return DecodeError(f"text/plain line {number} {shown!r}: {problem}", excerpt=shown)
 
 
 def _keyed_lines(rest: list[str], allowed: tuple[str, ...]) -> dict[str, str]:
@@ -234,11 +244,13 @@ def _parse_seconds(line: str, value: str, line_no: int) -> float:
 
 def _parse_datetime(text: str, where: str, excerpt: str) -> datetime:
     try:
+        if not _ISO_TEXT.fullmatch(text):
+            raise ValueError(text)
         value = datetime.fromisoformat(text)
     except ValueError:
-        raise DecodeError(f"{where}: {text!r} is not an ISO 8601 date-time", excerpt=excerpt) from None
+        raise DecodeError(f"{where}: {text[:60]!r} is not an ISO 8601 date-time", excerpt=excerpt[:80]) from None
     if value.tzinfo is None:
-        raise DecodeError(f"{where}: {text!r} has no time zone; add one, e.g. 'Z' or '+00:00'", excerpt=excerpt)
+        raise DecodeError(f"{where}: {text!r} has no time zone; add one, e.g. 'Z' or '+00:00'", excerpt=excerpt[:80])
     return value
 
 
@@ -266,8 +278,8 @@ class _Reader:
         header_type = self.header(HEADER_TYPE)
         if header_type is not None and header_type != kind:
             raise DecodeError(
-                f"header {HEADER_TYPE} says {header_type!r} but the text/plain body is a {kind!r} message",
-                excerpt=header_type,
+                f"header {HEADER_TYPE} says {header_type[:40]!r} but the text/plain body is a {kind!r} message",
+                excerpt=header_type[:80],
             )
         version = self.header(HEADER_PROTOCOL_VERSION) or PROTOCOL_VERSION
         check_major(version)
@@ -279,10 +291,10 @@ class _Reader:
                 "or decode with DecodeContext(docset_id=...) (the reply queue's docset id)"
             )
         sequence_text = self.header(HEADER_SEQUENCE)
-        if sequence_text is not None and not sequence_text.isdigit():
+        if sequence_text is not None and not _INTEGER_TEXT.fullmatch(sequence_text):
             raise DecodeError(
-                f"header {HEADER_SEQUENCE} must be a non-negative integer, got {sequence_text!r}",
-                excerpt=sequence_text,
+                f"header {HEADER_SEQUENCE} must be ASCII digits (at most 19), got {sequence_text[:40]!r}",
+                excerpt=sequence_text[:80],
             )
         fields.update(
             type=kind,
@@ -332,9 +344,9 @@ def _complete(reader: _Reader, first: str, rest: list[str]) -> Message:
     keyed = _keyed_lines(rest, ("Size", "SHA256", "Content-Type", "Expires"))
     if "Size" not in keyed:
         raise _line_error(1, first, "a 'Size: <bytes>' line must follow")
-    if not keyed["Size"].isdigit():
+    if not _INTEGER_TEXT.fullmatch(keyed["Size"]):
         line = f"Size: {keyed['Size']}"
-        raise _line_error(2 + list(keyed).index("Size"), line, "expected 'Size: <bytes>' (a whole number)")
+        raise _line_error(2 + list(keyed).index("Size"), line, "expected 'Size: <bytes>' (ASCII digits, at most 19)")
     fields: dict[str, Any] = {"archive_url": url, "size_bytes": int(keyed["Size"])}
     if "SHA256" in keyed:
         fields["sha256"] = keyed["SHA256"]
@@ -366,7 +378,9 @@ def _delete_like(kind: str, keyword: str) -> Callable[[_Reader, str, list[str]],
         header_docset = reader.header(HEADER_DOCSET_ID)
         if header_docset is not None and header_docset != docset_id:
             raise _line_error(
-                1, first, f"the body names docset {docset_id!r} but header {HEADER_DOCSET_ID} says {header_docset!r}"
+                1,
+                first,
+                f"the body names docset {docset_id!r} but header {HEADER_DOCSET_ID} says {header_docset[:40]!r}",
             )
         keyed = _keyed_lines(rest, ("Archive",))
         return reader.build(kind, {"archive_url": keyed.get("Archive")}, body_docset_id=docset_id)
@@ -374,14 +388,32 @@ def _delete_like(kind: str, keyword: str) -> Callable[[_Reader, str, list[str]],
     return parse
 
 
+def docset_id_from_url(url: str) -> str | None:
+    """The docset a docset URL names: its last non-empty path segment, e.g. ``5`` of ``http://s/api/docsets/5/``.
+
+    ``None`` when it names none: no path, an unparsable URL, or a path ending at the collection
+    (``.../docsets`` or ``.../docsets/``), whose last segment is not a docset id. Pure.
+    """
+    try:
+        path = urlsplit(url).path
+    except ValueError:
+        return None
+    segments = [segment for segment in path.split("/") if segment]
+    if not segments or segments[-1] == _COLLECTION:
+        return None
+    return segments[-1]
+
+
 def _package_request(reader: _Reader, first: str, rest: list[str]) -> Message:
     if rest:
         raise _line_error(2, rest[0], "a package request is the docset URL alone, on one line")
-    parts = urlsplit(first)
-    segments = [segment for segment in parts.path.split("/") if segment]
-    url_docset = segments[-1] if segments else None
+    try:
+        parts = urlsplit(first)
+    except ValueError as exc:  # e.g. an unclosed '[' of an IPv6 host
+        raise _line_error(1, first, f"not a valid URL: {exc}") from None
+    url_docset = docset_id_from_url(first)
     if reader.header(HEADER_DOCSET_ID) is None and url_docset is None:
-        raise _line_error(1, first, "the docset id (the URL's last path segment) is missing")
+        raise _line_error(1, first, "the docset id (the URL's last path segment) is missing: the URL names no docset")
     header_formats = reader.header(HEADER_FORMATS)
     if header_formats is not None:
         formats: tuple[str, ...] = tuple(f for f in header_formats.split(",") if f)

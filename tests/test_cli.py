@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPLETE = {
     "type": "complete",
     "docset_id": "5",
-    "request_id": "r1",
+    "request_id": "0190a0b0-0000-7000-8000-000000000001",
     "sequence": 3,
     "timestamp": "2026-11-27T12:00:00Z",
     "archive_url": "https://host/package/5",
@@ -59,7 +59,7 @@ def test_decode_options(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
         "--header",
         "TDM-Docset-Id=9",
         "--request-id",
-        "abc",
+        "0190a0b0-0000-7000-8000-000000000001",
         "--received-at",
         "2026-01-02T03:04:05+00:00",
     ]
@@ -68,7 +68,7 @@ def test_decode_options(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
     data = json.loads(out)
     assert (data["docset_id"], data["request_id"], data["timestamp"], data["size_bytes"]) == (
         "9",
-        "abc",
+        "0190a0b0-0000-7000-8000-000000000001",
         "2026-01-02T03:04:05Z",
         12,
     )
@@ -108,6 +108,19 @@ def test_encode_json_round_trips(monkeypatch: pytest.MonkeyPatch, capsys: pytest
         (["decode", "--docset-id", "5"], b"Accepted. soon", "error: text/plain line 1 'Accepted. soon'"),
         (["decode"], b"Accepted.", "error: a text/plain 'accepted' message does not say its docset"),
         (["decode"], b'{"type": "teleport"}', "error: unknown message type 'teleport'"),
+        # Issue 10: these printed a traceback.
+        (
+            ["decode", "--content-type", "text/plain", "--docset-id", "5"],
+            "Complete: http://x/a.zip\nSize: \u00b2".encode(),
+            "error: text/plain line 2 'Size: \u00b2': expected 'Size: <bytes>' (ASCII digits",
+        ),
+        (
+            ["decode", "--content-type", "text/plain", "--header", "tdm-sequence=\u00b2"],
+            b"http://127.0.0.1:8080/api/docsets/1",
+            "error: header tdm-sequence must be ASCII digits",
+        ),
+        (["decode", "--content-type", "application/json"], b"[" * 100_000, "error: JSON body nests arrays"),
+        (["decode", "--content-type", "application/json"], b"{" * 100_000, "error: JSON body nests"),
         (["decode", "--max-body-bytes", "3"], b"Accepted.", "error: body of 9 bytes exceeds the limit of 3"),
         (["decode", "--content-type", "image/png"], b"x", "error: content type 'image/png' is not a format"),
         (["encode"], b"not json", "error: invalid JSON body"),
@@ -115,7 +128,7 @@ def test_encode_json_round_trips(monkeypatch: pytest.MonkeyPatch, capsys: pytest
         (
             ["encode", "--content-type", "text/plain"],
             json.dumps({**COMPLETE, "archive_url": "https://h/a b"}).encode(),
-            "error: archive_url 'https://h/a b' contains whitespace",
+            "error: invalid complete message: field 'archive_url': Value error, archive_url must be printable ASCII",
         ),
     ],
 )

@@ -133,7 +133,7 @@ def test_watch_failed_exits_1(broker: InMemoryBroker, worker: list[Job], capsys:
 
 
 def test_watch_gives_up_after_timeout(broker: InMemoryBroker, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["watch", "nobody", "--broker", URL, "--interval", "0", "--timeout", "0"]) == 2
+    assert cli.main(["watch", "nobody", "--broker", URL, "--interval", "0.01", "--timeout", "0"]) == 2
     err = capsys.readouterr().err
     assert "(no request seen yet)" in err
     assert err.splitlines()[-1] == "error: gave up watching docset nobody after 0 s; it is still unknown"
@@ -142,6 +142,73 @@ def test_watch_gives_up_after_timeout(broker: InMemoryBroker, capsys: pytest.Cap
 def test_watch_rejects_a_bad_interval(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["watch", "5", "--broker", URL, "--interval", "soon"]) == 2
     assert "not a number of seconds" in capsys.readouterr().err
+
+
+def one_error_line(err: str) -> str:
+    """The stderr of a refused command: exactly one ``error:`` line, no traceback."""
+    errors = [line for line in err.splitlines() if "error: " in line]
+    assert len(errors) == 1, err
+    assert "Traceback" not in err
+    return errors[0]
+
+
+@pytest.mark.parametrize(
+    ("interval", "fragment"),
+    [("0", "more than zero"), ("-1", "zero or more"), ("inf", "finite"), ("nan", "finite")],
+)
+def test_watch_refuses_an_interval_of_zero_or_less(
+    interval: str, fragment: str, broker: InMemoryBroker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Issue 10: --interval 0 busy-looped on the broker.
+    assert cli.main(["watch", "5", "--broker", URL, "--interval", interval]) == 2
+    assert fragment in one_error_line(capsys.readouterr().err)
+    assert broker.opened == []  # type: ignore[attr-defined]
+
+
+def test_watch_gives_up_on_a_docset_nobody_requested(
+    broker: InMemoryBroker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Issue 10: watch of a docset nobody requested polled forever.
+    argv = ["watch", new_docset(), "--broker", URL, "--interval", "0.01", "--give-up-after", "0.05"]
+    assert cli.main(argv) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "stayed unknown for 0.05 s" in line and "--give-up-after" in line
+    assert cli_broker.DEFAULT_GIVE_UP_AFTER_SECONDS == 60
+
+
+def test_watch_does_not_give_up_once_the_docset_is_known(
+    broker: InMemoryBroker, worker: list[Job], capsys: pytest.CaptureFixture[str]
+) -> None:
+    docset = new_docset()
+    cli.main(["request", f"http://s/api/docsets/{docset}", "--broker", URL])
+    capsys.readouterr()
+    assert cli.main(["watch", docset, "--broker", URL, "--interval", "0.01", "--give-up-after", "0"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["request", "file:///etc/passwd", "--docset-id", "5"], "docset_url must start with http:// or https://"),
+        (["request", "HTTP://server/api/docsets/5"], "docset_url must start with http:// or https://"),
+        (["request", "javascript:alert(1)", "--docset-id", "5"], "docset_url"),
+        (["request", "http://server/api/docsets/5", "--formats", "../x"], "format '../x'"),
+        (["request", "http://server/api/docsets/5?" + "a" * 2100], "at most 2048 characters"),
+        (["request", "http://server/api/docsets/"], "names no docset"),
+        (["request", "http://server/api/docsets"], "names no docset"),
+        (["request", "http://[::1/api/docsets/5"], "names no docset"),
+        (["request", "http://[::1/api/docsets/5", "--docset-id", "5"], "docset_url is not a valid URL"),
+        (["request", "http://server/api/docsets/a%2Fb"], "docset id"),
+    ],
+)
+def test_request_refuses_bad_input_in_one_line(
+    argv: list[str], fragment: str, broker: InMemoryBroker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Issue 10: these printed pydantic tracebacks (exit 1), or asked for docset "docsets" (exit 0).
+    assert cli.main([*argv, "--broker", URL]) == 2
+    captured = capsys.readouterr()
+    assert fragment in one_error_line(captured.err)
+    assert captured.out == ""
+    assert broker.messages(PACKAGE_REQUESTS) == []
 
 
 def test_broker_failure_is_one_redacted_line(

@@ -31,11 +31,12 @@ from tdm_messaging.models import (
     PackageRequest,
     Progress,
 )
+from tests import strategies
 
 # --- strategies ----------------------------------------------------------------------------
 
 docset_ids = st.from_regex(r"[A-Za-z0-9._~:@+-]{1,24}", fullmatch=True)
-request_ids = st.from_regex(r"[0-9a-f-]{0,36}", fullmatch=True)
+request_ids = strategies.request_ids(legacy=True)
 zones = st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)), timezone(-timedelta(hours=8))])
 moments = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1), timezones=zones)
 seconds = st.floats(min_value=0, max_value=1e12, allow_nan=False, allow_infinity=False)
@@ -91,7 +92,8 @@ def messages(draw: st.DrawFn) -> Message:
 
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-BASE = {"docset_id": "5", "request_id": "r1", "sequence": 2, "timestamp": NOW}
+RID = "0190a0b0-0000-7000-8000-000000000001"
+BASE = {"docset_id": "5", "request_id": RID, "sequence": 2, "timestamp": NOW}
 
 # --- round trips ---------------------------------------------------------------------------
 
@@ -156,15 +158,15 @@ def test_text_decode_defaults_come_from_the_context() -> None:
     when = datetime(2026, 1, 2, tzinfo=UTC)
     got = decode(
         Envelope(b"Accepted.", TEXT_CONTENT_TYPE),
-        context=DecodeContext(docset_id="7", request_id="abc", received_at=when),
+        context=DecodeContext(docset_id="7", request_id=RID, received_at=when),
     )
-    assert (got.docset_id, got.request_id, got.timestamp) == ("7", "abc", when)
+    assert (got.docset_id, got.request_id, got.timestamp) == ("7", RID, when)
 
 
 def test_text_headers_win_over_the_context() -> None:
-    headers = {"tdm-docset-id": "9", "tdm-request-id": "rid", "tdm-sequence": "4", "tdm-timestamp": NOW.isoformat()}
+    headers = {"tdm-docset-id": "9", "tdm-request-id": RID, "tdm-sequence": "4", "tdm-timestamp": NOW.isoformat()}
     got = decode(Envelope(b"Accepted.", TEXT_CONTENT_TYPE, headers), context=DecodeContext(docset_id="5"))
-    assert (got.docset_id, got.request_id, got.sequence, got.timestamp) == ("9", "rid", 4, NOW)
+    assert (got.docset_id, got.request_id, got.sequence, got.timestamp) == ("9", RID, 4, NOW)
 
 
 # --- content types -------------------------------------------------------------------------

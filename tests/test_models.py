@@ -18,7 +18,7 @@ from tdm_messaging.models import (
 )
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-BASE = {"docset_id": "5", "request_id": "r1", "timestamp": NOW}
+BASE = {"docset_id": "5", "request_id": "0190a0b0-0000-7000-8000-000000000001", "timestamp": NOW}
 
 
 def request(**overrides: object) -> PackageRequest:
@@ -49,13 +49,13 @@ def test_union_dispatches_on_type() -> None:
 @pytest.mark.parametrize(
     ("overrides", "fragment"),
     [
-        ({"docset_url": "ftp://x/5"}, "http(s) URL"),
-        ({"docset_url": "http://x/ 5"}, "whitespace"),
+        ({"docset_url": "ftp://x/5"}, "must start with http:// or https://"),
+        ({"docset_url": "http://x/ 5"}, "without spaces or control characters"),
         ({"reply_to": "package/6"}, "reply_to must be 'package/5'"),
-        ({"formats": ("meta", "../x")}, "short ASCII word"),
+        ({"formats": ("meta", "../x")}, "1 to 32 ASCII letters"),
         ({"docset_id": "a/b"}, "'/'"),
         ({"timestamp": datetime(2026, 1, 1)}, "timezone"),
-        ({"protocol_version": "one"}, "look like '1.0'"),
+        ({"protocol_version": "one"}, "ASCII 'MAJOR.MINOR'"),
         ({"surprise": 1}, "Extra inputs"),
     ],
 )

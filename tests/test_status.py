@@ -24,12 +24,18 @@ from tdm_messaging.models import (
 )
 from tdm_messaging.status import DocsetStatus, State, compact, fold
 from tests.strategies import (
+    accepteds,
+    completes,
     docset_ids,
+    faileds,
     interleave,
     job_histories,
     message_lists,
     messages,
     ordered_request_ids,
+    package_requests,
+    progresses,
+    request_ids,
 )
 
 DOCSET = "5"
@@ -159,8 +165,21 @@ def test_newer_request_supersedes_older_result() -> None:
     assert status.requested_at == at(60)
 
 
-def test_newest_request_decides_even_without_its_copy() -> None:
-    status = fold([request(OLD), complete(OLD), accepted(NEW, t=61)], DOCSET)
+def test_a_reply_to_a_request_never_issued_is_ignored() -> None:
+    # Issue 10: an Accepted forged for an id the server never issued pinned GET /dump at 202 for ever.
+    history: list[Message] = [request(OLD), complete(OLD)]
+    forged = accepted(NEW, t=61)
+    assert fold([*history, forged], DOCSET) == fold(history, DOCSET)
+    assert compact([*history, forged], DOCSET) == history  # and the next poll drops it
+    # A real newer request wins at once, and then its replies count.
+    later = request_id_from(1_700_000_120_000, bytes(10))
+    status = fold([*history, forged, request(later, t=120), accepted(later, t=121)], DOCSET)
+    assert (status.state, status.request_id) == (State.ACCEPTED, later)
+
+
+def test_without_any_request_copy_every_reply_counts() -> None:
+    # A seed queue (or one whose copy was lost) holds replies only: the newest reply's request decides.
+    status = fold([complete(OLD), accepted(NEW, t=61)], DOCSET)
     assert (status.state, status.request_id) == (State.ACCEPTED, NEW)
 
 
@@ -278,8 +297,14 @@ def test_law_duplicate_insensitive(messages_: list[Message], data: st.DataObject
     assert fold(mixed, DOCSET) == fold(messages_, DOCSET)
 
 
+def _has_copy(messages_: list[Message]) -> bool:
+    return any(isinstance(m, PackageRequest) and m.docset_id == DOCSET for m in messages_)
+
+
 @given(LISTS, message_lists(docset_id=DOCSET, min_size=1))
 def test_law_monotonic_within_a_request(before: list[Message], more: list[Message]) -> None:
+    # The one exception: the first request copy to arrive makes every reply to other ids stop counting.
+    assume(_has_copy(before) or not _has_copy(more))
     old, new = fold(before, DOCSET), fold(before + more, DOCSET)
     assert (new.request_id or "") >= (old.request_id or "")  # never back to an older request
     if new.request_id == old.request_id:
@@ -298,8 +323,23 @@ def test_law_newer_request_supersedes(before: list[Message], data: st.DataObject
     newer = data.draw(messages(docset_id=DOCSET, request_id=newer_id))
     assume(not isinstance(newer, DeleteRequest))
     status = fold([*before, newer], DOCSET)
-    assert status == fold([newer], DOCSET)  # nothing of an older request survives
-    assert status.request_id == newer.request_id
+    if isinstance(newer, PackageRequest | Deleted) or not _has_copy(before):
+        assert status == fold([newer], DOCSET)  # nothing of an older request survives
+        assert status.request_id == newer.request_id
+    else:  # a reply to a request whose copy is not there: the server never issued it
+        assert status == fold(before, DOCSET)
+
+
+@given(LISTS, st.data())
+def test_law_replies_to_unissued_requests_never_count(before: list[Message], data: st.DataObject) -> None:
+    before = [*before, data.draw(package_requests(DOCSET))]  # at least one issued request
+    used = {m.request_id for m in before}
+    forged_id = data.draw(request_ids(legacy=True).filter(lambda rid: rid not in used))
+    reply = st.one_of([build(DOCSET, forged_id) for build in (accepteds, progresses, completes, faileds)])
+    forged = data.draw(st.lists(reply, min_size=1, max_size=4))
+    mixed = data.draw(st.permutations(before + forged))
+    assert fold(mixed, DOCSET) == fold(before, DOCSET)
+    assert all(kept.request_id != forged_id for kept in compact(mixed, DOCSET))  # the next poll drops them
 
 
 @given(LISTS)

@@ -22,7 +22,7 @@ def body(**fields: Any) -> bytes:
         "protocol_version": PROTOCOL_VERSION,
         "type": "complete",
         "docset_id": "5",
-        "request_id": "r1",
+        "request_id": "0190a0b0-0000-7000-8000-000000000001",
         "sequence": 3,
         "timestamp": "2026-11-27T12:00:00Z",
         "archive_url": "https://host/package/5",
@@ -33,13 +33,15 @@ def body(**fields: Any) -> bytes:
 
 
 def test_encode_is_compact_json_with_every_field() -> None:
-    message = Accepted(docset_id="5", request_id="r", timestamp=NOW, estimate_seconds=45)
+    message = Accepted(
+        docset_id="5", request_id="0190a0b0-0000-7000-8000-000000000001", timestamp=NOW, estimate_seconds=45
+    )
     data = json.loads(encode_json(message))
     assert data == {
         "protocol_version": "1.0",
         "type": "accepted",
         "docset_id": "5",
-        "request_id": "r",
+        "request_id": "0190a0b0-0000-7000-8000-000000000001",
         "sequence": 0,
         "timestamp": "2026-11-27T12:00:00Z",
         "estimate_seconds": 45.0,

@@ -44,7 +44,7 @@ _CONTEXT = DecodeContext(docset_id="5", received_at=datetime(2024, 1, 1, tzinfo=
 _SEED = encode(
     PackageRequest(
         docset_id="5",
-        request_id="r-1",
+        request_id="0190a0b0-0000-7000-8000-000000000001",
         timestamp=datetime(2024, 1, 1, tzinfo=UTC),
         docset_url="http://api.test/api/docsets/5",
         reply_to="package/5",

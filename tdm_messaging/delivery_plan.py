@@ -20,6 +20,7 @@ Rules
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,7 +30,7 @@ from tdm_messaging.destinations import PACKAGE_REQUESTS, Destination
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.errors import DecodeError
 from tdm_messaging.headers import ATTEMPT, NEXT_SEQUENCE
-from tdm_messaging.models import DeleteRequest, PackageRequest
+from tdm_messaging.models import MAX_COUNT, DeleteRequest, PackageRequest
 
 __all__ = [
     "MAX_RETRY_DELAY_SECONDS",
@@ -124,16 +125,22 @@ class Refusals:
         return len(self._keys)
 
 
+_ASCII_DIGITS = re.compile(r"[0-9]{1,19}")
+_MAX_HEADER_COUNT = MAX_COUNT // 2
+
+
 def positive_int_header(envelope: Envelope, name: str) -> int:
-    """Header ``name`` as a positive integer; 1 when it is absent, not an integer, or below 1. Never raises."""
+    """Header ``name`` as a positive integer; 1 when it is absent, not 1-19 ASCII digits, or out of range.
+
+    Never raises: the header comes from whoever wrote to the queue, and its value becomes a reply's
+    sequence number, which :data:`~tdm_messaging.models.MAX_COUNT` bounds: half of it leaves a job room for
+    its replies.
+    """
     raw = envelope.header(name)
-    if raw is None:
+    if raw is None or not _ASCII_DIGITS.fullmatch(raw):
         return 1
-    try:
-        value = int(raw)
-    except ValueError:
-        return 1
-    return value if value >= 1 else 1
+    value = int(raw)
+    return value if 1 <= value <= _MAX_HEADER_COUNT else 1
 
 
 def refusal_key(source: Destination, request: PackageRequest | DeleteRequest, attempt: int, body: bytes) -> RefusalKey:

@@ -74,6 +74,7 @@ def plan_poll(
     content_type: str,
     queue_expiry: bool,
     now: datetime,
+    ids_now: datetime | None = None,
 ) -> PollPlan:
     """Decide what a poll of ``docset_id`` does with the envelopes it read (pure; see the module's rules).
 
@@ -83,6 +84,8 @@ def plan_poll(
         content_type: the wire format the poller writes its re-sends in.
         queue_expiry: whether the broker expires whole queues (``Capabilities.queue_expiry``).
         now: "now", timezone-aware: dates text replies that carry no time.
+        ids_now: the wall clock that request ids are made with (:func:`~tdm_messaging.ids.new_request_id`);
+            when given, a reply whose request id is dated beyond it plus the allowed skew is dead-lettered.
 
     Returns:
         The plan.
@@ -92,7 +95,7 @@ def plan_poll(
         EncodeError: a message to keep cannot be written in ``content_type``.
     """
     queue = reply_queue(docset_id)
-    context = DecodeContext(docset_id=docset_id, received_at=now)
+    context = DecodeContext(docset_id=docset_id, received_at=now, now=ids_now)
     decoded: list[Message] = []
     rejects: list[DeadLetter] = []
     for envelope in envelopes:
@@ -115,11 +118,12 @@ def plan_poll(
 
 
 def attribute_legacy_replies(messages: Sequence[Message]) -> list[Message]:
-    """Give replies without a request id (seed text lines) the newest request id in ``messages`` (pure).
+    """Give replies without a request id (seed text lines) the newest package request's id in ``messages`` (pure).
 
     A seed packager answers ``Accepted. 45 seconds`` with no request id; the fold would rank that
     below the server's own request copy and the status would stay REQUESTED forever. The seed's
     protocol has one job per reply queue, so such a reply answers the newest request present.
+    Only a package request's id counts: a forged reply with a made-up id must not capture them.
 
     Args:
         messages: one docset's messages.
@@ -127,7 +131,10 @@ def attribute_legacy_replies(messages: Sequence[Message]) -> list[Message]:
     Returns:
         The same messages in the same order, legacy replies (not requests) copied with that id.
     """
-    newest = max((m.request_id for m in messages if m.request_id != LEGACY_REQUEST_ID), default=None)
+    newest = max(
+        (m.request_id for m in messages if isinstance(m, PackageRequest) and m.request_id != LEGACY_REQUEST_ID),
+        default=None,
+    )
     if newest is None:
         return list(messages)
     return [

@@ -27,8 +27,9 @@ from tdm_messaging.codec import JSON_CONTENT_TYPE, encode
 from tdm_messaging.dead_letter import dead_letter
 from tdm_messaging.destinations import DELETE_REQUESTS, PACKAGE_REQUESTS, reply_queue
 from tdm_messaging.docset_locks import DocsetLocks
+from tdm_messaging.errors import TransportError
 from tdm_messaging.ids import new_request_id
-from tdm_messaging.models import DeleteRequest, PackageRequest
+from tdm_messaging.models import DeleteRequest, Failed, PackageRequest
 from tdm_messaging.poll_plan import BatchAction, plan_poll
 from tdm_messaging.status import DocsetStatus, fold
 from tdm_messaging.transport.base import Transport
@@ -36,6 +37,8 @@ from tdm_messaging.transport.base import Transport
 __all__ = ["PackagingClient", "Requested"]
 
 logger = logging.getLogger(__name__)
+
+_MAX_REASON_CHARS = 4096  # Failed.reason's limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +91,11 @@ class PackagingClient:
 
         Sends the request to ``docsets/package`` and a copy to the docset's reply queue
         ``package/<docset_id>``, so that the next poll says REQUESTED rather than UNKNOWN.
-        Both sends are persistent and confirmed. The request goes first: if the copy then
-        fails, the packager still works and its replies make the status right.
+        Both sends are persistent and confirmed. The copy goes first: a reply only shapes the
+        status once its request's copy is in the queue (docs/status.md), so no packager may see
+        the request before the copy is stored. If the request itself then cannot be sent, a
+        retryable Failed for it is sent to the reply queue (best effort), so the status does not
+        say REQUESTED for a request no packager will ever see.
 
         Args:
             docset_id: the docset (it names the reply queue).
@@ -119,11 +125,32 @@ class PackagingClient:
         )
         envelope = encode(request, self._content_type)
         with self._locks.hold(docset_id):
-            self._transport.send(PACKAGE_REQUESTS, envelope, persistent=True, confirm=True)
             self._transport.send(reply_to, envelope, persistent=True, confirm=True)
+            try:
+                self._transport.send(PACKAGE_REQUESTS, envelope, persistent=True, confirm=True)
+            except TransportError as exc:
+                self._withdraw(request, reason=f"the request could not be queued: {exc}")
+                raise
         logger.info("requested package of docset %s (request %s)", docset_id, request.request_id)
         # The fold of anything older plus this newer request is the fold of the request alone.
         return Requested(request, fold([request], docset_id))
+
+    def _withdraw(self, request: PackageRequest, *, reason: str) -> None:
+        """Answer ``request`` with a retryable Failed ourselves; a failure to do so is only logged."""
+        failed = Failed(
+            docset_id=request.docset_id,
+            request_id=request.request_id,
+            sequence=1,
+            timestamp=self._clock(),
+            reason=reason[:_MAX_REASON_CHARS],
+            retryable=True,
+        )
+        try:
+            self._transport.send(
+                reply_queue(request.docset_id), encode(failed, self._content_type), persistent=True, confirm=True
+            )
+        except TransportError as exc:
+            logger.warning("could not withdraw request %s of docset %s: %s", request.request_id, request.docset_id, exc)
 
     def status(self, docset_id: str) -> DocsetStatus:
         """Poll a docset: read its reply queue, fold the replies, keep the status for the next poll.
@@ -153,6 +180,8 @@ class PackagingClient:
                 content_type=self._content_type,
                 queue_expiry=self._transport.capabilities.queue_expiry,
                 now=self._clock(),
+                # Ids come from the wall clock (ids.new_request_id), not from the injectable clock.
+                ids_now=utc_now(),
             )
             for envelope in plan.resend:
                 self._transport.send(queue, envelope, persistent=True, confirm=True)

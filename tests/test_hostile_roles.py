@@ -221,7 +221,7 @@ def _job(client: PackagingClient, broker: InMemoryBroker, docset: str) -> str:
     """A real job, requested and completed by a packager; returns its request id."""
     worker = PackagerWorker(InMemoryTransport(broker), on_package=_handler, retry_backoff_seconds=0)
     with running(worker) as failures:
-        request = client.request_package(docset, f"http://server/api/docsets/{docset}")
+        request = client.request_package(docset, f"http://server/api/docsets/{docset}").request
         assert _served(broker, failures, client, docset) is State.COMPLETE
     return request.request_id
 
@@ -327,7 +327,7 @@ def test_worker_headers_of_a_valid_request_never_stop_a_worker(name: str, value:
     worker = PackagerWorker(InMemoryTransport(broker), on_package=_handler, retry_backoff_seconds=0)
     client = PackagingClient(InMemoryTransport(broker))
     first = f"ok-{next(_docsets)}"
-    request = client.request_package(first, f"http://server/api/docsets/{first}")
+    request = client.request_package(first, f"http://server/api/docsets/{first}").request
     [sent] = broker.messages(PACKAGE_REQUESTS)
     assert decode(sent) == request
     InMemoryTransport(broker).send(

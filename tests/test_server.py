@@ -196,7 +196,9 @@ def test_undecodable_reply_is_dead_lettered_not_dropped(caplog: pytest.LogCaptur
 def test_reply_of_another_docset_is_dead_lettered() -> None:
     broker, transport, client, _c = setup()
     docset, other = new_docset(), new_docset()
-    stray = Accepted(docset_id=other, request_id="r", timestamp=T0, estimate_seconds=1)
+    stray = Accepted(
+        docset_id=other, request_id="0190a0b0-0000-7000-8000-000000000001", timestamp=T0, estimate_seconds=1
+    )
     transport.send(reply_queue(docset), encode(stray))
     assert client.status(docset).state is State.UNKNOWN
     parked = broker.messages(DEAD_LETTER)
@@ -329,7 +331,11 @@ def _message_pool(docset: str) -> list[Message]:
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.one_of(st.integers(0, 6), st.sampled_from(["poll", "crash"])), max_size=25))
 def test_any_interleaving_of_polls_and_replies_folds_all_replies(ops: list[int | str]) -> None:
-    """Law: however polls (even crashed ones) interleave with replies, the end status is the fold of all replies."""
+    """Law: however polls (even crashed ones) interleave with replies, the end status is the fold of all replies.
+
+    The one order the protocol rules out is a reply before its own request's copy (the client stores the
+    copy before it sends the request): pool[0] is the copy of the request that pool[1:6] answer.
+    """
     broker = InMemoryBroker()
     transport = InMemoryTransport(broker)
     client = PackagingClient(transport)
@@ -345,6 +351,9 @@ def test_any_interleaving_of_polls_and_replies_folds_all_replies(ops: list[int |
                 client.status(docset)
         else:
             assert isinstance(op, int)
+            if 1 <= op <= 5 and pool[0] not in sent:
+                transport.send(reply_queue(docset), encode(pool[0]))
+                sent.append(pool[0])
             transport.send(reply_queue(docset), encode(pool[op]))
             sent.append(pool[op])
     assert client.status(docset) == fold(sent, docset)
@@ -368,3 +377,43 @@ def test_a_seed_reply_without_request_id_answers_the_newest_request() -> None:
     # re-sent with the id it was given, so the attribution does not depend on what comes later
     stored = [decode(e, context=DecodeContext(docset_id="d1")) for e in broker.messages(reply_queue("d1"))]
     assert {m.request_id for m in stored} == {newest.request_id}
+
+
+class _RefusesRequests(InMemoryTransport):
+    """Stores everything but what goes to docsets/package: a request that cannot be queued."""
+
+    def send(
+        self, destination: Destination, envelope: Envelope, *, persistent: bool = True, confirm: bool = False
+    ) -> None:
+        if destination == PACKAGE_REQUESTS:
+            raise SendNotConfirmedError("no confirm for the request")
+        super().send(destination, envelope, persistent=persistent, confirm=confirm)
+
+
+def test_request_copy_is_stored_before_the_request_is_sent() -> None:
+    broker = InMemoryBroker()
+    order: list[str] = []
+
+    class Recording(InMemoryTransport):
+        def send(
+            self, destination: Destination, envelope: Envelope, *, persistent: bool = True, confirm: bool = False
+        ) -> None:
+            order.append(destination.name)
+            super().send(destination, envelope, persistent=persistent, confirm=confirm)
+
+    docset = new_docset()
+    PackagingClient(Recording(broker)).request_package(docset, f"http://s/api/docsets/{docset}")
+    assert order == [f"package/{docset}", "docsets/package"]
+
+
+def test_a_request_that_cannot_be_queued_is_withdrawn_not_left_requested() -> None:
+    broker = InMemoryBroker()
+    client = PackagingClient(_RefusesRequests(broker))
+    docset = new_docset()
+    with pytest.raises(SendNotConfirmedError):
+        client.request_package(docset, f"http://s/api/docsets/{docset}")
+    assert broker.messages(PACKAGE_REQUESTS) == []
+    status = client.status(docset)
+    assert status.state is State.FAILED
+    assert status.failure is not None and status.failure.retryable
+    assert "could not be queued" in status.failure.reason

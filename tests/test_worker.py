@@ -277,7 +277,9 @@ def test_a_refused_reply_dead_letters_the_request_instead_of_blocking_the_queue(
 
 def test_wrong_message_type_on_the_request_queue_is_dead_lettered() -> None:
     broker = InMemoryBroker()
-    stray = encode(DeleteRequest(docset_id="5", request_id="r", timestamp=RESULT_TIME))
+    stray = encode(
+        DeleteRequest(docset_id="5", request_id="0190a0b0-0000-7000-8000-000000000001", timestamp=RESULT_TIME)
+    )
     with running(make_worker(broker, lambda job: RESULT)):
         InMemoryTransport(broker).send(PACKAGE_REQUESTS, stray)
         wait_until(lambda: len(broker.messages(DEAD_LETTER)) == 1, "the dead-lettered message")

@@ -54,7 +54,7 @@ def _poison(tag: str) -> dict[str, Envelope]:
         "a reply on the request queue": encode(
             Complete(
                 docset_id=f"p-{tag}",
-                request_id="r-1",
+                request_id="0190a0b0-0000-7000-8000-000000000001",
                 sequence=3,
                 timestamp=utc_now(),
                 archive_url="https://archives.test/p.zip",

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlsplit
 
-from examples.orchestrate import (
+from examples.harness import (
     REPO_ROOT,
     DemoError,
     DumpProgress,

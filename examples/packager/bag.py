@@ -110,6 +110,10 @@ class BagWriter:
                 digest.update(chunk)
                 entry.write(chunk)
         self._tag_digests["manifest-sha256.txt"] = digest.hexdigest()
+        if self._files == 0:
+            # RFC 8493 section 2.1.2: a bag has a data/ directory even when empty, and a zip
+            # holds an empty directory only as an entry of its own.
+            self._write_directory("data/")
         info = {
             "Bagging-Date": self._now.date().isoformat(),
             "Payload-Oxum": f"{self._octets}.{self._files}",
@@ -141,6 +145,11 @@ class BagWriter:
     def _write_tag(self, name: str, body: bytes) -> None:
         with self._zip.open(self._zipinfo(name), "w") as entry:
             entry.write(body)
+
+    def _write_directory(self, relative: str) -> None:
+        info = zipfile.ZipInfo(f"{self.bag_name}/{relative}", date_time=self._now.timetuple()[:6])
+        info.external_attr = (0o40755 << 16) | 0x10  # a directory, for Unix and for MS-DOS readers
+        self._zip.writestr(info, b"")
 
     def _zipinfo(self, relative: str) -> zipfile.ZipInfo:
         info = zipfile.ZipInfo(f"{self.bag_name}/{relative}", date_time=self._now.timetuple()[:6])

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from examples.orchestrate import Stack, StackConfig, log_tail, start_stack, unique_namespace
+from examples.harness import Stack, StackConfig, log_tail, start_stack, unique_namespace
 from tests.conftest import broker_url
 
 EMBEDDED = "embedded"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from examples.orchestrate import REPO_ROOT
+from examples.harness import REPO_ROOT
 
 pytestmark = [pytest.mark.timeout(120)]
 

@@ -8,7 +8,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from examples.orchestrate import DumpProgress, Miner, read_log, validate_bag
+from examples.harness import DumpProgress, Miner, read_log, validate_bag
+from tests.bagit_check import bagit_validate
 from tests.e2e.conftest import FLOW_BROKERS, MakeStack
 
 pytestmark = [pytest.mark.timeout(120)]
@@ -53,6 +54,7 @@ def test_dump_flow_end_to_end(make_stack: MakeStack, broker: str, tmp_path: Path
     assert report.documents == stack.config.documents
     assert report.payload_files == 2 * stack.config.documents  # meta.json + text.txt each
     assert report.bag_info["TDM-Docset-Id"] == f"{stack.config.queue_prefix}{docset_id}"
+    assert bagit_validate(target) == report.payload_files  # an independent judge agrees
 
     # A later poll still answers 303 to the same archive: the status survives being read.
     again = miner.request("GET", f"/api/docsets/{docset_id}/dump")

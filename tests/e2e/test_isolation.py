@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from examples.orchestrate import Miner, Stack, add_key, read_log
+from examples.harness import Miner, Stack, add_key, read_log
 from tests.e2e.conftest import EMBEDDED, MakeStack
 
 pytestmark = [pytest.mark.timeout(120)]

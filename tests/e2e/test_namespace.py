@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from examples.orchestrate import unique_namespace
+from examples.harness import unique_namespace
 from tests.e2e.conftest import MakeStack
 
 pytestmark = [pytest.mark.timeout(150)]

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from examples.orchestrate import DumpResult, Service, read_log, validate_bag
+from examples.harness import DumpResult, Service, read_log, validate_bag
+from tests.bagit_check import bagit_validate
 from tests.e2e.conftest import EMBEDDED, MakeStack
 
 pytestmark = [pytest.mark.timeout(180)]
@@ -77,6 +78,7 @@ def test_server_crash_mid_job_loses_nothing(make_stack: MakeStack, broker: str, 
     target = stack.config.work_dir / "after-crash.zip"
     assert miner.download(result.archive_url, target) == result.sha256
     assert validate_bag(target).documents == 30
+    assert bagit_validate(target) == 60
     miner.close()
     # The new server found the status on the broker: it never requested the package again.
     assert "requested the package" not in read_log(stack.server.log_path)

@@ -9,7 +9,8 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 import pytest
 
-from examples.orchestrate import validate_bag
+from examples.harness import validate_bag
+from tests.bagit_check import bagit_validate
 from tests.e2e.conftest import AWS_TEST_ENV, EMBEDDED, MakeStack
 
 pytestmark = [pytest.mark.timeout(120)]
@@ -44,6 +45,7 @@ def test_dump_flow_with_s3_storage(make_stack: MakeStack, moto_endpoint: str, tm
     target = tmp_path / "from-s3.zip"
     assert miner.download(result.archive_url, target) == result.sha256
     assert validate_bag(target).documents == stack.config.documents
+    assert bagit_validate(target) == 2 * stack.config.documents
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
     assert keys == [location.path.removeprefix(f"/{bucket}/")]
     assert not any(stack.config.archive_dir.iterdir())  # nothing went to the local directory

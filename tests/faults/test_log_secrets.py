@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import pytest
 
-from examples.orchestrate import StackConfig, start_stack, validate_bag
+from examples.harness import StackConfig, start_stack, validate_bag
 from tdm_messaging.errors import MessagingError
 from tdm_messaging.server import PackagingClient
 from tdm_messaging.transport import open_transport

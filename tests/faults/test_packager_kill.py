@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
-from examples.orchestrate import StackConfig, start_packager, start_stack, unique_namespace, validate_bag
+from examples.harness import StackConfig, start_packager, start_stack, unique_namespace, validate_bag
 from examples.packager.faults import FAULT_ENV
 from tdm_messaging.codec import decode
 from tdm_messaging.destinations import reply_queue

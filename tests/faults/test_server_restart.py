@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from examples.orchestrate import Stack, StackConfig, start_stack
+from examples.harness import Stack, StackConfig, start_stack
 from tests.e2e.test_reliability import test_server_crash_mid_job_loses_nothing as server_crash_scenario
 from tests.faults.conftest import PrivateRabbit
 from tests.faults.reliability import Row, record

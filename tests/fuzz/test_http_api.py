@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
-from examples.orchestrate import REPO_ROOT, Service, add_key, load_sample_theses, start_server
+from examples.harness import REPO_ROOT, Service, add_key, load_sample_theses, start_server
 from tests.conftest import in_ci
 from tests.faults.reliability import Row, record
 

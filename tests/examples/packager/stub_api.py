@@ -187,7 +187,7 @@ def validate_bag(path: str) -> dict[str, Any]:
             assert not name.startswith("/") and "\\" not in name and ".." not in name.split("/"), name
         bagit = zf.read(f"{root}/bagit.txt").decode()
         assert bagit == "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n", bagit
-        payload = {n[len(root) + 1 :] for n in names if n.startswith(f"{root}/data/")}
+        payload = {n[len(root) + 1 :] for n in names if n.startswith(f"{root}/data/") and not n.endswith("/")}
         manifest = _read_manifest(zf.read(f"{root}/manifest-sha256.txt").decode())
         assert set(manifest) == payload, "manifest and payload differ"
         octets = 0

@@ -18,6 +18,7 @@ from tdm_messaging.errors import ConfigurationError
 from tdm_messaging.server import PackagingClient
 from tdm_messaging.status import DocsetStatus, State
 from tdm_messaging.testing import InMemoryBroker, InMemoryTransport
+from tests.bagit_check import bagit_validate
 from tests.examples.packager.stub_api import API_KEY, StubApi, StubDoc, validate_bag
 
 ENV = {
@@ -155,6 +156,7 @@ def test_a_request_is_packaged_and_reported_complete(running: Running) -> None:
     assert status.result.size_bytes == path.stat().st_size
     assert status.result.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert len(validate_bag(str(path))["payload"]) == 8
+    assert bagit_validate(path) == 8
 
 
 def test_a_repeated_request_reuses_the_package(running: Running) -> None:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+import bagit
 import pytest
 
 from examples.packager.bag import BagWriter, encode_manifest_path
 from tdm_messaging.errors import LocalProtocolError
+from tests.bagit_check import bagit_validate
 from tests.examples.packager.stub_api import generated_text, validate_bag
 
 NOW = datetime(2024, 5, 17, 12, 30, tzinfo=UTC)
@@ -32,6 +35,7 @@ def test_a_bag_validates_and_says_what_it_holds(tmp_path: Path) -> None:
     assert found["info"]["Payload-Oxum"] == f"{11 + 3 + 200_000}.3"
     assert found["info"]["Bagging-Date"] == "2024-05-17"
     assert found["info"]["Source-Organization"] == "MIT Libraries"
+    assert bagit_validate(path) == 3
     with zipfile.ZipFile(path) as zf:
         assert zf.namelist()[0] == "docset-5/bagit.txt"
         assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in zf.infolist())
@@ -44,6 +48,7 @@ def test_an_empty_bag_is_valid(tmp_path: Path) -> None:
         bag = BagWriter(handle, bag_name="docset-empty", now=NOW)
         bag.finish({})
     assert validate_bag(str(path))["info"]["Payload-Oxum"] == "0.0"
+    assert bagit_validate(path) == 0
 
 
 def test_a_tampered_bag_fails_validation(tmp_path: Path) -> None:
@@ -59,6 +64,8 @@ def test_a_tampered_bag_fails_validation(tmp_path: Path) -> None:
             dst.writestr(info.filename, body)
     with pytest.raises(AssertionError, match="checksum"):
         validate_bag(str(tampered))
+    with pytest.raises(bagit.BagValidationError, match=re.escape("data/1/text.txt sha256 validation failed")):
+        bagit_validate(tampered)
 
 
 @pytest.mark.parametrize("path", ["../x", "/abs", "a\\b", "a/../../b", "", "a\x00b", "a/./b"])

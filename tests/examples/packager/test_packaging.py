@@ -15,6 +15,7 @@ from examples.packager.errors import FetchError, UnsafeUrlError
 from examples.packager.packaging import Estimator, Packager, ProgressThrottle
 from examples.packager.sanitize import safe_component
 from examples.packager.storage import LocalStorage, parse_archive_name
+from tests.bagit_check import bagit_validate
 from tests.examples.packager.stub_api import StubApi, StubDoc, validate_bag
 
 
@@ -70,6 +71,7 @@ def test_a_docset_becomes_a_valid_bag_in_storage(
     assert stored.size_bytes == path.stat().st_size
     found = validate_bag(str(path))
     assert len(found["payload"]) == 10
+    assert bagit_validate(path) == 10
     assert "data/0/meta.json" in found["payload"]
     hostile = safe_component("../../etc/passwd")
     assert hostile.startswith("___.._etc_passwd~")
@@ -120,6 +122,7 @@ def test_formats_choose_the_files(stub: StubApi, client: ApiClient, archives: Lo
         docset_id="8", docset_url=f"{stub.base}/api/docsets/8", sink=ListSink(), formats=["meta"]
     )
     assert validate_bag(str(archives.directory / meta_only.name))["payload"] == ["data/0/meta.json", "data/1/meta.json"]
+    assert bagit_validate(archives.directory / meta_only.name) == 2
     assert stub.text_requests() == 0
     with pytest.raises(FetchError, match="formats"):
         packager.package(docset_id="8", docset_url=f"{stub.base}/api/docsets/8", sink=ListSink(), formats=["pdf"])
@@ -228,6 +231,7 @@ def test_memory_stays_bounded_for_a_large_docset(stub: StubApi, archives: LocalS
     assert validate_bag(str(archives.directory / stored.name))["octets"] == 100 * 300_000 + 24_000_000 + sum(
         len(json.dumps(d.metadata, indent=2, sort_keys=True).encode()) + 1 for d in stub.docs.values()
     )
+    assert bagit_validate(archives.directory / stored.name) == 2 * len(docs)  # meta.json + text.txt each
     # The stub server runs in this process too, so its buffers count; still ~1/6 of the text at most.
     assert peak < 8 * 1024 * 1024, f"peak traced memory {peak} bytes"
 

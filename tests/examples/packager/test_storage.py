@@ -24,6 +24,7 @@ from examples.packager.storage import (
     parse_archive_name,
 )
 from tdm_messaging.errors import ConfigurationError, InvalidDestinationError
+from tests.bagit_check import bagit_validate
 
 FP1 = "a" * 64
 FP2 = "b" * 64
@@ -299,6 +300,7 @@ def test_the_packager_on_s3_reuses_and_deletes(s3: S3Storage, tmp_path: Path) ->
     download.write_bytes(requests.get(second.url, timeout=30).content)
     assert hashlib.sha256(download.read_bytes()).hexdigest() == first.sha256
     assert len(validate_bag(str(download))["payload"]) == 8
+    assert bagit_validate(download) == 8
     assert packager.delete("40") == [first.name]
     assert s3.names("40") == []
     assert s3._client.list_multipart_uploads(Bucket=s3.bucket).get("Uploads", []) == []

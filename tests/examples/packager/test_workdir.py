@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from examples.orchestrate import Service, start_packager
+from examples.harness import Service, start_packager
 from examples.packager.api import ApiClient
 from examples.packager.faults import FAULT_ENV
 from examples.packager.packaging import Packager
@@ -25,6 +25,7 @@ from tdm_messaging.errors import ConfigurationError
 from tdm_messaging.server import PackagingClient
 from tdm_messaging.status import State
 from tdm_messaging.transport import open_transport
+from tests.bagit_check import bagit_validate
 from tests.examples.packager.stub_api import API_KEY, StubApi, StubDoc, validate_bag
 
 REPO = Path(__file__).resolve().parents[3]
@@ -244,6 +245,7 @@ def test_a_packager_killed_mid_zip_leaves_nothing_once_restarted(stub: StubApi, 
             assert status.result is not None
             archive = tmp_path / "archives" / status.result.archive_url.rsplit("/", 1)[1]
             assert validate_bag(str(archive))["info"]["TDM-Docset-Id"] == "41"
+            assert bagit_validate(archive) > 0
         finally:
             exit_status = restarted.stop(timeout=30)
     finally:

@@ -1,0 +1,188 @@
+"""The docset routes: list, create, read (and the packager's paged ``?fmt=`` source), change, delete, members."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from typing import Any, Final
+
+import bottle
+
+from examples.server import repo
+from examples.server.bodies import DocsetCreate, DocsetPatch
+from examples.server.routes.access import MAX_SQLITE_INT, authenticate, docset_row
+from examples.server.routes.context import AppContext
+from examples.server.routes.table import Route
+from examples.server.routes.views import PACKAGE_FORMATS, docset_json, document_json
+from examples.server.web import ApiError, json_response, query_int
+from tdm_messaging import MessagingError
+
+__all__ = ["ROUTES"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PER_PAGE: Final = 50
+MAX_PER_PAGE: Final = 1000
+
+
+def docsets(ctx: AppContext) -> bottle.HTTPResponse:
+    """``GET /api/docsets``: the caller's docsets, a page at a time."""
+    page = query_int("page", 1, minimum=1, maximum=1_000_000)
+    per_page = query_int("per_page", DEFAULT_PER_PAGE, minimum=1, maximum=MAX_PER_PAGE)
+    with ctx.connection() as conn:
+        caller = authenticate(conn)
+        total = repo.count_docsets(conn, caller.owner)
+        rows = repo.list_docsets(conn, caller.owner, limit=per_page, offset=(page - 1) * per_page)
+        items = [docset_json(ctx, row) for row in rows]
+    last = max(1, -(-total // per_page))
+    return json_response(
+        {
+            "docsets": items,
+            "total": total,
+            "page": page,
+            "per_page": per_page,
+            "links": {
+                "self": ctx.page_link("/api/docsets", page=page, per_page=per_page),
+                "next": ctx.page_link("/api/docsets", page=page + 1, per_page=per_page) if page < last else None,
+            },
+        }
+    )
+
+
+def create_docset(ctx: AppContext) -> bottle.HTTPResponse:
+    """``POST /api/docsets``: a new docset from a full-text query or a list of document ids (201)."""
+    body = ctx.read_body(DocsetCreate)
+    with ctx.connection() as conn:
+        caller = authenticate(conn)
+        if body.document_ids is not None:
+            missing = repo.missing_document_ids(conn, body.document_ids)
+            if missing:
+                raise ApiError(
+                    422, "unknown_documents", f"no documents with ids {missing[:20]}", document_ids=missing[:100]
+                )
+            query, ids = None, body.document_ids
+        else:
+            query = repo.SearchQuery(body.query, body.year_from, body.year_to, body.department)
+            try:
+                ids = repo.search_document_ids(conn, query)
+            except repo.InvalidSearchError as exc:
+                raise ApiError(
+                    422, "invalid_query", f"{exc}; see https://sqlite.org/fts5.html#full_text_query_syntax"
+                ) from exc
+        new_id = repo.create_docset(conn, owner=caller.owner, name=body.name, query=query, document_ids=ids)
+        result = docset_json(ctx, docset_row(conn, caller, new_id, write=True))
+    return json_response(result, 201, {"Location": result["links"]["self"]})
+
+
+def docset(ctx: AppContext, docset_id: int) -> bottle.HTTPResponse:
+    """``GET /api/docsets/<id>``: the docset; with ``?fmt=`` the packager's paged source instead."""
+    fmt = bottle.request.query.get("fmt")
+    with ctx.connection() as conn:
+        caller = authenticate(conn)
+        row = docset_row(conn, caller, docset_id, write=False)
+        if fmt is None:
+            return json_response(docset_json(ctx, row))
+        return package_source(ctx, conn, row, fmt)
+
+
+def package_source(ctx: AppContext, conn: sqlite3.Connection, row: sqlite3.Row, fmt: str) -> bottle.HTTPResponse:
+    """``?fmt=meta,txt``: what the packager reads, one keyset page at a time (``after``, ``limit``).
+
+    Raises:
+        ApiError: 400 when ``fmt`` lists nothing or an unknown format.
+    """
+    formats = tuple(dict.fromkeys(f.strip() for f in fmt.split(",") if f.strip()))
+    unknown = [f for f in formats if f not in PACKAGE_FORMATS]
+    if not formats or unknown:
+        raise ApiError(400, "invalid_parameter", f"fmt must list some of {', '.join(PACKAGE_FORMATS)}; got {fmt!r}")
+    after = query_int("after", 0, minimum=0, maximum=MAX_SQLITE_INT)
+    limit = query_int("limit", 100, minimum=1, maximum=MAX_PER_PAGE)
+    rows = repo.list_members(conn, row["id"], limit=limit + 1, after=after)
+    members = [document_json(ctx, r, formats) for r in rows[:limit]]
+    path = f"/api/docsets/{row['id']}"
+    more = len(rows) > limit
+    next_url = ctx.page_link(path, fmt=",".join(formats), after=rows[limit - 1]["id"], limit=limit) if more else None
+    headers = {"Link": f'<{next_url}>; rel="next"'} if next_url else None
+    return json_response(
+        {"docset": docset_json(ctx, row), "formats": list(formats), "members": members, "next": next_url},
+        headers=headers,
+    )
+
+
+def patch_docset(ctx: AppContext, docset_id: int) -> bottle.HTTPResponse:
+    """``PATCH /api/docsets/<id>``: rename, add and remove members; the version goes up if members changed."""
+    body = ctx.read_body(DocsetPatch)
+    with ctx.connection() as conn:
+        caller = authenticate(conn)
+        docset_row(conn, caller, docset_id, write=True)
+        missing = repo.missing_document_ids(conn, body.add_document_ids)
+        if missing:
+            raise ApiError(
+                422, "unknown_documents", f"no documents with ids {missing[:20]}", document_ids=missing[:100]
+            )
+        if body.name is not None:
+            repo.update_docset_name(conn, docset_id, body.name)
+        changed = repo.add_members(conn, docset_id, body.add_document_ids)
+        changed += repo.remove_members(conn, docset_id, body.remove_document_ids)
+        if changed:
+            repo.bump_version(conn, docset_id)
+        return json_response(docset_json(ctx, docset_row(conn, caller, docset_id, write=True)))
+
+
+def delete_docset(ctx: AppContext, docset_id: int) -> bottle.HTTPResponse:
+    """``DELETE /api/docsets/<id>``: delete the docset (204) and ask the packager to delete its package."""
+    with ctx.connection() as conn:
+        caller = authenticate(conn)
+        docset_row(conn, caller, docset_id, write=True)
+        repo.delete_docset(conn, docset_id)
+    try:  # best effort: a package left behind is collected by the packager's own expiry
+        ctx.dumps.delete(ctx.messaging_id(docset_id))
+    except MessagingError as exc:
+        log.warning("docset %s deleted, but asking to delete its package failed: %s", docset_id, exc)
+    return bottle.HTTPResponse(status=204)
+
+
+def members(ctx: AppContext, docset_id: int) -> bottle.HTTPResponse:
+    """``GET /api/docsets/<id>/members``: the members, by page number or, with ``?after=``, by keyset."""
+    per_page = query_int("per_page", DEFAULT_PER_PAGE, minimum=1, maximum=MAX_PER_PAGE)
+    cursor = bottle.request.query.get("after")
+    path = f"/api/docsets/{docset_id}/members"
+    with ctx.connection() as conn:
+        caller = authenticate(conn)
+        row = docset_row(conn, caller, docset_id, write=False)
+        total = int(row["member_count"])
+        links: dict[str, str | None] = {}
+        body: dict[str, Any] = {"docset_id": docset_id, "total": total, "per_page": per_page}
+        if cursor is not None:
+            after = query_int("after", 0, minimum=0, maximum=MAX_SQLITE_INT)
+            rows = repo.list_members(conn, docset_id, limit=per_page + 1, after=after)
+            more = len(rows) > per_page
+            rows = rows[:per_page]
+            body["after"] = after
+            links["self"] = ctx.page_link(path, after=after, per_page=per_page)
+            links["next"] = ctx.page_link(path, after=rows[-1]["id"], per_page=per_page) if more else None
+        else:
+            last = max(1, -(-total // per_page))
+            page = query_int("page", 1, minimum=1, maximum=1_000_000)
+            rows = repo.list_members(conn, docset_id, limit=per_page, offset=(page - 1) * per_page)
+            body["page"] = page
+            body["pages"] = last
+            links["self"] = ctx.page_link(path, page=page, per_page=per_page)
+            links["first"] = ctx.page_link(path, page=1, per_page=per_page)
+            links["prev"] = ctx.page_link(path, page=page - 1, per_page=per_page) if page > 1 else None
+            links["next"] = ctx.page_link(path, page=page + 1, per_page=per_page) if page < last else None
+            links["last"] = ctx.page_link(path, page=last, per_page=per_page)
+        body["members"] = [document_json(ctx, r) for r in rows]
+        body["links"] = links
+    headers = {"Link": f'<{links["next"]}>; rel="next"'} if links.get("next") else None
+    return json_response(body, headers=headers)
+
+
+ROUTES = (
+    Route("GET", "/api/docsets", docsets),
+    Route("POST", "/api/docsets", create_docset),
+    Route("GET", "/api/docsets/<docset_id:int>", docset),
+    Route("PATCH", "/api/docsets/<docset_id:int>", patch_docset),
+    Route("DELETE", "/api/docsets/<docset_id:int>", delete_docset),
+    Route("GET", "/api/docsets/<docset_id:int>/members", members),
+)

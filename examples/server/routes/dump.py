@@ -1,0 +1,128 @@
+"""The dump routes: poll (and first request) a docset's package, request a fresh one, delete it.
+
+The answers come from the docset's reply queue, read on each poll by
+:class:`~examples.server.dumps.DumpService`; this module only turns its status into HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import bottle
+
+from examples.server.dumps import Poll
+from examples.server.routes.access import owned
+from examples.server.routes.context import AppContext
+from examples.server.routes.table import Route
+from examples.server.routes.views import PACKAGE_FORMATS
+from examples.server.web import ApiError, json_response
+from tdm_messaging import MessagingError, State, TransportError, http_view
+
+__all__ = ["ROUTES"]
+
+log = logging.getLogger(__name__)
+
+
+def dump(ctx: AppContext, docset_id: int) -> bottle.HTTPResponse:
+    """``GET .../dump``: the package's status; the first call (or ``?retry=true`` after a failure) requests it."""
+    retry = bottle.request.query.get("retry", "").lower() in {"1", "true", "yes"}
+    owned(ctx, docset_id)
+    with broker_errors():
+        poll = ctx.dumps.poll(ctx.messaging_id(docset_id), _source(ctx, docset_id), retry=retry)
+    return dump_response(ctx, docset_id, poll)
+
+
+def redo_dump(ctx: AppContext, docset_id: int) -> bottle.HTTPResponse:
+    """``POST .../dump``: request a fresh package whatever the status."""
+    owned(ctx, docset_id)
+    with broker_errors():
+        poll = ctx.dumps.request(ctx.messaging_id(docset_id), _source(ctx, docset_id))
+    return dump_response(ctx, docset_id, poll)
+
+
+def delete_dump(ctx: AppContext, docset_id: int) -> bottle.HTTPResponse:
+    """``DELETE .../dump``: ask the packager to delete the package (202), or 404 if none was requested."""
+    owned(ctx, docset_id)
+    with broker_errors():
+        before = ctx.dumps.delete(ctx.messaging_id(docset_id))
+    if before.state is State.UNKNOWN:
+        raise ApiError(404, "no_package", f"docset {docset_id} has no package to delete; none was requested")
+    dump_url = f"{ctx.base_url()}/api/docsets/{docset_id}/dump"
+    return json_response({"state": "delete_requested", "docset_id": str(docset_id), "links": {"self": dump_url}}, 202)
+
+
+def _source(ctx: AppContext, docset_id: int) -> str:
+    """The URL the packager reads the docset from."""
+    return f"{ctx.base_url()}/api/docsets/{docset_id}?fmt={','.join(PACKAGE_FORMATS)}"
+
+
+def dump_response(ctx: AppContext, docset_id: int, poll: Poll) -> bottle.HTTPResponse:
+    """The HTTP answer to a poll: 202 while pending, 303 to the archive, 410 or 502 with a retry link."""
+    dump_url = f"{ctx.base_url()}/api/docsets/{docset_id}/dump"
+    status = poll.status
+    if status.state is State.UNKNOWN:
+        # The request was sent but this broker does not show it back yet: still pending.
+        return json_response(
+            {
+                "state": "requested",
+                "docset_id": str(docset_id),
+                "requested_now": poll.requested,
+                "detail": "the dump was requested and waits for the packager; poll again in 1 s",
+                "links": {"self": dump_url},
+            },
+            202,
+            {"Retry-After": "1", "Location": dump_url},
+        )
+    view = http_view(status, now=datetime.now(UTC))
+    headers = dict(view.headers)
+    body: dict[str, Any] = dict(view.body)
+    body["docset_id"] = str(docset_id)
+    body["requested_now"] = poll.requested
+    links: dict[str, str] = {"self": dump_url, "docset": f"{ctx.base_url()}/api/docsets/{docset_id}"}
+    if status.state in (State.FAILED, State.DELETED):
+        links["retry"] = f"{dump_url}?retry=true"
+    body["links"] = links
+    if view.status_code >= 400:
+        if status.failure is not None:
+            what = f"packaging docset {docset_id} failed: {status.failure.reason}"
+        else:
+            what = f"the package of docset {docset_id} is {status.state.name.lower()}"
+        hint = f"request a new package with POST {dump_url} (or GET {dump_url}?retry=true)"
+        if "error" in body:
+            body["detail"] = body.pop("error")
+        body["error"] = {"code": f"package_{status.state.name.lower()}", "message": f"{what}; {hint}"}
+    return json_response(body, view.status_code, headers)
+
+
+@contextmanager
+def broker_errors() -> Iterator[None]:
+    """Answer messaging failures in the block as HTTP.
+
+    Raises:
+        ApiError: 503 (with ``Retry-After``) when the broker cannot be reached; 502 for any other
+            messaging error.
+    """
+    try:
+        yield
+    except TransportError as exc:
+        log.warning("broker unavailable while serving %s: %s", bottle.request.path, exc)
+        raise ApiError(
+            503,
+            "broker_unavailable",
+            "the message broker cannot be reached right now; retry later",
+            headers={"Retry-After": "5"},
+        ) from exc
+    except MessagingError as exc:
+        log.warning("messaging error while serving %s: %s", bottle.request.path, exc)
+        raise ApiError(502, "messaging_error", f"talking to the packager failed: {exc}") from exc
+
+
+ROUTES = (
+    Route("GET", "/api/docsets/<docset_id:int>/dump", dump),
+    Route("POST", "/api/docsets/<docset_id:int>/dump", redo_dump),
+    Route("DELETE", "/api/docsets/<docset_id:int>/dump", delete_dump),
+)

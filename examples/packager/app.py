@@ -17,7 +17,8 @@ from examples.packager.api import ApiClient
 from examples.packager.errors import PackagerError
 from examples.packager.faults import FAULT_ENV, BeforeAckKiller
 from examples.packager.packaging import Estimator, Packager
-from examples.packager.storage import MAX_URL_TTL, LocalStorage, S3Storage, Storage
+from examples.packager.s3_storage import MAX_URL_TTL, S3Storage
+from examples.packager.storage import LocalStorage, Storage
 from examples.packager.workdir import open_work_dir
 from tdm_messaging import (
     ConfigurationError,

@@ -1,4 +1,4 @@
-"""Where archives go: a local directory (atomic rename) or S3 (multipart upload, presigned URLs)."""
+"""Where archives go: the storage contract, archive names, and a local directory (atomic rename)."""
 
 from __future__ import annotations
 
@@ -10,26 +10,19 @@ import shutil
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import Final
 from urllib.parse import quote
 
 from examples.packager.errors import InvalidArchiveNameError, StorageError
 from examples.packager.faults import maybe_die
 from tdm_messaging import ConfigurationError, validate_docset_id
 
-if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
-
 __all__ = [
     "ARCHIVE_CONTENT_TYPE",
-    "MAX_URL_TTL",
-    "MIN_PART_SIZE",
     "LocalStorage",
-    "S3Storage",
     "Storage",
     "StoredPackage",
     "archive_name",
@@ -39,10 +32,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ARCHIVE_CONTENT_TYPE: Final = "application/zip"
-MAX_URL_TTL: Final = 7 * 24 * 3600
-"""The longest lifetime of a presigned URL (S3 signature version 4 allows no more)."""
-MIN_PART_SIZE: Final = 5 * 1024 * 1024
-"""S3's smallest part, except the last."""
 _COPY_CHUNK: Final = 1024 * 1024
 # The docset id part allows exactly what validate_docset_id allows: never a '/' (no path traversal).
 _NAME: Final = re.compile(r"docset-(?P<docset>[A-Za-z0-9._~:@+-]{1,128})--(?P<fingerprint>[0-9a-f]{64})\.zip")
@@ -265,214 +254,3 @@ class LocalStorage(Storage):
         except OSError as exc:
             raise StorageError(f"cannot delete archive {name!r}: {exc}", retryable=True) from exc
         log.info("deleted archive %s from %s", name, self.directory)
-
-
-class S3Storage(Storage):
-    """Archives in an S3 bucket (or any S3-compatible service), uploaded in parts, handed out as presigned URLs.
-
-    The upload is a multipart upload of ``part_size`` parts, so memory holds one part
-    at a time; on any failure the upload is aborted, so no multipart upload is left
-    open and nothing partial is visible. The archive's SHA-256 is kept in the object's
-    metadata (``x-amz-meta-sha256``).
-
-    Args:
-        bucket: the bucket (must exist).
-        prefix: key prefix, e.g. ``tdm/packages`` (no leading slash).
-        endpoint_url: the S3 endpoint for S3-compatible services (MinIO, moto); ``None`` for AWS.
-        region: the bucket's region.
-        url_ttl: lifetime of presigned URLs in seconds, 1 to :data:`MAX_URL_TTL`.
-        part_size: bytes per part, at least :data:`MIN_PART_SIZE`.
-        client: a boto3 S3 client to use instead of building one (credentials come from
-            boto3's usual chain: environment, profile, instance role).
-        now: the clock for ``url_expires_at``.
-
-    Raises:
-        ConfigurationError: a bad bucket, prefix, TTL or part size, or boto3 is not installed.
-    """
-
-    def __init__(
-        self,
-        *,
-        bucket: str,
-        prefix: str = "",
-        endpoint_url: str | None = None,
-        region: str | None = None,
-        url_ttl: int = 3600,
-        part_size: int = 8 * 1024 * 1024,
-        client: S3Client | None = None,
-        now: Callable[[], datetime] | None = None,
-    ) -> None:
-        if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):
-            raise ConfigurationError(f"S3 bucket name {bucket!r} is not valid (3-63 of a-z 0-9 . -)")
-        if prefix.startswith("/") or ".." in prefix.split("/"):
-            raise ConfigurationError(f"S3 prefix {prefix!r} must be relative, without '..'")
-        if not 1 <= url_ttl <= MAX_URL_TTL:
-            raise ConfigurationError(f"URL lifetime {url_ttl} s is out of range; give 1 to {MAX_URL_TTL} seconds")
-        if part_size < MIN_PART_SIZE:
-            raise ConfigurationError(f"part size {part_size} is below S3's minimum of {MIN_PART_SIZE} bytes")
-        self.bucket = bucket
-        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
-        self.url_ttl = url_ttl
-        self.part_size = part_size
-        self._now: Callable[[], datetime] = now or (lambda: datetime.now(UTC))
-        self._client = client if client is not None else self._make_client(endpoint_url, region)
-
-    @staticmethod
-    def _make_client(endpoint_url: str | None, region: str | None) -> S3Client:
-        try:
-            import boto3
-            from botocore.config import Config
-        except ImportError as exc:
-            raise ConfigurationError("S3 storage needs boto3: pip install 'tdm-messaging[s3]'") from exc
-        config = Config(
-            signature_version="s3v4",
-            retries={"max_attempts": 5, "mode": "standard"},
-            s3={"addressing_style": "path" if endpoint_url else "auto"},
-        )
-        return boto3.client("s3", endpoint_url=endpoint_url, region_name=region or "us-east-1", config=config)
-
-    def key(self, name: str) -> str:
-        """The object key of archive ``name``."""
-        if parse_archive_name(name) is None:
-            raise InvalidArchiveNameError(f"{name!r} is not an archive name of the form docset-<id>--<sha256>.zip")
-        return self.prefix + name
-
-    def _presign(self, key: str) -> tuple[str, datetime]:
-        expires_at = self._now() + timedelta(seconds=self.url_ttl)
-        url = self._client.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self.url_ttl
-        )
-        return url, expires_at
-
-    def find(self, name: str) -> StoredPackage | None:
-        """See :meth:`Storage.find`."""
-        key = self.key(name)
-        try:
-            head = self._client.head_object(Bucket=self.bucket, Key=key)
-            url, expires_at = self._presign(key)
-        except Exception as exc:
-            if _is_not_found(exc):
-                return None
-            raise _storage_error(f"cannot look up s3://{self.bucket}/{key}", exc) from exc
-        sha256 = head.get("Metadata", {}).get("sha256")
-        return StoredPackage(
-            name=name,
-            url=url,
-            size_bytes=head["ContentLength"],
-            sha256=sha256 if sha256 and re.fullmatch(r"[0-9a-f]{64}", sha256) else None,
-            url_expires_at=expires_at,
-        )
-
-    def put(self, name: str, path: Path, *, sha256: str) -> StoredPackage:
-        """See :meth:`Storage.put`."""
-        key = self.key(name)
-        try:
-            upload = self._client.create_multipart_upload(
-                Bucket=self.bucket, Key=key, ContentType=ARCHIVE_CONTENT_TYPE, Metadata={"sha256": sha256}
-            )
-        except Exception as exc:
-            raise _storage_error(f"cannot start the upload of s3://{self.bucket}/{key}", exc) from exc
-        upload_id = upload["UploadId"]
-        self._abort_stale_uploads(key, keep=upload_id)
-        try:
-            parts = []
-            size = 0
-            with path.open("rb") as handle:
-                number = 1
-                while True:
-                    body = handle.read(self.part_size)
-                    if not body and number > 1:
-                        break
-                    answer = self._client.upload_part(
-                        Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
-                    )
-                    parts.append({"ETag": answer["ETag"], "PartNumber": number})
-                    maybe_die("upload")  # test hook, off by default: leaves the upload open
-                    size += len(body)
-                    number += 1
-                    if len(body) < self.part_size:
-                        break
-            self._client.complete_multipart_upload(
-                Bucket=self.bucket,
-                Key=key,
-                UploadId=upload_id,
-                MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
-            )
-        except BaseException as exc:
-            self._abort(key, upload_id)
-            if not isinstance(exc, Exception):
-                raise
-            raise _storage_error(f"cannot upload s3://{self.bucket}/{key}", exc) from exc
-        log.info("stored archive %s (%d bytes, %d parts) in s3://%s/%s", name, size, len(parts), self.bucket, key)
-        url, expires_at = self._presign(key)
-        return StoredPackage(name=name, url=url, size_bytes=size, sha256=sha256, url_expires_at=expires_at)
-
-    def _abort_stale_uploads(self, key: str, *, keep: str) -> None:
-        """Abort open multipart uploads of ``key`` but ``keep``: left by a packager killed mid-upload (SIGKILL).
-
-        Its ``except`` never ran, so nothing aborted them. The key is content-addressed, so an
-        upload of it that is still running elsewhere (a duplicate delivery) would store the very
-        same bytes: aborting it only makes that job retry and find this archive.
-        """
-        try:
-            listing = self._client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
-        except Exception as exc:
-            log.warning("could not list open uploads of s3://%s/%s: %s", self.bucket, key, exc)
-            return
-        for upload in listing.get("Uploads", []):
-            if upload.get("Key") == key and upload.get("UploadId", keep) != keep:
-                log.info("aborting multipart upload %s of s3://%s/%s left open by an earlier attempt",
-                         upload["UploadId"], self.bucket, key)  # fmt: skip
-                self._abort(key, upload["UploadId"])
-
-    def _abort(self, key: str, upload_id: str) -> None:
-        try:
-            self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-        except Exception as exc:
-            # Log and go on: the original failure is the one to report. A bucket lifecycle rule
-            # (AbortIncompleteMultipartUpload) is the backstop for this case.
-            log.error("could not abort multipart upload %s of s3://%s/%s: %s", upload_id, self.bucket, key, exc)
-
-    def names(self, docset_id: str) -> list[str]:
-        """See :meth:`Storage.names`."""
-        found: list[str] = []
-        try:
-            paginator = self._client.get_paginator("list_objects_v2")
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{self.prefix}docset-{docset_id}--"):
-                for item in page.get("Contents", []):
-                    name = item["Key"][len(self.prefix) :]
-                    parsed = parse_archive_name(name)
-                    if parsed and parsed[0] == docset_id:
-                        found.append(name)
-        except Exception as exc:
-            raise _storage_error(f"cannot list s3://{self.bucket}/{self.prefix}", exc) from exc
-        return sorted(found)
-
-    def remove(self, name: str) -> None:
-        """See :meth:`Storage.remove`."""
-        key = self.key(name)
-        try:
-            self._client.delete_object(Bucket=self.bucket, Key=key)
-        except Exception as exc:
-            raise _storage_error(f"cannot delete s3://{self.bucket}/{key}", exc) from exc
-        log.info("deleted archive s3://%s/%s", self.bucket, key)
-
-
-def _error_code(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        return str(response.get("Error", {}).get("Code", ""))
-    return ""
-
-
-def _is_not_found(exc: BaseException) -> bool:
-    return _error_code(exc) in {"404", "NoSuchKey", "NotFound"}
-
-
-def _storage_error(what: str, exc: Exception) -> StorageError:
-    code = _error_code(exc)
-    if code == "NoSuchBucket":
-        return StorageError(f"{what}: the bucket does not exist; create it or fix TDM_STORAGE")
-    if code in {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}:
-        return StorageError(f"{what}: access refused ({code}); check the S3 credentials and the bucket policy")
-    return StorageError(f"{what}: {type(exc).__name__}: {exc}", retryable=True)

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from examples.packager.app import PackagerConfig, build_storage, main, parse_config, run
-from examples.packager.storage import LocalStorage, S3Storage
+from examples.packager.s3_storage import S3Storage
+from examples.packager.storage import LocalStorage
 from tdm_messaging.errors import ConfigurationError
 from tdm_messaging.server import PackagingClient
 from tdm_messaging.status import DocsetStatus, State

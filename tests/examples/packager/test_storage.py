@@ -1,4 +1,4 @@
-"""Tests for examples.packager.storage: a local directory, and S3 through moto's server over real HTTP."""
+"""Tests for examples.packager.storage and s3_storage: a local directory, and S3 via moto's server over HTTP."""
 
 from __future__ import annotations
 
@@ -15,14 +15,8 @@ import pytest
 import requests
 
 from examples.packager.errors import InvalidArchiveNameError, StorageError
-from examples.packager.storage import (
-    MAX_URL_TTL,
-    MIN_PART_SIZE,
-    LocalStorage,
-    S3Storage,
-    archive_name,
-    parse_archive_name,
-)
+from examples.packager.s3_storage import MAX_URL_TTL, MIN_PART_SIZE, S3Storage
+from examples.packager.storage import LocalStorage, archive_name, parse_archive_name
 from tdm_messaging.errors import ConfigurationError, InvalidDestinationError
 from tests.bagit_check import bagit_validate
 

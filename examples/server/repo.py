@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ __all__ = [
     "InvalidSearchError",
     "NewDocument",
     "SearchQuery",
+    "SearchTimeoutError",
     "add_members",
     "bump_version",
     "count_docsets",
@@ -47,6 +49,14 @@ DOCUMENT_COLUMNS = (
 
 class InvalidSearchError(ValueError):
     """The full-text query is not valid FTS5 syntax (the message quotes SQLite's reason)."""
+
+
+class SearchTimeoutError(Exception):
+    """The full-text query ran longer than its deadline and was interrupted."""
+
+
+_PROGRESS_STEPS = 10_000
+"""How often (in SQLite VM steps, well under a millisecond) a search checks its deadline."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,17 +206,38 @@ def _search_sql(search: SearchQuery) -> tuple[str, list[object]]:
     return f"SELECT d.id FROM documents d WHERE {where} ORDER BY d.id", params
 
 
-def search_document_ids(conn: sqlite3.Connection, search: SearchQuery) -> list[int]:
+def search_document_ids(conn: sqlite3.Connection, search: SearchQuery, *, timeout: float | None = None) -> list[int]:
     """Ids of the documents matching ``search``, ascending.
+
+    Args:
+        conn: the connection.
+        search: the query and filters.
+        timeout: seconds of work allowed; SQLite's progress handler aborts the query after
+            that (``None``: no limit).
 
     Raises:
         InvalidSearchError: ``search.query`` is not valid FTS5 syntax.
+        SearchTimeoutError: the search ran out of ``timeout``.
     """
     sql, params = _search_sql(search)
+    deadline = None if timeout is None else time.monotonic() + timeout
+
+    def over_time() -> bool:
+        return deadline is not None and time.monotonic() > deadline
+
+    # Called every _PROGRESS_STEPS virtual-machine steps; a true answer interrupts the statement.
+    conn.set_progress_handler(over_time, _PROGRESS_STEPS)
     try:
         return [int(row[0]) for row in conn.execute(sql, params)]
     except sqlite3.OperationalError as exc:
+        if over_time():
+            raise SearchTimeoutError(
+                f"the full-text query took longer than {timeout:g} s and was stopped; narrow it "
+                "(fewer prefix terms, NEAR groups or OR branches) or add year or department filters"
+            ) from exc
         raise InvalidSearchError(f"invalid full-text query {search.query!r}: {exc}") from exc
+    finally:
+        conn.set_progress_handler(None, 0)
 
 
 def missing_document_ids(conn: sqlite3.Connection, ids: Iterable[int]) -> list[int]:

@@ -50,6 +50,7 @@ _BODY_ERRORS = {
     "415": _error("The body is not sent as application/json"),
     "422": _error("The body is JSON but invalid; the message names each field and the problem"),
 }
+_ID: Schema = {"type": "integer", "minimum": 1, "maximum": (1 << 63) - 1}  # SQLite's INTEGER
 _DOCSET_ID = {"name": "docset_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
 _DOCUMENT_ID = {"name": "document_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
 
@@ -61,6 +62,9 @@ def _query(name: str, description: str, schema: Schema) -> dict[str, Any]:
 _PER_PAGE = _query("per_page", "Items per page (default 50)", {"type": "integer", "minimum": 1, "maximum": 1000})
 _PAGE = _query("page", "Page number, from 1", {"type": "integer", "minimum": 1, "maximum": 1000000})
 _NULLABLE_URL: Schema = {"type": ["string", "null"], "format": "uri"}
+
+# Text the server strips first: it must hold something besides white space.
+_TEXT_200: Schema = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S"}
 
 _SCHEMAS: dict[str, Schema] = {
     "Error": {
@@ -143,6 +147,7 @@ _SCHEMAS: dict[str, Schema] = {
                 "type": "string",
                 "minLength": 1,
                 "maxLength": 1000,
+                "pattern": "\\S",
                 "description": "SQLite FTS5 query over title, abstract and full text; at most "
                 f"{MAX_TERMS} words and phrases, {MAX_PREFIX_TERMS} prefix terms (word*), {MAX_NEAR_GROUPS} "
                 f"NEAR groups of at most {MAX_NEAR_TERMS} phrases each, a NEAR distance of at most "
@@ -150,7 +155,7 @@ _SCHEMAS: dict[str, Schema] = {
             },
             "year_from": {"type": "integer", "minimum": 1000, "maximum": 9999},
             "year_to": {"type": "integer", "minimum": 1000, "maximum": 9999},
-            "department": {"type": "string", "minLength": 1, "maxLength": 200, "description": "Exact, any case"},
+            "department": {**_TEXT_200, "description": "Exact, any case"},
         },
     },
     "DocsetCreate": {
@@ -161,15 +166,16 @@ _SCHEMAS: dict[str, Schema] = {
                 "additionalProperties": False,
                 "required": ["name", "document_ids"],
                 "properties": {
-                    "name": {"type": "string", "minLength": 1, "maxLength": 200},
-                    "document_ids": {"type": "array", "items": {"type": "integer", "minimum": 1}},
+                    "name": _TEXT_200,
+                    "document_ids": {"type": "array", "items": _ID},
                 },
             },
             {
                 "allOf": [_ref("DocsetQuery")],
+                "anyOf": [{"required": [field]} for field in ("query", "year_from", "year_to", "department")],
                 "type": "object",
                 "required": ["name"],
-                "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 200}},
+                "properties": {"name": _TEXT_200},
             },
         ],
     },
@@ -177,10 +183,15 @@ _SCHEMAS: dict[str, Schema] = {
         "type": "object",
         "additionalProperties": False,
         "minProperties": 1,
+        "anyOf": [
+            {"required": ["name"]},
+            {"required": ["add_document_ids"], "properties": {"add_document_ids": {"minItems": 1}}},
+            {"required": ["remove_document_ids"], "properties": {"remove_document_ids": {"minItems": 1}}},
+        ],
         "properties": {
-            "name": {"type": "string", "minLength": 1, "maxLength": 200},
-            "add_document_ids": {"type": "array", "items": {"type": "integer", "minimum": 1}},
-            "remove_document_ids": {"type": "array", "items": {"type": "integer", "minimum": 1}},
+            "name": _TEXT_200,
+            "add_document_ids": {"type": "array", "items": _ID},
+            "remove_document_ids": {"type": "array", "items": _ID},
         },
     },
     "DocsetList": {
@@ -345,9 +356,17 @@ def build_openapi() -> dict[str, Any]:
                 "summary": "A docset; with ?fmt=meta,txt the members for the packager, a keyset page at a time",
                 "parameters": [
                     _DOCSET_ID,
-                    _query("fmt", "Comma-separated subset of meta,txt", {"type": "string"}),
-                    _query("after", "With fmt: members after this document id", {"type": "integer", "minimum": 0}),
-                    _query("limit", "With fmt: members per page (default 100)", {"type": "integer", "minimum": 1}),
+                    _query(
+                        "fmt",
+                        "Comma-separated subset of meta,txt",
+                        {"type": "string", "pattern": r"^[\s,]*(meta|txt)\s*(,[\s,]*(meta|txt)\s*)*[\s,]*$"},
+                    ),
+                    _query("after", "With fmt: members after this document id", {**_ID, "minimum": 0}),
+                    _query(
+                        "limit",
+                        "With fmt: members per page (default 100)",
+                        {"type": "integer", "minimum": 1, "maximum": 1000},
+                    ),
                 ],
                 "responses": {
                     "200": _json({"oneOf": [_ref("Docset"), _ref("PackageSource")]}, "The docset or its members"),
@@ -374,7 +393,7 @@ def build_openapi() -> dict[str, Any]:
                     _DOCSET_ID,
                     _PAGE,
                     _PER_PAGE,
-                    _query("after", "Cursor mode: members after this document id", {"type": "integer", "minimum": 0}),
+                    _query("after", "Cursor mode: members after this document id", {**_ID, "minimum": 0}),
                 ],
                 "responses": {
                     "200": _json(_ref("MemberPage"), "A page of members", {"Link": _header('rel="next" link')}),
@@ -401,12 +420,14 @@ def build_openapi() -> dict[str, Any]:
             },
             "head": {
                 "summary": "Refused: a dump's GET may start a build, so HEAD is not offered (it starts nothing)",
+                "security": [],  # refused before any key is looked at
                 "parameters": [_DOCSET_ID],
                 "responses": {
+                    "404": _error("Not a docset id (not an integer in range)"),
                     "405": {
                         "description": "Not allowed; Allow lists GET, POST, DELETE",
                         "headers": {"Allow": _header("GET, POST, DELETE")},
-                    }
+                    },
                 },
             },
             "delete": {

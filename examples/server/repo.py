@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -55,8 +56,8 @@ class SearchTimeoutError(Exception):
     """The full-text query ran longer than its deadline and was interrupted."""
 
 
-_PROGRESS_STEPS = 10_000
-"""How often (in SQLite VM steps, well under a millisecond) a search checks its deadline."""
+_PROGRESS_STEPS = 1_000
+"""How often (in SQLite VM steps, a few microseconds' worth) a search checks its deadline."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,23 +221,43 @@ def search_document_ids(conn: sqlite3.Connection, search: SearchQuery, *, timeou
         SearchTimeoutError: the search ran out of ``timeout``.
     """
     sql, params = _search_sql(search)
-    deadline = None if timeout is None else time.monotonic() + timeout
+    if timeout is None:
+        try:
+            return [int(row[0]) for row in conn.execute(sql, params)]
+        except sqlite3.OperationalError as exc:
+            raise InvalidSearchError(f"invalid full-text query {search.query!r}: {exc}") from exc
+    deadline = time.monotonic() + timeout
+    # Two guards, because FTS5 does most of its work inside the virtual table, between VM steps:
+    # the progress handler stops a query at its next VM step after the deadline (cheap, in this
+    # thread), and a timer interrupts the connection at the deadline wherever SQLite is (a
+    # NEAR of prefix terms spends seconds per row where the progress handler never runs).
+    conn.set_progress_handler(lambda: time.monotonic() > deadline, _PROGRESS_STEPS)
+    guard = threading.Lock()
+    done = False
+    fired = threading.Event()
 
-    def over_time() -> bool:
-        return deadline is not None and time.monotonic() > deadline
+    def interrupt() -> None:
+        with guard:
+            if not done:  # never interrupt the statements that follow the search
+                fired.set()
+                conn.interrupt()
 
-    # Called every _PROGRESS_STEPS virtual-machine steps; a true answer interrupts the statement.
-    conn.set_progress_handler(over_time, _PROGRESS_STEPS)
+    timer = threading.Timer(timeout, interrupt)
+    timer.daemon = True
+    timer.start()
     try:
         return [int(row[0]) for row in conn.execute(sql, params)]
     except sqlite3.OperationalError as exc:
-        if over_time():
+        if fired.is_set() or time.monotonic() > deadline:
             raise SearchTimeoutError(
                 f"the full-text query took longer than {timeout:g} s and was stopped; narrow it "
                 "(fewer prefix terms, NEAR groups or OR branches) or add year or department filters"
             ) from exc
         raise InvalidSearchError(f"invalid full-text query {search.query!r}: {exc}") from exc
     finally:
+        with guard:
+            done = True
+        timer.cancel()
         conn.set_progress_handler(None, 0)
 
 

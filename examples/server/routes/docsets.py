@@ -96,15 +96,20 @@ def _search(ctx: AppContext, conn: sqlite3.Connection, query: repo.SearchQuery) 
 def docset(ctx: AppContext, docset_id: int) -> bottle.HTTPResponse:
     """``GET /api/docsets/<id>``: the docset; with ``?fmt=`` the packager's paged source instead."""
     fmt = bottle.request.query.get("fmt")
+    # Checked with or without fmt: a bad value is refused, never silently ignored.
+    after = query_int("after", 0, minimum=0, maximum=MAX_SQLITE_INT)
+    limit = query_int("limit", 100, minimum=1, maximum=MAX_PER_PAGE)
     with ctx.connection() as conn:
         caller = authenticate(conn)
         row = docset_row(conn, caller, docset_id, write=False)
         if fmt is None:
             return json_response(docset_json(ctx, row))
-        return package_source(ctx, conn, row, fmt)
+        return package_source(ctx, conn, row, fmt, after=after, limit=limit)
 
 
-def package_source(ctx: AppContext, conn: sqlite3.Connection, row: sqlite3.Row, fmt: str) -> bottle.HTTPResponse:
+def package_source(
+    ctx: AppContext, conn: sqlite3.Connection, row: sqlite3.Row, fmt: str, *, after: int, limit: int
+) -> bottle.HTTPResponse:
     """``?fmt=meta,txt``: what the packager reads, one keyset page at a time (``after``, ``limit``).
 
     Raises:
@@ -114,8 +119,6 @@ def package_source(ctx: AppContext, conn: sqlite3.Connection, row: sqlite3.Row, 
     unknown = [f for f in formats if f not in PACKAGE_FORMATS]
     if not formats or unknown:
         raise ApiError(400, "invalid_parameter", f"fmt must list some of {', '.join(PACKAGE_FORMATS)}; got {fmt!r}")
-    after = query_int("after", 0, minimum=0, maximum=MAX_SQLITE_INT)
-    limit = query_int("limit", 100, minimum=1, maximum=MAX_PER_PAGE)
     rows = repo.list_members(conn, row["id"], limit=limit + 1, after=after)
     members = [document_json(ctx, r, formats) for r in rows[:limit]]
     path = f"/api/docsets/{row['id']}"

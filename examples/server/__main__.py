@@ -47,6 +47,24 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], env:
         default=env.get("queue_prefix", ""),
         help="prefix of docset ids on the broker [TDM_QUEUE_PREFIX]",
     )
+    serve.add_argument(
+        "--search-timeout",
+        type=float,
+        default=float(env.get("search_timeout", d.search_timeout_seconds)),
+        help="seconds one full-text search may run [TDM_SEARCH_TIMEOUT]",
+    )
+    serve.add_argument(
+        "--max-dumps-in-flight",
+        type=int,
+        default=int(env.get("max_dumps_in_flight", d.max_dumps_in_flight)),
+        help="per owner: packages being built at once [TDM_MAX_DUMPS_IN_FLIGHT]",
+    )
+    serve.add_argument(
+        "--max-stored-archives",
+        type=int,
+        default=int(env.get("max_stored_archives", d.max_stored_archives)),
+        help="per owner: archives kept [TDM_MAX_STORED_ARCHIVES]",
+    )
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
 
@@ -86,14 +104,16 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings
         threads=args.threads,
         api_keys=tuple(keys),
         queue_prefix=args.queue_prefix,
+        search_timeout_seconds=args.search_timeout,
+        max_dumps_in_flight=args.max_dumps_in_flight,
+        max_stored_archives=args.max_stored_archives,
     )
 
 
 def serve(settings: Settings) -> int:
     """Run the server until SIGTERM or Ctrl-C; print ``listening on URL`` as the first stdout line."""
-    import waitress.server  # type: ignore[import-untyped,unused-ignore]
-
     from examples.server.app import create_app
+    from examples.server.serving import create_json_server
 
     settings.archive_dir.mkdir(parents=True, exist_ok=True)
     try:  # fail fast on a wrong broker URL; a broker that is merely down is only a warning
@@ -103,7 +123,7 @@ def serve(settings: Settings) -> int:
     except MessagingError as exc:
         log.warning("the broker is not reachable yet (%s); dump requests will answer 503 until it is", exc)
     app = create_app(settings)
-    server = waitress.server.create_server(
+    server = create_json_server(
         app,
         host=settings.host,
         port=settings.port,

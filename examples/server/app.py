@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import bottle
@@ -52,6 +53,7 @@ def create_app(settings: Settings, *, transport_factory: Callable[[], Transport]
         dumps=DumpService(pool),
         openapi=build_openapi(),
         archive_root=settings.archive_dir.resolve(),
+        searches=threading.BoundedSemaphore(max(1, settings.max_concurrent_searches)),
     )
     app = bottle.Bottle(catchall=True)
     app.default_error_handler = default_error_handler

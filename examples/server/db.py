@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 import uuid
@@ -86,7 +87,41 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (docset_id, document_id)
     ) WITHOUT ROWID;
     """,
+    """
+    -- What the server last saw of each docset's dump, for the per-owner quotas
+    -- (examples/server/quotas.py); the broker's reply queue stays the state of record.
+    CREATE TABLE dump_quota (
+        docset_id INTEGER PRIMARY KEY REFERENCES docsets(id) ON DELETE CASCADE,
+        owner TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('building', 'stored')),
+        version INTEGER NOT NULL,           -- the docset version requested
+        requested_at REAL NOT NULL          -- epoch seconds of the last request sent
+    );
+    CREATE INDEX dump_quota_owner ON dump_quota(owner);
+    """,
 )
+
+
+PRIVATE_MODE = 0o600
+"""The mode of the database file and its -wal/-shm companions: they hold key digests and every docset."""
+
+
+def _private_files(path: Path) -> None:
+    """Create the database file owner-only if it is new, and make it and its companions owner-only.
+
+    SQLite creates the -wal and -shm files with the main file's permissions, so a main file
+    made 0600 before the first connection keeps all three private whatever the umask.
+
+    Raises:
+        DatabaseError: the file cannot be created or its mode set.
+    """
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_MODE))
+        for companion in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if companion.exists():
+                os.chmod(companion, PRIVATE_MODE)
+    except OSError as exc:
+        raise DatabaseError(f"cannot create database file {str(path)!r} owner-only: {exc}") from exc
 
 
 class Database:
@@ -121,6 +156,7 @@ class Database:
                 raise DatabaseError(f"directory {str(parent)!r} of database {url!r} does not exist; create it first")
             self._target = path
             self._uri = False
+            _private_files(Path(path))
 
     @contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:

@@ -116,25 +116,58 @@ class DumpService:
         self._pool = pool
         self._locks = DocsetLocks() if locks is None else locks
 
-    def poll(self, docset_id: str, docset_url: str, *, retry: bool = False) -> Poll:
+    def poll(
+        self,
+        docset_id: str,
+        docset_url: str,
+        *,
+        retry: bool = False,
+        admit: Callable[[DocsetStatus], None] = lambda status: None,
+    ) -> Poll:
         """Read the docset's status; request the package if none was ever requested (or, with
-        ``retry``, if the last one failed or was deleted)."""
+        ``retry``, if the last one failed or was deleted).
+
+        Args:
+            docset_id: the docset's messaging id.
+            docset_url: where the packager reads it.
+            retry: request again after a failure or a delete.
+            admit: called with the status just before a request would be sent; raises to refuse
+                it (the quotas).
+        """
         # Docset lock first, then a transport: a waiting poll holds no connection.
         with self._locks.hold(docset_id), self._pool.lease() as transport:
             client = PackagingClient(transport, locks=self._locks)
             status = client.status(docset_id)
             if status.state is State.UNKNOWN or (retry and status.state in RETRYABLE_STATES):
+                admit(status)
                 requested = client.request_package(docset_id, docset_url)
                 log.info("requested the package of docset %s (was %s)", docset_id, status.state.name)
                 return Poll(requested.status, requested=True)
             return Poll(status, requested=False)
 
-    def request(self, docset_id: str, docset_url: str) -> Poll:
-        """Request a fresh package whatever the status (a newer request supersedes older ones)."""
-        with self._pool.lease() as transport:
-            requested = PackagingClient(transport, locks=self._locks).request_package(docset_id, docset_url)
+    def request(
+        self, docset_id: str, docset_url: str, *, admit: Callable[[DocsetStatus], None] = lambda status: None
+    ) -> Poll:
+        """Request a fresh package whatever the status (a newer request supersedes older ones).
+
+        The status is read first and given to ``admit``, which raises to refuse the request.
+        """
+        with self._locks.hold(docset_id), self._pool.lease() as transport:
+            client = PackagingClient(transport, locks=self._locks)
+            admit(client.status(docset_id))
+            requested = client.request_package(docset_id, docset_url)
             log.info("requested a fresh package of docset %s", docset_id)
             return Poll(requested.status, requested=True)
+
+    def forget(self, docset_id: str) -> None:
+        """Ask the packager to delete every archive of a deleted docset, whatever its status says.
+
+        Raises:
+            MessagingError: the request could not be sent.
+        """
+        with self._locks.hold(docset_id), self._pool.lease() as transport:
+            PackagingClient(transport, locks=self._locks).request_delete(docset_id)
+            log.info("requested deletion of the archives of deleted docset %s", docset_id)
 
     def delete(self, docset_id: str) -> DocsetStatus:
         """Ask the packager to delete the docset's package; return the status seen before asking

@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from examples.server.search_limits import (
+    MAX_NEAR_DISTANCE,
+    MAX_NEAR_GROUPS,
+    MAX_NEAR_TERMS,
+    MAX_PREFIX_TERMS,
+    MAX_TERMS,
+)
+from examples.server.web import MAX_JSON_DEPTH
+
 __all__ = ["build_openapi"]
 
 Schema = dict[str, Any]
@@ -28,18 +37,20 @@ def _header(description: str, schema_type: str = "string") -> dict[str, Any]:
     return {"description": description, "schema": {"type": schema_type}}
 
 
-_AUTH_ERRORS = {"401": _error("No X-API-Key header, or an unknown key")}
+_AUTH_ERRORS = {"401": _error("No X-API-Key header, an unknown key, or one that is not UTF-8")}
 _DOCSET_ERRORS = {
     **_AUTH_ERRORS,
-    "403": _error("The docset belongs to another API key owner"),
+    "403": _error("The docset belongs to another API key owner, or the packager's read-only key tried a change"),
     "404": _error("No such docset"),
 }
+_RETRY_AFTER = {"Retry-After": _header("Seconds to wait before trying again", "integer")}
 _BODY_ERRORS = {
-    "400": _error("The body is not JSON"),
+    "400": _error(f"The body is not JSON, or nests arrays or objects deeper than {MAX_JSON_DEPTH} levels"),
     "413": _error("The body is larger than the limit (1 MiB by default)"),
     "415": _error("The body is not sent as application/json"),
     "422": _error("The body is JSON but invalid; the message names each field and the problem"),
 }
+_ID: Schema = {"type": "integer", "minimum": 1, "maximum": (1 << 63) - 1}  # SQLite's INTEGER
 _DOCSET_ID = {"name": "docset_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
 _DOCUMENT_ID = {"name": "document_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
 
@@ -51,6 +62,9 @@ def _query(name: str, description: str, schema: Schema) -> dict[str, Any]:
 _PER_PAGE = _query("per_page", "Items per page (default 50)", {"type": "integer", "minimum": 1, "maximum": 1000})
 _PAGE = _query("page", "Page number, from 1", {"type": "integer", "minimum": 1, "maximum": 1000000})
 _NULLABLE_URL: Schema = {"type": ["string", "null"], "format": "uri"}
+
+# Text the server strips first: it must hold something besides white space.
+_TEXT_200: Schema = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S"}
 
 _SCHEMAS: dict[str, Schema] = {
     "Error": {
@@ -133,11 +147,15 @@ _SCHEMAS: dict[str, Schema] = {
                 "type": "string",
                 "minLength": 1,
                 "maxLength": 1000,
-                "description": "SQLite FTS5 query over title, abstract and full text",
+                "pattern": "\\S",
+                "description": "SQLite FTS5 query over title, abstract and full text; at most "
+                f"{MAX_TERMS} words and phrases, {MAX_PREFIX_TERMS} prefix terms (word*), {MAX_NEAR_GROUPS} "
+                f"NEAR groups of at most {MAX_NEAR_TERMS} phrases each, a NEAR distance of at most "
+                f"{MAX_NEAR_DISTANCE}",
             },
             "year_from": {"type": "integer", "minimum": 1000, "maximum": 9999},
             "year_to": {"type": "integer", "minimum": 1000, "maximum": 9999},
-            "department": {"type": "string", "minLength": 1, "maxLength": 200, "description": "Exact, any case"},
+            "department": {**_TEXT_200, "description": "Exact, any case"},
         },
     },
     "DocsetCreate": {
@@ -148,15 +166,16 @@ _SCHEMAS: dict[str, Schema] = {
                 "additionalProperties": False,
                 "required": ["name", "document_ids"],
                 "properties": {
-                    "name": {"type": "string", "minLength": 1, "maxLength": 200},
-                    "document_ids": {"type": "array", "items": {"type": "integer", "minimum": 1}},
+                    "name": _TEXT_200,
+                    "document_ids": {"type": "array", "items": _ID},
                 },
             },
             {
                 "allOf": [_ref("DocsetQuery")],
+                "anyOf": [{"required": [field]} for field in ("query", "year_from", "year_to", "department")],
                 "type": "object",
                 "required": ["name"],
-                "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 200}},
+                "properties": {"name": _TEXT_200},
             },
         ],
     },
@@ -164,10 +183,15 @@ _SCHEMAS: dict[str, Schema] = {
         "type": "object",
         "additionalProperties": False,
         "minProperties": 1,
+        "anyOf": [
+            {"required": ["name"]},
+            {"required": ["add_document_ids"], "properties": {"add_document_ids": {"minItems": 1}}},
+            {"required": ["remove_document_ids"], "properties": {"remove_document_ids": {"minItems": 1}}},
+        ],
         "properties": {
-            "name": {"type": "string", "minLength": 1, "maxLength": 200},
-            "add_document_ids": {"type": "array", "items": {"type": "integer", "minimum": 1}},
-            "remove_document_ids": {"type": "array", "items": {"type": "integer", "minimum": 1}},
+            "name": _TEXT_200,
+            "add_document_ids": {"type": "array", "items": _ID},
+            "remove_document_ids": {"type": "array", "items": _ID},
         },
     },
     "DocsetList": {
@@ -244,12 +268,19 @@ def build_openapi() -> dict[str, Any]:
             "content": {"application/json": {"schema": _ref("DumpStatus")}},
         },
         **_DOCSET_ERRORS,
+        "429": _json(
+            _ref("Error"),
+            "Over a per-owner quota: too many packages being built at once (too_many_dumps_in_flight), "
+            "too many archives kept (too_many_archives), or this docset's package is already being built "
+            "(dump_in_progress); the message says what to do",
+            _RETRY_AFTER,
+        ),
         "410": _json(_ref("DumpStatus"), "The package was deleted; POST to this URL (or GET ?retry=true) to rebuild"),
         "502": _json(
             _ref("DumpStatus"),
             "Packaging failed (the error says why and how to retry), or the replies could not be understood",
         ),
-        "503": _error("The message broker is unreachable; retry after Retry-After"),
+        "503": _json(_ref("Error"), "The message broker is unreachable; retry after Retry-After", _RETRY_AFTER),
     }
     paths: dict[str, Any] = {
         "/api/openapi.json": {
@@ -309,7 +340,14 @@ def build_openapi() -> dict[str, Any]:
                 "responses": {
                     "201": _json(_ref("Docset"), "Created", {"Location": _header("The docset's URL")}),
                     **_BODY_ERRORS,
+                    "422": _error(
+                        "The body is JSON but invalid (invalid_body, naming each field), names unknown documents "
+                        "(unknown_documents), or its query is not FTS5 (invalid_query), over a query limit "
+                        "(query_too_complex) or ran out of the search time (query_too_expensive)"
+                    ),
                     **_AUTH_ERRORS,
+                    "403": _error("The packager's key is read-only (read_only_key)"),
+                    "503": _json(_ref("Error"), "Every search slot is busy (search_busy); retry", _RETRY_AFTER),
                 },
             },
         },
@@ -318,9 +356,17 @@ def build_openapi() -> dict[str, Any]:
                 "summary": "A docset; with ?fmt=meta,txt the members for the packager, a keyset page at a time",
                 "parameters": [
                     _DOCSET_ID,
-                    _query("fmt", "Comma-separated subset of meta,txt", {"type": "string"}),
-                    _query("after", "With fmt: members after this document id", {"type": "integer", "minimum": 0}),
-                    _query("limit", "With fmt: members per page (default 100)", {"type": "integer", "minimum": 1}),
+                    _query(
+                        "fmt",
+                        "Comma-separated subset of meta,txt",
+                        {"type": "string", "pattern": r"^[\s,]*(meta|txt)\s*(,[\s,]*(meta|txt)\s*)*[\s,]*$"},
+                    ),
+                    _query("after", "With fmt: members after this document id", {**_ID, "minimum": 0}),
+                    _query(
+                        "limit",
+                        "With fmt: members per page (default 100)",
+                        {"type": "integer", "minimum": 1, "maximum": 1000},
+                    ),
                 ],
                 "responses": {
                     "200": _json({"oneOf": [_ref("Docset"), _ref("PackageSource")]}, "The docset or its members"),
@@ -347,7 +393,7 @@ def build_openapi() -> dict[str, Any]:
                     _DOCSET_ID,
                     _PAGE,
                     _PER_PAGE,
-                    _query("after", "Cursor mode: members after this document id", {"type": "integer", "minimum": 0}),
+                    _query("after", "Cursor mode: members after this document id", {**_ID, "minimum": 0}),
                 ],
                 "responses": {
                     "200": _json(_ref("MemberPage"), "A page of members", {"Link": _header('rel="next" link')}),
@@ -372,13 +418,25 @@ def build_openapi() -> dict[str, Any]:
                 "parameters": [_DOCSET_ID],
                 "responses": dump_responses,
             },
+            "head": {
+                "summary": "Refused: a dump's GET may start a build, so HEAD is not offered (it starts nothing)",
+                "security": [],  # refused before any key is looked at
+                "parameters": [_DOCSET_ID],
+                "responses": {
+                    "404": _error("Not a docset id (not an integer in range)"),
+                    "405": {
+                        "description": "Not allowed; Allow lists GET, POST, DELETE",
+                        "headers": {"Allow": _header("GET, POST, DELETE")},
+                    },
+                },
+            },
             "delete": {
                 "summary": "Ask the packager to delete the package",
                 "parameters": [_DOCSET_ID],
                 "responses": {
                     "202": _json(_ref("DumpStatus"), "Deletion requested"),
                     **_DOCSET_ERRORS,
-                    "503": _error("The message broker is unreachable"),
+                    "503": _json(_ref("Error"), "The message broker is unreachable", _RETRY_AFTER),
                 },
             },
         },
@@ -405,7 +463,8 @@ def build_openapi() -> dict[str, Any]:
             "title": "TDM API (tdm-messaging reference server)",
             "version": "1.0.0",
             "description": "Theses, docsets built from them, and docset dumps packaged by a separate worker "
-            'over a message broker. Errors are JSON: {"error": {"code", "message"}}.',
+            'over a message broker. Errors are JSON: {"error": {"code", "message"}}, including the '
+            "HTTP server's own 400 (malformed request), 413 (body over the limit) and 431 (headers too large).",
         },
         "security": [{"apiKey": []}],
         "paths": paths,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,6 +17,7 @@ __all__ = [
     "InvalidSearchError",
     "NewDocument",
     "SearchQuery",
+    "SearchTimeoutError",
     "add_members",
     "bump_version",
     "count_docsets",
@@ -47,6 +50,14 @@ DOCUMENT_COLUMNS = (
 
 class InvalidSearchError(ValueError):
     """The full-text query is not valid FTS5 syntax (the message quotes SQLite's reason)."""
+
+
+class SearchTimeoutError(Exception):
+    """The full-text query ran longer than its deadline and was interrupted."""
+
+
+_PROGRESS_STEPS = 1_000
+"""How often (in SQLite VM steps, a few microseconds' worth) a search checks its deadline."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,17 +207,58 @@ def _search_sql(search: SearchQuery) -> tuple[str, list[object]]:
     return f"SELECT d.id FROM documents d WHERE {where} ORDER BY d.id", params
 
 
-def search_document_ids(conn: sqlite3.Connection, search: SearchQuery) -> list[int]:
+def search_document_ids(conn: sqlite3.Connection, search: SearchQuery, *, timeout: float | None = None) -> list[int]:
     """Ids of the documents matching ``search``, ascending.
+
+    Args:
+        conn: the connection.
+        search: the query and filters.
+        timeout: seconds of work allowed; SQLite's progress handler aborts the query after
+            that (``None``: no limit).
 
     Raises:
         InvalidSearchError: ``search.query`` is not valid FTS5 syntax.
+        SearchTimeoutError: the search ran out of ``timeout``.
     """
     sql, params = _search_sql(search)
+    if timeout is None:
+        try:
+            return [int(row[0]) for row in conn.execute(sql, params)]
+        except sqlite3.OperationalError as exc:
+            raise InvalidSearchError(f"invalid full-text query {search.query!r}: {exc}") from exc
+    deadline = time.monotonic() + timeout
+    # Two guards, because FTS5 does most of its work inside the virtual table, between VM steps:
+    # the progress handler stops a query at its next VM step after the deadline (cheap, in this
+    # thread), and a timer interrupts the connection at the deadline wherever SQLite is (a
+    # NEAR of prefix terms spends seconds per row where the progress handler never runs).
+    conn.set_progress_handler(lambda: time.monotonic() > deadline, _PROGRESS_STEPS)
+    guard = threading.Lock()
+    done = False
+    fired = threading.Event()
+
+    def interrupt() -> None:
+        with guard:
+            if not done:  # never interrupt the statements that follow the search
+                fired.set()
+                conn.interrupt()
+
+    timer = threading.Timer(timeout, interrupt)
+    timer.daemon = True
+    timer.start()
     try:
         return [int(row[0]) for row in conn.execute(sql, params)]
     except sqlite3.OperationalError as exc:
+        if fired.is_set() or time.monotonic() > deadline:
+            raise SearchTimeoutError(
+                f"the full-text query took longer than {timeout:g} s and was stopped; narrow it "
+                "(fewer prefix terms, NEAR groups or OR branches) or add year or department filters"
+            ) from exc
         raise InvalidSearchError(f"invalid full-text query {search.query!r}: {exc}") from exc
+    finally:
+        with guard:
+            done = True
+        timer.cancel()
+        conn.set_progress_handler(None, 0)
 
 
 def missing_document_ids(conn: sqlite3.Connection, ids: Iterable[int]) -> list[int]:

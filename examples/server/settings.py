@@ -39,6 +39,16 @@ class Settings:
         threads: waitress worker threads (also the most broker connections held at once).
         max_body_bytes: larger request bodies are refused with 413.
         api_keys: keys to provision on start.
+        search_timeout_seconds: the most time one full-text search may take; SQLite is
+            interrupted after it and the request answered 422 ``query_too_expensive``.
+        max_concurrent_searches: full-text searches run at once; more wait up to one search
+            timeout, then get 503 with ``Retry-After`` (so searches never take every thread).
+        max_dumps_in_flight: per owner, docsets whose package is being built at once; one more
+            request is answered 429 with ``Retry-After``.
+        max_stored_archives: per owner, built archives kept (plus those being built); one more
+            request is answered 429 until the owner deletes a dump or a docset.
+        dump_stale_after_seconds: a build not heard of for this long no longer counts as in
+            flight (a packager that died must not lock its owner out for ever).
         queue_prefix: put before a docset's id to make its messaging id (its reply queue is
             ``package/<prefix><id>``), so several servers (or test runs) can share one broker.
     """
@@ -53,6 +63,11 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     api_keys: tuple[ApiKeySpec, ...] = ()
     queue_prefix: str = ""
+    search_timeout_seconds: float = 2.0
+    max_concurrent_searches: int = 2
+    max_dumps_in_flight: int = 8
+    max_stored_archives: int = 8
+    dump_stale_after_seconds: float = 3600.0
 
 
 def parse_api_keys(text: str, *, role: str = "miner") -> tuple[ApiKeySpec, ...]:
@@ -84,5 +99,8 @@ def env_defaults(environ: Mapping[str, str]) -> dict[str, str]:
         "api_keys": "TDM_SERVER_API_KEYS",
         "packager_key": "TDM_PACKAGER_API_KEY",
         "queue_prefix": "TDM_QUEUE_PREFIX",
+        "search_timeout": "TDM_SEARCH_TIMEOUT",
+        "max_dumps_in_flight": "TDM_MAX_DUMPS_IN_FLIGHT",
+        "max_stored_archives": "TDM_MAX_STORED_ARCHIVES",
     }
     return {option: environ[var] for option, var in names.items() if environ.get(var)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -15,6 +16,7 @@ __all__ = [
     "error_response",
     "json_errors_plugin",
     "json_response",
+    "json_too_deep",
     "query_int",
     "read_json_body",
 ]
@@ -89,12 +91,49 @@ def json_errors_plugin(callback: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+MAX_JSON_DEPTH = 32
+"""The deepest nesting of arrays and objects a body may have (the API's own bodies need 2)."""
+
+_STRUCTURE = re.compile(rb'[\[\]{}"\\]')
+
+
+def json_too_deep(raw: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether ``raw`` nests arrays/objects deeper than ``limit`` (brackets in strings do not count).
+
+    Linear, and never recursive: it runs before the recursive JSON parser, which would
+    otherwise overflow the stack on ``[[[[...``. Malformed JSON is measured as far as it goes.
+    """
+    if raw.count(b"[") + raw.count(b"{") <= limit:  # the common case: cannot be too deep
+        return False
+    depth = 0
+    in_string = False
+    escaped_at = -1
+    for match in _STRUCTURE.finditer(raw):
+        char, at = match.group(), match.start()
+        if in_string:
+            if at == escaped_at:
+                continue
+            if char == b"\\":
+                escaped_at = at + 1
+            elif char == b'"':
+                in_string = False
+        elif char == b'"':
+            in_string = True
+        elif char in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in (b"]", b"}"):
+            depth -= 1
+    return False
+
+
 def read_json_body(model: type[M], max_bytes: int) -> M:
     """The request body, parsed as JSON and validated into ``model``.
 
     Raises:
         ApiError: 413 when larger than ``max_bytes``; 415 when not ``application/json``;
-            400 when not JSON; 422 naming each invalid field and why.
+            400 when not JSON or nested deeper than :data:`MAX_JSON_DEPTH`; 422 naming each invalid field and why.
     """
     request = bottle.request
     length = request.content_length
@@ -110,6 +149,10 @@ def read_json_body(model: type[M], max_bytes: int) -> M:
     raw = request.environ["wsgi.input"].read(max_bytes + 1) if length < 0 else request.body.read()
     if len(raw) > max_bytes:
         raise ApiError(413, "body_too_large", f"the request body is larger than the limit of {max_bytes} bytes")
+    if json_too_deep(raw):
+        raise ApiError(
+            400, "json_too_deep", f"the request body nests arrays or objects deeper than {MAX_JSON_DEPTH} levels"
+        )
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlencode
@@ -16,7 +17,7 @@ from pydantic import BaseModel
 from examples.server.db import Database
 from examples.server.dumps import DumpService
 from examples.server.settings import Settings
-from examples.server.web import read_json_body
+from examples.server.web import ApiError, read_json_body
 
 __all__ = ["AppContext"]
 
@@ -33,6 +34,7 @@ class AppContext:
         dumps: the dump endpoints' messaging.
         openapi: the OpenAPI document served at ``/api/openapi.json``.
         archive_root: the resolved directory served under ``/archives/``.
+        searches: how many full-text searches may run at once (``settings.max_concurrent_searches``).
     """
 
     settings: Settings
@@ -40,6 +42,26 @@ class AppContext:
     dumps: DumpService
     openapi: dict[str, Any]
     archive_root: Path
+    searches: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(2))
+
+    @contextmanager
+    def search_slot(self) -> Iterator[None]:
+        """Hold one of the search slots for the block, waiting at most one search timeout.
+
+        Raises:
+            ApiError: 503 with ``Retry-After`` when every slot stays taken.
+        """
+        if not self.searches.acquire(timeout=self.settings.search_timeout_seconds):
+            raise ApiError(
+                503,
+                "search_busy",
+                f"{self.settings.max_concurrent_searches} full-text searches are running; retry shortly",
+                headers={"Retry-After": "2"},
+            )
+        try:
+            yield
+        finally:
+            self.searches.release()
 
     @contextmanager
     def connection(self) -> Iterator[sqlite3.Connection]:

@@ -14,6 +14,7 @@ from examples.server.routes.access import MAX_SQLITE_INT, authenticate, docset_r
 from examples.server.routes.context import AppContext
 from examples.server.routes.table import Route
 from examples.server.routes.views import PACKAGE_FORMATS, docset_json, document_json
+from examples.server.search_limits import QueryTooComplexError, check_query
 from examples.server.web import ApiError, json_response, query_int
 from tdm_messaging import MessagingError
 
@@ -51,9 +52,9 @@ def docsets(ctx: AppContext) -> bottle.HTTPResponse:
 
 def create_docset(ctx: AppContext) -> bottle.HTTPResponse:
     """``POST /api/docsets``: a new docset from a full-text query or a list of document ids (201)."""
-    body = ctx.read_body(DocsetCreate)
     with ctx.connection() as conn:
-        caller = authenticate(conn)
+        caller = authenticate(conn, write=True)
+        body = ctx.read_body(DocsetCreate)
         if body.document_ids is not None:
             missing = repo.missing_document_ids(conn, body.document_ids)
             if missing:
@@ -63,29 +64,52 @@ def create_docset(ctx: AppContext) -> bottle.HTTPResponse:
             query, ids = None, body.document_ids
         else:
             query = repo.SearchQuery(body.query, body.year_from, body.year_to, body.department)
-            try:
-                ids = repo.search_document_ids(conn, query)
-            except repo.InvalidSearchError as exc:
-                raise ApiError(
-                    422, "invalid_query", f"{exc}; see https://sqlite.org/fts5.html#full_text_query_syntax"
-                ) from exc
+            ids = _search(ctx, conn, query)
         new_id = repo.create_docset(conn, owner=caller.owner, name=body.name, query=query, document_ids=ids)
         result = docset_json(ctx, docset_row(conn, caller, new_id, write=True))
     return json_response(result, 201, {"Location": result["links"]["self"]})
 
 
+def _search(ctx: AppContext, conn: sqlite3.Connection, query: repo.SearchQuery) -> list[int]:
+    """The ids matching ``query``, within the query limits, a search slot and the search deadline.
+
+    Raises:
+        ApiError: 422 ``query_too_complex`` (a limit of :mod:`~examples.server.search_limits`),
+            422 ``invalid_query`` (not FTS5 syntax), 422 ``query_too_expensive`` (ran out of
+            ``settings.search_timeout_seconds``), 503 ``search_busy``.
+    """
+    syntax = "see https://sqlite.org/fts5.html#full_text_query_syntax"
+    if query.query is not None:
+        try:
+            check_query(query.query)
+        except QueryTooComplexError as exc:
+            raise ApiError(422, "query_too_complex", str(exc)) from exc
+    with ctx.search_slot():
+        try:
+            return repo.search_document_ids(conn, query, timeout=ctx.settings.search_timeout_seconds)
+        except repo.InvalidSearchError as exc:
+            raise ApiError(422, "invalid_query", f"{exc}; {syntax}") from exc
+        except repo.SearchTimeoutError as exc:
+            raise ApiError(422, "query_too_expensive", str(exc)) from exc
+
+
 def docset(ctx: AppContext, docset_id: int) -> bottle.HTTPResponse:
     """``GET /api/docsets/<id>``: the docset; with ``?fmt=`` the packager's paged source instead."""
     fmt = bottle.request.query.get("fmt")
+    # Checked with or without fmt: a bad value is refused, never silently ignored.
+    after = query_int("after", 0, minimum=0, maximum=MAX_SQLITE_INT)
+    limit = query_int("limit", 100, minimum=1, maximum=MAX_PER_PAGE)
     with ctx.connection() as conn:
         caller = authenticate(conn)
         row = docset_row(conn, caller, docset_id, write=False)
         if fmt is None:
             return json_response(docset_json(ctx, row))
-        return package_source(ctx, conn, row, fmt)
+        return package_source(ctx, conn, row, fmt, after=after, limit=limit)
 
 
-def package_source(ctx: AppContext, conn: sqlite3.Connection, row: sqlite3.Row, fmt: str) -> bottle.HTTPResponse:
+def package_source(
+    ctx: AppContext, conn: sqlite3.Connection, row: sqlite3.Row, fmt: str, *, after: int, limit: int
+) -> bottle.HTTPResponse:
     """``?fmt=meta,txt``: what the packager reads, one keyset page at a time (``after``, ``limit``).
 
     Raises:
@@ -95,8 +119,6 @@ def package_source(ctx: AppContext, conn: sqlite3.Connection, row: sqlite3.Row, 
     unknown = [f for f in formats if f not in PACKAGE_FORMATS]
     if not formats or unknown:
         raise ApiError(400, "invalid_parameter", f"fmt must list some of {', '.join(PACKAGE_FORMATS)}; got {fmt!r}")
-    after = query_int("after", 0, minimum=0, maximum=MAX_SQLITE_INT)
-    limit = query_int("limit", 100, minimum=1, maximum=MAX_PER_PAGE)
     rows = repo.list_members(conn, row["id"], limit=limit + 1, after=after)
     members = [document_json(ctx, r, formats) for r in rows[:limit]]
     path = f"/api/docsets/{row['id']}"
@@ -111,10 +133,10 @@ def package_source(ctx: AppContext, conn: sqlite3.Connection, row: sqlite3.Row, 
 
 def patch_docset(ctx: AppContext, docset_id: int) -> bottle.HTTPResponse:
     """``PATCH /api/docsets/<id>``: rename, add and remove members; the version goes up if members changed."""
-    body = ctx.read_body(DocsetPatch)
     with ctx.connection() as conn:
-        caller = authenticate(conn)
+        caller = authenticate(conn, write=True)
         docset_row(conn, caller, docset_id, write=True)
+        body = ctx.read_body(DocsetPatch)
         missing = repo.missing_document_ids(conn, body.add_document_ids)
         if missing:
             raise ApiError(
@@ -130,15 +152,23 @@ def patch_docset(ctx: AppContext, docset_id: int) -> bottle.HTTPResponse:
 
 
 def delete_docset(ctx: AppContext, docset_id: int) -> bottle.HTTPResponse:
-    """``DELETE /api/docsets/<id>``: delete the docset (204) and ask the packager to delete its package."""
+    """``DELETE /api/docsets/<id>``: delete the docset (204) and ask the packager to delete its archives.
+
+    The row goes first, in its own transaction: from then on ``/archives/`` refuses the
+    docset's archives (see :mod:`~examples.server.routes.archives`), whatever the broker
+    does. The delete request is best effort and never turns the answer into an error, since
+    the docset *is* deleted: if it cannot be sent, the packager's own expiry collects the files.
+    """
     with ctx.connection() as conn:
-        caller = authenticate(conn)
+        caller = authenticate(conn, write=True)
         docset_row(conn, caller, docset_id, write=True)
         repo.delete_docset(conn, docset_id)
-    try:  # best effort: a package left behind is collected by the packager's own expiry
-        ctx.dumps.delete(ctx.messaging_id(docset_id))
+    try:
+        ctx.dumps.forget(ctx.messaging_id(docset_id))
     except MessagingError as exc:
-        log.warning("docset %s deleted, but asking to delete its package failed: %s", docset_id, exc)
+        log.warning("docset %s deleted, but asking to delete its archives failed: %s", docset_id, exc)
+    except Exception:  # the row is gone and committed: answering 500 now would be a lie
+        log.exception("docset %s deleted, but asking to delete its archives failed", docset_id)
     return bottle.HTTPResponse(status=204)
 
 

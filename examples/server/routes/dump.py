@@ -7,6 +7,7 @@ The answers come from the docset's reply queue, read on each poll by
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -14,13 +15,14 @@ from typing import Any
 
 import bottle
 
+from examples.server import quotas
 from examples.server.dumps import Poll
 from examples.server.routes.access import owned
 from examples.server.routes.context import AppContext
 from examples.server.routes.table import Route
 from examples.server.routes.views import PACKAGE_FORMATS
 from examples.server.web import ApiError, json_response
-from tdm_messaging import MessagingError, State, TransportError, http_view
+from tdm_messaging import DocsetStatus, MessagingError, State, TransportError, http_view
 
 __all__ = ["ROUTES"]
 
@@ -30,17 +32,35 @@ log = logging.getLogger(__name__)
 def dump(ctx: AppContext, docset_id: int) -> bottle.HTTPResponse:
     """``GET .../dump``: the package's status; the first call (or ``?retry=true`` after a failure) requests it."""
     retry = bottle.request.query.get("retry", "").lower() in {"1", "true", "yes"}
-    owned(ctx, docset_id)
-    with broker_errors():
-        poll = ctx.dumps.poll(ctx.messaging_id(docset_id), _source(ctx, docset_id), retry=retry)
+    caller, row = owned(ctx, docset_id)
+    quota = DumpQuota(ctx, caller.owner, docset_id, int(row["version"]), explicit=retry)
+    with broker_errors(), quota.undone_on_error():
+        poll = ctx.dumps.poll(ctx.messaging_id(docset_id), _source(ctx, docset_id), retry=retry, admit=quota.admit)
+    quota.settle(poll)
     return dump_response(ctx, docset_id, poll)
 
 
+def head_dump(ctx: AppContext, docset_id: int) -> bottle.HTTPResponse:
+    """``HEAD .../dump``: refused (405), touching neither the database nor the broker.
+
+    Bottle answers HEAD with the GET route by default, and this GET may request a package:
+    a HEAD (which crawlers and link checkers send freely) must start nothing.
+    """
+    raise ApiError(
+        405,
+        "method_not_allowed",
+        "HEAD is not supported on a dump, whose GET may start a build; use GET",
+        headers={"Allow": "GET, POST, DELETE"},
+    )
+
+
 def redo_dump(ctx: AppContext, docset_id: int) -> bottle.HTTPResponse:
-    """``POST .../dump``: request a fresh package whatever the status."""
-    owned(ctx, docset_id)
-    with broker_errors():
-        poll = ctx.dumps.request(ctx.messaging_id(docset_id), _source(ctx, docset_id))
+    """``POST .../dump``: request a fresh package whatever the status (within the owner's quotas)."""
+    caller, row = owned(ctx, docset_id)
+    quota = DumpQuota(ctx, caller.owner, docset_id, int(row["version"]), explicit=True)
+    with broker_errors(), quota.undone_on_error():
+        poll = ctx.dumps.request(ctx.messaging_id(docset_id), _source(ctx, docset_id), admit=quota.admit)
+    quota.settle(poll)
     return dump_response(ctx, docset_id, poll)
 
 
@@ -53,6 +73,60 @@ def delete_dump(ctx: AppContext, docset_id: int) -> bottle.HTTPResponse:
         raise ApiError(404, "no_package", f"docset {docset_id} has no package to delete; none was requested")
     dump_url = f"{ctx.base_url()}/api/docsets/{docset_id}/dump"
     return json_response({"state": "delete_requested", "docset_id": str(docset_id), "links": {"self": dump_url}}, 202)
+
+
+class DumpQuota:
+    """The owner's dump quotas around one dump call (see :mod:`examples.server.quotas`).
+
+    :meth:`admit` checks and notes the build in one immediate transaction, so concurrent
+    requests of one owner cannot all pass; a request that then fails to be sent is un-noted.
+    """
+
+    def __init__(self, ctx: AppContext, owner: str, docset_id: int, version: int, *, explicit: bool) -> None:
+        self._ctx = ctx
+        self._owner = owner
+        self._docset_id = docset_id
+        self._version = version
+        self._explicit = explicit
+        self._before: quotas.Usage | None = None
+
+    def admit(self, status: DocsetStatus) -> None:
+        """Note the build about to be requested, after correcting the docset's note from ``status``.
+
+        Raises:
+            ApiError: 429 with ``Retry-After`` and the rule's code when over a quota.
+        """
+        settings = self._ctx.settings
+        limits = quotas.DumpLimits(
+            settings.max_dumps_in_flight, settings.max_stored_archives, settings.dump_stale_after_seconds
+        )
+        now = time.time()
+        with self._ctx.connection() as conn:
+            conn.execute("BEGIN IMMEDIATE")  # one owner's concurrent admissions serialise here
+            quotas.record_status(conn, self._docset_id, status.state)
+            usage = quotas.usage_of(conn, self._owner, self._docset_id, now=now, stale_after=limits.stale_after)
+            refusal = quotas.judge_request(usage, docset_version=self._version, limits=limits, explicit=self._explicit)
+            if refusal is not None:
+                raise ApiError(429, refusal.code, refusal.message, headers={"Retry-After": str(refusal.retry_after)})
+            quotas.reserve(conn, self._owner, self._docset_id, self._version, now=now)
+        self._before = usage
+
+    @contextmanager
+    def undone_on_error(self) -> Iterator[None]:
+        """Take back the note of :meth:`admit` if the block fails after it."""
+        try:
+            yield
+        except BaseException:
+            if self._before is not None:
+                with self._ctx.connection() as conn:
+                    quotas.restore(conn, self._owner, self._docset_id, self._before)
+            raise
+
+    def settle(self, poll: Poll) -> None:
+        """Correct the docset's note from what the poll saw."""
+        if not poll.requested:
+            with self._ctx.connection() as conn:
+                quotas.record_status(conn, self._docset_id, poll.status.state)
 
 
 def _source(ctx: AppContext, docset_id: int) -> str:
@@ -123,6 +197,7 @@ def broker_errors() -> Iterator[None]:
 
 ROUTES = (
     Route("GET", "/api/docsets/<docset_id:int>/dump", dump),
+    Route("HEAD", "/api/docsets/<docset_id:int>/dump", head_dump),
     Route("POST", "/api/docsets/<docset_id:int>/dump", redo_dump),
     Route("DELETE", "/api/docsets/<docset_id:int>/dump", delete_dump),
 )

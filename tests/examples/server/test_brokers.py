@@ -48,4 +48,8 @@ def test_request_then_poll_over_a_real_broker(real_app: bottle.Bottle) -> None:
     again = client.get(url)
     assert again.status == 202
     assert again.json()["state"] in {"requested", "accepted", "in_progress"}
-    assert client.post(url).status == 202
+    # A second request while the first is being built queues nothing: 429 with Retry-After.
+    busy = client.post(url)
+    assert busy.status == 429, busy.body
+    assert busy.json()["error"]["code"] == "dump_in_progress"
+    assert int(busy.headers["retry-after"]) >= 1

@@ -32,12 +32,13 @@ from bench.harness import (
 from bench.raw_clients import RawKombuSender, RawStompClient, rabbitmq_queue_headers
 from bench.sqlite_native import bench_directory, remove_directory, sqlite_poll_rows, sqlite_send_rows
 from tdm_messaging.codec import encode
-from tdm_messaging.destinations import Destination, DestinationKind, Dialect, reply_queue, to_wire_name
+from tdm_messaging.destinations import Destination, DestinationKind, reply_queue
 from tdm_messaging.models import Accepted, Complete, Message, PackageRequest, Progress
 from tdm_messaging.server import PackagingClient
 from tdm_messaging.status import State, compact
 from tdm_messaging.transport import open_transport
 from tdm_messaging.transport.base import Transport
+from tdm_messaging.transport.stomp.dialect import Dialect, to_wire_name
 
 __all__ = ["main", "status_messages"]
 

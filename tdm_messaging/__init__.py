@@ -19,7 +19,6 @@ from tdm_messaging.destinations import (
     PACKAGE_REQUESTS,
     Destination,
     DestinationKind,
-    Dialect,
     reply_queue,
     validate_docset_id,
 )
@@ -58,6 +57,7 @@ from tdm_messaging.models import (
 from tdm_messaging.server import PackagingClient, Requested
 from tdm_messaging.status import DocsetStatus, State, compact, fold
 from tdm_messaging.transport import Capabilities, Delivery, Transport, open_transport, register_scheme
+from tdm_messaging.transport.stomp.dialect import Dialect
 from tdm_messaging.worker import Job, JobFailed, PackageResult, PackagerWorker
 
 __version__ = "0.1.0"

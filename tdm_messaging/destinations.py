@@ -1,4 +1,4 @@
-"""Destination names: the logical queues of the protocol, docset-id rules, and each broker dialect's spelling."""
+"""Destination names: the protocol's logical queues and docset-id rules (STOMP spellings: transport/stomp/)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,8 @@ __all__ = [
     "PACKAGE_REQUESTS",
     "Destination",
     "DestinationKind",
-    "Dialect",
-    "from_wire_name",
+    "known_destination",
     "reply_queue",
-    "to_wire_name",
     "validate_docset_id",
 ]
 
@@ -110,47 +108,20 @@ def reply_queue(docset_id: str) -> Destination:
     return Destination(_REPLY_PREFIX + validate_docset_id(docset_id), DestinationKind.REPLY)
 
 
-class Dialect(enum.Enum):
-    """How a broker spells a logical destination."""
+def known_destination(name: str, *, spelled: str | None = None) -> Destination:
+    """The protocol's destination called ``name`` (``docsets/package``, ``package/5``, ...).
 
-    ACTIVEMQ = "activemq"
-    """ActiveMQ STOMP: ``/queue/package/5``, as the seed system wrote it."""
-    RABBITMQ = "rabbitmq"
-    """RabbitMQ STOMP: ``/queue/package%2F5`` — the queue that AMQP clients call ``package/5``."""
-    PLAIN = "plain"
-    """AMQP and kombu's virtual transports: the logical name itself, ``package/5``."""
-
-
-def to_wire_name(destination: Destination, dialect: Dialect) -> str:
-    """Spell ``destination`` for ``dialect`` (see :class:`Dialect`)."""
-    if dialect is Dialect.ACTIVEMQ:
-        return "/queue/" + destination.name
-    if dialect is Dialect.RABBITMQ:
-        return "/queue/" + destination.name.replace("/", "%2F")
-    return destination.name
-
-
-def from_wire_name(wire_name: str, dialect: Dialect) -> Destination:
-    """Inverse of :func:`to_wire_name`.
+    Args:
+        spelled: how the caller met the name (a broker's wire name), quoted in the error instead.
 
     Raises:
-        InvalidDestinationError: if ``wire_name`` is not a destination of this protocol.
+        InvalidDestinationError: ``name`` is neither a fixed queue nor ``package/<docset id>``.
     """
-    name = wire_name
-    if dialect is not Dialect.PLAIN:
-        if not name.startswith("/queue/"):
-            raise InvalidDestinationError(
-                f"{wire_name!r} is not a {dialect.value} queue destination (expected '/queue/...')"
-            )
-        name = name[len("/queue/") :]
-        if dialect is Dialect.RABBITMQ:
-            name = name.replace("%2F", "/").replace("%2f", "/")
     if name in _FIXED:
         return _FIXED[name]
     if name.startswith(_REPLY_PREFIX):
         return reply_queue(name[len(_REPLY_PREFIX) :])
     raise InvalidDestinationError(
-        f"{wire_name!r} is not a destination of this protocol; known: "
-        + ", ".join(sorted(_FIXED))
-        + ", package/<docset id>"
+        f"{spelled if spelled is not None else name!r} is not a destination of this protocol; "
+        "known: " + ", ".join(sorted(_FIXED)) + ", package/<docset id>"
     )

@@ -11,13 +11,11 @@ from tdm_messaging.destinations import (
     DELETE_REQUESTS,
     PACKAGE_REQUESTS,
     DestinationKind,
-    Dialect,
-    from_wire_name,
     reply_queue,
-    to_wire_name,
     validate_docset_id,
 )
 from tdm_messaging.errors import InvalidDestinationError, LocalProtocolError
+from tdm_messaging.transport.stomp.dialect import Dialect, from_wire_name, to_wire_name
 
 VALID_ID = st.text(alphabet="ABCxyz019._~:@+-", min_size=1, max_size=128)
 

@@ -29,16 +29,16 @@ CORE = [
     "tdm_messaging.transport.base",
     "tdm_messaging.transport.registry",
     "tdm_messaging.transport.expiry",
-    "tdm_messaging.transport.sqlite_settings",
-    "tdm_messaging.transport.sqlite_schema",
-    "tdm_messaging.transport.sqlite_store",
-    "tdm_messaging.transport.sqlite_translate",
-    "tdm_messaging.transport.sqlite_link",
-    "tdm_messaging.transport.sqlite_read",
-    "tdm_messaging.transport.sqlite_leases",
-    "tdm_messaging.transport.sqlite_wake",
-    "tdm_messaging.transport.sqlite_consume",
-    "tdm_messaging.transport.sqlite_backend",
+    "tdm_messaging.transport.sqlite.settings",
+    "tdm_messaging.transport.sqlite.schema",
+    "tdm_messaging.transport.sqlite.store",
+    "tdm_messaging.transport.sqlite.translate",
+    "tdm_messaging.transport.sqlite.link",
+    "tdm_messaging.transport.sqlite.read",
+    "tdm_messaging.transport.sqlite.leases",
+    "tdm_messaging.transport.sqlite.wake",
+    "tdm_messaging.transport.sqlite.consume",
+    "tdm_messaging.transport.sqlite.backend",
 ]
 OPTIONAL = [
     "tdm_messaging.codec",
@@ -104,7 +104,8 @@ SCRIPT = textwrap.dedent(
             report["imports"][module] = traceback.format_exc()
 
     from tdm_messaging.models import Accepted, Complete, PackageRequest
-    from tdm_messaging.destinations import Dialect, reply_queue, to_wire_name
+    from tdm_messaging.destinations import reply_queue
+    from tdm_messaging.transport.stomp.dialect import Dialect, to_wire_name
     from tdm_messaging.status import State, compact, fold
     from tdm_messaging.http_view import http_view
 

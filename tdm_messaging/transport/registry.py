@@ -19,17 +19,18 @@ class _Opener(Protocol):
 
 # scheme -> "module:Class"; the class has a ``from_url(url) -> Transport`` classmethod.
 SCHEMES: dict[str, str] = {
-    "stomp": "tdm_messaging.transport.stomp_backend:StompTransport",
-    "stomp+ssl": "tdm_messaging.transport.stomp_backend:StompTransport",
-    "amqp": "tdm_messaging.transport.kombu_backend:KombuTransport",
-    "amqps": "tdm_messaging.transport.kombu_backend:KombuTransport",
-    "redis": "tdm_messaging.transport.kombu_backend:KombuTransport",
-    "rediss": "tdm_messaging.transport.kombu_backend:KombuTransport",
-    "sqla+sqlite": "tdm_messaging.transport.kombu_backend:KombuTransport",
-    "sqlite": "tdm_messaging.transport.sqlite_backend:SqliteTransport",
-    "memory": "tdm_messaging.transport.kombu_backend:KombuTransport",
+    "stomp": "tdm_messaging.transport.stomp.backend:StompTransport",
+    "stomp+ssl": "tdm_messaging.transport.stomp.backend:StompTransport",
+    "amqp": "tdm_messaging.transport.kombu.backend:KombuTransport",
+    "amqps": "tdm_messaging.transport.kombu.backend:KombuTransport",
+    "redis": "tdm_messaging.transport.kombu.backend:KombuTransport",
+    "rediss": "tdm_messaging.transport.kombu.backend:KombuTransport",
+    "sqla+sqlite": "tdm_messaging.transport.kombu.backend:KombuTransport",
+    "sqlite": "tdm_messaging.transport.sqlite.backend:SqliteTransport",
+    "memory": "tdm_messaging.transport.kombu.backend:KombuTransport",
 }
-_EXTRAS = {"stomp_backend": "stomp", "kombu_backend": "kombu"}
+# The wing (package) a target lives in -> the extra that installs its driver.
+_EXTRAS = {"tdm_messaging.transport.stomp": "stomp", "tdm_messaging.transport.kombu": "kombu"}
 
 
 def register_scheme(scheme: str, target: str) -> None:
@@ -45,7 +46,7 @@ def open_transport(url: str) -> Transport:
     Examples: ``stomp://guest:guest@127.0.0.1:61613/?dialect=rabbitmq``,
     ``amqp://guest:guest@127.0.0.1:5672//``, ``redis://127.0.0.1:6379/0``,
     ``sqlite:////var/tdm/broker.db`` (the embedded default: standard library only),
-    ``sqla+sqlite:////var/tdm/broker.db`` (kombu's SQLAlchemy transport), ``memory://``. Any of them may carry
+    ``sqla+sqlite:////var/tdm/broker.db`` (kombu's SQLAlchemy transport), ``memory://`` (kombu's). Any of them may carry
     ``namespace=NAME``: every queue is then ``NAME/<queue>`` (see
     :class:`~tdm_messaging.transport.namespace.NamespacedTransport`).
 
@@ -69,7 +70,7 @@ def open_transport(url: str) -> Transport:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        extra = _EXTRAS.get(module_name.rsplit(".", 1)[-1])
+        extra = _EXTRAS.get(module_name.rpartition(".")[0])
         hint = f"; install it with: pip install 'tdm-messaging[{extra}]'" if extra else ""
         raise ConfigurationError(
             f"the {scheme!r} transport needs a driver that is not installed ({exc.name}){hint}"

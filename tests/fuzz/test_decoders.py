@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from tdm_messaging.codec import DecodeContext, decode, encode
-from tdm_messaging.destinations import Dialect, from_wire_name
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.errors import DecodeError, InvalidDestinationError
 from tdm_messaging.models import PackageRequest
+from tdm_messaging.transport.stomp.dialect import Dialect, from_wire_name
 from tdm_messaging.wire_json import decode_json
 from tdm_messaging.wire_text import decode_text
 from tests.faults.reliability import Row, record

@@ -30,11 +30,11 @@ from tdm_messaging.errors import (
     SendNotConfirmedError,
     TransportClosedError,
 )
-from tdm_messaging.transport import kombu_backend
 from tdm_messaging.transport.base import Delivery
 from tdm_messaging.transport.expiry import EXPIRES_AT_HEADER
-from tdm_messaging.transport.kombu_backend import KombuTransport
-from tdm_messaging.transport.kombu_settings import AmqpTls, Backend, parse_kombu_url, redact
+from tdm_messaging.transport.kombu import backend as kombu_backend
+from tdm_messaging.transport.kombu.backend import KombuTransport
+from tdm_messaging.transport.kombu.settings import AmqpTls, Backend, parse_kombu_url, redact
 from tests.conftest import broker_url
 from tests.faults.proxy import TcpProxy
 
@@ -443,7 +443,7 @@ def test_sqlite_is_visible_across_processes(tmp_path: Path) -> None:
     url = _url("sqlite", tmp_path)
     q = _reply()
     script = (
-        "from tdm_messaging.transport.kombu_backend import KombuTransport\n"
+        "from tdm_messaging.transport.kombu.backend import KombuTransport\n"
         "from tdm_messaging.destinations import reply_queue\n"
         "from tdm_messaging.envelope import Envelope\n"
         f"t = KombuTransport.from_url({url!r})\n"

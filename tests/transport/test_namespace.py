@@ -7,13 +7,14 @@ import uuid
 
 import pytest
 
-from tdm_messaging.destinations import PACKAGE_REQUESTS, Dialect, reply_queue, to_wire_name
+from tdm_messaging.destinations import PACKAGE_REQUESTS, reply_queue
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.errors import ConfigurationError
 from tdm_messaging.testing import InMemoryBroker, InMemoryTransport
 from tdm_messaging.transport import open_transport
 from tdm_messaging.transport.base import Delivery, Transport
 from tdm_messaging.transport.namespace import NamespacedTransport, split_namespace
+from tdm_messaging.transport.stomp.dialect import Dialect, to_wire_name
 from tests.conftest import broker_url
 
 

@@ -51,5 +51,5 @@ def test_redact() -> None:
 
 def test_sqlite_needs_no_extra() -> None:
     """The embedded default is in the standard library: no driver, so no extra to name."""
-    assert registry.SCHEMES["sqlite"] == "tdm_messaging.transport.sqlite_backend:SqliteTransport"
-    assert "sqlite_backend" not in registry._EXTRAS
+    assert registry.SCHEMES["sqlite"] == "tdm_messaging.transport.sqlite.backend:SqliteTransport"
+    assert "tdm_messaging.transport.sqlite" not in registry._EXTRAS

@@ -25,9 +25,9 @@ from tdm_messaging.destinations import PACKAGE_REQUESTS, Destination, reply_queu
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.errors import BrokerUnavailableError, ConfigurationError, TransportClosedError
 from tdm_messaging.transport import Batch, Delivery, open_transport
-from tdm_messaging.transport import sqlite_store as store
-from tdm_messaging.transport.sqlite_backend import SqliteTransport
-from tdm_messaging.transport.sqlite_settings import (
+from tdm_messaging.transport.sqlite import store
+from tdm_messaging.transport.sqlite.backend import SqliteTransport
+from tdm_messaging.transport.sqlite.settings import (
     DEFAULT_POLL_INTERVAL,
     DEFAULT_REPLY_TTL,
     DEFAULT_VISIBILITY_TIMEOUT,
@@ -140,8 +140,8 @@ def test_the_registry_opens_sqlite_urls_and_keeps_kombus(db: Path) -> None:
         assert isinstance(transport, SqliteTransport)
     from tdm_messaging.transport.registry import SCHEMES
 
-    assert SCHEMES["sqlite"].endswith("sqlite_backend:SqliteTransport")
-    assert SCHEMES["sqla+sqlite"].endswith("kombu_backend:KombuTransport")
+    assert SCHEMES["sqlite"].endswith("sqlite.backend:SqliteTransport")
+    assert SCHEMES["sqla+sqlite"].endswith("kombu.backend:KombuTransport")
 
 
 def test_a_missing_directory_is_named_with_the_fix(tmp_path: Path) -> None:
@@ -409,8 +409,8 @@ _COMPETITOR = """
 import json, sys, threading, time
 from tdm_messaging.destinations import PACKAGE_REQUESTS
 from tdm_messaging.transport import open_transport
-from tdm_messaging.transport import sqlite_store as store
-from tdm_messaging.transport.sqlite_settings import parse_sqlite_url
+from tdm_messaging.transport.sqlite import store
+from tdm_messaging.transport.sqlite.settings import parse_sqlite_url
 
 url, mode = sys.argv[1], sys.argv[2]
 now_ms = lambda: int(time.time() * 1000)

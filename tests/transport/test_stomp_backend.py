@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tdm_messaging.destinations import PACKAGE_REQUESTS, Destination, DestinationKind, Dialect, reply_queue
+from tdm_messaging.destinations import PACKAGE_REQUESTS, Destination, DestinationKind, reply_queue
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.errors import (
     BrokerRefusedError,
@@ -28,7 +28,8 @@ from tdm_messaging.errors import (
 from tdm_messaging.server import PackagingClient
 from tdm_messaging.status import State
 from tdm_messaging.transport.base import Delivery, Transport
-from tdm_messaging.transport.stomp_frames import (
+from tdm_messaging.transport.stomp.dialect import Dialect
+from tdm_messaging.transport.stomp.frames import (
     MARKER_HEADER,
     envelope_from_headers,
     explain_refusal,
@@ -37,13 +38,13 @@ from tdm_messaging.transport.stomp_frames import (
     queue_headers,
     send_headers,
 )
-from tdm_messaging.transport.stomp_settings import ReplyExpiry, StompSettings, parse_stomp_url
+from tdm_messaging.transport.stomp.settings import ReplyExpiry, StompSettings, parse_stomp_url
 from tests.conftest import broker_url, in_ci
 
 pytest.importorskip("stomp")
 
-from tdm_messaging.transport import stomp_backend
-from tdm_messaging.transport.stomp_backend import StompTransport
+from tdm_messaging.transport.stomp import backend as stomp_backend
+from tdm_messaging.transport.stomp.backend import StompTransport
 
 # ---------------------------------------------------------------- settings (no broker)
 
@@ -593,8 +594,8 @@ _CRASHING_POLL = """
 import os, sys
 from tdm_messaging.destinations import reply_queue
 from tdm_messaging.envelope import Envelope
-from tdm_messaging.transport import stomp_backend
-from tdm_messaging.transport.stomp_backend import StompTransport
+from tdm_messaging.transport.stomp import backend as stomp_backend
+from tdm_messaging.transport.stomp.backend import StompTransport
 url, docset, step = sys.argv[1:4]
 t = StompTransport.from_url(url)
 d = reply_queue(docset)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tdm_messaging.transport.stomp_frames import send_frame
+from tdm_messaging.transport.stomp.frames import send_frame
 
 pytest.importorskip("stomp")
 

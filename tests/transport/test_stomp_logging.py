@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from tdm_messaging.transport.stomp_logging import PasscodeFilter, install_passcode_filter
+from tdm_messaging.transport.stomp.passcode import PasscodeFilter, install_passcode_filter
 
 
 def test_a_stomp_12_connect_frame_is_masked(caplog: pytest.LogCaptureFixture) -> None:
@@ -29,6 +29,6 @@ def test_other_records_pass_untouched() -> None:
 
 
 def test_the_backend_installs_it() -> None:
-    import tdm_messaging.transport.stomp_connect  # noqa: F401
+    import tdm_messaging.transport.stomp.connector  # noqa: F401
 
     assert any(isinstance(f, PasscodeFilter) for f in logging.getLogger("stomp.py").filters)

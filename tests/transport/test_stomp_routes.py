@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tdm_messaging.destinations import DEAD_LETTER, PACKAGE_REQUESTS, reply_queue
-from tdm_messaging.transport.stomp_routes import Route, RouteBook, around_wire_name, queue_of_refusal
+from tdm_messaging.transport.stomp.routes import Route, RouteBook, around_wire_name, queue_of_refusal
 
 Q = reply_queue("5")
 

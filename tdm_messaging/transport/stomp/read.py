@@ -10,7 +10,6 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from tdm_messaging.destinations import Dialect
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.errors import (
     BrokerRefusedError,
@@ -20,8 +19,8 @@ from tdm_messaging.errors import (
     TransportError,
 )
 from tdm_messaging.transport.base import Batch
-from tdm_messaging.transport.stomp_connection import Frame, Item, Lost, Receipt, StompLink, ack_id
-from tdm_messaging.transport.stomp_frames import (
+from tdm_messaging.transport.stomp.dialect import Dialect
+from tdm_messaging.transport.stomp.frames import (
     MARKER_AT_HEADER,
     MARKER_HEADER,
     PROBE_HEADER,
@@ -30,7 +29,8 @@ from tdm_messaging.transport.stomp_frames import (
     prefetch_headers,
     queue_headers,
 )
-from tdm_messaging.transport.stomp_routes import Target
+from tdm_messaging.transport.stomp.link import Frame, Item, Lost, Receipt, StompLink, ack_id
+from tdm_messaging.transport.stomp.routes import Target
 
 __all__ = ["BATCH_MOVES", "BatchState", "StompBatch", "forward_marker", "read_queue", "send_marker"]
 

@@ -10,17 +10,18 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
-from tdm_messaging.destinations import Destination, DestinationKind, Dialect, to_wire_name
+from tdm_messaging.destinations import Destination, DestinationKind
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.errors import BrokerRefusedError, LocalProtocolError
 from tdm_messaging.transport.base import Batch, Capabilities, Handler, Transport
-from tdm_messaging.transport.stomp_connect import declare_elsewhere
-from tdm_messaging.transport.stomp_connection import StompLink
-from tdm_messaging.transport.stomp_consume import consume_queues
-from tdm_messaging.transport.stomp_frames import queue_headers, send_frame, send_headers
-from tdm_messaging.transport.stomp_read import now_ms, read_queue
-from tdm_messaging.transport.stomp_routes import Route, Target, around_wire_name, queue_of_refusal
-from tdm_messaging.transport.stomp_settings import ReplyExpiry, StompSettings, parse_stomp_url
+from tdm_messaging.transport.stomp.connector import declare_elsewhere
+from tdm_messaging.transport.stomp.consume import consume_queues
+from tdm_messaging.transport.stomp.dialect import Dialect, to_wire_name
+from tdm_messaging.transport.stomp.frames import queue_headers, send_frame, send_headers
+from tdm_messaging.transport.stomp.link import StompLink
+from tdm_messaging.transport.stomp.read import now_ms, read_queue
+from tdm_messaging.transport.stomp.routes import Route, Target, around_wire_name, queue_of_refusal
+from tdm_messaging.transport.stomp.settings import ReplyExpiry, StompSettings, parse_stomp_url
 
 __all__ = ["StompTransport"]
 
@@ -68,11 +69,11 @@ class StompTransport(Transport):
     with backoff by the next call, and active :meth:`consume` subscriptions are renewed.
     Thread-safe: a consume handler may call :meth:`send` on the same transport.
 
-    The pieces: ``stomp_connect`` (opening and closing connections), ``stomp_connection`` (the live
+    The pieces: ``connector`` (opening and closing connections), ``link`` (the live
     connection, reconnects, receipts),
-    ``stomp_routes`` (which reply queues a RabbitMQ connection has declared),
-    ``stomp_read`` (read and its batch), ``stomp_consume`` (the consume loop),
-    ``stomp_frames`` (pure frame headers).
+    ``routes`` (which reply queues a RabbitMQ connection has declared),
+    ``read`` (read and its batch), ``consume`` (the consume loop),
+    ``frames`` (pure frame headers).
     """
 
     def __init__(self, *, settings: StompSettings) -> None:
@@ -134,7 +135,7 @@ class StompTransport(Transport):
     def _target(self, destination: Destination) -> Target:
         """Where the next frame to ``destination`` goes; declares it elsewhere first if it may have expired.
 
-        RabbitMQ declares a queue only on a connection's first frame for it (see stomp_routes):
+        RabbitMQ declares a queue only on a connection's first frame for it (see routes):
         a reply queue this connection declared more than half a ``reply_ttl`` ago is declared
         again on a short-lived connection, so an expired queue behaves like a new one. A reply
         queue RabbitMQ refused to declare for its arguments is reached by ``/amq/queue/``.
@@ -220,7 +221,7 @@ class StompTransport(Transport):
         if receipt is not None:
             headers["receipt"] = receipt
         # The frame's bytes are made here, not by stomp.py's send: the same bytes in about a quarter
-        # of its encoding time (see stomp_frames.send_frame and docs/performance.md).
+        # of its encoding time (see frames.send_frame and docs/performance.md).
         frame = send_frame(target.wire, envelope.body, envelope.content_type, headers)
         self._link.transmit(frame, f"send to {destination}", receipt=receipt)
 

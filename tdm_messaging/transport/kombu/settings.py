@@ -140,7 +140,7 @@ class AmqpTls:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class KombuSettings:
-    """Settings of one :class:`~tdm_messaging.transport.kombu_backend.KombuTransport`.
+    """Settings of one :class:`~tdm_messaging.transport.kombu.backend.KombuTransport`.
 
     Attributes:
         url: the URL handed to kombu, with this library's own query parameters removed.

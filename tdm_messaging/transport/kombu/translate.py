@@ -16,7 +16,7 @@ from tdm_messaging.errors import (
     ConfigurationError,
     TransportError,
 )
-from tdm_messaging.transport.kombu_settings import KombuSettings
+from tdm_messaging.transport.kombu.settings import KombuSettings
 
 __all__ = ["Breaks", "Translation", "is_refusal", "translate"]
 

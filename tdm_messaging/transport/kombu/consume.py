@@ -14,9 +14,9 @@ import kombu as _kombu_module
 from tdm_messaging.destinations import Destination
 from tdm_messaging.errors import BrokerUnavailableError
 from tdm_messaging.transport.base import Delivery, Handler
-from tdm_messaging.transport.kombu_connection import KombuLink, quietly
-from tdm_messaging.transport.kombu_messages import redelivered, to_envelope
-from tdm_messaging.transport.kombu_queues import collect_acked
+from tdm_messaging.transport.kombu.link import KombuLink, quietly
+from tdm_messaging.transport.kombu.messages import redelivered, to_envelope
+from tdm_messaging.transport.kombu.queues import collect_acked
 
 __all__ = ["Declare", "consume_queues"]
 

@@ -7,8 +7,8 @@ import threading
 import time
 
 from tdm_messaging.errors import TransportClosedError, TransportError
-from tdm_messaging.transport import sqlite_store as store
-from tdm_messaging.transport.sqlite_link import SqliteLink, now_ms
+from tdm_messaging.transport.sqlite import store
+from tdm_messaging.transport.sqlite.link import SqliteLink, now_ms
 
 __all__ = ["LeaseKeeper", "sweep"]
 

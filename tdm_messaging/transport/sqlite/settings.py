@@ -29,7 +29,7 @@ MAX_POLL_INTERVAL = 0.5
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class SqliteSettings:
-    """Settings of one :class:`~tdm_messaging.transport.sqlite_backend.SqliteTransport`.
+    """Settings of one :class:`~tdm_messaging.transport.sqlite.backend.SqliteTransport`.
 
     Attributes:
         path: the database file, as the URL names it (relative paths are taken from the

@@ -13,7 +13,7 @@ from typing import Any
 
 import stomp.exception
 
-from tdm_messaging.destinations import Destination, Dialect
+from tdm_messaging.destinations import Destination
 from tdm_messaging.errors import (
     BrokerRefusedError,
     BrokerUnavailableError,
@@ -22,9 +22,10 @@ from tdm_messaging.errors import (
     TransportClosedError,
     TransportError,
 )
-from tdm_messaging.transport.stomp_connect import Listener, connect, disconnect, drop, write_frame
-from tdm_messaging.transport.stomp_routes import RouteBook, queue_of_refusal
-from tdm_messaging.transport.stomp_settings import StompSettings
+from tdm_messaging.transport.stomp.connector import Listener, connect, disconnect, drop, write_frame
+from tdm_messaging.transport.stomp.dialect import Dialect
+from tdm_messaging.transport.stomp.routes import RouteBook, queue_of_refusal
+from tdm_messaging.transport.stomp.settings import StompSettings
 
 __all__ = ["Frame", "Item", "Lost", "Receipt", "StompLink", "Subscription", "ack_id"]
 

@@ -9,14 +9,14 @@ from collections.abc import Sequence
 from tdm_messaging.destinations import Destination
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.errors import ConfigurationError
-from tdm_messaging.transport import sqlite_store as store
 from tdm_messaging.transport.base import Batch, Capabilities, Handler, Transport
-from tdm_messaging.transport.sqlite_consume import consume_queues
-from tdm_messaging.transport.sqlite_leases import LeaseKeeper, sweep
-from tdm_messaging.transport.sqlite_link import SqliteLink, now_ms
-from tdm_messaging.transport.sqlite_read import SqliteBatch
-from tdm_messaging.transport.sqlite_settings import SqliteSettings, parse_sqlite_url
-from tdm_messaging.transport.sqlite_wake import waker_for
+from tdm_messaging.transport.sqlite import store
+from tdm_messaging.transport.sqlite.consume import consume_queues
+from tdm_messaging.transport.sqlite.leases import LeaseKeeper, sweep
+from tdm_messaging.transport.sqlite.link import SqliteLink, now_ms
+from tdm_messaging.transport.sqlite.read import SqliteBatch
+from tdm_messaging.transport.sqlite.settings import SqliteSettings, parse_sqlite_url
+from tdm_messaging.transport.sqlite.wake import waker_for
 
 __all__ = ["CAPABILITIES", "SqliteTransport"]
 
@@ -45,12 +45,12 @@ class SqliteTransport(Transport):
     One connection is shared by this transport's threads, guarded by a lock that is never held
     while a handler runs.
 
-    The pieces: ``sqlite_store`` (the schema and every SQL statement), ``sqlite_link`` (the
-    connection, its lock and the leases held: take, ack, give back), ``sqlite_translate``
-    (sqlite3 errors into tdm_messaging.errors), ``sqlite_read`` (the batch of a read),
-    ``sqlite_consume`` (the consume loop), ``sqlite_leases`` (the thread that renews leases
-    and sweeps expired reply queues), ``sqlite_wake`` (a send wakes this process's idle
-    consumers), ``sqlite_settings`` (the URL and its parameters).
+    The pieces: ``store`` (the schema and every SQL statement), ``link`` (the
+    connection, its lock and the leases held: take, ack, give back), ``translate``
+    (sqlite3 errors into tdm_messaging.errors), ``read`` (the batch of a read),
+    ``consume`` (the consume loop), ``leases`` (the thread that renews leases
+    and sweeps expired reply queues), ``wake`` (a send wakes this process's idle
+    consumers), ``settings`` (the URL and its parameters).
     """
 
     def __init__(self, *, settings: SqliteSettings) -> None:
@@ -79,7 +79,7 @@ class SqliteTransport(Transport):
 
         Raises:
             ConfigurationError: a bad URL or parameter (see
-                :func:`~tdm_messaging.transport.sqlite_settings.parse_sqlite_url`).
+                :func:`~tdm_messaging.transport.sqlite.settings.parse_sqlite_url`).
             BrokerUnavailableError: the file cannot be opened or created.
         """
         return cls(settings=parse_sqlite_url(url))

@@ -6,7 +6,7 @@ import sqlite3
 from pathlib import Path
 
 from tdm_messaging.errors import BrokerUnavailableError, ConfigurationError, MessagingError
-from tdm_messaging.transport.sqlite_settings import SqliteSettings
+from tdm_messaging.transport.sqlite.settings import SqliteSettings
 
 __all__ = ["translate"]
 

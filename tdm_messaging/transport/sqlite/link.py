@@ -14,9 +14,9 @@ from contextlib import contextmanager
 
 from tdm_messaging.destinations import Destination, DestinationKind
 from tdm_messaging.errors import MessagingError, TransportClosedError, TransportError
-from tdm_messaging.transport import sqlite_store as store
-from tdm_messaging.transport.sqlite_settings import SqliteSettings
-from tdm_messaging.transport.sqlite_translate import translate
+from tdm_messaging.transport.sqlite import store
+from tdm_messaging.transport.sqlite.settings import SqliteSettings
+from tdm_messaging.transport.sqlite.translate import translate
 
 __all__ = ["SqliteLink", "now_ms"]
 
@@ -72,7 +72,7 @@ class SqliteLink:
                 raise self.translate(exc, what) from exc
 
     def translate(self, exc: sqlite3.Error, what: str) -> MessagingError:
-        """The error to raise for ``exc`` met while doing ``what`` (see :func:`sqlite_translate.translate`)."""
+        """The error to raise for ``exc`` met while doing ``what`` (see :func:`translate.translate`)."""
         return translate(exc, what, path=self.path, settings=self.settings)
 
     def spec(self, destination: Destination) -> store.QueueSpec:

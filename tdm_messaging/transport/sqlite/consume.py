@@ -9,11 +9,11 @@ from collections.abc import Sequence
 
 from tdm_messaging.destinations import Destination, DestinationKind
 from tdm_messaging.errors import BrokerUnavailableError
-from tdm_messaging.transport import sqlite_store as store
 from tdm_messaging.transport.base import Delivery, Handler
-from tdm_messaging.transport.sqlite_link import SqliteLink, now_ms
-from tdm_messaging.transport.sqlite_read import to_envelope
-from tdm_messaging.transport.sqlite_wake import Waker
+from tdm_messaging.transport.sqlite import store
+from tdm_messaging.transport.sqlite.link import SqliteLink, now_ms
+from tdm_messaging.transport.sqlite.read import to_envelope
+from tdm_messaging.transport.sqlite.wake import Waker
 
 __all__ = ["consume_queues"]
 

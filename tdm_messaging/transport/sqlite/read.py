@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 from tdm_messaging.destinations import Destination
 from tdm_messaging.envelope import Envelope
-from tdm_messaging.transport import sqlite_store as store
 from tdm_messaging.transport.base import Batch
-from tdm_messaging.transport.sqlite_link import SqliteLink
+from tdm_messaging.transport.sqlite import store
+from tdm_messaging.transport.sqlite.link import SqliteLink
 
 __all__ = ["SqliteBatch", "to_envelope"]
 

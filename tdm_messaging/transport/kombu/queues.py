@@ -6,8 +6,8 @@ import time
 from typing import Any
 
 from tdm_messaging.destinations import Destination, DestinationKind
-from tdm_messaging.transport.kombu_connection import KombuLink
-from tdm_messaging.transport.kombu_settings import Backend, KombuSettings
+from tdm_messaging.transport.kombu.link import KombuLink
+from tdm_messaging.transport.kombu.settings import Backend, KombuSettings
 
 __all__ = ["collect_acked", "declare_queue", "delete_queue", "queue_arguments"]
 
@@ -30,7 +30,7 @@ def declare_queue(link: KombuLink, channel: Any, destination: Destination) -> in
     A publish to a missing queue through the default exchange is silently dropped, and a
     reply queue expires ``reply_ttl`` after its last use. RabbitMQ restarts that clock on
     every declare, so a reply queue this connection declared less than ``reply_ttl / 2`` ago
-    surely still exists (the lease rule of stomp_routes): it is declared again only after that.
+    surely still exists (the lease rule of stomp.routes): it is declared again only after that.
     Permanent and dead-letter queues never expire: declared once per connection.
     """
     now = time.monotonic()

@@ -10,19 +10,20 @@ from collections.abc import Sequence
 
 import stomp.exception
 
-from tdm_messaging.destinations import Destination, Dialect, to_wire_name
+from tdm_messaging.destinations import Destination
 from tdm_messaging.errors import BrokerRefusedError, TransportError
 from tdm_messaging.transport.base import Delivery, Handler
-from tdm_messaging.transport.stomp_connection import Frame, Item, Lost, StompLink, Subscription
-from tdm_messaging.transport.stomp_frames import (
+from tdm_messaging.transport.stomp.dialect import Dialect, to_wire_name
+from tdm_messaging.transport.stomp.frames import (
     MARKER_HEADER,
     PROBE_HEADER,
     envelope_from_headers,
     prefetch_headers,
     queue_headers,
 )
-from tdm_messaging.transport.stomp_read import forward_marker
-from tdm_messaging.transport.stomp_routes import Target
+from tdm_messaging.transport.stomp.link import Frame, Item, Lost, StompLink, Subscription
+from tdm_messaging.transport.stomp.read import forward_marker
+from tdm_messaging.transport.stomp.routes import Target
 
 __all__ = ["consume_queues"]
 

@@ -12,12 +12,12 @@ from tdm_messaging.destinations import Destination, DestinationKind
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.transport.base import Batch, Capabilities, Handler, Transport
 from tdm_messaging.transport.expiry import stamp_expiry
-from tdm_messaging.transport.kombu_connection import KombuLink
-from tdm_messaging.transport.kombu_consume import consume_queues
-from tdm_messaging.transport.kombu_queues import declare_queue, delete_queue
-from tdm_messaging.transport.kombu_read import KombuBatch, take
-from tdm_messaging.transport.kombu_send import publish
-from tdm_messaging.transport.kombu_settings import Backend, KombuSettings, capabilities_of, parse_kombu_url
+from tdm_messaging.transport.kombu.consume import consume_queues
+from tdm_messaging.transport.kombu.link import KombuLink
+from tdm_messaging.transport.kombu.queues import declare_queue, delete_queue
+from tdm_messaging.transport.kombu.read import KombuBatch, take
+from tdm_messaging.transport.kombu.send import publish
+from tdm_messaging.transport.kombu.settings import Backend, KombuSettings, capabilities_of, parse_kombu_url
 
 __all__ = ["KombuTransport"]
 
@@ -36,12 +36,12 @@ class KombuTransport(Transport):
     connection is shared by all threads, guarded by a lock; :meth:`consume` holds it only
     while talking to the broker, never while a handler runs.
 
-    The pieces: ``kombu_connection`` (the live connection: connect, reconnect, retry once,
-    heart-beats), ``kombu_translate`` (driver errors into tdm_messaging.errors),
-    ``kombu_memory`` (a memory broker per transport), ``kombu_queues`` (declare with the lease
-    rule, delete), ``kombu_send`` (publish and confirms), ``kombu_read`` (read and its batch),
-    ``kombu_consume`` (the consume loop), ``kombu_messages`` (envelopes to and from messages),
-    ``kombu_settings`` (the URL and its parameters).
+    The pieces: ``link`` (the live connection: connect, reconnect, retry once,
+    heart-beats), ``translate`` (driver errors into tdm_messaging.errors),
+    ``memory`` (a memory broker per transport), ``queues`` (declare with the lease
+    rule, delete), ``send`` (publish and confirms), ``read`` (read and its batch),
+    ``consume`` (the consume loop), ``messages`` (envelopes to and from messages),
+    ``settings`` (the URL and its parameters).
     """
 
     def __init__(self, *, settings: KombuSettings) -> None:
@@ -61,7 +61,7 @@ class KombuTransport(Transport):
 
         Raises:
             ConfigurationError: a bad URL or parameter (see
-                :func:`~tdm_messaging.transport.kombu_settings.parse_kombu_url`).
+                :func:`~tdm_messaging.transport.kombu.settings.parse_kombu_url`).
             BrokerUnavailableError: the broker could not be reached.
         """
         return cls(settings=parse_kombu_url(url))

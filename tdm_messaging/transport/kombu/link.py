@@ -12,9 +12,9 @@ import amqp.exceptions
 import kombu as _kombu_module
 
 from tdm_messaging.errors import TransportClosedError
-from tdm_messaging.transport.kombu_memory import MemoryBroker, memory_broker
-from tdm_messaging.transport.kombu_settings import Backend, KombuSettings
-from tdm_messaging.transport.kombu_translate import Breaks, is_refusal, translate
+from tdm_messaging.transport.kombu.memory import MemoryBroker, memory_broker
+from tdm_messaging.transport.kombu.settings import Backend, KombuSettings
+from tdm_messaging.transport.kombu.translate import Breaks, is_refusal, translate
 
 __all__ = ["KombuLink", "quietly"]
 

@@ -12,10 +12,10 @@ from tdm_messaging.envelope import Envelope
 from tdm_messaging.errors import TransportError
 from tdm_messaging.transport.base import Batch
 from tdm_messaging.transport.expiry import is_expired
-from tdm_messaging.transport.kombu_connection import KombuLink, quietly
-from tdm_messaging.transport.kombu_messages import to_envelope
-from tdm_messaging.transport.kombu_queues import collect_acked, delete_queue
-from tdm_messaging.transport.kombu_settings import Backend
+from tdm_messaging.transport.kombu.link import KombuLink, quietly
+from tdm_messaging.transport.kombu.messages import to_envelope
+from tdm_messaging.transport.kombu.queues import collect_acked, delete_queue
+from tdm_messaging.transport.kombu.settings import Backend
 
 __all__ = ["KombuBatch", "take"]
 

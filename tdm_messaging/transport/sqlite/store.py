@@ -1,4 +1,4 @@
-"""Every queue operation of the native SQLite transport, as SQL on the broker file (sqlite_schema opens it).
+"""Every queue operation of the native SQLite transport, as SQL on the broker file (schema.py opens it).
 
 Rules:
 - A message is *visible* when it has no lease (``lease_until_ms IS NULL``) or its lease has run
@@ -20,8 +20,8 @@ import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from tdm_messaging.transport.sqlite_schema import SCHEMA_VERSION, connect, set_synchronous
-from tdm_messaging.transport.sqlite_schema import write as _write
+from tdm_messaging.transport.sqlite.schema import SCHEMA_VERSION, connect, set_synchronous
+from tdm_messaging.transport.sqlite.schema import write as _write
 
 __all__ = [
     "SCHEMA_VERSION",

@@ -6,10 +6,11 @@ from collections.abc import Mapping
 from functools import lru_cache
 from types import MappingProxyType
 
-from tdm_messaging.destinations import Destination, DestinationKind, Dialect
+from tdm_messaging.destinations import Destination, DestinationKind
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.errors import LocalProtocolError
-from tdm_messaging.transport.stomp_settings import ReplyExpiry, StompSettings
+from tdm_messaging.transport.stomp.dialect import Dialect
+from tdm_messaging.transport.stomp.settings import ReplyExpiry, StompSettings
 
 __all__ = [
     "MARKER_AT_HEADER",

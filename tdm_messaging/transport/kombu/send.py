@@ -11,9 +11,9 @@ import kombu as _kombu_module
 from tdm_messaging.destinations import Destination
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.errors import SendNotConfirmedError
-from tdm_messaging.transport.kombu_connection import KombuLink
-from tdm_messaging.transport.kombu_messages import content_encoding
-from tdm_messaging.transport.kombu_settings import Backend
+from tdm_messaging.transport.kombu.link import KombuLink
+from tdm_messaging.transport.kombu.messages import content_encoding
+from tdm_messaging.transport.kombu.settings import Backend
 
 __all__ = ["publish"]
 

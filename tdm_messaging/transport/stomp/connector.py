@@ -15,9 +15,9 @@ import stomp.exception
 import stomp.protocol
 
 from tdm_messaging.errors import BrokerRefusedError, BrokerUnavailableError, SendNotConfirmedError, TransportError
-from tdm_messaging.transport.stomp_frames import PROBE_HEADER, explain_refusal, is_late_delivery
-from tdm_messaging.transport.stomp_logging import install_passcode_filter
-from tdm_messaging.transport.stomp_settings import StompSettings
+from tdm_messaging.transport.stomp.frames import PROBE_HEADER, explain_refusal, is_late_delivery
+from tdm_messaging.transport.stomp.passcode import install_passcode_filter
+from tdm_messaging.transport.stomp.settings import StompSettings
 
 __all__ = ["LinkEvents", "Listener", "connect", "declare_elsewhere", "disconnect", "drop", "tls_problem", "write_frame"]
 
@@ -160,7 +160,7 @@ def connect(settings: StompSettings, listener: Listener) -> Any:
 
 
 def write_frame(conn: Any, frame: bytes) -> None:
-    """Write an encoded frame (see :func:`stomp_frames.send_frame`) to ``conn`` as stomp.py's own frames go.
+    """Write an encoded frame (see :func:`frames.send_frame`) to ``conn`` as stomp.py's own frames go.
 
     Through the stomp.py transport's ``send`` (its socket lock, which its heart-beats take too, so
     frames never interleave) or, on a TLS connection, which stomp.py makes non-blocking, its send

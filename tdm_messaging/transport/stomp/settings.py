@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from tdm_messaging.destinations import Dialect
 from tdm_messaging.errors import ConfigurationError
+from tdm_messaging.transport.stomp.dialect import Dialect
 
 __all__ = ["DEFAULT_REPLY_TTL", "ReplyExpiry", "StompSettings", "parse_stomp_url", "redact_url"]
 

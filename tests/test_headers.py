@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from tdm_messaging import codec, headers, worker
-from tdm_messaging.transport import expiry, stomp_frames
+from tdm_messaging.transport import expiry
+from tdm_messaging.transport.stomp import frames as stomp_frames
 
 
 def _constants() -> dict[str, str]:

@@ -95,6 +95,7 @@ MAX_JSON_DEPTH = 32
 """The deepest nesting of arrays and objects a body may have (the API's own bodies need 2)."""
 
 _STRUCTURE = re.compile(rb'[\[\]{}"\\]')
+_ASCII_NUMBER = re.compile(r"[0-9]{1,19}")
 
 
 def json_too_deep(raw: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
@@ -174,13 +175,11 @@ def query_int(name: str, default: int, *, minimum: int, maximum: int | None = No
         ApiError: 400 naming the parameter and the accepted range.
     """
     raw = bottle.request.query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     upper = f" and at most {maximum}" if maximum is not None else ""
-    try:
-        value = int(raw)
-    except ValueError:
-        value = minimum - 1
+    # ASCII digits only: int() would also take '', ' 5', '+5', '1_0' and other scripts' digits.
+    value = int(raw) if _ASCII_NUMBER.fullmatch(raw) else minimum - 1
     if value < minimum or (maximum is not None and value > maximum):
         raise ApiError(
             400, "invalid_parameter", f"query parameter {name!r} must be an integer at least {minimum}{upper}"

@@ -13,6 +13,7 @@ from tdm_messaging.codec import encode
 from tdm_messaging.destinations import DEAD_LETTER, PACKAGE_REQUESTS
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.headers import DEAD_LETTER_REASON as DEAD_LETTER_REASON_HEADER
+from tdm_messaging.ids import new_request_id
 from tdm_messaging.models import Complete, PackageRequest
 from tdm_messaging.server import PackagingClient
 from tdm_messaging.status import State
@@ -34,7 +35,7 @@ def _request(docset_id: str) -> PackageRequest:
     now = utc_now()
     return PackageRequest(
         docset_id=docset_id,
-        request_id=f"r-{uuid.uuid4().hex}",
+        request_id=new_request_id(),
         timestamp=now,
         docset_url=f"http://api.test/api/docsets/{docset_id}",
         reply_to=f"package/{docset_id}",

@@ -220,7 +220,20 @@ def test_members_cursor_mode(client: Client) -> None:
     assert seen == [1, 2, 3, 4]
 
 
-@pytest.mark.parametrize("query", ["per_page=0", "per_page=1001", "page=0", "page=x", "after=-1"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "per_page=0",
+        "per_page=1001",
+        "page=0",
+        "page=x",
+        "after=-1",
+        "per_page=",
+        "page=+2",
+        "per_page=\u0665",
+        "page=1_0",
+    ],
+)
 def test_bad_pagination_is_400(client: Client, query: str) -> None:
     docset_id = make_docset(client)
     response = client.get(f"/api/docsets/{docset_id}/members?{query}")

@@ -9,6 +9,7 @@ __all__ = [
     "ConfigurationError",
     "DecodeError",
     "EncodeError",
+    "InvalidArgumentError",
     "InvalidDestinationError",
     "LocalProtocolError",
     "MessagingError",
@@ -43,6 +44,10 @@ class EncodeError(LocalProtocolError):
 
 class ConfigurationError(LocalProtocolError):
     """A URL, option or setting is wrong; the message names it and says what is accepted."""
+
+
+class InvalidArgumentError(LocalProtocolError, ValueError):
+    """A call broke a contract rule of the API (a read limit below 1, a destination that is not one, ...)."""
 
 
 class InvalidDestinationError(LocalProtocolError, ValueError):

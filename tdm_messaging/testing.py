@@ -257,7 +257,7 @@ class InMemoryTransport(Transport):
         """In-memory: no broker-side expiry, no NACK, one process only; deletes and confirms."""
         return _CAPABILITIES
 
-    def send(
+    def _send(
         self,
         destination: Destination,
         envelope: Envelope,
@@ -285,7 +285,7 @@ class InMemoryTransport(Transport):
             queue.ready.append(_Stored(envelope))
             broker._cond.notify_all()
 
-    def read(self, destination: Destination, *, limit: int = 1000) -> Batch:
+    def _read(self, destination: Destination, *, limit: int = 1000) -> Batch:
         """Take up to ``limit`` envelopes waiting in ``destination`` now; they stay unacknowledged
         (invisible to other readers) until the batch is acked or released.
 
@@ -293,8 +293,6 @@ class InMemoryTransport(Transport):
             TransportClosedError: after :meth:`close`.
             BrokerUnavailableError: the broker is disconnected.
         """
-        if limit < 1:
-            raise ConfigurationError(f"read limit must be at least 1, got {limit}")
         broker = self.broker
         with broker._cond:
             self._check_open()
@@ -311,7 +309,7 @@ class InMemoryTransport(Transport):
                 tokens.append(self._take_locked(queue, item))
             return _InMemoryBatch(self, envelopes, tokens)
 
-    def consume(
+    def _consume(
         self,
         destinations: Sequence[Destination],
         handler: Handler,
@@ -329,10 +327,6 @@ class InMemoryTransport(Transport):
             Exception: whatever ``handler`` raised (that message and the rest of its prefetch
                 go back to the queue).
         """
-        if prefetch < 1:
-            raise ConfigurationError(f"prefetch must be at least 1, got {prefetch}")
-        if not destinations:
-            raise ConfigurationError("consume needs at least one destination")
         broker = self.broker
         while not stop.is_set():
             taken = self._take_for_consumer(destinations, prefetch)
@@ -352,7 +346,7 @@ class InMemoryTransport(Transport):
                         self._holder.give_back_locked([t for t, _ in taken[index:]])
                     raise
 
-    def declare(self, destination: Destination) -> None:
+    def _declare(self, destination: Destination) -> None:
         """Create ``destination`` if it does not exist.
 
         Raises:
@@ -364,7 +358,7 @@ class InMemoryTransport(Transport):
             self.broker._check_up_locked()
             self.broker._queue_locked(destination, create=True)
 
-    def delete(self, destination: Destination) -> None:
+    def _delete(self, destination: Destination) -> None:
         """Remove ``destination`` and what it holds (unacknowledged messages of it are dropped when given back).
 
         Raises:

@@ -45,26 +45,26 @@ class PausingTransport(Transport):
     def capabilities(self) -> Capabilities:
         return self._inner.capabilities
 
-    def send(
+    def _send(
         self, destination: Destination, envelope: Envelope, *, persistent: bool = True, confirm: bool = False
     ) -> None:
         self._inner.send(destination, envelope, persistent=persistent, confirm=confirm)
 
-    def read(self, destination: Destination, *, limit: int = 1000) -> Batch:
+    def _read(self, destination: Destination, *, limit: int = 1000) -> Batch:
         batch = self._inner.read(destination, limit=limit)
         if destination.kind is DestinationKind.REPLY:
             self._gate.hold(destination.name, len(batch.envelopes))
         return batch
 
-    def consume(
+    def _consume(
         self, destinations: Sequence[Destination], handler: Handler, *, prefetch: int = 1, stop: threading.Event
     ) -> None:
         self._inner.consume(destinations, handler, prefetch=prefetch, stop=stop)
 
-    def declare(self, destination: Destination) -> None:
+    def _declare(self, destination: Destination) -> None:
         self._inner.declare(destination)
 
-    def delete(self, destination: Destination) -> None:
+    def _delete(self, destination: Destination) -> None:
         self._inner.delete(destination)
 
     def close(self) -> None:

@@ -155,11 +155,6 @@ def test_permanent_queues_never_expire() -> None:
 def test_bad_settings_are_configuration_errors() -> None:
     with pytest.raises(ConfigurationError, match="reply_ttl_seconds"):
         InMemoryTransport(InMemoryBroker(), reply_ttl_seconds=0)
-    t = InMemoryTransport(InMemoryBroker())
-    with pytest.raises(ConfigurationError, match="limit"):
-        t.read(PACKAGE_REQUESTS, limit=0)
-    with pytest.raises(ConfigurationError, match="prefetch"):
-        t.consume([PACKAGE_REQUESTS], lambda d: None, prefetch=0, stop=threading.Event())
 
 
 def test_fail_next_send_enqueues_nothing() -> None:

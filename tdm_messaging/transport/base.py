@@ -10,6 +10,7 @@ from types import TracebackType
 
 from tdm_messaging.destinations import Destination
 from tdm_messaging.envelope import Envelope
+from tdm_messaging.errors import InvalidArgumentError
 
 __all__ = [
     "Batch",
@@ -102,6 +103,10 @@ class Transport(ABC):
     arguments are immutable on RabbitMQ); permanent and dead-letter queues never expire.
     All errors raised are :class:`tdm_messaging.errors.TransportError` (or a
     :class:`~tdm_messaging.errors.MessagingError` for misuse), translated from the driver.
+
+    The public methods check their arguments here, once, so every backend refuses a broken
+    contract rule with the same :class:`~tdm_messaging.errors.InvalidArgumentError`; a backend
+    implements the underscored methods and may assume their arguments are valid.
     """
 
     @property
@@ -109,7 +114,6 @@ class Transport(ABC):
     def capabilities(self) -> Capabilities:
         """What this backend and broker can do."""
 
-    @abstractmethod
     def send(
         self,
         destination: Destination,
@@ -125,20 +129,36 @@ class Transport(ABC):
             confirm: block until the broker confirms it (receipt / publisher confirm).
 
         Raises:
+            InvalidArgumentError: ``destination`` or ``envelope`` is not what it should be.
             SendNotConfirmedError: ``confirm`` was asked and no confirmation came in time.
             BrokerUnavailableError: the broker could not be reached.
         """
+        _check_destination(destination)
+        if not isinstance(envelope, Envelope):
+            raise InvalidArgumentError(f"send() takes an Envelope, got {type(envelope).__name__}")
+        self._send(destination, envelope, persistent=persistent, confirm=confirm)
 
-    @abstractmethod
     def read(self, destination: Destination, *, limit: int = 1000) -> Batch:
-        """Take what is in ``destination`` now, without waiting for more: subscribe with
-        client acknowledgement, receive up to ``limit`` messages, and stop at a deterministic
-        end (a marker, or the broker saying the queue is empty) — never after a fixed sleep.
+        """Take what is in ``destination`` now, without waiting for more.
 
-        Use as ``with transport.read(dest) as batch: ...; batch.ack()``.
+        Use as ``with transport.read(dest) as batch: ...; batch.ack()``. The read ends at a
+        deterministic end (a marker, or the broker saying the queue is empty), never after a
+        fixed sleep; leaving the ``with`` block without ``ack()`` gives everything back.
+
+        Args:
+            limit: the most messages to take (at least 1).
+
+        Returns:
+            The :class:`Batch` of what was taken, held unacknowledged.
+
+        Raises:
+            InvalidArgumentError: ``limit`` < 1, or ``destination`` is not a Destination.
+            BrokerUnavailableError: the broker could not be reached.
         """
+        _check_destination(destination)
+        _check_at_least_one("read limit", limit)
+        return self._read(destination, limit=limit)
 
-    @abstractmethod
     def consume(
         self,
         destinations: Sequence[Destination],
@@ -156,19 +176,63 @@ class Transport(ABC):
         acknowledged (the broker redelivers it later) and the exception propagates out of
         ``consume``. Connection losses are retried with backoff, not raised, while ``stop``
         is unset.
+
+        Raises:
+            InvalidArgumentError: no destinations, ``prefetch`` < 1, ``handler`` not callable,
+                or ``stop`` not an event.
         """
+        if isinstance(destinations, (str, bytes)) or not isinstance(destinations, Sequence) or not destinations:
+            raise InvalidArgumentError("consume() needs a non-empty sequence of destinations")
+        for destination in destinations:
+            _check_destination(destination)
+        if not callable(handler):
+            raise InvalidArgumentError(f"consume() needs a callable handler, got {type(handler).__name__}")
+        _check_at_least_one("prefetch", prefetch)
+        if not callable(getattr(stop, "is_set", None)) or not callable(getattr(stop, "wait", None)):
+            raise InvalidArgumentError(f"consume() needs stop=threading.Event(), got {type(stop).__name__}")
+        self._consume(destinations, handler, prefetch=prefetch, stop=stop)
 
-    @abstractmethod
     def declare(self, destination: Destination) -> None:
-        """Create ``destination`` with the arguments its kind calls for, if it does not exist."""
+        """Create ``destination`` with the arguments its kind calls for, if it does not exist.
 
-    @abstractmethod
+        Raises:
+            InvalidArgumentError: ``destination`` is not a Destination.
+            BrokerRefusedError: the queue exists with other arguments.
+        """
+        _check_destination(destination)
+        self._declare(destination)
+
     def delete(self, destination: Destination) -> None:
-        """Remove ``destination`` and what it holds (a no-op where :attr:`Capabilities.delete_queue` is false)."""
+        """Remove ``destination`` and what it holds (a no-op where :attr:`Capabilities.delete_queue` is false).
+
+        Raises:
+            InvalidArgumentError: ``destination`` is not a Destination.
+        """
+        _check_destination(destination)
+        self._delete(destination)
 
     @abstractmethod
     def close(self) -> None:
         """Disconnect. Further calls raise :class:`~tdm_messaging.errors.TransportClosedError`."""
+
+    # What a backend fills in; the arguments were checked by the public method.
+
+    @abstractmethod
+    def _send(self, destination: Destination, envelope: Envelope, *, persistent: bool, confirm: bool) -> None: ...
+
+    @abstractmethod
+    def _read(self, destination: Destination, *, limit: int) -> Batch: ...
+
+    @abstractmethod
+    def _consume(
+        self, destinations: Sequence[Destination], handler: Handler, *, prefetch: int, stop: threading.Event
+    ) -> None: ...
+
+    @abstractmethod
+    def _declare(self, destination: Destination) -> None: ...
+
+    @abstractmethod
+    def _delete(self, destination: Destination) -> None: ...
 
     def __enter__(self) -> Transport:
         return self
@@ -180,3 +244,16 @@ class Transport(ABC):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _check_destination(destination: object) -> None:
+    if not isinstance(destination, Destination):
+        raise InvalidArgumentError(
+            f"expected a Destination (e.g. tdm_messaging.reply_queue('5')), got {type(destination).__name__}"
+        )
+
+
+def _check_at_least_one(name: str, value: object) -> None:
+    # bool is an int, and True would read as a limit of 1: refuse it as the caller's mistake it is.
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise InvalidArgumentError(f"{name} must be a whole number at least 1, got {value!r}")

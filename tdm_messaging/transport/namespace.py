@@ -76,7 +76,7 @@ class NamespacedTransport(Transport):
     def _outer(self, destination: Destination) -> Destination:
         return Destination(self._prefix + destination.name, destination.kind)
 
-    def send(
+    def _send(
         self,
         destination: Destination,
         envelope: Envelope,
@@ -86,10 +86,10 @@ class NamespacedTransport(Transport):
     ) -> None:
         self._inner.send(self._outer(destination), envelope, persistent=persistent, confirm=confirm)
 
-    def read(self, destination: Destination, *, limit: int = 1000) -> Batch:
+    def _read(self, destination: Destination, *, limit: int = 1000) -> Batch:
         return self._inner.read(self._outer(destination), limit=limit)
 
-    def consume(
+    def _consume(
         self,
         destinations: Sequence[Destination],
         handler: Handler,
@@ -105,10 +105,10 @@ class NamespacedTransport(Transport):
 
         self._inner.consume([self._outer(d) for d in destinations], unwrap, prefetch=prefetch, stop=stop)
 
-    def declare(self, destination: Destination) -> None:
+    def _declare(self, destination: Destination) -> None:
         self._inner.declare(self._outer(destination))
 
-    def delete(self, destination: Destination) -> None:
+    def _delete(self, destination: Destination) -> None:
         self._inner.delete(self._outer(destination))
 
     def close(self) -> None:

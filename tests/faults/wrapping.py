@@ -22,23 +22,23 @@ class DelegatingTransport(Transport):
     def capabilities(self) -> Capabilities:
         return self.inner.capabilities
 
-    def send(
+    def _send(
         self, destination: Destination, envelope: Envelope, *, persistent: bool = True, confirm: bool = False
     ) -> None:
         self.inner.send(destination, envelope, persistent=persistent, confirm=confirm)
 
-    def read(self, destination: Destination, *, limit: int = 1000) -> Batch:
+    def _read(self, destination: Destination, *, limit: int = 1000) -> Batch:
         return self.inner.read(destination, limit=limit)
 
-    def consume(
+    def _consume(
         self, destinations: Sequence[Destination], handler: Handler, *, prefetch: int = 1, stop: threading.Event
     ) -> None:
         self.inner.consume(destinations, handler, prefetch=prefetch, stop=stop)
 
-    def declare(self, destination: Destination) -> None:
+    def _declare(self, destination: Destination) -> None:
         self.inner.declare(destination)
 
-    def delete(self, destination: Destination) -> None:
+    def _delete(self, destination: Destination) -> None:
         self.inner.delete(destination)
 
     def close(self) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from tdm_messaging.destinations import DEAD_LETTER, PACKAGE_REQUESTS, Destination, reply_queue
 from tdm_messaging.envelope import Envelope
-from tdm_messaging.errors import TransportClosedError
+from tdm_messaging.errors import InvalidArgumentError, TransportClosedError
 from tdm_messaging.transport import Capabilities, Delivery, Transport
 from tests.transport.conftest import (
     ARCHIVE_SIZE,
@@ -422,6 +422,48 @@ def test_close_then_use_raises_transport_closed(backend: Backend) -> None:
         transport.declare(queue)
     with pytest.raises(TransportClosedError):
         transport.consume([queue], lambda d: None, prefetch=1, stop=threading.Event())
+
+
+@pytest.mark.parametrize(
+    ("call", "names"),
+    [
+        (lambda t, q: t.read(q, limit=0), "read limit"),
+        (lambda t, q: t.read(q, limit=True), "read limit"),
+        (lambda t, q: t.read(q.name), "Destination"),
+        (lambda t, q: t.send(q, b"raw bytes"), "Envelope"),
+        (lambda t, q: t.send("package/5", envelope(1)), "Destination"),
+        (lambda t, q: t.declare(None), "Destination"),
+        (lambda t, q: t.delete(q.name), "Destination"),
+        (lambda t, q: t.consume([q], lambda d: None, prefetch=0, stop=threading.Event()), "prefetch"),
+        (lambda t, q: t.consume([], lambda d: None, stop=threading.Event()), "destinations"),
+        (lambda t, q: t.consume(q, lambda d: None, stop=threading.Event()), "destinations"),
+        (lambda t, q: t.consume([q], None, stop=threading.Event()), "handler"),
+        (lambda t, q: t.consume([q], lambda d: None, stop=True), "stop"),
+    ],
+    ids=[
+        "limit-0",
+        "limit-bool",
+        "read-name",
+        "send-bytes",
+        "send-name",
+        "declare-none",
+        "delete-name",
+        "prefetch-0",
+        "no-destinations",
+        "one-destination-not-a-list",
+        "no-handler",
+        "stop-not-an-event",
+    ],
+)
+def test_a_broken_contract_rule_is_the_same_error_on_every_backend(
+    backend: Backend, call: Callable[[Transport, Destination], object], names: str
+) -> None:
+    transport = backend.open()
+    queue = backend.reply_queue()
+    transport.send(queue, envelope(1))
+    with pytest.raises(InvalidArgumentError, match=names):
+        call(transport, queue)
+    assert bodies(take_all(transport, queue)) == [b'{"n": 1}'], "a refused call must leave the queue as it was"
 
 
 # -- the protocol over every backend, through the helpers -----------------------------------------

@@ -393,16 +393,6 @@ def test_close_from_another_thread_ends_a_consumer(db: Path) -> None:
     assert len(failure) == 1 and isinstance(failure[0], TransportClosedError)
 
 
-def test_bad_limits_and_prefetch(db: Path, opened: list[SqliteTransport]) -> None:
-    transport = _open(opened, db)
-    with pytest.raises(ConfigurationError, match="at least 1"):
-        transport.read(_queue(), limit=0)
-    with pytest.raises(ConfigurationError, match="at least 1"):
-        transport.consume([_queue()], lambda d: None, prefetch=0, stop=threading.Event())
-    with pytest.raises(ConfigurationError, match="at least one destination"):
-        transport.consume([], lambda d: None, stop=threading.Event())
-
-
 # -- competing processes ----------------------------------------------------------------------------
 
 _COMPETITOR = """

@@ -100,12 +100,12 @@ class KombuTransport(Transport):
         """The connection's main channel, connecting first if it was dropped."""
         return self._link.base_channel()
 
-    def _declare(self, channel: Any, destination: Destination) -> int | None:
+    def _declare_on(self, channel: Any, destination: Destination) -> int | None:
         """Declare ``destination`` by the lease rule of :func:`declare_queue`; every operation declares through here."""
         return declare_queue(self._link, channel, destination)
 
     # ------------------------------------------------------------------ send
-    def send(
+    def _send(
         self,
         destination: Destination,
         envelope: Envelope,
@@ -131,13 +131,13 @@ class KombuTransport(Transport):
 
         def once() -> None:
             channel = self._link.base_channel()
-            self._declare(channel, destination)
+            self._declare_on(channel, destination)
             publish(self._link, channel, destination, envelope, persistent=persistent, confirm=use_confirm)
 
         self._link.retrying(f"sending to {destination.name!r}", once)
 
     # ------------------------------------------------------------------ read
-    def read(self, destination: Destination, *, limit: int = 1000) -> Batch:
+    def _read(self, destination: Destination, *, limit: int = 1000) -> Batch:
         """Take what is in ``destination`` now (up to ``limit``), held unacknowledged.
 
         Stops when the broker says the queue is empty. On Redis, SQLite and memory, reply
@@ -145,22 +145,19 @@ class KombuTransport(Transport):
         queue left with nothing live is deleted.
 
         Raises:
-            ValueError: ``limit`` is less than 1.
             BrokerUnavailableError: the broker could not be reached.
         """
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, got {limit}")
 
         def once() -> list[tuple[Any, Envelope]]:
             channel = self._link.base_channel()
-            self._declare(channel, destination)
+            self._declare_on(channel, destination)
             return take(self._link, channel, destination, limit, now_ms=_now_ms())
 
         taken = self._link.retrying(f"reading {destination.name!r}", once)
         return KombuBatch(self._link, destination, taken)
 
     # ------------------------------------------------------------------ consume
-    def consume(
+    def _consume(
         self,
         destinations: Sequence[Destination],
         handler: Handler,
@@ -176,17 +173,12 @@ class KombuTransport(Transport):
         backoff (up to ``retry_max`` seconds) while ``stop`` is unset; consumption resumes.
 
         Raises:
-            ValueError: ``prefetch`` is less than 1 or ``destinations`` is empty.
             BrokerRefusedError: the broker refused a queue declaration or subscription.
         """
-        if prefetch < 1:
-            raise ValueError(f"prefetch must be at least 1, got {prefetch}")
-        if not destinations:
-            raise ValueError("consume needs at least one destination")
-        consume_queues(self._link, destinations, handler, prefetch=prefetch, stop=stop, declare=self._declare)
+        consume_queues(self._link, destinations, handler, prefetch=prefetch, stop=stop, declare=self._declare_on)
 
     # ------------------------------------------------------------------ queues
-    def declare(self, destination: Destination) -> None:
+    def _declare(self, destination: Destination) -> None:
         """Create ``destination`` with the arguments its kind calls for, if it does not exist.
 
         AMQP: durable, non-exclusive, non-auto-delete; reply queues with
@@ -198,10 +190,10 @@ class KombuTransport(Transport):
             BrokerUnavailableError: the broker could not be reached.
         """
         self._link.retrying(
-            f"declaring {destination.name!r}", lambda: self._declare(self._link.base_channel(), destination)
+            f"declaring {destination.name!r}", lambda: self._declare_on(self._link.base_channel(), destination)
         )
 
-    def delete(self, destination: Destination) -> None:
+    def _delete(self, destination: Destination) -> None:
         """Remove ``destination`` and every message in it (a missing queue is not an error).
 
         Raises:

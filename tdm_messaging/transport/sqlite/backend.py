@@ -8,7 +8,6 @@ from collections.abc import Sequence
 
 from tdm_messaging.destinations import Destination
 from tdm_messaging.envelope import Envelope
-from tdm_messaging.errors import ConfigurationError
 from tdm_messaging.transport.base import Batch, Capabilities, Handler, Transport
 from tdm_messaging.transport.sqlite import store
 from tdm_messaging.transport.sqlite.consume import consume_queues
@@ -100,7 +99,7 @@ class SqliteTransport(Transport):
         return CAPABILITIES
 
     # ------------------------------------------------------------------ send
-    def send(
+    def _send(
         self,
         destination: Destination,
         envelope: Envelope,
@@ -136,21 +135,18 @@ class SqliteTransport(Transport):
         log.debug("sent message %d to %s (%d bytes)", message_id, destination.name, len(envelope.body))
 
     # ------------------------------------------------------------------ read and consume
-    def read(self, destination: Destination, *, limit: int = 1000) -> Batch:
+    def _read(self, destination: Destination, *, limit: int = 1000) -> Batch:
         """Take what is visible in ``destination`` now (up to ``limit``), leased until ack or release.
 
         A reply queue unused for longer than ``reply_ttl`` is removed first (and reads empty).
 
         Raises:
-            ConfigurationError: ``limit`` is less than 1.
             TransportClosedError: after :meth:`close`.
             BrokerUnavailableError: the file could not be read or written.
         """
-        if limit < 1:
-            raise ConfigurationError(f"read limit must be at least 1, got {limit}")
         return SqliteBatch(self._link, destination, self._link.take(destination, limit))
 
-    def consume(
+    def _consume(
         self,
         destinations: Sequence[Destination],
         handler: Handler,
@@ -168,17 +164,12 @@ class SqliteTransport(Transport):
         ``stop`` is unset. Consumed reply queues count as used.
 
         Raises:
-            ConfigurationError: ``prefetch`` is less than 1 or ``destinations`` is empty.
             TransportClosedError: the transport is (or gets) closed.
         """
-        if prefetch < 1:
-            raise ConfigurationError(f"prefetch must be at least 1, got {prefetch}")
-        if not destinations:
-            raise ConfigurationError("consume needs at least one destination")
         consume_queues(self._link, self._waker, destinations, handler, prefetch=prefetch, stop=stop)
 
     # ------------------------------------------------------------------ queues
-    def declare(self, destination: Destination) -> None:
+    def _declare(self, destination: Destination) -> None:
         """Create ``destination`` if it does not exist, and count this as a use of it.
 
         Raises:
@@ -189,7 +180,7 @@ class SqliteTransport(Transport):
             if store.declare(conn, self._link.spec(destination), now_ms=now_ms()):
                 log.info("reply queue %s was unused for longer than reply_ttl: removed and created anew", destination)
 
-    def delete(self, destination: Destination) -> None:
+    def _delete(self, destination: Destination) -> None:
         """Remove ``destination`` and every message in it, held ones included (a missing queue is no error).
 
         Raises:

@@ -12,7 +12,7 @@ from typing import Any
 
 from tdm_messaging.destinations import Destination, DestinationKind
 from tdm_messaging.envelope import Envelope
-from tdm_messaging.errors import BrokerRefusedError, LocalProtocolError
+from tdm_messaging.errors import BrokerRefusedError
 from tdm_messaging.transport.base import Batch, Capabilities, Handler, Transport
 from tdm_messaging.transport.stomp.connector import declare_elsewhere
 from tdm_messaging.transport.stomp.consume import consume_queues
@@ -185,7 +185,7 @@ class StompTransport(Transport):
             self._link.routes.refreshed(destination, time.monotonic(), foreign=False)
 
     # ------------------------------------------------------------------ sending
-    def send(
+    def _send(
         self,
         destination: Destination,
         envelope: Envelope,
@@ -226,7 +226,7 @@ class StompTransport(Transport):
         self._link.transmit(frame, f"send to {destination}", receipt=receipt)
 
     # ------------------------------------------------------------------ reading
-    def read(self, destination: Destination, *, limit: int = 1000) -> Batch:
+    def _read(self, destination: Destination, *, limit: int = 1000) -> Batch:
         """Take what ``destination`` holds now (see :meth:`Transport.read`).
 
         How it ends without a sleep: a marker message (unique id, 60 s time to live) is sent
@@ -250,8 +250,6 @@ class StompTransport(Transport):
             BrokerUnavailableError, BrokerRefusedError: as for :meth:`send`.
         """
         self._link.check()
-        if limit < 1:
-            raise LocalProtocolError(f"read limit must be at least 1, got {limit}")
         link = self._link
         for _ in range(_READ_ATTEMPTS - 1):
             link.return_stuck()
@@ -273,7 +271,7 @@ class StompTransport(Transport):
         return read_queue(link, self._target(destination), limit)
 
     # ------------------------------------------------------------------ consuming
-    def consume(
+    def _consume(
         self,
         destinations: Sequence[Destination],
         handler: Handler,
@@ -292,14 +290,10 @@ class StompTransport(Transport):
             Exception: whatever ``handler`` raised (that delivery stays unacknowledged).
         """
         self._link.check()
-        if prefetch < 1:
-            raise LocalProtocolError(f"prefetch must be at least 1, got {prefetch}")
-        if not destinations:
-            raise LocalProtocolError("consume() needs at least one destination")
         consume_queues(self._link, destinations, handler, prefetch=prefetch, stop=stop)
 
     # ------------------------------------------------------------------ queues
-    def declare(self, destination: Destination) -> None:
+    def _declare(self, destination: Destination) -> None:
         """Create ``destination`` with its kind's arguments (renewing a reply queue's lease).
 
         RabbitMQ: a no-op for a reply queue whose declare the broker confirmed less than
@@ -330,7 +324,7 @@ class StompTransport(Transport):
                     return  # the lease of a declare the broker confirmed holds: nothing to renew yet
         self._declare_elsewhere(destination)
 
-    def delete(self, destination: Destination) -> None:
+    def _delete(self, destination: Destination) -> None:
         """No-op: STOMP has no frame that deletes a queue (``capabilities.delete_queue`` is false).
 
         Reply queues go away by themselves (RabbitMQ ``x-expires``/policy, ActiveMQ GC policy).

@@ -18,16 +18,12 @@ from tdm_messaging.errors import BrokerRefusedError, BrokerUnavailableError, Sen
 from tdm_messaging.transport.stomp.frames import PROBE_HEADER, explain_refusal, is_late_delivery
 from tdm_messaging.transport.stomp.passcode import install_passcode_filter
 from tdm_messaging.transport.stomp.settings import StompSettings
+from tdm_messaging.transport.stomp.translate import DRIVER_ERRORS, HINT, cannot_connect, unavailable
 
 __all__ = ["LinkEvents", "Listener", "connect", "declare_elsewhere", "disconnect", "drop", "tls_problem", "write_frame"]
 
 log = logging.getLogger(__name__)
 install_passcode_filter()
-
-_HINT = (
-    "check that the broker runs and listens for STOMP there (RabbitMQ: rabbitmq-plugins enable rabbitmq_stomp; "
-    "ActiveMQ: a stomp transportConnector); for this project's brokers run: bash scripts/brokers.sh up"
-)
 
 
 class LinkEvents(Protocol):
@@ -133,22 +129,19 @@ def connect(settings: StompSettings, listener: Listener) -> Any:
     conn.set_listener("tdm", listener)
     try:
         conn.connect(s.username, s.password, wait=False)
-    except (stomp.exception.StompException, OSError, ssl.SSLError) as exc:
+    except DRIVER_ERRORS as exc:
         # stomp.py only logs why its connection attempt failed; for TLS, find out ourselves.
         problem = tls_problem(s) if s.tls else None
         if problem is not None:
             raise BrokerUnavailableError(f"cannot connect to the STOMP broker at {s.address} (TLS): {problem}") from exc
-        raise BrokerUnavailableError(
-            f"cannot connect to the STOMP broker at {s.address}{' (TLS)' if s.tls else ''}: "
-            f"{type(exc).__name__} {exc}; {_HINT}"
-        ) from exc
+        raise cannot_connect(s.address, exc, tls=s.tls) from exc
     if not listener.connected.wait(s.connect_timeout) or listener.refusal is not None or not conn.is_connected():
         drop(conn)
         if listener.refusal is not None:
             raise listener.refusal
         raise BrokerUnavailableError(
             f"the STOMP broker at {s.address} accepted a TCP connection but did not answer CONNECT "
-            f"within {s.connect_timeout:g} s; {_HINT}"
+            f"within {s.connect_timeout:g} s; {HINT}"
         )
     sock = getattr(conn.transport, "socket", None)
     if sock is not None:
@@ -249,7 +242,7 @@ def disconnect(conn: Any, closed: threading.Event | None = None) -> None:
         deadline = time.monotonic() + 2.0
         while conn.transport.socket is not None and time.monotonic() < deadline:
             time.sleep(0.001)
-    except (stomp.exception.StompException, OSError) as exc:
+    except DRIVER_ERRORS as exc:  # the connection is being closed anyway
         log.debug("DISCONNECT failed: %s", exc)
     drop(conn)
 
@@ -279,8 +272,8 @@ def declare_elsewhere(settings: StompSettings, wire: str, headers: dict[str, str
         probe.pop("prefetch-count", None)
         try:
             conn.send(wire, b"", headers=probe)
-        except (stomp.exception.StompException, OSError) as exc:
-            raise BrokerUnavailableError(f"declaring {wire} at {settings.address} failed: {exc}") from exc
+        except DRIVER_ERRORS as exc:
+            raise unavailable(f"declaring {wire}", settings.address, exc) from exc
         if not listener.answered.wait(settings.confirm_timeout):
             raise SendNotConfirmedError(
                 f"declaring {wire}: no receipt from the STOMP broker at {settings.address} within "

@@ -8,8 +8,6 @@ import threading
 import uuid
 from collections.abc import Sequence
 
-import stomp.exception
-
 from tdm_messaging.destinations import Destination
 from tdm_messaging.errors import BrokerRefusedError, TransportError
 from tdm_messaging.transport.base import Delivery, Handler
@@ -24,6 +22,7 @@ from tdm_messaging.transport.stomp.frames import (
 from tdm_messaging.transport.stomp.link import Frame, Item, Lost, StompLink, Subscription
 from tdm_messaging.transport.stomp.read import forward_marker
 from tdm_messaging.transport.stomp.routes import Target
+from tdm_messaging.transport.stomp.translate import DRIVER_ERRORS
 
 __all__ = ["consume_queues"]
 
@@ -111,5 +110,5 @@ def _end(link: StompLink, subs: dict[str, Subscription], inbox: queue.Queue[Item
         for sub_id in subs:
             try:
                 conn.unsubscribe(sub_id)
-            except (stomp.exception.StompException, OSError) as exc:
+            except DRIVER_ERRORS as exc:  # the subscription ends with the connection anyway
                 log.debug("unsubscribe %s failed: %s", sub_id, exc)

@@ -11,8 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import stomp.exception
-
 from tdm_messaging.destinations import Destination
 from tdm_messaging.errors import (
     BrokerRefusedError,
@@ -26,6 +24,7 @@ from tdm_messaging.transport.stomp.connector import Listener, connect, disconnec
 from tdm_messaging.transport.stomp.dialect import Dialect
 from tdm_messaging.transport.stomp.routes import RouteBook, queue_of_refusal
 from tdm_messaging.transport.stomp.settings import StompSettings
+from tdm_messaging.transport.stomp.translate import DRIVER_ERRORS, unavailable
 
 __all__ = ["Frame", "Item", "Lost", "Receipt", "StompLink", "Subscription", "ack_id"]
 
@@ -331,12 +330,10 @@ class StompLink:
                 write_frame(conn, action)
             else:
                 action(conn)
-        except (stomp.exception.StompException, OSError) as exc:
+        except DRIVER_ERRORS as exc:
             with self.lock:
                 self.receipts.pop(receipt or "", None)
-            raise BrokerUnavailableError(
-                f"{what} failed: the connection to the STOMP broker at {self.settings.address} is broken ({exc})"
-            ) from exc
+            raise unavailable(what, self.settings.address, exc) from exc
         if receipt is None:
             return pending
         if wait:

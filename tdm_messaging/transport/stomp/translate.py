@@ -1,0 +1,45 @@
+"""How a stomp.py or socket error becomes a tdm_messaging error: the STOMP wing's one translator."""
+
+from __future__ import annotations
+
+import stomp.exception
+
+from tdm_messaging.errors import BrokerUnavailableError
+
+__all__ = ["DRIVER_ERRORS", "HINT", "cannot_connect", "unavailable"]
+
+DRIVER_ERRORS: tuple[type[BaseException], ...] = (stomp.exception.StompException, OSError)
+"""What stomp.py (and the socket under it) raise when a connection cannot be used; ``ssl.SSLError`` is an OSError."""
+
+HINT = (
+    "check that the broker runs and listens for STOMP there (RabbitMQ: rabbitmq-plugins enable rabbitmq_stomp; "
+    "ActiveMQ: a stomp transportConnector)"
+)
+"""What to check when a STOMP broker cannot be reached at all."""
+
+
+def cannot_connect(address: str, exc: BaseException, *, tls: bool = False) -> BrokerUnavailableError:
+    """The error to raise ``from exc`` when a first connection to ``address`` failed: what, where, what to check."""
+    return BrokerUnavailableError(
+        f"cannot connect to the STOMP broker at {address}{' (TLS)' if tls else ''} ({_detail(exc)}); {HINT}"
+    )
+
+
+def unavailable(what: str, address: str, exc: BaseException) -> BrokerUnavailableError:
+    """The error to raise ``from exc`` when ``what`` failed because the connection to ``address`` is unusable.
+
+    Broker refusals (ERROR frames) are not driver errors: the listener turns them into
+    :class:`~tdm_messaging.errors.BrokerRefusedError` with the broker's own words.
+
+    Args:
+        what: what was being done, e.g. ``"sending to 'package/5'"``.
+        address: ``host:port`` of the broker.
+        exc: the driver's exception.
+    """
+    return BrokerUnavailableError(
+        f"{what} failed: the connection to the STOMP broker at {address} is unusable ({_detail(exc)})"
+    )
+
+
+def _detail(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 
 from tdm_messaging.destinations import reply_queue
 from tdm_messaging.docset_locks import DocsetLocks
 from tdm_messaging.server import PackagingClient
 from tdm_messaging.status import DocsetStatus, State
-from tdm_messaging.testing import InMemoryBroker, InMemoryTransport
+from tdm_messaging.testing import InMemoryBroker, InMemoryTransport, wait_until
 from tests.pausing_transport import Gate, PausingTransport
 
 URL = "http://s/api/docsets/x"
-
-
-def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.002)
 
 
 def _poll_in_thread(client: PackagingClient, docset: str, into: dict[str, DocsetStatus], key: str) -> threading.Thread:
@@ -40,7 +31,7 @@ def test_an_overlapping_poll_of_one_docset_waits_and_never_reads_unknown() -> No
     try:
         assert gate.held.wait(timeout=10)  # the first poll holds the queue's only message now
         second = _poll_in_thread(client, "7", seen, "second")
-        _wait_for(lambda: locks.users("7") == 2, "the second poll to wait for the docset's lock")
+        wait_until(lambda: locks.users("7") == 2, what="the second poll to wait for the docset's lock", every=0.002)
         assert gate.found == [(reply_queue("7").name, 1)], "the second poll read while the first held the queue"
     finally:
         gate.release.set()
@@ -80,7 +71,7 @@ def test_clients_sharing_locks_serialise_with_each_other() -> None:
     try:
         assert gate.held.wait(timeout=10)
         second = _poll_in_thread(other, "7", seen, "second")
-        _wait_for(lambda: locks.users("7") == 2, "the other client's poll to wait")
+        wait_until(lambda: locks.users("7") == 2, what="the other client's poll to wait", every=0.002)
     finally:
         gate.release.set()
     first.join(timeout=10)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -20,7 +18,7 @@ from tdm_messaging.headers import DEAD_LETTER_REASON as DEAD_LETTER_REASON_HEADE
 from tdm_messaging.models import Accepted, Complete, DeleteRequest, Failed, Message, Progress
 from tdm_messaging.server import PackagingClient
 from tdm_messaging.status import State
-from tdm_messaging.testing import InMemoryBroker, InMemoryTransport
+from tdm_messaging.testing import InMemoryBroker, InMemoryTransport, running_worker, wait_until
 from tdm_messaging.transport.base import Delivery
 from tdm_messaging.worker import ATTEMPT_HEADER, Job, JobFailed, PackageResult, PackagerWorker
 
@@ -30,37 +28,6 @@ RESULT = PackageResult(archive_url="https://bucket/package/5.zip", size_bytes=34
 
 def new_docset() -> str:
     return "ds-" + uuid.uuid4().hex[:12]
-
-
-def wait_until(predicate: Callable[[], bool], what: str, limit_seconds: float = 20.0) -> None:
-    """Wait for a condition (a bound on waiting, not a timing assertion)."""
-    deadline = time.monotonic() + limit_seconds
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.005)
-
-
-@contextmanager
-def running(worker: PackagerWorker) -> Iterator[threading.Thread]:
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            worker.run(stop)
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    try:
-        yield thread
-    finally:
-        stop.set()
-        thread.join(10)
-        assert not thread.is_alive(), "run() did not return after stop was set"
-    assert not errors, errors
 
 
 def replies(broker: InMemoryBroker, docset: str) -> list[Message]:
@@ -93,9 +60,9 @@ def test_full_lifecycle_with_progress() -> None:
         job.progress(2, 2)
         return RESULT
 
-    with running(make_worker(broker, handler)):
+    with running_worker(make_worker(broker, handler)):
         request = client.request_package(docset, f"http://server/api/docsets/{docset}").request
-        wait_until(final_reply(broker, docset), "the Complete reply")
+        wait_until(final_reply(broker, docset), what="the Complete reply", timeout=20)
     assert jobs[0].request == request and jobs[0].attempt == 1
     got = replies(broker, docset)
     assert [m.type for m in got] == ["package_request", "accepted", "progress", "progress", "complete"]
@@ -115,9 +82,9 @@ def test_accepted_is_sent_for_a_silent_handler() -> None:
     broker = InMemoryBroker()
     client = PackagingClient(InMemoryTransport(broker))
     docset = new_docset()
-    with running(make_worker(broker, lambda job: RESULT)):
+    with running_worker(make_worker(broker, lambda job: RESULT)):
         client.request_package(docset, "http://s/api/docsets/x")
-        wait_until(final_reply(broker, docset), "the Complete reply")
+        wait_until(final_reply(broker, docset), what="the Complete reply", timeout=20)
     got = replies(broker, docset)
     assert [m.type for m in got] == ["package_request", "accepted", "complete"]
     assert isinstance(got[1], Accepted) and got[1].estimate_seconds is None
@@ -132,9 +99,9 @@ def test_accepted_is_sent_before_the_first_progress() -> None:
         job.progress(0, 0)
         return RESULT
 
-    with running(make_worker(broker, handler)):
+    with running_worker(make_worker(broker, handler)):
         client.request_package(docset, "http://s/api/docsets/x")
-        wait_until(final_reply(broker, docset), "the Complete reply")
+        wait_until(final_reply(broker, docset), what="the Complete reply", timeout=20)
     got = replies(broker, docset)
     assert [m.type for m in got] == ["package_request", "accepted", "progress", "complete"]
     assert isinstance(got[2], Progress) and got[2].percent == 100
@@ -150,10 +117,10 @@ def test_job_failed_reports_and_acks_without_retry() -> None:
         calls.append(job.attempt)
         raise JobFailed("docset has no members", retryable=False)
 
-    with running(make_worker(broker, handler)):
+    with running_worker(make_worker(broker, handler)):
         client.request_package(docset, "http://s/api/docsets/x")
-        wait_until(final_reply(broker, docset), "the Failed reply")
-        wait_until(idle(broker), "the request to be acknowledged")
+        wait_until(final_reply(broker, docset), what="the Failed reply", timeout=20)
+        wait_until(idle(broker), what="the request to be acknowledged", timeout=20)
     assert calls == [1]
     status = client.status(docset)
     assert status.state is State.FAILED
@@ -173,10 +140,10 @@ def test_crashing_handler_is_retried_then_dead_lettered() -> None:
         job.progress(1, 3)
         raise OSError("upload refused")
 
-    with running(make_worker(broker, handler, max_attempts=3)):
+    with running_worker(make_worker(broker, handler, max_attempts=3)):
         request = client.request_package(docset, "http://s/api/docsets/x").request
-        wait_until(lambda: len(broker.messages(DEAD_LETTER)) == 1, "the dead-lettered request")
-        wait_until(idle(broker), "the queue to drain")
+        wait_until(lambda: len(broker.messages(DEAD_LETTER)) == 1, what="the dead-lettered request", timeout=20)
+        wait_until(idle(broker), what="the queue to drain", timeout=20)
     assert attempts == [1, 2, 3]
     parked = broker.messages(DEAD_LETTER)[0]
     assert decode(parked) == request
@@ -204,9 +171,9 @@ def test_retry_then_success_continues_the_sequence() -> None:
             raise RuntimeError("transient")
         return RESULT
 
-    with running(make_worker(broker, handler, max_attempts=2)):
+    with running_worker(make_worker(broker, handler, max_attempts=2)):
         client.request_package(docset, "http://s/api/docsets/x")
-        wait_until(final_reply(broker, docset), "the Complete reply")
+        wait_until(final_reply(broker, docset), what="the Complete reply", timeout=20)
     got = replies(broker, docset)
     assert [(m.type, m.sequence) for m in got] == [
         ("package_request", 0),
@@ -230,11 +197,11 @@ def test_retry_backoff_is_cut_short_by_stop() -> None:
         raise RuntimeError("fails")
 
     # A backoff of an hour would hang the test if stop did not cut it short.
-    with running(make_worker(broker, handler, retry_backoff_seconds=3600)):
+    with running_worker(make_worker(broker, handler, retry_backoff_seconds=3600)):
         client.request_package(new_docset(), "http://s/api/docsets/x")
         assert entered.wait(10)
     # The retry copy was still re-sent, and the original acknowledged.
-    wait_until(lambda: len(broker.messages(PACKAGE_REQUESTS)) == 1, "the retry copy")
+    wait_until(lambda: len(broker.messages(PACKAGE_REQUESTS)) == 1, what="the retry copy", timeout=20)
     assert broker.messages(PACKAGE_REQUESTS)[0].headers[ATTEMPT_HEADER] == "2"
 
 
@@ -251,11 +218,11 @@ def test_poison_requests_are_dead_lettered_and_the_worker_carries_on(body: bytes
     broker = InMemoryBroker()
     client = PackagingClient(InMemoryTransport(broker))
     docset = new_docset()
-    with running(make_worker(broker, lambda job: RESULT, max_body_bytes=1024)):
+    with running_worker(make_worker(broker, lambda job: RESULT, max_body_bytes=1024)):
         InMemoryTransport(broker).send(PACKAGE_REQUESTS, Envelope(body, content_type, {"x-trace": "t1"}))
         client.request_package(docset, "http://s/api/docsets/x")
-        wait_until(final_reply(broker, docset), "the good request to complete")
-        wait_until(lambda: len(broker.messages(DEAD_LETTER)) == 1, "the dead-lettered request")
+        wait_until(final_reply(broker, docset), what="the good request to complete", timeout=20)
+        wait_until(lambda: len(broker.messages(DEAD_LETTER)) == 1, what="the dead-lettered request", timeout=20)
     parked = broker.messages(DEAD_LETTER)[0]
     assert parked.body == body and parked.headers["x-trace"] == "t1"
     assert why in parked.headers[DEAD_LETTER_REASON_HEADER]
@@ -268,8 +235,8 @@ def test_a_refused_reply_dead_letters_the_request_instead_of_blocking_the_queue(
     client.request_package(refused, "http://s/api/docsets/x")
     client.request_package(good, "http://s/api/docsets/y")
     broker.fail_next_send(BrokerRefusedError("PRECONDITION_FAILED - inequivalent arg 'durable'"))
-    with running(make_worker(broker, lambda job: RESULT)):
-        wait_until(final_reply(broker, good), "the next request to complete")
+    with running_worker(make_worker(broker, lambda job: RESULT)):
+        wait_until(final_reply(broker, good), what="the next request to complete", timeout=20)
     parked = broker.messages(DEAD_LETTER)
     assert len(parked) == 1 and decode(parked[0]).docset_id == refused
     assert "inequivalent arg" in parked[0].headers[DEAD_LETTER_REASON_HEADER]
@@ -280,9 +247,9 @@ def test_wrong_message_type_on_the_request_queue_is_dead_lettered() -> None:
     stray = encode(
         DeleteRequest(docset_id="5", request_id="0190a0b0-0000-7000-8000-000000000001", timestamp=RESULT_TIME)
     )
-    with running(make_worker(broker, lambda job: RESULT)):
+    with running_worker(make_worker(broker, lambda job: RESULT)):
         InMemoryTransport(broker).send(PACKAGE_REQUESTS, stray)
-        wait_until(lambda: len(broker.messages(DEAD_LETTER)) == 1, "the dead-lettered message")
+        wait_until(lambda: len(broker.messages(DEAD_LETTER)) == 1, what="the dead-lettered message", timeout=20)
     assert "expected a PackageRequest" in broker.messages(DEAD_LETTER)[0].headers[DEAD_LETTER_REASON_HEADER]
 
 
@@ -291,9 +258,9 @@ def test_invalid_result_is_a_handler_failure() -> None:
     client = PackagingClient(InMemoryTransport(broker))
     docset = new_docset()
     bad = PackageResult(archive_url="https://b/x.zip", size_bytes=1, sha256="not-hex")
-    with running(make_worker(broker, lambda job: bad, max_attempts=1)):
+    with running_worker(make_worker(broker, lambda job: bad, max_attempts=1)):
         client.request_package(docset, "http://s/api/docsets/x")
-        wait_until(lambda: len(broker.messages(DEAD_LETTER)) == 1, "the dead-lettered request")
+        wait_until(lambda: len(broker.messages(DEAD_LETTER)) == 1, what="the dead-lettered request", timeout=20)
     assert "invalid PackageResult" in broker.messages(DEAD_LETTER)[0].headers[DEAD_LETTER_REASON_HEADER]
     assert client.status(docset).state is State.FAILED
 
@@ -304,11 +271,11 @@ def test_delete_calls_the_handler_and_replies_deleted() -> None:
     docset = new_docset()
     deleted: list[DeleteRequest] = []
     worker = make_worker(broker, lambda job: RESULT, on_delete=deleted.append)
-    with running(worker):
+    with running_worker(worker):
         client.request_package(docset, "http://s/api/docsets/x")
-        wait_until(final_reply(broker, docset), "the Complete reply")
+        wait_until(final_reply(broker, docset), what="the Complete reply", timeout=20)
         request = client.request_delete(docset, archive_url=RESULT.archive_url)
-        wait_until(lambda: client.status(docset).state is State.DELETED, "the Deleted reply")
+        wait_until(lambda: client.status(docset).state is State.DELETED, what="the Deleted reply", timeout=20)
     assert deleted == [request]
     assert broker.messages(DELETE_REQUESTS) == []
 
@@ -317,10 +284,10 @@ def test_without_a_delete_handler_deletes_wait_in_their_queue() -> None:
     broker = InMemoryBroker()
     client = PackagingClient(InMemoryTransport(broker))
     docset = new_docset()
-    with running(make_worker(broker, lambda job: RESULT)):
+    with running_worker(make_worker(broker, lambda job: RESULT)):
         client.request_delete(docset)
         client.request_package(docset, "http://s/api/docsets/x")
-        wait_until(final_reply(broker, docset), "the Complete reply")
+        wait_until(final_reply(broker, docset), what="the Complete reply", timeout=20)
     assert len(broker.messages(DELETE_REQUESTS)) == 1
 
 
@@ -334,9 +301,9 @@ def test_text_replies_are_read_by_a_json_server() -> None:
         job.progress(1, 2)
         return PackageResult(archive_url="https://b/x.zip", size_bytes=7)
 
-    with running(make_worker(broker, handler, content_type=TEXT_CONTENT_TYPE)):
+    with running_worker(make_worker(broker, handler, content_type=TEXT_CONTENT_TYPE)):
         client.request_package(docset, "http://s/api/docsets/x")
-        wait_until(final_reply(broker, docset), "the Complete reply")
+        wait_until(final_reply(broker, docset), what="the Complete reply", timeout=20)
     assert {e.content_type for e in broker.messages(reply_queue(docset))[1:]} == {TEXT_CONTENT_TYPE}
     status = client.status(docset)
     assert status.state is State.COMPLETE and status.result is not None and status.result.size_bytes == 7
@@ -362,11 +329,11 @@ def test_competing_workers_share_the_work_once_each() -> None:
         return handler
 
     docsets = [new_docset() for _ in range(12)]
-    with running(make_worker(broker, handler_for("a"))), running(make_worker(broker, handler_for("b"))):
+    with running_worker(make_worker(broker, handler_for("a"))), running_worker(make_worker(broker, handler_for("b"))):
         for docset in docsets:
             client.request_package(docset, "http://s/api/docsets/x")
         for docset in docsets:
-            wait_until(final_reply(broker, docset), f"docset {docset} to complete")
+            wait_until(final_reply(broker, docset), what=f"docset {docset} to complete", timeout=20)
     assert sorted(done["a"] + done["b"]) == sorted(docsets)
     assert done["a"] and done["b"]
     for docset in docsets:
@@ -404,8 +371,8 @@ def test_a_crashed_worker_job_is_done_by_another() -> None:
     crash.set()
     thread.join(10)
     assert errors and isinstance(errors[0], TransportClosedError)
-    with running(make_worker(broker, lambda job: RESULT)):
-        wait_until(final_reply(broker, docset), "the Complete reply from the second worker")
+    with running_worker(make_worker(broker, lambda job: RESULT)):
+        wait_until(final_reply(broker, docset), what="the Complete reply from the second worker", timeout=20)
     status = client.status(docset)
     assert status.state is State.COMPLETE
     assert broker.messages(DEAD_LETTER) == []
@@ -415,13 +382,13 @@ def test_worker_resumes_after_a_broker_outage() -> None:
     broker = InMemoryBroker()
     client = PackagingClient(InMemoryTransport(broker))
     first, second = new_docset(), new_docset()
-    with running(make_worker(broker, lambda job: RESULT)):
+    with running_worker(make_worker(broker, lambda job: RESULT)):
         client.request_package(first, "http://s/api/docsets/x")
-        wait_until(final_reply(broker, first), "the first Complete")
+        wait_until(final_reply(broker, first), what="the first Complete", timeout=20)
         broker.disconnect()
         broker.reconnect()
         client.request_package(second, "http://s/api/docsets/y")
-        wait_until(final_reply(broker, second), "the second Complete")
+        wait_until(final_reply(broker, second), what="the second Complete", timeout=20)
 
 
 def test_a_job_built_by_hand_reports_nowhere_and_checks_arguments() -> None:
@@ -480,9 +447,9 @@ def test_the_reply_queue_is_declared_before_the_job() -> None:
         seen.append(reply_queue(docset).name in broker.queue_names())
         return RESULT
 
-    with running(make_worker(broker, handler)):
+    with running_worker(make_worker(broker, handler)):
         PackagingClient(InMemoryTransport(broker)).request_package(docset, "http://s/api/docsets/x")
-        wait_until(final_reply(broker, docset), "the job to finish")
+        wait_until(final_reply(broker, docset), what="the job to finish", timeout=20)
     assert seen == [True]
 
 
@@ -504,7 +471,7 @@ def test_rabbitmq_stomp_worker_replies_to_a_queue_declared_with_another_expiry()
         client = PackagingClient(peer)  # its request copy declares package/<id> with x-expires 600 s
         client.request_package(docset, f"http://s/api/docsets/{docset}")
         worker = PackagerWorker(ours, on_package=lambda job: RESULT, retry_backoff_seconds=0)
-        with running(worker):
-            wait_until(lambda: client.status(docset).state is State.COMPLETE, "the job to complete", 60)
+        with running_worker(worker):
+            wait_until(lambda: client.status(docset).state is State.COMPLETE, "the job to complete", timeout=60)
         with ours.read(DEAD_LETTER) as batch:
             assert list(batch.envelopes) == [], "nothing may be dead-lettered"

@@ -28,6 +28,7 @@ SCHEMES: dict[str, str] = {
     "sqla+sqlite": "tdm_messaging.transport.kombu.backend:KombuTransport",
     "sqlite": "tdm_messaging.transport.sqlite.backend:SqliteTransport",
     "memory": "tdm_messaging.transport.kombu.backend:KombuTransport",
+    "inmemory": "tdm_messaging.transport.memory.backend:InMemoryTransport",
 }
 # The wing (package) a target lives in -> the extra that installs its driver.
 _EXTRAS = {"tdm_messaging.transport.stomp": "stomp", "tdm_messaging.transport.kombu": "kombu"}
@@ -46,7 +47,8 @@ def open_transport(url: str) -> Transport:
     Examples: ``stomp://guest:guest@127.0.0.1:61613/?dialect=rabbitmq``,
     ``amqp://guest:guest@127.0.0.1:5672//``, ``redis://127.0.0.1:6379/0``,
     ``sqlite:////var/tdm/broker.db`` (the embedded default: standard library only),
-    ``sqla+sqlite:////var/tdm/broker.db`` (kombu's SQLAlchemy transport), ``memory://`` (kombu's). Any of them may carry
+    ``sqla+sqlite:////var/tdm/broker.db`` (kombu's SQLAlchemy transport), ``memory://`` (kombu's),
+    ``inmemory://NAME`` (this library's, standard library only, one process). Any of them may carry
     ``namespace=NAME``: every queue is then ``NAME/<queue>`` (see
     :class:`~tdm_messaging.transport.namespace.NamespacedTransport`).
 

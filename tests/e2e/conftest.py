@@ -74,23 +74,3 @@ def _print_logs(stacks: list[Stack]) -> None:
     for stack in stacks:
         for log_path in sorted(stack.log_dir.glob("*.log")):
             print(f"--- {log_path} (last 30 lines) ---\n{log_tail(log_path, 30)}")
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    """An S3 API served by moto over real HTTP on loopback, for the whole session."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-AWS_TEST_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}

@@ -11,7 +11,8 @@ import pytest
 
 from examples.harness import validate_bag
 from tests.bagit_check import bagit_validate
-from tests.e2e.conftest import AWS_TEST_ENV, EMBEDDED, MakeStack
+from tests.conftest import AWS_TEST_ENV
+from tests.e2e.conftest import EMBEDDED, MakeStack
 
 pytestmark = [pytest.mark.timeout(120)]
 

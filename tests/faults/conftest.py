@@ -229,26 +229,3 @@ def private_activemq() -> Iterator[PrivateActiveMQ]:
         broker.run("down")
         if AMQ_DIR.parent.name == "faultactivemq" and AMQ_DIR.name == f"amq{os.getpid()}":
             shutil.rmtree(AMQ_DIR, ignore_errors=True)  # this session's own instance: nothing to keep
-
-
-AWS_TEST_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
-"""Credentials moto accepts; given to the packager processes and to the tests' own S3 client."""
-
-
-@pytest.fixture(scope="session")
-def moto_s3() -> Iterator[str]:
-    """An S3 API served by moto over real HTTP on loopback for the session; yields its endpoint URL."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()

@@ -18,8 +18,8 @@ from tdm_messaging.codec import decode
 from tdm_messaging.destinations import reply_queue
 from tdm_messaging.models import Complete, Failed
 from tdm_messaging.transport import open_transport
-from tests.conftest import broker_url
-from tests.faults.conftest import AWS_TEST_ENV, PrivateRabbit
+from tests.conftest import AWS_TEST_ENV, broker_url
+from tests.faults.conftest import PrivateRabbit
 from tests.faults.helpers import read_all, wait_until
 from tests.faults.reliability import Row, record
 
@@ -88,14 +88,14 @@ def _lease_takeovers(log_text: str) -> list[int]:
 @pytest.mark.parametrize("broker", list(BROKERS))
 @pytest.mark.parametrize("point", list(WHERE))
 def test_packager_killed_mid_job_is_redelivered_and_completed(
-    moto_s3: str, point: str, broker: str, tmp_path: Path, request: pytest.FixtureRequest
+    moto_endpoint: str, point: str, broker: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     url = _broker_url(request, broker, tmp_path)
-    s3 = _s3(moto_s3)
+    s3 = _s3(moto_endpoint)
     bucket = f"tdm-kill-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=bucket)
     prefix = f"kill{uuid.uuid4().hex[:10]}-"
-    s3_env = {**AWS_TEST_ENV, "TDM_S3_ENDPOINT": moto_s3}
+    s3_env = {**AWS_TEST_ENV, "TDM_S3_ENDPOINT": moto_endpoint}
     config = StackConfig(
         work_dir=tmp_path / "stack",
         broker_url=url,

@@ -22,9 +22,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from tdm_messaging.destinations import Destination, reply_queue
+from tdm_messaging.testing import running_worker as testing_running_worker
 from tdm_messaging.transport import Transport, open_transport
 from tests.conftest import broker_url
-from tests.worker_thread import worker_thread
 
 if TYPE_CHECKING:
     from tdm_messaging.server import PackagingClient
@@ -35,9 +35,9 @@ log = logging.getLogger(__name__)
 
 BROKER_BACKENDS = ("rabbitmq-stomp", "activemq-stomp", "rabbitmq-amqp", "redis")
 """Backends behind a real broker process (their URL comes from ``tests.conftest.broker_url``)."""
-LOCAL_BACKENDS = ("sqlite-native", "sqlite", "memory", "inmemory-testing")
+LOCAL_BACKENDS = ("sqlite-native", "sqlite", "memory", "inmemory")
 """Backends with no broker daemon: the native ``sqlite://`` transport (the embedded default), kombu over a
-SQLite file (``sqla+sqlite://``), kombu ``memory://``, ``tdm_messaging.testing``."""
+SQLite file (``sqla+sqlite://``), kombu ``memory://``, and this library's ``inmemory://``."""
 ALL_BACKENDS = BROKER_BACKENDS + LOCAL_BACKENDS
 
 DEFAULT_TEST_TTL = 86_400
@@ -71,13 +71,12 @@ class Backend:
     """One backend under test: how to open transports on it, and what to clean up afterwards.
 
     Attributes:
-        name: the backend id (``rabbitmq-stomp``, ..., ``inmemory-testing``).
-        url: the transport URL without ``reply_ttl`` (``None`` for ``inmemory-testing``).
+        name: the backend id (``rabbitmq-stomp``, ..., ``inmemory``).
+        url: the transport URL without ``reply_ttl``.
     """
 
     name: str
-    url: str | None
-    _broker: Any = None
+    url: str
     _opened: list[Transport] = field(default_factory=list)
     _queues: list[Destination] = field(default_factory=list)
     namespace: str | None = None
@@ -97,18 +96,14 @@ class Backend:
         return self.name in {"rabbitmq-stomp", "rabbitmq-amqp"}
 
     def url_with(self, *, reply_ttl: int = DEFAULT_TEST_TTL, **params: str) -> str:
-        """This backend's URL with ``reply_ttl`` and ``params`` set (not for ``inmemory-testing``)."""
-        assert self.url is not None, "inmemory-testing has no URL"
+        """This backend's URL with ``reply_ttl`` and ``params`` set."""
         if self.namespace is not None:
             params = {"namespace": self.namespace, **params}
         return with_query(self.url, reply_ttl=reply_ttl, **params)
 
     def open(self, *, reply_ttl: int = DEFAULT_TEST_TTL, **params: str) -> Transport:
         """A new transport on this backend's broker (URL query ``params`` added); closed at teardown."""
-        if self.url is None:
-            transport = _open_inmemory(self._broker, reply_ttl)
-        else:
-            transport = open_transport(self.url_with(reply_ttl=reply_ttl, **params))
+        transport = open_transport(self.url_with(reply_ttl=reply_ttl, **params))
         self._opened.append(transport)
         return transport
 
@@ -137,12 +132,6 @@ class Backend:
                 transport.close()
 
 
-def _open_inmemory(broker: Any, reply_ttl: int) -> Transport:
-    from tdm_messaging.testing import InMemoryTransport
-
-    return InMemoryTransport(broker, reply_ttl_seconds=reply_ttl)
-
-
 def make_backend(name: str, tmp_path: Path) -> Backend:
     """Build the :class:`Backend` for ``name`` (skips, or fails in CI, when its broker is not reachable)."""
     if name in BROKER_BACKENDS:
@@ -155,10 +144,9 @@ def make_backend(name: str, tmp_path: Path) -> Backend:
         # ``memory://NAME`` is one in-process broker per name (bare ``memory://`` is private to one
         # transport); a name per test gives every test a fresh broker that its transports share.
         return Backend(name, f"memory://conf{uuid.uuid4().hex[:12]}")
-    if name == "inmemory-testing":
-        from tdm_messaging.testing import InMemoryBroker
-
-        return Backend(name, None, _broker=InMemoryBroker())
+    if name == "inmemory":
+        # Like ``memory://NAME``: transports of one name share a broker, so a name per test.
+        return Backend(name, f"inmemory://conf{uuid.uuid4().hex[:12]}")
     raise AssertionError(f"unknown backend {name!r}")
 
 
@@ -246,7 +234,7 @@ def running_worker(
     from tdm_messaging.worker import PackagerWorker
 
     worker = PackagerWorker(transport, on_package=on_package, content_type=content_type)
-    with worker_thread(worker):
+    with testing_running_worker(worker):
         yield
 
 

@@ -362,7 +362,7 @@ def test_declare_is_idempotent(backend: Backend) -> None:
 def test_capabilities_are_a_typed_value(backend: Backend) -> None:
     capabilities = backend.open().capabilities
     assert isinstance(capabilities, Capabilities)
-    assert capabilities.cross_process is (backend.name not in {"memory", "inmemory-testing"})
+    assert capabilities.cross_process is (backend.name not in {"memory", "inmemory"})
     # RabbitMQ deletes an idle queue by itself (tests/transport/test_reply_expiry.py watches it happen), and so
     # does the native SQLite transport (tests/transport/test_sqlite_backend.py watches its sweeper).
     assert capabilities.queue_expiry is (backend.is_rabbitmq or backend.name == "sqlite-native")

@@ -19,7 +19,7 @@ PAST_TTL = TTL + 1.5
 """Seconds to stay idle so that the TTL has surely passed (RabbitMQ deleted a 2 s queue after ~2.2 s here)."""
 
 rabbitmq = backend_fixture("rabbitmq-stomp", "rabbitmq-amqp")
-lazy = backend_fixture("redis", "sqlite", "inmemory-testing")
+lazy = backend_fixture("redis", "sqlite", "inmemory")
 
 
 def _reply(text: str) -> Envelope:
@@ -93,12 +93,13 @@ def _queue_present(backend: Backend, name: str) -> bool:
         finally:
             client.close()
     if backend.name == "sqlite":
-        assert backend.url is not None
         with sqlite3.connect(backend.url.removeprefix("sqla+sqlite:///")) as db:
             (count,) = db.execute("SELECT COUNT(*) FROM kombu_queue WHERE name = ?", (name,)).fetchone()
         return bool(count)
-    if backend.name == "inmemory-testing":
-        return name in backend._broker.queue_names()
+    if backend.name == "inmemory":
+        from tdm_messaging.transport.memory.broker import broker_named
+
+        return name in broker_named(urlsplit(backend.url).netloc).queue_names()
     raise AssertionError(f"{backend.name}: no way to look inside")
 
 

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from tdm_messaging.destinations import PACKAGE_REQUESTS, Destination, reply_queue
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.errors import BrokerUnavailableError, ConfigurationError, TransportClosedError
+from tdm_messaging.testing import wait_until
 from tdm_messaging.transport import Batch, Delivery, open_transport
 from tdm_messaging.transport.sqlite import store
 from tdm_messaging.transport.sqlite.backend import SqliteTransport
@@ -56,15 +57,6 @@ def _count(path: Path, name: str) -> int:
 def _exists(path: Path, name: str) -> bool:
     with closing(store.connect(path, busy_timeout=5)) as conn:
         return store.queue_exists(conn, name)
-
-
-def _wait_for(predicate: Callable[[], bool], *, timeout: float, what: str) -> None:
-    """Poll ``predicate()`` until true; fail naming ``what`` after ``timeout`` seconds (a hang guard only)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -289,7 +281,7 @@ def test_a_frozen_holder_loses_its_lease_and_its_late_ack_removes_nothing(
 
     try:
         os.kill(child.pid, signal.SIGSTOP)
-        _wait_for(redelivered, timeout=30, what="the frozen holder's lease to run out")
+        wait_until(redelivered, timeout=30, what="the frozen holder's lease to run out")
         assert [e.body for e in held[0].envelopes] == [b"only once"]
         os.kill(child.pid, signal.SIGCONT)
         out, err = child.communicate("go\n", timeout=30)
@@ -493,7 +485,7 @@ def test_an_unused_reply_queue_is_removed_with_its_messages(db: Path, opened: li
     transport.declare(PACKAGE_REQUESTS)
     assert _exists(db, queue.name) and _count(db, queue.name) == 1
     # Nobody touches the queue: the transport's own sweeper removes it (a read would too, see below).
-    _wait_for(lambda: not _exists(db, queue.name), timeout=30, what="the sweeper to remove the idle reply queue")
+    wait_until(lambda: not _exists(db, queue.name), timeout=30, what="the sweeper to remove the idle reply queue")
     assert _count(db, queue.name) == 0
     assert _exists(db, PACKAGE_REQUESTS.name), "permanent queues never expire"
 

@@ -227,20 +227,7 @@ class StompTransport(Transport):
 
     # ------------------------------------------------------------------ reading
     def _read(self, destination: Destination, *, limit: int = 1000) -> Batch:
-        """Take what ``destination`` holds now (see :meth:`Transport.read`).
-
-        How it ends without a sleep: a marker message (unique id, 60 s time to live) is sent
-        to the queue, then a client-individual subscription collects messages until that
-        marker comes back (queues are FIFO). Another reader's marker is re-sent (so its
-        owner still finds it) unless stale. Stops early, marker unseen, at ``limit``.
-
-        How it settles without a reconnect (see docs/brokers.md, "The transactional read"):
-        before returning, the read ACKs every message *inside a STOMP transaction* (and, on
-        RabbitMQ, NACKs each inside a second one), then UNSUBSCRIBEs. Nothing is applied
-        yet, and nothing the caller sends afterwards reaches this read. :meth:`Batch.ack`
-        COMMITs the ACK transaction; :meth:`Batch.release` COMMITs the NACK one (RabbitMQ:
-        requeued in place) or ABORTs (ActiveMQ: given back). A crash before either leaves
-        both uncommitted: the broker gives the messages back when the connection closes.
+        """Take what ``destination`` holds now: a marker read settled by transactions (see ``stomp/read.py``).
 
         A RabbitMQ reply queue that expired reads as an empty, new queue (see :meth:`send`).
 

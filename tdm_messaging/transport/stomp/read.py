@@ -1,4 +1,17 @@
-"""A STOMP read: collect a queue up to a marker, then settle it by transactions (the batch's states as a table)."""
+"""A STOMP read: collect a queue up to a marker, then settle it by transactions (the batch's states as a table).
+
+How a read ends without a sleep: a marker message (unique id, 60 s time to live) is sent to the
+queue, then a client-individual subscription collects messages until that marker comes back
+(queues are FIFO). Another reader's marker is re-sent (so its owner still finds it) unless stale.
+The read stops early, marker unseen, at its limit.
+
+How it settles without a reconnect (docs/brokers.md, "The transactional read"): before returning,
+the read ACKs every message *inside a STOMP transaction* (and, on RabbitMQ, NACKs each inside a
+second one), then UNSUBSCRIBEs. Nothing is applied yet, and nothing the caller sends afterwards
+reaches this read. ``Batch.ack`` COMMITs the ACK transaction; ``Batch.release`` COMMITs the NACK one
+(RabbitMQ: requeued in place) or ABORTs (ActiveMQ: given back). A crash before either leaves both
+uncommitted: the broker gives the messages back when the connection closes.
+"""
 
 from __future__ import annotations
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tdm_messaging.destinations import DEAD_LETTER, Destination
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.headers import DEAD_LETTER_QUEUE, DEAD_LETTER_REASON
-from tdm_messaging.transport.base import Transport
+
+if TYPE_CHECKING:  # the send only needs something with send(); the core imports no transport
+    from tdm_messaging.transport.base import Transport
 
 __all__ = ["MAX_REASON_CHARS", "dead_letter", "dead_lettered"]
 

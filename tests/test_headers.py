@@ -22,7 +22,6 @@ def test_every_constant_is_in_the_table_once_and_named_tdm() -> None:
 def test_the_modules_that_write_headers_agree_with_the_table() -> None:
     assert codec.HEADER_TYPE == headers.TYPE and codec.HEADER_FORMATS == headers.FORMATS
     assert (worker.ATTEMPT_HEADER, worker.NEXT_SEQUENCE_HEADER) == (headers.ATTEMPT, headers.NEXT_SEQUENCE)
-    # The transports still spell theirs out; the table must match them until they import it.
     assert expiry.EXPIRES_AT_HEADER == headers.EXPIRES_AT
     assert stomp_frames.MARKER_HEADER == headers.READ_MARKER
     assert stomp_frames.MARKER_AT_HEADER == headers.READ_MARKER_AT

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from tdm_messaging.envelope import Envelope
+from tdm_messaging.headers import EXPIRES_AT
 
 __all__ = ["EXPIRES_AT_HEADER", "is_expired", "stamp_expiry"]
 
-EXPIRES_AT_HEADER = "tdm-expires-at"
+EXPIRES_AT_HEADER = EXPIRES_AT
 """Header holding the absolute expiry of a reply, in Unix epoch milliseconds."""
 
 

@@ -19,20 +19,24 @@ is lost.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
+
+from pydantic import ValidationError
 
 from tdm_messaging.clock import Clock, utc_now
 from tdm_messaging.codec import JSON_CONTENT_TYPE, encode
 from tdm_messaging.dead_letter import dead_letter
 from tdm_messaging.destinations import DELETE_REQUESTS, PACKAGE_REQUESTS, reply_queue
 from tdm_messaging.docset_locks import DocsetLocks
-from tdm_messaging.errors import TransportError
+from tdm_messaging.errors import InvalidArgumentError, TransportError
 from tdm_messaging.ids import new_request_id
 from tdm_messaging.models import DeleteRequest, Failed, PackageRequest
 from tdm_messaging.poll_plan import BatchAction, plan_poll
 from tdm_messaging.status import DocsetStatus, fold
 from tdm_messaging.transport.base import Transport
+from tdm_messaging.wire_json import describe_validation_error
 
 __all__ = ["PackagingClient", "Requested"]
 
@@ -107,21 +111,24 @@ class PackagingClient:
 
         Raises:
             InvalidDestinationError: ``docset_id`` may not name a queue.
-            pydantic.ValidationError: ``docset_url`` or ``formats`` is malformed.
+            InvalidArgumentError: ``docset_url`` or ``formats`` is malformed (the message says which).
             EncodeError: the request cannot be written in this client's content type.
             TransportError: a send failed or was not confirmed.
         """
         reply_to = reply_queue(docset_id)
         now = self._clock()
-        request = PackageRequest(
-            docset_id=docset_id,
-            request_id=new_request_id(),
-            sequence=0,
-            timestamp=now,
-            docset_url=docset_url,
-            formats=tuple(formats),
-            reply_to=reply_to.name,
-            requested_at=now,
+        request = _checked(
+            f"cannot request a package of docset {docset_id!r}",
+            lambda: PackageRequest(
+                docset_id=docset_id,
+                request_id=new_request_id(),
+                sequence=0,
+                timestamp=now,
+                docset_url=docset_url,
+                formats=tuple(formats),
+                reply_to=reply_to.name,
+                requested_at=now,
+            ),
         )
         envelope = encode(request, self._content_type)
         with self._locks.hold(docset_id):
@@ -218,16 +225,31 @@ class PackagingClient:
 
         Raises:
             InvalidDestinationError: ``docset_id`` may not name a queue.
+            InvalidArgumentError: ``archive_url`` is malformed (the message says how).
             TransportError: the send failed or was not confirmed.
         """
         reply_queue(docset_id)
-        request = DeleteRequest(
-            docset_id=docset_id,
-            request_id=new_request_id(),
-            sequence=0,
-            timestamp=self._clock(),
-            archive_url=archive_url,
+        request = _checked(
+            f"cannot request a delete of docset {docset_id!r}",
+            lambda: DeleteRequest(
+                docset_id=docset_id,
+                request_id=new_request_id(),
+                sequence=0,
+                timestamp=self._clock(),
+                archive_url=archive_url,
+            ),
         )
         self._transport.send(DELETE_REQUESTS, encode(request, self._content_type), persistent=True, confirm=True)
         logger.info("requested delete of docset %s (request %s)", docset_id, request.request_id)
         return request
+
+
+_M = TypeVar("_M", PackageRequest, DeleteRequest)
+
+
+def _checked(what: str, make: Callable[[], _M]) -> _M:
+    """``make()``, with a model's refusal turned into one readable InvalidArgumentError (one error root)."""
+    try:
+        return make()
+    except ValidationError as exc:
+        raise InvalidArgumentError(describe_validation_error(exc, prefix=what)) from None

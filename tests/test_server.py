@@ -417,3 +417,41 @@ def test_a_request_that_cannot_be_queued_is_withdrawn_not_left_requested() -> No
     assert status.state is State.FAILED
     assert status.failure is not None and status.failure.retryable
     assert "could not be queued" in status.failure.reason
+
+
+@pytest.mark.parametrize(
+    ("call", "says"),
+    [
+        (lambda c, d: c.request_package(d, "file:///etc/passwd"), "docset_url"),
+        (lambda c, d: c.request_package(d, "http://s/api/docsets/1\r\nX-Evil: 1"), "docset_url"),
+        (lambda c, d: c.request_package(d, "http://s/api/docsets/1", formats=["../x"]), "formats"),
+        (lambda c, d: c.request_delete(d, archive_url="javascript:alert(1)"), "archive_url"),
+    ],
+    ids=["file-url", "crlf-url", "format-path", "script-archive-url"],
+)
+def test_a_malformed_argument_is_one_readable_library_error_and_nothing_is_sent(call: object, says: str) -> None:
+    from tdm_messaging.errors import InvalidArgumentError, MessagingError
+
+    broker, _transport, client, _clock = setup()
+    docset = new_docset()
+    with pytest.raises(InvalidArgumentError, match=says) as info:
+        call(client, docset)  # type: ignore[operator]
+    assert isinstance(info.value, MessagingError) and isinstance(info.value, ValueError)
+    assert "\n" not in str(info.value) and "pydantic" not in str(info.value)
+    assert broker.queue_names() == []
+
+
+@settings(max_examples=150, deadline=None)
+@given(url=st.text(max_size=300), formats=st.lists(st.text(max_size=20), max_size=4))
+def test_request_package_either_sends_or_raises_a_library_error_for_any_text(url: str, formats: list[str]) -> None:
+    from tdm_messaging.errors import MessagingError
+
+    broker = InMemoryBroker()
+    client = PackagingClient(InMemoryTransport(broker))
+    try:
+        requested = client.request_package("ds-any", url, formats=formats)
+    except MessagingError:
+        assert broker.queue_names() == [], "a refused request left something behind"
+        return
+    assert requested.request.docset_url == url
+    assert [decode(e).request_id for e in broker.messages(PACKAGE_REQUESTS)] == [requested.request.request_id]

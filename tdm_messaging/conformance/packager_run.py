@@ -82,7 +82,7 @@ def run_packager_role(transport: Transport, api: DocsetApi, run: PackagerRun, re
         _send_requests(transport, api, seen, json_client, text_client)
         _watch_jobs(transport, seen, json_client, run.timeout)
         _delete_archives(transport, seen, json_client, text_client, run)
-        seen.dead_letters = _find_dead_letters(transport, seen.poison_bodies)
+        seen.dead_letters = _find_dead_letters(transport, seen.poison_bodies, min(run.timeout, 3.0))
         for lifecycle in (seen.invalid, seen.future_major):
             lifecycle.replies += _replies(transport, lifecycle)
     finally:
@@ -190,7 +190,7 @@ def _delete_archives(
                 lifecycle.fetched_after_delete = _fetch(end.archive_url)
 
 
-def _find_dead_letters(transport: Transport, bodies: list[bytes]) -> list[Envelope]:
+def _find_dead_letters(transport: Transport, bodies: list[bytes], grace: float) -> list[Envelope]:
     """The envelopes on docsets/dead-letter whose body is one of ours (looked at, and given back)."""
     found: dict[bytes, Envelope] = {}
 
@@ -201,7 +201,7 @@ def _find_dead_letters(transport: Transport, bodies: list[bytes]) -> list[Envelo
 
     # The requests sent after them were served, so a packager that parks them has done so by now;
     # a short wait covers a packager that parks them from another thread.
-    _until(lambda: len(found) == len(bodies), look, 3.0)
+    _until(lambda: len(found) == len(bodies), look, grace)
     return list(found.values())
 
 

@@ -238,7 +238,8 @@ def _garbage(s: _Session) -> None:
         GARBAGE_TAKEN, ["it is still in the reply queue"] if any(r.envelope.body == body for r in after) else []
     )
     parked = _until(
-        lambda: [r.envelope for r in peek(s.transport, DEAD_LETTER, docset_id=None) if r.envelope.body == body], 3.0
+        lambda: [r.envelope for r in peek(s.transport, DEAD_LETTER, docset_id=None) if r.envelope.body == body],
+        min(s.run.timeout, 3.0),
     )
     if not parked:
         s.found.add(GARBAGE_PARKED, ["not found on docsets/dead-letter"])

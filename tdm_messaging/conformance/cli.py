@@ -79,14 +79,18 @@ def _cmd_conformance(args: argparse.Namespace) -> int:
     url = args.broker or os.environ.get(_BROKER_ENV)
     if not url:
         raise ConfigurationError(f"no broker given: pass --broker URL or set {_BROKER_ENV}")
-    if not args.verbose:  # stomp.py logs a failed connect at WARNING: the error line below says it once
-        logging.getLogger("stomp.py").setLevel(logging.ERROR)
     report = Report(args.role, _redact(url))
     run = _run_packager_role if args.role == "packager" else _run_server_role
+    stomp_log = logging.getLogger("stomp.py")
+    level = stomp_log.level
+    if not args.verbose:  # stomp.py logs a failed connect at WARNING: the error line says it once
+        stomp_log.setLevel(logging.ERROR)
     try:
         run(args, url, report)
     except TransportError as exc:
         raise TransportError(f"broker {_redact(url)}: {_scrub(str(exc), url)}") from exc
+    finally:
+        stomp_log.setLevel(level)
     sys.stdout.write(report.to_json() if args.json else report.render())
     return report.exit_status
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from tdm_messaging.codec import JSON_CONTENT_TYPE, TEXT_CONTENT_TYPE, encode
 from tdm_messaging.conformance.fixture_api import MISSING_SUFFIX, DocsetApi
-from tdm_messaging.conformance.packager_checks import Fetch, Lifecycle, PackagerSeen, evaluate
+from tdm_messaging.conformance.packager_checks import evaluate
+from tdm_messaging.conformance.packager_seen import Fetch, Lifecycle, PackagerSeen
 from tdm_messaging.conformance.report import Report
 from tdm_messaging.conformance.wire import Received, drain, peek
 from tdm_messaging.destinations import DEAD_LETTER, PACKAGE_REQUESTS, reply_queue

@@ -22,7 +22,7 @@ _MUST, _SHOULD = Level.MUST, Level.SHOULD
 
 def _lifecycle_cases(first: int, label: str) -> list[Case]:
     titles = [
-        (("3", "4", "4.8"), _MUST, "replies arrive on package/<docset id>, each a well-formed message"),
+        (("3", "4", "4.8"), _MUST, "replies arrive on `package/<docset id>`, each a well-formed message"),
         (("4",), _MUST, "every reply carries the request's docset_id and request_id"),
         (("1", "6"), _MUST, "accepted comes first, then progress, then one complete or failed, and nothing after"),
         (("4",), _MUST, "the sequence numbers of the replies increase"),
@@ -43,7 +43,7 @@ _JSON_CASES = _lifecycle_cases(1, "JSON request")
 _TEXT_CASES = _lifecycle_cases(10, "text/plain request")
 _SEED = Case(
     19,
-    "seed-style request (the URL alone, no tdm-* headers): answered on package/<last path segment>, ends complete",
+    "seed-style request (the URL alone, no tdm-* headers): answered on `package/<last path segment>`, ends complete",
     ("5", "5.1"),
     _SHOULD,
 )
@@ -84,7 +84,7 @@ _DELETE_JSON = Case(
 )
 _DELETE_TEXT = Case(
     28,
-    "a text/plain delete request (Delete: <id>) is answered with deleted; a poll then folds to deleted",
+    "a text/plain delete request (`Delete: <id>`) is answered with deleted; a poll then folds to deleted",
     ("4.6", "4.7", "5"),
 )
 _GONE = Case(29, "after deleted, the archive URL no longer works (--fetch-archives)", ("4.7",), _SHOULD)
@@ -133,7 +133,10 @@ def evaluate(seen: PackagerSeen) -> list[Result]:
 def _lifecycle(cases: Sequence[Case], run: Lifecycle, fetch_archives: bool) -> list[Result]:
     formed, ids, order, sequence, progress, complete, folds, archive, headers = cases
     if not run.replies:
-        why = f"nothing arrived on package/{run.docset_id} before the timeout"
+        why = (
+            f"nothing arrived on package/{run.docset_id} before the timeout (does the packager consume "
+            "docsets/package on this broker URL, namespace included, and fetch from the kit's --api-listen?)"
+        )
         return [formed.failed(why), *(c.skipped(why) for c in cases[1:])]
     bad = [f"undecodable reply: {r.error}" for r in run.replies if r.message is None]
     results = [formed.check(bad, ok=f"{len(run.replies)} replies {short(run.replies)}")]

@@ -23,11 +23,11 @@ ARRIVES = Case(1, "after each request trigger, a package request arrives on docs
 WELL_FORMED = Case(
     2, "each package request is a well-formed package_request (application/json or text/plain)", ("3", "4.1", "4.8")
 )
-NAMES_DOCSET = Case(3, "each names the triggered docset, and its reply_to is package/<docset id>", ("2.2", "4.1"))
+NAMES_DOCSET = Case(3, "each names the triggered docset, and its reply_to is `package/<docset id>`", ("2.2", "4.1"))
 REQUEST_ID = Case(4, "each request_id is a canonical UUIDv7 (never empty), dated no later than now", ("4",))
 SEQUENCE_ZERO = Case(5, "each request has sequence 0", ("4",))
 HEADERS = Case(6, "each request carries the tdm-* headers of §3, agreeing with its body", ("3",), _SHOULD)
-COPY_FIRST = Case(7, "each request's copy is already in package/<docset id> when the request arrives", ("1",))
+COPY_FIRST = Case(7, "each request's copy is already in `package/<docset id>` when the request arrives", ("1",))
 POLL_TAKES = Case(
     8, "a poll takes the replies: the superseded accepted and progress are gone from the reply queue", ("1", "6")
 )

@@ -44,6 +44,7 @@ from tdm_messaging.transport.base import Transport
 
 __all__ = ["ServerRun", "Triggers", "run_server_role"]
 
+_HINT = " (does the server send on this broker URL, namespace included, and does no other packager consume there?)"
 _SHA256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 
 
@@ -121,7 +122,9 @@ class _Session:
         problem = self.triggers.request.fire(self.docset)
         arrival = None if problem else self.packager.next(PACKAGE_REQUESTS, self.docset, self.run.timeout)
         if arrival is None:
-            self.found.add(ARRIVES, [problem or f"request {number}: nothing arrived within {self.run.timeout:g} s"])
+            self.found.add(
+                ARRIVES, [problem or f"request {number}: nothing arrived within {self.run.timeout:g} s{_HINT}"]
+            )
             return None
         self.found.add(ARRIVES, [], ok=f"request {number} arrived")
         for case, problems in request_problems(arrival.received, self.docset).items():
@@ -252,7 +255,7 @@ def _delete(s: _Session) -> None:
     problem = s.triggers.delete.fire(s.docset)
     arrival = None if problem else s.packager.next(DELETE_REQUESTS, s.docset, s.run.timeout)
     if arrival is None:
-        s.found.add(DELETE_ARRIVES, [problem or f"nothing arrived within {s.run.timeout:g} s"])
+        s.found.add(DELETE_ARRIVES, [problem or f"nothing arrived within {s.run.timeout:g} s{_HINT}"])
         s.found.skip([DELETE_ID, DELETED_KEPT], "no delete request arrived")
         return
     for case, problems in delete_problems(arrival.received, s.docset).items():

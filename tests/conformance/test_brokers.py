@@ -1,11 +1,12 @@
-"""The kit through its command line on real brokers: the reference packager as a process, a server on
-PackagingClient made to act by shell triggers, and broken peers that must fail named cases."""
+"""The kit through its command line on real brokers: the reference packager and server as processes, a server
+on PackagingClient made to act by shell triggers, and broken peers that must fail named cases."""
 
 from __future__ import annotations
 
 import json
 import os
 import shlex
+import shutil
 import socket
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from examples.harness import unique_namespace
+from examples.harness import StackConfig, start_stack, unique_namespace
 from examples.harness.namespaces import with_namespace
 from examples.harness.processes import REPO_ROOT, start_packager
 from tdm_messaging.cli import main
@@ -130,3 +131,22 @@ def test_a_server_that_never_polls_fails(
     )
     assert outcomes[8] == "fail", json.dumps(report, indent=2)
     assert code == 1
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="the documented triggers use curl, which is not installed")
+def test_the_reference_server_passes_with_the_documented_curl_triggers(
+    broker: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = StackConfig(work_dir=tmp_path, broker_url=broker, packagers=0, documents=3, min_kb=1, max_kb=2)
+    with start_stack(config) as stack:
+        docset = stack.miner().create_docset("conformance", year_from=1900)["id"]
+        dump = f"-H 'X-API-Key: {stack.miner_key}' {stack.base_url}/api/docsets/{{docset}}/dump"
+        code, outcomes, report = run_kit(
+            capsys,
+            *("--role", "server", "--broker", broker, "--docset", str(docset), "--timeout", "20"),
+            *("--trigger-request", f"curl -fsS -o /dev/null -X POST {dump}"),
+            *("--trigger-poll", f"curl -sS -o /dev/null {dump}"),
+            *("--trigger-delete", f"curl -fsS -o /dev/null -X DELETE {dump}"),
+        )
+        assert set(outcomes.values()) == {"pass"}, json.dumps(report, indent=2) + stack.server.log_tail(30)
+    assert code == 0

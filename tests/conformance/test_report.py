@@ -83,3 +83,12 @@ def test_every_cited_section_is_a_heading_of_protocol_md(cases: tuple[Case, ...]
     assert {"1", "4.8", "6.1", "9"} <= headings
     cited = {s for c in cases for s in c.sections}
     assert cited <= headings, sorted(cited - headings)
+
+
+@pytest.mark.parametrize("cases", [PACKAGER_CASES, SERVER_CASES], ids=["packager", "server"])
+def test_docs_conformance_md_lists_every_case_as_the_report_prints_it(cases: tuple[Case, ...]) -> None:
+    text = (PROTOCOL.parent / "conformance.md").read_text(encoding="utf-8")
+    for case in cases:
+        sections = ", ".join(f"§{s}" for s in case.sections)
+        row = f"| {case.number} | {case.level.value.upper()} | {sections} | {case.title} |"
+        assert row in text, f"docs/conformance.md lacks the row: {row}"

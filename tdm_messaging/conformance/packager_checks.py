@@ -11,7 +11,7 @@ from tdm_messaging.conformance.packager_seen import Fetch, Lifecycle, PackagerSe
 from tdm_messaging.conformance.report import Case, Level, Result
 from tdm_messaging.conformance.wire import Received, fold_of, header_problems, messages, short
 from tdm_messaging.headers import DEAD_LETTER_REASON
-from tdm_messaging.models import Accepted, Complete, Failed, Progress
+from tdm_messaging.models import Accepted, Complete, Failed, Message, Progress
 from tdm_messaging.poll_plan import plan_poll
 from tdm_messaging.status import DocsetStatus, State, fold
 
@@ -165,8 +165,8 @@ def _lifecycle(cases: Sequence[Case], run: Lifecycle, fetch_archives: bool) -> l
     return results
 
 
-def _order_problems(replies: Sequence[object]) -> list[str]:
-    kinds = [type(m).__name__.lower() for m in replies]
+def _order_problems(replies: Sequence[Message]) -> list[str]:
+    kinds = [m.type for m in replies]
     problems: list[str] = []
     if not kinds or kinds[0] != "accepted":
         problems.append(f"the first reply is {kinds[0] if kinds else 'missing'}, not accepted")
@@ -183,8 +183,8 @@ def _order_problems(replies: Sequence[object]) -> list[str]:
     return problems
 
 
-def _sequence_problems(replies: Sequence[object]) -> list[str]:
-    numbers = [getattr(m, "sequence", 0) for m in replies]
+def _sequence_problems(replies: Sequence[Message]) -> list[str]:
+    numbers = [m.sequence for m in replies]
     if any(b <= a for a, b in itertools.pairwise(numbers)):
         return [f"sequence numbers in arrival order: {numbers}"]
     if numbers and numbers[0] == 0:
@@ -192,7 +192,7 @@ def _sequence_problems(replies: Sequence[object]) -> list[str]:
     return []
 
 
-def _progress_problems(replies: Sequence[object]) -> list[str]:
+def _progress_problems(replies: Sequence[Message]) -> list[str]:
     done = [(m.items_done, m.items_total) for m in replies if isinstance(m, Progress)]
     if any(b[0] < a[0] for a, b in itertools.pairwise(done)):
         return [f"items_done/items_total went back: {done}"]
@@ -240,7 +240,7 @@ def _seed(seen: PackagerSeen) -> Result:
     if bad:
         return _SEED.failed(f"undecodable replies: {bad}")
     if not isinstance(end, Complete):
-        return _SEED.failed(f"it ended {type(end).__name__.lower() if end else 'without complete or failed'}")
+        return _SEED.failed(f"it ended {end.type if end else 'without complete or failed'}")
     return _SEED.passed(short(run.replies))
 
 

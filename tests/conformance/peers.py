@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from examples.packager.app import PackagerConfig, run
 from tdm_messaging.clock import utc_now
-from tdm_messaging.codec import decode, encode
+from tdm_messaging.codec import JSON_CONTENT_TYPE, decode, encode
 from tdm_messaging.conformance.server_run import Triggers
 from tdm_messaging.conformance.triggers import CallableTrigger
 from tdm_messaging.destinations import PACKAGE_REQUESTS, reply_queue
@@ -17,8 +19,10 @@ from tdm_messaging.ids import new_request_id
 from tdm_messaging.models import Accepted, Complete, PackageRequest
 from tdm_messaging.server import PackagingClient
 from tdm_messaging.transport.base import Delivery, Transport
+from tdm_messaging.worker import Job, JobFailed, PackageResult, PackagerWorker
+from tests.worker_thread import worker_thread
 
-__all__ = ["BROKEN_PACKAGERS", "broken_packager", "client_triggers", "reference_packager"]
+__all__ = ["BROKEN_PACKAGERS", "broken_packager", "client_triggers", "library_packager", "reference_packager"]
 
 BROKEN_PACKAGERS = {
     # flaw -> the case numbers of --role packager it must fail
@@ -56,6 +60,29 @@ def reference_packager(
 
 
 @contextmanager
+def library_packager(transport: Transport, *, content_type: str) -> Iterator[None]:
+    """A packager on ``PackagerWorker`` replying in ``content_type``: it reads the docset URL, then completes.
+
+    A docset URL that answers an HTTP error fails the job (not retryable); the archive URL is made up.
+    """
+
+    def on_package(job: Job) -> PackageResult:
+        job.accepted(estimate_seconds=1)
+        try:
+            with urllib.request.urlopen(job.request.docset_url, timeout=5) as response:
+                size = len(response.read())
+        except urllib.error.HTTPError as exc:
+            raise JobFailed(f"GET {job.request.docset_url}: HTTP {exc.code}") from exc
+        job.progress(1, 2)
+        job.progress(2, 2)
+        return PackageResult(archive_url=f"https://archives.invalid/{job.request.docset_id}.zip", size_bytes=size)
+
+    worker = PackagerWorker(transport, on_package=on_package, on_delete=lambda request: None, content_type=content_type)
+    with worker_thread(worker):
+        yield
+
+
+@contextmanager
 def broken_packager(transport: Transport, flaw: str) -> Iterator[None]:
     """A packager that answers every request at once with complete, breaking the protocol as ``flaw`` says.
 
@@ -90,9 +117,11 @@ def broken_packager(transport: Transport, flaw: str) -> Iterator[None]:
         thread.join(timeout=30)
 
 
-def client_triggers(transport: Transport, *, poll: bool = True, copy: bool = True) -> Triggers:
+def client_triggers(
+    transport: Transport, *, poll: bool = True, copy: bool = True, content_type: str = JSON_CONTENT_TYPE
+) -> Triggers:
     """Triggers of a server built on ``PackagingClient``; ``poll=False`` never polls, ``copy=False`` sends no copy."""
-    client = PackagingClient(transport)
+    client = PackagingClient(transport, content_type=content_type)
 
     def request(docset_id: str) -> None:
         url = f"http://server.invalid/api/docsets/{docset_id}"

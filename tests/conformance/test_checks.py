@@ -27,7 +27,7 @@ from tdm_messaging.ids import new_request_id
 from tdm_messaging.models import Accepted, Complete, Message, PackageRequest, Progress
 from tdm_messaging.status import State
 
-NOW = datetime(2026, 12, 6, 10, 0, tzinfo=UTC)
+NOW = datetime.now(UTC)  # request ids come from the wall clock, and readers refuse ids dated after "now"
 
 
 def request(docset_id: str = "5") -> PackageRequest:

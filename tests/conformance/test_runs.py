@@ -6,12 +6,19 @@ from pathlib import Path
 
 import pytest
 
+from tdm_messaging.codec import JSON_CONTENT_TYPE, TEXT_CONTENT_TYPE
 from tdm_messaging.conformance.fixture_api import DocsetApi
 from tdm_messaging.conformance.packager_run import PackagerRun, run_packager_role
 from tdm_messaging.conformance.report import Outcome, Report
 from tdm_messaging.conformance.server_run import ServerRun, run_server_role
 from tdm_messaging.testing import InMemoryBroker, InMemoryTransport
-from tests.conformance.peers import BROKEN_PACKAGERS, broken_packager, client_triggers, reference_packager
+from tests.conformance.peers import (
+    BROKEN_PACKAGERS,
+    broken_packager,
+    client_triggers,
+    library_packager,
+    reference_packager,
+)
 
 pytestmark = [pytest.mark.timeout(60)]
 
@@ -64,10 +71,21 @@ def test_a_packager_that_never_answers_fails_and_skips_what_depends_on_answers(a
     assert report.exit_status == 1
 
 
-def test_a_server_on_packaging_client_passes_every_case() -> None:
+@pytest.mark.parametrize("content_type", [JSON_CONTENT_TYPE, TEXT_CONTENT_TYPE])
+def test_a_packager_on_packager_worker_passes_in_either_format(content_type: str, api: DocsetApi) -> None:
+    broker = InMemoryBroker()
+    report = Report("packager", "inmemory")
+    with library_packager(InMemoryTransport(broker), content_type=content_type):
+        run_packager_role(InMemoryTransport(broker), api, PackagerRun(timeout=20), report)
+    assert {n for n, o in outcomes(report).items() if o is not Outcome.PASS} == {8, 17, 29}, report.render()
+    assert report.exit_status == 0
+
+
+@pytest.mark.parametrize("content_type", [JSON_CONTENT_TYPE, TEXT_CONTENT_TYPE])
+def test_a_server_on_packaging_client_passes_every_case(content_type: str) -> None:
     broker = InMemoryBroker()
     report = Report("server", "inmemory")
-    triggers = client_triggers(InMemoryTransport(broker))
+    triggers = client_triggers(InMemoryTransport(broker), content_type=content_type)
     run_server_role(InMemoryTransport(broker), InMemoryTransport(broker), triggers, ServerRun("5", timeout=5), report)
     assert set(outcomes(report).values()) == {Outcome.PASS}, report.render()
     assert len(report.results) == 20

@@ -54,7 +54,7 @@ def test_a_broken_packager_fails_the_cases_it_breaks(flaw: str, api: DocsetApi) 
     broker = InMemoryBroker()
     report = Report("packager", "inmemory")
     with broken_packager(InMemoryTransport(broker), flaw):
-        run_packager_role(InMemoryTransport(broker), api, PackagerRun(timeout=3), report)
+        run_packager_role(InMemoryTransport(broker), api, PackagerRun(timeout=1.5), report)
     failed = {n for n, o in outcomes(report).items() if o is Outcome.FAIL}
     assert BROKEN_PACKAGERS[flaw] <= failed, report.render()
     assert report.exit_status == 1

@@ -142,15 +142,13 @@ def _lifecycle(cases: Sequence[Case], run: Lifecycle, fetch_archives: bool) -> l
     results = [formed.check(bad, ok=f"{len(run.replies)} replies {short(run.replies)}")]
     replies = messages(run.replies)
     request_id = run.request.request_id if run.request else ""
-    results.append(
-        ids.check(
-            [
-                f"{m.type}#{m.sequence} names docset {m.docset_id!r} and request {m.request_id!r}"
-                for m in replies
-                if m.docset_id != run.docset_id or m.request_id != request_id
-            ]
-        )
-    )
+    strays = [
+        f"{m.type}#{m.sequence} names docset {m.docset_id!r} and request {m.request_id!r}"
+        for m in replies
+        if m.docset_id != run.docset_id or m.request_id != request_id
+    ]
+    expected = f"the request was {request_id!r} of docset {run.docset_id!r}"
+    results.append(ids.check([expected, *strays] if strays else []))
     results.append(order.check(_order_problems(replies)))
     results.append(sequence.check(_sequence_problems(replies)))
     results.append(progress.check(_progress_problems(replies)))

@@ -179,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     spec.set_defaults(func=_cmd_asyncapi)
 
     _register_broker_commands(subparsers)
+    _register_conformance_command(subparsers)
     return parser
 
 
@@ -193,6 +194,12 @@ def _register_broker_commands(subparsers: Any) -> None:
         logger.warning("broker commands unavailable: %s", exc)
         return
     module.register(subparsers)
+
+
+def _register_conformance_command(subparsers: Any) -> None:
+    from tdm_messaging.conformance.cli import register  # noqa: PLC0415 - the kit's modules load only when it runs
+
+    register(subparsers)
 
 
 def _one_line(text: str) -> str:

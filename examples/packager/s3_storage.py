@@ -253,12 +253,16 @@ class S3Storage(Storage):
 
     def create_secret(self, value: bytes) -> bytes:
         """See :meth:`Storage.create_secret`: a private object written only if absent (``If-None-Match: *``)."""
+        key = self.prefix + SECRET_NAME
         try:
-            self._client.put_object(
-                Bucket=self.bucket, Key=self.prefix + SECRET_NAME, Body=value, IfNoneMatch="*", ACL="private"
-            )
+            self._client.put_object(Bucket=self.bucket, Key=key, Body=value, IfNoneMatch="*")
         except Exception as exc:
-            if _error_code(exc) not in {"PreconditionFailed", "412", "ConditionalRequestConflict"}:
+            code = _error_code(exc)
+            if code in {"NotImplemented", "501"}:
+                # A server without conditional writes: a race between two first starts may then
+                # leave the later secret; the earlier one's few archives are just not reused.
+                self._put_plain(key, value)
+            elif code not in {"PreconditionFailed", "412", "ConditionalRequestConflict"}:
                 raise _storage_error(f"cannot write the archive secret {self.secret_location()}", exc) from exc
         kept = self.read_secret()
         if kept is None:
@@ -266,6 +270,12 @@ class S3Storage(Storage):
                 f"the archive secret {self.secret_location()} vanished as it was written", retryable=True
             )
         return kept
+
+    def _put_plain(self, key: str, value: bytes) -> None:
+        try:
+            self._client.put_object(Bucket=self.bucket, Key=key, Body=value)
+        except Exception as exc:
+            raise _storage_error(f"cannot write the archive secret {self.secret_location()}", exc) from exc
 
 
 def _error_code(exc: BaseException) -> str:

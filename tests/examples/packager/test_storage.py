@@ -346,3 +346,26 @@ def test_local_knows_its_own_urls_only(local: LocalStorage) -> None:
     assert local.name_of_url(url.replace("/archives/", "/archives/x/")) is None
     assert local.name_of_url(url + "#frag") is None
     assert local.name_of_url("http://127.0.0.1:8080/archives/" + quote("../" + name, safe="")) is None
+
+
+class _NoConditionalWrites:
+    """A real client whose server knows no ``If-None-Match`` on PUT (older S3-compatible services)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def put_object(self, **kwargs: Any) -> Any:
+        if "IfNoneMatch" in kwargs:
+            from botocore.exceptions import ClientError
+
+            raise ClientError({"Error": {"Code": "NotImplemented", "Message": "no"}}, "PutObject")
+        return self._client.put_object(**kwargs)
+
+
+def test_s3_without_conditional_writes_still_keeps_a_secret(s3: S3Storage) -> None:
+    plain = S3Storage(bucket=s3.bucket, prefix="packages/v1", client=_NoConditionalWrites(s3._client))  # type: ignore[arg-type]
+    made = load_secret(plain)
+    assert load_secret(s3) == made

@@ -307,3 +307,19 @@ def test_interrupt_cuts_a_trickled_text_short_and_stores_nothing(
     assert os.listdir(work) == []
     with pytest.raises(JobInterrupted):  # a stopping packager takes no new job
         packager.package(docset_id="18", docset_url=f"{stub.base}/api/docsets/18", sink=Sink())
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"max_pages": 0},
+        {"max_members": 0},
+        {"max_docset_bytes": -1},
+        {"deadline_seconds": 0},
+        {"deadline_seconds": float("inf")},
+        {"deadline_seconds": float("nan")},
+    ],
+)
+def test_limits_refuse_values_that_would_disable_them(bad: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError):
+        Limits(**bad)

@@ -173,6 +173,24 @@ def test_stopping_cuts_a_trickled_fetch_short_and_gives_the_request_back(stub: S
     assert second.archives.names("46") != []
 
 
+def test_stopping_ends_an_endless_listing_and_gives_the_request_back(stub: StubApi, tmp_path: Path) -> None:
+    stub.add_docset("48", _docs(1))
+    pages = itertools.count(2)
+    stub.listing_hook = lambda body: {**body, "next": f"/api/docsets/48?fmt=meta,txt&page={next(pages)}"}
+    broker = InMemoryBroker()
+    with packager_thread(stub, tmp_path, broker, limits=Limits(max_pages=10_000_000)) as running:
+        running.client.request_package("48", f"{stub.base}/api/docsets/48")
+        _until(lambda: len(stub.seen) > 20, "the packager walking the endless listing")
+        assert running.stop is not None and running.thread is not None
+        started = time.monotonic()
+        running.stop.set()
+        running.thread.join(10)
+        assert not running.thread.is_alive()
+        assert time.monotonic() - started < 5.0
+        assert len(broker.messages(PACKAGE_REQUESTS)) == 1
+        assert broker.messages(DEAD_LETTER) == []
+
+
 @pytest.mark.slow
 def test_sigterm_stops_the_process_within_moments_and_another_packager_completes_the_job(
     stub: StubApi, tmp_path: Path

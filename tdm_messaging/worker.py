@@ -120,6 +120,8 @@ class PackagerWorker:
         transport: an open transport; the worker sends its replies on it too.
         on_package: the package handler.
         on_delete: the delete handler; when ``None`` the worker does not consume ``docsets/delete``.
+            It may raise :class:`~tdm_messaging.job.JobFailed` to refuse a request (dead-lettered
+            at once with the reason, no Deleted sent); any other exception is retried.
         max_attempts: deliveries of one request before it is dead-lettered (at least 1).
         content_type: wire format of the replies.
         retry_backoff_seconds: base of the pause before a retry is re-sent (0 for none).

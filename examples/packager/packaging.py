@@ -43,6 +43,8 @@ class Packager:
     member's id, metadata and text link, in listing order. If storage already holds that
     archive, it is reused without fetching a text; without the secret nobody can compute a name.
 
+    It runs one job at a time (as the worker calls it); :meth:`interrupt` cuts that job short.
+
     Args:
         api: the guarded API client.
         storage: where archives go.
@@ -136,6 +138,7 @@ class Packager:
             InvalidDestinationError: the docset id is not valid.
             JobInterrupted: :meth:`interrupt` was called; nothing was stored.
         """
+        validate_docset_id(docset_id)
         cancel = Cancel()
         deadline = self.limits.deadline_seconds
         cancel.start_deadline(
@@ -162,7 +165,6 @@ class Packager:
     def _package(
         self, *, docset_id: str, docset_url: str, sink: ProgressSink, formats: Sequence[str], cancel: Cancel
     ) -> StoredPackage:
-        validate_docset_id(docset_id)
         docset_url = self.api.guard.check(docset_url)
         # The packager's key may read every docset: a request must not get docset 6 packaged as docset 5.
         head, _, last = unquote(urlsplit(docset_url).path).rstrip("/").rpartition("/")

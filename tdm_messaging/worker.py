@@ -13,6 +13,9 @@ a growing pause, and the original is acknowledged -- no NACK, so it works the sa
 broker. After ``max_attempts`` the worker sends ``Failed(retryable=True)`` and dead-letters the
 request with the reason.
 
+A delete handler may refuse a request by raising :class:`~tdm_messaging.job.JobFailed`: it is
+dead-lettered at once with the reason, and no Deleted is sent.
+
 Undecodable or oversize requests are dead-lettered at once, and so is a request whose reply
 the broker refuses (:class:`~tdm_messaging.errors.BrokerRefusedError`, e.g. a reply queue
 declared with other arguments): redelivering it would fail the same way forever. Such a request
@@ -117,6 +120,8 @@ class PackagerWorker:
         transport: an open transport; the worker sends its replies on it too.
         on_package: the package handler.
         on_delete: the delete handler; when ``None`` the worker does not consume ``docsets/delete``.
+            It may raise :class:`~tdm_messaging.job.JobFailed` to refuse a request (dead-lettered
+            at once with the reason, no Deleted sent); any other exception is retried.
         max_attempts: deliveries of one request before it is dead-lettered (at least 1).
         content_type: wire format of the replies.
         retry_backoff_seconds: base of the pause before a retry is re-sent (0 for none).
@@ -284,6 +289,11 @@ class PackagerWorker:
         logger.info("delete job for docset %s (attempt %d/%d)", request.docset_id, attempt, self._max_attempts)
         try:
             self._on_delete(request)
+        except JobFailed as failure:
+            # The handler refused (e.g. an archive that is not its own): asking again is refused again.
+            reason = failure.reason[:_MAX_REASON_CHARS] or "the delete handler refused without a reason"
+            self._dead_letter(envelope, source, f"delete for docset {request.docset_id} refused: {reason}")
+            return
         except Exception as exc:
             self._retry_or_give_up(request, envelope, source, attempt, exc, None)
             return

@@ -280,6 +280,30 @@ def test_delete_calls_the_handler_and_replies_deleted() -> None:
     assert broker.messages(DELETE_REQUESTS) == []
 
 
+def test_a_delete_the_handler_refuses_is_dead_lettered_at_once_with_its_reason() -> None:
+    broker = InMemoryBroker()
+    client = PackagingClient(InMemoryTransport(broker))
+    docset = new_docset()
+    calls: list[DeleteRequest] = []
+
+    def refuse(request: DeleteRequest) -> None:
+        calls.append(request)
+        raise JobFailed("https://elsewhere/x.zip is not one of our archives")
+
+    with running(make_worker(broker, lambda job: RESULT, on_delete=refuse, max_attempts=3)):
+        client.request_package(docset, "http://s/api/docsets/x")
+        wait_until(final_reply(broker, docset), "the Complete reply")
+        client.request_delete(docset, archive_url="https://elsewhere/x.zip")
+        wait_until(lambda: len(broker.messages(DEAD_LETTER)) == 1, "the dead-lettered delete")
+        wait_until(lambda: broker.unacked_count(DELETE_REQUESTS) == 0, "the delete acknowledged")
+    assert len(calls) == 1  # not retried: a refusal is refused again
+    parked = broker.messages(DEAD_LETTER)[0]
+    assert parked.headers[DEAD_LETTER_QUEUE_HEADER] == "docsets/delete"
+    assert "not one of our archives" in parked.headers[DEAD_LETTER_REASON_HEADER]
+    assert broker.messages(DELETE_REQUESTS) == []
+    assert client.status(docset).state is State.COMPLETE  # no Deleted was sent
+
+
 def test_without_a_delete_handler_deletes_wait_in_their_queue() -> None:
     broker = InMemoryBroker()
     client = PackagingClient(InMemoryTransport(broker))

@@ -13,7 +13,8 @@ from urllib.parse import quote
 
 import requests
 
-from examples.packager.errors import FetchError, UnsafeUrlError
+from examples.packager.errors import FetchError, LimitError, UnsafeUrlError
+from examples.packager.limits import Cancel
 from examples.packager.urlguard import UrlGuard
 
 __all__ = ["ApiClient", "DocsetPage", "Member"]
@@ -118,13 +119,14 @@ class ApiClient:
 
     @contextmanager
     def stream(
-        self, url: str, *, relative_to: str | None = None, limit: int | None = None
+        self, url: str, *, relative_to: str | None = None, limit: int | None = None, cancel: Cancel | None = None
     ) -> Iterator[Iterator[bytes]]:
         """Open ``url`` and give its body as an iterator of chunks of at most ``chunk_size`` bytes.
 
         Args:
             url: what to fetch; checked by the guard (relative URLs resolve against ``relative_to``).
             limit: largest accepted body (default: ``max_text_bytes``).
+            cancel: the job's cancellation: it aborts the read (its error is raised instead).
 
         Raises:
             UnsafeUrlError: the URL, or a redirect, leaves the API base.
@@ -132,22 +134,30 @@ class ApiClient:
                 or a body larger than ``limit``.
         """
         limit = self._max_text_bytes if limit is None else limit
-        response = self._open(self.guard.check(url, relative_to=relative_to))
+        response = self._open(self.guard.check(url, relative_to=relative_to), cancel)
         try:
-            yield self._chunks(response, limit)
+            if cancel is None:
+                yield self._chunks(response, limit, None)
+            else:
+                with cancel.watching(response):
+                    yield self._chunks(response, limit, cancel)
         finally:
             response.close()
 
-    def get_json(self, url: str, *, relative_to: str | None = None) -> tuple[str, Any]:
+    def get_json(self, url: str, *, relative_to: str | None = None, cancel: Cancel | None = None) -> tuple[str, Any]:
         """Fetch a JSON document; return the URL it was finally read from (after redirects) and its value.
 
         Raises:
             UnsafeUrlError: as :meth:`stream`.
             FetchError: as :meth:`stream`, or the body is not JSON.
         """
-        response = self._open(self.guard.check(url, relative_to=relative_to))
+        response = self._open(self.guard.check(url, relative_to=relative_to), cancel)
         try:
-            body = b"".join(self._chunks(response, self._max_page_bytes))
+            if cancel is None:
+                body = b"".join(self._chunks(response, self._max_page_bytes, None))
+            else:
+                with cancel.watching(response):
+                    body = b"".join(self._chunks(response, self._max_page_bytes, cancel))
             final_url = response.url
         finally:
             response.close()
@@ -156,7 +166,7 @@ class ApiClient:
         except ValueError as exc:
             raise FetchError(f"{final_url} did not answer JSON: {exc}") from exc
 
-    def _chunks(self, response: requests.Response, limit: int) -> Iterator[bytes]:
+    def _chunks(self, response: requests.Response, limit: int, cancel: Cancel | None) -> Iterator[bytes]:
         seen = 0
         try:
             for chunk in response.iter_content(chunk_size=self._chunk_size):
@@ -165,13 +175,17 @@ class ApiClient:
                     raise FetchError(f"{response.url} is larger than the {limit}-byte limit; raise the limit")
                 yield chunk
         except requests.RequestException as exc:
+            if cancel is not None:
+                cancel.check()  # the read was aborted on purpose: end with the reason, not the symptom
             raise FetchError(f"reading {response.url} failed: {exc}", retryable=True) from exc
+        if cancel is not None:
+            cancel.check()  # an aborted read may also look like the end of the body
 
     # --- requests, redirects, retries -----------------------------------------------------
 
-    def _open(self, url: str) -> requests.Response:
+    def _open(self, url: str, cancel: Cancel | None = None) -> requests.Response:
         for _hop in range(_MAX_REDIRECTS + 1):
-            response = self._get_with_retries(url)
+            response = self._get_with_retries(url, cancel)
             if response.status_code not in _REDIRECT_STATUS:
                 return self._checked(response)
             location = response.headers.get("Location", "")
@@ -183,9 +197,11 @@ class ApiClient:
             log.debug("following redirect to %s", url)
         raise FetchError(f"more than {_MAX_REDIRECTS} redirects from {url}")
 
-    def _get_with_retries(self, url: str) -> requests.Response:
+    def _get_with_retries(self, url: str, cancel: Cancel | None) -> requests.Response:
         attempt = 0
         while True:
+            if cancel is not None:
+                cancel.check()
             try:
                 response = self._session.get(
                     url,
@@ -207,7 +223,10 @@ class ApiClient:
             delay = self._backoff * (2**attempt)
             attempt += 1
             log.warning("%s; retry %d of %d in %.1f s", failure, attempt, self._retries, delay)
-            self._sleep(delay)
+            if cancel is None:
+                self._sleep(delay)
+            else:
+                cancel.wait(delay)
 
     @staticmethod
     def _checked(response: requests.Response) -> requests.Response:
@@ -226,20 +245,28 @@ class ApiClient:
 
     # --- the docset listing ---------------------------------------------------------------
 
-    def docset_pages(self, docset_url: str, *, max_pages: int = 1_000_000) -> Iterator[DocsetPage]:
+    def docset_pages(
+        self, docset_url: str, *, max_pages: int = 2_000, cancel: Cancel | None = None
+    ) -> Iterator[DocsetPage]:
         """Walk the pages of a docset listing (``GET /api/docsets/<id>?fmt=meta,txt``), following ``next``.
 
         Raises:
             UnsafeUrlError: the docset URL, a ``next`` link or a text link leaves the API base.
             FetchError: as :meth:`get_json`, a page we cannot read, or a ``next`` loop.
+            LimitError: the listing goes on past ``max_pages`` pages.
         """
         url: str | None = docset_url
         seen: set[str] = set()
         while url is not None:
-            if url in seen or len(seen) >= max_pages:
+            if url in seen:
                 raise FetchError(f"the docset listing at {docset_url} loops back to {url}")
+            if len(seen) >= max_pages:
+                raise LimitError(
+                    f"the docset listing at {docset_url} has more than {max_pages} pages, the packager's page "
+                    "limit (TDM_MAX_PAGES); ask for more members per page, or raise the limit"
+                )
             seen.add(url)
-            final_url, body = self.get_json(url, relative_to=None if url is docset_url else url)
+            final_url, body = self.get_json(url, relative_to=None if url is docset_url else url, cancel=cancel)
             page = self.parse_page(body, page_url=final_url)
             yield page
             url = page.next_url

@@ -14,10 +14,12 @@ from types import FrameType
 from urllib.parse import urlsplit
 
 from examples.packager.api import ApiClient
-from examples.packager.errors import PackagerError
+from examples.packager.errors import DeleteRefusedError, PackagerError
 from examples.packager.faults import FAULT_ENV, BeforeAckKiller
+from examples.packager.limits import JobInterrupted, Limits
 from examples.packager.packaging import Estimator, Packager
 from examples.packager.s3_storage import MAX_URL_TTL, S3Storage
+from examples.packager.secret import load_secret
 from examples.packager.storage import LocalStorage, Storage
 from examples.packager.workdir import open_work_dir
 from tdm_messaging import (
@@ -59,6 +61,10 @@ class PackagerConfig:
         http_retries: extra tries of a transient HTTP failure, within one attempt.
         http_backoff_seconds: pause before the first HTTP retry, doubled each time.
         retry_backoff_seconds: the worker's pause before re-sending a failed request.
+        archive_secret: the key of archive names (``TDM_ARCHIVE_SECRET``); ``None``: the one the
+            storage keeps, made on first use. Never logged or shown.
+        limits: what one job may take (``TDM_MAX_DOCSET_BYTES``, ``TDM_MAX_MEMBERS``,
+            ``TDM_MAX_PAGES``, ``TDM_JOB_DEADLINE``).
     """
 
     broker_url: str
@@ -76,6 +82,8 @@ class PackagerConfig:
     http_retries: int = 3
     http_backoff_seconds: float = 0.5
     retry_backoff_seconds: float = 1.0
+    archive_secret: str | None = field(default=None, repr=False)
+    limits: Limits = field(default_factory=Limits)
 
 
 # flag -> (environment variable, help)
@@ -92,6 +100,14 @@ _OPTIONS: dict[str, tuple[str, str]] = {
     "--max-attempts": ("TDM_MAX_ATTEMPTS", "deliveries of a request before it is dead-lettered (default 3)"),
     "--log-level": ("TDM_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR (default INFO)"),
     "--queue-prefix": ("TDM_QUEUE_PREFIX", "the server's prefix of docset ids on the broker (default none)"),
+    "--archive-secret": (
+        "TDM_ARCHIVE_SECRET",
+        "key of archive names, 32+ characters (prefer the variable; default: made once, kept in storage)",
+    ),
+    "--max-docset-bytes": ("TDM_MAX_DOCSET_BYTES", f"payload bytes of one archive (default {Limits.max_docset_bytes})"),
+    "--max-members": ("TDM_MAX_MEMBERS", f"documents in one docset (default {Limits.max_members})"),
+    "--max-pages": ("TDM_MAX_PAGES", f"pages of one docset listing (default {Limits.max_pages})"),
+    "--job-deadline": ("TDM_JOB_DEADLINE", f"seconds one job may take (default {Limits.deadline_seconds:g})"),
 }
 
 
@@ -135,6 +151,13 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> PackagerCon
         max_attempts=_int(values, "max_attempts", 3, low=1, high=100),
         log_level=_log_level(values["log_level"] or "INFO"),
         queue_prefix=values["queue_prefix"] or "",
+        archive_secret=values["archive_secret"],
+        limits=Limits(
+            max_docset_bytes=_int(values, "max_docset_bytes", Limits.max_docset_bytes, low=1, high=1 << 50),
+            max_members=_int(values, "max_members", Limits.max_members, low=1, high=100_000_000),
+            max_pages=_int(values, "max_pages", Limits.max_pages, low=1, high=10_000_000),
+            deadline_seconds=_int(values, "job_deadline", int(Limits.deadline_seconds), low=1, high=30 * 86400),
+        ),
     )
 
 
@@ -149,6 +172,8 @@ def _int(values: Mapping[str, str | None], key: str, default: int, *, low: int, 
     if raw is None:
         return default
     try:
+        if not (raw.isascii() and raw.strip().isdigit() and len(raw.strip()) <= 20):
+            raise ValueError(raw)
         value = int(raw)
     except ValueError as exc:
         raise ConfigurationError(f"{key.replace('_', '-')} must be a whole number, got {raw!r}") from exc
@@ -201,6 +226,7 @@ def build_packager(config: PackagerConfig, *, storage: Storage | None = None) ->
         ConfigurationError: a bad API base, storage or work directory.
     """
     work_dir = open_work_dir(config.work_dir)
+    storage = storage if storage is not None else build_storage(config)
     api = ApiClient(
         api_base=config.api_base,
         api_key=config.api_key,
@@ -209,10 +235,12 @@ def build_packager(config: PackagerConfig, *, storage: Storage | None = None) ->
     )
     return Packager(
         api=api,
-        storage=storage if storage is not None else build_storage(config),
+        storage=storage,
         work_dir=work_dir,
         estimator=Estimator(),
         queue_prefix=config.queue_prefix,
+        limits=config.limits,
+        secret=load_secret(storage, config.archive_secret),
     )
 
 
@@ -221,11 +249,14 @@ def make_handlers(
 ) -> tuple[Callable[[Job], PackageResult], Callable[[DeleteRequest], None]]:
     """The worker's package and delete handlers over ``packager``.
 
-    A permanent :class:`PackagerError` (unsafe URL, API refusal, missing bucket) becomes
-    ``JobFailed(retryable=False)`` at once. A transient one (network, HTTP 5xx, storage
+    A permanent :class:`PackagerError` (unsafe URL, API refusal, missing bucket, a limit passed)
+    becomes ``JobFailed(retryable=False)`` at once. A transient one (network, HTTP 5xx, storage
     hiccup) is left to the worker, which re-sends the request, until the last of
     ``max_attempts``, where it becomes ``JobFailed(retryable=True)``. Any other exception
-    is left to the worker too (retried, then dead-lettered).
+    is left to the worker too (retried, then dead-lettered). A delete naming an archive that is
+    not this packager's becomes ``JobFailed``: the worker dead-letters it with the reason at once.
+    ``JobInterrupted`` (the process is stopping) is caught by nobody here: the worker leaves the
+    request unacknowledged for another packager.
     """
 
     def on_package(job: Job) -> PackageResult:
@@ -248,7 +279,11 @@ def make_handlers(
         )
 
     def on_delete(request: DeleteRequest) -> None:
-        deleted = packager.delete(request.docset_id)
+        try:
+            deleted = packager.delete(request.docset_id, request.archive_url)
+        except DeleteRefusedError as exc:
+            log.warning("%s", exc)
+            raise JobFailed(str(exc)) from exc
         log.info("docset %s: deleted %d archive(s)", request.docset_id, len(deleted))
 
     return on_package, on_delete
@@ -261,7 +296,10 @@ def run(
     transport: Transport | None = None,
     storage: Storage | None = None,
 ) -> None:
-    """Serve package and delete requests until ``stop`` is set; the current job is finished first.
+    """Serve package and delete requests until ``stop`` is set.
+
+    Setting ``stop`` also cuts the job under way short (within moments, even in the middle of a
+    slow read): its request is left unacknowledged, so the broker gives it to another packager.
 
     Args:
         config: the configuration.
@@ -290,12 +328,26 @@ def run(
         )
         logging.getLogger("tdm_messaging.worker").addFilter(BeforeAckKiller())
     log.info("packager up: broker %s, API %s, storage %s", _redact(config.broker_url), config.api_base, config.storage)
+    done = threading.Event()
+    watcher = threading.Thread(target=_interrupt_on_stop, args=(packager, stop, done), name="stop-watcher", daemon=True)
+    watcher.start()
     try:
         worker.run(stop)
+    except JobInterrupted as exc:
+        log.warning("%s; its request goes back to the queue unacknowledged", exc)
     finally:
+        done.set()
         packager.api.close()
         if own_transport:
             transport.close()
+
+
+def _interrupt_on_stop(packager: Packager, stop: threading.Event, done: threading.Event) -> None:
+    """Cut the job under way short once ``stop`` is set (a signal handler only sets the event)."""
+    while not done.is_set():
+        if stop.wait(0.2):
+            packager.interrupt()
+            return
 
 
 def _redact(url: str) -> str:
@@ -316,7 +368,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %s: finishing the current job, then stopping", signal.Signals(signum).name)
+        log.info("signal %s: stopping; a job under way goes back to the queue", signal.Signals(signum).name)
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)

@@ -6,7 +6,9 @@ from tdm_messaging import LocalProtocolError, MessagingError, RemoteProtocolErro
 
 __all__ = [
     "FetchError",
+    "DeleteRefusedError",
     "InvalidArchiveNameError",
+    "LimitError",
     "PackagerError",
     "StorageError",
     "UnsafeUrlError",
@@ -35,3 +37,11 @@ class StorageError(PackagerError):
 
 class InvalidArchiveNameError(PackagerError, LocalProtocolError):
     """A storage key does not have the form the packager writes."""
+
+
+class LimitError(PackagerError):
+    """A job went over one of the packager's limits (bytes, members, pages, deadline); the message names it."""
+
+
+class DeleteRefusedError(PackagerError, RemoteProtocolError):
+    """A delete request names an archive that is not this packager's (another host, bucket or prefix): refused."""

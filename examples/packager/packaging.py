@@ -8,19 +8,21 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Final, Protocol
+from typing import IO, Final
 from urllib.parse import unquote, urlsplit
 
 from examples.packager.api import ApiClient, Member
 from examples.packager.bag import BagWriter
-from examples.packager.errors import FetchError, UnsafeUrlError
+from examples.packager.errors import DeleteRefusedError, FetchError, LimitError, UnsafeUrlError
 from examples.packager.faults import maybe_die
+from examples.packager.limits import Cancel, JobInterrupted, Limits, describe_count
+from examples.packager.progress import Estimator, ProgressSink, ProgressThrottle
 from examples.packager.sanitize import safe_component
-from examples.packager.storage import Storage, StoredPackage, archive_name
+from examples.packager.secret import archive_fingerprint, load_secret
+from examples.packager.storage import Storage, StoredPackage, archive_name, parse_archive_name
 from examples.packager.workdir import building_file, sweep
 from tdm_messaging import validate_docset_id
 
@@ -33,88 +35,15 @@ LAYOUT_VERSION: Final = "tdm-bag-1"
 _COPY_CHUNK: Final = 1024 * 1024
 
 
-class ProgressSink(Protocol):
-    """Who hears about a job's progress; the worker's ``Job`` is one."""
-
-    def accepted(self, estimate_seconds: float | None) -> None:
-        """The job was taken; it should take about ``estimate_seconds``."""
-
-    def progress(self, items_done: int, items_total: int, *, eta_seconds: float | None = None) -> None:
-        """``items_done`` of ``items_total`` members are packaged."""
-
-
-@dataclass(frozen=True)
-class Estimator:
-    """A time estimate from the member count: ``base_seconds + seconds_per_member * members``.
-
-    Attributes:
-        base_seconds: fixed cost (listing, upload).
-        seconds_per_member: cost of one document (fetch, compress, hash).
-    """
-
-    base_seconds: float = 2.0
-    seconds_per_member: float = 0.05
-
-    def estimate(self, members: int) -> float:
-        """Seconds to package ``members`` documents."""
-        return round(self.base_seconds + self.seconds_per_member * max(members, 0), 1)
-
-
-class ProgressThrottle:
-    """Passes progress on at most once every ``every_items`` members or ``every_seconds``, plus the last one.
-
-    The ETA extrapolates the rate measured so far.
-
-    Args:
-        sink: where progress goes.
-        total: the member count.
-        every_items: report at least this often, in members.
-        every_seconds: report at least this often, in seconds of ``clock``.
-        clock: a monotonic clock (tests pass a fake one).
-    """
-
-    def __init__(
-        self,
-        sink: ProgressSink,
-        total: int,
-        *,
-        every_items: int = 50,
-        every_seconds: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._sink = sink
-        self._total = total
-        self._every_items = max(every_items, 1)
-        self._every_seconds = every_seconds
-        self._clock = clock
-        self._start = clock()
-        self._last_time = self._start
-        self._last_done = 0
-        self.reports = 0
-
-    def update(self, done: int) -> None:
-        """Note that ``done`` members are packaged; report if it is time (always on the last one)."""
-        now = self._clock()
-        due = (
-            done >= self._total
-            or done - self._last_done >= self._every_items
-            or now - self._last_time >= self._every_seconds
-        )
-        if not due or done == self._last_done:
-            return
-        elapsed = now - self._start
-        eta = elapsed / done * (self._total - done) if done and elapsed > 0 else None
-        self._sink.progress(done, self._total, eta_seconds=None if eta is None else round(eta, 1))
-        self._last_time, self._last_done = now, done
-        self.reports += 1
-
-
 class Packager:
     """Builds and stores the archive of a docset; knows nothing of brokers (see ``app.py`` for the wiring).
 
-    A package is keyed by docset id and a content fingerprint (SHA-256 of the layout
-    version, the formats, and every member's id, metadata and text link, in listing
-    order); if storage already holds that archive, it is reused without fetching a text.
+    A package is keyed by docset id and a fingerprint: an HMAC, keyed by the deployment's
+    secret, of the docset id and a SHA-256 of the layout version, the formats, and every
+    member's id, metadata and text link, in listing order. If storage already holds that
+    archive, it is reused without fetching a text; without the secret nobody can compute a name.
+
+    It runs one job at a time (as the worker calls it); :meth:`interrupt` cuts that job short.
 
     Args:
         api: the guarded API client.
@@ -133,6 +62,13 @@ class Packager:
         source_organization: the bag's ``Source-Organization``.
         queue_prefix: the server's prefix of docset ids on the broker (``TDM_QUEUE_PREFIX``): a
             request for docset ``<prefix><id>`` must carry the URL ``.../docsets/<id>``.
+        limits: what one job may take (bytes, members, pages, time).
+        secret: the key of archive names (default: the one ``storage`` keeps, made on first use;
+            see ``examples.packager.secret``).
+
+    Raises:
+        ConfigurationError: the secret kept in storage is not a valid one.
+        StorageError: the storage could not be asked for its secret.
     """
 
     def __init__(
@@ -149,6 +85,8 @@ class Packager:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         source_organization: str = "MIT Libraries TDM (tdm-messaging reference packager)",
         queue_prefix: str = "",
+        limits: Limits | None = None,
+        secret: bytes | None = None,
     ) -> None:
         self.api = api
         self.storage = storage
@@ -161,6 +99,20 @@ class Packager:
         self._now = now
         self._source_organization = source_organization
         self._queue_prefix = queue_prefix
+        self.limits = limits or Limits()
+        self._secret = secret if secret is not None else load_secret(storage)
+        self._current: Cancel | None = None
+        self._stopping = False
+
+    def interrupt(self) -> None:
+        """The process is stopping: cut the job under way short with :class:`JobInterrupted`, and any later one.
+
+        Safe to call from a signal handler: the blocked read returns within moments.
+        """
+        self._stopping = True
+        current = self._current
+        if current is not None:
+            current.cancel(JobInterrupted("the packager is stopping: the job is left for another packager"))
 
     def package(
         self, *, docset_id: str, docset_url: str, sink: ProgressSink, formats: Sequence[str] = ("meta", "txt")
@@ -182,9 +134,37 @@ class Packager:
                 the queue prefix followed by ``<id>``.
             FetchError: the API could not be read (``retryable`` says if later may help).
             StorageError: the archive could not be stored.
+            LimitError: the job went over a limit of ``limits`` (the message names it).
             InvalidDestinationError: the docset id is not valid.
+            JobInterrupted: :meth:`interrupt` was called; nothing was stored.
         """
         validate_docset_id(docset_id)
+        cancel = Cancel()
+        deadline = self.limits.deadline_seconds
+        cancel.start_deadline(
+            deadline,
+            LimitError(
+                f"packaging docset {docset_id} took longer than the job deadline of {deadline:g} s "
+                "(TDM_JOB_DEADLINE); the API may be slow, or the docset too large for the deadline"
+            ),
+        )
+        self._current = cancel
+        try:
+            if self._stopping:
+                self.interrupt()
+            cancel.check()
+            return self._package(docset_id=docset_id, docset_url=docset_url, sink=sink, formats=formats, cancel=cancel)
+        except Exception:
+            if cancel.cancelled:
+                cancel.check()  # the cut is the reason, whatever it broke on the way
+            raise
+        finally:
+            self._current = None
+            cancel.finish()
+
+    def _package(
+        self, *, docset_id: str, docset_url: str, sink: ProgressSink, formats: Sequence[str], cancel: Cancel
+    ) -> StoredPackage:
         docset_url = self.api.guard.check(docset_url)
         # The packager's key may read every docset: a request must not get docset 6 packaged as docset 5.
         head, _, last = unquote(urlsplit(docset_url).path).rstrip("/").rpartition("/")
@@ -198,7 +178,8 @@ class Packager:
             raise FetchError(f"formats {list(formats)!r} are not supported; use 'meta' and/or 'txt'")
         wanted = tuple(sorted(set(formats)))
         with tempfile.TemporaryFile(dir=self.work_dir) as spool:
-            count, fingerprint = self._list(docset_url, wanted, spool, sink)
+            count, content = self._list(docset_url, wanted, spool, sink, cancel)
+            fingerprint = archive_fingerprint(self._secret, docset_id, content)
             name = archive_name(docset_id, fingerprint)
             existing = self.storage.find(name)
             if existing is not None:
@@ -211,35 +192,78 @@ class Packager:
                 docset_url=docset_url,
                 formats=wanted,
                 name=name,
-                fingerprint=fingerprint,
+                fingerprint=content,
                 count=count,
                 members=_read_spool(spool),
                 sink=sink,
+                cancel=cancel,
             )
         stale = self.storage.delete_docset(docset_id, keep=name)
         if stale:
             log.info("docset %s changed: deleted %d older archive(s)", docset_id, len(stale))
         return stored
 
-    def delete(self, docset_id: str) -> list[str]:
+    def delete(self, docset_id: str, archive_url: str | None = None) -> list[str]:
         """Delete every stored archive of ``docset_id``; return their names.
 
+        A delete request may name the archive (``archive_url``): it must then be a URL of this
+        packager's storage (same host, bucket and prefix, or directory) of an archive of
+        ``docset_id``, or nothing is deleted.
+
         Raises:
+            DeleteRefusedError: ``archive_url`` is not one of this storage's archives of the docset.
             StorageError: one could not be listed or deleted.
         """
         validate_docset_id(docset_id)
+        if archive_url is not None:
+            name = self.storage.name_of_url(archive_url)
+            if name is None:
+                raise DeleteRefusedError(
+                    f"delete of docset {docset_id} refused: {archive_url[:300]!r} is not a URL of this packager's "
+                    f"storage ({self.storage.describe()}); nothing was deleted"
+                )
+            parsed = parse_archive_name(name)
+            if parsed is None or parsed[0] != docset_id:
+                raise DeleteRefusedError(
+                    f"delete of docset {docset_id} refused: {archive_url[:300]!r} is an archive of another docset; "
+                    "nothing was deleted"
+                )
         return self.storage.delete_docset(docset_id)
 
-    def _list(self, docset_url: str, formats: tuple[str, ...], spool: IO[bytes], sink: ProgressSink) -> tuple[int, str]:
-        """Spool the listing (bounded memory; one snapshot for fingerprint and build); Accepted once counted."""
+    def _list(
+        self, docset_url: str, formats: tuple[str, ...], spool: IO[bytes], sink: ProgressSink, cancel: Cancel
+    ) -> tuple[int, str]:
+        """Spool the listing (one snapshot for fingerprint and build), each member once; Accepted once counted.
+
+        Returns the member count and the content digest (SHA-256 of public data: not a name by itself).
+        """
         digest = hashlib.sha256(json.dumps([LAYOUT_VERSION, formats]).encode())
         count = 0
         announced = False
-        for page in self.api.docset_pages(docset_url):
+        # A member listed twice would be two entries of one name in the zip, an invalid bag: the
+        # first listing wins. The set grows with the docset, as the zip's own directory does.
+        seen: set[str] = set()
+        repeats = 0
+        most = self.limits.max_members
+        for page in self.api.docset_pages(docset_url, max_pages=self.limits.max_pages, cancel=cancel):
+            if page.total is not None and page.total > most:
+                raise LimitError(
+                    f"the docset listing at {docset_url} announces {describe_count(page.total)} members, more "
+                    f"than the packager's limit of {most} (TDM_MAX_MEMBERS)"
+                )
             if not announced and page.total is not None:
                 sink.accepted(self.estimator.estimate(page.total))
                 announced = True
             for member in page.members:
+                if member.doc_id in seen:
+                    repeats += 1
+                    continue
+                seen.add(member.doc_id)
+                if count >= most:
+                    raise LimitError(
+                        f"the docset listing at {docset_url} has more than {most} members, the packager's "
+                        "limit (TDM_MAX_MEMBERS)"
+                    )
                 line = json.dumps(
                     [member.doc_id, member.metadata, member.text_url], sort_keys=True, separators=(",", ":")
                 ).encode()
@@ -247,6 +271,9 @@ class Packager:
                 spool.write(line + b"\n")
                 count += 1
             maybe_die("fetch")  # test hook, off by default (docs/packager.md)
+            cancel.check()
+        if repeats:
+            log.warning("docset listing %s repeats %d member(s): each is packaged once", docset_url, repeats)
         if not announced:
             sink.accepted(self.estimator.estimate(count))
         log.info("docset listing %s: %d members", docset_url, count)
@@ -263,6 +290,7 @@ class Packager:
         count: int,
         members: Iterator[Member],
         sink: ProgressSink,
+        cancel: Cancel,
     ) -> StoredPackage:
         # A packager sharing the work dir may have died since we last looked: its locks are gone.
         sweep(self.work_dir)
@@ -280,7 +308,8 @@ class Packager:
                         sink, count, every_items=self._every_items, every_seconds=self._every_seconds, clock=self._clock
                     )
                     for done, member in enumerate(members, start=1):
-                        self._add_member(bag, member, formats)
+                        cancel.check()
+                        self._add_member(bag, member, formats, cancel)
                         if done == 1:
                             maybe_die("zip")  # test hook, off by default
                         throttle.update(done)
@@ -301,14 +330,26 @@ class Packager:
             # Stored while the file is still locked: a sweep must not take it between close and store.
             return self.storage.put(name, path, sha256=sha256)
 
-    def _add_member(self, bag: BagWriter, member: Member, formats: tuple[str, ...]) -> None:
+    def _add_member(self, bag: BagWriter, member: Member, formats: tuple[str, ...], cancel: Cancel) -> None:
         folder = safe_component(member.doc_id)
         if "meta" in formats:
             meta = json.dumps(member.metadata, indent=2, sort_keys=True, ensure_ascii=False).encode() + b"\n"
-            bag.add_file(f"{folder}/meta.json", [meta])
+            bag.add_file(f"{folder}/meta.json", self._within_budget(bag, [meta]))
         if "txt" in formats:
-            with self.api.stream(member.text_url) as chunks:
-                bag.add_file(f"{folder}/text.txt", chunks)
+            with self.api.stream(member.text_url, cancel=cancel) as chunks:
+                bag.add_file(f"{folder}/text.txt", self._within_budget(bag, chunks))
+
+    def _within_budget(self, bag: BagWriter, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        """``chunks``, until the bag's payload would pass ``limits.max_docset_bytes``."""
+        left = self.limits.max_docset_bytes - bag.payload_octets
+        for chunk in chunks:
+            left -= len(chunk)
+            if left < 0:
+                raise LimitError(
+                    f"the docset is larger than the packager's limit of {self.limits.max_docset_bytes} bytes "
+                    "(TDM_MAX_DOCSET_BYTES); make the docset smaller or raise the limit"
+                )
+            yield chunk
 
 
 def _read_spool(spool: IO[bytes]) -> Iterator[Member]:

@@ -8,9 +8,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
+from urllib.parse import unquote, urlsplit
 
 from examples.packager.errors import InvalidArchiveNameError, StorageError
 from examples.packager.faults import maybe_die
+from examples.packager.secret import SECRET_NAME
 from examples.packager.storage import ARCHIVE_CONTENT_TYPE, Storage, StoredPackage, parse_archive_name
 from tdm_messaging import ConfigurationError
 
@@ -216,6 +218,64 @@ class S3Storage(Storage):
         except Exception as exc:
             raise _storage_error(f"cannot delete s3://{self.bucket}/{key}", exc) from exc
         log.info("deleted archive s3://%s/%s", self.bucket, key)
+
+    def name_of_url(self, url: str) -> str | None:
+        """See :meth:`Storage.name_of_url`: the endpoint, bucket and key of a URL we would hand out (query ignored)."""
+        theirs = urlsplit(url)
+        name = unquote(theirs.path.rsplit("/", 1)[-1])
+        if parse_archive_name(name) is None:
+            return None
+        ours = urlsplit(self._presign(self.key(name))[0])  # signed locally: no request is made
+        same = (theirs.scheme.lower(), theirs.netloc.lower(), theirs.path) == (
+            ours.scheme.lower(),
+            ours.netloc.lower(),
+            ours.path,
+        )
+        return name if same else None
+
+    def describe(self) -> str:
+        """See :meth:`Storage.describe`."""
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    def secret_location(self) -> str:
+        """See :meth:`Storage.secret_location`."""
+        return f"s3://{self.bucket}/{self.prefix}{SECRET_NAME}"
+
+    def read_secret(self) -> bytes | None:
+        """See :meth:`Storage.read_secret`."""
+        try:
+            answer = self._client.get_object(Bucket=self.bucket, Key=self.prefix + SECRET_NAME)
+            return answer["Body"].read(4096)
+        except Exception as exc:
+            if _is_not_found(exc):
+                return None
+            raise _storage_error(f"cannot read the archive secret {self.secret_location()}", exc) from exc
+
+    def create_secret(self, value: bytes) -> bytes:
+        """See :meth:`Storage.create_secret`: a private object written only if absent (``If-None-Match: *``)."""
+        key = self.prefix + SECRET_NAME
+        try:
+            self._client.put_object(Bucket=self.bucket, Key=key, Body=value, IfNoneMatch="*")
+        except Exception as exc:
+            code = _error_code(exc)
+            if code in {"NotImplemented", "501"}:
+                # A server without conditional writes: a race between two first starts may then
+                # leave the later secret; the earlier one's few archives are just not reused.
+                self._put_plain(key, value)
+            elif code not in {"PreconditionFailed", "412", "ConditionalRequestConflict"}:
+                raise _storage_error(f"cannot write the archive secret {self.secret_location()}", exc) from exc
+        kept = self.read_secret()
+        if kept is None:
+            raise StorageError(
+                f"the archive secret {self.secret_location()} vanished as it was written", retryable=True
+            )
+        return kept
+
+    def _put_plain(self, key: str, value: bytes) -> None:
+        try:
+            self._client.put_object(Bucket=self.bucket, Key=key, Body=value)
+        except Exception as exc:
+            raise _storage_error(f"cannot write the archive secret {self.secret_location()}", exc) from exc
 
 
 def _error_code(exc: BaseException) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -14,10 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Final
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 from examples.packager.errors import InvalidArchiveNameError, StorageError
 from examples.packager.faults import maybe_die
+from examples.packager.secret import SECRET_NAME
 from tdm_messaging import ConfigurationError, validate_docset_id
 
 __all__ = [
@@ -115,6 +117,38 @@ class Storage(ABC):
         Raises:
             StorageError: it could not be deleted.
         """
+
+    @abstractmethod
+    def name_of_url(self, url: str) -> str | None:
+        """The archive name ``url`` points at if it is a URL of this storage (its host, bucket and
+        prefix or directory), else ``None``. Nothing is asked of the storage; the archive need not exist."""
+
+    @abstractmethod
+    def read_secret(self) -> bytes | None:
+        """The archive secret this storage keeps (see ``examples.packager.secret``), or ``None`` if none yet.
+
+        Raises:
+            StorageError: the storage could not be read.
+        """
+
+    @abstractmethod
+    def create_secret(self, value: bytes) -> bytes:
+        """Keep ``value`` as the archive secret unless one is kept already; return the one kept.
+
+        Only the owner can read it (mode 0600, or a private object). Two packagers racing agree:
+        the first write wins and the other gets it back.
+
+        Raises:
+            StorageError: the storage could not be written.
+        """
+
+    @abstractmethod
+    def secret_location(self) -> str:
+        """Where the secret is kept, for messages (never the secret itself)."""
+
+    def describe(self) -> str:
+        """Where this storage is, for messages."""
+        return type(self).__name__
 
     def delete_docset(self, docset_id: str, *, keep: str | None = None) -> list[str]:
         """Delete every archive of ``docset_id`` except ``keep``; return the names deleted.
@@ -254,3 +288,57 @@ class LocalStorage(Storage):
         except OSError as exc:
             raise StorageError(f"cannot delete archive {name!r}: {exc}", retryable=True) from exc
         log.info("deleted archive %s from %s", name, self.directory)
+
+    def name_of_url(self, url: str) -> str | None:
+        """See :meth:`Storage.name_of_url`: ``<public_base_url>/<quoted name>``, nothing else."""
+        ours, theirs = urlsplit(self.public_base_url + "/"), urlsplit(url)
+        if (theirs.scheme.lower(), theirs.netloc.lower()) != (ours.scheme.lower(), ours.netloc.lower()):
+            return None
+        if theirs.query or theirs.fragment or not theirs.path.startswith(ours.path):
+            return None
+        rest = theirs.path[len(ours.path) :]
+        name = unquote(rest)
+        return name if "/" not in rest and parse_archive_name(name) is not None else None
+
+    def secret_location(self) -> str:
+        """See :meth:`Storage.secret_location`."""
+        return str(self.directory / SECRET_NAME)
+
+    def describe(self) -> str:
+        """See :meth:`Storage.describe`."""
+        return f"{self.public_base_url}/ from {self.directory}"
+
+    def read_secret(self) -> bytes | None:
+        """See :meth:`Storage.read_secret`; a secret others could read is made private again (0600)."""
+        path = self.directory / SECRET_NAME
+        try:
+            with path.open("rb") as handle:
+                if os.fstat(handle.fileno()).st_mode & 0o077:
+                    log.warning("%s was readable by others; making it private (0600)", path)
+                    os.fchmod(handle.fileno(), 0o600)
+                return handle.read(4096)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(f"cannot read the archive secret {str(path)!r}: {exc}") from exc
+
+    def create_secret(self, value: bytes) -> bytes:
+        """See :meth:`Storage.create_secret`: written whole to a private file, then linked into place."""
+        final = self.directory / SECRET_NAME
+        partial = self.directory / f".partial-{uuid.uuid4().hex}"
+        try:
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(value)
+                handle.flush()
+                os.fsync(handle.fileno())
+            with contextlib.suppress(FileExistsError):  # a peer was first: keep its secret
+                os.link(partial, final)  # all at once: a reader never sees half a secret
+        except OSError as exc:
+            raise StorageError(f"cannot write the archive secret {str(final)!r}: {exc}") from exc
+        finally:
+            partial.unlink(missing_ok=True)
+        kept = self.read_secret()
+        if kept is None:
+            raise StorageError(f"the archive secret {str(final)!r} vanished as it was written", retryable=True)
+        return kept

@@ -10,6 +10,7 @@ import boto3
 import pytest
 
 from examples.harness import validate_bag
+from examples.packager.secret import SECRET_NAME
 from tests.bagit_check import bagit_validate
 from tests.conftest import AWS_TEST_ENV
 from tests.e2e.conftest import EMBEDDED, MakeStack
@@ -48,6 +49,7 @@ def test_dump_flow_with_s3_storage(make_stack: MakeStack, moto_endpoint: str, tm
     assert validate_bag(target).documents == stack.config.documents
     assert bagit_validate(target) == 2 * stack.config.documents
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
-    assert keys == [location.path.removeprefix(f"/{bucket}/")]
+    # The archive, and the secret that keys archive names (made by the packager on first use).
+    assert sorted(keys) == sorted([location.path.removeprefix(f"/{bucket}/"), f"packages/{SECRET_NAME}"])
     assert not any(stack.config.archive_dir.iterdir())  # nothing went to the local directory
     miner.close()

@@ -12,6 +12,7 @@ from urllib.parse import quote
 import pytest
 
 from examples.harness import StackConfig, start_stack, validate_bag
+from examples.packager.secret import SECRET_NAME
 from tdm_messaging.errors import MessagingError
 from tdm_messaging.server import PackagingClient
 from tdm_messaging.transport import open_transport
@@ -57,6 +58,7 @@ def test_no_secret_in_any_log_of_a_full_run(
             assert stack.miner(wrong_key).request("GET", f"/api/docsets/{docset_id}/dump").status_code == 401
             miner.close()
             keys = [stack.miner_key, stack.packager_key]
+            archive_secret = (config.archive_dir / SECRET_NAME).read_text(encoding="ascii").strip()
             log_files = sorted(stack.log_dir.glob("*"))
         # The library in this process, over STOMP: a poll, then connections with a wrong password.
         with contextlib.closing(open_transport(stomp)) as transport:
@@ -81,6 +83,7 @@ def test_no_secret_in_any_log_of_a_full_run(
     texts["error messages"] = "\n".join(errors)
     secrets_ = {"broker password": password, "wrong broker password": wrong_password, "wrong API key": wrong_key}
     secrets_ |= {f"API key {i + 1}": key for i, key in enumerate(keys)}
+    secrets_["archive-name secret"] = archive_secret
     leaks = [
         f"{what} in {where}"
         for what, secret in secrets_.items()
@@ -107,9 +110,10 @@ def test_no_secret_in_any_log_of_a_full_run(
             done="a full run over AMQP on the private node with a broker user whose password is random: server and "
             "packager processes (packager at DEBUG), a miner's dump, a request with a wrong API key; in this "
             "process, the library at DEBUG polls over STOMP and connects with a wrong password on STOMP and AMQP",
-            expected="no API key (miner, packager, wrong) and no broker password (right or wrong) in any log line "
-            "or error message, as is, percent-encoded, or half of it",
-            happened=f"{len(texts)} logs searched ({', '.join(sorted(texts))}), {lines} lines, 5 secrets x 3 "
+            expected="no API key (miner, packager, wrong), no broker password (right or wrong) and not the secret "
+            "that keys archive names in any log line or error message, as is, percent-encoded, or half of it",
+            happened=f"{len(texts)} logs searched ({', '.join(sorted(texts))}), {lines} lines, {len(secrets_)} "
+            "secrets x 3 "
             "spellings: no match in the process logs, the library's loggers or its errors; both wrong-password "
             "connections refused with a MessagingError"
             + (

@@ -14,6 +14,7 @@ import pytest
 
 from examples.harness import StackConfig, start_packager, start_stack, unique_namespace, validate_bag
 from examples.packager.faults import FAULT_ENV
+from examples.packager.secret import SECRET_NAME
 from tdm_messaging.codec import decode
 from tdm_messaging.destinations import reply_queue
 from tdm_messaging.models import Complete, Failed
@@ -65,7 +66,9 @@ def _s3(endpoint: str) -> Any:
 
 
 def _objects(s3: Any, bucket: str) -> list[str]:
-    return sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []))
+    """The archives in the bucket (not the secret that keys their names, which the packager keeps there)."""
+    keys = (o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []))
+    return sorted(key for key in keys if not key.endswith("/" + SECRET_NAME))
 
 
 def _open_uploads(s3: Any, bucket: str) -> list[str]:

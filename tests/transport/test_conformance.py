@@ -307,6 +307,25 @@ def test_a_handler_that_raises_leaves_the_message_in_the_queue(backend: Backend)
     assert bodies(take_all(transport, queue)) == [envelope(1).body]
 
 
+def test_a_handler_interrupted_by_a_base_exception_leaves_the_message_in_the_queue(backend: Backend) -> None:
+    # The reference packager gives a job back this way when it is stopped (JobInterrupted, like
+    # KeyboardInterrupt, is no Exception): the request must stay for another consumer.
+    transport = backend.open()
+    queue = backend.reply_queue()
+    transport.send(queue, envelope(1))
+
+    class Interrupted(BaseException):
+        pass
+
+    def handle(delivery: Delivery) -> None:
+        raise Interrupted(delivery.envelope.body.decode())
+
+    with pytest.raises(Interrupted):
+        transport.consume([queue], handle, prefetch=1, stop=threading.Event())
+    transport.close()
+    assert bodies(take_all(backend.open(), queue)) == [envelope(1).body]
+
+
 def test_a_handler_may_send_on_the_same_transport(backend: Backend) -> None:
     transport = backend.open()
     inbox, outbox = backend.reply_queue(), backend.reply_queue()

@@ -37,6 +37,7 @@ class StubDoc:
     text: bytes | None = None
     size: int = 0
     text_link: str | None = None  # override the link the listing gives
+    trickle_seconds: float = 0.0  # send the text one byte per this many seconds (a hostile, slow API)
 
     def chunks(self) -> Iterator[bytes]:
         if self.text is not None:
@@ -64,6 +65,7 @@ class StubApi:
     listing_hook: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     base: str = ""
+    closing: threading.Event = field(default_factory=threading.Event)  # ends trickles when the stub stops
 
     def add_docset(self, docset_id: str, docs: list[StubDoc]) -> None:
         for doc in docs:
@@ -150,6 +152,17 @@ def _handler(api: StubApi) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Type", "text/plain; charset=utf-8")
             self.send_header("Content-Length", str(doc.length()))
             self.end_headers()
+            if doc.trickle_seconds:
+                try:
+                    self.wfile.flush()
+                    for byte in b"".join(doc.chunks()):
+                        if api.closing.wait(doc.trickle_seconds):
+                            return
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                except OSError:  # the reader hung up: what a cut-off packager does
+                    self.close_connection = True
+                return
             for chunk in doc.chunks():
                 self.wfile.write(chunk)
 
@@ -167,6 +180,7 @@ def serve(api: StubApi) -> Iterator[str]:
     try:
         yield api.base
     finally:
+        api.closing.set()
         server.shutdown()
         server.server_close()
         thread.join()

@@ -7,8 +7,10 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -98,6 +100,9 @@ class Running:
     client: PackagingClient
     stub: StubApi
     archives: LocalStorage
+    broker: InMemoryBroker | None = None
+    stop: threading.Event | None = None
+    thread: threading.Thread | None = None
 
     def wait(self, docset_id: str, states: set[State], *, timeout: float = 60.0) -> DocsetStatus:
         """Poll as the server would until the status is one of ``states`` (a deadline, not a timing assertion)."""
@@ -109,33 +114,45 @@ class Running:
             time.sleep(0.02)
 
 
-@pytest.fixture
-def running(stub: StubApi, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> Iterator[Running]:
-    caplog.set_level(logging.DEBUG)
-    broker = InMemoryBroker()
+@contextmanager
+def packager_thread(
+    stub: StubApi, tmp_path: Path, broker: InMemoryBroker | None = None, **overrides: Any
+) -> Iterator[Running]:
+    """``run()`` in a thread over an in-memory broker, with ``overrides`` of the test configuration."""
+    broker = broker if broker is not None else InMemoryBroker()
     server_side = InMemoryTransport(broker)
     worker_side = InMemoryTransport(broker)
     archives = LocalStorage(tmp_path / "archives", f"{stub.base}/archives")
-    config = PackagerConfig(
-        broker_url=ENV["TDM_BROKER_URL"],  # not opened (a transport is given); its password must not be logged
-        api_base=stub.base,
-        api_key=API_KEY,
-        work_dir=str(tmp_path),
-        max_attempts=2,
-        http_backoff_seconds=0.01,
-        retry_backoff_seconds=0.01,
-    )
+    settings: dict[str, Any] = {
+        "broker_url": ENV["TDM_BROKER_URL"],  # not opened (a transport is given); its password must not be logged
+        "api_base": stub.base,
+        "api_key": API_KEY,
+        "work_dir": str(tmp_path),
+        "max_attempts": 2,
+        "http_backoff_seconds": 0.01,
+        "retry_backoff_seconds": 0.01,
+        **overrides,
+    }
     stop = threading.Event()
-    thread = threading.Thread(target=run, args=(config, stop), kwargs={"transport": worker_side, "storage": archives})
+    thread = threading.Thread(
+        target=run, args=(PackagerConfig(**settings), stop), kwargs={"transport": worker_side, "storage": archives}
+    )
     thread.start()
     try:
-        yield Running(PackagingClient(server_side), stub, archives)
+        yield Running(PackagingClient(server_side), stub, archives, broker, stop, thread)
     finally:
         stop.set()
         thread.join(timeout=30)
         assert not thread.is_alive(), "the worker did not stop when asked"
         server_side.close()
         worker_side.close()
+
+
+@pytest.fixture
+def running(stub: StubApi, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> Iterator[Running]:
+    caplog.set_level(logging.DEBUG)
+    with packager_thread(stub, tmp_path) as started:
+        yield started
     logged = "\n".join(r.getMessage() for when in ("setup", "call", "teardown") for r in caplog.get_records(when))
     assert "packager up: broker amqp://guest:***@127.0.0.1" in logged
     assert API_KEY not in logged
@@ -242,7 +259,7 @@ def test_the_process_packages_over_sqlite_and_stops_on_sigterm(stub: StubApi, tm
             process.communicate()
         transport.close()
     assert process.returncode == 0, stderr
-    assert "finishing the current job, then stopping" in stderr
+    assert "stopping; a job under way goes back to the queue" in stderr
     assert "Traceback" not in stderr
     assert API_KEY not in stderr
 

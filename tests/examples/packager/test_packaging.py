@@ -190,7 +190,7 @@ def test_a_text_failing_midway_leaves_no_archive_and_no_temp_file(
         )
     assert archives.names("13") == []
     assert os.listdir(work) == []
-    assert [p for p in os.listdir(archives.directory) if p.startswith(".")] == []
+    assert [p for p in os.listdir(archives.directory) if p.startswith(".partial-")] == []
 
 
 def test_progress_is_throttled_by_count_and_by_time() -> None:

@@ -8,13 +8,14 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 import requests
 
-from examples.packager.errors import InvalidArchiveNameError, StorageError
+from examples.packager.errors import DeleteRefusedError, InvalidArchiveNameError, StorageError
 from examples.packager.s3_storage import MAX_URL_TTL, MIN_PART_SIZE, S3Storage
+from examples.packager.secret import SECRET_NAME, load_secret
 from examples.packager.storage import LocalStorage, archive_name, parse_archive_name
 from tdm_messaging.errors import ConfigurationError, InvalidDestinationError
 from tests.bagit_check import bagit_validate
@@ -271,6 +272,76 @@ def test_the_packager_on_s3_reuses_and_deletes(s3: S3Storage, tmp_path: Path) ->
     assert hashlib.sha256(download.read_bytes()).hexdigest() == first.sha256
     assert len(validate_bag(str(download))["payload"]) == 8
     assert bagit_validate(download) == 8
-    assert packager.delete("40") == [first.name]
+    # A delete naming an archive of another bucket, prefix or endpoint deletes nothing.
+    parts = urlsplit(second.url)
+    for foreign in [
+        second.url.replace(f"/{s3.bucket}/", "/another-bucket/"),
+        second.url.replace("/packages/v1/", "/packages/v2/"),
+        parts._replace(netloc="s3.evil.example").geturl(),
+        parts._replace(scheme="https").geturl(),
+    ]:
+        with pytest.raises(DeleteRefusedError, match="nothing was deleted"):
+            packager.delete("40", foreign)
+        assert s3.names("40") == [first.name]
+    assert packager.delete("40", first.url) == [first.name]  # ours, even with an expired signature
     assert s3.names("40") == []
     assert s3._client.list_multipart_uploads(Bucket=s3.bucket).get("Uploads", []) == []
+
+
+def test_s3_keeps_one_private_secret_for_every_packager(s3: S3Storage, moto_endpoint: str) -> None:
+    assert s3.read_secret() is None
+    made = load_secret(s3)
+    assert len(made) == 64
+    peer = S3Storage(bucket=s3.bucket, prefix="packages/v1", endpoint_url=moto_endpoint)  # another packager
+    assert load_secret(peer) == made
+    assert peer.create_secret(b"z" * 64) == made  # a racing second write loses (If-None-Match: *)
+    key = f"packages/v1/{SECRET_NAME}"
+    grants = s3._client.get_object_acl(Bucket=s3.bucket, Key=key)["Grants"]
+    assert all(g["Grantee"].get("Type") == "CanonicalUser" for g in grants), grants
+    assert s3.names("5") == []  # never taken for an archive
+    assert requests.get(f"{moto_endpoint}/{s3.bucket}/{key}", timeout=30).status_code == 403
+
+
+def test_s3_knows_its_own_urls_only(s3: S3Storage, tmp_path: Path) -> None:
+    name = archive_name("5", FP1)
+    stored = s3.put(name, _file(tmp_path / "a.zip", 10)[0], sha256=FP2)
+    assert s3.name_of_url(stored.url) == name
+    assert s3.name_of_url(stored.url.split("?", 1)[0]) == name
+    parts = urlsplit(stored.url)
+    assert s3.name_of_url(parts._replace(netloc="127.0.0.1:1").geturl()) is None
+    assert s3.name_of_url(stored.url.replace(f"/{s3.bucket}/", "/other-bucket/")) is None
+    assert s3.name_of_url(stored.url.replace("/packages/v1/", "/packages/")) is None
+    assert s3.name_of_url(stored.url.replace(name, "x.zip")) is None
+
+
+def test_local_knows_its_own_urls_only(local: LocalStorage) -> None:
+    name = archive_name("a:b", FP1)
+    url = f"http://127.0.0.1:8080/archives/{quote(name, safe='')}"
+    assert local.name_of_url(url) == name
+    assert local.name_of_url(url.replace("127.0.0.1:8080", "LOCALHOST:8080")) is None
+    assert local.name_of_url(url.replace("/archives/", "/archives/x/")) is None
+    assert local.name_of_url(url + "#frag") is None
+    assert local.name_of_url("http://127.0.0.1:8080/archives/" + quote("../" + name, safe="")) is None
+
+
+class _NoConditionalWrites:
+    """A real client whose server knows no ``If-None-Match`` on PUT (older S3-compatible services)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def put_object(self, **kwargs: Any) -> Any:
+        if "IfNoneMatch" in kwargs:
+            from botocore.exceptions import ClientError
+
+            raise ClientError({"Error": {"Code": "NotImplemented", "Message": "no"}}, "PutObject")
+        return self._client.put_object(**kwargs)
+
+
+def test_s3_without_conditional_writes_still_keeps_a_secret(s3: S3Storage) -> None:
+    plain = S3Storage(bucket=s3.bucket, prefix="packages/v1", client=_NoConditionalWrites(s3._client))  # type: ignore[arg-type]
+    made = load_secret(plain)
+    assert load_secret(s3) == made

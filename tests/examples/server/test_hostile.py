@@ -7,10 +7,12 @@ key trying to write, docset deletion, per-owner dump quotas, and the database fi
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import stat
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import bottle
@@ -27,9 +29,21 @@ from examples.server.search_limits import (
     check_query,
     measure_query,
 )
-from tdm_messaging.destinations import DELETE_REQUESTS, PACKAGE_REQUESTS
+from tdm_messaging.codec import JSON_CONTENT_TYPE, TEXT_CONTENT_TYPE, encode
+from tdm_messaging.destinations import DEAD_LETTER, DELETE_REQUESTS, PACKAGE_REQUESTS, reply_queue
+from tdm_messaging.envelope import Envelope
 from tdm_messaging.testing import InMemoryBroker, InMemoryTransport
-from tests.examples.server.conftest import ALICE, PACKAGER, Client, FakePackager, accepted, failed, make_docset
+from tests.examples.server.conftest import (
+    ALICE,
+    PACKAGER,
+    PUBLIC_URL,
+    Client,
+    FakePackager,
+    accepted,
+    complete,
+    failed,
+    make_docset,
+)
 
 ISSUE_QUERY = "NEAR(" + " ".join(["t*"] * 248) + ", 99999)"
 
@@ -350,3 +364,39 @@ def test_an_existing_database_is_made_owner_only(tmp_path: Path) -> None:
     path.chmod(0o644)
     Database(f"sqlite:///{path}")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+# --- poisoned and forged replies, through GET /dump --------------------------------------------
+
+
+def test_poison_and_forged_replies_never_make_dump_a_500_or_pin_it(client: Client, broker: InMemoryBroker) -> None:
+    """Issue 10, cases 1 and 3 at the HTTP boundary: poison in ``package/<id>`` made every ``/dump`` a 500,
+    and an Accepted with request id ``zzzz`` pinned it at 202 though the real job had completed."""
+    packager = FakePackager(broker, [accepted, complete]).start()
+    try:
+        docset_id = make_docset(client)
+        url = f"/api/docsets/{docset_id}/dump"
+        assert client.get(url).status == 202
+        packager.step()
+        packager.step()
+        queue = reply_queue(str(docset_id))
+        forged = json.loads(encode(accepted(packager.requests[0], datetime.now(UTC))).body)
+        forged["request_id"] = "zzzz"
+        poison = [
+            Envelope(json.dumps(forged).encode(), JSON_CONTENT_TYPE, {}),
+            Envelope(b"Complete: http://x/a.zip\nSize: \xc2\xb2", TEXT_CONTENT_TYPE, {}),
+            Envelope(b"Accepted.", TEXT_CONTENT_TYPE, {"tdm-sequence": "1" * 5000}),
+            Envelope(b'{"a":' * 100_000, JSON_CONTENT_TYPE, {}),
+            Envelope(b'{"type": "accepted", "estimate_seconds": 1e400}', JSON_CONTENT_TYPE, {}),
+            Envelope(b'{"type": "complete", "archive_url": "javascript:alert(1)"}', JSON_CONTENT_TYPE, {}),
+        ]
+        for envelope in poison:
+            InMemoryTransport(broker).send(queue, envelope)
+        for _ in range(3):  # and it stays right on the next polls
+            done = client.get(url)
+            assert done.status == 303, done.body
+            assert done.headers["location"] == f"{PUBLIC_URL}/archives/docset-{docset_id}.zip"
+        assert len(broker.messages(DEAD_LETTER)) == len(poison)
+        assert len(packager.requests) == 1  # no re-request either
+    finally:
+        packager.stop()

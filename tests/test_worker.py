@@ -290,12 +290,12 @@ def test_a_delete_the_handler_refuses_is_dead_lettered_at_once_with_its_reason()
         calls.append(request)
         raise JobFailed("https://elsewhere/x.zip is not one of our archives")
 
-    with running(make_worker(broker, lambda job: RESULT, on_delete=refuse, max_attempts=3)):
+    with running_worker(make_worker(broker, lambda job: RESULT, on_delete=refuse, max_attempts=3)):
         client.request_package(docset, "http://s/api/docsets/x")
-        wait_until(final_reply(broker, docset), "the Complete reply")
+        wait_until(final_reply(broker, docset), what="the Complete reply", timeout=20)
         client.request_delete(docset, archive_url="https://elsewhere/x.zip")
-        wait_until(lambda: len(broker.messages(DEAD_LETTER)) == 1, "the dead-lettered delete")
-        wait_until(lambda: broker.unacked_count(DELETE_REQUESTS) == 0, "the delete acknowledged")
+        wait_until(lambda: len(broker.messages(DEAD_LETTER)) == 1, what="the dead-lettered delete", timeout=20)
+        wait_until(lambda: broker.unacked_count(DELETE_REQUESTS) == 0, what="the delete acknowledged", timeout=20)
     assert len(calls) == 1  # not retried: a refusal is refused again
     parked = broker.messages(DEAD_LETTER)[0]
     assert parked.headers[DEAD_LETTER_QUEUE_HEADER] == "docsets/delete"

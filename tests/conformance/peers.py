@@ -18,9 +18,9 @@ from tdm_messaging.destinations import PACKAGE_REQUESTS, reply_queue
 from tdm_messaging.ids import new_request_id
 from tdm_messaging.models import Accepted, Complete, PackageRequest
 from tdm_messaging.server import PackagingClient
+from tdm_messaging.testing import running_worker
 from tdm_messaging.transport.base import Delivery, Transport
 from tdm_messaging.worker import Job, JobFailed, PackageResult, PackagerWorker
-from tests.worker_thread import worker_thread
 
 __all__ = ["BROKEN_PACKAGERS", "broken_packager", "client_triggers", "library_packager", "reference_packager"]
 
@@ -78,7 +78,7 @@ def library_packager(transport: Transport, *, content_type: str) -> Iterator[Non
         return PackageResult(archive_url=f"https://archives.invalid/{job.request.docset_id}.zip", size_bytes=size)
 
     worker = PackagerWorker(transport, on_package=on_package, on_delete=lambda request: None, content_type=content_type)
-    with worker_thread(worker):
+    with running_worker(worker):
         yield
 
 

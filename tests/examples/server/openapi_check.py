@@ -33,7 +33,7 @@ def request_examples(document: Mapping[str, Any] = DOCUMENT) -> Iterator[tuple[s
                 yield path, method.upper(), name, example["value"]
 
 
-def check_request_body(path: str, method: str, body: Any, document: Mapping[str, Any] = DOCUMENT) -> None:
+def check_request_body(path: str, method: str, body: Any, *, document: Mapping[str, Any] = DOCUMENT) -> None:
     """Raise ``jsonschema.ValidationError`` unless ``body`` is valid for ``method path``'s request body."""
     schema = operation(path, method, document)["requestBody"]["content"]["application/json"]["schema"]
     validator(schema, document).validate(body)

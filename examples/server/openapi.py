@@ -315,7 +315,10 @@ def build_openapi() -> dict[str, Any]:
             "version": "1.0.0",
             "description": "Theses, docsets built from them, and docset dumps packaged by a separate worker "
             'over a message broker. Errors are JSON: {"error": {"code", "message"}}, including the '
-            "HTTP server's own 400 (malformed request), 413 (body over the limit) and 431 (headers too large).",
+            "HTTP server's own 400 (malformed request), 413 (body over the limit) and 431 (headers too large). "
+            "Bodies are I-JSON (RFC 7493): UTF-8, strings of Unicode scalar values (no lone surrogates). "
+            "Every schema is generated from the server's own pydantic models: a request body valid here is "
+            "taken, except for the rules a schema's description states that JSON Schema cannot.",
         },
         "security": [{"apiKey": []}],
         "paths": paths,

@@ -7,10 +7,10 @@ set: it is optional in the schema, and never ``null`` unless its type says ``Non
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Final, Literal
 
-from pydantic import MISSING, BaseModel, ConfigDict, Field
+from pydantic import MISSING, AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from examples.server.fields import MAX_SQLITE_INT
 
@@ -42,6 +42,14 @@ Url = Annotated[str, Field(json_schema_extra={"format": "uri"})]
 Id = Annotated[int, Field(ge=1, le=MAX_SQLITE_INT)]
 Count = Annotated[int, Field(ge=0)]
 Format = Literal["meta", "txt"]
+
+
+def _in_utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC)
+
+
+Moment = Annotated[AwareDatetime, AfterValidator(_in_utc), Field(description="RFC 3339, in UTC, spelled with Z")]
+"""A date-time as every answer spells it: in UTC, with ``Z`` (a packager's offset is converted)."""
 
 
 class _Body(BaseModel):
@@ -140,8 +148,8 @@ class Docset(_Body):
     query: DocsetQuery | None = Field(description="null when made from document_ids")
     member_count: Count
     version: Annotated[int, Field(ge=1)] = Field(description="Bumped whenever the members change")
-    created_at: datetime
-    updated_at: datetime
+    created_at: Moment
+    updated_at: Moment
     links: DocsetLinks
 
 
@@ -215,8 +223,8 @@ class DumpStatus(_Body):
     docset_id: str = Field(description="The docset's id, as a string")
     state: DumpState
     request_id: str | MISSING | None = MISSING
-    requested_at: datetime | MISSING | None = MISSING
-    updated_at: datetime | MISSING | None = MISSING
+    requested_at: Moment | MISSING | None = MISSING
+    updated_at: Moment | MISSING | None = MISSING
     detail: str | MISSING = Field(default=MISSING, description="What the state means, for people")
     requested_now: bool | MISSING = Field(default=MISSING, description="This call sent a package request")
     percent: Annotated[float, Field(ge=0, le=100)] | MISSING = MISSING
@@ -229,7 +237,7 @@ class DumpStatus(_Body):
     size_bytes: Count | MISSING = MISSING
     sha256: Annotated[str, Field(pattern="^[0-9a-f]{64}$")] | MISSING | None = MISSING
     content_type: str | MISSING = MISSING
-    url_expires_at: datetime | MISSING | None = MISSING
+    url_expires_at: Moment | MISSING | None = MISSING
     reason: str | MISSING = Field(default=MISSING, description="Failed: why")
     retryable: bool | MISSING = Field(default=MISSING, description="Failed: whether asking again may help")
     gone_because: Literal["deleted", "url_expired"] | MISSING = MISSING

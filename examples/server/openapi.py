@@ -28,7 +28,11 @@ _RESPONSES: tuple[type[BaseModel], ...] = (
     responses.DocsetList,
     responses.MemberPage,
     responses.PackageSource,
-    responses.DumpStatus,
+    responses.DumpPending,
+    responses.DumpComplete,
+    responses.DumpFailed,
+    responses.DumpDeleted,
+    responses.DumpDeleteRequested,
 )
 
 
@@ -114,13 +118,13 @@ def build_openapi() -> dict[str, Any]:
     retry_after = {"Retry-After": _header("Seconds to wait before polling again", "integer")}
     dump_responses = {
         "202": _json(
-            _ref("DumpStatus"), "Requested, accepted or in progress; poll again after Retry-After", retry_after
+            _ref("DumpPending"), "Requested, accepted or in progress; poll again after Retry-After", retry_after
         ),
-        "303": {
-            "description": "Complete: Location is the archive; the body gives its size and sha256",
-            "headers": {"Location": _header("The archive URL")},
-            "content": {"application/json": {"schema": _ref("DumpStatus")}},
-        },
+        "303": _json(
+            _ref("DumpComplete"),
+            "Complete: Location is the archive; the body gives its size and sha256",
+            {"Location": _header("The archive URL")},
+        ),
         **_DOCSET_ERRORS,
         "429": _json(
             _ref("Error"),
@@ -129,10 +133,14 @@ def build_openapi() -> dict[str, Any]:
             "(dump_in_progress); the message says what to do",
             _RETRY_AFTER,
         ),
-        "410": _json(_ref("DumpStatus"), "The package was deleted; POST to this URL (or GET ?retry=true) to rebuild"),
+        "410": _json(
+            {"oneOf": [_ref("DumpDeleted"), _ref("DumpComplete")]},
+            "The package was deleted, or its URL expired; POST to this URL (or GET ?retry=true) to rebuild",
+        ),
         "502": _json(
-            _ref("DumpStatus"),
-            "Packaging failed (the error says why and how to retry), or the replies could not be understood",
+            {"oneOf": [_ref("DumpFailed"), _ref("Error")]},
+            "Packaging failed (DumpFailed: the error says why and how to retry), or talking to the packager "
+            "failed (Error: messaging_error)",
         ),
         "503": _json(_ref("Error"), "The message broker is unreachable; retry after Retry-After", _RETRY_AFTER),
     }
@@ -281,7 +289,7 @@ def build_openapi() -> dict[str, Any]:
                 "summary": "Ask the packager to delete the package",
                 "parameters": [_DOCSET_ID],
                 "responses": {
-                    "202": _json(_ref("DumpStatus"), "Deletion requested"),
+                    "202": _json(_ref("DumpDeleteRequested"), "Deletion requested"),
                     **_DOCSET_ERRORS,
                     "503": _json(_ref("Error"), "The message broker is unreachable", _RETRY_AFTER),
                 },

@@ -15,6 +15,7 @@ from pydantic import MISSING, AfterValidator, AwareDatetime, BaseModel, ConfigDi
 from examples.server.fields import MAX_SQLITE_INT
 
 __all__ = [
+    "DUMP_ANSWERS",
     "PACKAGE_FORMATS",
     "Collection",
     "CollectionList",
@@ -24,8 +25,12 @@ __all__ = [
     "DocsetQuery",
     "Document",
     "DocumentLinks",
+    "DumpComplete",
+    "DumpDeleteRequested",
+    "DumpDeleted",
+    "DumpFailed",
     "DumpLinks",
-    "DumpStatus",
+    "DumpPending",
     "Error",
     "ErrorDetail",
     "ListLinks",
@@ -203,43 +208,81 @@ class PackageSource(_Body):
 
 
 class DumpLinks(_Body):
-    """Where the dump, its docset and its retry are."""
+    """Where the dump and its docset are, and, after a failure or a deletion, how to request it again."""
 
     self: Url
-    docset: Url | MISSING = MISSING
+    docset: Url
     retry: Url | MISSING = Field(default=MISSING, description="After a failure or a deletion: request it again")
 
 
-DumpState = Literal[
-    "unknown", "requested", "accepted", "in_progress", "complete", "failed", "deleted", "delete_requested"
-]
-
-
-class DumpStatus(_Body):
-    """A dump's status (tdm_messaging's HTTP view of the docset's reply queue) with links. Which fields
-    come depends on the state: progress while pending, the archive when complete, the reason when
-    failed; a 4xx or 5xx also carries error. DELETE .../dump answers the state delete_requested."""
-
+class _DumpAnswer(_Body):
     docset_id: str = Field(description="The docset's id, as a string")
-    state: DumpState
-    request_id: str | MISSING | None = MISSING
-    requested_at: Moment | MISSING | None = MISSING
-    updated_at: Moment | MISSING | None = MISSING
-    detail: str | MISSING = Field(default=MISSING, description="What the state means, for people")
-    requested_now: bool | MISSING = Field(default=MISSING, description="This call sent a package request")
-    percent: Annotated[float, Field(ge=0, le=100)] | MISSING = MISSING
-    items_done: Count | MISSING | None = MISSING
-    items_total: Count | MISSING | None = MISSING
-    estimate_seconds: Annotated[float, Field(ge=0)] | MISSING | None = MISSING
-    eta_seconds: Annotated[float, Field(ge=0)] | MISSING | None = MISSING
-    retry_after_seconds: Annotated[int, Field(ge=1)] | MISSING = MISSING
-    archive_url: Url | MISSING = MISSING
-    size_bytes: Count | MISSING = MISSING
-    sha256: Annotated[str, Field(pattern="^[0-9a-f]{64}$")] | MISSING | None = MISSING
-    content_type: str | MISSING = MISSING
-    url_expires_at: Moment | MISSING | None = MISSING
-    reason: str | MISSING = Field(default=MISSING, description="Failed: why")
-    retryable: bool | MISSING = Field(default=MISSING, description="Failed: whether asking again may help")
-    gone_because: Literal["deleted", "url_expired"] | MISSING = MISSING
+    detail: str = Field(description="What the state means and what to do, for people")
     links: DumpLinks
+
+
+class _DumpView(_DumpAnswer):
+    # The fields of tdm_messaging's http_view, which every answer to a poll carries.
+    request_id: str | None = Field(description="The request the status is about (null before the packager said)")
+    requested_at: Moment | None
+    updated_at: Moment | None = Field(description="The newest time that shaped this status")
+    requested_now: bool = Field(description="This call sent a package request")
+
+
+class DumpPending(_DumpView):
+    """202: the package is requested, accepted or being built; poll again after Retry-After seconds."""
+
+    state: Literal["requested", "accepted", "in_progress"]
+    percent: Annotated[float, Field(ge=0, le=100)]
+    items_done: Count | None
+    items_total: Count | None
+    estimate_seconds: Annotated[float, Field(ge=0)] | None = Field(description="The packager's first estimate")
+    eta_seconds: Annotated[float, Field(ge=0)] | None = Field(description="Seconds left, as far as known")
+    retry_after_seconds: Annotated[int, Field(ge=1)] = Field(description="As the Retry-After header says")
+
+
+class DumpComplete(_DumpView):
+    """303: the archive is at archive_url (and Location); 410 once that URL expired (gone_because, error)."""
+
+    state: Literal["complete"]
+    archive_url: Url
+    size_bytes: Count
+    sha256: Annotated[str, Field(pattern="^[0-9a-f]{64}$")] | None
+    content_type: str
+    url_expires_at: Moment | None
+    gone_because: Literal["url_expired"] | MISSING = MISSING
     error: ErrorDetail | MISSING = MISSING
+
+
+class DumpFailed(_DumpView):
+    """502: packaging failed; retryable says whether asking again may help, links.retry how."""
+
+    state: Literal["failed"]
+    reason: str
+    retryable: bool
+    error: ErrorDetail
+
+
+class DumpDeleted(_DumpView):
+    """410: the archive was deleted; links.retry requests it again."""
+
+    state: Literal["deleted"]
+    gone_because: Literal["deleted"]
+    error: ErrorDetail
+
+
+class DumpDeleteRequested(_DumpAnswer):
+    """202 to DELETE .../dump: the packager was asked to delete the package."""
+
+    state: Literal["delete_requested"]
+
+
+DUMP_ANSWERS: Final[dict[str, type[_DumpView]]] = {
+    "requested": DumpPending,
+    "accepted": DumpPending,
+    "in_progress": DumpPending,
+    "complete": DumpComplete,
+    "failed": DumpFailed,
+    "deleted": DumpDeleted,
+}
+"""The answer's model for each state a poll can show (``unknown`` is answered as ``requested``)."""

@@ -17,7 +17,7 @@ import bottle
 
 from examples.server import quotas
 from examples.server.dumps import Poll
-from examples.server.responses import DumpLinks, DumpStatus
+from examples.server.responses import DUMP_ANSWERS, DumpDeleteRequested, DumpLinks, DumpPending
 from examples.server.routes.access import owned
 from examples.server.routes.context import AppContext
 from examples.server.routes.table import Route
@@ -74,7 +74,7 @@ def delete_dump(ctx: AppContext, docset_id: int) -> bottle.HTTPResponse:
         raise ApiError(404, "no_package", f"docset {docset_id} has no package to delete; none was requested")
     dump_url = f"{ctx.base_url()}/api/docsets/{docset_id}/dump"
     return json_response(
-        DumpStatus(
+        DumpDeleteRequested(
             state="delete_requested",
             docset_id=str(docset_id),
             detail="the packager was asked to delete the package; GET this URL to see when it did",
@@ -150,10 +150,19 @@ def dump_response(ctx: AppContext, docset_id: int, poll: Poll) -> bottle.HTTPRes
     if status.state is State.UNKNOWN:
         # The request was sent but this broker does not show it back yet: still pending.
         return json_response(
-            DumpStatus(
+            DumpPending(
                 state="requested",
                 docset_id=str(docset_id),
+                request_id=None,
+                requested_at=None,
+                updated_at=None,
                 requested_now=poll.requested,
+                percent=0.0,
+                items_done=None,
+                items_total=None,
+                estimate_seconds=None,
+                eta_seconds=None,
+                retry_after_seconds=1,
                 detail="the dump was requested and waits for the packager; poll again in 1 s",
                 links=DumpLinks(self=dump_url, docset=f"{ctx.base_url()}/api/docsets/{docset_id}"),
             ),
@@ -176,7 +185,7 @@ def dump_response(ctx: AppContext, docset_id: int, poll: Poll) -> bottle.HTTPRes
             what = f"the package of docset {docset_id} is {status.state.name.lower()}"
         hint = f"request a new package with POST {dump_url} (or GET {dump_url}?retry=true)"
         body["error"] = {"code": f"package_{status.state.name.lower()}", "message": f"{what}; {hint}"}
-    return json_response(DumpStatus.model_validate(body), view.status_code, headers)
+    return json_response(DUMP_ANSWERS[status.state.value].model_validate(body), view.status_code, headers)
 
 
 @contextmanager

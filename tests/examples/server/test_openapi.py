@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 
@@ -21,7 +22,17 @@ from examples.server import bodies, responses
 from examples.server.__main__ import main
 from examples.server.fields import MAX_SQLITE_INT
 from examples.server.openapi import build_openapi
-from tests.examples.server.conftest import Client, make_docset
+from tdm_messaging.models import Complete, Message, PackageRequest
+from tdm_messaging.testing import InMemoryBroker
+from tests.examples.server.conftest import (
+    Client,
+    FakePackager,
+    accepted,
+    complete,
+    failed,
+    make_docset,
+    progress,
+)
 from tests.examples.server.openapi_check import check_answer, check_request_body, request_examples, validator
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "openapi.json"
@@ -129,3 +140,48 @@ def test_answers_are_checked_against_the_document(client: Client) -> None:
         check_answer("/api/docsets/{docset_id}", "GET", 200, "application/json", {**body, "surprise": 1})
     with pytest.raises(AssertionError, match="does not document"):
         check_answer("/api/docsets/{docset_id}", "GET", 418, "application/json", body)
+
+
+def _expired(request: PackageRequest, now: datetime) -> Message:
+    done = complete(request, now)
+    assert isinstance(done, Complete)
+    return done.model_copy(update={"url_expires_at": now - timedelta(minutes=1)})
+
+
+def test_every_state_of_a_dump_is_answered_as_documented(client: Client, broker: InMemoryBroker) -> None:
+    """Requested, accepted, in progress, complete, delete requested, deleted, failed, expired: each answer fits."""
+    seen: list[tuple[str, int]] = []
+
+    def call(method: str, docset_id: int, query: str = "") -> None:
+        response = client.request(method, f"/api/docsets/{docset_id}/dump{query}")
+        body = response.json()
+        check_answer("/api/docsets/{docset_id}/dump", method, response.status, response.headers["content-type"], body)
+        seen.append((body["state"], response.status))
+
+    for script in ([accepted, progress, complete], [accepted, failed], [_expired]):
+        docset_id = make_docset(client)
+        packager = FakePackager(broker, script).start()
+        try:
+            call("GET", docset_id)
+            for _ in script:
+                packager.step()
+                call("GET", docset_id)
+            if script[-1] is complete:
+                call("DELETE", docset_id)
+                packager.wait_delete()
+                call("GET", docset_id)
+        finally:
+            packager.stop()
+    assert seen == [
+        ("requested", 202),
+        ("accepted", 202),
+        ("in_progress", 202),
+        ("complete", 303),
+        ("delete_requested", 202),
+        ("deleted", 410),
+        ("requested", 202),
+        ("accepted", 202),
+        ("failed", 502),
+        ("requested", 202),
+        ("complete", 410),
+    ]

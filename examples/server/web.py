@@ -212,9 +212,10 @@ def query_bool(name: str, *, default: bool) -> bool:
     raw = bottle.request.query.get(name)
     if raw is None:
         return default
-    if raw.lower() not in ("true", "false"):
+    word = str(raw).lower()
+    if word not in ("true", "false"):
         raise ApiError(400, "invalid_parameter", f"query parameter {name!r} must be true or false")
-    return raw.lower() == "true"
+    return word == "true"
 
 
 def query_int(name: str, default: int, *, minimum: int, maximum: int | None = None) -> int:

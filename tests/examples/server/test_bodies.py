@@ -62,9 +62,40 @@ CREATE_KEYS = ("name", "document_ids", *QUERY_FIELDS)
 PATCH_KEYS = ("name", "add_document_ids", "remove_document_ids")
 
 
+def fits(max_length: int) -> st.SearchStrategy[str]:
+    """Text the rules take: full Unicode, padded with white space, up to the limit as sent."""
+    core = st.text(min_size=1, max_size=8).filter(lambda t: t.strip(WHITE_SPACE) != "")
+    padded = st.builds(lambda w, t: w + t + w, st.text(WHITE_SPACE, max_size=2), core)
+    return st.one_of(padded, st.just("y" * max_length)).filter(lambda t: len(t) <= max_length)
+
+
+ID = st.one_of(st.integers(1, MAX_SQLITE_INT), st.sampled_from([1, 2.0, MAX_SQLITE_INT]))
+YEAR = st.one_of(st.integers(1000, 9999), st.sampled_from([1000, 1990.0, 9999]))
+# Per field: a value of the field's rules two times in three, anything at all otherwise.
+FIELDS = {
+    "name": fits(200),
+    "department": fits(200),
+    "query": fits(1000),
+    "year_from": YEAR,
+    "year_to": YEAR,
+    "document_ids": st.lists(ID, max_size=4),
+    "add_document_ids": st.lists(ID, max_size=3),
+    "remove_document_ids": st.lists(ID, max_size=3),
+}
+
+
+def mix(*choices: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """One of ``choices``, each as likely (``st.one_of`` flattens nested unions, so big ones would win)."""
+    return st.sampled_from(choices).flatmap(lambda chosen: chosen)
+
+
 def bodies(keys: tuple[str, ...]) -> st.SearchStrategy[Any]:
-    objects = st.dictionaries(st.sampled_from((*keys, "extra")), VALUE, max_size=len(keys) + 1)
-    return st.one_of(objects, objects, objects, VALUE)
+    """Objects of the model's fields (and a stray one), each near its rules or past them; or any JSON value."""
+    value = {key: mix(FIELDS[key], FIELDS[key], FIELDS[key], st.none(), VALUE) for key in keys}
+    fields = st.fixed_dictionaries({}, optional=value)
+    named = st.fixed_dictionaries({"name": FIELDS["name"]}, optional={k: v for k, v in value.items() if k != "name"})
+    stray = st.dictionaries(st.sampled_from((*keys, "extra")), VALUE, max_size=len(keys) + 1)
+    return mix(named, named, fields, fields, stray, VALUE)
 
 
 def model_verdict(model: type[BaseModel], body: Any) -> str:

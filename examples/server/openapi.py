@@ -1,4 +1,4 @@
-"""The server's OpenAPI 3.1 document, built as data; served at /api/openapi.json and kept in docs/openapi.json."""
+"""The server's OpenAPI 3.1 document: paths as a table, schemas generated from the models; kept in docs/openapi.json."""
 
 from __future__ import annotations
 

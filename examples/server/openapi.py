@@ -1,21 +1,54 @@
-"""The server's OpenAPI 3.1 document, built as data; served at /api/openapi.json and kept in docs/openapi.json."""
+"""The server's OpenAPI 3.1 document: paths as a table, schemas generated from the models; kept in docs/openapi.json."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from examples.server.search_limits import (
-    MAX_NEAR_DISTANCE,
-    MAX_NEAR_GROUPS,
-    MAX_NEAR_TERMS,
-    MAX_PREFIX_TERMS,
-    MAX_TERMS,
-)
+from pydantic import BaseModel
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, models_json_schema
+
+from examples.server import responses
+from examples.server.bodies import CREATE_EXAMPLES, PATCH_EXAMPLES, DocsetCreate, DocsetPatch
+from examples.server.fields import MAX_SQLITE_INT, WHITE_SPACE_CLASS
+from examples.server.responses import PACKAGE_FORMATS
 from examples.server.web import MAX_JSON_DEPTH
 
-__all__ = ["build_openapi"]
+__all__ = ["build_openapi", "component_schemas"]
 
 Schema = dict[str, Any]
+
+# The models whose JSON Schemas are the document's components: requests as the server validates
+# them, responses as the server serialises them (each answer is built through its model).
+_REQUESTS: tuple[type[BaseModel], ...] = (DocsetCreate, DocsetPatch)
+_RESPONSES: tuple[type[BaseModel], ...] = (
+    responses.Error,
+    responses.CollectionList,
+    responses.Document,
+    responses.Docset,
+    responses.DocsetList,
+    responses.MemberPage,
+    responses.PackageSource,
+    responses.DumpPending,
+    responses.DumpComplete,
+    responses.DumpFailed,
+    responses.DumpDeleted,
+    responses.DumpDeleteRequested,
+)
+
+
+class _Generator(GenerateJsonSchema):
+    """pydantic's JSON Schema (Draft 2020-12, as OpenAPI 3.1 uses), without a title on every field."""
+
+    def field_title_should_be_set(self, schema: Any) -> bool:
+        return False
+
+
+def component_schemas() -> dict[str, Schema]:
+    """``components.schemas``: the JSON Schemas of the request and response models, by model name."""
+    models: list[tuple[type[BaseModel], JsonSchemaMode]] = [(m, "validation") for m in _REQUESTS]
+    models += [(m, "serialization") for m in _RESPONSES]
+    _, top = models_json_schema(models, ref_template="#/components/schemas/{model}", schema_generator=_Generator)
+    return dict(sorted(top["$defs"].items()))
 
 
 def _ref(name: str) -> Schema:
@@ -29,12 +62,19 @@ def _json(schema: Schema, description: str, headers: dict[str, Any] | None = Non
     return response
 
 
-def _error(description: str) -> dict[str, Any]:
-    return _json(_ref("Error"), description)
+def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    return _json(_ref("Error"), description, headers)
 
 
 def _header(description: str, schema_type: str = "string") -> dict[str, Any]:
     return {"description": description, "schema": {"type": schema_type}}
+
+
+def _body(model: type[BaseModel], examples: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "required": True,
+        "content": {"application/json": {"schema": _ref(model.__name__), "examples": examples}},
+    }
 
 
 _AUTH_ERRORS = {"401": _error("No X-API-Key header, an unknown key, or one that is not UTF-8")}
@@ -48,11 +88,15 @@ _BODY_ERRORS = {
     "400": _error(f"The body is not JSON, or nests arrays or objects deeper than {MAX_JSON_DEPTH} levels"),
     "413": _error("The body is larger than the limit (1 MiB by default)"),
     "415": _error("The body is not sent as application/json"),
-    "422": _error("The body is JSON but invalid; the message names each field and the problem"),
+    "422": _error(
+        "The body is JSON but invalid (invalid_body: the message and 'problems' name each field and the "
+        "problem), or breaks a rule its schema's description states, or names documents that do not exist "
+        "(unknown_documents, listed in 'document_ids')"
+    ),
 }
-_ID: Schema = {"type": "integer", "minimum": 1, "maximum": (1 << 63) - 1}  # SQLite's INTEGER
-_DOCSET_ID = {"name": "docset_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
-_DOCUMENT_ID = {"name": "document_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
+_ID: Schema = {"type": "integer", "minimum": 1, "maximum": MAX_SQLITE_INT}  # SQLite's INTEGER
+_DOCSET_ID = {"name": "docset_id", "in": "path", "required": True, "schema": _ID}
+_DOCUMENT_ID = {"name": "document_id", "in": "path", "required": True, "schema": _ID}
 
 
 def _query(name: str, description: str, schema: Schema) -> dict[str, Any]:
@@ -61,196 +105,10 @@ def _query(name: str, description: str, schema: Schema) -> dict[str, Any]:
 
 _PER_PAGE = _query("per_page", "Items per page (default 50)", {"type": "integer", "minimum": 1, "maximum": 1000})
 _PAGE = _query("page", "Page number, from 1", {"type": "integer", "minimum": 1, "maximum": 1000000})
-_NULLABLE_URL: Schema = {"type": ["string", "null"], "format": "uri"}
-
-# Text the server strips first: it must hold something besides white space.
-_TEXT_200: Schema = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S"}
-
-_SCHEMAS: dict[str, Schema] = {
-    "Error": {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code", "message"],
-                "properties": {
-                    "code": {"type": "string", "description": "Stable machine-readable code"},
-                    "message": {"type": "string", "description": "What was wrong and how to fix it"},
-                },
-                "additionalProperties": True,
-            }
-        },
-    },
-    "Collection": {
-        "type": "object",
-        "required": ["id", "name", "description", "document_count"],
-        "properties": {
-            "id": {"type": "integer"},
-            "name": {"type": "string"},
-            "description": {"type": "string"},
-            "document_count": {"type": "integer", "minimum": 0},
-        },
-    },
-    "Document": {
-        "type": "object",
-        "description": "A thesis. With ?fmt= on a docset, 'meta' gives the metadata fields and 'txt' the text link.",
-        "required": ["id", "links"],
-        "properties": {
-            "id": {"type": "integer"},
-            "collection": {"type": "string"},
-            "title": {"type": "string"},
-            "authors": {"type": "array", "items": {"type": "string"}},
-            "department": {"type": "string"},
-            "degree": {"type": "string"},
-            "year": {"type": "integer"},
-            "abstract": {"type": "string"},
-            "handle": {"type": ["string", "null"]},
-            "uri": {"type": ["string", "null"]},
-            "text_bytes": {"type": "integer", "minimum": 0, "description": "Size of the full text in UTF-8"},
-            "links": {
-                "type": "object",
-                "required": ["self"],
-                "properties": {
-                    "self": {"type": "string", "format": "uri"},
-                    "text": {"type": "string", "format": "uri"},
-                },
-            },
-        },
-    },
-    "Docset": {
-        "type": "object",
-        "required": ["id", "name", "owner", "query", "member_count", "version", "created_at", "updated_at", "links"],
-        "properties": {
-            "id": {"type": "integer"},
-            "name": {"type": "string"},
-            "owner": {"type": "string"},
-            "query": {"oneOf": [{"type": "null"}, _ref("DocsetQuery")]},
-            "member_count": {"type": "integer", "minimum": 0},
-            "version": {"type": "integer", "minimum": 1, "description": "Bumped whenever the members change"},
-            "created_at": {"type": "string", "format": "date-time"},
-            "updated_at": {"type": "string", "format": "date-time"},
-            "links": {
-                "type": "object",
-                "required": ["self", "members", "dump", "package_source"],
-                "properties": {
-                    name: {"type": "string", "format": "uri"} for name in ("self", "members", "dump", "package_source")
-                },
-            },
-        },
-    },
-    "DocsetQuery": {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {
-            "query": {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": 1000,
-                "pattern": "\\S",
-                "description": "SQLite FTS5 query over title, abstract and full text; at most "
-                f"{MAX_TERMS} words and phrases, {MAX_PREFIX_TERMS} prefix terms (word*), {MAX_NEAR_GROUPS} "
-                f"NEAR groups of at most {MAX_NEAR_TERMS} phrases each, a NEAR distance of at most "
-                f"{MAX_NEAR_DISTANCE}",
-            },
-            "year_from": {"type": "integer", "minimum": 1000, "maximum": 9999},
-            "year_to": {"type": "integer", "minimum": 1000, "maximum": 9999},
-            "department": {**_TEXT_200, "description": "Exact, any case"},
-        },
-    },
-    "DocsetCreate": {
-        "description": "A name and either document_ids or at least one query field (not both)",
-        "oneOf": [
-            {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["name", "document_ids"],
-                "properties": {
-                    "name": _TEXT_200,
-                    "document_ids": {"type": "array", "items": _ID},
-                },
-            },
-            {
-                "allOf": [_ref("DocsetQuery")],
-                "anyOf": [{"required": [field]} for field in ("query", "year_from", "year_to", "department")],
-                "type": "object",
-                "required": ["name"],
-                "properties": {"name": _TEXT_200},
-            },
-        ],
-    },
-    "DocsetPatch": {
-        "type": "object",
-        "additionalProperties": False,
-        "minProperties": 1,
-        "anyOf": [
-            {"required": ["name"]},
-            {"required": ["add_document_ids"], "properties": {"add_document_ids": {"minItems": 1}}},
-            {"required": ["remove_document_ids"], "properties": {"remove_document_ids": {"minItems": 1}}},
-        ],
-        "properties": {
-            "name": _TEXT_200,
-            "add_document_ids": {"type": "array", "items": _ID},
-            "remove_document_ids": {"type": "array", "items": _ID},
-        },
-    },
-    "DocsetList": {
-        "type": "object",
-        "required": ["docsets", "total", "page", "per_page", "links"],
-        "properties": {
-            "docsets": {"type": "array", "items": _ref("Docset")},
-            "total": {"type": "integer"},
-            "page": {"type": "integer"},
-            "per_page": {"type": "integer"},
-            "links": {"type": "object", "properties": {"self": {"type": "string"}, "next": _NULLABLE_URL}},
-        },
-    },
-    "MemberPage": {
-        "type": "object",
-        "required": ["docset_id", "total", "per_page", "members", "links"],
-        "properties": {
-            "docset_id": {"type": "integer"},
-            "total": {"type": "integer"},
-            "per_page": {"type": "integer"},
-            "page": {"type": "integer", "description": "Page mode only"},
-            "pages": {"type": "integer", "description": "Page mode only"},
-            "after": {"type": "integer", "description": "Cursor mode only"},
-            "members": {"type": "array", "items": _ref("Document")},
-            "links": {
-                "type": "object",
-                "properties": {name: _NULLABLE_URL for name in ("self", "first", "prev", "next", "last")},
-            },
-        },
-    },
-    "PackageSource": {
-        "type": "object",
-        "description": "What the packager reads: one page of members; follow 'next' until it is null",
-        "required": ["docset", "formats", "members", "next"],
-        "properties": {
-            "docset": _ref("Docset"),
-            "formats": {"type": "array", "items": {"type": "string", "enum": ["meta", "txt"]}},
-            "members": {"type": "array", "items": _ref("Document")},
-            "next": _NULLABLE_URL,
-        },
-    },
-    "DumpStatus": {
-        "type": "object",
-        "description": "The package's status (fields from tdm_messaging's HTTP view: state, progress, "
-        "estimate, archive size and sha256, or the failure), plus links; errors also carry 'error'",
-        "required": ["docset_id", "links"],
-        "properties": {
-            "docset_id": {"type": "string"},
-            "state": {"type": "string"},
-            "requested_now": {"type": "boolean", "description": "This call sent a package request"},
-            "links": {
-                "type": "object",
-                "properties": {name: {"type": "string", "format": "uri"} for name in ("self", "docset", "retry")},
-            },
-            "error": {"type": "object", "properties": {"code": {"type": "string"}, "message": {"type": "string"}}},
-        },
-        "additionalProperties": True,
-    },
-}
+_W = WHITE_SPACE_CLASS
+_FORMATS = "|".join(PACKAGE_FORMATS)
+# fmt: comma-separated formats; white space around each and empty items are ignored; at least one.
+_FMT_PATTERN = f"^[{_W},]*({_FORMATS})[{_W}]*(,[{_W},]*({_FORMATS})[{_W}]*)*[{_W},]*$"
 
 
 def build_openapi() -> dict[str, Any]:
@@ -260,13 +118,13 @@ def build_openapi() -> dict[str, Any]:
     retry_after = {"Retry-After": _header("Seconds to wait before polling again", "integer")}
     dump_responses = {
         "202": _json(
-            _ref("DumpStatus"), "Requested, accepted or in progress; poll again after Retry-After", retry_after
+            _ref("DumpPending"), "Requested, accepted or in progress; poll again after Retry-After", retry_after
         ),
-        "303": {
-            "description": "Complete: Location is the archive; the body gives its size and sha256",
-            "headers": {"Location": _header("The archive URL")},
-            "content": {"application/json": {"schema": _ref("DumpStatus")}},
-        },
+        "303": _json(
+            _ref("DumpComplete"),
+            "Complete: Location is the archive; the body gives its size and sha256",
+            {"Location": _header("The archive URL")},
+        ),
         **_DOCSET_ERRORS,
         "429": _json(
             _ref("Error"),
@@ -275,10 +133,14 @@ def build_openapi() -> dict[str, Any]:
             "(dump_in_progress); the message says what to do",
             _RETRY_AFTER,
         ),
-        "410": _json(_ref("DumpStatus"), "The package was deleted; POST to this URL (or GET ?retry=true) to rebuild"),
+        "410": _json(
+            {"oneOf": [_ref("DumpDeleted"), _ref("DumpComplete")]},
+            "The package was deleted, or its URL expired; POST to this URL (or GET ?retry=true) to rebuild",
+        ),
         "502": _json(
-            _ref("DumpStatus"),
-            "Packaging failed (the error says why and how to retry), or the replies could not be understood",
+            {"oneOf": [_ref("DumpFailed"), _ref("Error")]},
+            "Packaging failed (DumpFailed: the error says why and how to retry), or talking to the packager "
+            "failed (Error: messaging_error)",
         ),
         "503": _json(_ref("Error"), "The message broker is unreachable; retry after Retry-After", _RETRY_AFTER),
     }
@@ -294,14 +156,7 @@ def build_openapi() -> dict[str, Any]:
             "get": {
                 "summary": "List the collections",
                 "responses": {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "required": ["collections"],
-                            "properties": {"collections": {"type": "array", "items": _ref("Collection")}},
-                        },
-                        "The collections with their document counts",
-                    ),
+                    "200": _json(_ref("CollectionList"), "The collections with their document counts"),
                     **_AUTH_ERRORS,
                 },
             }
@@ -336,14 +191,15 @@ def build_openapi() -> dict[str, Any]:
             },
             "post": {
                 "summary": "Create a docset from document ids or from a full-text query with filters",
-                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("DocsetCreate")}}},
+                "requestBody": _body(DocsetCreate, CREATE_EXAMPLES),
                 "responses": {
                     "201": _json(_ref("Docset"), "Created", {"Location": _header("The docset's URL")}),
                     **_BODY_ERRORS,
                     "422": _error(
-                        "The body is JSON but invalid (invalid_body, naming each field), names unknown documents "
-                        "(unknown_documents), or its query is not FTS5 (invalid_query), over a query limit "
-                        "(query_too_complex) or ran out of the search time (query_too_expensive)"
+                        "The body is JSON but invalid (invalid_body: the message and 'problems' name each field), "
+                        "has year_from after year_to (invalid_body), names unknown documents (unknown_documents), "
+                        "or its query is not FTS5 (invalid_query), over a query limit (query_too_complex) or ran "
+                        "out of the search time (query_too_expensive)"
                     ),
                     **_AUTH_ERRORS,
                     "403": _error("The packager's key is read-only (read_only_key)"),
@@ -359,7 +215,7 @@ def build_openapi() -> dict[str, Any]:
                     _query(
                         "fmt",
                         "Comma-separated subset of meta,txt",
-                        {"type": "string", "pattern": r"^[\s,]*(meta|txt)\s*(,[\s,]*(meta|txt)\s*)*[\s,]*$"},
+                        {"type": "string", "pattern": _FMT_PATTERN},
                     ),
                     _query("after", "With fmt: members after this document id", {**_ID, "minimum": 0}),
                     _query(
@@ -377,7 +233,7 @@ def build_openapi() -> dict[str, Any]:
             "patch": {
                 "summary": "Rename a docset, add or remove members",
                 "parameters": [_DOCSET_ID],
-                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("DocsetPatch")}}},
+                "requestBody": _body(DocsetPatch, PATCH_EXAMPLES),
                 "responses": {"200": docset, **_BODY_ERRORS, **_DOCSET_ERRORS},
             },
             "delete": {
@@ -408,10 +264,12 @@ def build_openapi() -> dict[str, Any]:
                 "parameters": [
                     _DOCSET_ID,
                     _query(
-                        "retry", "true: request again if the last package failed or was deleted", {"type": "boolean"}
+                        "retry",
+                        "true: request again if the last package failed or was deleted (true or false, any case)",
+                        {"type": "boolean"},
                     ),
                 ],
-                "responses": dump_responses,
+                "responses": {**dump_responses, "400": _error("A bad query parameter")},
             },
             "post": {
                 "summary": "Request a fresh package (after a failure, or after the docset changed)",
@@ -424,17 +282,14 @@ def build_openapi() -> dict[str, Any]:
                 "parameters": [_DOCSET_ID],
                 "responses": {
                     "404": _error("Not a docset id (not an integer in range)"),
-                    "405": {
-                        "description": "Not allowed; Allow lists GET, POST, DELETE",
-                        "headers": {"Allow": _header("GET, POST, DELETE")},
-                    },
+                    "405": _error("Not allowed; Allow lists GET, POST, DELETE", {"Allow": _header("The methods")}),
                 },
             },
             "delete": {
                 "summary": "Ask the packager to delete the package",
                 "parameters": [_DOCSET_ID],
                 "responses": {
-                    "202": _json(_ref("DumpStatus"), "Deletion requested"),
+                    "202": _json(_ref("DumpDeleteRequested"), "Deletion requested"),
                     **_DOCSET_ERRORS,
                     "503": _json(_ref("Error"), "The message broker is unreachable", _RETRY_AFTER),
                 },
@@ -449,10 +304,14 @@ def build_openapi() -> dict[str, Any]:
                     "200": {
                         "description": "The archive",
                         "content": {
-                            "application/zip": {"schema": {"type": "string", "contentMediaType": "application/zip"}}
+                            media: {"schema": {"type": "string", "contentMediaType": media}}
+                            for media in ("application/zip", "application/octet-stream")
                         },
                     },
+                    "206": {"description": "The range asked for with a Range header"},
+                    "403": _error("The file exists but cannot be read (archive_unavailable)"),
                     "404": _error("No such archive"),
+                    "416": _error("The Range asked for is not within the file (archive_unavailable)"),
                 },
             }
         },
@@ -464,12 +323,15 @@ def build_openapi() -> dict[str, Any]:
             "version": "1.0.0",
             "description": "Theses, docsets built from them, and docset dumps packaged by a separate worker "
             'over a message broker. Errors are JSON: {"error": {"code", "message"}}, including the '
-            "HTTP server's own 400 (malformed request), 413 (body over the limit) and 431 (headers too large).",
+            "HTTP server's own 400 (malformed request), 413 (body over the limit) and 431 (headers too large). "
+            "Bodies are I-JSON (RFC 7493): UTF-8, strings of Unicode scalar values (no lone surrogates). "
+            "Every schema is generated from the server's own pydantic models: a request body valid here is "
+            "taken, except for the rules a schema's description states that JSON Schema cannot.",
         },
         "security": [{"apiKey": []}],
         "paths": paths,
         "components": {
-            "schemas": {name: dict(schema) for name, schema in _SCHEMAS.items()},
+            "schemas": component_schemas(),
             "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
         },
     }

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, Final
 
 import waitress.channel  # type: ignore[import-untyped,unused-ignore]
 import waitress.server  # type: ignore[import-untyped,unused-ignore]
 import waitress.task  # type: ignore[import-untyped,unused-ignore]
+
+from examples.server.responses import Error, ErrorDetail
 
 __all__ = ["create_json_server", "error_body"]
 
@@ -26,7 +27,7 @@ def error_body(code: int, reason: str, detail: str) -> bytes:
     message = f"{reason}: {detail}" if detail else reason
     if code >= 500:  # waitress may put a traceback here when told to expose them; never send one
         message = reason
-    return json.dumps({"error": {"code": _CODES.get(code, "http_error"), "message": message}}).encode()
+    return Error(error=ErrorDetail(code=_CODES.get(code, "http_error"), message=message)).model_dump_json().encode()
 
 
 class JsonErrorTask(waitress.task.ErrorTask):  # type: ignore[misc,unused-ignore]

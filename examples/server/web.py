@@ -11,13 +11,17 @@ from typing import Any, TypeVar
 import bottle
 from pydantic import BaseModel, ValidationError
 
+from examples.server.responses import Error, ErrorDetail
+
 __all__ = [
     "ApiError",
     "error_response",
     "json_errors_plugin",
     "json_response",
     "json_too_deep",
+    "query_bool",
     "query_int",
+    "query_text",
     "read_json_body",
 ]
 
@@ -40,18 +44,29 @@ class ApiError(Exception):
         self.extra = extra
 
 
-def json_response(body: object, status: int = 200, headers: Mapping[str, str] | None = None) -> bottle.HTTPResponse:
-    """A JSON response (``application/json``) with ``status`` and extra ``headers``."""
+def json_response(
+    body: BaseModel | Mapping[str, Any], status: int = 200, headers: Mapping[str, str] | None = None
+) -> bottle.HTTPResponse:
+    """A JSON response (``application/json``) with ``status`` and extra ``headers``.
+
+    ``body`` is one of the models of :mod:`examples.server.responses` (the OpenAPI document's
+    response schemas are theirs); a plain mapping only for the OpenAPI document itself.
+    """
     all_headers = {"Content-Type": "application/json", "Cache-Control": "no-store"}
     all_headers.update(headers or {})
-    return bottle.HTTPResponse(json.dumps(body, ensure_ascii=False), status=status, headers=all_headers)
+    data = body.model_dump(mode="json") if isinstance(body, BaseModel) else body
+    return bottle.HTTPResponse(json.dumps(data, ensure_ascii=False), status=status, headers=all_headers)
 
 
 def error_response(
     status: int, code: str, message: str, headers: Mapping[str, str] | None = None, **extra: Any
 ) -> bottle.HTTPResponse:
-    """The JSON error body every failure uses."""
-    return json_response({"error": {"code": code, "message": message, **extra}}, status, headers)
+    """The JSON error body every failure uses (:class:`~examples.server.responses.Error`).
+
+    Raises:
+        pydantic.ValidationError: ``extra`` names a field :class:`~examples.server.responses.ErrorDetail` lacks.
+    """
+    return json_response(Error(error=ErrorDetail(code=code, message=message, **extra)), status, headers)
 
 
 _DEFAULT_CODES = {
@@ -166,6 +181,41 @@ def read_json_body(model: type[M], max_bytes: int) -> M:
         ]
         summary = "; ".join(f"{p['field']}: {p['problem']}" for p in problems)
         raise ApiError(422, "invalid_body", f"the request body is invalid: {summary}", problems=problems) from exc
+
+
+def query_text(name: str) -> str | None:
+    """Query parameter ``name`` as text (UTF-8, percent-decoded), or ``None`` when absent.
+
+    WSGI hands the query over as latin-1 characters of its bytes, and so does Bottle's
+    ``request.query``: ``fmt=%E2%80%88txt`` would read as mojibake, not as a space and ``txt``.
+
+    Raises:
+        ApiError: 400 when the parameter's bytes are not UTF-8.
+    """
+    raw = bottle.request.query.get(name)
+    if raw is None:
+        return None
+    try:
+        return str(raw).encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        raise ApiError(
+            400, "invalid_parameter", f"query parameter {name!r} is not UTF-8 text; percent-encode its UTF-8 bytes"
+        ) from None
+
+
+def query_bool(name: str, *, default: bool) -> bool:
+    """Query parameter ``name`` as a boolean, ``true`` or ``false`` in any case; ``default`` when absent.
+
+    Raises:
+        ApiError: 400 naming the parameter for any other value (``1`` or ``yes`` would be guesses).
+    """
+    raw = bottle.request.query.get(name)
+    if raw is None:
+        return default
+    word = str(raw).lower()
+    if word not in ("true", "false"):
+        raise ApiError(400, "invalid_parameter", f"query parameter {name!r} must be true or false")
+    return word == "true"
 
 
 def query_int(name: str, default: int, *, minimum: int, maximum: int | None = None) -> int:

@@ -1,11 +1,15 @@
-"""Issues 5 and 10: the reference server's HTTP API fuzzed from docs/openapi.json with schemathesis.
+"""Issues 5, 10 and 11: the reference server's HTTP API fuzzed from docs/openapi.json with schemathesis.
 
-Positive and negative data, every check: no 500s, and every answer as the document says.
+Positive and negative data, every check: no 500s, and every answer as the document says
+(schemathesis's response-schema conformance); a request the document admits is never refused
+as malformed; and every example request the document gives is taken by the running server,
+request and answer both checked against the document with a Draft 2020-12 validator.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import socket
 from collections import Counter
 from collections.abc import Iterator
@@ -18,6 +22,7 @@ from hypothesis import HealthCheck, Phase, settings
 
 from examples.harness import REPO_ROOT, Service, add_key, load_sample_theses, start_server
 from tests.conftest import in_ci
+from tests.examples.server.openapi_check import check_answer, check_request_body, request_examples
 from tests.faults.reliability import Row, record
 
 try:
@@ -31,7 +36,8 @@ except ImportError:  # a dev dependency; CI must have it
 
 pytestmark = [pytest.mark.timeout(300)]
 
-SCHEMA = schemathesis.openapi.from_path(REPO_ROOT / "docs" / "openapi.json")
+DOCUMENT = json.loads((REPO_ROOT / "docs" / "openapi.json").read_text(encoding="utf-8"))
+SCHEMA = schemathesis.openapi.from_dict(DOCUMENT)
 EXAMPLES_PER_OPERATION = 100
 # Both kinds of data: requests that fit the schema (which must not be refused as malformed, and
 # whose answers must match the documented responses), and requests that break it (which must
@@ -46,6 +52,10 @@ STATUSES: Counter[int] = Counter()
 MODES: Counter[str] = Counter()
 OPERATIONS: set[str] = set()
 CALLS = itertools.count()
+AIMS = itertools.count()
+DOCUMENTS = 6
+EXAMPLES = list(request_examples(DOCUMENT))
+EXAMPLES_TAKEN: list[str] = []
 
 
 class RunningServer:
@@ -56,12 +66,25 @@ class RunningServer:
         self.base_url = base_url
         self.key = key
 
+    def new_docset(self) -> int:
+        """A fresh docset of the fuzzer's (so a DELETE or a dump of an earlier case leaves this one alone)."""
+        import requests
+
+        made = requests.post(
+            f"{self.base_url}/api/docsets",
+            json={"name": "fuzzed", "document_ids": list(range(1, DOCUMENTS + 1))},
+            headers={"X-API-Key": self.key},
+            timeout=30,
+        )
+        assert made.status_code == 201, made.text[:300]
+        return int(made.json()["id"])
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     work = tmp_path_factory.mktemp("fuzz-server")
     db_url = f"sqlite:///{work / 'tdm.db'}"
-    load_sample_theses(db_url, 6, min_kb=1, max_kb=4)
+    load_sample_theses(db_url, DOCUMENTS, min_kb=1, max_kb=4)
     key = add_key(db_url, "fuzzer")
     service, base_url = start_server(
         log_dir=work / "logs",
@@ -91,6 +114,8 @@ def test_every_answer_conforms_to_the_openapi_document(case: Any, server: Runnin
     OPERATIONS.add(case.operation.label)
     MODES[str(case.meta.generation.mode) if case.meta is not None else "explicit"] += 1
     positive = case.meta is not None and case.meta.generation.mode is GenerationMode.POSITIVE
+    if positive and next(AIMS) % 4 != 3:
+        aim_at_real_rows(case, server)
     try:
         # positive_data_acceptance is replaced by accepted_as_valid below: the schema cannot say
         # which document ids exist, or that a HEAD on a dump is refused by design.
@@ -107,6 +132,23 @@ def test_every_answer_conforms_to_the_openapi_document(case: Any, server: Runnin
         f"{case.method} {case.formatted_path} answered {response.status_code}: {response.text[:300]}\n"
         f"{server.service.log_tail()}"
     )
+
+
+def aim_at_real_rows(case: Any, server: RunningServer) -> None:
+    """Point a schema-valid case at rows that exist, so its success answers are checked too, not only 404s.
+
+    Random ids name no row nearly always; the case stays schema-valid, with ids the server holds.
+    """
+    params = case.path_parameters or {}
+    if "docset_id" in params:
+        params["docset_id"] = server.new_docset()
+    if isinstance(params.get("document_id"), int):
+        params["document_id"] = 1 + params["document_id"] % DOCUMENTS
+    if isinstance(case.body, dict):
+        for field in ("document_ids", "add_document_ids", "remove_document_ids"):
+            ids = case.body.get(field)
+            if isinstance(ids, list) and all(isinstance(i, int) for i in ids):
+                case.body[field] = [1 + i % DOCUMENTS for i in ids]
 
 
 # 422s a request that fits the schema may still get, for what JSON Schema cannot say.
@@ -127,6 +169,32 @@ def accepted_as_valid(case: Any, response: Any) -> None:
             error["code"] == "invalid_body" and any(p in error["message"] for p in SEMANTIC_BODY_PROBLEMS)
         )
         assert semantic, f"a schema-valid {case.method} {case.path} got 422: {response.text}"
+
+
+@pytest.mark.parametrize(("path", "method", "name", "body"), EXAMPLES, ids=[f"{m} {p} {n}" for p, m, n, _ in EXAMPLES])
+def test_every_documented_example_is_taken_by_the_running_server(
+    server: RunningServer, path: str, method: str, name: str, body: Any
+) -> None:
+    import requests
+
+    check_request_body(path, method, body, document=DOCUMENT)
+    headers = {"X-API-Key": server.key}
+    concrete = path
+    if "{docset_id}" in path:
+        made = requests.post(
+            f"{server.base_url}/api/docsets",
+            json={"name": f"for the example {name}", "document_ids": [1, 2, 3]},
+            headers=headers,
+            timeout=30,
+        )
+        assert made.status_code == 201, made.text[:300]
+        concrete = path.replace("{docset_id}", str(made.json()["id"]))
+    response = requests.request(method, server.base_url + concrete, json=body, headers=headers, timeout=30)
+    assert 200 <= response.status_code < 300, f"example {name!r}: {response.status_code} {response.text[:300]}"
+    check_answer(
+        path, method, response.status_code, response.headers["Content-Type"], response.json(), document=DOCUMENT
+    )
+    EXAMPLES_TAKEN.append(f"{method} {path} {name}")
 
 
 def test_an_oversize_body_is_refused_before_it_is_sent(server: RunningServer) -> None:
@@ -172,6 +240,7 @@ def _row(request: pytest.FixtureRequest) -> Iterator[None]:
     codes = ", ".join(f"{code}: {n}" for code, n in sorted(STATUSES.items()) if code > 0)
     modes = ", ".join(f"{mode}: {n}" for mode, n in sorted(MODES.items()))
     early = "an announced 64 MiB body with none sent was answered 413 at once" if STATUSES[-413] else "not run"
+    examples = f"{len(EXAMPLES_TAKEN)} of the document's {len(EXAMPLES)} example requests taken (2xx)"
     record(
         Row(
             id="fuzz-http-api",
@@ -180,10 +249,12 @@ def _row(request: pytest.FixtureRequest) -> Iterator[None]:
             f"docs/openapi.json for every operation (up to {EXAMPLES_PER_OPERATION} each, with and without an "
             "API key) against the reference server process over HTTP, every response run through all its "
             "checks (status codes, content types, headers and bodies against the document; negative data "
-            "refused; positive data accepted); a raw POST announcing a 64 MiB body",
-            expected="every answer as documented, no 5xx; oversize bodies refused early (413 before the body is read)",
+            "refused; positive data accepted); each example request of the document sent, it and its answer "
+            "validated against the document (Draft 2020-12); a raw POST announcing a 64 MiB body",
+            expected="every answer as documented, no 5xx; every example taken; oversize bodies refused early "
+            "(413 before the body is read)",
             happened=f"{fuzzed} requests over {len(OPERATIONS)} operations ({modes}); status codes {codes}; "
-            f"no 5xx, no failed check; oversize: {early}",
+            f"no 5xx, no failed check; {examples}; oversize: {early}",
             lost=0,
             duplicates=0,
             test=f"{Path(str(request.node.path)).relative_to(REPO_ROOT)}::*",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bottle
 
 from examples.server import repo
+from examples.server.responses import Collection, CollectionList
 from examples.server.routes.access import authenticate, document_or_404
 from examples.server.routes.context import AppContext
 from examples.server.routes.table import Route
@@ -24,7 +25,7 @@ def collections(ctx: AppContext) -> bottle.HTTPResponse:
     with ctx.connection() as conn:
         authenticate(conn)
         rows = repo.list_collections(conn)
-    return json_response({"collections": [dict(row) for row in rows]})
+    return json_response(CollectionList(collections=[Collection.model_validate(dict(row)) for row in rows]))
 
 
 def document(ctx: AppContext, document_id: int) -> bottle.HTTPResponse:

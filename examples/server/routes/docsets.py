@@ -10,12 +10,14 @@ import bottle
 
 from examples.server import repo
 from examples.server.bodies import DocsetCreate, DocsetPatch
+from examples.server.fields import WHITE_SPACE
+from examples.server.responses import DocsetList, ListLinks, MemberPage, PackageSource, PageLinks
 from examples.server.routes.access import MAX_SQLITE_INT, authenticate, docset_row
 from examples.server.routes.context import AppContext
 from examples.server.routes.table import Route
 from examples.server.routes.views import PACKAGE_FORMATS, docset_json, document_json
 from examples.server.search_limits import QueryTooComplexError, check_query
-from examples.server.web import ApiError, json_response, query_int
+from examples.server.web import ApiError, json_response, query_int, query_text
 from tdm_messaging import MessagingError
 
 __all__ = ["ROUTES"]
@@ -37,16 +39,16 @@ def docsets(ctx: AppContext) -> bottle.HTTPResponse:
         items = [docset_json(ctx, row) for row in rows]
     last = max(1, -(-total // per_page))
     return json_response(
-        {
-            "docsets": items,
-            "total": total,
-            "page": page,
-            "per_page": per_page,
-            "links": {
-                "self": ctx.page_link("/api/docsets", page=page, per_page=per_page),
-                "next": ctx.page_link("/api/docsets", page=page + 1, per_page=per_page) if page < last else None,
-            },
-        }
+        DocsetList(
+            docsets=items,
+            total=total,
+            page=page,
+            per_page=per_page,
+            links=ListLinks(
+                self=ctx.page_link("/api/docsets", page=page, per_page=per_page),
+                next=ctx.page_link("/api/docsets", page=page + 1, per_page=per_page) if page < last else None,
+            ),
+        )
     )
 
 
@@ -67,7 +69,7 @@ def create_docset(ctx: AppContext) -> bottle.HTTPResponse:
             ids = _search(ctx, conn, query)
         new_id = repo.create_docset(conn, owner=caller.owner, name=body.name, query=query, document_ids=ids)
         result = docset_json(ctx, docset_row(conn, caller, new_id, write=True))
-    return json_response(result, 201, {"Location": result["links"]["self"]})
+    return json_response(result, 201, {"Location": result.links.self})
 
 
 def _search(ctx: AppContext, conn: sqlite3.Connection, query: repo.SearchQuery) -> list[int]:
@@ -95,7 +97,7 @@ def _search(ctx: AppContext, conn: sqlite3.Connection, query: repo.SearchQuery) 
 
 def docset(ctx: AppContext, docset_id: int) -> bottle.HTTPResponse:
     """``GET /api/docsets/<id>``: the docset; with ``?fmt=`` the packager's paged source instead."""
-    fmt = bottle.request.query.get("fmt")
+    fmt = query_text("fmt")
     # Checked with or without fmt: a bad value is refused, never silently ignored.
     after = query_int("after", 0, minimum=0, maximum=MAX_SQLITE_INT)
     limit = query_int("limit", 100, minimum=1, maximum=MAX_PER_PAGE)
@@ -115,7 +117,8 @@ def package_source(
     Raises:
         ApiError: 400 when ``fmt`` lists nothing or an unknown format.
     """
-    formats = tuple(dict.fromkeys(f.strip() for f in fmt.split(",") if f.strip()))
+    # WHITE_SPACE, not str.strip()'s own set: the document's pattern for fmt spells out the same one.
+    formats = tuple(dict.fromkeys(f.strip(WHITE_SPACE) for f in fmt.split(",") if f.strip(WHITE_SPACE)))
     unknown = [f for f in formats if f not in PACKAGE_FORMATS]
     if not formats or unknown:
         raise ApiError(400, "invalid_parameter", f"fmt must list some of {', '.join(PACKAGE_FORMATS)}; got {fmt!r}")
@@ -126,7 +129,7 @@ def package_source(
     next_url = ctx.page_link(path, fmt=",".join(formats), after=rows[limit - 1]["id"], limit=limit) if more else None
     headers = {"Link": f'<{next_url}>; rel="next"'} if next_url else None
     return json_response(
-        {"docset": docset_json(ctx, row), "formats": list(formats), "members": members, "next": next_url},
+        PackageSource(docset=docset_json(ctx, row), formats=list(formats), members=members, next=next_url),
         headers=headers,
     )
 
@@ -202,10 +205,11 @@ def members(ctx: AppContext, docset_id: int) -> bottle.HTTPResponse:
             links["prev"] = ctx.page_link(path, page=page - 1, per_page=per_page) if page > 1 else None
             links["next"] = ctx.page_link(path, page=page + 1, per_page=per_page) if page < last else None
             links["last"] = ctx.page_link(path, page=last, per_page=per_page)
-        body["members"] = [document_json(ctx, r) for r in rows]
-        body["links"] = links
+        page_body = MemberPage.model_validate(
+            {**body, "members": [document_json(ctx, r) for r in rows], "links": PageLinks.model_validate(links)}
+        )
     headers = {"Link": f'<{links["next"]}>; rel="next"'} if links.get("next") else None
-    return json_response(body, headers=headers)
+    return json_response(page_body, headers=headers)
 
 
 ROUTES = (

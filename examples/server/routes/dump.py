@@ -17,11 +17,12 @@ import bottle
 
 from examples.server import quotas
 from examples.server.dumps import Poll
+from examples.server.responses import DUMP_ANSWERS, DumpDeleteRequested, DumpLinks, DumpPending
 from examples.server.routes.access import owned
 from examples.server.routes.context import AppContext
 from examples.server.routes.table import Route
 from examples.server.routes.views import PACKAGE_FORMATS
-from examples.server.web import ApiError, json_response
+from examples.server.web import ApiError, json_response, query_bool
 from tdm_messaging import DocsetStatus, MessagingError, State, TransportError, http_view
 
 __all__ = ["ROUTES"]
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 
 def dump(ctx: AppContext, docset_id: int) -> bottle.HTTPResponse:
     """``GET .../dump``: the package's status; the first call (or ``?retry=true`` after a failure) requests it."""
-    retry = bottle.request.query.get("retry", "").lower() in {"1", "true", "yes"}
+    retry = query_bool("retry", default=False)
     caller, row = owned(ctx, docset_id)
     quota = DumpQuota(ctx, caller.owner, docset_id, int(row["version"]), explicit=retry)
     with broker_errors(), quota.undone_on_error():
@@ -72,7 +73,15 @@ def delete_dump(ctx: AppContext, docset_id: int) -> bottle.HTTPResponse:
     if before.state is State.UNKNOWN:
         raise ApiError(404, "no_package", f"docset {docset_id} has no package to delete; none was requested")
     dump_url = f"{ctx.base_url()}/api/docsets/{docset_id}/dump"
-    return json_response({"state": "delete_requested", "docset_id": str(docset_id), "links": {"self": dump_url}}, 202)
+    return json_response(
+        DumpDeleteRequested(
+            state="delete_requested",
+            docset_id=str(docset_id),
+            detail="the packager was asked to delete the package; GET this URL to see when it did",
+            links=DumpLinks(self=dump_url, docset=f"{ctx.base_url()}/api/docsets/{docset_id}"),
+        ),
+        202,
+    )
 
 
 class DumpQuota:
@@ -141,13 +150,22 @@ def dump_response(ctx: AppContext, docset_id: int, poll: Poll) -> bottle.HTTPRes
     if status.state is State.UNKNOWN:
         # The request was sent but this broker does not show it back yet: still pending.
         return json_response(
-            {
-                "state": "requested",
-                "docset_id": str(docset_id),
-                "requested_now": poll.requested,
-                "detail": "the dump was requested and waits for the packager; poll again in 1 s",
-                "links": {"self": dump_url},
-            },
+            DumpPending(
+                state="requested",
+                docset_id=str(docset_id),
+                request_id=None,
+                requested_at=None,
+                updated_at=None,
+                requested_now=poll.requested,
+                percent=0.0,
+                items_done=None,
+                items_total=None,
+                estimate_seconds=None,
+                eta_seconds=None,
+                retry_after_seconds=1,
+                detail="the dump was requested and waits for the packager; poll again in 1 s",
+                links=DumpLinks(self=dump_url, docset=f"{ctx.base_url()}/api/docsets/{docset_id}"),
+            ),
             202,
             {"Retry-After": "1", "Location": dump_url},
         )
@@ -166,10 +184,8 @@ def dump_response(ctx: AppContext, docset_id: int, poll: Poll) -> bottle.HTTPRes
         else:
             what = f"the package of docset {docset_id} is {status.state.name.lower()}"
         hint = f"request a new package with POST {dump_url} (or GET {dump_url}?retry=true)"
-        if "error" in body:
-            body["detail"] = body.pop("error")
         body["error"] = {"code": f"package_{status.state.name.lower()}", "message": f"{what}; {hint}"}
-    return json_response(body, view.status_code, headers)
+    return json_response(DUMP_ANSWERS[status.state.value].model_validate(body), view.status_code, headers)
 
 
 @contextmanager

@@ -219,8 +219,12 @@ def marker_headers(
 
 
 def envelope_from_headers(headers: Mapping[str, str], body: bytes) -> Envelope:
-    """The Envelope of a received MESSAGE frame: application headers only, names lower-case."""
-    content_type = headers.get("content-type") or "application/octet-stream"
+    """The Envelope of a received MESSAGE frame: application headers only, names lower-case.
+
+    A frame without ``content-type`` (a seed-style peer sends none) gives ``""``: the envelope
+    says "not given", and the codec guesses the format from the body (docs/protocol.md § 3).
+    """
+    content_type = headers.get("content-type") or ""
     app = {name.lower(): value for name, value in headers.items() if not _is_broker_header(name.lower())}
     return Envelope(body, content_type, MappingProxyType(app))
 

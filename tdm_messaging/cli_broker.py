@@ -1,4 +1,4 @@
-"""Broker subcommands of ``tdm-messaging``: request a package, print a docset's status, watch a job to its end."""
+"""Broker subcommands of ``tdm-messaging``: request or delete a package, print a docset's status, watch a job."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 from pydantic import ValidationError
 
 from tdm_messaging.errors import ConfigurationError, LocalProtocolError, TransportError
-from tdm_messaging.models import LEGACY_REQUEST_ID, PackageRequest
+from tdm_messaging.models import LEGACY_REQUEST_ID, DeleteRequest, PackageRequest, format_moment
 from tdm_messaging.server import PackagingClient
 from tdm_messaging.status import DocsetStatus, State
 from tdm_messaging.transport.base import Transport
@@ -51,7 +51,7 @@ _DEFAULT_FORMATS = "meta,txt"
 
 
 def register(subparsers: Any) -> None:
-    """Add ``request``, ``status`` and ``watch`` to the ``tdm-messaging`` subcommands.
+    """Add ``request``, ``delete``, ``status`` and ``watch`` to the ``tdm-messaging`` subcommands.
 
     Args:
         subparsers: what ``ArgumentParser.add_subparsers()`` returned; each command sets
@@ -70,6 +70,17 @@ def register(subparsers: Any) -> None:
     req.add_argument("--docset-id", help="the docset id, when the URL's last path segment is not it")
     req.add_argument("--formats", help=f"comma-separated formats (default: the URL's fmt=, else {_DEFAULT_FORMATS})")
     req.set_defaults(func=_cmd_request)
+
+    delete = subparsers.add_parser(
+        "delete",
+        help="ask the packager to delete a docset's package",
+        description="Send a delete request for DOCSET_ID to docsets/delete and print it as JSON. Once the "
+        "packager answers, the docset's status is 'deleted' (see docs/status.md).",
+    )
+    delete.add_argument("docset_id", metavar="DOCSET_ID")
+    delete.add_argument("--broker", help=broker_help)
+    delete.add_argument("--archive-url", help="the archive to delete, when known (an http:// or https:// URL)")
+    delete.set_defaults(func=_cmd_delete)
 
     stat = subparsers.add_parser(
         "status",
@@ -104,12 +115,15 @@ def register(subparsers: Any) -> None:
 
 
 def status_as_json(status: DocsetStatus) -> dict[str, object]:
-    """A docset status as a JSON-serialisable dict (times in ISO 8601, state as its value)."""
+    """A docset status as a JSON-serialisable dict: the status document of docs/status.schema.json.
+
+    Date-times are ISO 8601 in UTC with ``Z``, as in message bodies; the state is its value.
+    """
     return {
         "docset_id": status.docset_id,
         "state": status.state.value,
         "request_id": status.request_id,
-        "requested_at": status.requested_at.isoformat() if status.requested_at else None,
+        "requested_at": format_moment(status.requested_at) if status.requested_at else None,
         "estimate_seconds": status.estimate_seconds,
         "progress": None
         if status.progress is None
@@ -122,7 +136,7 @@ def status_as_json(status: DocsetStatus) -> dict[str, object]:
         "failure": None
         if status.failure is None
         else status.failure.model_dump(mode="json", include={"reason", "retryable"}),
-        "updated_at": status.updated_at.isoformat() if status.updated_at else None,
+        "updated_at": format_moment(status.updated_at) if status.updated_at else None,
     }
 
 
@@ -136,6 +150,14 @@ def _cmd_request(args: argparse.Namespace) -> int:
     _check_request(docset_id, url, formats)  # before any broker is opened: bad input sends nothing
     return _with_client(
         args, lambda client: _print_json(client.request_package(docset_id, url, formats=formats).request)
+    )
+
+
+def _cmd_delete(args: argparse.Namespace) -> int:
+    docset_id: str = args.docset_id
+    _check_delete(docset_id, args.archive_url)  # before any broker is opened: bad input sends nothing
+    return _with_client(
+        args, lambda client: _print_json(client.request_delete(docset_id, archive_url=args.archive_url))
     )
 
 
@@ -229,6 +251,17 @@ def _check_request(docset_id: str, url: str, formats: list[str]) -> None:
         )
     except ValidationError as exc:
         raise ConfigurationError(describe_validation_error(exc, prefix="cannot request this package")) from None
+
+
+def _check_delete(docset_id: str, archive_url: str | None) -> None:
+    """Refuse what the delete request's model would refuse, as one line, without a broker."""
+    try:
+        DeleteRequest(
+            docset_id=docset_id, request_id=LEGACY_REQUEST_ID, timestamp=datetime.now(UTC), archive_url=archive_url
+        )
+    except ValidationError as exc:
+        message = describe_validation_error(exc, prefix="cannot delete this package")
+        raise ConfigurationError(message.replace("archive_url", "--archive-url")) from None
 
 
 def _formats(option: str | None, url: str) -> list[str]:

@@ -113,6 +113,7 @@ class PackagingClient:
         """
         reply_to = reply_queue(docset_id)
         now = self._clock()
+        # The full name a peer must reply to: inside a namespace, the namespaced queue's.
         request = PackageRequest(
             docset_id=docset_id,
             request_id=new_request_id(),
@@ -120,7 +121,7 @@ class PackagingClient:
             timestamp=now,
             docset_url=docset_url,
             formats=tuple(formats),
-            reply_to=reply_to.name,
+            reply_to=self._transport.address(reply_to),
             requested_at=now,
         )
         envelope = encode(request, self._content_type)

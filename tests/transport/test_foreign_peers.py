@@ -207,3 +207,48 @@ def test_stomp_peer_replies_to_reply_to_without_content_type(
     assert status.request_id == sent.request_id
     assert status.result is not None and status.result.archive_url == archive_url(docset)
     assert client.status(docset) == status
+
+
+# -- markers met by an AMQP reader ----------------------------------------------------------------
+
+
+def test_an_amqp_read_passes_on_stomp_markers_and_drops_probes(tmp_path: Path) -> None:
+    """§ 6.2: a live foreign marker goes back to the queue, a stale one and a probe are dropped, none is a reply."""
+    from tdm_messaging.codec import encode
+    from tdm_messaging.ids import new_request_id
+    from tdm_messaging.models import Accepted
+    from tdm_messaging.server import PackagingClient
+    from tdm_messaging.status import State
+
+    amqp_side, stomp_side = make_backend("rabbitmq-amqp", tmp_path), make_backend("rabbitmq-stomp", tmp_path)
+    amqp_side.namespace = stomp_side.namespace = namespace = unique_namespace()
+    docset = unique_docset()
+    queue = amqp_side.track(reply_queue(docset))
+    try:
+        transport = amqp_side.open()
+        reply = Accepted(docset_id=docset, request_id=new_request_id(), sequence=1, timestamp=datetime.now(UTC))
+        transport.send(queue, encode(reply), confirm=True)
+        now_ms = int(time.time() * 1000)
+        with SeedPeer(stomp_side.url_with()) as peer:
+            wire = seed_destination(f"{namespace}/{queue.name}", "rabbitmq").replace("/queue/", "/amq/queue/", 1)
+            marker = {"tdm-read-marker": "foreign-live", "tdm-read-marker-at": str(now_ms), "expiration": "60000"}
+            stale = {"tdm-read-marker": "foreign-stale", "tdm-read-marker-at": str(now_ms - 120_000)}
+            peer.send(wire, b"", content_type=None, extra=marker)
+            peer.send(wire, b"", content_type=None, extra=stale)
+            peer.send(wire, b"", content_type=None, extra={"tdm-declare-probe": "1"})
+        with transport.read(queue) as batch:
+            assert [e.body for e in batch.envelopes] == [encode(reply).body]
+            batch.ack()
+        with amqp_channel(amqp_side.url_with()) as channel:
+            left = channel.basic_get(queue=f"{namespace}/{queue.name}", no_ack=False)
+            assert left is not None and left.headers["tdm-read-marker"] == "foreign-live"
+            assert 0 < int(left.properties["expiration"]) <= 60_000
+            channel.basic_reject(left.delivery_tag, requeue=True)
+        # and a poll with the marker still in the queue reads the status as usual, dead-letters nothing
+        transport.send(queue, encode(reply), confirm=True)
+        assert PackagingClient(transport).status(docset).state is State.ACCEPTED
+        with amqp_channel(amqp_side.url_with()) as channel, pytest.raises(amqp.exceptions.NotFound):
+            channel.queue_declare(queue=f"{namespace}/docsets/dead-letter", passive=True)  # never even declared
+    finally:
+        amqp_side.cleanup()
+        stomp_side.cleanup()

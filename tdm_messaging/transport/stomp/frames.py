@@ -9,6 +9,7 @@ from types import MappingProxyType
 from tdm_messaging.destinations import Destination, DestinationKind
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.errors import LocalProtocolError
+from tdm_messaging.transport.markers import MARKER_TTL_MS
 from tdm_messaging.transport.stomp.dialect import Dialect
 from tdm_messaging.transport.stomp.settings import ReplyExpiry, StompSettings
 
@@ -31,8 +32,6 @@ MARKER_HEADER = "tdm-read-marker"
 """Header naming the read that sent a marker message (see :meth:`StompTransport.read`)."""
 MARKER_AT_HEADER = "tdm-read-marker-at"
 """When the marker was first sent, Unix epoch ms; a marker older than :data:`MARKER_TTL_MS` is stale."""
-MARKER_TTL_MS = 60_000
-"""How long a marker lives; the broker drops it after that, and readers drop stale foreign ones."""
 PROBE_HEADER = "tdm-declare-probe"
 """Header of the empty message a RabbitMQ declare sends (``expiration: 0``): it declares the queue
 without subscribing, so it never takes a message from a reader; readers that meet it drop it."""

@@ -16,9 +16,10 @@ from urllib.parse import parse_qs, urlsplit
 from pydantic import ValidationError
 
 from tdm_messaging.errors import ConfigurationError, LocalProtocolError, TransportError
-from tdm_messaging.models import LEGACY_REQUEST_ID, DeleteRequest, PackageRequest, format_moment
+from tdm_messaging.models import LEGACY_REQUEST_ID, DeleteRequest, PackageRequest
 from tdm_messaging.server import PackagingClient
 from tdm_messaging.status import DocsetStatus, State
+from tdm_messaging.status_document import status_document
 from tdm_messaging.transport.base import Transport
 from tdm_messaging.transport.registry import open_transport
 from tdm_messaging.wire_json import describe_validation_error
@@ -115,29 +116,8 @@ def register(subparsers: Any) -> None:
 
 
 def status_as_json(status: DocsetStatus) -> dict[str, object]:
-    """A docset status as a JSON-serialisable dict: the status document of docs/status.schema.json.
-
-    Date-times are ISO 8601 in UTC with ``Z``, as in message bodies; the state is its value.
-    """
-    return {
-        "docset_id": status.docset_id,
-        "state": status.state.value,
-        "request_id": status.request_id,
-        "requested_at": format_moment(status.requested_at) if status.requested_at else None,
-        "estimate_seconds": status.estimate_seconds,
-        "progress": None
-        if status.progress is None
-        else status.progress.model_dump(mode="json", include={"items_done", "items_total", "percent", "eta_seconds"}),
-        "result": None
-        if status.result is None
-        else status.result.model_dump(
-            mode="json", include={"archive_url", "size_bytes", "sha256", "content_type", "url_expires_at"}
-        ),
-        "failure": None
-        if status.failure is None
-        else status.failure.model_dump(mode="json", include={"reason", "retryable"}),
-        "updated_at": format_moment(status.updated_at) if status.updated_at else None,
-    }
+    """A docset status as the status document of docs/status.schema.json (date-times with ``Z``)."""
+    return status_document(status)
 
 
 # -- commands ------------------------------------------------------------------------------

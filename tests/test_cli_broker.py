@@ -285,3 +285,34 @@ def test_delete_refuses_bad_input_before_the_broker(
     err = capsys.readouterr().err
     assert err.startswith(fragment) and err.count("\n") == 1, err
     assert broker.opened == []  # type: ignore[attr-defined]
+
+
+def test_status_output_validates_against_the_published_schema(
+    broker: InMemoryBroker, worker: list[Job], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/status.schema.json describes what `status` prints, in every state a job goes through."""
+    from tests.test_status_document import assert_valid
+
+    good, bad = new_docset(), new_docset("bad")
+    seen: set[str] = set()
+    for docset in (good, bad):
+        assert cli.main(["status", docset, "--broker", URL]) == 0
+        printed = json.loads(capsys.readouterr().out)
+        assert_valid(printed)
+        seen.add(printed["state"])
+        cli.main(["request", f"http://s/api/docsets/{docset}", "--broker", URL])
+        capsys.readouterr()
+        deadline = time.monotonic() + 10
+        while printed["state"] not in {"complete", "failed"} and time.monotonic() < deadline:
+            assert cli.main(["status", docset, "--broker", URL]) == 0
+            printed = json.loads(capsys.readouterr().out)
+            assert_valid(printed)
+            seen.add(printed["state"])
+    cli.main(["delete", good, "--broker", URL])
+    capsys.readouterr()
+    while printed["state"] != "deleted" and time.monotonic() < deadline:
+        assert cli.main(["status", good, "--broker", URL]) == 0
+        printed = json.loads(capsys.readouterr().out)
+        assert_valid(printed)
+    seen.add(printed["state"])
+    assert {"unknown", "complete", "failed", "deleted"} <= seen, seen

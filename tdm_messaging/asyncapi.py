@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from pydantic.json_schema import models_json_schema
@@ -109,8 +110,9 @@ _NAMESPACE_PARAMETER = {
 }
 
 
-def _queue_binding(address: str) -> dict[str, Any]:
-    queue = {"name": address, "durable": True, "exclusive": False, "autoDelete": False}
+def _queue_binding() -> dict[str, Any]:
+    # No queue name: the channel's address is it (with the namespace prefix, when there is one).
+    queue = {"durable": True, "exclusive": False, "autoDelete": False}
     return {"amqp": {"is": "queue", "queue": queue, "bindingVersion": "0.3.0"}}
 
 
@@ -149,7 +151,7 @@ def asyncapi_document() -> dict[str, Any]:
             "it acknowledges it (drops it)."
         ),
         "headers": {"$ref": "#/components/schemas/ReadMarkerHeaders"},
-        "payload": _EMPTY_BODY,
+        "payload": dict(_EMPTY_BODY),
     }
     messages["DeclareProbe"] = {
         "name": "declare_probe",
@@ -160,7 +162,7 @@ def asyncapi_document() -> dict[str, Any]:
             "subscribing. A reader that meets one acknowledges it and ignores it."
         ),
         "headers": {"$ref": "#/components/schemas/DeclareProbeHeaders"},
-        "payload": _EMPTY_BODY,
+        "payload": dict(_EMPTY_BODY),
     }
     schemas["Headers"] = _message_headers_schema()
     schemas["ReadMarkerHeaders"] = _header_schema(
@@ -173,23 +175,25 @@ def asyncapi_document() -> dict[str, Any]:
     def refs(kinds: tuple[str, ...]) -> dict[str, Any]:
         return {_camel(kind): {"$ref": f"#/components/messages/{class_of[kind]}"} for kind in kinds}
 
-    namespaced = {"namespacePrefix": _NAMESPACE_PARAMETER}
+    def namespaced() -> dict[str, Any]:  # a fresh dict per channel: shared ones become YAML anchors
+        return {"namespacePrefix": copy.deepcopy(_NAMESPACE_PARAMETER)}
+
     channels: dict[str, Any] = {
         "packageRequests": {
             "address": _NS + PACKAGE_REQUESTS.name,
-            "parameters": namespaced,
+            "parameters": namespaced(),
             "title": "Package requests",
             "description": "Permanent, durable queue: the server asks the packager to build a docset's archive.",
             "messages": refs(("package_request",)),
-            "bindings": _queue_binding(PACKAGE_REQUESTS.name),
+            "bindings": _queue_binding(),
         },
         "deleteRequests": {
             "address": _NS + DELETE_REQUESTS.name,
-            "parameters": namespaced,
+            "parameters": namespaced(),
             "title": "Delete requests",
             "description": "Permanent, durable queue: the server asks the packager to delete a delivered package.",
             "messages": refs(("delete_request",)),
-            "bindings": _queue_binding(DELETE_REQUESTS.name),
+            "bindings": _queue_binding(),
         },
         "replies": {
             "address": _NS + "package/{docsetId}",
@@ -203,7 +207,7 @@ def asyncapi_document() -> dict[str, Any]:
                 "through it too; they are not protocol messages."
             ),
             "parameters": {
-                **namespaced,
+                **namespaced(),
                 "docsetId": {
                     "description": "1 to 128 characters from A-Z a-z 0-9 . _ ~ : @ + -",
                 },
@@ -216,13 +220,13 @@ def asyncapi_document() -> dict[str, Any]:
         },
         "deadLetter": {
             "address": _NS + DEAD_LETTER.name,
-            "parameters": namespaced,
+            "parameters": namespaced(),
             "title": "Dead letters",
             "description": (
                 "Requests the packager could not decode or kept failing on, with header `tdm-dead-letter-reason`."
             ),
             "messages": refs(("package_request", "delete_request")),
-            "bindings": _queue_binding(DEAD_LETTER.name),
+            "bindings": _queue_binding(),
         },
     }
 
@@ -252,7 +256,7 @@ def asyncapi_document() -> dict[str, Any]:
     operations: dict[str, Any] = {
         "requestPackage": {
             **op("send", "packageRequests", ("package_request",), "Server: ask for a docset's archive."),
-            "reply": package_reply,
+            "reply": copy.deepcopy(package_reply),
         },
         "handlePackageRequest": {
             **op("receive", "packageRequests", ("package_request",), "Packager: build the archive, then reply."),

@@ -105,3 +105,9 @@ def test_protocol_doc_schemas_match_the_models() -> None:
         assert json.loads(blocks[name]) == schema, (
             f"docs/protocol.md: the schema of {name} is out of date; replace its block with:\n{expected}"
         )
+
+
+def test_the_yaml_has_no_anchors() -> None:
+    """Every part written out where it applies: readers (and some tools) stumble on &id/*id aliases."""
+    text = DOC.read_text()
+    assert re.search(r"[&*]id\d+", text) is None

@@ -63,7 +63,7 @@ _HEADER_VALUES: dict[str, dict[str, Any]] = {
     headers.DEAD_LETTER_REASON: {"type": "string"},
     headers.DEAD_LETTER_QUEUE: {"type": "string"},
     headers.EXPIRES_AT: _DIGITS,
-    headers.READ_MARKER: {"type": "string", "minLength": 1},
+    headers.READ_MARKER: {"type": "string", "pattern": "^[A-Za-z0-9]{1,64}$"},
     headers.READ_MARKER_AT: _DIGITS,
     headers.DECLARE_PROBE: {"type": "string"},
 }

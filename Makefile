@@ -11,7 +11,12 @@ export TDM_TEST_ACTIVEMQ_STOMP_URL ?= stomp://127.0.0.1:61623/?dialect=activemq
 export TDM_TEST_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672//
 export TDM_TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: venv brokers lint test demo bench clean
+.PHONY: venv brokers lint asyncapi-validator test demo bench clean
+
+# The official AsyncAPI parser that tests/test_asyncapi_validator.py runs on docs/asyncapi.yaml
+# (Node.js); installed exactly as locked, without install scripts.
+VALIDATOR := scripts/asyncapi
+VALIDATOR_STAMP := $(VALIDATOR)/node_modules/.installed-stamp
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,7 +34,13 @@ lint: venv
 	$(BIN)/ruff format --check tdm_messaging tests examples bench
 	$(BIN)/mypy --strict tdm_messaging
 
-test: venv brokers lint
+$(VALIDATOR_STAMP): $(VALIDATOR)/package-lock.json
+	cd $(VALIDATOR) && npm ci --ignore-scripts --no-audit --no-fund
+	touch $@
+
+asyncapi-validator: $(VALIDATOR_STAMP)
+
+test: venv brokers lint asyncapi-validator
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: venv
@@ -40,4 +51,4 @@ bench: venv brokers
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .work .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .work .pytest_cache .mypy_cache .ruff_cache $(VALIDATOR)/node_modules

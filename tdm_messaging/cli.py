@@ -14,7 +14,9 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from pydantic import ValidationError
@@ -23,6 +25,7 @@ from tdm_messaging.asyncapi import asyncapi_document
 from tdm_messaging.codec import (
     DEFAULT_MAX_BODY_BYTES,
     EPOCH_UTC,
+    HEADER_DOCSET_ID,
     JSON_CONTENT_TYPE,
     TEXT_CONTENT_TYPE,
     DecodeContext,
@@ -31,8 +34,8 @@ from tdm_messaging.codec import (
     guess_content_type,
 )
 from tdm_messaging.envelope import Envelope
-from tdm_messaging.errors import LocalProtocolError, MessagingError
-from tdm_messaging.models import LEGACY_REQUEST_ID
+from tdm_messaging.errors import DecodeError, LocalProtocolError, MessagingError
+from tdm_messaging.models import LEGACY_REQUEST_ID, PROTOCOL_VERSION
 from tdm_messaging.wire_json import describe_validation_error
 
 __all__ = ["EXIT_ERROR", "build_parser", "main"]
@@ -68,6 +71,13 @@ def _aware_datetime(text: str) -> datetime:
     return value
 
 
+def _package_version() -> str:
+    try:
+        return version("tdm-messaging")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def _header(text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     if not sep or not name.strip():
@@ -80,9 +90,32 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     content_type = args.content_type or guess_content_type(body)
     context = DecodeContext(docset_id=args.docset_id, request_id=args.request_id, received_at=args.received_at)
     envelope = Envelope(body, content_type, dict(args.header))
-    message = decode(envelope, context=context, max_body_bytes=args.max_body_bytes)
+    try:
+        message = decode(envelope, context=context, max_body_bytes=args.max_body_bytes)
+    except DecodeError:
+        _explain_missing_docset(envelope, context, args)
+        raise
     _write_stdout(message.model_dump_json(indent=2) + "\n")
     return 0
+
+
+_PLACEHOLDER_DOCSET = "docset"
+
+
+def _explain_missing_docset(envelope: Envelope, context: DecodeContext, args: argparse.Namespace) -> None:
+    """Say which flag is missing when the only trouble with a text reply is that it names no docset."""
+    if args.docset_id is not None or envelope.header(HEADER_DOCSET_ID) is not None:
+        return
+    try:
+        message = decode(
+            envelope, context=replace(context, docset_id=_PLACEHOLDER_DOCSET), max_body_bytes=args.max_body_bytes
+        )
+    except DecodeError:
+        return  # something else is wrong too: the decoder's own message says what
+    raise LocalProtocolError(
+        f"this text/plain {message.type!r} reply does not say its docset (the seed takes it from the reply "
+        "queue's name): pass --docset-id ID, or --header tdm-docset-id=ID"
+    ) from None
 
 
 def _cmd_encode(args: argparse.Namespace) -> int:
@@ -130,6 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Tools for the TDM docset packaging protocol.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages to stderr")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"%(prog)s {_package_version()} (protocol {PROTOCOL_VERSION})",
+        help="print the library's version and the protocol version it speaks, then exit",
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     dec = subparsers.add_parser(

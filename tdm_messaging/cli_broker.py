@@ -1,4 +1,4 @@
-"""Broker subcommands of ``tdm-messaging``: request a package, print a docset's status, watch a job to its end."""
+"""Broker subcommands of ``tdm-messaging``: request or delete a package, print a docset's status, watch a job."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ from urllib.parse import parse_qs, urlsplit
 from pydantic import ValidationError
 
 from tdm_messaging.errors import ConfigurationError, LocalProtocolError, TransportError
-from tdm_messaging.models import LEGACY_REQUEST_ID, PackageRequest
+from tdm_messaging.models import LEGACY_REQUEST_ID, DeleteRequest, PackageRequest
 from tdm_messaging.server import PackagingClient
 from tdm_messaging.status import DocsetStatus, State
+from tdm_messaging.status_document import status_document
 from tdm_messaging.transport.base import Transport
 from tdm_messaging.transport.registry import open_transport
 from tdm_messaging.wire_json import describe_validation_error
@@ -51,7 +52,7 @@ _DEFAULT_FORMATS = "meta,txt"
 
 
 def register(subparsers: Any) -> None:
-    """Add ``request``, ``status`` and ``watch`` to the ``tdm-messaging`` subcommands.
+    """Add ``request``, ``delete``, ``status`` and ``watch`` to the ``tdm-messaging`` subcommands.
 
     Args:
         subparsers: what ``ArgumentParser.add_subparsers()`` returned; each command sets
@@ -70,6 +71,17 @@ def register(subparsers: Any) -> None:
     req.add_argument("--docset-id", help="the docset id, when the URL's last path segment is not it")
     req.add_argument("--formats", help=f"comma-separated formats (default: the URL's fmt=, else {_DEFAULT_FORMATS})")
     req.set_defaults(func=_cmd_request)
+
+    delete = subparsers.add_parser(
+        "delete",
+        help="ask the packager to delete a docset's package",
+        description="Send a delete request for DOCSET_ID to docsets/delete and print it as JSON. Once the "
+        "packager answers, the docset's status is 'deleted' (see docs/status.md).",
+    )
+    delete.add_argument("docset_id", metavar="DOCSET_ID")
+    delete.add_argument("--broker", help=broker_help)
+    delete.add_argument("--archive-url", help="the archive to delete, when known (an http:// or https:// URL)")
+    delete.set_defaults(func=_cmd_delete)
 
     stat = subparsers.add_parser(
         "status",
@@ -104,26 +116,8 @@ def register(subparsers: Any) -> None:
 
 
 def status_as_json(status: DocsetStatus) -> dict[str, object]:
-    """A docset status as a JSON-serialisable dict (times in ISO 8601, state as its value)."""
-    return {
-        "docset_id": status.docset_id,
-        "state": status.state.value,
-        "request_id": status.request_id,
-        "requested_at": status.requested_at.isoformat() if status.requested_at else None,
-        "estimate_seconds": status.estimate_seconds,
-        "progress": None
-        if status.progress is None
-        else status.progress.model_dump(mode="json", include={"items_done", "items_total", "percent", "eta_seconds"}),
-        "result": None
-        if status.result is None
-        else status.result.model_dump(
-            mode="json", include={"archive_url", "size_bytes", "sha256", "content_type", "url_expires_at"}
-        ),
-        "failure": None
-        if status.failure is None
-        else status.failure.model_dump(mode="json", include={"reason", "retryable"}),
-        "updated_at": status.updated_at.isoformat() if status.updated_at else None,
-    }
+    """A docset status as the status document of docs/status.schema.json (date-times with ``Z``)."""
+    return status_document(status)
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -136,6 +130,14 @@ def _cmd_request(args: argparse.Namespace) -> int:
     _check_request(docset_id, url, formats)  # before any broker is opened: bad input sends nothing
     return _with_client(
         args, lambda client: _print_json(client.request_package(docset_id, url, formats=formats).request)
+    )
+
+
+def _cmd_delete(args: argparse.Namespace) -> int:
+    docset_id: str = args.docset_id
+    _check_delete(docset_id, args.archive_url)  # before any broker is opened: bad input sends nothing
+    return _with_client(
+        args, lambda client: _print_json(client.request_delete(docset_id, archive_url=args.archive_url))
     )
 
 
@@ -229,6 +231,17 @@ def _check_request(docset_id: str, url: str, formats: list[str]) -> None:
         )
     except ValidationError as exc:
         raise ConfigurationError(describe_validation_error(exc, prefix="cannot request this package")) from None
+
+
+def _check_delete(docset_id: str, archive_url: str | None) -> None:
+    """Refuse what the delete request's model would refuse, as one line, without a broker."""
+    try:
+        DeleteRequest(
+            docset_id=docset_id, request_id=LEGACY_REQUEST_ID, timestamp=datetime.now(UTC), archive_url=archive_url
+        )
+    except ValidationError as exc:
+        message = describe_validation_error(exc, prefix="cannot delete this package")
+        raise ConfigurationError(message.replace("archive_url", "--archive-url")) from None
 
 
 def _formats(option: str | None, url: str) -> list[str]:

@@ -9,12 +9,13 @@ from typing import Final
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.errors import BodyTooLargeError, DecodeError, EncodeError
 from tdm_messaging.ids import check_request_id
-from tdm_messaging.models import LEGACY_REQUEST_ID, Message, MessageBase
+from tdm_messaging.models import LEGACY_REQUEST_ID, Message, MessageBase, format_moment
 from tdm_messaging.wire_json import decode_json, encode_json
 from tdm_messaging.wire_text import (
     HEADER_DOCSET_ID,
     HEADER_FORMATS,
     HEADER_PROTOCOL_VERSION,
+    HEADER_REPLY_TO,
     HEADER_REQUEST_ID,
     HEADER_REQUESTED_AT,
     HEADER_SEQUENCE,
@@ -30,6 +31,7 @@ __all__ = [
     "HEADER_DOCSET_ID",
     "HEADER_FORMATS",
     "HEADER_PROTOCOL_VERSION",
+    "HEADER_REPLY_TO",
     "HEADER_REQUESTED_AT",
     "HEADER_REQUEST_ID",
     "HEADER_SEQUENCE",
@@ -81,7 +83,7 @@ def encode(message: Message, content_type: str = JSON_CONTENT_TYPE) -> Envelope:
 
     The envelope carries headers ``tdm-type``, ``tdm-protocol-version``, ``tdm-docset-id``,
     ``tdm-request-id`` and ``tdm-sequence``; a ``text/plain`` one also ``tdm-timestamp``
-    (and, for a package request, ``tdm-requested-at`` and ``tdm-formats``), so that a text
+    (and, for a package request, ``tdm-requested-at``, ``tdm-formats`` and ``tdm-reply-to``), so that a text
     body written here decodes back to the same message.
 
     Args:
@@ -109,7 +111,7 @@ def encode(message: Message, content_type: str = JSON_CONTENT_TYPE) -> Envelope:
         # an encode, and nothing routes on it.
         return Envelope(encode_json(message), JSON_CONTENT_TYPE, _checked(headers))
     if content_type == TEXT_CONTENT_TYPE:
-        headers[HEADER_TIMESTAMP] = message.timestamp.isoformat()
+        headers[HEADER_TIMESTAMP] = format_moment(message.timestamp)
         body, extra = encode_text(message)
         headers.update(extra)
         return Envelope(body, TEXT_CONTENT_TYPE, _checked(headers))

@@ -19,6 +19,7 @@ __all__ = [
     "READ_MARKER",
     "READ_MARKER_AT",
     "REQUESTED_AT",
+    "REPLY_TO",
     "REQUEST_ID",
     "SEQUENCE",
     "TIMESTAMP",
@@ -35,6 +36,7 @@ SEQUENCE: Final = "tdm-sequence"
 TIMESTAMP: Final = "tdm-timestamp"
 REQUESTED_AT: Final = "tdm-requested-at"
 FORMATS: Final = "tdm-formats"
+REPLY_TO: Final = "tdm-reply-to"
 # Worker headers: on a request the worker re-sends for a retry.
 ATTEMPT: Final = "tdm-attempt"
 NEXT_SEQUENCE: Final = "tdm-next-sequence"
@@ -72,6 +74,7 @@ HEADERS: Final[tuple[Header, ...]] = (
     Header(TIMESTAMP, "codec", "when the message was made, ISO 8601 (text/plain only; JSON carries it in the body)"),
     Header(REQUESTED_AT, "codec", "package requests in text/plain: requested_at, ISO 8601"),
     Header(FORMATS, "codec", "package requests in text/plain: the formats, comma-separated (may be empty)"),
+    Header(REPLY_TO, "codec", "package requests in text/plain: reply_to, the reply queue's full (namespaced) name"),
     Header(ATTEMPT, "worker", "a re-sent request: which attempt its next delivery is (1 when absent)"),
     Header(
         NEXT_SEQUENCE, "worker", "a re-sent request: the sequence number of its next reply, so attempts never reuse one"

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Final
 
 from tdm_messaging.errors import LocalProtocolError
+from tdm_messaging.models import format_moment
 from tdm_messaging.status import DocsetStatus, State
 
 __all__ = [
@@ -161,7 +162,7 @@ def _complete(status: DocsetStatus, now: datetime, body: dict[str, object]) -> H
     if result.url_expires_at is not None and result.url_expires_at <= now:
         body.update(
             gone_because="url_expired",
-            detail=f"the archive URL expired at {result.url_expires_at.isoformat()}; request a new dump",
+            detail=f"the archive URL expired at {format_moment(result.url_expires_at)}; request a new dump",
         )
         return HttpView(410, (_NO_STORE,), body)
     body["detail"] = "the archive is ready; follow Location to download it"
@@ -189,4 +190,4 @@ def _elapsed(since: datetime, now: datetime) -> float:
 
 
 def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment is not None else None
+    return format_moment(moment) if moment is not None else None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Final, Literal, TypeAlias
 from urllib.parse import urlsplit
 
@@ -25,6 +25,7 @@ __all__ = [
     "LEGACY_REQUEST_ID",
     "MAX_COUNT",
     "MAX_FORMATS",
+    "MAX_REPLY_TO_LENGTH",
     "MAX_URL_LENGTH",
     "MESSAGE_TYPES",
     "PROTOCOL_VERSION",
@@ -38,6 +39,8 @@ __all__ = [
     "PackageRequest",
     "Progress",
     "check_http_url",
+    "check_reply_to",
+    "format_moment",
     "message_adapter",
 ]
 
@@ -65,6 +68,9 @@ _REQUEST_ID_PATTERN = r"^$|^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{
 _URL_CHARS = re.compile(r"[!-~]+")  # printable ASCII: no space, no control character, no non-ASCII
 _FORMAT = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _MIN_YEAR, _MAX_YEAR = 1970, 9998  # arithmetic of a few days either side never overflows datetime
+# A reply address: package/<docset id>, optionally inside a namespace (docs/protocol.md § 2.3).
+_NAMESPACE = re.compile(r"[A-Za-z0-9._~:@+-]{1,128}")
+MAX_REPLY_TO_LENGTH: Final = 128 + len("/package/") + 128
 
 
 def check_http_url(value: str, field: str = "url") -> str:
@@ -91,9 +97,47 @@ def check_http_url(value: str, field: str = "url") -> str:
 
 
 def _check_datetime(value: datetime) -> datetime:
+    # Kept in UTC: a message has one spelling of each instant (written with "Z"), so the fold's
+    # tie-break and every re-send compare and write instants, never the offsets peers chose.
+    value = value.astimezone(UTC)
     if not _MIN_YEAR <= value.year <= _MAX_YEAR:
-        raise ValueError(f"year {value.year} is outside {_MIN_YEAR}-{_MAX_YEAR}")
+        raise ValueError(f"year {value.year} (in UTC) is outside {_MIN_YEAR}-{_MAX_YEAR}")
     return value
+
+
+def format_moment(value: datetime) -> str:
+    """``value`` as the protocol writes every date-time: ISO 8601 in UTC with ``Z``, e.g. ``2026-01-02T03:04:05Z``.
+
+    Microseconds are written when not zero (``2026-01-02T03:04:05.250000Z``), as in JSON bodies.
+
+    Raises:
+        ValueError: ``value`` is naive (it names no instant).
+    """
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"date-time {value.isoformat()} has no time-zone offset")
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _positive_zero(value: float) -> float:
+    return value + 0.0  # -0.0 + 0.0 is +0.0: one spelling of zero, so equal values compare and print alike
+
+
+def check_reply_to(value: str, docset_id: str) -> str:
+    """Return ``value`` if it is the reply address of ``docset_id``: ``package/<id>`` or ``<namespace>/package/<id>``.
+
+    Raises:
+        ValueError: naming what was expected.
+    """
+    expected = f"package/{docset_id}"
+    if value == expected:
+        return value
+    namespace, sep, rest = value.partition("/")
+    if sep and rest == expected and _NAMESPACE.fullmatch(namespace):
+        return value
+    raise ValueError(
+        f"reply_to must be {expected!r}, or '<namespace>/{expected}' inside a namespace, "
+        f"for docset {docset_id!r}; got {value[:80]!r}"
+    )
 
 
 def _check_archive_url(value: str) -> str:
@@ -102,7 +146,7 @@ def _check_archive_url(value: str) -> str:
 
 Moment = Annotated[AwareDatetime, AfterValidator(_check_datetime)]
 """A timezone-aware date-time of years 1970 to 9998."""
-Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False), AfterValidator(_positive_zero)]
 """A finite, non-negative number of seconds."""
 Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 """A whole number from 0 to 2**63 - 1."""
@@ -154,14 +198,15 @@ class PackageRequest(MessageBase):
     Attributes:
         docset_url: the docset on the API, e.g. ``http://server/api/docsets/5?fmt=meta,txt``.
         formats: what to put in the archive, e.g. ``("meta", "txt")``.
-        reply_to: logical reply queue, ``package/<docset_id>``.
+        reply_to: the reply queue's full name: ``package/<docset_id>``, or
+            ``<namespace>/package/<docset_id>`` when the request was sent inside a namespace.
         requested_at: when the miner asked.
     """
 
     type: Literal["package_request"] = "package_request"
     docset_url: str = Field(min_length=1, max_length=MAX_URL_LENGTH)
     formats: tuple[str, ...] = Field(default=("meta", "txt"), max_length=MAX_FORMATS)
-    reply_to: str = Field(max_length=200)
+    reply_to: str = Field(max_length=MAX_REPLY_TO_LENGTH)
     requested_at: Moment
 
     @field_validator("docset_url")
@@ -181,9 +226,7 @@ class PackageRequest(MessageBase):
 
     @model_validator(mode="after")
     def _check_reply_to(self) -> PackageRequest:
-        expected = f"package/{self.docset_id}"
-        if self.reply_to != expected:
-            raise ValueError(f"reply_to must be {expected!r} for docset {self.docset_id!r}, got {self.reply_to!r}")
+        check_reply_to(self.reply_to, self.docset_id)
         return self
 
 
@@ -203,7 +246,7 @@ class Progress(MessageBase):
     type: Literal["progress"] = "progress"
     items_done: Count
     items_total: Count
-    percent: float = Field(ge=0, le=100, allow_inf_nan=False)
+    percent: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False), AfterValidator(_positive_zero)]
     eta_seconds: Seconds | None = None
 
     @model_validator(mode="after")

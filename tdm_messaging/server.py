@@ -117,6 +117,7 @@ class PackagingClient:
         """
         reply_to = reply_queue(docset_id)
         now = self._clock()
+        # The full name a peer must reply to: inside a namespace, the namespaced queue's.
         request = _checked(
             f"cannot request a package of docset {docset_id!r}",
             lambda: PackageRequest(
@@ -126,7 +127,7 @@ class PackagingClient:
                 timestamp=now,
                 docset_url=docset_url,
                 formats=tuple(formats),
-                reply_to=reply_to.name,
+                reply_to=self._transport.address(reply_to),
                 requested_at=now,
             ),
         )

@@ -65,8 +65,10 @@ class State(enum.Enum):
 #    late Accepted never hides a Progress or a result. Complete outranks Failed: a Failed next to a
 #    Complete can only come from a redelivered duplicate job, and the delivered archive is still valid.
 # 4. Of each kind one *witness* is kept: Progress the furthest (items_done, then sequence); every other
-#    kind the latest (sequence, then timestamp); remaining ties go to the greatest canonical JSON, so
-#    the choice depends on the set of messages only, never on their order or repetition.
+#    kind the latest (sequence, then timestamp); remaining ties go to the greatest tuple of all fields in
+#    schema order (_tie_break: null first, numbers by value, strings by code point, false < true,
+#    instants, lists element-wise), so the choice depends on the set of messages only, never on their
+#    order or repetition, and a peer in any language can make the same choice from the JSON values.
 # 5. A status keeps only the witnesses its state needs (_KEEPS), and in IN_PROGRESS the Accepted only if it
 #    carries an estimate: the rest are what compact() drops. updated_at is the newest of the kept ones.
 _RANK: Final[dict[State, int]] = {
@@ -131,7 +133,7 @@ class DocsetStatus:
         return cls(docset_id, State.UNKNOWN, None, None, None, None, None, None, None)
 
 
-_Key = tuple[int, int, datetime, str]
+_Key = tuple[int, int, datetime, tuple[object, ...]]
 _M = TypeVar("_M", bound=MessageBase)
 
 
@@ -150,10 +152,23 @@ def _state_of(message: MessageBase) -> State | None:
 
 
 def _key(message: MessageBase) -> _Key:
-    # A total order over distinct messages: the canonical JSON settles what sequence and time leave tied.
+    # A total order over distinct messages: the fields settle what sequence and time leave tied.
     # Keys are compared only within one kind, so the leading items_done is 0 for every other kind.
     items_done = message.items_done if isinstance(message, Progress) else 0
-    return (items_done, message.sequence, message.timestamp, message.model_dump_json())
+    return (items_done, message.sequence, message.timestamp, _tie_break(message))
+
+
+def _tie_break(message: MessageBase) -> tuple[object, ...]:
+    """Every field of ``message``, in its schema's order, as values that compare as docs/status.md rule 4 says.
+
+    ``None`` sorts before any value; within one kind a field always holds one type, and Python
+    compares those as the rule does: numbers by value, strings by code point, ``False`` < ``True``,
+    date-times as instants (the models keep them in UTC), tuples element by element.
+    """
+    return tuple(
+        (0,) if value is None else (1, value)
+        for value in (getattr(message, name) for name in type(message).model_fields)
+    )
 
 
 def _select(messages: Sequence[MessageBase], docset_id: str) -> _Selection:

@@ -36,6 +36,7 @@ from tdm_messaging.models import (
     MessageBase,
     PackageRequest,
     Progress,
+    format_moment,
 )
 from tdm_messaging.wire_json import check_major, describe_validation_error
 
@@ -43,6 +44,7 @@ __all__ = [
     "HEADER_DOCSET_ID",
     "HEADER_FORMATS",
     "HEADER_PROTOCOL_VERSION",
+    "HEADER_REPLY_TO",
     "HEADER_REQUESTED_AT",
     "HEADER_REQUEST_ID",
     "HEADER_SEQUENCE",
@@ -62,6 +64,7 @@ HEADER_TIMESTAMP: Final = headers.TIMESTAMP
 HEADER_REQUESTED_AT: Final = headers.REQUESTED_AT
 """Package requests only: ``requested_at``, ISO 8601."""
 HEADER_FORMATS: Final = headers.FORMATS
+HEADER_REPLY_TO: Final = headers.REPLY_TO
 """Package requests only: the formats, comma-separated (may be empty)."""
 
 # ASCII digits only, and few of them: \d and str.isdigit() also take '²' or an Arabic-Indic one, which int() and
@@ -115,7 +118,7 @@ def encode_text(message: MessageBase) -> tuple[bytes, dict[str, str]]:
         if message.content_type != Complete.model_fields["content_type"].default:
             lines.append(f"Content-Type: {_one_line(message.content_type, 'content_type')}")
         if message.url_expires_at is not None:
-            lines.append(f"Expires: {message.url_expires_at.isoformat()}")
+            lines.append(f"Expires: {format_moment(message.url_expires_at)}")
     elif isinstance(message, Failed):
         lines = [f"Failed: {_escape(message.reason)}", f"Retryable: {'yes' if message.retryable else 'no'}"]
     elif isinstance(message, DeleteRequest | Deleted):
@@ -125,8 +128,9 @@ def encode_text(message: MessageBase) -> tuple[bytes, dict[str, str]]:
             lines.append(f"Archive: {_url(message.archive_url, 'archive_url')}")
     elif isinstance(message, PackageRequest):
         lines = [message.docset_url]
-        extra[HEADER_REQUESTED_AT] = message.requested_at.isoformat()
+        extra[HEADER_REQUESTED_AT] = format_moment(message.requested_at)
         extra[HEADER_FORMATS] = ",".join(message.formats)
+        extra[HEADER_REPLY_TO] = message.reply_to
     else:
         raise EncodeError(f"{type(message).__name__} has no text/plain form; use application/json")
     return "\n".join(lines).encode(), extra
@@ -430,7 +434,8 @@ def _package_request(reader: _Reader, first: str, rest: list[str]) -> Message:
     fields: dict[str, Any] = {
         "docset_url": first,
         "formats": formats,
-        "reply_to": f"package/{docset_id}",
+        # The header carries a namespaced address; the seed's bare URL means the plain one.
+        "reply_to": reader.header(HEADER_REPLY_TO) or f"package/{docset_id}",
         "requested_at": requested_at,
     }
     return reader.build("package_request", fields, body_docset_id=url_docset)

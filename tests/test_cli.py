@@ -106,7 +106,7 @@ def test_encode_json_round_trips(monkeypatch: pytest.MonkeyPatch, capsys: pytest
     ("argv", "stdin", "fragment"),
     [
         (["decode", "--docset-id", "5"], b"Accepted. soon", "error: text/plain line 1 'Accepted. soon'"),
-        (["decode"], b"Accepted.", "error: a text/plain 'accepted' message does not say its docset"),
+        (["decode"], b"Accepted.", "error: this text/plain 'accepted' reply does not say its docset"),
         (["decode"], b'{"type": "teleport"}', "error: unknown message type 'teleport'"),
         # Issue 10: these printed a traceback.
         (
@@ -232,3 +232,32 @@ def test_python_dash_m_in_a_subprocess() -> None:
     assert failed.returncode == 2
     assert failed.stderr.startswith(b"error: text/plain line 1 'Nonsense'")
     assert b"Traceback" not in failed.stderr
+
+
+def test_version_names_the_library_and_the_protocol(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    from tdm_messaging.models import PROTOCOL_VERSION
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"tdm-messaging {version('tdm-messaging')} (protocol {PROTOCOL_VERSION})\n"
+
+
+@pytest.mark.parametrize("body", [b"Accepted. 45 seconds", b"Progress: 1/2", b"Failed: no text\nRetryable: no"])
+def test_a_text_reply_without_docset_names_the_flag(
+    body: bytes, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(["decode"], body, monkeypatch, capsys)
+    assert (code, out) == (2, "")
+    assert err.startswith("error: this text/plain ") and "pass --docset-id ID" in err, err
+    assert "DecodeContext" not in err and "Traceback" not in err and err.count("\n") == 1
+    # ... and with the flag, the same body decodes
+    code, out, err = run(["decode", "--docset-id", "5"], body, monkeypatch, capsys)
+    assert (code, err) == (0, "") and json.loads(out)["docset_id"] == "5"
+
+
+def test_a_text_reply_with_another_fault_keeps_the_decoders_message(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _out, err = run(["decode"], b"Accepted. soon", monkeypatch, capsys)
+    assert code == 2 and err.startswith("error: text/plain line 1 'Accepted. soon'"), err

@@ -1,9 +1,10 @@
-"""The broker subcommands (request, status, watch) over the in-memory transport, and their error lines."""
+"""The broker subcommands (request, delete, status, watch) over the in-memory transport, and their error lines."""
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -11,9 +12,9 @@ import pytest
 
 from tdm_messaging import cli, cli_broker
 from tdm_messaging.codec import decode
-from tdm_messaging.destinations import PACKAGE_REQUESTS
+from tdm_messaging.destinations import DELETE_REQUESTS, PACKAGE_REQUESTS
 from tdm_messaging.errors import BrokerUnavailableError
-from tdm_messaging.models import PackageRequest
+from tdm_messaging.models import DeleteRequest, PackageRequest
 from tdm_messaging.testing import InMemoryBroker, InMemoryTransport
 from tdm_messaging.transport.base import Transport
 from tdm_messaging.worker import Job, JobFailed, PackageResult, PackagerWorker
@@ -50,7 +51,9 @@ def worker(broker: InMemoryBroker) -> Iterator[list[Job]]:
         return PackageResult(archive_url="https://b/x.zip", size_bytes=10)
 
     stop = threading.Event()
-    loop = PackagerWorker(InMemoryTransport(broker), on_package=handler, retry_backoff_seconds=0)
+    loop = PackagerWorker(
+        InMemoryTransport(broker), on_package=handler, on_delete=lambda request: None, retry_backoff_seconds=0
+    )
     thread = threading.Thread(target=loop.run, args=(stop,), daemon=True)
     thread.start()
     yield jobs
@@ -106,7 +109,7 @@ def test_status_prints_json_and_keeps_the_status(broker: InMemoryBroker, capsys:
         assert cli.main(["status", docset, "--broker", URL]) == 0
         printed = json.loads(capsys.readouterr().out)
         assert printed["state"] == "requested" and printed["request_id"] == request_id
-        assert printed["progress"] is None and printed["requested_at"].endswith("+00:00")
+        assert printed["progress"] is None and printed["requested_at"].endswith("Z")
 
 
 def test_watch_until_complete(broker: InMemoryBroker, worker: list[Job], capsys: pytest.CaptureFixture[str]) -> None:
@@ -232,3 +235,84 @@ def test_unreachable_real_broker(capsys: pytest.CaptureFixture[str]) -> None:
     error_lines = [line for line in err.splitlines() if line.startswith("error: ")]
     assert len(error_lines) == 1 and "127.0.0.1:1" in error_lines[0]
     assert "s3cret" not in err and "Traceback" not in err
+
+
+def test_delete_sends_a_delete_request_and_prints_it(
+    broker: InMemoryBroker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    docset = new_docset()
+    url = f"https://b/{docset}.zip"
+    assert cli.main(["delete", docset, "--archive-url", url, "--broker", URL]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    [envelope] = broker.messages(DELETE_REQUESTS)
+    sent = decode(envelope)
+    assert isinstance(sent, DeleteRequest)
+    assert (sent.docset_id, sent.archive_url, sent.request_id) == (docset, url, printed["request_id"])
+    assert printed["type"] == "delete_request" and printed["timestamp"].endswith("Z")
+
+
+def test_delete_then_the_worker_answers_and_status_says_deleted(
+    broker: InMemoryBroker, worker: list[Job], capsys: pytest.CaptureFixture[str]
+) -> None:
+    docset = new_docset()
+    cli.main(["request", f"http://s/api/docsets/{docset}", "--broker", URL])
+    capsys.readouterr()
+    assert cli.main(["watch", docset, "--broker", URL, "--interval", "0.01"]) == 0
+    capsys.readouterr()
+    assert cli.main(["delete", docset, "--broker", URL]) == 0
+    delete_id = json.loads(capsys.readouterr().out)["request_id"]
+    deadline = time.monotonic() + 10
+    while True:  # until the worker has answered the delete
+        assert cli.main(["status", docset, "--broker", URL]) == 0
+        printed = json.loads(capsys.readouterr().out)
+        if printed["state"] == "deleted" or time.monotonic() > deadline:
+            break
+    # docs/status.md: Deleted carries the delete request's id; no package request has that id
+    assert (printed["state"], printed["request_id"], printed["requested_at"]) == ("deleted", delete_id, None)
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["delete", "a/b"], "error: cannot delete this package: field 'docset_id'"),
+        (["delete", "5", "--archive-url", "ftp://x/y"], "error: cannot delete this package: field '--archive-url'"),
+    ],
+)
+def test_delete_refuses_bad_input_before_the_broker(
+    broker: InMemoryBroker, argv: list[str], fragment: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main([*argv, "--broker", URL]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(fragment) and err.count("\n") == 1, err
+    assert broker.opened == []  # type: ignore[attr-defined]
+
+
+def test_status_output_validates_against_the_published_schema(
+    broker: InMemoryBroker, worker: list[Job], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/status.schema.json describes what `status` prints, in every state a job goes through."""
+    from tests.test_status_document import assert_valid
+
+    good, bad = new_docset(), new_docset("bad")
+    seen: set[str] = set()
+    for docset in (good, bad):
+        assert cli.main(["status", docset, "--broker", URL]) == 0
+        printed = json.loads(capsys.readouterr().out)
+        assert_valid(printed)
+        seen.add(printed["state"])
+        cli.main(["request", f"http://s/api/docsets/{docset}", "--broker", URL])
+        capsys.readouterr()
+        deadline = time.monotonic() + 10
+        while printed["state"] not in {"complete", "failed"} and time.monotonic() < deadline:
+            assert cli.main(["status", docset, "--broker", URL]) == 0
+            printed = json.loads(capsys.readouterr().out)
+            assert_valid(printed)
+            seen.add(printed["state"])
+    cli.main(["delete", good, "--broker", URL])
+    capsys.readouterr()
+    while printed["state"] != "deleted" and time.monotonic() < deadline:
+        assert cli.main(["status", good, "--broker", URL]) == 0
+        printed = json.loads(capsys.readouterr().out)
+        assert_valid(printed)
+    seen.add(printed["state"])
+    assert {"unknown", "complete", "failed", "deleted"} <= seen, seen

@@ -26,3 +26,24 @@ def test_the_modules_that_write_headers_agree_with_the_table() -> None:
     assert stomp_frames.MARKER_HEADER == headers.READ_MARKER
     assert stomp_frames.MARKER_AT_HEADER == headers.READ_MARKER_AT
     assert stomp_frames.PROBE_HEADER == headers.DECLARE_PROBE
+
+
+def test_protocol_md_section_3_lists_every_header() -> None:
+    """docs/protocol.md § 3 is where an implementer finds every tdm-* header (the table here is the source)."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text()
+    section = text[text.index("## 3. Envelope") : text.index("## 4. Messages")]
+    missing = [row.name for row in headers.HEADERS if f"| `{row.name}` |" not in section]
+    assert not missing, f"docs/protocol.md § 3 lacks a table row for {missing}"
+
+
+def test_protocol_md_never_points_into_the_library_source() -> None:
+    """A spec is implementable without reading Python: no 'see worker.py' pointers."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text()
+    pointers = [m for m in re.findall(r"[\w./]+\.py\b", text) if not m.startswith("tests/")]
+    assert pointers == []
+    assert "tdm_messaging/" not in text

@@ -90,7 +90,7 @@ def test_requested_is_202_pending_never_404() -> None:
     assert answer.status_code == 202
     assert answer.body["state"] == "requested"
     assert answer.body["request_id"] == RID
-    assert answer.body["requested_at"] == T0.isoformat()
+    assert answer.body["requested_at"] == T0.isoformat().replace("+00:00", "Z")
     assert answer.body["percent"] == 0.0
     assert answer.header("retry-after") == str(DEFAULT_RETRY_AFTER_SECONDS)  # no estimate yet
 
@@ -142,7 +142,7 @@ def test_complete_is_303_to_the_archive() -> None:
     assert answer.body["size_bytes"] == 345345
     assert answer.body["sha256"] == SHA
     assert answer.body["content_type"] == "application/zip"
-    assert answer.body["url_expires_at"] == at(3600).isoformat()
+    assert answer.body["url_expires_at"] == at(3600).isoformat().replace("+00:00", "Z")
     assert answer.header("Retry-After") is None
 
 

@@ -170,3 +170,23 @@ def test_any_bytes_are_planned_never_raised_and_every_envelope_is_accounted_for(
     assert len(plan.resend) <= decoded
     assert all(d.envelope in envelopes and d.reason for d in plan.dead_letters)
     assert len(compact([decode(e) for e in plan.resend], "5")) == len(plan.resend)
+
+
+def _text(body: str) -> Envelope:
+    return Envelope(body.encode(), TEXT_CONTENT_TYPE)
+
+
+@pytest.mark.parametrize(
+    ("envelopes", "state", "request_id"),
+    [
+        # the examples of docs/status.md rule 0, as written there
+        ([*js(request(OLD_RID)), _text("Accepted. 45 seconds")], State.ACCEPTED, OLD_RID),
+        ([*js(request(OLD_RID), request(RID)), _text("Complete: https://b/5.zip\nSize: 9")], State.COMPLETE, RID),
+        ([*js(accepted(RID)), _text("Complete: https://b/5.zip\nSize: 9")], State.ACCEPTED, RID),
+        # an Accepted never lends its id, even the greatest one
+        ([*js(request(OLD_RID), accepted(RID)), _text("Complete: https://b/5.zip\nSize: 9")], State.COMPLETE, OLD_RID),
+    ],
+)
+def test_the_documented_legacy_rule(envelopes: list[Envelope], state: State, request_id: str) -> None:
+    plan = plan_poll(envelopes, docset_id="5", content_type=JSON_CONTENT_TYPE, queue_expiry=False, now=NOW)
+    assert (plan.status.state, plan.status.request_id) == (state, request_id)

@@ -123,7 +123,7 @@ def test_package_request_text_headers() -> None:
     )
     body, extra = encode_text(request)
     assert body == b"http://server/api/docsets/5"
-    assert extra == {"tdm-requested-at": NOW.isoformat(), "tdm-formats": "meta"}
+    assert extra == {"tdm-requested-at": "2026-11-27T12:00:00Z", "tdm-formats": "meta", "tdm-reply-to": "package/5"}
     assert read(body, extra) == request
 
 

@@ -114,6 +114,15 @@ class Transport(ABC):
     def capabilities(self) -> Capabilities:
         """What this backend and broker can do."""
 
+    def address(self, destination: Destination) -> str:
+        """The queue name a peer must use for ``destination`` on this broker: what ``reply_to`` says.
+
+        The logical name (``package/5``) unless a decorator changes it: inside a namespace it is
+        ``<namespace>/package/5`` (docs/protocol.md § 2.3). Broker spellings (``%2F`` on RabbitMQ
+        STOMP) are not applied: this is the AMQP queue name.
+        """
+        return destination.name
+
     def send(
         self,
         destination: Destination,

@@ -73,6 +73,9 @@ class NamespacedTransport(Transport):
     def capabilities(self) -> Capabilities:
         return self._inner.capabilities
 
+    def address(self, destination: Destination) -> str:
+        return self._inner.address(self._outer(destination))
+
     def _outer(self, destination: Destination) -> Destination:
         return Destination(self._prefix + destination.name, destination.kind)
 

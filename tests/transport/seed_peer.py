@@ -131,11 +131,25 @@ class SeedPeer:
         self.disconnect()
 
     # -- frames ---------------------------------------------------------------------------------
-    def send(self, destination: str, body: str | bytes, *, content_type: str = "text/plain") -> None:
-        """A plain SEND (no queue arguments, no persistence header), confirmed by a receipt."""
+    def send(
+        self,
+        destination: str,
+        body: str | bytes,
+        *,
+        content_type: str | None = "text/plain",
+        extra: dict[str, str] | None = None,
+    ) -> None:
+        """A plain SEND (no queue arguments, no persistence header), confirmed by a receipt.
+
+        ``content_type=None`` sends no ``content-type`` header at all, as some seed-style peers do;
+        ``extra`` adds headers (e.g. a read marker's).
+        """
         data = body.encode() if isinstance(body, str) else body
         receipt = f"r{next(self._receipts)}"
-        headers = {"destination": destination, "content-type": content_type, "receipt": receipt}
+        headers = {"destination": destination, "receipt": receipt}
+        if content_type is not None:
+            headers["content-type"] = content_type
+        headers.update(extra or {})
         self._write(encode_frame("SEND", headers, data))
         self._wait_receipt(receipt)
 

@@ -120,6 +120,15 @@ def test_round_trip_keeps_body_content_type_and_headers(backend: Backend, conten
         assert name not in got.headers, f"broker header {name!r} leaked into the envelope on {backend.name}"
 
 
+def test_no_content_type_arrives_as_none(backend: Backend) -> None:
+    """A body sent with no content type is read with ``""`` (so the codec guesses), never a made-up type."""
+    sender, reader = backend.open(), backend.open()
+    queue = backend.reply_queue()
+    sender.send(queue, Envelope(b"Accepted. 45 seconds", ""), confirm=True)
+    [got] = take_all(reader, queue)
+    assert (got.body, got.content_type) == (b"Accepted. 45 seconds", "")
+
+
 def test_round_trip_keeps_arbitrary_bytes(backend: Backend) -> None:
     transport = backend.open()
     queue = backend.reply_queue()

@@ -771,3 +771,16 @@ def test_reply_queues_are_declared_again_only_after_half_a_lease(monkeypatch: py
         with t.read(q) as batch:
             assert [e.body for e in batch.envelopes] == [b"r"] * 4
             batch.ack()
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"), [(None, ""), ("", ""), ("application/data", ""), ("text/plain", "text/plain")]
+)
+def test_to_envelope_keeps_a_missing_content_type_missing(given: str | None, expected: str) -> None:
+    """kombu's application/data is what its Producer writes for untyped bytes: it means none was given."""
+    from types import SimpleNamespace
+
+    from tdm_messaging.transport.kombu.messages import to_envelope
+
+    message = SimpleNamespace(body=b"Accepted.", content_type=given, headers={"tdm-type": "accepted"})
+    assert to_envelope(message).content_type == expected

@@ -81,3 +81,37 @@ def test_namespaces_are_apart_on_real_brokers(name: str) -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_address_is_the_full_queue_name() -> None:
+    plain = InMemoryTransport(InMemoryBroker())
+    assert plain.address(reply_queue("5")) == "package/5"
+    spaced = NamespacedTransport(plain, namespace="staging")
+    assert spaced.address(reply_queue("5")) == "staging/package/5"
+    assert spaced.address(PACKAGE_REQUESTS) == "staging/docsets/package"
+    nested = NamespacedTransport(spaced, namespace="outer")
+    assert nested.address(reply_queue("5")) == "staging/outer/package/5"
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "text/plain"])
+def test_a_peer_replying_to_reply_to_is_heard_inside_the_namespace(content_type: str) -> None:
+    """docs/protocol.md § 2.3: reply_to is the namespaced name, so a peer that takes it literally lands right."""
+    from tdm_messaging.codec import decode, encode
+    from tdm_messaging.destinations import Destination, DestinationKind
+    from tdm_messaging.models import Accepted, PackageRequest
+    from tdm_messaging.server import PackagingClient
+    from tdm_messaging.status import State
+
+    broker = InMemoryBroker()
+    client = PackagingClient(NamespacedTransport(InMemoryTransport(broker), namespace="ns1"), content_type=content_type)
+    sent = client.request_package("7", "http://server/api/docsets/7").request
+    assert sent.reply_to == "ns1/package/7"
+    # The peer sees the broker's queues only: no namespace logic, just what the request says.
+    raw = InMemoryTransport(broker)
+    [envelope] = broker.messages("ns1/docsets/package")
+    request = decode(envelope)
+    assert isinstance(request, PackageRequest) and request.reply_to == "ns1/package/7"
+    accepted = Accepted(docset_id="7", request_id=request.request_id, sequence=1, timestamp=request.timestamp)
+    raw.send(Destination(request.reply_to, DestinationKind.REPLY), encode(accepted, content_type))
+    assert client.status("7").state is State.ACCEPTED
+    assert broker.messages("package/7") == []

@@ -102,3 +102,12 @@ def test_headers_are_taken_over_and_completed() -> None:
         "content-type": "text/plain",
         "content-length": "3",
     }
+
+
+def test_a_message_without_content_type_has_none() -> None:
+    """docs/protocol.md § 3: no content type means "guess from the body", so none is made up."""
+    from tdm_messaging.transport.stomp.frames import envelope_from_headers
+
+    got = envelope_from_headers({"destination": "/queue/q", "message-id": "1", "tdm-type": "accepted"}, b"x")
+    assert (got.content_type, dict(got.headers)) == ("", {"tdm-type": "accepted"})
+    assert envelope_from_headers({"content-type": "text/plain"}, b"x").content_type == "text/plain"

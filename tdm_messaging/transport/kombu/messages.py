@@ -9,6 +9,8 @@ from tdm_messaging.envelope import Envelope
 
 __all__ = ["content_encoding", "redelivered", "to_envelope"]
 
+# What kombu's Producer writes for raw bytes published with no content type: it means "none given".
+_KOMBU_UNTYPED = "application/data"
 # Headers kombu, RabbitMQ or its STOMP plugin add on their own; not the application's.
 _DRIVER_HEADERS = frozenset({"redelivered", "compression", "content-length"})
 
@@ -22,14 +24,22 @@ def content_encoding(content_type: str) -> str:
 
 
 def to_envelope(message: Any) -> Envelope:
-    """The envelope a kombu message carries: its body as bytes, its content type, the application's headers."""
+    """The envelope a kombu message carries: its body as bytes, its content type, the application's headers.
+
+    A message without a content type (a foreign AMQP peer may send none) gives ``""``, not a
+    made-up type: the codec then guesses the format from the body (docs/protocol.md § 3). So
+    does kombu's own ``application/data``, which its Producer puts on bytes sent with no type.
+    """
     body = message.body
     if isinstance(body, str):
         body = body.encode("utf-8")
     elif body is None:
         body = b""
     headers = _app_headers(message.headers or {})
-    return Envelope(bytes(body), message.content_type or "application/octet-stream", headers)
+    content_type = message.content_type or ""
+    if content_type == _KOMBU_UNTYPED:
+        content_type = ""
+    return Envelope(bytes(body), content_type, headers)
 
 
 def _app_headers(raw: Mapping[str, Any]) -> dict[str, str]:

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
+import amqp
+
 from tdm_messaging.destinations import Destination, DestinationKind
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.errors import TransportError
@@ -16,6 +18,7 @@ from tdm_messaging.transport.kombu.link import KombuLink, quietly
 from tdm_messaging.transport.kombu.messages import to_envelope
 from tdm_messaging.transport.kombu.queues import collect_acked, delete_queue
 from tdm_messaging.transport.kombu.settings import Backend
+from tdm_messaging.transport.markers import is_probe, marker_of, marker_remaining_ms
 
 __all__ = ["KombuBatch", "take"]
 
@@ -72,11 +75,15 @@ def take(
 
     Call with the lock held. Stops when the broker says the queue is empty. On the virtual
     transports, reply envelopes whose lazy-expiry stamp is before ``now_ms`` are acknowledged
-    and dropped, and a reply queue left with nothing live is deleted. If taking fails, what
-    was taken is given back before the error propagates.
+    and dropped, and a reply queue left with nothing live is deleted. On AMQP, a STOMP reader's
+    read marker or declare probe (they share RabbitMQ queues) is never taken as a message: a
+    live marker is sent back to the queue for its reader, a stale one and a probe are dropped
+    (docs/protocol.md § 6.2). If taking fails, what was taken is given back before the error
+    propagates.
     """
     lazy = link.settings.backend is not Backend.AMQP and destination.kind is DestinationKind.REPLY
     taken: list[tuple[Any, Envelope]] = []
+    forwarded: set[str] = set()
     dropped = 0
     try:
         while len(taken) < limit:
@@ -88,6 +95,11 @@ def take(
             if lazy and is_expired(envelope.headers, now_ms=now_ms):
                 message.ack()
                 dropped += 1
+                continue
+            if marker_of(envelope.headers) is not None or is_probe(envelope.headers):
+                amqp_link = link.settings.backend is Backend.AMQP
+                if not _pass_on(channel, destination, message, envelope, forwarded, now_ms=now_ms, amqp_link=amqp_link):
+                    break  # a marker this read already passed on: everything before it was taken
                 continue
             taken.append((message, envelope))
             if message.delivery_info.get("message_count") == 0:
@@ -102,3 +114,33 @@ def take(
         if not taken and channel._size(destination.name) == 0:
             delete_queue(link, destination)
     return taken
+
+
+def _pass_on(
+    channel: Any,
+    destination: Destination,
+    message: Any,
+    envelope: Envelope,
+    forwarded: set[str],
+    *,
+    now_ms: int,
+    amqp_link: bool,
+) -> bool:
+    """Settle a marker or probe met by a read: False when it is a marker this read already sent back.
+
+    A live marker is published again with the same headers and the time it has left (AMQP
+    ``expiration``), then acknowledged, so the STOMP reader that sent it still finds it; a stale
+    one, and a probe, are acknowledged and so dropped. One met a second time goes back untouched.
+    Only RabbitMQ, shared with STOMP readers, holds markers; elsewhere one is simply dropped.
+    """
+    marker = marker_of(envelope.headers)
+    if marker is not None and marker in forwarded:
+        message.reject(requeue=True)
+        return False
+    remaining = 0 if marker is None else marker_remaining_ms(envelope.headers, now_ms=now_ms)
+    if marker is not None and remaining > 0 and amqp_link:
+        again = amqp.Message(b"", application_headers=dict(envelope.headers), expiration=str(remaining))
+        channel.basic_publish(again, exchange="", routing_key=destination.name)
+        forwarded.add(marker)
+    message.ack()
+    return True

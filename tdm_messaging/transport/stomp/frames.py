@@ -10,6 +10,7 @@ from tdm_messaging.destinations import Destination, DestinationKind
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.errors import LocalProtocolError
 from tdm_messaging.headers import DECLARE_PROBE, READ_MARKER, READ_MARKER_AT
+from tdm_messaging.transport.markers import MARKER_TTL_MS
 from tdm_messaging.transport.stomp.dialect import Dialect
 from tdm_messaging.transport.stomp.settings import ReplyExpiry, StompSettings
 
@@ -32,8 +33,6 @@ MARKER_HEADER = READ_MARKER
 """Header naming the read that sent a marker message (see :meth:`StompTransport.read`)."""
 MARKER_AT_HEADER = READ_MARKER_AT
 """When the marker was first sent, Unix epoch ms; a marker older than :data:`MARKER_TTL_MS` is stale."""
-MARKER_TTL_MS = 60_000
-"""How long a marker lives; the broker drops it after that, and readers drop stale foreign ones."""
 PROBE_HEADER = DECLARE_PROBE
 """Header of the empty message a RabbitMQ declare sends (``expiration: 0``): it declares the queue
 without subscribing, so it never takes a message from a reader; readers that meet it drop it."""
@@ -220,8 +219,12 @@ def marker_headers(
 
 
 def envelope_from_headers(headers: Mapping[str, str], body: bytes) -> Envelope:
-    """The Envelope of a received MESSAGE frame: application headers only, names lower-case."""
-    content_type = headers.get("content-type") or "application/octet-stream"
+    """The Envelope of a received MESSAGE frame: application headers only, names lower-case.
+
+    A frame without ``content-type`` (a seed-style peer sends none) gives ``""``: the envelope
+    says "not given", and the codec guesses the format from the body (docs/protocol.md § 3).
+    """
+    content_type = headers.get("content-type") or ""
     app = {name.lower(): value for name, value in headers.items() if not _is_broker_header(name.lower())}
     return Envelope(body, content_type, MappingProxyType(app))
 

@@ -1,5 +1,5 @@
 """Operating the real processes: probes, metrics, JSON logs with ids as fields, and a traceparent from POST /dump
-carried across brokers (STOMP frame headers, AMQP application headers, the embedded SQLite) to the Complete."""
+carried across brokers (STOMP frame headers on RabbitMQ and ActiveMQ, AMQP headers, SQLite) to the Complete."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def _json_lines(path: Path) -> list[dict[str, object]]:
 
 
 @pytest.mark.broker
-@pytest.mark.parametrize("broker", [EMBEDDED, "rabbitmq-stomp", "rabbitmq-amqp"])
+@pytest.mark.parametrize("broker", [EMBEDDED, "rabbitmq-stomp", "activemq-stomp", "rabbitmq-amqp"])
 def test_probes_metrics_json_logs_and_one_trace_through_the_real_processes(
     make_stack: MakeStack, broker: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -60,8 +60,8 @@ from tdm_messaging.errors import (
     TransportError,
 )
 from tdm_messaging.headers import ATTEMPT, NEXT_SEQUENCE
-from tdm_messaging.job import Job, JobFailed, PackageResult, ReplyFields, Reporter
-from tdm_messaging.models import Accepted, Complete, Deleted, DeleteRequest, Failed, Message, PackageRequest
+from tdm_messaging.job import Job, JobFailed, PackageResult, ReplyReporter, reply_fields
+from tdm_messaging.models import Complete, Deleted, DeleteRequest, Failed, Message, PackageRequest
 from tdm_messaging.observe import (
     DeadLettered,
     Event,
@@ -96,36 +96,6 @@ NEXT_SEQUENCE_HEADER = NEXT_SEQUENCE
 _MAX_RESUME_DELAY_SECONDS = 30.0
 _MAX_REASON_CHARS = 4096  # Failed.reason's limit
 _REMEMBERED_REFUSALS = 1024  # requests dead-lettered for a refusal, remembered to recognise their redelivery
-
-
-class _ReplyReporter(Reporter):
-    """Sends one job's replies with increasing sequence numbers; sends Accepted first if nobody did."""
-
-    def __init__(
-        self, request: PackageRequest, next_sequence: int, *, clock: Clock, reply: Callable[[Message, bool], None]
-    ) -> None:
-        self._request = request
-        self._next_sequence = next_sequence
-        self._clock = clock
-        self._reply = reply
-        self._lock = threading.Lock()  # a handler may report from several threads
-        self._accepted_sent = False
-
-    @property
-    def next_sequence(self) -> int:
-        return self._next_sequence
-
-    def send(self, build: Callable[[ReplyFields], Message], *, confirm: bool = False) -> None:
-        with self._lock:
-            message = build(_fields(self._request, self._next_sequence, self._clock))
-            self._reply(message, confirm)
-            self._next_sequence += 1
-            if isinstance(message, Accepted):
-                self._accepted_sent = True
-
-    def ensure_accepted(self) -> None:
-        if not self._accepted_sent:
-            self.send(lambda fields: Accepted(**fields, estimate_seconds=None))
 
 
 class PackagerWorker:
@@ -303,7 +273,7 @@ class PackagerWorker:
         next_sequence: int,
         trace: TraceContext | None,
     ) -> JobOutcome:
-        reporter = _ReplyReporter(
+        reporter = ReplyReporter(
             request,
             next_sequence,
             clock=self._clock,
@@ -342,7 +312,7 @@ class PackagerWorker:
             raise LocalProtocolError(f"the package handler must return a PackageResult, got {type(result).__name__}")
         try:
             return Complete(
-                **_fields(request, 0, self._clock),
+                **reply_fields(request, 0, self._clock),
                 archive_url=result.archive_url,
                 size_bytes=result.size_bytes,
                 sha256=result.sha256,
@@ -364,7 +334,7 @@ class PackagerWorker:
             self._on_delete(request)
         except Exception as exc:
             return self._retry_or_give_up(request, envelope, source, attempt, exc, None)
-        deleted = Deleted(**_fields(request, 1, self._clock), archive_url=request.archive_url)
+        deleted = Deleted(**reply_fields(request, 1, self._clock), archive_url=request.archive_url)
         self._reply(request, deleted, confirm=True, trace=trace)
         logger.info("delete job for docset %s done", request.docset_id, extra=fields)
         return JobOutcome.COMPLETED
@@ -376,7 +346,7 @@ class PackagerWorker:
         source: Destination,
         attempt: int,
         exc: Exception,
-        reporter: _ReplyReporter | None,
+        reporter: ReplyReporter | None,
     ) -> JobOutcome:
         what = f"{type(exc).__name__}: {exc}"
         plan = plan_failure(
@@ -432,12 +402,3 @@ def _log_fields(request: PackageRequest | DeleteRequest, attempt: int | None) ->
     if attempt is not None:
         fields["attempt"] = attempt
     return fields
-
-
-def _fields(request: PackageRequest | DeleteRequest, sequence: int, clock: Clock) -> ReplyFields:
-    return {
-        "docset_id": request.docset_id,
-        "request_id": request.request_id,
-        "sequence": sequence,
-        "timestamp": clock(),
-    }

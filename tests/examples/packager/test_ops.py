@@ -171,3 +171,12 @@ def get_or_none(url: str) -> int | None:
         return get(url)[0]
     except OSError:
         return None
+
+
+def test_without_the_optional_libraries_there_are_no_metrics_and_no_tracer(monkeypatch: pytest.MonkeyPatch) -> None:
+    from examples.packager.ops_http import prometheus_or_none, tracer_or_none
+
+    assert prometheus_or_none() is not None and tracer_or_none() is not None
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)
+    monkeypatch.setitem(sys.modules, "opentelemetry.trace", None)
+    assert prometheus_or_none() is None and tracer_or_none() is None

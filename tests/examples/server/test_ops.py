@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -163,3 +164,26 @@ def test_one_trace_from_post_dump_to_the_complete(
     assert trace is not None and trace.trace_id == TRACE_ID and trace.parent_id == f"{job.context.span_id:016x}"
     polls = [s for s in finished if s.name == "tdm.poll"]
     assert polls and all(s.parent is not None for s in polls)  # each inside its GET's span
+
+
+def test_without_the_optional_libraries_the_server_runs_and_says_what_to_install(
+    settings: Settings, broker: InMemoryBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)
+    monkeypatch.setitem(sys.modules, "opentelemetry.trace", None)
+    app = create_app(settings, transport_factory=lambda: InMemoryTransport(broker))
+    try:
+        client = Client(app)
+        docset = make_docset_with_documents(app, client)
+        assert client.get(f"/api/docsets/{docset}/dump").status == 202  # the dump flow needs neither
+        response = client.get("/metrics", key=None)
+    finally:
+        app.config["tdm.close"]()
+    assert response.status == 404 and "[metrics] extra" in response.json()["error"]["message"]
+
+
+def make_docset_with_documents(app: bottle.Bottle, client: Client) -> int:
+    with app.config["tdm.db"].connect() as conn:
+        for doc in SAMPLE_DOCS:
+            insert_document(conn, doc)
+    return make_docset(client)

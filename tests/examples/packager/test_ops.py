@@ -72,7 +72,8 @@ def test_a_taken_port_is_a_configuration_error_naming_it(stub: StubApi, tmp_path
             broker_url="inmemory://x", api_base=stub.base, api_key=API_KEY, work_dir=str(tmp_path), metrics_port=port
         )
         with pytest.raises(ConfigurationError, match=f"cannot listen on 127.0.0.1:{port}.*TDM_METRICS_PORT"):
-            run(config, threading.Event(), transport=InMemoryTransport(InMemoryBroker()))
+            storage = LocalStorage(tmp_path / "archives", f"{stub.base}/archives")
+            run(config, threading.Event(), transport=InMemoryTransport(InMemoryBroker()), storage=storage)
 
 
 def test_health_readiness_and_metrics_while_the_worker_runs(

@@ -472,6 +472,6 @@ def test_rabbitmq_stomp_worker_replies_to_a_queue_declared_with_another_expiry()
         client.request_package(docset, f"http://s/api/docsets/{docset}")
         worker = PackagerWorker(ours, on_package=lambda job: RESULT, retry_backoff_seconds=0)
         with running_worker(worker):
-            wait_until(lambda: client.status(docset).state is State.COMPLETE, "the job to complete", timeout=60)
+            wait_until(lambda: client.status(docset).state is State.COMPLETE, what="the job to complete", timeout=60)
         with ours.read(DEAD_LETTER) as batch:
             assert list(batch.envelopes) == [], "nothing may be dead-lettered"

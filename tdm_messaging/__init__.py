@@ -42,8 +42,11 @@ from tdm_messaging.errors import (
     UnknownMessageTypeError,
     UnsupportedVersionError,
 )
+from tdm_messaging.health import HealthReport, WorkerHealth
 from tdm_messaging.http_view import HttpView, http_view
 from tdm_messaging.ids import new_request_id
+from tdm_messaging.logging_json import JsonFormatter, configure_logging
+from tdm_messaging.metrics import PrometheusObserver
 from tdm_messaging.models import (
     PROTOCOL_VERSION,
     Accepted,
@@ -55,8 +58,25 @@ from tdm_messaging.models import (
     PackageRequest,
     Progress,
 )
+from tdm_messaging.observe import (
+    DeadLettered,
+    DeleteRequested,
+    Event,
+    JobEnded,
+    JobKind,
+    JobOutcome,
+    JobStarted,
+    Observer,
+    Observers,
+    PackageRequested,
+    Polled,
+    WorkerState,
+    WorkerStateChanged,
+)
+from tdm_messaging.otel import OpenTelemetryTracer
 from tdm_messaging.server import PackagingClient, Requested
 from tdm_messaging.status import DocsetStatus, State, compact, fold
+from tdm_messaging.tracing import SpanKind, SpanStart, TraceContext, Tracer
 from tdm_messaging.transport import Capabilities, Delivery, Transport, open_transport, register_scheme
 from tdm_messaging.transport.stomp.dialect import Dialect
 from tdm_messaging.worker import Job, JobFailed, PackageResult, PackagerWorker
@@ -78,9 +98,11 @@ __all__ = [
     "Capabilities",
     "Complete",
     "ConfigurationError",
+    "DeadLettered",
     "DecodeContext",
     "DecodeError",
     "DeleteRequest",
+    "DeleteRequested",
     "Deleted",
     "Delivery",
     "Destination",
@@ -90,31 +112,52 @@ __all__ = [
     "DocsetStatus",
     "EncodeError",
     "Envelope",
+    "Event",
     "Failed",
+    "HealthReport",
     "HttpView",
     "InvalidArgumentError",
     "InvalidDestinationError",
     "Job",
+    "JobEnded",
     "JobFailed",
+    "JobKind",
+    "JobOutcome",
+    "JobStarted",
+    "JsonFormatter",
     "LocalProtocolError",
     "Message",
     "MessagingError",
+    "Observer",
+    "Observers",
+    "OpenTelemetryTracer",
     "PackageRequest",
+    "PackageRequested",
     "PackageResult",
     "PackagerWorker",
     "PackagingClient",
+    "Polled",
     "Progress",
+    "PrometheusObserver",
     "RemoteProtocolError",
     "Requested",
     "SendNotConfirmedError",
+    "SpanKind",
+    "SpanStart",
     "State",
+    "TraceContext",
+    "Tracer",
     "Transport",
     "TransportClosedError",
     "TransportError",
     "UnknownMessageTypeError",
     "UnsupportedVersionError",
+    "WorkerHealth",
+    "WorkerState",
+    "WorkerStateChanged",
     "__version__",
     "compact",
+    "configure_logging",
     "decode",
     "encode",
     "fold",

@@ -1,4 +1,4 @@
-"""Every ``tdm-*`` header the library writes or reads, in one table: name, who sets it, what it means."""
+"""Every header the library writes or reads (``tdm-*``, W3C trace context), in one table: who sets it, what it means."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ __all__ = [
     "REQUEST_ID",
     "SEQUENCE",
     "TIMESTAMP",
+    "TRACEPARENT",
+    "TRACESTATE",
     "TYPE",
     "Header",
 ]
@@ -48,6 +50,9 @@ EXPIRES_AT: Final = "tdm-expires-at"
 READ_MARKER: Final = "tdm-read-marker"
 READ_MARKER_AT: Final = "tdm-read-marker-at"
 DECLARE_PROBE: Final = "tdm-declare-probe"
+# Trace headers (W3C Trace Context, spelled as the HTTP headers are): the only names without tdm-.
+TRACEPARENT: Final = "traceparent"
+TRACESTATE: Final = "tracestate"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,5 +94,11 @@ HEADERS: Final[tuple[Header, ...]] = (
     Header(READ_MARKER, "transport (STOMP)", "a marker message: the read that sent it, which stops at it"),
     Header(READ_MARKER_AT, "transport (STOMP)", "a marker message: when it was first sent, Unix epoch ms"),
     Header(DECLARE_PROBE, "transport (STOMP)", "the empty message a RabbitMQ declare sends; readers drop it"),
+    Header(
+        TRACEPARENT,
+        "server, worker (tracing)",
+        "W3C traceparent: the trace a request belongs to; its replies carry the job's (see tracing.py)",
+    ),
+    Header(TRACESTATE, "server, worker (tracing)", "W3C tracestate: vendor entries travelling with traceparent"),
 )
-"""The table: every ``tdm-*`` header, each once (a test pins that the constants and the rows agree)."""
+"""The table: every header, each once (a test pins that the constants and the rows agree)."""

@@ -1,17 +1,19 @@
-"""What a package handler sees: the Job it gets, the PackageResult it returns, the JobFailed it may raise."""
+"""A package handler's world: the Job it gets, the PackageResult it returns, the JobFailed it raises; its Reporter."""
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypedDict
 
+from tdm_messaging.clock import Clock
 from tdm_messaging.errors import LocalProtocolError
-from tdm_messaging.models import Accepted, Message, PackageRequest, Progress
+from tdm_messaging.models import Accepted, DeleteRequest, Message, PackageRequest, Progress
 
-__all__ = ["Job", "JobFailed", "PackageResult", "ReplyFields", "Reporter"]
+__all__ = ["Job", "JobFailed", "PackageResult", "ReplyFields", "ReplyReporter", "Reporter", "reply_fields"]
 
 
 class ReplyFields(TypedDict):
@@ -132,3 +134,51 @@ class Job:
                 **fields, items_done=items_done, items_total=items_total, percent=percent, eta_seconds=eta_seconds
             )
         )
+
+
+class ReplyReporter(Reporter):
+    """The worker's Reporter: sends one job's replies with increasing sequence numbers, Accepted first if nobody did.
+
+    Args:
+        request: the job's request.
+        next_sequence: the first reply's sequence number.
+        clock: stamps each reply.
+        reply: sends a built reply (``message``, ``confirm``).
+    """
+
+    def __init__(
+        self, request: PackageRequest, next_sequence: int, *, clock: Clock, reply: Callable[[Message, bool], None]
+    ) -> None:
+        self._request = request
+        self._next_sequence = next_sequence
+        self._clock = clock
+        self._reply = reply
+        self._lock = threading.Lock()  # a handler may report from several threads
+        self._accepted_sent = False
+
+    @property
+    def next_sequence(self) -> int:
+        """The sequence number the next reply takes."""
+        return self._next_sequence
+
+    def send(self, build: Callable[[ReplyFields], Message], *, confirm: bool = False) -> None:
+        with self._lock:
+            message = build(reply_fields(self._request, self._next_sequence, self._clock))
+            self._reply(message, confirm)
+            self._next_sequence += 1
+            if isinstance(message, Accepted):
+                self._accepted_sent = True
+
+    def ensure_accepted(self) -> None:
+        if not self._accepted_sent:
+            self.send(lambda fields: Accepted(**fields, estimate_seconds=None))
+
+
+def reply_fields(request: PackageRequest | DeleteRequest, sequence: int, clock: Clock) -> ReplyFields:
+    """The fields a reply to ``request`` shares with it, numbered ``sequence`` and stamped now."""
+    return {
+        "docset_id": request.docset_id,
+        "request_id": request.request_id,
+        "sequence": sequence,
+        "timestamp": clock(),
+    }

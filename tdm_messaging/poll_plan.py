@@ -14,6 +14,7 @@ Rules
    re-sent (no dead letter, nothing compacted away, each envelope equal to its re-encoding) is
    left as it is: RELEASE, nothing sent. Elsewhere a reply's own expiry is renewed by its
    re-send, so every poll re-sends and acknowledges: ACK.
+5. A re-sent message keeps the trace headers (``traceparent``, ``tracestate``) it was read with.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from tdm_messaging.envelope import Envelope
 from tdm_messaging.errors import DecodeError
 from tdm_messaging.models import LEGACY_REQUEST_ID, Message, PackageRequest
 from tdm_messaging.status import DocsetStatus, compact, fold
+from tdm_messaging.tracing import TraceContext, trace_of, with_trace
 
 __all__ = ["BatchAction", "DeadLetter", "PollPlan", "attribute_legacy_replies", "plan_poll"]
 
@@ -97,6 +99,7 @@ def plan_poll(
     queue = reply_queue(docset_id)
     context = DecodeContext(docset_id=docset_id, received_at=now, now=ids_now)
     decoded: list[Message] = []
+    read_traces: list[TraceContext | None] = []
     rejects: list[DeadLetter] = []
     for envelope in envelopes:
         try:
@@ -108,13 +111,20 @@ def plan_poll(
             rejects.append(DeadLetter(envelope, f"reply for docset {message.docset_id!r} found in queue {queue.name}"))
             continue
         decoded.append(message)
+        read_traces.append(trace_of(envelope.headers))
     messages = attribute_legacy_replies(decoded)
+    traces = {_identity(m): trace for m, trace in zip(messages, read_traces, strict=True) if trace is not None}
     status = fold(messages, docset_id)
     kept = compact(messages, docset_id)
-    resend = tuple(encode(message, content_type) for message in kept)
+    resend = tuple(with_trace(encode(message, content_type), traces.get(_identity(message))) for message in kept)
     if queue_expiry and not rejects and len(kept) == len(messages) and resend == tuple(envelopes):
         return PollPlan(status, (), (), BatchAction.RELEASE)
     return PollPlan(status, resend, tuple(rejects), BatchAction.ACK)
+
+
+def _identity(message: Message) -> tuple[str, str, int]:
+    """What tells one message of a docset from another: its type, request and sequence number."""
+    return (message.type, message.request_id, message.sequence)
 
 
 def attribute_legacy_replies(messages: Sequence[Message]) -> list[Message]:

@@ -14,12 +14,18 @@ docset's lock in a :class:`~tdm_messaging.docset_locks.DocsetLocks`; clients tha
 client per pooled transport, say) serialise with each other. Across processes nothing serialises
 polls; an overlapping poll there may see less than everything, never a wrong result, and nothing
 is lost.
+
+A client tells its :class:`~tdm_messaging.observe.Observer` of each request and poll (metrics), and
+opens a span of its :class:`~tdm_messaging.tracing.Tracer` around each; a package request carries
+its span's trace (``traceparent``), which the packager continues into the job and every reply.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -33,8 +39,18 @@ from tdm_messaging.docset_locks import DocsetLocks
 from tdm_messaging.errors import InvalidArgumentError, TransportError
 from tdm_messaging.ids import new_request_id
 from tdm_messaging.models import DeleteRequest, Failed, PackageRequest
+from tdm_messaging.observe import (
+    DeadLettered,
+    DeleteRequested,
+    Event,
+    Observer,
+    PackageRequested,
+    Polled,
+    notify_safely,
+)
 from tdm_messaging.poll_plan import BatchAction, plan_poll
 from tdm_messaging.status import DocsetStatus, fold
+from tdm_messaging.tracing import SpanKind, SpanStart, TraceContext, Tracer, with_trace
 from tdm_messaging.transport.base import Transport
 from tdm_messaging.wire_json import describe_validation_error
 
@@ -69,6 +85,8 @@ class PackagingClient:
         clock: "now", timezone-aware; stamps requests and dates text replies that carry no time.
         locks: the per-docset locks to work under; share one between clients to serialise them
             with each other (default: this client's own).
+        observer: told of each request and poll (see :mod:`tdm_messaging.observe`).
+        tracer: opens a span per request and poll (see :mod:`tdm_messaging.tracing`).
     """
 
     def __init__(
@@ -78,11 +96,26 @@ class PackagingClient:
         content_type: str = JSON_CONTENT_TYPE,
         clock: Clock = utc_now,
         locks: DocsetLocks | None = None,
+        observer: Observer | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self._transport = transport
         self._content_type = content_type
         self._clock = clock
         self._locks = DocsetLocks() if locks is None else locks
+        self._observer = observer
+        self._tracer = tracer
+
+    def _notify(self, event: Event) -> None:
+        notify_safely(self._observer, event)
+
+    @contextmanager
+    def _span(self, name: str, kind: SpanKind, docset_id: str) -> Iterator[TraceContext | None]:
+        if self._tracer is None:
+            yield None
+            return
+        with self._tracer.span(SpanStart(name, kind, attributes={"tdm.docset_id": docset_id})) as trace:
+            yield trace
 
     def request_package(
         self,
@@ -131,15 +164,17 @@ class PackagingClient:
                 requested_at=now,
             ),
         )
-        envelope = encode(request, self._content_type)
-        with self._locks.hold(docset_id):
+        fields = {"docset_id": docset_id, "request_id": request.request_id}
+        with self._span("tdm.request_package", SpanKind.PRODUCER, docset_id) as trace, self._locks.hold(docset_id):
+            envelope = with_trace(encode(request, self._content_type), trace)
             self._transport.send(reply_to, envelope, persistent=True, confirm=True)
             try:
                 self._transport.send(PACKAGE_REQUESTS, envelope, persistent=True, confirm=True)
             except TransportError as exc:
                 self._withdraw(request, reason=f"the request could not be queued: {exc}")
                 raise
-        logger.info("requested package of docset %s (request %s)", docset_id, request.request_id)
+        logger.info("requested package of docset %s (request %s)", docset_id, request.request_id, extra=fields)
+        self._notify(PackageRequested(docset_id, request.request_id))
         # The fold of anything older plus this newer request is the fold of the request alone.
         return Requested(request, fold([request], docset_id))
 
@@ -181,7 +216,12 @@ class PackagingClient:
             TransportError: the broker failed; nothing read was acknowledged, so nothing is lost.
         """
         queue = reply_queue(docset_id)
-        with self._locks.hold(docset_id), self._transport.read(queue) as batch:
+        started = time.monotonic()
+        with (
+            self._span("tdm.poll", SpanKind.CLIENT, docset_id),
+            self._locks.hold(docset_id),
+            self._transport.read(queue) as batch,
+        ):
             plan = plan_poll(
                 batch.envelopes,
                 docset_id=docset_id,
@@ -194,8 +234,14 @@ class PackagingClient:
             for envelope in plan.resend:
                 self._transport.send(queue, envelope, persistent=True, confirm=True)
             for rejected in plan.dead_letters:
-                logger.warning("dead-lettering a reply of docset %s: %s", docset_id, rejected.reason)
+                logger.warning(
+                    "dead-lettering a reply of docset %s: %s",
+                    docset_id,
+                    rejected.reason,
+                    extra={"docset_id": docset_id},
+                )
                 dead_letter(self._transport, rejected.envelope, source=queue, reason=rejected.reason)
+                self._notify(DeadLettered("client", queue.name, rejected.reason))
             if plan.action is BatchAction.ACK:
                 batch.ack()
             else:
@@ -208,6 +254,17 @@ class PackagingClient:
             len(plan.dead_letters),
             plan.status.state.value,
             plan.action.value,
+            extra={"docset_id": docset_id, "request_id": plan.status.request_id},
+        )
+        self._notify(
+            Polled(
+                docset_id,
+                plan.status.state,
+                read=len(batch.envelopes),
+                resent=len(plan.resend),
+                dead_lettered=len(plan.dead_letters),
+                duration_seconds=time.monotonic() - started,
+            )
         )
         return plan.status
 
@@ -240,8 +297,12 @@ class PackagingClient:
                 archive_url=archive_url,
             ),
         )
-        self._transport.send(DELETE_REQUESTS, encode(request, self._content_type), persistent=True, confirm=True)
-        logger.info("requested delete of docset %s (request %s)", docset_id, request.request_id)
+        with self._span("tdm.request_delete", SpanKind.PRODUCER, docset_id) as trace:
+            envelope = with_trace(encode(request, self._content_type), trace)
+            self._transport.send(DELETE_REQUESTS, envelope, persistent=True, confirm=True)
+        fields = {"docset_id": docset_id, "request_id": request.request_id}
+        logger.info("requested delete of docset %s (request %s)", docset_id, request.request_id, extra=fields)
+        self._notify(DeleteRequested(docset_id, request.request_id))
         return request
 
 

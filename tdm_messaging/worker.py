@@ -24,13 +24,20 @@ refusal), the redelivered copy is recognised and acknowledged. Before each job t
 is declared, so such a refusal comes before any work, and a transport that can reach the queue
 as it is (RabbitMQ STOMP) still delivers the replies. Other transport errors leave the request
 unacknowledged for redelivery. The worker carries on.
+
+Each attempt of a job is told to the worker's :class:`~tdm_messaging.observe.Observer` (started,
+ended with its outcome and duration), and runs in a span of its :class:`~tdm_messaging.tracing.Tracer`
+continuing the request's trace; every reply carries that trace (see :mod:`tdm_messaging.tracing`).
+Log records about a job carry ``docset_id``, ``request_id`` and ``attempt`` as fields.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from pydantic import ValidationError
 
@@ -56,8 +63,21 @@ from tdm_messaging.errors import (
     TransportError,
 )
 from tdm_messaging.headers import ATTEMPT, NEXT_SEQUENCE
-from tdm_messaging.job import Job, JobFailed, PackageResult, ReplyFields, Reporter
-from tdm_messaging.models import Accepted, Complete, Deleted, DeleteRequest, Failed, Message, PackageRequest
+from tdm_messaging.job import Job, JobFailed, PackageResult, ReplyReporter, reply_fields
+from tdm_messaging.models import Complete, Deleted, DeleteRequest, Failed, Message, PackageRequest
+from tdm_messaging.observe import (
+    DeadLettered,
+    Event,
+    JobEnded,
+    JobKind,
+    JobOutcome,
+    JobStarted,
+    Observer,
+    WorkerState,
+    WorkerStateChanged,
+    notify_safely,
+)
+from tdm_messaging.tracing import SpanKind, SpanStart, TraceContext, Tracer, trace_of, with_trace
 from tdm_messaging.transport.base import Delivery, Transport
 
 __all__ = [
@@ -81,36 +101,6 @@ _MAX_REASON_CHARS = 4096  # Failed.reason's limit
 _REMEMBERED_REFUSALS = 1024  # requests dead-lettered for a refusal, remembered to recognise their redelivery
 
 
-class _ReplyReporter(Reporter):
-    """Sends one job's replies with increasing sequence numbers; sends Accepted first if nobody did."""
-
-    def __init__(
-        self, request: PackageRequest, next_sequence: int, *, clock: Clock, reply: Callable[[Message, bool], None]
-    ) -> None:
-        self._request = request
-        self._next_sequence = next_sequence
-        self._clock = clock
-        self._reply = reply
-        self._lock = threading.Lock()  # a handler may report from several threads
-        self._accepted_sent = False
-
-    @property
-    def next_sequence(self) -> int:
-        return self._next_sequence
-
-    def send(self, build: Callable[[ReplyFields], Message], *, confirm: bool = False) -> None:
-        with self._lock:
-            message = build(_fields(self._request, self._next_sequence, self._clock))
-            self._reply(message, confirm)
-            self._next_sequence += 1
-            if isinstance(message, Accepted):
-                self._accepted_sent = True
-
-    def ensure_accepted(self) -> None:
-        if not self._accepted_sent:
-            self.send(lambda fields: Accepted(**fields, estimate_seconds=None))
-
-
 class PackagerWorker:
     """The packager's loop: take requests one at a time, run the handler, report, then acknowledge.
 
@@ -127,6 +117,9 @@ class PackagerWorker:
         retry_backoff_seconds: base of the pause before a retry is re-sent (0 for none).
         max_body_bytes: larger request bodies are dead-lettered unread.
         clock: "now", timezone-aware, for the replies' timestamps.
+        observer: told of every job's start and end, dead letters and the loop's state (metrics,
+            liveness); see :mod:`tdm_messaging.observe`.
+        tracer: opens a span per job, continuing the request's trace; see :mod:`tdm_messaging.tracing`.
 
     Raises:
         ConfigurationError: ``max_attempts`` below 1 or a negative backoff.
@@ -143,6 +136,8 @@ class PackagerWorker:
         retry_backoff_seconds: float = 1.0,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         clock: Clock = utc_now,
+        observer: Observer | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ConfigurationError(f"max_attempts must be at least 1, got {max_attempts}")
@@ -158,6 +153,8 @@ class PackagerWorker:
         self._clock = clock
         self._stop = threading.Event()
         self._refused = Refusals(_REMEMBERED_REFUSALS)
+        self._observer = observer
+        self._tracer = tracer
 
     def run(self, stop: threading.Event) -> None:
         """Consume ``docsets/package`` (and ``docsets/delete`` if there is a delete handler) until ``stop`` is set.
@@ -172,19 +169,27 @@ class PackagerWorker:
         queues = [PACKAGE_REQUESTS] if self._on_delete is None else [PACKAGE_REQUESTS, DELETE_REQUESTS]
         logger.info("packager worker consuming %s", ", ".join(q.name for q in queues))
         failures = 0
-        while not stop.is_set():
-            try:
-                self._transport.consume(queues, self._handle, prefetch=1, stop=stop)
-            except TransportClosedError:
-                raise
-            except TransportError as exc:
-                failures += 1
-                delay = min(_MAX_RESUME_DELAY_SECONDS, 0.5 * 2 ** min(failures, 8))
-                logger.warning("broker trouble (%s); consuming again in %.1f s", exc, delay)
-                stop.wait(delay)
-            else:
-                failures = 0
+        try:
+            while not stop.is_set():
+                self._notify(WorkerStateChanged(WorkerState.CONSUMING, self._clock()))
+                try:
+                    self._transport.consume(queues, self._handle, prefetch=1, stop=stop)
+                except TransportClosedError:
+                    raise
+                except TransportError as exc:
+                    failures += 1
+                    delay = min(_MAX_RESUME_DELAY_SECONDS, 0.5 * 2 ** min(failures, 8))
+                    logger.warning("broker trouble (%s); consuming again in %.1f s", exc, delay)
+                    self._notify(WorkerStateChanged(WorkerState.BROKER_TROUBLE, self._clock(), str(exc)))
+                    stop.wait(delay)
+                else:
+                    failures = 0
+        finally:
+            self._notify(WorkerStateChanged(WorkerState.STOPPED, self._clock()))
         logger.info("packager worker stopped")
+
+    def _notify(self, event: Event) -> None:
+        notify_safely(self._observer, event)
 
     # -- handling one delivery ---------------------------------------------------------------
 
@@ -203,20 +208,52 @@ class PackagerWorker:
                 "acknowledging its redelivered copy",
                 plan.request.docset_id,
                 plan.request.request_id,
+                extra=_log_fields(plan.request, None),
             )
             return
         request = plan.request
+        kind = JobKind.PACKAGE if isinstance(request, PackageRequest) else JobKind.DELETE
+        attempt = plan.attempt
+        self._notify(JobStarted(kind, request.docset_id, request.request_id, attempt, delivery.redelivered))
+        started = time.monotonic()
+        outcome = JobOutcome.INTERRUPTED
         try:
-            self._prepare_reply_queue(request)
-            if isinstance(request, PackageRequest):
-                self._run_package(request, envelope, source, plan.attempt, plan.next_sequence)
-            else:
-                self._run_delete(request, envelope, source, plan.attempt)
+            with self._job_span(kind, request, attempt, trace_of(envelope.headers)) as trace:
+                self._prepare_reply_queue(request)
+                if isinstance(request, PackageRequest):
+                    outcome = self._run_package(request, envelope, source, attempt, plan.next_sequence, trace)
+                else:
+                    outcome = self._run_delete(request, envelope, source, attempt, trace)
         except BrokerRefusedError as exc:
             # A refusal (e.g. the reply queue exists with other arguments) comes back on every
             # redelivery: park the request once rather than block the queue with it forever.
+            outcome = JobOutcome.REFUSED
             self._dead_letter(envelope, source, f"the broker refused a send for docset {request.docset_id}: {exc}")
             self._refused.remember(plan.refusal_key)
+        finally:
+            duration = time.monotonic() - started
+            self._notify(JobEnded(kind, request.docset_id, request.request_id, attempt, outcome, duration))
+
+    @contextmanager
+    def _job_span(
+        self, kind: JobKind, request: PackageRequest | DeleteRequest, attempt: int, parent: TraceContext | None
+    ) -> Iterator[TraceContext | None]:
+        """The job's span, continuing the request's trace; yields the trace its replies carry."""
+        if self._tracer is None:
+            yield parent  # no tracer: pass the request's trace on unchanged
+            return
+        start = SpanStart(
+            name=f"tdm.job.{kind.value}",
+            kind=SpanKind.CONSUMER,
+            parent=parent,
+            attributes={
+                "tdm.docset_id": request.docset_id,
+                "tdm.request_id": request.request_id,
+                "tdm.attempt": attempt,
+            },
+        )
+        with self._tracer.span(start) as trace:
+            yield trace if trace is not None else parent
 
     def _prepare_reply_queue(self, request: PackageRequest | DeleteRequest) -> None:
         """Declare the docset's reply queue before the job, so a refusal comes before any work is done.
@@ -232,21 +269,29 @@ class PackagerWorker:
                 "reply queue of docset %s could not be declared (%s); replying anyway", request.docset_id, exc
             )
 
-    def _run_package(
-        self, request: PackageRequest, envelope: Envelope, source: Destination, attempt: int, next_sequence: int
-    ) -> None:
-        reporter = _ReplyReporter(
+    def _run_package(  # noqa: PLR0917 - a private step of _handle, called with the job's own values
+        self,
+        request: PackageRequest,
+        envelope: Envelope,
+        source: Destination,
+        attempt: int,
+        next_sequence: int,
+        trace: TraceContext | None,
+    ) -> JobOutcome:
+        reporter = ReplyReporter(
             request,
             next_sequence,
             clock=self._clock,
-            reply=lambda message, confirm: self._reply(request, message, confirm=confirm),
+            reply=lambda message, confirm: self._reply(request, message, confirm=confirm, trace=trace),
         )
+        fields = _log_fields(request, attempt)
         logger.info(
             "package job for docset %s (request %s, attempt %d/%d)",
             request.docset_id,
             request.request_id,
             attempt,
             self._max_attempts,
+            extra=fields,
         )
         try:
             result = self._on_package(Job(request, attempt, reporter))
@@ -254,27 +299,25 @@ class PackagerWorker:
         except JobFailed as failure:
             reason = failure.reason[:_MAX_REASON_CHARS] or "the package handler failed without a reason"
             retryable = failure.retryable
-            reporter.send(lambda fields: Failed(**fields, reason=reason, retryable=retryable), confirm=True)
-            logger.info("package job for docset %s failed: %s", request.docset_id, reason)
-            return
+            reporter.send(lambda reply: Failed(**reply, reason=reason, retryable=retryable), confirm=True)
+            logger.info("package job for docset %s failed: %s", request.docset_id, reason, extra=fields)
+            return JobOutcome.FAILED
         except Exception as exc:
-            self._retry_or_give_up(request, envelope, source, attempt, exc, reporter)
-            return
+            return self._retry_or_give_up(request, envelope, source, attempt, exc, reporter)
         reporter.ensure_accepted()
         reporter.send(
-            lambda fields: complete.model_copy(
-                update={"sequence": fields["sequence"], "timestamp": fields["timestamp"]}
-            ),
+            lambda reply: complete.model_copy(update={"sequence": reply["sequence"], "timestamp": reply["timestamp"]}),
             confirm=True,
         )
-        logger.info("package job for docset %s complete: %s", request.docset_id, result.archive_url)
+        logger.info("package job for docset %s complete: %s", request.docset_id, result.archive_url, extra=fields)
+        return JobOutcome.COMPLETED
 
     def _complete(self, request: PackageRequest, result: PackageResult) -> Complete:
         if not isinstance(result, PackageResult):
             raise LocalProtocolError(f"the package handler must return a PackageResult, got {type(result).__name__}")
         try:
             return Complete(
-                **_fields(request, 0, self._clock),
+                **reply_fields(request, 0, self._clock),
                 archive_url=result.archive_url,
                 size_bytes=result.size_bytes,
                 sha256=result.sha256,
@@ -284,22 +327,27 @@ class PackagerWorker:
         except ValidationError as exc:
             raise LocalProtocolError(f"the package handler returned an invalid PackageResult: {exc}") from exc
 
-    def _run_delete(self, request: DeleteRequest, envelope: Envelope, source: Destination, attempt: int) -> None:
+    def _run_delete(
+        self, request: DeleteRequest, envelope: Envelope, source: Destination, attempt: int, trace: TraceContext | None
+    ) -> JobOutcome:
         assert self._on_delete is not None
-        logger.info("delete job for docset %s (attempt %d/%d)", request.docset_id, attempt, self._max_attempts)
+        fields = _log_fields(request, attempt)
+        logger.info(
+            "delete job for docset %s (attempt %d/%d)", request.docset_id, attempt, self._max_attempts, extra=fields
+        )
         try:
             self._on_delete(request)
         except JobFailed as failure:
             # The handler refused (e.g. an archive that is not its own): asking again is refused again.
             reason = failure.reason[:_MAX_REASON_CHARS] or "the delete handler refused without a reason"
             self._dead_letter(envelope, source, f"delete for docset {request.docset_id} refused: {reason}")
-            return
+            return JobOutcome.REJECTED
         except Exception as exc:
-            self._retry_or_give_up(request, envelope, source, attempt, exc, None)
-            return
-        deleted = Deleted(**_fields(request, 1, self._clock), archive_url=request.archive_url)
-        self._reply(request, deleted, confirm=True)
-        logger.info("delete job for docset %s done", request.docset_id)
+            return self._retry_or_give_up(request, envelope, source, attempt, exc, None)
+        deleted = Deleted(**reply_fields(request, 1, self._clock), archive_url=request.archive_url)
+        self._reply(request, deleted, confirm=True, trace=trace)
+        logger.info("delete job for docset %s done", request.docset_id, extra=fields)
+        return JobOutcome.COMPLETED
 
     def _retry_or_give_up(  # noqa: PLR0917 - a private step of _run_*, called with the job's own values
         self,
@@ -308,8 +356,8 @@ class PackagerWorker:
         source: Destination,
         attempt: int,
         exc: Exception,
-        reporter: _ReplyReporter | None,
-    ) -> None:
+        reporter: ReplyReporter | None,
+    ) -> JobOutcome:
         what = f"{type(exc).__name__}: {exc}"
         plan = plan_failure(
             envelope,
@@ -328,34 +376,39 @@ class PackagerWorker:
                 what,
                 plan.delay_seconds,
                 exc_info=exc,
+                extra=_log_fields(request, attempt),
             )
             if plan.delay_seconds:
                 self._stop.wait(plan.delay_seconds)  # a stop cuts the pause short; the retry is still re-sent
             self._transport.send(source, plan.envelope, confirm=True)
-            return
+            return JobOutcome.RETRIED
         assert isinstance(plan, GiveUp)
-        logger.error("job for docset %s: %s", request.docset_id, plan.reason, exc_info=exc)
+        logger.error(
+            "job for docset %s: %s", request.docset_id, plan.reason, exc_info=exc, extra=_log_fields(request, attempt)
+        )
         if reporter is not None:
             reason = plan.reason[:_MAX_REASON_CHARS]
             reporter.send(lambda fields: Failed(**fields, reason=reason, retryable=True), confirm=True)
         self._dead_letter(envelope, source, plan.reason)
+        return JobOutcome.GAVE_UP
 
     # -- sending -----------------------------------------------------------------------------
 
-    def _reply(self, request: PackageRequest | DeleteRequest, message: Message, *, confirm: bool) -> None:
-        self._transport.send(
-            reply_queue(request.docset_id), encode(message, self._content_type), persistent=True, confirm=confirm
-        )
+    def _reply(
+        self, request: PackageRequest | DeleteRequest, message: Message, *, confirm: bool, trace: TraceContext | None
+    ) -> None:
+        envelope = with_trace(encode(message, self._content_type), trace)
+        self._transport.send(reply_queue(request.docset_id), envelope, persistent=True, confirm=confirm)
 
     def _dead_letter(self, envelope: Envelope, source: Destination, reason: str) -> None:
-        logger.warning("dead-lettering a message from %s: %s", source.name, reason)
+        logger.warning("dead-lettering a message from %s: %s", source.name, reason, extra={"queue": source.name})
         dead_letter(self._transport, envelope, source=source, reason=reason)
+        self._notify(DeadLettered("worker", source.name, reason))
 
 
-def _fields(request: PackageRequest | DeleteRequest, sequence: int, clock: Clock) -> ReplyFields:
-    return {
-        "docset_id": request.docset_id,
-        "request_id": request.request_id,
-        "sequence": sequence,
-        "timestamp": clock(),
-    }
+def _log_fields(request: PackageRequest | DeleteRequest, attempt: int | None) -> dict[str, object]:
+    """The fields a log record about a job carries (``extra=``), for structured logs."""
+    fields: dict[str, object] = {"docset_id": request.docset_id, "request_id": request.request_id}
+    if attempt is not None:
+        fields["attempt"] = attempt
+    return fields

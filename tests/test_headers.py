@@ -1,4 +1,4 @@
-"""The one table of tdm-* headers: every constant is a row, every row a constant, each name once."""
+"""The one table of headers (tdm-*, traceparent): every constant is a row, every row a constant, each name once."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ def test_every_constant_is_in_the_table_once_and_named_tdm() -> None:
     rows = [row.name for row in headers.HEADERS]
     assert len(rows) == len(set(rows))
     assert set(rows) == set(_constants().values())
-    assert all(name.startswith("tdm-") and name == name.lower() for name in rows)
+    trace = {headers.TRACEPARENT, headers.TRACESTATE}  # W3C's own names, as on HTTP
+    assert trace == {"traceparent", "tracestate"}
+    assert all(name.startswith("tdm-") and name == name.lower() for name in rows if name not in trace)
     assert all(row.set_by and row.meaning for row in headers.HEADERS)
 
 

@@ -12,7 +12,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "tdm_messaging"
 
 CORE = (
     "models", "codec", "wire_json", "wire_text", "headers", "destinations", "ids", "status", "http_view",
-    "poll_plan", "delivery_plan", "dead_letter", "asyncapi", "envelope", "errors", "clock",
+    "poll_plan", "delivery_plan", "dead_letter", "asyncapi", "envelope", "errors", "clock", "observe", "tracing",
+    "logging_json",
 )  # fmt: skip
 MESSAGE_LAYER = (
     "models",

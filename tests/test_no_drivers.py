@@ -1,4 +1,4 @@
-"""The protocol core works with no broker driver installed: stomp, kombu, boto3 and bottle made unimportable."""
+"""The protocol core works with no driver installed: stomp, kombu, boto3, bottle, prometheus_client, otel blocked."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "tdm_messaging"
-BLOCKED = ("stomp", "kombu", "amqp", "boto3", "botocore", "bottle", "waitress")
+BLOCKED = ("stomp", "kombu", "amqp", "boto3", "botocore", "bottle", "waitress", "prometheus_client", "opentelemetry")
 
 # The wings that load a driver; everything else in the package must import without one. The
 # STOMP wing's package and its dialect are pure (tdm_messaging re-exports Dialect from there).

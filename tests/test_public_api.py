@@ -20,6 +20,11 @@ PINNED = {
     "UnknownMessageTypeError", "UnsupportedVersionError", "__version__", "compact", "decode", "encode", "fold",
     "guess_content_type", "http_view", "new_request_id", "open_transport", "register_scheme", "reply_queue",
     "validate_docset_id",
+    # observing: events and observers (metrics, health), tracing, structured logs
+    "DeadLettered", "DeleteRequested", "Event", "HealthReport", "JobEnded", "JobKind", "JobOutcome", "JobStarted",
+    "JsonFormatter", "Observer", "Observers", "OpenTelemetryTracer", "PackageRequested", "Polled",
+    "PrometheusObserver", "SpanKind", "SpanStart", "TraceContext", "Tracer", "WorkerHealth", "WorkerState",
+    "WorkerStateChanged", "configure_logging",
 }  # fmt: skip
 
 

@@ -17,6 +17,7 @@ from examples.packager.api import ApiClient
 from examples.packager.errors import DeleteRefusedError, PackagerError
 from examples.packager.faults import FAULT_ENV, BeforeAckKiller
 from examples.packager.limits import JobInterrupted, Limits
+from examples.packager.ops_http import OpsListener, prometheus_or_none, tracer_or_none
 from examples.packager.packaging import Estimator, Packager
 from examples.packager.s3_storage import MAX_URL_TTL, S3Storage
 from examples.packager.secret import load_secret
@@ -28,9 +29,13 @@ from tdm_messaging import (
     Job,
     JobFailed,
     MessagingError,
+    Observer,
+    Observers,
     PackageResult,
     PackagerWorker,
     Transport,
+    WorkerHealth,
+    configure_logging,
     open_transport,
 )
 
@@ -56,6 +61,11 @@ class PackagerConfig:
         work_dir: where archives are built (``TDM_WORK_DIR``; default: the temp directory).
         max_attempts: deliveries of one request before it is dead-lettered (``TDM_MAX_ATTEMPTS``).
         log_level: ``DEBUG``, ``INFO``, ... (``TDM_LOG_LEVEL``).
+        log_format: ``text`` or ``json`` (``TDM_LOG_FORMAT``).
+        metrics_port: the port of the ``/healthz``, ``/readyz``, ``/metrics`` listener
+            (``TDM_METRICS_PORT``; ``None``: no listener).
+        metrics_host: the address it listens on (``TDM_METRICS_HOST``).
+        max_job_seconds: a job running longer makes ``/healthz`` answer 503 (``TDM_MAX_JOB_SECONDS``).
         queue_prefix: the server's prefix of docset ids on the broker (``TDM_QUEUE_PREFIX``);
             the same value as the server's.
         http_retries: extra tries of a transient HTTP failure, within one attempt.
@@ -78,6 +88,10 @@ class PackagerConfig:
     work_dir: str | None = None
     max_attempts: int = 3
     log_level: str = "INFO"
+    log_format: str = "text"
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    max_job_seconds: int | None = None
     queue_prefix: str = ""
     http_retries: int = 3
     http_backoff_seconds: float = 0.5
@@ -108,6 +122,10 @@ _OPTIONS: dict[str, tuple[str, str]] = {
     "--max-members": ("TDM_MAX_MEMBERS", f"documents in one docset (default {Limits.max_members})"),
     "--max-pages": ("TDM_MAX_PAGES", f"pages of one docset listing (default {Limits.max_pages})"),
     "--job-deadline": ("TDM_JOB_DEADLINE", f"seconds one job may take (default {Limits.deadline_seconds:g})"),
+    "--log-format": ("TDM_LOG_FORMAT", "text or json (one JSON object per line) (default text)"),
+    "--metrics-port": ("TDM_METRICS_PORT", "serve /healthz, /readyz and /metrics on this port (default: off)"),
+    "--metrics-host": ("TDM_METRICS_HOST", "the address of that listener (default 127.0.0.1)"),
+    "--max-job-seconds": ("TDM_MAX_JOB_SECONDS", "a job running longer fails /healthz (default: no limit)"),
 }
 
 
@@ -150,6 +168,12 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> PackagerCon
         work_dir=values["work_dir"],
         max_attempts=_int(values, "max_attempts", 3, low=1, high=100),
         log_level=_log_level(values["log_level"] or "INFO"),
+        log_format=_log_format(values["log_format"] or "text"),
+        metrics_port=None if values["metrics_port"] is None else _int(values, "metrics_port", 0, low=0, high=65535),
+        metrics_host=values["metrics_host"] or "127.0.0.1",
+        max_job_seconds=None
+        if values["max_job_seconds"] is None
+        else _int(values, "max_job_seconds", 0, low=1, high=7 * 24 * 3600),
         queue_prefix=values["queue_prefix"] or "",
         archive_secret=values["archive_secret"],
         limits=Limits(
@@ -187,6 +211,13 @@ def _log_level(raw: str) -> str:
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise ConfigurationError(f"log level {raw!r} is not one of DEBUG, INFO, WARNING, ERROR")
     return level
+
+
+def _log_format(raw: str) -> str:
+    chosen = raw.strip().lower()
+    if chosen not in {"text", "json"}:
+        raise ConfigurationError(f"log format {raw!r} is not one of text, json")
+    return chosen
 
 
 def build_storage(config: PackagerConfig) -> Storage:
@@ -315,18 +346,34 @@ def run(
     own_transport = transport is None
     transport = transport if transport is not None else open_transport(config.broker_url)
     on_package, on_delete = make_handlers(packager, max_attempts=config.max_attempts)
+    health = WorkerHealth(max_job_seconds=config.max_job_seconds)
+    metrics = prometheus_or_none()
+    observers: list[Observer] = [health] if metrics is None else [health, metrics]
     worker = PackagerWorker(
         transport,
         on_package=on_package,
         on_delete=on_delete,
         max_attempts=config.max_attempts,
         retry_backoff_seconds=config.retry_backoff_seconds,
+        observer=Observers(observers),
+        tracer=tracer_or_none(),
     )
     if os.environ.get(FAULT_ENV):
         log.warning(
             "fault injection on: %s=%s (a test hook; never set it in production)", FAULT_ENV, os.environ[FAULT_ENV]
         )
         logging.getLogger("tdm_messaging.worker").addFilter(BeforeAckKiller())
+    listener = None
+    if config.metrics_port is not None:
+        try:
+            listener = OpsListener(host=config.metrics_host, port=config.metrics_port, health=health, metrics=metrics)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot listen on {config.metrics_host}:{config.metrics_port} for /healthz and /metrics: {exc}; "
+                "choose another TDM_METRICS_PORT"
+            ) from exc
+        listener.start()
+        log.info("ops listener on http://%s:%d (/healthz, /readyz, /metrics)", config.metrics_host, listener.port)
     log.info("packager up: broker %s, API %s, storage %s", _redact(config.broker_url), config.api_base, config.storage)
     done = threading.Event()
     watcher = threading.Thread(target=_interrupt_on_stop, args=(packager, stop, done), name="stop-watcher", daemon=True)
@@ -337,6 +384,8 @@ def run(
         log.warning("%s; its request goes back to the queue unacknowledged", exc)
     finally:
         done.set()
+        if listener is not None:
+            listener.close()
         packager.api.close()
         if own_transport:
             transport.close()
@@ -364,7 +413,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except ConfigurationError as exc:
         print(f"packager: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(config.log_level, config.log_format)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

@@ -17,7 +17,7 @@ from examples.server.db import Database, DatabaseError
 from examples.server.openapi import build_openapi
 from examples.server.repo import upsert_api_key
 from examples.server.settings import ApiKeySpec, Settings, env_defaults, parse_api_keys
-from tdm_messaging import ConfigurationError, MessagingError, open_transport
+from tdm_messaging import ConfigurationError, MessagingError, configure_logging, open_transport
 
 log = logging.getLogger("examples.server")
 
@@ -65,7 +65,12 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], env:
         default=int(env.get("max_stored_archives", d.max_stored_archives)),
         help="per owner: archives kept [TDM_MAX_STORED_ARCHIVES]",
     )
-    serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve.add_argument(
+        "--log-level", default=env.get("log_level", "INFO"), help="DEBUG, INFO, WARNING or ERROR [TDM_LOG_LEVEL]"
+    )
+    serve.add_argument(
+        "--log-format", default=env.get("log_format", "text"), help="text or json, one object a line [TDM_LOG_FORMAT]"
+    )
 
 
 def build_parser(environ: dict[str, str]) -> argparse.ArgumentParser:
@@ -160,10 +165,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "openapi":
         print(json.dumps(build_openapi(), indent=2, ensure_ascii=False))
         return 0
-    logging.basicConfig(
-        level=getattr(args, "log_level", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     try:
+        configure_logging(
+            getattr(args, "log_level", environ.get("TDM_LOG_LEVEL") or "INFO"),
+            getattr(args, "log_format", environ.get("TDM_LOG_FORMAT") or "text"),
+        )
         if args.command == "add-key":
             key = args.key or secrets.token_urlsafe(24)
             db = Database(args.db)

@@ -26,7 +26,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from tdm_messaging import DocsetLocks, DocsetStatus, PackagingClient, State, Transport, open_transport
+from tdm_messaging import (
+    DocsetLocks,
+    DocsetStatus,
+    Observer,
+    PackagingClient,
+    State,
+    Tracer,
+    Transport,
+    open_transport,
+)
 
 __all__ = ["DumpService", "TransportPool", "pool_for_url"]
 
@@ -77,6 +86,14 @@ class TransportPool:
         except Exception:  # closing a broken connection may fail too; nothing more to do with it
             log.debug("closing a discarded transport failed", exc_info=True)
 
+    def probe(self) -> None:
+        """Open a fresh transport and close it: whether the broker answers now (idle ones may be stale).
+
+        Raises:
+            MessagingError: it does not.
+        """
+        self._factory().close()
+
     def close(self) -> None:
         """Close every idle transport; transports still leased are closed when given back."""
         with self._lock:
@@ -110,11 +127,29 @@ class DumpService:
     Args:
         pool: where the calls lease their transports.
         locks: the per-docset locks every client of this service shares (default: a new set).
+        observer: told of every request and poll (metrics).
+        tracer: opens a span per request and poll (tracing).
     """
 
-    def __init__(self, pool: TransportPool, *, locks: DocsetLocks | None = None) -> None:
+    def __init__(
+        self,
+        pool: TransportPool,
+        *,
+        locks: DocsetLocks | None = None,
+        observer: Observer | None = None,
+        tracer: Tracer | None = None,
+    ) -> None:
         self._pool = pool
         self._locks = DocsetLocks() if locks is None else locks
+        self._observer = observer
+        self._tracer = tracer
+
+    def _client(self, transport: Transport) -> PackagingClient:
+        return PackagingClient(transport, locks=self._locks, observer=self._observer, tracer=self._tracer)
+
+    def probe_broker(self) -> None:
+        """Whether the broker answers (see :meth:`TransportPool.probe`); raises if it does not."""
+        self._pool.probe()
 
     def poll(
         self,
@@ -136,7 +171,7 @@ class DumpService:
         """
         # Docset lock first, then a transport: a waiting poll holds no connection.
         with self._locks.hold(docset_id), self._pool.lease() as transport:
-            client = PackagingClient(transport, locks=self._locks)
+            client = self._client(transport)
             status = client.status(docset_id)
             if status.state is State.UNKNOWN or (retry and status.state in RETRYABLE_STATES):
                 admit(status)
@@ -153,7 +188,7 @@ class DumpService:
         The status is read first and given to ``admit``, which raises to refuse the request.
         """
         with self._locks.hold(docset_id), self._pool.lease() as transport:
-            client = PackagingClient(transport, locks=self._locks)
+            client = self._client(transport)
             admit(client.status(docset_id))
             requested = client.request_package(docset_id, docset_url)
             log.info("requested a fresh package of docset %s", docset_id)
@@ -166,14 +201,14 @@ class DumpService:
             MessagingError: the request could not be sent.
         """
         with self._locks.hold(docset_id), self._pool.lease() as transport:
-            PackagingClient(transport, locks=self._locks).request_delete(docset_id)
+            self._client(transport).request_delete(docset_id)
             log.info("requested deletion of the archives of deleted docset %s", docset_id)
 
     def delete(self, docset_id: str) -> DocsetStatus:
         """Ask the packager to delete the docset's package; return the status seen before asking
         (``UNKNOWN``: there was nothing to delete, and nothing was sent)."""
         with self._locks.hold(docset_id), self._pool.lease() as transport:
-            client = PackagingClient(transport, locks=self._locks)
+            client = self._client(transport)
             status = client.status(docset_id)
             if status.state is not State.UNKNOWN:
                 archive_url = status.result.archive_url if status.result is not None else None

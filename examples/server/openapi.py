@@ -111,6 +111,58 @@ _FORMATS = "|".join(PACKAGE_FORMATS)
 _FMT_PATTERN = f"^[{_W},]*({_FORMATS})[{_W}]*(,[{_W},]*({_FORMATS})[{_W}]*)*[{_W},]*$"
 
 
+def _ops_paths() -> dict[str, Any]:
+    """The operator endpoints (examples/server/routes/ops.py): no key, no parameters."""
+    checks = {
+        "type": "object",
+        "required": ["status", "checks"],
+        "properties": {
+            "status": {"type": "string", "enum": ["ready", "not_ready"]},
+            "checks": {
+                "type": "object",
+                "description": "database and broker: 'ok', or why not",
+                "additionalProperties": {"type": "string"},
+            },
+        },
+    }
+    return {
+        "/healthz": {
+            "get": {
+                "summary": "Liveness: the process serves requests (touches neither database nor broker)",
+                "security": [],
+                "responses": {
+                    "200": _json(
+                        {"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}}, "Up"
+                    )
+                },
+            }
+        },
+        "/readyz": {
+            "get": {
+                "summary": "Readiness: the database and the broker answer, each within 2 s",
+                "security": [],
+                "responses": {
+                    "200": _json(checks, "Ready"),
+                    "503": _json(checks, "Not ready; the checks say which part failed and why"),
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics of the dump client (polls, poll latency, states seen, requests)",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "The Prometheus text exposition format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    "404": _error("prometheus_client is not installed"),
+                },
+            }
+        },
+    }
+
+
 def build_openapi() -> dict[str, Any]:
     """The OpenAPI 3.1 document of the server (a fresh dict each call)."""
     docset_list = _json(_ref("DocsetList"), "The caller's docsets, a page at a time")
@@ -316,6 +368,7 @@ def build_openapi() -> dict[str, Any]:
             }
         },
     }
+    paths.update(_ops_paths())
     return {
         "openapi": "3.1.0",
         "info": {

@@ -102,5 +102,7 @@ def env_defaults(environ: Mapping[str, str]) -> dict[str, str]:
         "search_timeout": "TDM_SEARCH_TIMEOUT",
         "max_dumps_in_flight": "TDM_MAX_DUMPS_IN_FLIGHT",
         "max_stored_archives": "TDM_MAX_STORED_ARCHIVES",
+        "log_level": "TDM_LOG_LEVEL",
+        "log_format": "TDM_LOG_FORMAT",
     }
     return {option: environ[var] for option, var in names.items() if environ.get(var)}

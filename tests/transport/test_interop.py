@@ -76,3 +76,24 @@ def test_envelopes_cross_protocols_intact(sender_side: str, reader_side: str, tm
     finally:
         sender_backend.cleanup()
         reader_backend.cleanup()
+
+
+@pytest.mark.parametrize(("sender", "reader"), DIRECTIONS)
+def test_trace_context_headers_cross_protocols(sender: str, reader: str, tmp_path: Path) -> None:
+    """traceparent/tracestate as a STOMP frame header arrive as AMQP message headers, and back (docs/protocol.md)."""
+    from tdm_messaging.tracing import TraceContext, trace_of, with_trace
+
+    writer, receiver = make_backend(sender, tmp_path), make_backend(reader, tmp_path)
+    writer.namespace = receiver.namespace = unique_namespace()
+    docset = unique_docset()
+    writer.track(reply_queue(docset))
+    # tracestate values may hold ':' which STOMP 1.2 escapes in headers; it must arrive as sent
+    trace = TraceContext("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "rojo=00f067aa0ba902b7,congo=t:61")
+    try:
+        writer.open().send(reply_queue(docset), with_trace(Envelope(b"{}", "application/json"), trace), confirm=True)
+        with receiver.open().read(reply_queue(docset)) as batch:
+            assert [trace_of(e.headers) for e in batch.envelopes] == [trace]
+            batch.ack()
+    finally:
+        writer.cleanup()
+        receiver.cleanup()

@@ -18,6 +18,7 @@ from examples.server.db import Database
 from examples.server.dumps import DumpService
 from examples.server.settings import Settings
 from examples.server.web import ApiError, read_json_body
+from tdm_messaging import PrometheusObserver
 
 __all__ = ["AppContext"]
 
@@ -35,6 +36,7 @@ class AppContext:
         openapi: the OpenAPI document served at ``/api/openapi.json``.
         archive_root: the resolved directory served under ``/archives/``.
         searches: how many full-text searches may run at once (``settings.max_concurrent_searches``).
+        metrics: the dump client's metrics served on ``/metrics`` (``None`` without prometheus_client).
     """
 
     settings: Settings
@@ -43,6 +45,7 @@ class AppContext:
     openapi: dict[str, Any]
     archive_root: Path
     searches: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(2))
+    metrics: PrometheusObserver | None = None
 
     @contextmanager
     def search_slot(self) -> Iterator[None]:

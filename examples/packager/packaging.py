@@ -10,7 +10,6 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Final, Protocol
 from urllib.parse import unquote, urlsplit
@@ -129,7 +128,6 @@ class Packager:
         progress_every_items: report progress at least every this many members ...
         progress_every_seconds: ... or this many seconds.
         clock: monotonic clock for the progress throttle.
-        now: wall clock for the bagging date.
         source_organization: the bag's ``Source-Organization``.
         queue_prefix: the server's prefix of docset ids on the broker (``TDM_QUEUE_PREFIX``): a
             request for docset ``<prefix><id>`` must carry the URL ``.../docsets/<id>``.
@@ -146,7 +144,6 @@ class Packager:
         progress_every_items: int = 50,
         progress_every_seconds: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
         source_organization: str = "MIT Libraries TDM (tdm-messaging reference packager)",
         queue_prefix: str = "",
     ) -> None:
@@ -158,7 +155,6 @@ class Packager:
         self._every_items = progress_every_items
         self._every_seconds = progress_every_seconds
         self._clock = clock
-        self._now = now
         self._source_organization = source_organization
         self._queue_prefix = queue_prefix
 
@@ -273,7 +269,6 @@ class Packager:
                     bag_name=safe_component(f"docset-{docset_id}"),
                     compresslevel=self._compresslevel,
                     spool_dir=self.work_dir,
-                    now=self._now(),
                 )
                 try:
                     throttle = ProgressThrottle(

@@ -75,6 +75,22 @@ def test_redis_without_its_driver_names_redis(monkeypatch: pytest.MonkeyPatch) -
     assert "amqp" not in message
 
 
+def test_redis_without_kombu_names_kombu_and_redis_not_amqp(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kombu wing imports py-amqp first; without the extra that is what fails to import, yet a
+    redis:// user must read that kombu and redis are missing."""
+    for name in [m for m in sys.modules if m.startswith("tdm_messaging.transport.kombu")]:
+        monkeypatch.delitem(sys.modules, name)
+    for driver in ("amqp", "kombu"):
+        monkeypatch.setitem(sys.modules, driver, None)
+    with pytest.raises(ConfigurationError) as info:
+        open_transport("redis://127.0.0.1:6379/0")
+    message = str(info.value)
+    assert message == (
+        "the 'redis' transport needs kombu and redis, not installed here; "
+        "install with: pip install 'tdm-messaging[kombu]'"
+    )
+
+
 def test_sqla_without_its_driver_names_sqlalchemy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     pytest.importorskip("kombu")
     monkeypatch.setitem(sys.modules, "sqlalchemy", None)

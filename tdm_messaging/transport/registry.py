@@ -96,9 +96,11 @@ def _missing_driver(scheme: str, exc: ImportError) -> str:
     missing = f"no module named {exc.name!r}" if exc.name else str(exc)
     if scheme not in _DRIVERS:
         return f"the {scheme!r} transport cannot be loaded: {missing}"
+    # The module that failed may be a driver's own dependency (py-amqp under kombu for redis://):
+    # name what the user installs for this scheme instead.
     packages, extra = _DRIVERS[scheme]
     return (
-        f"the {scheme!r} transport needs {packages}, not installed here ({missing}); "
+        f"the {scheme!r} transport needs {packages}, not installed here; "
         f"install with: pip install 'tdm-messaging[{extra}]'"
     )
 

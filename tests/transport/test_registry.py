@@ -78,7 +78,7 @@ def test_a_missing_driver_is_named_for_the_scheme_used(
         registry.open_transport(url)
     message = str(info.value)
     scheme = url.partition(":")[0]
-    assert message.startswith(f"the {scheme!r} transport needs {driver}, not installed here")
+    assert message.startswith(f"the {scheme!r} transport needs {driver}, not installed here;")
     assert message.endswith(f"install with: pip install 'tdm-messaging[{extra}]'")
     assert "secret" not in message
     if scheme.startswith("redis"):

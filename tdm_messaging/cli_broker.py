@@ -212,7 +212,8 @@ def broker_error_line(exc: TransportError, url: str) -> str:
     """
     message = _scrub(str(exc), url)
     shown = _redact(url)
-    if shown not in message:
+    # Backends quote the URL they were given, which open_transport gave without namespace=.
+    if shown.split("?", 1)[0] not in message:
         message = f"broker {shown}: {message}"
     scheme = urlsplit(url).scheme.lower()
     if "check" not in message.lower() and scheme not in _LOCAL_SCHEMES:

@@ -34,6 +34,15 @@ def test_a_relative_sqlite_path_says_four_slashes_once(
         assert network_advice not in err
 
 
+def test_a_namespaced_sqlite_url_is_still_named_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["status", "5", "--broker", "sqlite:///var/tdm/broker.db?namespace=prod"]) == 2
+    err = _one_error_line(capsys)
+    assert err.count("sqlite:///var/tdm/broker.db") == 1 and "four slashes" in err
+
+
 def test_an_absolute_sqlite_path_gets_no_slash_advice(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

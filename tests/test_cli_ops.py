@@ -9,14 +9,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from tdm_messaging import cli
+from tdm_messaging import cli, cli_ops
 from tdm_messaging.cli_broker import BROKER_URL_ENV
 from tdm_messaging.dead_letter import dead_letter
 from tdm_messaging.dead_letters import letter_id
 from tdm_messaging.destinations import DEAD_LETTER, DELETE_REQUESTS, PACKAGE_REQUESTS, reply_queue
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.headers import DEAD_LETTER_REASON
+from tdm_messaging.testing import InMemoryBroker, InMemoryTransport
 from tdm_messaging.transport import open_transport
 from tests.conftest import broker_url
 from tests.transport.conftest import unique_namespace, with_query
@@ -189,3 +192,23 @@ def test_stomp_queues_says_it_cannot_count(capsys: pytest.CaptureFixture[str]) -
     code, out, err = _run(capsys, "queues", "--broker", url)
     assert code == 0 and out.splitlines()[1].split() == ["docsets/package", "unknown"]
     assert "cannot say a queue's depth" in err
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(fields=st.lists(st.tuples(st.text(max_size=30), st.text(max_size=30), st.binary(max_size=40)), max_size=4))
+def test_the_table_keeps_one_line_per_letter_whatever_the_headers_hold(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], fields: list[tuple[str, str, bytes]]
+) -> None:
+    """Headers of a foreign message may hold any text, line breaks included: one row each all the same."""
+    broker = InMemoryBroker()
+    monkeypatch.setattr(cli_ops, "open_transport", lambda url: InMemoryTransport(broker))
+    with InMemoryTransport(broker) as transport:
+        for reason, docset, body in fields:
+            headers = {DEAD_LETTER_REASON: reason, "tdm-docset-id": docset, "tdm-type": docset[::-1]}
+            transport.send(DEAD_LETTER, Envelope(body, "application/octet-stream", headers))
+    code, out, _ = _run(capsys, "dead-letters", "list", "--broker", "inmemory://x")
+    assert code == 0
+    rows = out.splitlines()
+    assert len(rows) == 1 + len(fields)
+    expected = [letter_id(e) for e in broker.messages(DEAD_LETTER)]
+    assert [row.split(" ", 1)[0] for row in rows[1:]] == expected

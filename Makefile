@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+DEMO_STAMP := $(VENV)/.demo-stamp
+S3_STAMP := $(VENV)/.s3-stamp
+APP_REQUIREMENTS := examples/requirements.txt examples/requirements-s3.txt
 
 # Where the broker suites find their brokers; scripts/brokers.sh starts them on these ports.
 export TDM_TEST_RABBITMQ_STOMP_URL ?= stomp://guest:guest@127.0.0.1:61613/?dialect=rabbitmq
@@ -18,11 +21,23 @@ export TDM_TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 VALIDATOR := scripts/asyncapi
 VALIDATOR_STAMP := $(VALIDATOR)/node_modules/.installed-stamp
 
-$(STAMP): pyproject.toml
+# Everything: the library with its drivers, the reference apps' libraries, the test toolchain.
+$(STAMP): pyproject.toml $(APP_REQUIREMENTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
-	touch $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[dev]' $(foreach r,$(APP_REQUIREMENTS),-r $(r))
+	touch $(STAMP) $(DEMO_STAMP) $(S3_STAMP)
+
+# Only what the demo runs: the library, its broker drivers (TDM_BROKER_URL may name any broker)
+# and the reference apps' libraries; boto3 only for a demo on S3 (TDM_STORAGE=s3://...).
+$(DEMO_STAMP): pyproject.toml examples/requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -e '.[stomp,kombu]' -r examples/requirements.txt
+	touch $(DEMO_STAMP)
+
+$(S3_STAMP): examples/requirements-s3.txt $(DEMO_STAMP)
+	$(BIN)/python -m pip install -q -r examples/requirements-s3.txt
+	touch $(S3_STAMP)
 
 venv: $(STAMP)
 
@@ -43,7 +58,7 @@ asyncapi-validator: $(VALIDATOR_STAMP)
 test: venv brokers lint asyncapi-validator
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-demo: venv
+demo: $(DEMO_STAMP) $(if $(filter s3://%,$(TDM_STORAGE)),$(S3_STAMP))
 	$(BIN)/python -m examples.demo
 
 bench: venv brokers

@@ -1,9 +1,10 @@
 """The ``tdm-messaging`` command: decode and encode wire bodies, print the AsyncAPI document (offline commands).
 
-Broker commands live in ``tdm_messaging.cli_broker`` (when present), which exposes
-``register(subparsers) -> None``; each subcommand sets ``func``, a callable taking the
-parsed arguments and returning the exit status. A :class:`~tdm_messaging.errors.MessagingError`
-raised by ``func`` is printed as ``error: <message>`` with exit status 2.
+Broker commands live in ``tdm_messaging.cli_broker`` and operator commands in
+``tdm_messaging.cli_ops`` (when present); each exposes ``register(subparsers) -> None``;
+each subcommand sets ``func``, a callable taking the parsed arguments and returning the exit
+status. A :class:`~tdm_messaging.errors.MessagingError` raised by ``func`` is printed as
+``error: <message>`` with exit status 2.
 """
 
 from __future__ import annotations
@@ -222,17 +223,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_COMMAND_MODULES = ("tdm_messaging.cli_broker", "tdm_messaging.cli_ops")
+"""Modules adding broker-facing subcommands, imported only when the parser is built."""
+
+
 def _register_broker_commands(subparsers: Any) -> None:
-    try:
-        module = importlib.import_module("tdm_messaging.cli_broker")
-    except ModuleNotFoundError as exc:
-        if exc.name != "tdm_messaging.cli_broker":
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                logger.warning("broker commands unavailable: %s", exc)
+            continue
+        except ImportError as exc:
             logger.warning("broker commands unavailable: %s", exc)
-        return
-    except ImportError as exc:
-        logger.warning("broker commands unavailable: %s", exc)
-        return
-    module.register(subparsers)
+            continue
+        module.register(subparsers)
 
 
 def _register_conformance_command(subparsers: Any) -> None:

@@ -31,6 +31,7 @@ __all__ = [
     "EXIT_FAILED",
     "EXIT_OK",
     "EXIT_TROUBLE",
+    "broker_error_line",
     "register",
     "status_as_json",
 ]
@@ -47,6 +48,8 @@ EXIT_TROUBLE = 2
 DEFAULT_GIVE_UP_AFTER_SECONDS = 60.0
 """``watch``: how long a docset may stay ``unknown`` (nobody requested it) before watching stops."""
 
+_LOCAL_SCHEMES = frozenset({"sqlite", "sqla+sqlite", "memory", "inmemory"})
+"""Brokers that are a file or live in the process: no host, port or credentials to check."""
 _BAR_WIDTH = 30
 _DEFAULT_FORMATS = "meta,txt"
 
@@ -196,14 +199,28 @@ def _with_client(args: argparse.Namespace, body: Callable[[PackagingClient], int
         finally:
             transport.close()
     except TransportError as exc:
-        message = _scrub(str(exc), url)
-        if "check" not in message.lower():  # backends usually say what to check; add it when they did not
-            message += "; check that the broker is running and reachable, and the URL's host, port and credentials"
-        sys.stderr.write(f"error: broker {_redact(url)}: {message}\n")
+        sys.stderr.write(f"error: {broker_error_line(exc, url)}\n")
         return EXIT_TROUBLE
     except ConfigurationError as exc:
         raise ConfigurationError(_scrub(str(exc), url)) from exc
     return EXIT_OK if code is None else code
+
+
+def broker_error_line(exc: TransportError, url: str) -> str:
+    """The one line to print for a broker failure: the URL once (password hidden), and what to check.
+
+    Backends usually say what to check; for a network broker that did not, the usual suspects are
+    added. A file or in-process broker has no host, port or credentials to check.
+    """
+    message = _scrub(str(exc), url)
+    shown = _redact(url)
+    # Backends quote the URL they were given, which open_transport gave without namespace=.
+    if shown.split("?", 1)[0] not in message:
+        message = f"broker {shown}: {message}"
+    scheme = urlsplit(url).scheme.lower()
+    if "check" not in message.lower() and scheme not in _LOCAL_SCHEMES:
+        message += "; check that the broker is running and reachable, and the URL's host, port and credentials"
+    return message
 
 
 def _docset_id_from_url(url: str) -> str:

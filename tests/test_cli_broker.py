@@ -223,8 +223,22 @@ def test_broker_failure_is_one_redacted_line(
     monkeypatch.setattr(cli_broker, "open_transport", refuse)
     assert cli.main(["status", "5", "--broker", URL]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("error: broker stomp://guest:***@broker.example:61613/")
+    assert err.count("\n") == 1 and err.startswith("error: ")
+    # The backend's message already names the URL: it is said once, not again as a prefix.
+    assert err.count("broker.example:61613") == 1 and "stomp://guest:***@broker.example:61613/" in err
     assert "s3cret" not in err and "check that the broker is running" in err
+
+
+def test_a_broker_error_without_the_url_gets_it_as_a_prefix(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def refuse(url: str) -> Transport:
+        raise BrokerUnavailableError("connection refused")
+
+    monkeypatch.setattr(cli_broker, "open_transport", refuse)
+    assert cli.main(["status", "5", "--broker", URL]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: broker stomp://guest:***@broker.example:61613/?dialect=rabbitmq: connection refused")
 
 
 def test_unreachable_real_broker(capsys: pytest.CaptureFixture[str]) -> None:

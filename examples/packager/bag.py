@@ -6,16 +6,19 @@ import hashlib
 import tempfile
 import zipfile
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import IO, Final
 
 from examples.packager.sanitize import is_safe_member_path
 from tdm_messaging import LocalProtocolError
 
-__all__ = ["BAGIT_TXT", "BagWriter", "encode_manifest_path"]
+__all__ = ["BAGIT_TXT", "ZIP_EPOCH", "BagWriter", "encode_manifest_path"]
 
 BAGIT_TXT: Final = b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
 _COPY_CHUNK: Final = 64 * 1024
+ZIP_EPOCH: Final = (1980, 1, 1, 0, 0, 0)
+"""Every member's timestamp: the earliest a zip can hold, so the bytes never depend on when the bag was made."""
+_UNIX: Final = 3  # ZipInfo's create_system; Python picks 0 on Windows, which would change the bytes there
 
 
 def encode_manifest_path(path: str) -> str:
@@ -32,12 +35,17 @@ class BagWriter:
     ``manifest-sha256.txt``, ``bag-info.txt`` (with ``Payload-Oxum`` and ``Bagging-Date``)
     and ``tagmanifest-sha256.txt``. ``bagit.txt`` is written first.
 
+    The zip is reproducible: members in the order they are written, each stamped
+    :data:`ZIP_EPOCH` with fixed permissions, so the same payload gives the same bytes
+    (with the same zlib). That is why ``Bagging-Date`` is written only when ``now`` is given.
+
     Args:
         archive: a binary file object to write the zip to (seekable, e.g. a temporary file).
         bag_name: the bag's top directory in the zip (a safe path component).
         compresslevel: deflate level, 0 to 9.
         spool_dir: where the manifest spool lives (default: the system's temporary directory).
-        now: the bagging time (default: now, UTC).
+        now: the bagging time, written as ``Bagging-Date`` (optional in RFC 8493); default: none, so
+            that two builds of the same content on different days are byte-identical.
 
     Raises:
         LocalProtocolError: ``bag_name`` or a payload path is not a safe relative path.
@@ -55,7 +63,7 @@ class BagWriter:
         if "/" in bag_name or not is_safe_member_path(bag_name):
             raise LocalProtocolError(f"bag name {bag_name!r} must be one safe path component")
         self.bag_name = bag_name
-        self._now = now or datetime.now(UTC)
+        self._now = now
         self._compresslevel = compresslevel
         self._zip = zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=compresslevel)
         self._manifest = tempfile.TemporaryFile(dir=spool_dir)  # noqa: SIM115 - closed in finish()/abort()
@@ -97,7 +105,7 @@ class BagWriter:
         return hexdigest
 
     def finish(self, bag_info: Mapping[str, str]) -> None:
-        """Write the manifest, ``bag-info.txt`` (``bag_info`` plus Payload-Oxum and Bagging-Date) and the
+        """Write the manifest, ``bag-info.txt`` (``bag_info`` plus Payload-Oxum, and Bagging-Date if dated) and the
         tag manifest, then close the zip.
 
         Raises:
@@ -114,11 +122,8 @@ class BagWriter:
             # RFC 8493 section 2.1.2: a bag has a data/ directory even when empty, and a zip
             # holds an empty directory only as an entry of its own.
             self._write_directory("data/")
-        info = {
-            "Bagging-Date": self._now.date().isoformat(),
-            "Payload-Oxum": f"{self._octets}.{self._files}",
-            **bag_info,
-        }
+        dated = {} if self._now is None else {"Bagging-Date": self._now.date().isoformat()}
+        info = {**dated, "Payload-Oxum": f"{self._octets}.{self._files}", **bag_info}
         lines = []
         for label, value in info.items():
             if ":" in label or any(ch in label + value for ch in "\r\n"):
@@ -147,12 +152,14 @@ class BagWriter:
             entry.write(body)
 
     def _write_directory(self, relative: str) -> None:
-        info = zipfile.ZipInfo(f"{self.bag_name}/{relative}", date_time=self._now.timetuple()[:6])
+        info = zipfile.ZipInfo(f"{self.bag_name}/{relative}", date_time=ZIP_EPOCH)
+        info.create_system = _UNIX
         info.external_attr = (0o40755 << 16) | 0x10  # a directory, for Unix and for MS-DOS readers
         self._zip.writestr(info, b"")
 
     def _zipinfo(self, relative: str) -> zipfile.ZipInfo:
-        info = zipfile.ZipInfo(f"{self.bag_name}/{relative}", date_time=self._now.timetuple()[:6])
+        info = zipfile.ZipInfo(f"{self.bag_name}/{relative}", date_time=ZIP_EPOCH)
+        info.create_system = _UNIX
         info.compress_type = zipfile.ZIP_DEFLATED
         # ZipFile.open() ignores the archive's level for a ZipInfo it is given; set it on the entry.
         info._compresslevel = self._compresslevel  # type: ignore[attr-defined]

@@ -9,7 +9,6 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Final
 from urllib.parse import unquote, urlsplit
@@ -58,7 +57,6 @@ class Packager:
         progress_every_items: report progress at least every this many members ...
         progress_every_seconds: ... or this many seconds.
         clock: monotonic clock for the progress throttle.
-        now: wall clock for the bagging date.
         source_organization: the bag's ``Source-Organization``.
         queue_prefix: the server's prefix of docset ids on the broker (``TDM_QUEUE_PREFIX``): a
             request for docset ``<prefix><id>`` must carry the URL ``.../docsets/<id>``.
@@ -82,7 +80,6 @@ class Packager:
         progress_every_items: int = 50,
         progress_every_seconds: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
         source_organization: str = "MIT Libraries TDM (tdm-messaging reference packager)",
         queue_prefix: str = "",
         limits: Limits | None = None,
@@ -96,7 +93,6 @@ class Packager:
         self._every_items = progress_every_items
         self._every_seconds = progress_every_seconds
         self._clock = clock
-        self._now = now
         self._source_organization = source_organization
         self._queue_prefix = queue_prefix
         self.limits = limits or Limits()
@@ -301,7 +297,6 @@ class Packager:
                     bag_name=safe_component(f"docset-{docset_id}"),
                     compresslevel=self._compresslevel,
                     spool_dir=self.work_dir,
-                    now=self._now(),
                 )
                 try:
                     throttle = ProgressThrottle(

@@ -85,7 +85,7 @@ class S3Storage(Storage):
             import boto3
             from botocore.config import Config
         except ImportError as exc:
-            raise ConfigurationError("S3 storage needs boto3: pip install 'tdm-messaging[s3]'") from exc
+            raise ConfigurationError("S3 storage needs boto3: pip install -r examples/requirements-s3.txt") from exc
         config = Config(
             signature_version="s3v4",
             retries={"max_attempts": 5, "mode": "standard"},

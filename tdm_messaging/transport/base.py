@@ -220,6 +220,24 @@ class Transport(ABC):
         _check_destination(destination)
         self._delete(destination)
 
+    def depth(self, destination: Destination) -> int | None:
+        """How many messages wait in ``destination`` now, if the broker can say without taking them.
+
+        Counts what a read would find waiting, not messages another reader holds unacknowledged
+        (AMQP's ``message_count``); a queue that does not exist holds 0. Where messages expire
+        lazily (kombu's Redis/SQLite, the native SQLite backend) expired replies not yet dropped
+        by a read are counted. Nothing is created, taken or counted as a use of the queue.
+
+        Returns:
+            The count, or ``None`` where the backend cannot ask (STOMP has no such frame).
+
+        Raises:
+            InvalidArgumentError: ``destination`` is not a Destination.
+            BrokerUnavailableError: the broker could not be reached.
+        """
+        _check_destination(destination)
+        return self._depth(destination)
+
     @abstractmethod
     def close(self) -> None:
         """Disconnect. Further calls raise :class:`~tdm_messaging.errors.TransportClosedError`."""
@@ -242,6 +260,10 @@ class Transport(ABC):
 
     @abstractmethod
     def _delete(self, destination: Destination) -> None: ...
+
+    def _depth(self, destination: Destination) -> int | None:
+        # Not abstract: a backend (or wrapper) that cannot ask says so by not overriding it.
+        return None
 
     def __enter__(self) -> Transport:
         return self

@@ -111,6 +111,9 @@ class NamespacedTransport(Transport):
     def _declare(self, destination: Destination) -> None:
         self._inner.declare(self._outer(destination))
 
+    def _depth(self, destination: Destination) -> int | None:
+        return self._inner.depth(self._outer(destination))
+
     def _delete(self, destination: Destination) -> None:
         self._inner.delete(self._outer(destination))
 

@@ -30,8 +30,17 @@ SCHEMES: dict[str, str] = {
     "memory": "tdm_messaging.transport.kombu.backend:KombuTransport",
     "inmemory": "tdm_messaging.transport.memory.backend:InMemoryTransport",
 }
-# The wing (package) a target lives in -> the extra that installs its driver.
-_EXTRAS = {"tdm_messaging.transport.stomp": "stomp", "tdm_messaging.transport.kombu": "kombu"}
+# scheme -> (the driver packages its backend needs, the extra that installs them); sqlite/inmemory need none.
+_DRIVERS: dict[str, tuple[str, str]] = {
+    "stomp": ("stomp.py", "stomp"),
+    "stomp+ssl": ("stomp.py", "stomp"),
+    "amqp": ("kombu (with py-amqp)", "kombu"),
+    "amqps": ("kombu (with py-amqp)", "kombu"),
+    "redis": ("kombu and redis", "kombu"),
+    "rediss": ("kombu and redis", "kombu"),
+    "sqla+sqlite": ("kombu and SQLAlchemy", "kombu"),
+    "memory": ("kombu", "kombu"),
+}
 
 
 def register_scheme(scheme: str, target: str) -> None:
@@ -72,11 +81,7 @@ def open_transport(url: str) -> Transport:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        extra = _EXTRAS.get(module_name.rpartition(".")[0])
-        hint = f"; install it with: pip install 'tdm-messaging[{extra}]'" if extra else ""
-        raise ConfigurationError(
-            f"the {scheme!r} transport needs a driver that is not installed ({exc.name}){hint}"
-        ) from exc
+        raise ConfigurationError(_missing_driver(scheme, exc)) from exc
     opener = cast(_Opener, getattr(module, class_name))
     transport = opener.from_url(inner_url)
     if namespace is None:
@@ -85,6 +90,19 @@ def open_transport(url: str) -> Transport:
     from tdm_messaging.transport.namespace import NamespacedTransport  # noqa: PLC0415
 
     return NamespacedTransport(transport, namespace=namespace)
+
+
+def _missing_driver(scheme: str, exc: ImportError) -> str:
+    missing = f"no module named {exc.name!r}" if exc.name else str(exc)
+    if scheme not in _DRIVERS:
+        return f"the {scheme!r} transport cannot be loaded: {missing}"
+    # The module that failed may be a driver's own dependency (py-amqp under kombu for redis://):
+    # name what the user installs for this scheme instead.
+    packages, extra = _DRIVERS[scheme]
+    return (
+        f"the {scheme!r} transport needs {packages}, not installed here; "
+        f"install with: pip install 'tdm-messaging[{extra}]'"
+    )
 
 
 def _redact(url: str) -> str:

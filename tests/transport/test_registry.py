@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from tdm_messaging.errors import ConfigurationError, MessagingError
@@ -27,7 +29,7 @@ def test_url_without_scheme(url: object) -> None:
 
 def test_registered_scheme_is_opened_lazily(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(registry.SCHEMES, "fake", "tests.transport.fake_backend_does_not_exist:Nope")
-    with pytest.raises(ConfigurationError, match="not installed"):
+    with pytest.raises(ConfigurationError, match=r"cannot be loaded: no module named 'tests\.transport\.fake_backend"):
         registry.open_transport("fake://x")
 
 
@@ -52,4 +54,32 @@ def test_redact() -> None:
 def test_sqlite_needs_no_extra() -> None:
     """The embedded default is in the standard library: no driver, so no extra to name."""
     assert registry.SCHEMES["sqlite"] == "tdm_messaging.transport.sqlite.backend:SqliteTransport"
-    assert "tdm_messaging.transport.sqlite" not in registry._EXTRAS
+    assert "sqlite" not in registry._DRIVERS and "inmemory" not in registry._DRIVERS
+
+
+@pytest.mark.parametrize(
+    ("url", "driver", "extra"),
+    [
+        ("redis://127.0.0.1:6379/0", "kombu and redis", "kombu"),
+        ("rediss://127.0.0.1:6379/0", "kombu and redis", "kombu"),
+        ("amqp://guest:secret@127.0.0.1:5672//", "kombu (with py-amqp)", "kombu"),
+        ("sqla+sqlite:///x.db", "kombu and SQLAlchemy", "kombu"),
+        ("memory://", "kombu", "kombu"),
+        ("stomp://127.0.0.1:61613", "stomp.py", "stomp"),
+    ],
+)
+def test_a_missing_driver_is_named_for_the_scheme_used(
+    monkeypatch: pytest.MonkeyPatch, url: str, driver: str, extra: str
+) -> None:
+    """redis:// without the extra names redis (not amqp), and the extra that installs it."""
+    module = registry.SCHEMES[url.partition(":")[0]].partition(":")[0]
+    monkeypatch.setitem(sys.modules, module, None)  # importing it now raises ImportError, as without the driver
+    with pytest.raises(ConfigurationError) as info:
+        registry.open_transport(url)
+    message = str(info.value)
+    scheme = url.partition(":")[0]
+    assert message.startswith(f"the {scheme!r} transport needs {driver}, not installed here;")
+    assert message.endswith(f"install with: pip install 'tdm-messaging[{extra}]'")
+    assert "secret" not in message
+    if scheme.startswith("redis"):
+        assert "amqp" not in message

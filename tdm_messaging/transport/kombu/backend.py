@@ -14,7 +14,7 @@ from tdm_messaging.transport.base import Batch, Capabilities, Handler, Transport
 from tdm_messaging.transport.expiry import stamp_expiry
 from tdm_messaging.transport.kombu.consume import consume_queues
 from tdm_messaging.transport.kombu.link import KombuLink
-from tdm_messaging.transport.kombu.queues import declare_queue, delete_queue
+from tdm_messaging.transport.kombu.queues import declare_queue, delete_queue, queue_depth
 from tdm_messaging.transport.kombu.read import KombuBatch, take
 from tdm_messaging.transport.kombu.send import publish
 from tdm_messaging.transport.kombu.settings import Backend, KombuSettings, capabilities_of, parse_kombu_url
@@ -192,6 +192,14 @@ class KombuTransport(Transport):
         self._link.retrying(
             f"declaring {destination.name!r}", lambda: self._declare_on(self._link.base_channel(), destination)
         )
+
+    def _depth(self, destination: Destination) -> int | None:
+        """How many messages wait in ``destination`` (AMQP: passive declare; Redis: LLEN); a missing queue is 0.
+
+        Raises:
+            BrokerUnavailableError: the broker could not be reached.
+        """
+        return self._link.retrying(f"counting {destination.name!r}", lambda: queue_depth(self._link, destination))
 
     def _delete(self, destination: Destination) -> None:
         """Remove ``destination`` and every message in it (a missing queue is not an error).

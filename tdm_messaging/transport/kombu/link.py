@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -11,7 +12,7 @@ from typing import Any, TypeVar
 import amqp.exceptions
 import kombu as _kombu_module
 
-from tdm_messaging.errors import TransportClosedError
+from tdm_messaging.errors import ConfigurationError, TransportClosedError
 from tdm_messaging.transport.kombu.memory import MemoryBroker, memory_broker
 from tdm_messaging.transport.kombu.settings import Backend, KombuSettings
 from tdm_messaging.transport.kombu.translate import Breaks, is_refusal, translate
@@ -24,6 +25,9 @@ log = logging.getLogger(__name__)
 kombu: Any = _kombu_module
 
 _T = TypeVar("_T")
+
+# backend -> (the module kombu imports for it, the package to name); AMQP's py-amqp comes with kombu.
+_DRIVER_MODULES = {Backend.REDIS: ("redis", "redis"), Backend.SQLITE: ("sqlalchemy", "SQLAlchemy")}
 
 
 class KombuLink:
@@ -59,6 +63,7 @@ class KombuLink:
             BrokerUnavailableError: the broker could not be reached.
             BrokerRefusedError: the broker refused the login.
         """
+        self._check_driver()
         with self.driver("connecting"):
             self._connect()
         if self.settings.backend is Backend.AMQP and self.settings.heartbeat > 0:
@@ -68,6 +73,18 @@ class KombuLink:
             self._heartbeat_thread.start()
 
     # ------------------------------------------------------------------ connecting
+    def _check_driver(self) -> None:
+        """kombu imports a URL's driver (redis, SQLAlchemy) only when it first connects, and then fails
+        with a traceback (redis: an AttributeError): look for it first, and name it with its extra."""
+        module, package = _DRIVER_MODULES.get(self.settings.backend, (None, ""))
+        if module is None or importlib.util.find_spec(module) is not None:
+            return
+        scheme = self.settings.display_url.partition("://")[0]
+        raise ConfigurationError(
+            f"the {scheme!r} transport needs {package}, which kombu uses for it and which is not installed "
+            "here; install with: pip install 'tdm-messaging[kombu]'"
+        )
+
     def _new_connection(self) -> Any:
         s = self.settings
         if self.memory is not None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import amqp.exceptions
+
 from tdm_messaging.destinations import Destination, DestinationKind
 from tdm_messaging.transport.kombu.link import KombuLink
 from tdm_messaging.transport.kombu.settings import Backend, KombuSettings
 
-__all__ = ["collect_acked", "declare_queue", "delete_queue", "queue_arguments"]
+__all__ = ["collect_acked", "declare_queue", "delete_queue", "queue_arguments", "queue_depth"]
 
 
 def queue_arguments(settings: KombuSettings, destination: Destination) -> dict[str, Any]:
@@ -47,6 +49,24 @@ def declare_queue(link: KombuLink, channel: Any, destination: Destination) -> in
     )
     link.declared[destination.name] = now
     return int(ok.message_count) if ok is not None else None
+
+
+def queue_depth(link: KombuLink, destination: Destination) -> int:
+    """How many messages wait in ``destination``; a missing queue holds 0. Call with the lock held.
+
+    AMQP: a passive declare (creates nothing, restarts no ``x-expires`` clock) answers with the
+    ready-message count; RabbitMQ refuses it for a missing queue by closing the channel (404),
+    which is replaced here. Redis (LLEN), SQLite and memory: kombu's own count of the queue.
+    """
+    channel = link.base_channel()
+    if link.settings.backend is not Backend.AMQP:
+        return int(channel._size(destination.name))
+    try:
+        ok = channel.queue_declare(queue=destination.name, passive=True)
+    except amqp.exceptions.NotFound:
+        link.channel_broken()
+        return 0
+    return int(ok.message_count)
 
 
 def delete_queue(link: KombuLink, destination: Destination) -> None:

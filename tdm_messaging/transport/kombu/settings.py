@@ -10,6 +10,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from tdm_messaging.errors import ConfigurationError
 from tdm_messaging.transport.base import Capabilities
+from tdm_messaging.transport.namespace import NAMESPACE_PARAM
 
 __all__ = [
     "DEFAULT_REPLY_TTL",
@@ -190,7 +191,7 @@ _FLOATS = {
 }
 _BOOLS = {"quorum": "declare permanent queues as RabbitMQ quorum queues: quorum=true|false"}
 _OTHER = {"dialect": "only 'plain' (logical names as they are) for kombu URLs"}
-_VALID = sorted([*_FLOATS, *_BOOLS, *_OTHER, *_PASSTHROUGH])
+_VALID = sorted([*_FLOATS, *_BOOLS, *_OTHER, *_PASSTHROUGH, NAMESPACE_PARAM])  # namespace: see open_transport
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 

@@ -247,6 +247,22 @@ class InMemoryTransport(Transport):
             self.broker._check_up_locked()
             self.broker._queue_locked(destination, create=True)
 
+    def _depth(self, destination: Destination) -> int | None:
+        """How many envelopes wait in ``destination`` (expired replies left out; nothing is removed).
+
+        Raises:
+            TransportClosedError: after :meth:`close`.
+            BrokerUnavailableError: the broker is disconnected.
+        """
+        with self.broker._cond:
+            self._check_open()
+            self.broker._check_up_locked()
+            queue = self.broker._queue_locked(destination, create=False)
+            if queue is None:
+                return 0
+            now_ms = self._now_ms()
+            return sum(1 for item in queue.ready if not is_expired(item.envelope.headers, now_ms=now_ms))
+
     def _delete(self, destination: Destination) -> None:
         """Remove ``destination`` and what it holds (unacknowledged messages of it are dropped when given back).
 

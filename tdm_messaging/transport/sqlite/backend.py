@@ -180,6 +180,16 @@ class SqliteTransport(Transport):
             if store.declare(conn, self._link.spec(destination), now_ms=now_ms()):
                 log.info("reply queue %s was unused for longer than reply_ttl: removed and created anew", destination)
 
+    def _depth(self, destination: Destination) -> int | None:
+        """How many messages of ``destination`` a read would take now (leased ones left out); read-only.
+
+        Raises:
+            TransportClosedError: after :meth:`close`.
+            BrokerUnavailableError: the file could not be read.
+        """
+        with self._link.db(f"counting {destination.name!r}") as conn:
+            return store.visible_count(conn, destination.name, now_ms=now_ms())
+
     def _delete(self, destination: Destination) -> None:
         """Remove ``destination`` and every message in it, held ones included (a missing queue is no error).
 

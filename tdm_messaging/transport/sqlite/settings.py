@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from tdm_messaging.errors import ConfigurationError
+from tdm_messaging.transport.namespace import NAMESPACE_PARAM
 
 __all__ = [
     "DEFAULT_POLL_INTERVAL",
@@ -76,7 +77,7 @@ _FLOATS: dict[str, tuple[float, float, str]] = {
     "poll_interval": (0.001, MAX_POLL_INTERVAL, "most seconds an idle consumer sleeps, e.g. poll_interval=0.1"),
     "busy_timeout": (0.001, math.inf, "seconds to wait for another process's write lock, e.g. busy_timeout=10"),
 }
-_VALID = sorted([*_FLOATS, "dialect"])
+_VALID = sorted([*_FLOATS, "dialect", NAMESPACE_PARAM])  # namespace is taken off by open_transport
 
 
 def parse_sqlite_url(url: str) -> SqliteSettings:

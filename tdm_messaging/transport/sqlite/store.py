@@ -45,6 +45,7 @@ __all__ = [
     "sweep",
     "take",
     "touch",
+    "visible_count",
 ]
 
 # connect, set_synchronous and SCHEMA_VERSION are re-exported: the transport and its tests reach the
@@ -313,6 +314,14 @@ def queue_exists(conn: sqlite3.Connection, name: str) -> bool:
 def message_count(conn: sqlite3.Connection, name: str) -> int:
     """How many messages ``name`` holds, taken ones included (for inspection and tests)."""
     row = conn.execute("SELECT COUNT(*) FROM tdm_message WHERE queue = ?", (name,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def visible_count(conn: sqlite3.Connection, name: str, *, now_ms: int) -> int:
+    """How many messages of ``name`` a take would get now, leased ones left out (read-only)."""
+    row = conn.execute(
+        "SELECT COUNT(*) FROM tdm_message WHERE queue = :name AND " + _VISIBLE, {"name": name, "now": now_ms}
+    ).fetchone()
     return int(row[0]) if row else 0
 
 

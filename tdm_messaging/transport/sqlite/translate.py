@@ -30,7 +30,7 @@ def translate(exc: sqlite3.Error, what: str, *, path: Path, settings: SqliteSett
         if not path.parent.is_dir():
             return BrokerUnavailableError(
                 f"{where}: cannot open the SQLite file {path}: the directory {path.parent} does not exist; "
-                "create it or fix the path in the URL"
+                "create it or fix the path in the URL" + _relative_hint(settings)
             )
         return BrokerUnavailableError(
             f"{where}: cannot open the SQLite file {path} ({text}); check that this user may create and "
@@ -47,3 +47,14 @@ def translate(exc: sqlite3.Error, what: str, *, path: Path, settings: SqliteSett
             f"{settings.busy_timeout:g} s; look for a process stuck holding it, or raise busy_timeout"
         )
     return BrokerUnavailableError(f"{where}: SQLite failed on {path}: {type(exc).__name__}: {text}")
+
+
+def _relative_hint(settings: SqliteSettings) -> str:
+    """For ``sqlite:///var/tdm/broker.db``, which names ``var/tdm/broker.db`` under the working directory."""
+    if settings.path.startswith(("/", "~")):
+        return ""
+    absolute = "/" + settings.path
+    return (
+        f"; the URL's path {settings.path!r} is relative to the working directory (three slashes): "
+        f"for the absolute path {absolute} use four slashes, sqlite:///{absolute}"
+    )

@@ -15,6 +15,7 @@ import stomp.exception
 import stomp.protocol
 
 from tdm_messaging.errors import BrokerRefusedError, BrokerUnavailableError, SendNotConfirmedError, TransportError
+from tdm_messaging.transport.stomp.connect_log import held_back_connect_warnings
 from tdm_messaging.transport.stomp.frames import PROBE_HEADER, explain_refusal, is_late_delivery
 from tdm_messaging.transport.stomp.passcode import install_passcode_filter
 from tdm_messaging.transport.stomp.settings import StompSettings
@@ -128,13 +129,14 @@ def connect(settings: StompSettings, listener: Listener) -> Any:
         )
     conn.set_listener("tdm", listener)
     try:
-        conn.connect(s.username, s.password, wait=False)
+        with held_back_connect_warnings() as failures:  # said once, in the error below
+            conn.connect(s.username, s.password, wait=False)
     except DRIVER_ERRORS as exc:
         # stomp.py only logs why its connection attempt failed; for TLS, find out ourselves.
         problem = tls_problem(s) if s.tls else None
         if problem is not None:
             raise BrokerUnavailableError(f"cannot connect to the STOMP broker at {s.address} (TLS): {problem}") from exc
-        raise cannot_connect(s.address, exc, tls=s.tls) from exc
+        raise cannot_connect(s.address, exc, tls=s.tls, reasons=failures.reasons) from exc
     if not listener.connected.wait(s.connect_timeout) or listener.refusal is not None or not conn.is_connected():
         drop(conn)
         if listener.refusal is not None:

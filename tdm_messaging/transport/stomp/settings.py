@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from tdm_messaging.errors import ConfigurationError
+from tdm_messaging.transport.namespace import NAMESPACE_PARAM
 from tdm_messaging.transport.stomp.dialect import Dialect
 
 __all__ = ["DEFAULT_REPLY_TTL", "ReplyExpiry", "StompSettings", "parse_stomp_url", "redact_url"]
@@ -182,7 +183,7 @@ def parse_stomp_url(url: str) -> StompSettings:
         if parser is None:
             raise ConfigurationError(
                 f"unknown STOMP URL parameter {name!r} in {redact_url(url)}; valid parameters: "
-                + ", ".join(sorted(_PARAMS))
+                + ", ".join(sorted([*_PARAMS, NAMESPACE_PARAM]))  # namespace is taken off by open_transport
             )
         if name in _TLS_ONLY and scheme != "stomp+ssl":
             raise ConfigurationError(f"URL parameter {name!r} is a TLS option; use a stomp+ssl:// URL")

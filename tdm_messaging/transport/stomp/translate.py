@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import stomp.exception
 
 from tdm_messaging.errors import BrokerUnavailableError
@@ -18,10 +20,18 @@ HINT = (
 """What to check when a STOMP broker cannot be reached at all."""
 
 
-def cannot_connect(address: str, exc: BaseException, *, tls: bool = False) -> BrokerUnavailableError:
-    """The error to raise ``from exc`` when a first connection to ``address`` failed: what, where, what to check."""
+def cannot_connect(
+    address: str, exc: BaseException, *, tls: bool = False, reasons: Sequence[str] = ()
+) -> BrokerUnavailableError:
+    """The error to raise ``from exc`` when a first connection to ``address`` failed: what, where, what to check.
+
+    Args:
+        reasons: what stomp.py logged about the failed attempt (the socket's error), said instead of its
+            exception's bare name.
+    """
+    detail = reasons[-1] if reasons else _detail(exc)
     return BrokerUnavailableError(
-        f"cannot connect to the STOMP broker at {address}{' (TLS)' if tls else ''} ({_detail(exc)}); {HINT}"
+        f"cannot connect to the STOMP broker at {address}{' (TLS)' if tls else ''} ({detail}); {HINT}"
     )
 
 

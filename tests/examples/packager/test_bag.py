@@ -11,8 +11,10 @@ from pathlib import Path
 
 import bagit
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from examples.packager.bag import BagWriter, encode_manifest_path
+from examples.packager.bag import ZIP_EPOCH, BagWriter, encode_manifest_path
 from tdm_messaging.errors import LocalProtocolError
 from tests.bagit_check import bagit_validate
 from tests.examples.packager.stub_api import generated_text, validate_bag
@@ -92,3 +94,41 @@ def test_bag_info_injection_is_refused(info: dict[str, str]) -> None:
 
 def test_manifest_paths_are_percent_encoded() -> None:
     assert encode_manifest_path("data/100%/a\nb\rc") == "data/100%25/a%0Ab%0Dc"
+
+
+def _bag_bytes(payload: list[tuple[str, bytes]], **kwargs: object) -> bytes:
+    buffer = io.BytesIO()
+    bag = BagWriter(buffer, bag_name="docset-7", **kwargs)  # type: ignore[arg-type]
+    for path, body in payload:
+        bag.add_file(path, [body])
+    bag.finish({"TDM-Docset-Id": "7"})
+    return buffer.getvalue()
+
+
+def test_an_undated_bag_has_fixed_member_stamps_and_no_bagging_date() -> None:
+    data = _bag_bytes([("1/text.txt", b"one"), ("1/meta.json", b"{}")])
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        for info in zf.infolist():
+            assert info.date_time == ZIP_EPOCH, info.filename
+            assert info.create_system == 3, info.filename
+            assert info.external_attr >> 16 == 0o644, info.filename
+        assert b"Bagging-Date" not in zf.read("docset-7/bag-info.txt")
+
+
+def test_an_empty_bag_directory_entry_is_stamped_too() -> None:
+    with zipfile.ZipFile(io.BytesIO(_bag_bytes([]))) as zf:
+        directory = zf.getinfo("docset-7/data/")
+    assert directory.date_time == ZIP_EPOCH and directory.create_system == 3
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    payload=st.lists(
+        st.tuples(st.text(alphabet="abcdefghij", min_size=1, max_size=8), st.binary(max_size=2000)),
+        unique_by=lambda item: item[0],
+        max_size=5,
+    )
+)
+def test_the_same_payload_always_gives_the_same_bytes(payload: list[tuple[str, bytes]]) -> None:
+    files = [(f"{name}/text.txt", body) for name, body in payload]
+    assert _bag_bytes(files) == _bag_bytes(files)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import tracemalloc
 import zipfile
 from pathlib import Path
@@ -15,6 +16,7 @@ from examples.packager.errors import FetchError, UnsafeUrlError
 from examples.packager.packaging import Estimator, Packager, ProgressThrottle
 from examples.packager.sanitize import safe_component
 from examples.packager.storage import LocalStorage, parse_archive_name
+from tdm_messaging.testing import wait_until
 from tests.bagit_check import bagit_validate
 from tests.examples.packager.stub_api import StubApi, StubDoc, validate_bag
 
@@ -113,6 +115,25 @@ def test_a_changed_docset_gets_a_new_archive_and_the_old_one_goes(
     assert second.name != first.name
     assert archives.names("7") == [second.name]
     assert not (archives.directory / first.name).exists()
+
+
+def test_a_rebuilt_archive_has_the_same_bytes_as_the_first_build(
+    stub: StubApi, client: ApiClient, archives: LocalStorage, work: Path
+) -> None:
+    # The name is keyed by content, so a rebuild after a delete must serve the same bytes:
+    # a cache keyed on the URL would otherwise hand out a stale copy.
+    stub.add_docset("17", _docs(4))
+    packager = _packager(client, archives, work)
+    first = packager.package(docset_id="17", docset_url=f"{stub.base}/api/docsets/17", sink=ListSink())
+    first_bytes = (archives.directory / first.name).read_bytes()
+    assert packager.delete("17") == [first.name]
+    # Zip timestamps tick every 2 s: rebuild after a tick, so a build-time stamp would show.
+    tick = time.time() // 2
+    wait_until(lambda: time.time() // 2 != tick, timeout=5, what="the zip clock to tick")
+    second = packager.package(docset_id="17", docset_url=f"{stub.base}/api/docsets/17", sink=ListSink())
+    assert second.name == first.name
+    assert (archives.directory / second.name).read_bytes() == first_bytes
+    assert second.sha256 == first.sha256
 
 
 def test_formats_choose_the_files(stub: StubApi, client: ApiClient, archives: LocalStorage, work: Path) -> None:

@@ -66,8 +66,10 @@ _HEADER_VALUES: dict[str, dict[str, Any]] = {
     headers.READ_MARKER: {"type": "string", "pattern": "^[A-Za-z0-9]{1,64}$"},
     headers.READ_MARKER_AT: _DIGITS,
     headers.DECLARE_PROBE: {"type": "string"},
+    headers.TRACEPARENT: {"type": "string", "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-.*)?$"},
+    headers.TRACESTATE: {"type": "string", "maxLength": 512},
 }
-"""The value of every ``tdm-*`` header (all header values are strings on the wire)."""
+"""The value of every header of the table (all header values are strings on the wire)."""
 # Read markers and declare probes are not protocol messages: their headers get schemas of their own.
 _MARKER_HEADERS = (headers.READ_MARKER, headers.READ_MARKER_AT)
 _PROBE_HEADERS = (headers.DECLARE_PROBE,)

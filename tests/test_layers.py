@@ -11,15 +11,16 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "tdm_messaging"
 
 CORE = (
-    "models", "codec", "wire_json", "wire_text", "headers", "destinations", "ids", "status", "http_view",
-    "poll_plan", "delivery_plan", "dead_letter", "asyncapi", "envelope", "errors", "clock", "observe", "tracing",
-    "logging_json",
+    "models", "codec", "wire_json", "wire_text", "wire_text_write", "headers", "destinations", "ids", "status",
+    "http_view", "poll_plan", "delivery_plan", "dead_letter", "asyncapi", "envelope", "errors", "clock", "observe",
+    "tracing", "logging_json",
 )  # fmt: skip
 MESSAGE_LAYER = (
     "models",
     "codec",
     "wire_json",
     "wire_text",
+    "wire_text_write",
     "status",
     "poll_plan",
     "delivery_plan",

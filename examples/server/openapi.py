@@ -105,10 +105,39 @@ def _query(name: str, description: str, schema: Schema) -> dict[str, Any]:
 
 _PER_PAGE = _query("per_page", "Items per page (default 50)", {"type": "integer", "minimum": 1, "maximum": 1000})
 _PAGE = _query("page", "Page number, from 1", {"type": "integer", "minimum": 1, "maximum": 1000000})
+_REDIRECT = _query(
+    "redirect",
+    "false: answer a complete package with 200 and the same body instead of 303 (true or false, any case)",
+    {"type": "boolean"},
+)
 _W = WHITE_SPACE_CLASS
 _FORMATS = "|".join(PACKAGE_FORMATS)
 # fmt: comma-separated formats; white space around each and empty items are ignored; at least one.
 _FMT_PATTERN = f"^[{_W},]*({_FORMATS})[{_W}]*(,[{_W},]*({_FORMATS})[{_W}]*)*[{_W},]*$"
+
+
+def _page_paths() -> dict[str, Any]:
+    """The miner's page (examples/server/routes/page.py): static files, no key (the page asks for it)."""
+    files = {
+        "/miner": ("The miner's page: docsets, dumps with a progress bar, archive downloads", "text/html"),
+        "/miner/miner.js": ("The miner's page's script", "text/javascript"),
+        "/miner/miner.css": ("The miner's page's stylesheet", "text/css"),
+    }
+    return {
+        path: {
+            "get": {
+                "summary": summary,
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "The file, with a strict Content-Security-Policy header",
+                        "content": {media: {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        }
+        for path, (summary, media) in files.items()
+    }
 
 
 def _ops_paths() -> dict[str, Any]:
@@ -126,6 +155,7 @@ def _ops_paths() -> dict[str, Any]:
         },
     }
     return {
+        **_page_paths(),
         "/healthz": {
             "get": {
                 "summary": "Liveness: the process serves requests (touches neither database nor broker)",
@@ -169,6 +199,11 @@ def build_openapi() -> dict[str, Any]:
     docset = _json(_ref("Docset"), "The docset")
     retry_after = {"Retry-After": _header("Seconds to wait before polling again", "integer")}
     dump_responses = {
+        "200": _json(
+            _ref("DumpComplete"),
+            "Complete, asked with ?redirect=false: the 303's body without the redirect (for browsers, whose "
+            "fetch() cannot read a 303's body)",
+        ),
         "202": _json(
             _ref("DumpPending"), "Requested, accepted or in progress; poll again after Retry-After", retry_after
         ),
@@ -320,13 +355,14 @@ def build_openapi() -> dict[str, Any]:
                         "true: request again if the last package failed or was deleted (true or false, any case)",
                         {"type": "boolean"},
                     ),
+                    _REDIRECT,
                 ],
                 "responses": {**dump_responses, "400": _error("A bad query parameter")},
             },
             "post": {
                 "summary": "Request a fresh package (after a failure, or after the docset changed)",
-                "parameters": [_DOCSET_ID],
-                "responses": dump_responses,
+                "parameters": [_DOCSET_ID, _REDIRECT],
+                "responses": {**dump_responses, "400": _error("A bad query parameter")},
             },
             "head": {
                 "summary": "Refused: a dump's GET may start a build, so HEAD is not offered (it starts nothing)",

@@ -4,11 +4,18 @@ Every handler takes the app's :class:`~examples.server.routes.context.AppContext
 shared state is passed explicitly, never captured in a closure.
 """
 
-from examples.server.routes import archives, catalog, docsets, dump, ops
+from examples.server.routes import archives, catalog, docsets, dump, ops, page
 from examples.server.routes.context import AppContext
 from examples.server.routes.table import Route, install
 
 __all__ = ["ROUTES", "AppContext", "Route", "install"]
 
-ROUTES: tuple[Route, ...] = (*catalog.ROUTES, *docsets.ROUTES, *dump.ROUTES, *archives.ROUTES, *ops.ROUTES)
+ROUTES: tuple[Route, ...] = (
+    *catalog.ROUTES,
+    *docsets.ROUTES,
+    *dump.ROUTES,
+    *archives.ROUTES,
+    *ops.ROUTES,
+    *page.ROUTES,
+)
 """Every route of the app, in registration order."""

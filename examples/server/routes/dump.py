@@ -33,12 +33,13 @@ log = logging.getLogger(__name__)
 def dump(ctx: AppContext, docset_id: int) -> bottle.HTTPResponse:
     """``GET .../dump``: the package's status; the first call (or ``?retry=true`` after a failure) requests it."""
     retry = query_bool("retry", default=False)
+    redirect = query_bool("redirect", default=True)
     caller, row = owned(ctx, docset_id)
     quota = DumpQuota(ctx, caller.owner, docset_id, int(row["version"]), explicit=retry)
     with broker_errors(), quota.undone_on_error():
         poll = ctx.dumps.poll(ctx.messaging_id(docset_id), _source(ctx, docset_id), retry=retry, admit=quota.admit)
     quota.settle(poll)
-    return dump_response(ctx, docset_id, poll)
+    return dump_response(ctx, docset_id, poll, redirect=redirect)
 
 
 def head_dump(ctx: AppContext, docset_id: int) -> bottle.HTTPResponse:
@@ -57,12 +58,13 @@ def head_dump(ctx: AppContext, docset_id: int) -> bottle.HTTPResponse:
 
 def redo_dump(ctx: AppContext, docset_id: int) -> bottle.HTTPResponse:
     """``POST .../dump``: request a fresh package whatever the status (within the owner's quotas)."""
+    redirect = query_bool("redirect", default=True)
     caller, row = owned(ctx, docset_id)
     quota = DumpQuota(ctx, caller.owner, docset_id, int(row["version"]), explicit=True)
     with broker_errors(), quota.undone_on_error():
         poll = ctx.dumps.request(ctx.messaging_id(docset_id), _source(ctx, docset_id), admit=quota.admit)
     quota.settle(poll)
-    return dump_response(ctx, docset_id, poll)
+    return dump_response(ctx, docset_id, poll, redirect=redirect)
 
 
 def delete_dump(ctx: AppContext, docset_id: int) -> bottle.HTTPResponse:
@@ -143,8 +145,14 @@ def _source(ctx: AppContext, docset_id: int) -> str:
     return f"{ctx.base_url()}/api/docsets/{docset_id}?fmt={','.join(PACKAGE_FORMATS)}"
 
 
-def dump_response(ctx: AppContext, docset_id: int, poll: Poll) -> bottle.HTTPResponse:
-    """The HTTP answer to a poll: 202 while pending, 303 to the archive, 410 or 502 with a retry link."""
+def dump_response(ctx: AppContext, docset_id: int, poll: Poll, *, redirect: bool = True) -> bottle.HTTPResponse:
+    """The HTTP answer to a poll: 202 while pending, 303 to the archive, 410 or 502 with a retry link.
+
+    With ``redirect=False`` (``?redirect=false``) the complete answer is a 200 with the same body
+    and no ``Location``: a browser's ``fetch()`` either follows a 303 (sending the API key along to
+    the archive's host) or, with ``redirect: "manual"``, hides its body, so a page could not read
+    the archive's URL, size and sha256 otherwise.
+    """
     dump_url = f"{ctx.base_url()}/api/docsets/{docset_id}/dump"
     status = poll.status
     if status.state is State.UNKNOWN:
@@ -171,6 +179,10 @@ def dump_response(ctx: AppContext, docset_id: int, poll: Poll) -> bottle.HTTPRes
         )
     view = http_view(status, now=datetime.now(UTC))
     headers = dict(view.headers)
+    status_code = view.status_code
+    if status_code == 303 and not redirect:
+        status_code = 200
+        headers.pop("Location", None)
     body: dict[str, Any] = dict(view.body)
     body["docset_id"] = str(docset_id)
     body["requested_now"] = poll.requested
@@ -178,14 +190,14 @@ def dump_response(ctx: AppContext, docset_id: int, poll: Poll) -> bottle.HTTPRes
     if status.state in (State.FAILED, State.DELETED):
         links["retry"] = f"{dump_url}?retry=true"
     body["links"] = links
-    if view.status_code >= 400:
+    if status_code >= 400:
         if status.failure is not None:
             what = f"packaging docset {docset_id} failed: {status.failure.reason}"
         else:
             what = f"the package of docset {docset_id} is {status.state.name.lower()}"
         hint = f"request a new package with POST {dump_url} (or GET {dump_url}?retry=true)"
         body["error"] = {"code": f"package_{status.state.name.lower()}", "message": f"{what}; {hint}"}
-    return json_response(DUMP_ANSWERS[status.state.value].model_validate(body), view.status_code, headers)
+    return json_response(DUMP_ANSWERS[status.state.value].model_validate(body), status_code, headers)
 
 
 @contextmanager

@@ -14,7 +14,7 @@ export TDM_TEST_ACTIVEMQ_STOMP_URL ?= stomp://127.0.0.1:61623/?dialect=activemq
 export TDM_TEST_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672//
 export TDM_TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: venv brokers lint asyncapi-validator test demo bench clean
+.PHONY: venv brokers browser lint asyncapi-validator test demo bench clean
 
 # The official AsyncAPI parser that tests/test_asyncapi_validator.py runs on docs/asyncapi.yaml
 # (Node.js); installed exactly as locked, without install scripts.
@@ -44,6 +44,10 @@ venv: $(STAMP)
 brokers:
 	bash scripts/brokers.sh up
 
+# Debian's chromium for the miner's page test (tests/e2e/test_miner_page.py); apt-installed if missing.
+browser:
+	bash scripts/browser.sh
+
 lint: venv
 	$(BIN)/ruff check tdm_messaging tests examples bench
 	$(BIN)/ruff format --check tdm_messaging tests examples bench
@@ -55,7 +59,7 @@ $(VALIDATOR_STAMP): $(VALIDATOR)/package-lock.json
 
 asyncapi-validator: $(VALIDATOR_STAMP)
 
-test: venv brokers lint asyncapi-validator
+test: venv brokers browser lint asyncapi-validator
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: $(DEMO_STAMP) $(if $(filter s3://%,$(TDM_STORAGE)),$(S3_STAMP))

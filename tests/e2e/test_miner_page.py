@@ -72,13 +72,15 @@ def _sha256(path: Path) -> str:
 
 def test_a_miner_requests_watches_and_downloads_a_dump_in_chromium(make_stack: MakeStack, tmp_path: Path) -> None:
     sync_api = _playwright()
-    stack = make_stack(EMBEDDED)
+    # A packager that refuses docsets of more than 5 documents, so one dump fails.
+    stack = make_stack(EMBEDDED, packager_env={"TDM_MAX_MEMBERS": "5"})
     miner = stack.miner()
-    docset = miner.create_docset(HOSTILE_NAME, year_from=1900)
-    other = miner.create_docset("a second docset", document_ids=[1, 2])
+    docset = miner.create_docset(HOSTILE_NAME, document_ids=[1, 2, 3])
+    other = miner.create_docset("too large for the packager", year_from=1900)
     dump_path = f"/api/docsets/{docset['id']}/dump"
     problems: list[str] = []
     dump_calls: list[Any] = []
+    other_calls: list[Any] = []
     screenshot = tmp_path / "miner-page.png"
 
     with sync_api.sync_playwright() as playwright:
@@ -96,13 +98,16 @@ def test_a_miner_requests_watches_and_downloads_a_dump_in_chromium(make_stack: M
                 ),
             )
             page.on("requestfinished", lambda req: dump_calls.append(req) if dump_path in req.url else None)
+            other_path = f"/api/docsets/{other['id']}/dump"
+            page.on("requestfinished", lambda req: other_calls.append(req) if other_path in req.url else None)
 
             page.goto(f"{stack.base_url}/miner")
             page.fill("#api-key", stack.miner_key)
             page.click("#key-submit")
             row = page.locator(f'tr[data-docset-id="{docset["id"]}"]')
             sync_api.expect(row.locator("td.name")).to_have_text(HOSTILE_NAME)
-            sync_api.expect(page.locator(f'tr[data-docset-id="{other["id"]}"] td.name')).to_have_text("a second docset")
+            other_row = page.locator(f'tr[data-docset-id="{other["id"]}"]')
+            sync_api.expect(other_row.locator("td.name")).to_have_text("too large for the packager")
             assert page.locator("img").count() == 0 and page.title() != "1"
             assert page.evaluate("sessionStorage.getItem('tdm-api-key')") == stack.miner_key
 
@@ -120,6 +125,13 @@ def test_a_miner_requests_watches_and_downloads_a_dump_in_chromium(make_stack: M
             shown = cell.inner_text()
             href = link.get_attribute("href")
 
+            # A failed dump says why (the packager's reason) and offers to ask again.
+            other_row.locator("button.request-dump").click()
+            sync_api.expect(other_row.locator(".dump")).to_have_attribute("data-state", "failed", timeout=45_000)
+            sync_api.expect(other_row.locator(".dump-text")).to_contain_text("TDM_MAX_MEMBERS")
+            sync_api.expect(other_row.locator("button.request-dump")).to_have_text("Request again")
+            sync_api.expect(other_row.locator("button.request-dump")).to_be_enabled()
+
             with page.expect_download() as started:
                 link.click()
             download = started.value
@@ -127,6 +139,7 @@ def test_a_miner_requests_watches_and_downloads_a_dump_in_chromium(make_stack: M
             download.save_as(archive)
             page.screenshot(path=str(screenshot), full_page=True)
             calls = [_DumpCall.of(request) for request in dump_calls]
+            failed_calls = [_DumpCall.of(request) for request in other_calls]
         finally:
             browser.close()
 
@@ -147,8 +160,11 @@ def test_a_miner_requests_watches_and_downloads_a_dump_in_chromium(make_stack: M
     # The bar only ever filled, ended full, and the page saw the dump pending before complete.
     assert seen_values == sorted(seen_values) and seen_values[-1] == 100, seen_values
     assert seen_states[-1] == "complete" and {"requested", "accepted", "in_progress"} & set(seen_states), seen_states
-    _assert_retry_after_honoured(calls)
-    assert problems == [], problems
+    _assert_retry_after_honoured(calls, last_status=200)
+    _assert_retry_after_honoured(failed_calls, last_status=502)
+    # Chromium logs every 4xx/5xx answer to the console: the failed dump's 502 is the one expected.
+    expected = f"status of 502 (Bad Gateway) ({stack.base_url}{other_path}?redirect=false)"
+    assert [problem for problem in problems if not problem.endswith(expected)] == [], problems
 
 
 @dataclass(frozen=True)
@@ -176,7 +192,7 @@ class _DumpCall:
         )
 
 
-def _assert_retry_after_honoured(calls: list[_DumpCall]) -> None:
+def _assert_retry_after_honoured(calls: list[_DumpCall], *, last_status: int) -> None:
     """Each poll starts no sooner than the previous answer's Retry-After after that answer arrived."""
     assert calls, "the page made no dump call"
     assert calls[0].method == "POST" and all(call.method == "GET" for call in calls[1:]), calls
@@ -186,7 +202,7 @@ def _assert_retry_after_honoured(calls: list[_DumpCall]) -> None:
         waited_ms = after.started_ms - before.answered_ms
         asked_ms = float(before.retry_after) * 1000
         assert waited_ms >= asked_ms - 20, (waited_ms, asked_ms, before)  # 20 ms: the clocks' rounding
-    assert calls[-1].status == 200, calls[-1]
+    assert calls[-1].status == last_status, calls[-1]
     assert len(calls) >= 2, "the page never saw the dump pending"
 
 

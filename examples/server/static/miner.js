@@ -62,7 +62,7 @@
       seconds = answer.body.retry_after_seconds;
     }
     if (!Number.isFinite(seconds)) seconds = 1;
-    return Math.min(Math.max(seconds, 0), MAX_WAIT_SECONDS);
+    return Math.min(Math.max(seconds, 1), MAX_WAIT_SECONDS); // never a tight loop, even on "0"
   }
 
   // Only http(s) links are offered: a javascript: URL from a rogue packager must not become a link.

@@ -63,6 +63,11 @@ class KombuBatch(Batch):
             with self._link.driver(f"releasing messages of {self._destination.name!r}"):
                 for message, _ in self._taken:
                     message.reject(requeue=True)
+                if self._taken and self._link.settings.backend is Backend.AMQP:
+                    # A reject is asynchronous: the queue has the messages back only once it has
+                    # handled it. The queue answers a passive declare from the same channel after
+                    # the rejects, so once it returns, a poll on any connection finds them all.
+                    self._taken[0][0].channel.queue_declare(queue=self._destination.name, passive=True)
         except TransportError as exc:
             # A lost connection gives unacknowledged messages back on its own.
             log.warning("release of %s failed (%s); the broker requeues on disconnect", self._destination, exc)

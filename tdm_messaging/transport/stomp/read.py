@@ -297,12 +297,11 @@ class StompBatch(Batch):
                 else:
                     conn.abort(transaction=self._ack_tx, headers={"receipt": receipt})
 
-            # RabbitMQ: not waiting for the COMMIT's receipt; the connection's next frame comes after it
-            # anyway, and if the connection breaks first, the broker gives the messages back all the same.
+            # Wait for the receipt on both brokers: without it, a poll on another connection (another
+            # server process, or an AMQP client) that starts as soon as this one returned could find
+            # the given-back messages still on their way back to the queue, and fold a partial status.
             try:
-                link.transmit(
-                    give_back, "releasing a read", receipt=receipt, generation=self.generation, wait=not rabbit
-                )
+                link.transmit(give_back, "releasing a read", receipt=receipt, generation=self.generation, wait=True)
             except TransportError as exc:
                 log.debug("giving back a read failed (%s); re-opening the connection instead", exc)
                 link.recycle(self.generation, "a read that could not be given back")

@@ -62,7 +62,7 @@ class PackagerConfig(AppSettings):
             (``TDM_METRICS_PORT``, ``None``: none; ``TDM_METRICS_HOST``).
         max_job_seconds: a job running longer makes ``/healthz`` answer 503 (``TDM_MAX_JOB_SECONDS``).
         http_retries: extra tries of a transient HTTP failure, within one attempt.
-        http_backoff_seconds: pause before the first HTTP retry, doubled each time.
+        http_backoff_seconds: urllib3 Retry's backoff_factor (the first retry at once, then doubling).
         retry_backoff_seconds: the worker's pause before re-sending a failed request.
         archive_secret: the key of archive names (``TDM_ARCHIVE_SECRET``); ``None``: the one the
             storage keeps, made on first use. Never logged or shown.

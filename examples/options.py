@@ -152,7 +152,9 @@ class AppSettings(BaseSettings):
                 "" if spec.is_required() else f" (default {spec.default})" if spec.default not in (None, "") else ""
             )
             help_text = f"{spec.description}{default} [{spec.validation_alias}]".replace("%", "%%")
-            parser.add_argument(str(extra["flag"]), dest=name, default=argparse.SUPPRESS, help=help_text)
+            flag = str(extra["flag"])
+            metavar = flag.lstrip("-").upper().replace("-", "_")
+            parser.add_argument(flag, dest=name, default=argparse.SUPPRESS, metavar=metavar, help=help_text)
 
     @classmethod
     def load(cls, flags: Mapping[str, Any], environ: Mapping[str, str]) -> Self:

@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m examples.server", description="The reference TDM API server.")
     sub = parser.add_subparsers(dest="command")
     serve = sub.add_parser("serve", help="run the API server (the default command)")
-    Settings.add_arguments(serve)
+    Settings.add_arguments(serve, exclude=("api_keys",))  # --api-key repeats: added below
     serve.add_argument(
         "--api-key",
         action="append",

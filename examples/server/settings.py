@@ -98,7 +98,7 @@ class Settings(AppSettings):
     threads: whole_number(1, 1024) = option(4, env="TDM_SERVER_THREADS", flag="--threads", help="waitress threads")  # type: ignore[valid-type]
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     api_keys: Annotated[tuple[ApiKeySpec, ...], NoDecode, BeforeValidator(_api_keys)] = Field(
-        (), validation_alias="TDM_SERVER_API_KEYS", repr=False
+        (), validation_alias="TDM_SERVER_API_KEYS", repr=False, json_schema_extra={"flag": "--api-key"}
     )
     packager_key: str | None = option(
         None, env="TDM_PACKAGER_API_KEY", flag="--packager-key", help="the packager's key", secret=True

@@ -94,10 +94,13 @@ def test_a_bad_key_entry_never_shows_the_key(
     assert "secret-bob-key" not in err and "Traceback" not in err
 
 
-def test_a_secret_with_a_bad_value_is_named_but_not_shown() -> None:
+def test_only_the_wrong_setting_is_named_and_a_flag_by_its_flag() -> None:
     with pytest.raises(ConfigurationError) as info:
         parse_config(["--api-key", "x"], {**PACKAGER_ENV, "TDM_METRICS_PORT": "-1"})
     assert str(info.value) == "TDM_METRICS_PORT must be a whole number from 0 to 65535, got '-1'"
+    with pytest.raises(ConfigurationError) as flagged:
+        _server(["--api-key", "carol"], {})
+    assert str(flagged.value).startswith("--api-key must be owner=key")
 
 
 def test_every_wrong_setting_is_named_on_one_line(capsys: pytest.CaptureFixture[str]) -> None:

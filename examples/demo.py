@@ -23,8 +23,9 @@ from examples.harness import (
     unique_namespace,
     validate_bag,
 )
+from tdm_messaging import ProgressBar
 
-__all__ = ["DemoOptions", "ProgressBar", "main", "options_from", "run_demo"]
+__all__ = ["DemoOptions", "main", "options_from", "run_demo", "show_dump_progress"]
 
 log = logging.getLogger(__name__)
 
@@ -91,45 +92,15 @@ def options_from(argv: Sequence[str], environ: Mapping[str, str]) -> DemoOptions
     )
 
 
-class ProgressBar:
-    """Draws the dump's progress: one redrawn line on a terminal, one line per change otherwise.
-
-    Args:
-        out: where to draw.
-        width: the bar's width in characters.
-    """
-
-    def __init__(self, out: TextIO, *, width: int = 30) -> None:
-        self._out = out
-        self._width = width
-        self._tty = out.isatty()
-        self._last = ""
-
-    def update(self, progress: DumpProgress) -> None:
-        """Show one poll's answer."""
-        fraction = (progress.percent or 0.0) / 100.0
-        if progress.items_total:
-            fraction = (progress.items_done or 0) / progress.items_total
-        fraction = min(max(fraction, 0.0), 1.0)
-        filled = round(fraction * self._width)
-        bar = "#" * filled + "." * (self._width - filled)
-        items = f" {progress.items_done or 0}/{progress.items_total}" if progress.items_total else ""
-        eta = f", about {progress.eta_seconds:.0f} s left" if progress.eta_seconds is not None else ""
-        line = f"  [{bar}] {fraction * 100:5.1f}% {progress.state}{items}{eta}"
-        if line == self._last:
-            return
-        self._last = line
-        if self._tty:
-            self._out.write("\r" + line.ljust(78))
-        else:
-            self._out.write(line + "\n")
-        self._out.flush()
-
-    def done(self) -> None:
-        """Finish the bar (a full bar, and a new line on a terminal)."""
-        full = f"  [{'#' * self._width}] 100.0% complete"
-        self._out.write(("\r" + full.ljust(78) + "\n") if self._tty else full + "\n")
-        self._out.flush()
+def show_dump_progress(bar: ProgressBar, progress: DumpProgress) -> None:
+    """Draw one poll's answer with the library's progress bar (the style of ``tdm-messaging watch``)."""
+    bar.update(
+        progress.state,
+        percent=progress.percent,
+        items_done=progress.items_done,
+        items_total=progress.items_total,
+        eta_seconds=progress.eta_seconds,
+    )
 
 
 def _describe(url: str) -> str:
@@ -176,20 +147,22 @@ def run_demo(options: DemoOptions, out: TextIO) -> Path:
             if not members:
                 raise DemoError(f"the query {options.query!r} matched no thesis; try another --query")
             print(f"requesting the dump: GET {stack.base_url}/api/docsets/{docset_id}/dump", file=out)
-            bar = ProgressBar(out)
+            bar = ProgressBar(out, indent="  ")
             try:
                 result = miner.wait_for_dump(
                     docset_id,
                     timeout=options.timeout,
                     max_interval=options.max_poll_interval,
-                    on_progress=bar.update,
+                    on_progress=lambda progress: show_dump_progress(bar, progress),
                 )
             except DemoError as exc:
+                bar.close()
                 service = stack.failing_service()
                 if service is stack.server:
                     service = stack.packagers[0]  # a dump that never comes is most often the packager's story
                 raise DemoError(str(exc), log_name=str(service.log_path), log_tail=service.log_tail()) from exc
-            bar.done()
+            bar.update("complete")
+            bar.close()
             print(f"303 See Other -> {_describe(result.archive_url)} after {result.polls} polls", file=out)
             target = work_dir / "download" / (Path(urlsplit(result.archive_url).path).name or "archive.zip")
             digest = miner.download(result.archive_url, target)

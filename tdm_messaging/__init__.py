@@ -74,6 +74,7 @@ from tdm_messaging.observe import (
     WorkerStateChanged,
 )
 from tdm_messaging.otel import OpenTelemetryTracer
+from tdm_messaging.progress_bar import ProgressBar, render_progress
 from tdm_messaging.server import PackagingClient, Requested
 from tdm_messaging.status import DocsetStatus, State, compact, fold
 from tdm_messaging.tracing import SpanKind, SpanStart, TraceContext, Tracer
@@ -138,6 +139,7 @@ __all__ = [
     "PackagingClient",
     "Polled",
     "Progress",
+    "ProgressBar",
     "PrometheusObserver",
     "RemoteProtocolError",
     "Requested",
@@ -166,6 +168,7 @@ __all__ = [
     "new_request_id",
     "open_transport",
     "register_scheme",
+    "render_progress",
     "reply_queue",
     "validate_docset_id",
 ]

@@ -10,13 +10,14 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import ValidationError
 
 from tdm_messaging.errors import ConfigurationError, LocalProtocolError, TransportError
 from tdm_messaging.models import LEGACY_REQUEST_ID, DeleteRequest, PackageRequest
+from tdm_messaging.progress_bar import ProgressBar, render_progress
 from tdm_messaging.server import PackagingClient
 from tdm_messaging.status import DocsetStatus, State
 from tdm_messaging.status_document import status_document
@@ -50,7 +51,6 @@ DEFAULT_GIVE_UP_AFTER_SECONDS = 60.0
 
 _LOCAL_SCHEMES = frozenset({"sqlite", "sqla+sqlite", "memory", "inmemory"})
 """Brokers that are a file or live in the process: no host, port or credentials to check."""
-_BAR_WIDTH = 30
 _DEFAULT_FORMATS = "meta,txt"
 
 
@@ -152,21 +152,18 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     def follow(client: PackagingClient) -> int:
         started = time.monotonic()
         deadline = None if args.timeout is None else started + args.timeout
-        drawn = ""
+        bar = ProgressBar(sys.stderr)
         while True:
             status = client.status(args.docset_id)
             if status.state is State.UNKNOWN and time.monotonic() + args.interval > started + args.give_up_after:
-                _end_line(sys.stderr)
+                bar.close()
                 raise LocalProtocolError(
                     f"gave up watching docset {args.docset_id}: it stayed unknown for {args.give_up_after:g} s "
                     "(nobody requested it; run 'tdm-messaging request' first, or raise --give-up-after)"
                 )
-            line = _progress_line(status)
-            if line != drawn:
-                _draw(sys.stderr, line)
-                drawn = line
+            bar.draw(_progress_line(status))
             if not status.state.is_pending and status.state is not State.UNKNOWN:
-                _end_line(sys.stderr)
+                bar.close()
                 if status.state is State.COMPLETE:
                     _print_json(status_as_json(status))
                     return EXIT_OK
@@ -174,7 +171,7 @@ def _cmd_watch(args: argparse.Namespace) -> int:
                 sys.stderr.write(f"failed: docset {status.docset_id}: {why}\n")
                 return EXIT_FAILED
             if deadline is not None and time.monotonic() + args.interval > deadline:
-                _end_line(sys.stderr)
+                bar.close()
                 raise LocalProtocolError(
                     f"gave up watching docset {args.docset_id} after {args.timeout:g} s; "
                     f"it is still {status.state.value}"
@@ -283,38 +280,20 @@ def _print_json(value: object) -> None:
 
 def _progress_line(status: DocsetStatus) -> str:
     state = status.state
-    if state is State.COMPLETE:
-        percent = 100.0
-    elif status.progress is not None:
-        percent = status.progress.percent
-    else:
-        percent = 0.0
-    filled = round(_BAR_WIDTH * percent / 100)
-    bar = "#" * filled + "-" * (_BAR_WIDTH - filled)
-    detail = state.value
-    if status.progress is not None and state is State.IN_PROGRESS:
-        detail += f" {status.progress.items_done}/{status.progress.items_total}"
-        if status.progress.eta_seconds is not None:
-            detail += f", about {status.progress.eta_seconds:.0f} s left"
-    elif state is State.ACCEPTED and status.estimate_seconds is not None:
-        detail += f", estimate {status.estimate_seconds:.0f} s"
+    progress = status.progress if state is State.IN_PROGRESS else None
+    note = None
+    if state is State.ACCEPTED and status.estimate_seconds is not None:
+        note = f"estimate {status.estimate_seconds:.0f} s"
     elif state is State.UNKNOWN:
-        detail += " (no request seen yet)"
-    return f"[{bar}] {percent:3.0f}% {detail}"
-
-
-def _draw(stream: TextIO, line: str) -> None:
-    # On a terminal, redraw one line in place; in a log file, one line per change.
-    if stream.isatty():
-        stream.write("\r\x1b[K" + line)
-    else:
-        stream.write(line + "\n")
-    stream.flush()
-
-
-def _end_line(stream: TextIO) -> None:
-    if stream.isatty():
-        stream.write("\n")
+        note = "no request seen yet"
+    return render_progress(
+        state.value,
+        percent=status.progress.percent if status.progress is not None else None,
+        items_done=progress.items_done if progress is not None else None,
+        items_total=progress.items_total if progress is not None else None,
+        eta_seconds=progress.eta_seconds if progress is not None else None,
+        note=note,
+    )
 
 
 def _seconds(text: str) -> float:

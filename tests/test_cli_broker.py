@@ -138,7 +138,7 @@ def test_watch_failed_exits_1(broker: InMemoryBroker, worker: list[Job], capsys:
 def test_watch_gives_up_after_timeout(broker: InMemoryBroker, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["watch", "nobody", "--broker", URL, "--interval", "0.01", "--timeout", "0"]) == 2
     err = capsys.readouterr().err
-    assert "(no request seen yet)" in err
+    assert "unknown, no request seen yet" in err
     assert err.splitlines()[-1] == "error: gave up watching docset nobody after 0 s; it is still unknown"
 
 

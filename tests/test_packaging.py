@@ -13,7 +13,12 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 PROJECT = PYPROJECT["project"]
 APP_REQUIREMENTS = (ROOT / "examples" / "requirements.txt", ROOT / "examples" / "requirements-s3.txt")
 # Distribution name -> the module it provides, where they differ.
-MODULE_OF = {"stomp.py": "stomp", "pyyaml": "yaml", "opentelemetry-api": "opentelemetry"}
+MODULE_OF = {
+    "stomp.py": "stomp",
+    "pyyaml": "yaml",
+    "opentelemetry-api": "opentelemetry",
+    "pydantic-settings": "pydantic_settings",
+}
 # Drivers the wheel reaches through kombu, which it names when they are missing (transport/kombu/link.py).
 THROUGH_KOMBU = {"sqlalchemy", "redis"}
 
@@ -73,9 +78,9 @@ def test_the_reference_apps_requirements_are_what_they_import() -> None:
     required = set().union(*(_names(_file_requirements(path)) for path in APP_REQUIREMENTS))
     imported = _third_party_imports(ROOT / "examples")
     typing_only = {"mypy_boto3_s3"}  # under TYPE_CHECKING: the dev extra's boto3-stubs
-    with_the_library = {"pydantic"}  # the library's own dependency (the apps may pin a newer one)
+    with_the_library = {"pydantic", "pydantic_core"}  # the library's own dependency (the apps may pin a newer one)
     needed = {"boto3" if module == "botocore" else module for module in imported - typing_only - with_the_library}
-    assert needed == required - with_the_library
+    assert needed == {MODULE_OF.get(name, name) for name in required} - with_the_library
 
 
 def test_the_sdist_ships_no_tests_it_cannot_run() -> None:

@@ -25,6 +25,8 @@ PINNED = {
     "JsonFormatter", "Observer", "Observers", "OpenTelemetryTracer", "PackageRequested", "Polled",
     "PrometheusObserver", "SpanKind", "SpanStart", "TraceContext", "Tracer", "WorkerHealth", "WorkerState",
     "WorkerStateChanged", "configure_logging",
+    # one progress-bar style (tdm-messaging watch, the demo)
+    "ProgressBar", "render_progress",
 }  # fmt: skip
 
 

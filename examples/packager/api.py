@@ -12,6 +12,9 @@ from typing import Any, Final
 from urllib.parse import quote
 
 import requests
+from urllib3 import BaseHTTPResponse
+from urllib3.exceptions import InvalidHeader, MaxRetryError
+from urllib3.util import Retry
 
 from examples.packager.errors import FetchError, LimitError, UnsafeUrlError
 from examples.packager.limits import Cancel
@@ -60,7 +63,8 @@ class ApiClient:
     """Reads the TDM API with the packager's key, only from the API base (see :class:`UrlGuard`).
 
     Redirects are followed by hand, each hop checked by the guard; transient failures
-    (connection errors, timeouts, HTTP 429/5xx) are retried with exponential back-off
+    (connection errors, timeouts, HTTP 429/5xx) are retried as urllib3's ``Retry`` says
+    (its status list, counts and exponential back-off, or the answer's ``Retry-After``),
     before any body byte is used; bodies are streamed in bounded chunks.
 
     Args:
@@ -69,13 +73,15 @@ class ApiClient:
         connect_timeout: seconds to wait for a connection.
         read_timeout: seconds to wait between two reads of a response.
         retries: extra attempts after a transient failure.
-        backoff: seconds before the first retry; doubled each time.
+        backoff: urllib3's ``backoff_factor``: the first retry at once, then ``backoff * 2``,
+            ``backoff * 4``, ... seconds (at most 120), unless the answer says ``Retry-After``.
+        max_retry_after: the longest ``Retry-After`` honoured, in seconds (a longer one is cut to it).
         chunk_size: bytes read at a time from a streamed body.
         max_page_bytes: largest accepted JSON page.
         max_text_bytes: largest accepted document text.
         session: a ``requests.Session`` to use (tests); by default a new one that ignores
             proxy and ``.netrc`` settings from the environment.
-        sleep: how to wait between retries (tests pass a no-op).
+        sleep: how to wait between retries when the fetch has no cancellation (tests pass a no-op).
 
     Raises:
         ConfigurationError: the API base is not a plain http(s) URL.
@@ -90,6 +96,7 @@ class ApiClient:
         read_timeout: float = 60.0,
         retries: int = 3,
         backoff: float = 0.5,
+        max_retry_after: float = 60.0,
         chunk_size: int = 64 * 1024,
         max_page_bytes: int = 16 * 1024 * 1024,
         max_text_bytes: int = 1 << 30,
@@ -100,7 +107,15 @@ class ApiClient:
         self._key = api_key
         self._timeout = (connect_timeout, read_timeout)
         self._retries = retries
-        self._backoff = backoff
+        self._max_retry_after = max_retry_after
+        self._retry = Retry(
+            total=retries,
+            status_forcelist=_TRANSIENT_STATUS,
+            allowed_methods={"GET"},
+            backoff_factor=backoff,
+            respect_retry_after_header=True,
+            raise_on_status=False,
+        )
         self._chunk_size = chunk_size
         self._max_page_bytes = max_page_bytes
         self._max_text_bytes = max_text_bytes
@@ -198,10 +213,14 @@ class ApiClient:
         raise FetchError(f"more than {_MAX_REDIRECTS} redirects from {url}")
 
     def _get_with_retries(self, url: str, cancel: Cancel | None) -> requests.Response:
-        attempt = 0
+        # urllib3's Retry decides (status list, counts, back-off, Retry-After); the pause is ours,
+        # so that a stop or the job's deadline ends it at once (urllib3 would time.sleep through it).
+        retry = self._retry
         while True:
             if cancel is not None:
                 cancel.check()
+            raw: BaseHTTPResponse | None = None
+            cause: Exception | None = None
             try:
                 response = self._session.get(
                     url,
@@ -211,22 +230,35 @@ class ApiClient:
                     timeout=self._timeout,
                 )
             except requests.RequestException as exc:
-                failure: str = f"GET {url} failed: {type(exc).__name__}: {exc}"
-                cause: BaseException | None = exc
+                failure = f"GET {url} failed: {type(exc).__name__}: {exc}"
+                cause = exc
             else:
-                if response.status_code not in _TRANSIENT_STATUS:
+                if not retry.is_retry("GET", response.status_code, "Retry-After" in response.headers):
                     return response
-                failure, cause = f"GET {url} answered HTTP {response.status_code}", None
+                failure, raw = f"GET {url} answered HTTP {response.status_code}", response.raw
                 response.close()
-            if attempt >= self._retries:
-                raise FetchError(f"{failure} (after {attempt + 1} attempts)", retryable=True) from cause
-            delay = self._backoff * (2**attempt)
-            attempt += 1
-            log.warning("%s; retry %d of %d in %.1f s", failure, attempt, self._retries, delay)
+            try:
+                retry = retry.increment("GET", url, response=raw, error=cause)
+            except MaxRetryError:
+                raise FetchError(f"{failure} (after {len(retry.history) + 1} attempts)", retryable=True) from cause
+            delay = self._pause(retry, raw)
+            log.warning("%s; retry %d of %d in %.1f s", failure, len(retry.history), self._retries, delay)
             if cancel is None:
                 self._sleep(delay)
             else:
                 cancel.wait(delay)
+
+    def _pause(self, retry: Retry, raw: BaseHTTPResponse | None) -> float:
+        """Seconds before the next try: the answer's ``Retry-After`` (capped), else Retry's back-off."""
+        if raw is not None and retry.respect_retry_after_header:
+            try:
+                after = retry.get_retry_after(raw)
+            except InvalidHeader:
+                log.debug("ignoring an unreadable Retry-After: %r", raw.headers.get("Retry-After"))
+                after = None
+            if after:  # as Retry.sleep(): a Retry-After of 0 falls back to the back-off
+                return min(after, self._max_retry_after)
+        return retry.get_backoff_time()
 
     @staticmethod
     def _checked(response: requests.Response) -> requests.Response:

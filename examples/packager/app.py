@@ -9,10 +9,10 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from types import FrameType
 from urllib.parse import urlsplit
 
+from examples.options import AppSettings, BrokerUrl, broker_option, option, whole_number
 from examples.packager.api import ApiClient
 from examples.packager.errors import DeleteRefusedError, PackagerError
 from examples.packager.faults import FAULT_ENV, BeforeAckKiller
@@ -44,92 +44,101 @@ __all__ = ["PackagerConfig", "build_packager", "build_storage", "main", "make_ha
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class PackagerConfig:
-    """Everything the packager process needs; see ``docs/packager.md``.
+class PackagerConfig(AppSettings):
+    """Everything the packager process needs; ``docs/packager.md`` lists the options and variables.
 
     Attributes:
         broker_url: the broker (``TDM_BROKER_URL``).
         api_base: the TDM API's base URL, the only place fetched from (``TDM_API_BASE``).
         api_key: the packager's API key (``TDM_PACKAGER_API_KEY``); never logged or shown.
         storage: ``local:<dir>`` or ``s3://<bucket>/<prefix>`` (``TDM_STORAGE``).
-        s3_endpoint: S3 endpoint for S3-compatible services (``TDM_S3_ENDPOINT``).
-        s3_region: the bucket's region (``TDM_S3_REGION``).
+        s3_endpoint, s3_region: for S3-compatible services (``TDM_S3_ENDPOINT``, ``TDM_S3_REGION``).
         public_base_url: URL local archives are served under (``TDM_PUBLIC_BASE_URL``;
             default ``<api_base>/archives``).
         url_ttl: presigned URL lifetime in seconds (``TDM_URL_TTL``).
         work_dir: where archives are built (``TDM_WORK_DIR``; default: the temp directory).
         max_attempts: deliveries of one request before it is dead-lettered (``TDM_MAX_ATTEMPTS``).
-        log_level: ``DEBUG``, ``INFO``, ... (``TDM_LOG_LEVEL``).
-        log_format: ``text`` or ``json`` (``TDM_LOG_FORMAT``).
-        metrics_port: the port of the ``/healthz``, ``/readyz``, ``/metrics`` listener
-            (``TDM_METRICS_PORT``; ``None``: no listener).
-        metrics_host: the address it listens on (``TDM_METRICS_HOST``).
+        metrics_port, metrics_host: the ``/healthz``, ``/readyz``, ``/metrics`` listener
+            (``TDM_METRICS_PORT``, ``None``: none; ``TDM_METRICS_HOST``).
         max_job_seconds: a job running longer makes ``/healthz`` answer 503 (``TDM_MAX_JOB_SECONDS``).
-        queue_prefix: the server's prefix of docset ids on the broker (``TDM_QUEUE_PREFIX``);
-            the same value as the server's.
         http_retries: extra tries of a transient HTTP failure, within one attempt.
-        http_backoff_seconds: pause before the first HTTP retry, doubled each time.
+        http_backoff_seconds: urllib3 Retry's backoff_factor (the first retry at once, then doubling).
         retry_backoff_seconds: the worker's pause before re-sending a failed request.
         archive_secret: the key of archive names (``TDM_ARCHIVE_SECRET``); ``None``: the one the
             storage keeps, made on first use. Never logged or shown.
-        limits: what one job may take (``TDM_MAX_DOCSET_BYTES``, ``TDM_MAX_MEMBERS``,
-            ``TDM_MAX_PAGES``, ``TDM_JOB_DEADLINE``).
+        max_docset_bytes, max_members, max_pages, job_deadline: what one job may take, as :attr:`limits`.
+        log_level, log_format, queue_prefix: shared with the server (``examples.options``).
     """
 
-    broker_url: str
-    api_base: str
-    api_key: str = field(repr=False)
-    storage: str = "local:archives"
-    s3_endpoint: str | None = None
-    s3_region: str | None = None
-    public_base_url: str | None = None
-    url_ttl: int = 3600
-    work_dir: str | None = None
-    max_attempts: int = 3
-    log_level: str = "INFO"
-    log_format: str = "text"
-    metrics_port: int | None = None
-    metrics_host: str = "127.0.0.1"
-    max_job_seconds: int | None = None
-    queue_prefix: str = ""
+    broker_url: BrokerUrl = broker_option()
+    api_base: str = option(env="TDM_API_BASE", flag="--api-base", help="the TDM API base URL; nothing else is fetched")
+    api_key: str = option(
+        env="TDM_PACKAGER_API_KEY", flag="--api-key", help="the packager's API key (prefer the variable)", secret=True
+    )
+    storage: str = option(
+        "local:archives", env="TDM_STORAGE", flag="--storage", help="local:/dir or s3://bucket/prefix"
+    )
+    s3_endpoint: str | None = option(
+        None, env="TDM_S3_ENDPOINT", flag="--s3-endpoint", help="S3-compatible endpoint URL"
+    )
+    s3_region: str | None = option(None, env="TDM_S3_REGION", flag="--s3-region", help="S3 region (us-east-1 if unset)")
+    public_base_url: str | None = option(
+        None, env="TDM_PUBLIC_BASE_URL", flag="--public-base-url", help="URL local archives are served under"
+    )
+    url_ttl: whole_number(1, MAX_URL_TTL) = option(  # type: ignore[valid-type]
+        3600, env="TDM_URL_TTL", flag="--url-ttl", help=f"S3 presigned URL lifetime, 1 to {MAX_URL_TTL} seconds"
+    )
+    work_dir: str | None = option(None, env="TDM_WORK_DIR", flag="--work-dir", help="where archives are built")
+    max_attempts: whole_number(1, 100) = option(  # type: ignore[valid-type]
+        3, env="TDM_MAX_ATTEMPTS", flag="--max-attempts", help="deliveries of a request before it is dead-lettered"
+    )
+    archive_secret: str | None = option(
+        None,
+        env="TDM_ARCHIVE_SECRET",
+        flag="--archive-secret",
+        help="key of archive names, 32+ characters",
+        secret=True,
+    )
+    max_docset_bytes: whole_number(1, 1 << 50) = option(  # type: ignore[valid-type]
+        Limits.max_docset_bytes,
+        env="TDM_MAX_DOCSET_BYTES",
+        flag="--max-docset-bytes",
+        help="payload bytes of one archive",
+    )
+    max_members: whole_number(1, 100_000_000) = option(  # type: ignore[valid-type]
+        Limits.max_members, env="TDM_MAX_MEMBERS", flag="--max-members", help="documents in one docset"
+    )
+    max_pages: whole_number(1, 10_000_000) = option(  # type: ignore[valid-type]
+        Limits.max_pages, env="TDM_MAX_PAGES", flag="--max-pages", help="pages of one docset listing"
+    )
+    job_deadline: whole_number(1, 30 * 86400) = option(  # type: ignore[valid-type]
+        int(Limits.deadline_seconds), env="TDM_JOB_DEADLINE", flag="--job-deadline", help="seconds one job may take"
+    )
+    metrics_port: whole_number(0, 65535) | None = option(  # type: ignore[valid-type]
+        None,
+        env="TDM_METRICS_PORT",
+        flag="--metrics-port",
+        help="serve /healthz, /readyz, /metrics here (off if unset)",
+    )
+    metrics_host: str = option(
+        "127.0.0.1", env="TDM_METRICS_HOST", flag="--metrics-host", help="that listener's address"
+    )
+    max_job_seconds: whole_number(1, 7 * 86400) | None = option(  # type: ignore[valid-type]
+        None, env="TDM_MAX_JOB_SECONDS", flag="--max-job-seconds", help="a job running longer fails /healthz"
+    )
     http_retries: int = 3
     http_backoff_seconds: float = 0.5
     retry_backoff_seconds: float = 1.0
-    archive_secret: str | None = field(default=None, repr=False)
-    limits: Limits = field(default_factory=Limits)
 
-
-# flag -> (environment variable, help)
-_OPTIONS: dict[str, tuple[str, str]] = {
-    "--broker": ("TDM_BROKER_URL", "broker URL, e.g. stomp://guest:guest@127.0.0.1:61613/?dialect=rabbitmq"),
-    "--api-base": ("TDM_API_BASE", "the TDM API base URL; nothing else is ever fetched"),
-    "--api-key": ("TDM_PACKAGER_API_KEY", "the packager's API key (prefer the environment variable)"),
-    "--storage": ("TDM_STORAGE", "local:/dir or s3://bucket/prefix (default local:archives)"),
-    "--s3-endpoint": ("TDM_S3_ENDPOINT", "S3 endpoint URL for S3-compatible services"),
-    "--s3-region": ("TDM_S3_REGION", "S3 region (default us-east-1)"),
-    "--public-base-url": ("TDM_PUBLIC_BASE_URL", "URL local archives are served under (default <api-base>/archives)"),
-    "--url-ttl": ("TDM_URL_TTL", f"lifetime of S3 presigned URLs in seconds, 1 to {MAX_URL_TTL} (default 3600)"),
-    "--work-dir": ("TDM_WORK_DIR", "where archives are built before storing (default: the temp directory)"),
-    "--max-attempts": ("TDM_MAX_ATTEMPTS", "deliveries of a request before it is dead-lettered (default 3)"),
-    "--log-level": ("TDM_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR (default INFO)"),
-    "--queue-prefix": ("TDM_QUEUE_PREFIX", "the server's prefix of docset ids on the broker (default none)"),
-    "--archive-secret": (
-        "TDM_ARCHIVE_SECRET",
-        "key of archive names, 32+ characters (prefer the variable; default: made once, kept in storage)",
-    ),
-    "--max-docset-bytes": ("TDM_MAX_DOCSET_BYTES", f"payload bytes of one archive (default {Limits.max_docset_bytes})"),
-    "--max-members": ("TDM_MAX_MEMBERS", f"documents in one docset (default {Limits.max_members})"),
-    "--max-pages": ("TDM_MAX_PAGES", f"pages of one docset listing (default {Limits.max_pages})"),
-    "--job-deadline": ("TDM_JOB_DEADLINE", f"seconds one job may take (default {Limits.deadline_seconds:g})"),
-    "--log-format": ("TDM_LOG_FORMAT", "text or json (one JSON object per line) (default text)"),
-    "--metrics-port": ("TDM_METRICS_PORT", "serve /healthz, /readyz and /metrics on this port (default: off)"),
-    "--metrics-host": ("TDM_METRICS_HOST", "the address of that listener (default 127.0.0.1)"),
-    "--max-job-seconds": ("TDM_MAX_JOB_SECONDS", "a job running longer fails /healthz (default: no limit)"),
-}
-
-
-_REQUIRED = ("--broker", "--api-base", "--api-key")
+    @property
+    def limits(self) -> Limits:
+        """What one job may take."""
+        return Limits(
+            max_docset_bytes=self.max_docset_bytes,
+            max_members=self.max_members,
+            max_pages=self.max_pages,
+            deadline_seconds=self.job_deadline,
+        )
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -144,80 +153,8 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> PackagerCon
         ConfigurationError: a required setting is missing or a value is invalid (the message names it).
     """
     parser = _ArgumentParser(prog="python -m examples.packager", description="The TDM reference packager.")
-    for flag, (env, help_text) in _OPTIONS.items():
-        parser.add_argument(flag, default=None, help=f"{help_text} [{env}]")
-    args = vars(parser.parse_args(list(argv)))
-    values: dict[str, str | None] = {}
-    missing: list[str] = []
-    for flag, (env, _) in _OPTIONS.items():
-        key = flag[2:].replace("-", "_")
-        values[key] = args[key] if args[key] is not None else (environ.get(env) or None)
-        if flag in _REQUIRED and not values[key]:
-            missing.append(f"{flag} / {env}")
-    if missing:
-        raise ConfigurationError("missing setting(s): " + ", ".join(missing))
-    return PackagerConfig(
-        broker_url=_str(values, "broker"),
-        api_base=_str(values, "api_base"),
-        api_key=_str(values, "api_key"),
-        storage=values["storage"] or "local:archives",
-        s3_endpoint=values["s3_endpoint"],
-        s3_region=values["s3_region"],
-        public_base_url=values["public_base_url"],
-        url_ttl=_int(values, "url_ttl", 3600, low=1, high=MAX_URL_TTL),
-        work_dir=values["work_dir"],
-        max_attempts=_int(values, "max_attempts", 3, low=1, high=100),
-        log_level=_log_level(values["log_level"] or "INFO"),
-        log_format=_log_format(values["log_format"] or "text"),
-        metrics_port=None if values["metrics_port"] is None else _int(values, "metrics_port", 0, low=0, high=65535),
-        metrics_host=values["metrics_host"] or "127.0.0.1",
-        max_job_seconds=None
-        if values["max_job_seconds"] is None
-        else _int(values, "max_job_seconds", 0, low=1, high=7 * 24 * 3600),
-        queue_prefix=values["queue_prefix"] or "",
-        archive_secret=values["archive_secret"],
-        limits=Limits(
-            max_docset_bytes=_int(values, "max_docset_bytes", Limits.max_docset_bytes, low=1, high=1 << 50),
-            max_members=_int(values, "max_members", Limits.max_members, low=1, high=100_000_000),
-            max_pages=_int(values, "max_pages", Limits.max_pages, low=1, high=10_000_000),
-            deadline_seconds=_int(values, "job_deadline", int(Limits.deadline_seconds), low=1, high=30 * 86400),
-        ),
-    )
-
-
-def _str(values: Mapping[str, str | None], key: str) -> str:
-    value = values[key]
-    assert value is not None
-    return value
-
-
-def _int(values: Mapping[str, str | None], key: str, default: int, *, low: int, high: int) -> int:
-    raw = values[key]
-    if raw is None:
-        return default
-    try:
-        if not (raw.isascii() and raw.strip().isdigit() and len(raw.strip()) <= 20):
-            raise ValueError(raw)
-        value = int(raw)
-    except ValueError as exc:
-        raise ConfigurationError(f"{key.replace('_', '-')} must be a whole number, got {raw!r}") from exc
-    if not low <= value <= high:
-        raise ConfigurationError(f"{key.replace('_', '-')} must be between {low} and {high}, got {value}")
-    return value
-
-
-def _log_level(raw: str) -> str:
-    level = raw.upper()
-    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
-        raise ConfigurationError(f"log level {raw!r} is not one of DEBUG, INFO, WARNING, ERROR")
-    return level
-
-
-def _log_format(raw: str) -> str:
-    chosen = raw.strip().lower()
-    if chosen not in {"text", "json"}:
-        raise ConfigurationError(f"log format {raw!r} is not one of text, json")
-    return chosen
+    PackagerConfig.add_arguments(parser)
+    return PackagerConfig.load(vars(parser.parse_args(list(argv))), environ)
 
 
 def build_storage(config: PackagerConfig) -> Storage:
@@ -411,7 +348,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     try:
         config = parse_config(sys.argv[1:] if argv is None else argv, os.environ if environ is None else environ)
     except ConfigurationError as exc:
-        print(f"packager: {exc}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     configure_logging(config.log_level, config.log_format)
     stop = threading.Event()
@@ -425,9 +362,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     try:
         run(config, stop)
     except ConfigurationError as exc:
-        print(f"packager: {exc}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     except MessagingError as exc:
-        print(f"packager: {exc}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -1,4 +1,4 @@
-"""Archives in S3 (or any S3-compatible service): multipart upload, presigned URLs, errors translated once."""
+"""Archives in S3 (or any S3-compatible service): boto3's managed upload, presigned URLs, errors translated once."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from examples.packager.storage import ARCHIVE_CONTENT_TYPE, Storage, StoredPacka
 from tdm_messaging import ConfigurationError
 
 if TYPE_CHECKING:
+    from boto3.s3.transfer import TransferConfig
     from mypy_boto3_s3 import S3Client
 
 __all__ = ["MAX_URL_TTL", "MIN_PART_SIZE", "S3Storage"]
@@ -32,9 +33,11 @@ MIN_PART_SIZE: Final = 5 * 1024 * 1024
 class S3Storage(Storage):
     """Archives in an S3 bucket (or any S3-compatible service), uploaded in parts, handed out as presigned URLs.
 
-    The upload is a multipart upload of ``part_size`` parts, so memory holds one part
-    at a time; on any failure the upload is aborted, so no multipart upload is left
-    open and nothing partial is visible. The archive's SHA-256 is kept in the object's
+    The upload is boto3's managed transfer (``upload_file`` with a ``TransferConfig``): a
+    multipart upload of ``part_size`` parts, ``max_concurrency`` at a time (so memory holds
+    that many parts). On any failure the upload is aborted, and an upload of the same key left
+    open by a killed packager is aborted before the next one starts, so no multipart upload is
+    left open and nothing partial is visible. The archive's SHA-256 is kept in the object's
     metadata (``x-amz-meta-sha256``).
 
     Args:
@@ -44,6 +47,7 @@ class S3Storage(Storage):
         region: the bucket's region.
         url_ttl: lifetime of presigned URLs in seconds, 1 to :data:`MAX_URL_TTL`.
         part_size: bytes per part, at least :data:`MIN_PART_SIZE`.
+        max_concurrency: parts uploaded at once (1: no threads).
         client: a boto3 S3 client to use instead of building one (credentials come from
             boto3's usual chain: environment, profile, instance role).
         now: the clock for ``url_expires_at``.
@@ -61,6 +65,7 @@ class S3Storage(Storage):
         region: str | None = None,
         url_ttl: int = 3600,
         part_size: int = 8 * 1024 * 1024,
+        max_concurrency: int = 4,
         client: S3Client | None = None,
         now: Callable[[], datetime] | None = None,
     ) -> None:
@@ -72,12 +77,19 @@ class S3Storage(Storage):
             raise ConfigurationError(f"URL lifetime {url_ttl} s is out of range; give 1 to {MAX_URL_TTL} seconds")
         if part_size < MIN_PART_SIZE:
             raise ConfigurationError(f"part size {part_size} is below S3's minimum of {MIN_PART_SIZE} bytes")
+        if not 1 <= max_concurrency <= 64:
+            raise ConfigurationError(f"max_concurrency {max_concurrency} is out of range; give 1 to 64")
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.url_ttl = url_ttl
         self.part_size = part_size
+        self.max_concurrency = max_concurrency
         self._now: Callable[[], datetime] = now or (lambda: datetime.now(UTC))
         self._client = client if client is not None else self._make_client(endpoint_url, region)
+        # The test hook (off by default) kills the process once a part is sent, the upload still open.
+        self._client.meta.events.register(
+            "after-call.s3.UploadPart", _die_after_a_part, unique_id="tdm-packager-fault-upload"
+        )
 
     @staticmethod
     def _make_client(endpoint_url: str | None, region: str | None) -> S3Client:
@@ -128,53 +140,49 @@ class S3Storage(Storage):
     def put(self, name: str, path: Path, *, sha256: str) -> StoredPackage:
         """See :meth:`Storage.put`."""
         key = self.key(name)
+        self._abort_open_uploads(key, why="left open by an earlier attempt")
+        size = path.stat().st_size
         try:
-            upload = self._client.create_multipart_upload(
-                Bucket=self.bucket, Key=key, ContentType=ARCHIVE_CONTENT_TYPE, Metadata={"sha256": sha256}
-            )
-        except Exception as exc:
-            raise _storage_error(f"cannot start the upload of s3://{self.bucket}/{key}", exc) from exc
-        upload_id = upload["UploadId"]
-        self._abort_stale_uploads(key, keep=upload_id)
-        try:
-            parts = []
-            size = 0
-            with path.open("rb") as handle:
-                number = 1
-                while True:
-                    body = handle.read(self.part_size)
-                    if not body and number > 1:
-                        break
-                    answer = self._client.upload_part(
-                        Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
-                    )
-                    parts.append({"ETag": answer["ETag"], "PartNumber": number})
-                    maybe_die("upload")  # test hook, off by default: leaves the upload open
-                    size += len(body)
-                    number += 1
-                    if len(body) < self.part_size:
-                        break
-            self._client.complete_multipart_upload(
-                Bucket=self.bucket,
-                Key=key,
-                UploadId=upload_id,
-                MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
+            # boto3's managed transfer: the parts, their retries, the completion, and the abort of
+            # this upload when a part fails (s3transfer's failure cleanup).
+            self._client.upload_file(
+                str(path),
+                self.bucket,
+                key,
+                ExtraArgs={"ContentType": ARCHIVE_CONTENT_TYPE, "Metadata": {"sha256": sha256}},
+                Config=self._transfer_config(),
             )
         except BaseException as exc:
-            self._abort(key, upload_id)
+            # A stop (KeyboardInterrupt, SIGTERM's JobInterrupted) or an error s3transfer did not
+            # clean up after: whatever upload of this key is still open goes, so nothing is left.
+            self._abort_open_uploads(key, why="after a failed upload")
             if not isinstance(exc, Exception):
                 raise
             raise _storage_error(f"cannot upload s3://{self.bucket}/{key}", exc) from exc
-        log.info("stored archive %s (%d bytes, %d parts) in s3://%s/%s", name, size, len(parts), self.bucket, key)
+        parts = max(1, -(-size // self.part_size))
+        log.info("stored archive %s (%d bytes, %d parts) in s3://%s/%s", name, size, parts, self.bucket, key)
         url, expires_at = self._presign(key)
         return StoredPackage(name=name, url=url, size_bytes=size, sha256=sha256, url_expires_at=expires_at)
 
-    def _abort_stale_uploads(self, key: str, *, keep: str) -> None:
-        """Abort open multipart uploads of ``key`` but ``keep``: left by a packager killed mid-upload (SIGKILL).
+    def _transfer_config(self) -> TransferConfig:
+        from boto3.s3.transfer import TransferConfig
 
-        Its ``except`` never ran, so nothing aborted them. The key is content-addressed, so an
-        upload of it that is still running elsewhere (a duplicate delivery) would store the very
-        same bytes: aborting it only makes that job retry and find this archive.
+        return TransferConfig(
+            # Every archive (but an empty file) is a multipart upload, as it always was here: one
+            # path for all sizes, so a kill mid-upload leaves an open upload that the next attempt
+            # aborts (_abort_open_uploads), never a half-written object.
+            multipart_threshold=1,
+            multipart_chunksize=self.part_size,
+            max_concurrency=self.max_concurrency,  # memory holds up to this many parts
+            use_threads=self.max_concurrency > 1,
+        )
+
+    def _abort_open_uploads(self, key: str, *, why: str) -> None:
+        """Abort open multipart uploads of ``key``: one left by a packager killed mid-upload (SIGKILL), or ours.
+
+        A killed packager's ``except`` never ran, so nothing aborted its upload. The key is
+        content-addressed, so an upload of it still running elsewhere (a duplicate delivery) would
+        store the very same bytes: aborting it only makes that job retry and find this archive.
         """
         try:
             listing = self._client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
@@ -182,9 +190,8 @@ class S3Storage(Storage):
             log.warning("could not list open uploads of s3://%s/%s: %s", self.bucket, key, exc)
             return
         for upload in listing.get("Uploads", []):
-            if upload.get("Key") == key and upload.get("UploadId", keep) != keep:
-                log.info("aborting multipart upload %s of s3://%s/%s left open by an earlier attempt",
-                         upload["UploadId"], self.bucket, key)  # fmt: skip
+            if upload.get("Key") == key and upload.get("UploadId"):
+                log.info("aborting multipart upload %s of s3://%s/%s %s", upload["UploadId"], self.bucket, key, why)
                 self._abort(key, upload["UploadId"])
 
     def _abort(self, key: str, upload_id: str) -> None:
@@ -278,10 +285,18 @@ class S3Storage(Storage):
             raise _storage_error(f"cannot write the archive secret {self.secret_location()}", exc) from exc
 
 
+def _die_after_a_part(**_: object) -> None:
+    maybe_die("upload")
+
+
 def _error_code(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        return str(response.get("Error", {}).get("Code", ""))
+    # boto3's managed transfer raises S3UploadFailedError while handling the ClientError: look down the chain.
+    seen: BaseException | None = exc
+    while seen is not None:
+        response = getattr(seen, "response", None)
+        if isinstance(response, dict):
+            return str(response.get("Error", {}).get("Code", ""))
+        seen = seen.__cause__ or seen.__context__
     return ""
 
 

@@ -56,7 +56,7 @@ def create_app(
     db = Database(settings.db_url)
     db.migrate()
     with db.connect() as conn:
-        for spec in settings.api_keys:
+        for spec in settings.keys_to_provision:
             repo.upsert_api_key(conn, owner=spec.owner, key=spec.key, role=spec.role)
     if transport_factory is not None:
         pool = TransportPool(transport_factory, max_idle=settings.threads)

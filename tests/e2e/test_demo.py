@@ -48,7 +48,7 @@ def test_demo_runs_the_whole_flow_and_exits_0(tmp_path: Path) -> None:
     assert "bag valid" in done.stdout
     archive = Path(re.search(r"^archive +(\S+)$", done.stdout, re.MULTILINE)[1])  # type: ignore[index]
     assert archive.is_file() and archive.is_relative_to(tmp_path / "demo")
-    assert "100.0% complete" in done.stdout
+    assert "] 100% complete" in done.stdout
     pids = child_pids(done.stdout)
     assert len(pids) == 2
     assert not any(alive(pid) for pid in pids), "the demo left a process running"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -60,6 +61,8 @@ class StubApi:
     # path (without query) -> (status, headers): e.g. redirects
     routes: dict[str, tuple[int, dict[str, str]]] = field(default_factory=dict)
     fail_next: int = 0  # answer this many requests with 503 first
+    fail_headers: dict[str, str] = field(default_factory=dict)  # sent with those 503s, e.g. Retry-After
+    seen_at: list[float] = field(default_factory=list)  # time.monotonic() of each request
     seen: list[str] = field(default_factory=list)
     seen_keys: list[str | None] = field(default_factory=list)
     listing_hook: Callable[[dict[str, Any]], dict[str, Any]] | None = None
@@ -99,10 +102,11 @@ def _handler(api: StubApi) -> type[BaseHTTPRequestHandler]:
             path = parts.path
             with api.lock:
                 api.seen.append(self.path)
+                api.seen_at.append(time.monotonic())
                 api.seen_keys.append(self.headers.get("X-API-Key"))
                 if api.fail_next > 0:
                     api.fail_next -= 1
-                    self._json(503, {"error": "busy"})
+                    self._send(503, b'{"error": "busy"}', {"Content-Type": "application/json", **api.fail_headers})
                     return
             if path in api.routes:
                 status, headers = api.routes[path]

@@ -62,7 +62,7 @@ def test_missing_settings_are_named() -> None:
         (["--url-ttl", "0"], "url-ttl"),
         (["--url-ttl", "999999999"], "url-ttl"),
         (["--url-ttl", "ten"], "whole number"),
-        (["--log-level", "LOUD"], "log level"),
+        (["--log-level", "LOUD"], "^--log-level must be one of DEBUG, INFO, WARNING, ERROR, got 'LOUD'$"),
         (["--bogus"], "--help"),
     ],
 )
@@ -88,7 +88,7 @@ def test_storage_specs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_main_reports_bad_configuration_without_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([], {"TDM_PACKAGER_API_KEY": API_KEY}) == 2
     err = capsys.readouterr().err
-    assert err.startswith("packager: missing setting(s)")
+    assert err.startswith("error: missing setting(s)")
     assert "Traceback" not in err and API_KEY not in err
 
 

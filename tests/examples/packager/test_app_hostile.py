@@ -85,7 +85,7 @@ def test_a_weak_archive_secret_stops_the_start(tmp_path: Path, capsys: pytest.Ca
     }
     assert main([], environ) == 2
     err = capsys.readouterr().err
-    assert err.startswith("packager: the archive secret in TDM_ARCHIVE_SECRET has 9 characters")
+    assert err.startswith("error: the archive secret in TDM_ARCHIVE_SECRET has 9 characters")
     assert "too-short" not in err and "Traceback" not in err
 
 
@@ -126,7 +126,7 @@ def test_an_endless_listing_fails_naming_the_page_cap(stub: StubApi, tmp_path: P
     stub.add_docset("43", _docs(1))
     pages = itertools.count(2)
     stub.listing_hook = lambda body: {**body, "next": f"/api/docsets/43?fmt=meta,txt&page={next(pages)}"}
-    with packager_thread(stub, tmp_path, limits=Limits(max_pages=30)) as running:
+    with packager_thread(stub, tmp_path, max_pages=30) as running:
         started = time.monotonic()
         running.client.request_package("43", f"{stub.base}/api/docsets/43")
         status = running.wait("43", {State.COMPLETE, State.FAILED})
@@ -141,8 +141,7 @@ def test_a_docset_over_the_byte_limit_and_a_job_past_its_deadline_are_clean_fail
 ) -> None:
     stub.add_docset("44", [StubDoc("big", {"title": "big"}, size=50_000)])
     stub.add_docset("45", [StubDoc("slow", {"title": "slow"}, text=b"x" * 50, trickle_seconds=20.0)])
-    limits = Limits(max_docset_bytes=10_000, deadline_seconds=1)
-    with packager_thread(stub, tmp_path, limits=limits) as running:
+    with packager_thread(stub, tmp_path, max_docset_bytes=10_000, job_deadline=1) as running:
         running.client.request_package("44", f"{stub.base}/api/docsets/44")
         running.client.request_package("45", f"{stub.base}/api/docsets/45")
         big = running.wait("44", {State.COMPLETE, State.FAILED})
@@ -178,7 +177,7 @@ def test_stopping_ends_an_endless_listing_and_gives_the_request_back(stub: StubA
     pages = itertools.count(2)
     stub.listing_hook = lambda body: {**body, "next": f"/api/docsets/48?fmt=meta,txt&page={next(pages)}"}
     broker = InMemoryBroker()
-    with packager_thread(stub, tmp_path, broker, limits=Limits(max_pages=10_000_000)) as running:
+    with packager_thread(stub, tmp_path, broker, max_pages=10_000_000) as running:
         running.client.request_package("48", f"{stub.base}/api/docsets/48")
         _until(lambda: len(stub.seen) > 20, "the packager walking the endless listing")
         assert running.stop is not None and running.thread is not None

@@ -52,10 +52,10 @@ def test_the_options_default_off_and_are_read_from_the_environment() -> None:
 @pytest.mark.parametrize(
     ("env", "needle"),
     [
-        ({"TDM_METRICS_PORT": "70000"}, "metrics-port must be between 0 and 65535"),
-        ({"TDM_METRICS_PORT": "http"}, "metrics-port must be a whole number"),
-        ({"TDM_LOG_FORMAT": "xml"}, "log format 'xml' is not one of text, json"),
-        ({"TDM_MAX_JOB_SECONDS": "0"}, "max-job-seconds must be between 1"),
+        ({"TDM_METRICS_PORT": "70000"}, "^TDM_METRICS_PORT must be a whole number from 0 to 65535, got '70000'$"),
+        ({"TDM_METRICS_PORT": "http"}, "^TDM_METRICS_PORT must be a whole number from 0 to 65535, got 'http'$"),
+        ({"TDM_LOG_FORMAT": "xml"}, "^TDM_LOG_FORMAT must be one of text, json, got 'xml'$"),
+        ({"TDM_MAX_JOB_SECONDS": "0"}, "^TDM_MAX_JOB_SECONDS must be a whole number from 1 to "),
     ],
 )
 def test_bad_values_name_the_option(env: dict[str, str], needle: str) -> None:

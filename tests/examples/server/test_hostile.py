@@ -6,7 +6,6 @@ key trying to write, docset deletion, per-owner dump quotas, and the database fi
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import stat
@@ -93,7 +92,7 @@ def test_a_search_past_its_deadline_is_stopped_and_answered_422(
 ) -> None:
     # A deadline already passed and a check at every VM step: the first step stops the search.
     monkeypatch.setattr(repo, "_PROGRESS_STEPS", 1)
-    app = create_app(dataclasses.replace(settings, search_timeout_seconds=0.0), transport_factory=InMemoryBroker)
+    app = create_app(settings.model_copy(update={"search_timeout_seconds": 0.0}), transport_factory=InMemoryBroker)
     with app.config["tdm.db"].connect() as conn:
         repo.insert_document(conn, repo.NewDocument("Ocean", ["A"], "D", "Ph.D.", 2000, "x", "ocean " * 50))
     response = Client(app).post("/api/docsets", {"name": "q", "query": "ocean"})
@@ -262,7 +261,7 @@ def test_a_deleted_docsets_archive_is_no_longer_served(
 
 @pytest.fixture
 def tight(settings: Settings, broker: InMemoryBroker) -> Iterator[Client]:
-    limited = dataclasses.replace(settings, max_dumps_in_flight=2, max_stored_archives=3)
+    limited = settings.model_copy(update={"max_dumps_in_flight": 2, "max_stored_archives": 3})
     app = create_app(limited, transport_factory=lambda: InMemoryTransport(broker))
     with app.config["tdm.db"].connect() as conn:
         for n in range(4):

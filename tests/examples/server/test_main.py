@@ -23,12 +23,12 @@ def test_settings_from_env_and_options() -> None:
         "TDM_SERVER_API_KEYS": "alice=k1, bob=k2",
         "TDM_PACKAGER_API_KEY": "pk",
     }
-    args = build_parser(environ).parse_args(["serve", "--port", "0", "--api-key", "carol=k3"])
+    args = build_parser().parse_args(["serve", "--port", "0", "--api-key", "carol=k3"])
     settings = settings_from(args, environ)
     assert settings.db_url == "sqlite:///x.db"
     assert settings.broker_url.startswith("amqp://")
     assert settings.port == 0
-    assert [(k.owner, k.role) for k in settings.api_keys] == [
+    assert [(k.owner, k.role) for k in settings.keys_to_provision] == [
         ("alice", "miner"),
         ("bob", "miner"),
         ("carol", "miner"),
@@ -39,7 +39,7 @@ def test_settings_from_env_and_options() -> None:
 
 def test_the_default_broker_is_the_embedded_sqlite_file() -> None:
     """No option, no variable: the native SQLite transport, which needs no broker daemon and no driver."""
-    settings = settings_from(build_parser({}).parse_args(["serve"]), {})
+    settings = settings_from(build_parser().parse_args(["serve"]), {})
     assert settings.broker_url == "sqlite:///tdm-broker.db"
 
 

@@ -7,7 +7,8 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from tdm_messaging.destinations import Destination, DestinationKind
@@ -164,9 +165,7 @@ class InMemoryTransport(Transport):
         if destination.kind is DestinationKind.REPLY:
             envelope = stamp_expiry(envelope, now_ms=self._now_ms(), ttl_ms=self._ttl_ms)
         broker = self.broker
-        with broker._cond:
-            self._check_open()
-            broker._check_up_locked()
+        with self._usable():
             if broker._send_faults:
                 raise broker._send_faults.popleft()
             queue = broker._queue_locked(destination, create=True)
@@ -183,9 +182,7 @@ class InMemoryTransport(Transport):
             BrokerUnavailableError: the broker is disconnected.
         """
         broker = self.broker
-        with broker._cond:
-            self._check_open()
-            broker._check_up_locked()
+        with self._usable():
             queue = broker._queue_locked(destination, create=False)
             if queue is None:
                 return _InMemoryBatch(self, [], [])
@@ -242,9 +239,7 @@ class InMemoryTransport(Transport):
             TransportClosedError: after :meth:`close`.
             BrokerUnavailableError: the broker is disconnected.
         """
-        with self.broker._cond:
-            self._check_open()
-            self.broker._check_up_locked()
+        with self._usable():
             self.broker._queue_locked(destination, create=True)
 
     def _depth(self, destination: Destination) -> int | None:
@@ -254,9 +249,7 @@ class InMemoryTransport(Transport):
             TransportClosedError: after :meth:`close`.
             BrokerUnavailableError: the broker is disconnected.
         """
-        with self.broker._cond:
-            self._check_open()
-            self.broker._check_up_locked()
+        with self._usable():
             queue = self.broker._queue_locked(destination, create=False)
             if queue is None:
                 return 0
@@ -270,9 +263,7 @@ class InMemoryTransport(Transport):
             TransportClosedError: after :meth:`close`.
             BrokerUnavailableError: the broker is disconnected.
         """
-        with self.broker._cond:
-            self._check_open()
-            self.broker._check_up_locked()
+        with self._usable():
             self.broker._queues.pop(destination.name, None)
 
     def close(self) -> None:
@@ -286,6 +277,14 @@ class InMemoryTransport(Transport):
             self.broker._cond.notify_all()
 
     # -- internals ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _usable(self) -> Iterator[None]:
+        """Hold the broker's lock while this transport is open and the broker up (else raise)."""
+        with self.broker._cond:
+            self._check_open()
+            self.broker._check_up_locked()
+            yield
 
     def _check_open(self) -> None:
         if self._closed:

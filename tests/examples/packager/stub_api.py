@@ -233,3 +233,10 @@ def _read_manifest(text: str) -> dict[str, str]:
         assert len(digest) == 64
         entries[relpath.replace("%0A", "\n").replace("%0D", "\r").replace("%25", "%")] = digest
     return entries
+
+
+def sample_docs(n: int, *, size: int = 0) -> list[StubDoc]:
+    """``n`` documents: tiny texts, or generated texts of ``size`` bytes with a year each."""
+    if size:
+        return [StubDoc(f"d{i}", {"title": f"Thesis {i}", "year": 2000 + i % 20}, size=size) for i in range(n)]
+    return [StubDoc(str(i), {"title": f"Thesis {i}"}, text=f"full text of {i}\n".encode()) for i in range(n)]

@@ -22,7 +22,7 @@ from examples.packager.secret import SECRET_NAME, check_secret, load_secret
 from examples.packager.storage import LocalStorage, archive_name, parse_archive_name
 from tdm_messaging.errors import ConfigurationError
 from tests.bagit_check import bagit_validate
-from tests.examples.packager.stub_api import StubApi, StubDoc, validate_bag
+from tests.examples.packager.stub_api import StubApi, StubDoc, sample_docs, validate_bag
 
 
 class Sink:
@@ -34,22 +34,6 @@ class Sink:
 
     def progress(self, items_done: int, items_total: int, *, eta_seconds: float | None = None) -> None:
         pass
-
-
-def _docs(n: int) -> list[StubDoc]:
-    return [StubDoc(str(i), {"title": f"Thesis {i}"}, text=f"full text of {i}\n".encode()) for i in range(n)]
-
-
-@pytest.fixture
-def archives(tmp_path: Path) -> LocalStorage:
-    return LocalStorage(tmp_path / "archives", "http://127.0.0.1:9/archives")
-
-
-@pytest.fixture
-def work(tmp_path: Path) -> Path:
-    path = tmp_path / "work"
-    path.mkdir()
-    return path
 
 
 def _packager(client: ApiClient, archives: LocalStorage, work: Path, **kwargs: Any) -> Packager:
@@ -73,7 +57,7 @@ def _public_fingerprint(stub: StubApi, docset_id: str) -> str:
 def test_bob_with_alices_members_does_not_learn_alices_archive_name(
     stub: StubApi, client: ApiClient, archives: LocalStorage, work: Path
 ) -> None:
-    docs = _docs(3)
+    docs = sample_docs(3)
     stub.add_docset("5", docs)  # alice's
     stub.add_docset("6", docs)  # bob's: the very same members
     packager = _packager(client, archives, work)
@@ -92,7 +76,7 @@ def test_bob_with_alices_members_does_not_learn_alices_archive_name(
 def test_an_unchanged_docset_reuses_its_archive_after_a_restart(
     stub: StubApi, client: ApiClient, archives: LocalStorage, work: Path
 ) -> None:
-    stub.add_docset("7", _docs(2))
+    stub.add_docset("7", sample_docs(2))
     first = _packager(client, archives, work).package(
         docset_id="7", docset_url=f"{stub.base}/api/docsets/7", sink=Sink()
     )
@@ -110,7 +94,7 @@ def test_an_unchanged_docset_reuses_its_archive_after_a_restart(
 def test_another_secret_names_every_archive_differently(
     stub: StubApi, client: ApiClient, archives: LocalStorage, work: Path
 ) -> None:
-    stub.add_docset("8", _docs(1))
+    stub.add_docset("8", sample_docs(1))
     url = f"{stub.base}/api/docsets/8"
     one = _packager(client, archives, work, secret=b"a" * 32).package(docset_id="8", docset_url=url, sink=Sink())
     two = _packager(client, archives, work, secret=b"b" * 32).package(docset_id="8", docset_url=url, sink=Sink())
@@ -161,8 +145,8 @@ def test_a_secret_readable_by_others_is_made_private(archives: LocalStorage) -> 
 def test_a_delete_naming_an_archive_that_is_not_ours_deletes_nothing(
     stub: StubApi, client: ApiClient, archives: LocalStorage, work: Path, url: str
 ) -> None:
-    stub.add_docset("9", _docs(1))
-    stub.add_docset("10", _docs(1))
+    stub.add_docset("9", sample_docs(1))
+    stub.add_docset("10", sample_docs(1))
     packager = _packager(client, archives, work)
     mine = packager.package(docset_id="9", docset_url=f"{stub.base}/api/docsets/9", sink=Sink())
     other = packager.package(docset_id="10", docset_url=f"{stub.base}/api/docsets/10", sink=Sink())
@@ -175,7 +159,7 @@ def test_a_delete_naming_an_archive_that_is_not_ours_deletes_nothing(
 def test_a_delete_naming_our_archive_or_none_deletes_the_docsets_archives(
     stub: StubApi, client: ApiClient, archives: LocalStorage, work: Path
 ) -> None:
-    stub.add_docset("11", _docs(1))
+    stub.add_docset("11", sample_docs(1))
     packager = _packager(client, archives, work)
     stored = packager.package(docset_id="11", docset_url=f"{stub.base}/api/docsets/11", sink=Sink())
     assert packager.delete("11", stored.url.replace("http://127.0.0.1:9", "HTTP://127.0.0.1:9")) == [stored.name]
@@ -215,7 +199,7 @@ def test_a_text_trickled_past_the_deadline_fails_within_moments(
 def test_an_endless_chain_of_next_links_ends_at_the_page_cap(
     stub: StubApi, client: ApiClient, archives: LocalStorage, work: Path
 ) -> None:
-    stub.add_docset("14", _docs(1))
+    stub.add_docset("14", sample_docs(1))
     pages = itertools.count(2)
     stub.listing_hook = lambda body: {**body, "next": f"/api/docsets/14?fmt=meta,txt&page={next(pages)}"}
     packager = _packager(client, archives, work, limits=Limits(max_pages=25))
@@ -229,7 +213,7 @@ def test_an_endless_chain_of_next_links_ends_at_the_page_cap(
 def test_an_absurd_member_count_is_a_clean_limit_error(
     stub: StubApi, client: ApiClient, archives: LocalStorage, work: Path, total: int
 ) -> None:
-    stub.add_docset("15", _docs(1))
+    stub.add_docset("15", sample_docs(1))
     stub.listing_hook = lambda body: {**body, "total": None, "docset": {"member_count": total}}
     packager = _packager(client, archives, work, limits=Limits(max_members=10**6))
     sink = Sink()
@@ -243,7 +227,7 @@ def test_an_absurd_member_count_is_a_clean_limit_error(
 def test_more_members_than_the_limit_fail_even_when_no_count_is_announced(
     stub: StubApi, client: ApiClient, archives: LocalStorage, work: Path
 ) -> None:
-    stub.add_docset("16", _docs(5))
+    stub.add_docset("16", sample_docs(5))
     stub.listing_hook = lambda body: {key: value for key, value in body.items() if key != "total"}
     packager = _packager(client, archives, work, limits=Limits(max_members=4))
     with pytest.raises(LimitError, match="more than 4 members"):
@@ -254,7 +238,7 @@ def test_more_members_than_the_limit_fail_even_when_no_count_is_announced(
 def test_a_listing_that_repeats_members_gives_a_valid_bag_with_each_once(
     stub: StubApi, client: ApiClient, archives: LocalStorage, work: Path
 ) -> None:
-    docs = _docs(2)
+    docs = sample_docs(2)
     stub.add_docset("17", docs)
     stub.docsets["17"] = ["1", "1", "0", "1"]  # spread over two pages
 

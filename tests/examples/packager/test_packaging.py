@@ -18,7 +18,7 @@ from examples.packager.sanitize import safe_component
 from examples.packager.storage import LocalStorage, parse_archive_name
 from tdm_messaging.testing import wait_until
 from tests.bagit_check import bagit_validate
-from tests.examples.packager.stub_api import StubApi, StubDoc, validate_bag
+from tests.examples.packager.stub_api import StubApi, StubDoc, sample_docs, validate_bag
 
 
 class ListSink:
@@ -33,24 +33,6 @@ class ListSink:
         self.reports.append((items_done, items_total, eta_seconds))
 
 
-def _docs(n: int, *, size: int = 0) -> list[StubDoc]:
-    if size:
-        return [StubDoc(f"d{i}", {"title": f"Thesis {i}", "year": 2000 + i % 20}, size=size) for i in range(n)]
-    return [StubDoc(str(i), {"title": f"Thesis {i}"}, text=f"full text of {i}\n".encode()) for i in range(n)]
-
-
-@pytest.fixture
-def archives(tmp_path: Path) -> LocalStorage:
-    return LocalStorage(tmp_path / "archives", "http://127.0.0.1:9/archives")
-
-
-@pytest.fixture
-def work(tmp_path: Path) -> Path:
-    path = tmp_path / "work"
-    path.mkdir()
-    return path
-
-
 def _packager(client: ApiClient, archives: LocalStorage, work: Path, **kwargs: object) -> Packager:
     return Packager(api=client, storage=archives, work_dir=work, **kwargs)  # type: ignore[arg-type]
 
@@ -58,7 +40,7 @@ def _packager(client: ApiClient, archives: LocalStorage, work: Path, **kwargs: o
 def test_a_docset_becomes_a_valid_bag_in_storage(
     stub: StubApi, client: ApiClient, archives: LocalStorage, work: Path
 ) -> None:
-    docs = _docs(5)
+    docs = sample_docs(5)
     # A hostile id (its text link is a plain one: the guard refuses dot segments even percent-encoded).
     docs[2] = StubDoc("../../etc/passwd", {"title": "evil"}, text=b"x", text_link="/api/documents/2/text")
     stub.add_docset("5", docs)
@@ -92,7 +74,7 @@ def test_a_docset_becomes_a_valid_bag_in_storage(
 def test_an_unchanged_docset_reuses_the_archive(
     stub: StubApi, client: ApiClient, archives: LocalStorage, work: Path
 ) -> None:
-    stub.add_docset("6", _docs(3))
+    stub.add_docset("6", sample_docs(3))
     packager = _packager(client, archives, work)
     first = packager.package(docset_id="6", docset_url=f"{stub.base}/api/docsets/6", sink=ListSink())
     texts_before = stub.text_requests()
@@ -107,7 +89,7 @@ def test_an_unchanged_docset_reuses_the_archive(
 def test_a_changed_docset_gets_a_new_archive_and_the_old_one_goes(
     stub: StubApi, client: ApiClient, archives: LocalStorage, work: Path
 ) -> None:
-    stub.add_docset("7", _docs(3))
+    stub.add_docset("7", sample_docs(3))
     packager = _packager(client, archives, work)
     first = packager.package(docset_id="7", docset_url=f"{stub.base}/api/docsets/7", sink=ListSink())
     stub.docs["1"].metadata = {"title": "Thesis 1, revised", "updated_at": "2024-06-01T00:00:00Z"}
@@ -122,7 +104,7 @@ def test_a_rebuilt_archive_has_the_same_bytes_as_the_first_build(
 ) -> None:
     # The name is keyed by content, so a rebuild after a delete must serve the same bytes:
     # a cache keyed on the URL would otherwise hand out a stale copy.
-    stub.add_docset("17", _docs(4))
+    stub.add_docset("17", sample_docs(4))
     packager = _packager(client, archives, work)
     first = packager.package(docset_id="17", docset_url=f"{stub.base}/api/docsets/17", sink=ListSink())
     first_bytes = (archives.directory / first.name).read_bytes()
@@ -137,7 +119,7 @@ def test_a_rebuilt_archive_has_the_same_bytes_as_the_first_build(
 
 
 def test_formats_choose_the_files(stub: StubApi, client: ApiClient, archives: LocalStorage, work: Path) -> None:
-    stub.add_docset("8", _docs(2))
+    stub.add_docset("8", sample_docs(2))
     packager = _packager(client, archives, work)
     meta_only = packager.package(
         docset_id="8", docset_url=f"{stub.base}/api/docsets/8", sink=ListSink(), formats=["meta"]
@@ -152,8 +134,8 @@ def test_formats_choose_the_files(stub: StubApi, client: ApiClient, archives: Lo
 def test_delete_removes_every_archive_of_the_docset_only(
     stub: StubApi, client: ApiClient, archives: LocalStorage, work: Path
 ) -> None:
-    stub.add_docset("9", _docs(1))
-    stub.add_docset("99", _docs(1))
+    stub.add_docset("9", sample_docs(1))
+    stub.add_docset("99", sample_docs(1))
     packager = _packager(client, archives, work)
     kept = packager.package(docset_id="99", docset_url=f"{stub.base}/api/docsets/99", sink=ListSink())
     gone = packager.package(docset_id="9", docset_url=f"{stub.base}/api/docsets/9", sink=ListSink())
@@ -176,8 +158,8 @@ def test_delete_removes_every_archive_of_the_docset_only(
 def test_unsafe_docset_urls_are_refused_before_fetching(
     stub: StubApi, client: ApiClient, archives: LocalStorage, work: Path, url: str
 ) -> None:
-    stub.add_docset("10", _docs(1))
-    stub.add_docset("11", _docs(1))
+    stub.add_docset("10", sample_docs(1))
+    stub.add_docset("11", sample_docs(1))
     with pytest.raises(UnsafeUrlError):
         _packager(client, archives, work).package(
             docset_id="10", docset_url=url.format(base=stub.base), sink=ListSink()
@@ -188,7 +170,7 @@ def test_unsafe_docset_urls_are_refused_before_fetching(
 def test_an_offsite_text_link_fails_the_job_and_leaves_nothing(
     stub: StubApi, client: ApiClient, archives: LocalStorage, work: Path
 ) -> None:
-    docs = _docs(2)
+    docs = sample_docs(2)
     docs[1].text_link = "http://[::ffff:127.0.0.1]:1/steal"
     stub.add_docset("12", docs)
     with pytest.raises(UnsafeUrlError):
@@ -202,7 +184,7 @@ def test_an_offsite_text_link_fails_the_job_and_leaves_nothing(
 def test_a_text_failing_midway_leaves_no_archive_and_no_temp_file(
     stub: StubApi, client: ApiClient, archives: LocalStorage, work: Path
 ) -> None:
-    docs = _docs(3)
+    docs = sample_docs(3)
     docs[2].text_link = "/api/documents/missing/text"  # answers 404 after two texts were bagged
     stub.add_docset("13", docs)
     with pytest.raises(FetchError, match="404"):
@@ -238,7 +220,7 @@ def test_estimate_grows_with_the_member_count() -> None:
 def test_memory_stays_bounded_for_a_large_docset(stub: StubApi, archives: LocalStorage, work: Path) -> None:
     """100 documents of 300 KB plus one of 24 MB: the peak of traced allocations stays far below one text."""
     stub.page_size = 25
-    docs = [*_docs(100, size=300_000), StubDoc("huge", {"title": "Huge"}, size=24_000_000)]
+    docs = [*sample_docs(100, size=300_000), StubDoc("huge", {"title": "Huge"}, size=24_000_000)]
     stub.add_docset("big", docs)
     client = ApiClient(api_base=stub.base, api_key=stub.key)
     packager = _packager(client, archives, work, compresslevel=1)
@@ -260,7 +242,7 @@ def test_memory_stays_bounded_for_a_large_docset(stub: StubApi, archives: LocalS
 def test_a_queue_prefix_maps_request_ids_to_api_ids(
     stub: StubApi, client: ApiClient, archives: LocalStorage, work: Path
 ) -> None:
-    stub.add_docset("14", _docs(1))
+    stub.add_docset("14", sample_docs(1))
     packager = _packager(client, archives, work, queue_prefix="run7-")
     stored = packager.package(docset_id="run7-14", docset_url=f"{stub.base}/api/docsets/14", sink=ListSink())
     assert stored.name.startswith("docset-run7-14--")

@@ -233,7 +233,7 @@ def test_two_concurrent_readers_never_lose_a_message(backend: Backend) -> None:
         left.extend(bodies(take_all(sender, queue)))
         return set(seen[0]) | set(seen[1]) | set(left) == set(bodies(sent))
 
-    assert became_true(all_accounted_for, within=30), (seen, left)
+    assert became_true(all_accounted_for, within=30, every=0.2), (seen, left)
     assert len(seen[0]) + len(seen[1]) + len(left) >= len(sent)
 
 

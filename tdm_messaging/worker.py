@@ -20,7 +20,10 @@ is dead-lettered once: if its acknowledgement is lost (RabbitMQ closes the conne
 refusal), the redelivered copy is recognised and acknowledged. Before each job the reply queue
 is declared, so such a refusal comes before any work, and a transport that can reach the queue
 as it is (RabbitMQ STOMP) still delivers the replies. Other transport errors leave the request
-unacknowledged for redelivery. The worker carries on.
+unacknowledged for redelivery and spend no attempt: a reply that was not stored (no confirm, or
+returned unroutable because its queue's node in a cluster is down) -- also one the handler sent
+through its reporter -- so the request is never acknowledged without its Complete or Failed
+stored. The worker carries on.
 """
 
 from __future__ import annotations
@@ -90,6 +93,7 @@ class _ReplyReporter(Reporter):
         self._reply = reply
         self._lock = threading.Lock()  # a handler may report from several threads
         self._accepted_sent = False
+        self.failure: TransportError | None = None  # the last reply that could not be sent
 
     @property
     def next_sequence(self) -> int:
@@ -98,7 +102,11 @@ class _ReplyReporter(Reporter):
     def send(self, build: Callable[[ReplyFields], Message], *, confirm: bool = False) -> None:
         with self._lock:
             message = build(_fields(self._request, self._next_sequence, self._clock))
-            self._reply(message, confirm)
+            try:
+                self._reply(message, confirm)
+            except TransportError as exc:
+                self.failure = exc
+                raise
             self._next_sequence += 1
             if isinstance(message, Accepted):
                 self._accepted_sent = True
@@ -253,6 +261,10 @@ class PackagerWorker:
             logger.info("package job for docset %s failed: %s", request.docset_id, reason)
             return
         except Exception as exc:
+            if exc is reporter.failure:
+                # A reply could not be sent (broker trouble, e.g. the reply queue's node is down),
+                # not the job's fault: no attempt is spent; the request stays unacknowledged.
+                raise
             self._retry_or_give_up(request, envelope, source, attempt, exc, reporter)
             return
         reporter.ensure_accepted()

@@ -47,6 +47,7 @@ class KombuLink:
         self.channel: Any = None
         self.confirm_channel: Any = None
         self.declared: dict[str, float] = {}
+        self.returned: list[str] = []  # basic.return of the confirm channel's last publish (see send.publish)
         self.producer: Any = None  # kombu Producer of self.channel (virtual transports), built once
         self.reconnects = 0
         self._heartbeat_stop = threading.Event()

@@ -171,6 +171,12 @@ class StompTransport(Transport):
             return Route.AROUND
         return Route.DECLARE
 
+    def _classic_on_rabbitmq(self, destination: Destination) -> bool:
+        """Whether ``destination`` is a RabbitMQ classic queue, which lives on one node of a cluster."""
+        if self.dialect is not Dialect.RABBITMQ:
+            return False
+        return queue_headers(destination, self.settings, self.dialect).get("x-queue-type", "classic") == "classic"
+
     def _declare_elsewhere(self, destination: Destination) -> None:
         """Declare on a short-lived connection; record the outcome in the route book. Raises its refusal."""
         headers = queue_headers(destination, self.settings, self.dialect)
@@ -202,12 +208,19 @@ class StompTransport(Transport):
         Raises:
             SendNotConfirmedError: no receipt within ``confirm_timeout``, or the connection broke first.
             BrokerRefusedError: the broker answered with an ERROR frame (e.g. inequivalent arguments).
-            BrokerUnavailableError: no connection could be made within ``connect_timeout``.
+            BrokerUnavailableError: no connection could be made within ``connect_timeout``, or
+                (RabbitMQ cluster) the queue's home node is down: nothing was stored.
             LocalProtocolError: an envelope header is reserved by STOMP (e.g. ``destination``).
         """
         self._link.check()
         self._link.connection()
         target = self._target(destination)
+        if confirm and target.declare and self._classic_on_rabbitmq(destination):
+            # RabbitMQ's adapter declares a queue only on a connection's first frame for it; a
+            # later SEND to a classic queue whose home node (in a cluster) is down is dropped,
+            # and receipted all the same. A declare on a connection of its own is refused with
+            # "home node ... is down" instead, so a confirmed send is never a silent loss.
+            self._declare_elsewhere(destination)
         headers = send_headers(
             destination,
             envelope,

@@ -14,11 +14,18 @@ import stomp
 import stomp.exception
 import stomp.protocol
 
-from tdm_messaging.errors import BrokerRefusedError, BrokerUnavailableError, SendNotConfirmedError, TransportError
-from tdm_messaging.transport.stomp.frames import PROBE_HEADER, explain_refusal, is_late_delivery
+from tdm_messaging.errors import BrokerUnavailableError, SendNotConfirmedError, TransportError
+from tdm_messaging.transport.stomp.frames import PROBE_HEADER, is_late_delivery
 from tdm_messaging.transport.stomp.passcode import install_passcode_filter
 from tdm_messaging.transport.stomp.settings import StompSettings
-from tdm_messaging.transport.stomp.translate import DRIVER_ERRORS, HINT, cannot_connect, unavailable
+from tdm_messaging.transport.stomp.translate import (
+    DRIVER_ERRORS,
+    HINT,
+    ErrorFrame,
+    cannot_connect,
+    error_frame,
+    unavailable,
+)
 
 __all__ = ["LinkEvents", "Listener", "connect", "declare_elsewhere", "disconnect", "drop", "tls_problem", "write_frame"]
 
@@ -32,8 +39,8 @@ class LinkEvents(Protocol):
     def on_message(self, generation: int, headers: dict[str, str], body: bytes | str) -> None: ...
     def on_receipt(self, receipt_id: str, error: TransportError | None) -> None: ...
     def on_late_delivery(self, generation: int, details: str) -> None: ...
-    def on_error(self, generation: int, receipt_id: str, error: BrokerRefusedError, text: str) -> None: ...
-    def on_lost(self, generation: int, refusal: BrokerRefusedError | None, *, quiet: bool = False) -> None: ...
+    def on_error(self, generation: int, receipt_id: str, error: ErrorFrame, text: str) -> None: ...
+    def on_lost(self, generation: int, refusal: ErrorFrame | None, *, quiet: bool = False) -> None: ...
 
 
 class Listener:
@@ -52,7 +59,7 @@ class Listener:
         self.answered = threading.Event()  # a RECEIPT or an ERROR came (short-lived connections)
         self.closed = threading.Event()  # the socket closed (the broker's answer to DISCONNECT)
         self.server = ""
-        self.refusal: BrokerRefusedError | None = None
+        self.refusal: ErrorFrame | None = None
         self.receipted = False
 
     def on_connected(self, frame: Any) -> None:
@@ -78,7 +85,7 @@ class Listener:
             if self._link is not None:
                 self._link.on_late_delivery(self.generation, body)
             return
-        error = BrokerRefusedError(explain_refusal(message, body, self._settings))
+        error = error_frame(message, body, self._settings)
         self.refusal = error
         self.connected.set()  # wake a connect() waiting for CONNECTED: it checks refusal
         self.answered.set()

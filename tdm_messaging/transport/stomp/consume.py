@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Sequence
 
 from tdm_messaging.destinations import Destination
-from tdm_messaging.errors import BrokerRefusedError, TransportError
+from tdm_messaging.errors import BrokerRefusedError, BrokerUnavailableError, TransportError
 from tdm_messaging.transport.base import Delivery, Handler
 from tdm_messaging.transport.stomp.dialect import Dialect, to_wire_name
 from tdm_messaging.transport.stomp.frames import (
@@ -62,7 +62,7 @@ def consume_queues(
                 if item.generation == link.generation:
                     link.recover(stop)
                 continue
-            if isinstance(item, BrokerRefusedError):
+            if isinstance(item, (BrokerRefusedError, BrokerUnavailableError)):  # an ERROR frame
                 raise item
             try:
                 _deliver(link, item, subs, handler)

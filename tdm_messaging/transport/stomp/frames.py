@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from functools import lru_cache
 from types import MappingProxyType
@@ -252,7 +253,7 @@ def explain_refusal(message: str, details: str, settings: StompSettings) -> str:
             "; the queue exists with other arguments (RabbitMQ queue arguments never change): declare it "
             "the same way everywhere, or delete it (rabbitmqctl delete_queue NAME) and let it be declared again"
         )
-    elif "access" in text.lower() or "login" in text.lower() or "credentials" in text.lower():
+    elif re.search(r"(?<![a-z])access|login|credentials", text.lower()):  # not "inaccessible"
         hint = "; check the user name, password and ?vhost= (RabbitMQ's default virtual host is '/')"
     elif "not a valid queue destination" in text:
         hint = "; RabbitMQ refuses '/' inside queue names: use ?dialect=rabbitmq so names are percent-encoded"

@@ -24,7 +24,7 @@ from tdm_messaging.transport.stomp.connector import Listener, connect, disconnec
 from tdm_messaging.transport.stomp.dialect import Dialect
 from tdm_messaging.transport.stomp.routes import RouteBook, queue_of_refusal
 from tdm_messaging.transport.stomp.settings import StompSettings
-from tdm_messaging.transport.stomp.translate import DRIVER_ERRORS, unavailable
+from tdm_messaging.transport.stomp.translate import DRIVER_ERRORS, ErrorFrame, unavailable
 
 __all__ = ["Frame", "Item", "Lost", "Receipt", "StompLink", "Subscription", "ack_id"]
 
@@ -47,7 +47,7 @@ class Lost:
     generation: int
 
 
-Item = Frame | Lost | BrokerRefusedError
+Item = Frame | Lost | ErrorFrame
 """What a subscription's inbox holds."""
 
 
@@ -106,7 +106,7 @@ class StompLink:
         self.inboxes: dict[str, queue.Queue[Item]] = {}
         self.consumers: dict[str, Subscription] = {}
         self.receipts: dict[str, Receipt] = {}
-        self.pending_error: BrokerRefusedError | None = None
+        self.pending_error: ErrorFrame | None = None
         self.stuck = 0
         self.late = 0  # deliveries RabbitMQ pushed to a cancelled subscription, ever (never reset)
         self.held: set[str] = set()  # reads whose transactions are open on this connection
@@ -254,7 +254,7 @@ class StompLink:
             pending.error = error
             pending.event.set()
 
-    def on_error(self, generation: int, receipt_id: str, error: BrokerRefusedError, text: str) -> None:
+    def on_error(self, generation: int, receipt_id: str, error: ErrorFrame, text: str) -> None:
         """An ERROR frame: to the frame that asked for a receipt, else to every inbox, else to the next call."""
         with self.lock:
             if generation != self.generation:
@@ -271,7 +271,7 @@ class StompLink:
             else:
                 self.pending_error = error
 
-    def on_lost(self, generation: int, refusal: BrokerRefusedError | None, *, quiet: bool = False) -> None:
+    def on_lost(self, generation: int, refusal: ErrorFrame | None, *, quiet: bool = False) -> None:
         """Connection ``generation`` is gone: fail its receipts, tell its inboxes."""
         with self.lock:
             if generation != self.generation or not self.connected:

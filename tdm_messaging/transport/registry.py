@@ -88,7 +88,12 @@ def open_transport(url: str) -> Transport:
 
 
 def _redact(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (URLs end up in error messages and logs)."""
+    """``url`` with any password replaced by ``***`` (URLs end up in error messages and logs).
+
+    Each URL of a failover list (``amqp://...;amqp://...``) is redacted.
+    """
+    if ";" in url:
+        return ";".join(_redact(part) for part in url.split(";"))
     parts = urlsplit(url)
     if parts.password is None:
         return url

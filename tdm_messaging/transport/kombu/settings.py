@@ -144,7 +144,9 @@ class KombuSettings:
 
     Attributes:
         url: the URL handed to kombu, with this library's own query parameters removed.
-        display_url: the URL as given, password replaced by ``***`` (for messages and logs).
+        hosts: AMQP: one such URL per node of ``amqp://h1//;amqp://h2//`` (failover, in order);
+            every other scheme: ``(url,)``.
+        display_url: the URL as given, every password replaced by ``***`` (for messages and logs).
         backend: which broker kind the scheme names.
         reply_ttl: seconds; AMQP reply queues are declared with ``x-expires`` = ``reply_ttl * 1000``;
             elsewhere replies are stamped to expire after it (lazy expiry).
@@ -165,6 +167,7 @@ class KombuSettings:
     url: str
     display_url: str
     backend: Backend
+    hosts: tuple[str, ...] = ()
     reply_ttl: float = DEFAULT_REPLY_TTL
     quorum: bool = False
     confirm_timeout: float = 10.0
@@ -196,7 +199,14 @@ _FALSE = {"0", "false", "no", "off"}
 
 
 def redact(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (URLs end up in messages and logs)."""
+    """``url`` with any password replaced by ``***`` (URLs end up in messages and logs).
+
+    A failover list (``amqp://u:p@h1//;amqp://u:p@h2//``) has each of its URLs redacted.
+    """
+    return ";".join(_redact_one(part) for part in url.split(";"))
+
+
+def _redact_one(url: str) -> str:
     try:
         parts = urlsplit(url)
         password = parts.password
@@ -223,6 +233,8 @@ def parse_kombu_url(url: str) -> KombuSettings:
     """
     if not isinstance(url, str) or "://" not in url:
         raise ConfigurationError(f"broker URL {url!r} has no scheme; expected e.g. 'amqp://host:5672//'")
+    if ";" in url:
+        return _parse_failover(url)
     display = redact(url)
     scheme = url.split("://", 1)[0].lower()
     backend = _SCHEME_BACKEND.get(scheme)
@@ -263,7 +275,50 @@ def parse_kombu_url(url: str) -> KombuSettings:
             values["tls"] = _amqp_tls(dict(kept), display)
         kept = []
     kombu_url = base + ("?" + urlencode(kept) if kept else "")
-    return KombuSettings(url=kombu_url, display_url=display, backend=backend, **values)  # type: ignore[arg-type]
+    return KombuSettings(
+        url=kombu_url,
+        display_url=display,
+        backend=backend,
+        hosts=(kombu_url,),
+        **values,  # type: ignore[arg-type]
+    )
+
+
+def _parse_failover(url: str) -> KombuSettings:
+    """``amqp://h1//;amqp://h2//?params``: the nodes of one RabbitMQ cluster, tried in turn.
+
+    This library's parameters may follow any of the URLs and hold for all of them (given
+    twice, they must agree); the scheme must be amqp:// (or amqps://) throughout.
+    """
+    display = redact(url)
+    parts = [part for part in url.split(";") if part.strip()]
+    each = [parse_kombu_url(part.strip()) for part in parts]
+    first = each[0]
+    if any(s.backend is not Backend.AMQP for s in each) or len({s.tls is None for s in each}) > 1:
+        raise ConfigurationError(
+            f"{display}: a list of broker URLs (separated by ';') is a failover list of RabbitMQ nodes: give "
+            "amqp:// URLs only (or amqps:// only), e.g. 'amqp://h1:5672//;amqp://h2:5672//'"
+        )
+    options: dict[str, object] = {}
+    for settings, part in zip(each, parts, strict=True):
+        given = {name for name, _ in parse_qsl(part.partition("?")[2], keep_blank_values=True)}
+        for name in given - set(_PASSTHROUGH) - {"dialect"}:
+            value = getattr(settings, name)
+            if name in options and options[name] != value:
+                raise ConfigurationError(
+                    f"{display}: {name} is given twice with different values; give it once (it holds for every host)"
+                )
+            options[name] = value
+        if given & _PASSTHROUGH:
+            options["tls"] = settings.tls
+    hosts = tuple(s.url for s in each)
+    return KombuSettings(
+        url=";".join(hosts),
+        display_url=display,
+        backend=Backend.AMQP,
+        hosts=hosts,
+        **{**{"tls": first.tls}, **options},  # type: ignore[arg-type]
+    )
 
 
 def _amqp_tls(params: dict[str, str], display: str) -> AmqpTls:

@@ -181,7 +181,7 @@ class StompTransport(Transport):
         """Declare on a short-lived connection; record the outcome in the route book. Raises its refusal."""
         headers = queue_headers(destination, self.settings, self.dialect)
         try:
-            declare_elsewhere(self.settings, to_wire_name(destination, self.dialect), headers)
+            declare_elsewhere(self._link.settings, to_wire_name(destination, self.dialect), headers)
         except BrokerRefusedError as exc:
             if queue_of_refusal(str(exc)) == destination.name:
                 with self._link.lock:

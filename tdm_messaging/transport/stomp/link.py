@@ -95,7 +95,9 @@ class StompLink:
     """
 
     def __init__(self, settings: StompSettings) -> None:
-        self.settings = settings
+        self.base = settings  # as parsed: every node of a failover list
+        self.settings = settings  # for the node in use (``base.on(node)``)
+        self.node = 0
         self.lock = threading.RLock()
         self.conn: Any = None
         self.generation = 0
@@ -119,9 +121,22 @@ class StompLink:
         Raises:
             BrokerUnavailableError, BrokerRefusedError, ConfigurationError: as :class:`StompTransport`.
         """
-        self.generation += 1
-        listener = Listener(self.settings, self, self.generation)
-        conn = connect(self.settings, listener)
+        nodes = len(self.base.nodes)
+        for step in range(nodes):
+            # A failover list: from the node in use (or the next, after a loss) on, in turn.
+            settings = self.base.on(self.node + step) if nodes > 1 else self.base
+            self.generation += 1
+            listener = Listener(settings, self, self.generation)
+            try:
+                conn = connect(settings, listener)
+            except BrokerUnavailableError as exc:
+                if step == nodes - 1:
+                    raise
+                log.warning("%s; trying the next node", exc)
+                continue
+            self.node = (self.node + step) % nodes
+            self.settings = settings
+            break
         self.server = listener.server
         if self.dialect is None:
             self.dialect = self._detect(listener.server)
@@ -277,6 +292,7 @@ class StompLink:
             if generation != self.generation or not self.connected:
                 return
             self.connected = False
+            self.node += 1  # a failover list: the next connection tries the next node first
             receipts, self.receipts = self.receipts, {}
             if receipts and refusal is not None and self.pending_error is refusal:
                 self.pending_error = None  # the callers waiting for receipts report it

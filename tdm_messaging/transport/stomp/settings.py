@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from tdm_messaging.errors import ConfigurationError
@@ -31,7 +31,10 @@ class StompSettings:
     """Everything the STOMP backend needs to know, as one frozen value.
 
     Attributes:
-        host, port: the broker's STOMP listener (default port 61613).
+        host, port: the broker's STOMP listener (default port 61613); with ``failover``, the one
+            in use (see :meth:`on`).
+        failover: the other nodes of a cluster, ``stomp://h1:p1,h2:p2,h3:p3/``: a lost connection
+            is re-opened on the next node in turn.
         username, password: credentials; the password never appears in ``repr`` or logs.
         dialect: ``Dialect.RABBITMQ`` or ``Dialect.ACTIVEMQ``; ``None`` means detect it from
             the CONNECTED frame's ``server`` header.
@@ -51,6 +54,7 @@ class StompSettings:
 
     host: str = "127.0.0.1"
     port: int = 61613
+    failover: tuple[tuple[str, int], ...] = ()
     username: str | None = None
     password: str | None = None
     dialect: Dialect | None = None
@@ -80,6 +84,18 @@ class StompSettings:
     def address(self) -> str:
         """``host:port``, for messages."""
         return f"{self.host}:{self.port}"
+
+    @property
+    def nodes(self) -> tuple[tuple[str, int], ...]:
+        """Every ``(host, port)`` to try, in order: ``host:port`` first, then ``failover``."""
+        return ((self.host, self.port), *self.failover)
+
+    def on(self, index: int) -> StompSettings:
+        """These settings for node ``index`` of :attr:`nodes` (the others become its ``failover``)."""
+        nodes = self.nodes
+        host, port = nodes[index % len(nodes)]
+        others = nodes[index % len(nodes) + 1 :] + nodes[: index % len(nodes)]
+        return replace(self, host=host, port=port, failover=others)
 
 
 def _positive_int(name: str, raw: str) -> int:
@@ -152,6 +168,9 @@ _TLS_ONLY = {"ca_file", "cert_file", "key_file", "verify"}
 def parse_stomp_url(url: str) -> StompSettings:
     """Parse ``stomp://user:pass@host:port/?param=value&...`` (or ``stomp+ssl://``).
 
+    Nodes of a cluster are listed with commas, ``stomp://user:pass@h1:61613,h2:61613/?...``:
+    one user, one set of parameters; a lost connection is re-opened on the next node.
+
     Query parameters: ``dialect`` (rabbitmq|activemq), ``vhost``, ``heartbeat_ms``,
     ``reply_ttl`` (seconds), ``reply_expiry`` (arguments|policy), ``quorum``, ``ca_file``,
     ``cert_file``, ``key_file``, ``verify`` (TLS only), ``connect_timeout``,
@@ -164,6 +183,7 @@ def parse_stomp_url(url: str) -> StompSettings:
         ConfigurationError: wrong scheme, bad port, an unknown or malformed parameter
             (the message lists the valid ones), or a TLS option on a plain ``stomp://`` URL.
     """
+    url, failover = _split_failover(url)
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -193,11 +213,38 @@ def parse_stomp_url(url: str) -> StompSettings:
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password is not None else None,
         tls=scheme == "stomp+ssl",
+        failover=failover,
         **values,  # type: ignore[arg-type]
     )
     if settings.reply_ttl == 0:
         raise ConfigurationError("URL parameter reply_ttl=0: a reply queue needs a time to live of 1 s or more")
     return settings
+
+
+def _split_failover(url: str) -> tuple[str, tuple[tuple[str, int], ...]]:
+    """``stomp://u:p@h1:p1,h2:p2/?q`` -> (``stomp://u:p@h1:p1/?q``, ((h2, p2),)); a one-host URL as it is."""
+    scheme, sep, rest = url.partition("://")
+    netloc_end = min((i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    netloc, tail = rest[:netloc_end], rest[netloc_end:]
+    userinfo, at, hostlist = netloc.rpartition("@")
+    if not sep or "," not in hostlist:
+        return url, ()
+    nodes: list[tuple[str, int]] = []
+    for item in hostlist.split(","):
+        try:
+            parts = urlsplit(f"stomp://{item.strip()}")
+            port = parts.port
+        except ValueError as exc:
+            raise ConfigurationError(f"bad host {item!r} in STOMP URL {redact_url(url)}: {exc}") from None
+        if not parts.hostname or parts.path or parts.query:
+            raise ConfigurationError(
+                f"bad host {item!r} in STOMP URL {redact_url(url)}: give the nodes as host:port, separated by "
+                "commas, e.g. stomp://user:password@mq1:61613,mq2:61613/?dialect=rabbitmq"
+            )
+        nodes.append((parts.hostname, port if port is not None else 61613))
+    first_host, first_port = nodes[0]
+    host = f"[{first_host}]" if ":" in first_host else first_host
+    return f"{scheme}://{userinfo}{at}{host}:{first_port}{tail}", tuple(nodes[1:])
 
 
 def redact_url(url: str) -> str:

@@ -10,12 +10,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tdm_messaging.destinations import Destination, DestinationKind
+from tdm_messaging.destinations import Destination, DestinationKind, reply_queue
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.errors import ConfigurationError
 from tdm_messaging.transport.kombu.backend import KombuTransport
+from tdm_messaging.transport.kombu.queues import queue_arguments
 from tdm_messaging.transport.kombu.settings import parse_kombu_url, redact
 from tdm_messaging.transport.stomp.backend import StompTransport
+from tdm_messaging.transport.stomp.dialect import Dialect
+from tdm_messaging.transport.stomp.frames import queue_headers
 from tdm_messaging.transport.stomp.settings import parse_stomp_url, redact_url
 from tests.conftest import broker_url
 
@@ -115,3 +118,37 @@ def test_a_dead_first_stomp_node_is_skipped_when_opening() -> None:
         with t.read(queue) as batch:
             assert [e.body for e in batch.envelopes] == [b"via the second node"]
             batch.ack()
+
+
+def test_a_list_of_nodes_makes_permanent_queues_quorum_unless_told_otherwise() -> None:
+    assert parse_kombu_url("amqp://h1//;amqp://h2//").quorum
+    assert not parse_kombu_url("amqp://h1//;amqp://h2//?quorum=false").quorum
+    assert not parse_kombu_url("amqp://h1//").quorum  # one node: classic, as before (seed peers declare plainly)
+    assert parse_stomp_url("stomp://h1:1,h2:2/").quorum
+    assert not parse_stomp_url("stomp://h1:1,h2:2/?quorum=false").quorum
+    assert not parse_stomp_url("stomp://h1:1/").quorum
+
+
+def test_reply_queue_type_decides_the_reply_queues_arguments_on_both_wings() -> None:
+    reply = reply_queue("5")
+    quorum = parse_kombu_url("amqp://h//?reply_queue_type=quorum&reply_ttl=60")
+    assert queue_arguments(quorum, reply) == {"x-expires": 60000, "x-queue-type": "quorum"}
+    assert queue_arguments(parse_kombu_url("amqp://h//?reply_ttl=60"), reply) == {"x-expires": 60000}
+    stomp = parse_stomp_url("stomp://h/?dialect=rabbitmq&reply_queue_type=QUORUM&reply_ttl=60")
+    headers = queue_headers(reply, stomp, Dialect.RABBITMQ)
+    assert headers["x-queue-type"] == "quorum" and headers["x-expires"] == "60000"
+    assert "x-queue-type" not in queue_headers(reply, parse_stomp_url("stomp://h/"), Dialect.RABBITMQ)
+
+
+@pytest.mark.parametrize(
+    "parse", [parse_kombu_url, lambda url: parse_stomp_url(url.replace("amqp://h//", "stomp://h/"))]
+)
+def test_a_bad_reply_queue_type_is_named(parse: object) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        parse("amqp://h//?reply_queue_type=stream")  # type: ignore[operator]
+    assert "reply_queue_type='stream'" in str(info.value) and "quorum" in str(info.value)
+
+
+def test_reply_queue_type_quorum_needs_rabbitmq() -> None:
+    with pytest.raises(ConfigurationError, match="needs RabbitMQ"):
+        parse_kombu_url("redis://h:6379/0?reply_queue_type=quorum")

@@ -150,7 +150,11 @@ class KombuSettings:
         backend: which broker kind the scheme names.
         reply_ttl: seconds; AMQP reply queues are declared with ``x-expires`` = ``reply_ttl * 1000``;
             elsewhere replies are stamped to expire after it (lazy expiry).
-        quorum: declare permanent and dead-letter queues as RabbitMQ quorum queues.
+        quorum: declare permanent and dead-letter queues as RabbitMQ quorum queues; on by
+            default when the URL lists several nodes (a cluster), off otherwise.
+        reply_queue_type: ``"classic"`` (the default) or ``"quorum"``: the RabbitMQ type of reply
+            queues. A quorum reply queue survives the loss of a node, at the cost of a Raft group
+            per docset (see docs/brokers.md, running on a cluster).
         confirm_timeout: seconds to wait for a publisher confirm before
             :class:`~tdm_messaging.errors.SendNotConfirmedError`; on AMQP also the most any
             other wait for the broker's answer lasts (queue declare, basic_get, channel
@@ -170,6 +174,7 @@ class KombuSettings:
     hosts: tuple[str, ...] = ()
     reply_ttl: float = DEFAULT_REPLY_TTL
     quorum: bool = False
+    reply_queue_type: str = "classic"
     confirm_timeout: float = 10.0
     heartbeat: float = 60.0
     connect_timeout: float = 5.0
@@ -192,7 +197,11 @@ _FLOATS = {
     "retry_max": (0.001, "most seconds between reconnect attempts, e.g. retry_max=10"),
 }
 _BOOLS = {"quorum": "declare permanent queues as RabbitMQ quorum queues: quorum=true|false"}
-_OTHER = {"dialect": "only 'plain' (logical names as they are) for kombu URLs"}
+_OTHER = {
+    "dialect": "only 'plain' (logical names as they are) for kombu URLs",
+    "reply_queue_type": "the RabbitMQ type of reply queues: reply_queue_type=classic|quorum",
+}
+_QUEUE_TYPES = ("classic", "quorum")
 _VALID = sorted([*_FLOATS, *_BOOLS, *_OTHER, *_PASSTHROUGH])
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -220,8 +229,10 @@ def _redact_one(url: str) -> str:
 def parse_kombu_url(url: str) -> KombuSettings:
     """Parse a kombu broker URL and this library's query parameters into settings.
 
-    Accepted schemes: ``amqp``, ``amqps``, ``redis``, ``rediss``, ``sqla+sqlite``, ``memory``.
-    Our parameters (``reply_ttl``, ``quorum``, ``confirm_timeout``, ``heartbeat``,
+    Accepted schemes: ``amqp``, ``amqps``, ``redis``, ``rediss``, ``sqla+sqlite``, ``memory``;
+    ``amqp://h1//;amqp://h2//?...`` lists the nodes of a RabbitMQ cluster (failover, and
+    ``quorum`` on unless ``quorum=false``). Our parameters (``reply_ttl``, ``quorum``,
+    ``reply_queue_type``, ``confirm_timeout``, ``heartbeat``,
     ``connect_timeout``, ``poll_interval``, ``retry_max``, ``dialect=plain``) are removed
     before the URL goes to kombu. TLS parameters (``ssl_ca_certs``, ``ssl_certfile``,
     ``ssl_keyfile``, ``ssl_cert_reqs=required|optional|none``) stay in a ``rediss://`` URL
@@ -253,6 +264,10 @@ def parse_kombu_url(url: str) -> KombuSettings:
             values[name] = _parse_float(name, raw, display)
         elif name in _BOOLS:
             values[name] = _parse_bool(name, raw, display)
+        elif name == "reply_queue_type":
+            if raw.lower() not in _QUEUE_TYPES:
+                raise ConfigurationError(f"{display}: reply_queue_type={raw!r} is not valid; {_OTHER[name]}")
+            values[name] = raw.lower()
         elif name == "dialect":
             if raw.lower() != "plain":
                 raise ConfigurationError(
@@ -265,6 +280,8 @@ def parse_kombu_url(url: str) -> KombuSettings:
             )
     if values.get("quorum") and backend is not Backend.AMQP:
         raise ConfigurationError(f"{display}: quorum=true needs RabbitMQ (amqp:// or amqps://)")
+    if values.get("reply_queue_type", "classic") != "classic" and backend is not Backend.AMQP:
+        raise ConfigurationError(f"{display}: reply_queue_type=quorum needs RabbitMQ (amqp:// or amqps://)")
     if backend is Backend.AMQP:
         if kept and scheme != "amqps":
             raise ConfigurationError(
@@ -312,6 +329,8 @@ def _parse_failover(url: str) -> KombuSettings:
         if given & _PASSTHROUGH:
             options["tls"] = settings.tls
     hosts = tuple(s.url for s in each)
+    # Several nodes: a cluster, where a classic queue lives on one node and is gone with it.
+    options.setdefault("quorum", True)
     return KombuSettings(
         url=";".join(hosts),
         display_url=display,

@@ -152,7 +152,7 @@ def _precondition_failed(exc: amqp.exceptions.PreconditionFailed, what: str, url
     return Translation(
         BrokerRefusedError(
             f"{what} on {url}: {exc}; a queue of that name exists with other arguments (queue arguments are "
-            "immutable): check reply_ttl/quorum match every peer, or delete the queue"
+            "immutable): check reply_ttl, quorum and reply_queue_type match every peer, or delete the queue"
         ),
         Breaks.CHANNEL,
     )

@@ -84,7 +84,8 @@ def queue_headers(destination: Destination, settings: StompSettings, dialect: Di
     arguments, so they depend only on the destination's kind and the settings:
     durable, non-exclusive, not auto-deleted; reply queues get ``x-expires``
     (``reply_ttl`` in ms) unless ``reply_expiry=policy``; permanent and dead-letter
-    queues get ``x-queue-type: quorum`` when ``quorum`` is set (as the kombu backend declares them).
+    queues get ``x-queue-type: quorum`` when ``quorum`` is set (as the kombu backend declares them),
+    reply queues when ``reply_queue_type`` is ``quorum``.
     ActiveMQ takes no such headers.
     """
     if dialect is not Dialect.RABBITMQ:
@@ -93,6 +94,8 @@ def queue_headers(destination: Destination, settings: StompSettings, dialect: Di
     if destination.kind is DestinationKind.REPLY and settings.reply_expiry is ReplyExpiry.ARGUMENTS:
         headers["x-expires"] = str(settings.reply_ttl * 1000)
     if destination.kind is not DestinationKind.REPLY and settings.quorum:
+        headers["x-queue-type"] = "quorum"
+    if destination.kind is DestinationKind.REPLY and settings.reply_queue_type == "quorum":
         headers["x-queue-type"] = "quorum"
     return headers
 

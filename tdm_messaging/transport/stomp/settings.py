@@ -42,7 +42,10 @@ class StompSettings:
         heartbeat_ms: STOMP heart-beat interval both ways, 0 to turn heart-beats off.
         reply_ttl: seconds a reply queue (RabbitMQ) or reply message (ActiveMQ) lives unused.
         reply_expiry: RabbitMQ only: queue arguments or a broker policy (see :class:`ReplyExpiry`).
-        quorum: RabbitMQ only: declare permanent queues as quorum queues.
+        quorum: RabbitMQ only: declare permanent queues as quorum queues; on by default when
+            the URL lists several nodes (a cluster), off otherwise.
+        reply_queue_type: RabbitMQ only: ``"classic"`` (the default) or ``"quorum"`` reply queues
+            (a quorum reply queue survives the loss of a node; a Raft group per docset).
         tls: set by the ``stomp+ssl`` scheme.
         ca_file, cert_file, key_file: TLS files (PEM); the system CAs when ``ca_file`` is unset.
         verify: check the broker's TLS certificate and host name (on unless turned off).
@@ -63,6 +66,7 @@ class StompSettings:
     reply_ttl: int = DEFAULT_REPLY_TTL
     reply_expiry: ReplyExpiry = ReplyExpiry.ARGUMENTS
     quorum: bool = False
+    reply_queue_type: str = "classic"
     tls: bool = False
     ca_file: str | None = None
     cert_file: str | None = None
@@ -142,6 +146,12 @@ def _reply_expiry(name: str, raw: str) -> ReplyExpiry:
         raise ConfigurationError(f"URL parameter {name}={raw!r} must be 'arguments' or 'policy'") from None
 
 
+def _queue_type(name: str, raw: str) -> str:
+    if raw.lower() not in {"classic", "quorum"}:
+        raise ConfigurationError(f"URL parameter {name}={raw!r} must be 'classic' or 'quorum'")
+    return raw.lower()
+
+
 def _text(name: str, raw: str) -> str:
     return raw
 
@@ -153,6 +163,7 @@ _PARAMS: dict[str, Callable[[str, str], object]] = {
     "reply_ttl": _positive_int,
     "reply_expiry": _reply_expiry,
     "quorum": _flag,
+    "reply_queue_type": _queue_type,
     "ca_file": _text,
     "cert_file": _text,
     "key_file": _text,
@@ -172,7 +183,8 @@ def parse_stomp_url(url: str) -> StompSettings:
     one user, one set of parameters; a lost connection is re-opened on the next node.
 
     Query parameters: ``dialect`` (rabbitmq|activemq), ``vhost``, ``heartbeat_ms``,
-    ``reply_ttl`` (seconds), ``reply_expiry`` (arguments|policy), ``quorum``, ``ca_file``,
+    ``reply_ttl`` (seconds), ``reply_expiry`` (arguments|policy), ``quorum`` (default: true
+    for a list of nodes), ``reply_queue_type`` (classic|quorum), ``ca_file``,
     ``cert_file``, ``key_file``, ``verify`` (TLS only), ``connect_timeout``,
     ``confirm_timeout``, ``read_timeout``, ``reconnect_max_delay`` (seconds).
 
@@ -207,6 +219,8 @@ def parse_stomp_url(url: str) -> StompSettings:
         if name in _TLS_ONLY and scheme != "stomp+ssl":
             raise ConfigurationError(f"URL parameter {name!r} is a TLS option; use a stomp+ssl:// URL")
         values[name] = parser(name, raw)
+    if failover:
+        values.setdefault("quorum", True)  # several nodes: a cluster, where a classic queue dies with its node
     settings = StompSettings(
         host=parts.hostname or "127.0.0.1",
         port=port if port is not None else 61613,

@@ -43,6 +43,9 @@ def consume_queues(
         headers = queue_headers(destination, link.settings, dialect)
         headers.update(prefetch_headers(dialect, prefetch))
         subs[f"tdm-consume-{uuid.uuid4().hex}"] = Subscription(destination, to_wire_name(destination, dialect), headers)
+    # A handler that raised last time (e.g. its reply could not be stored) left its delivery
+    # held, unacknowledged, on this connection (RabbitMQ): give it back before subscribing again.
+    link.return_stuck()
     with link.lock:
         conn = link.connection()
         for sub_id, sub in subs.items():

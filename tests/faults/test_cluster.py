@@ -134,6 +134,10 @@ def test_a_node_lost_mid_job_loses_no_request(
         worker_t.close()
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     not_stored = sum("did not store" in w or "home node" in w for w in warnings)
+    if fault == "reply-home":
+        # The mid-job Complete was sent while its queue's home was down: refused, so the request
+        # stayed unacknowledged and ran again (before issue 13 it was confirmed, dropped and acked).
+        assert history.runs[first] >= 2, history.summary()
     assert history.lost == [], history.summary()
     assert history.unexpected == [], history.summary()
     assert history.issued, "no request was confirmed at all"

@@ -27,7 +27,17 @@ from tdm_messaging.transport.stomp.translate import (
     unavailable,
 )
 
-__all__ = ["LinkEvents", "Listener", "connect", "declare_elsewhere", "disconnect", "drop", "tls_problem", "write_frame"]
+__all__ = [
+    "LinkEvents",
+    "Listener",
+    "connect",
+    "declare_elsewhere",
+    "disconnect",
+    "drop",
+    "send_elsewhere",
+    "tls_problem",
+    "write_frame",
+]
 
 log = logging.getLogger(__name__)
 install_passcode_filter()
@@ -271,26 +281,41 @@ def declare_elsewhere(settings: StompSettings, wire: str, headers: dict[str, str
         BrokerUnavailableError: no connection could be made.
         SendNotConfirmedError: no receipt within ``confirm_timeout``.
     """
+    probe = {**headers, "expiration": "0", PROBE_HEADER: "1"}
+    probe.pop("prefetch-count", None)
+    send_elsewhere(settings, wire, b"", None, probe, what=f"declaring {wire}")
+
+
+def send_elsewhere(
+    settings: StompSettings, wire: str, body: bytes, content_type: str | None, headers: dict[str, str], *, what: str
+) -> None:
+    """SEND one frame (with a receipt) as the first frame of a short-lived connection, then DISCONNECT.
+
+    On RabbitMQ a connection's first frame for a queue declares it, so a refusal (other
+    arguments; the home node of a classic queue down) comes as an ERROR instead of a silent drop.
+
+    Raises:
+        BrokerRefusedError, BrokerUnavailableError: the broker's ERROR frame (see translate.error_frame),
+            or no connection could be made.
+        SendNotConfirmedError: no receipt within ``confirm_timeout``.
+    """
     listener = Listener(settings, None, 0)
     conn = connect(settings, listener)
     try:
-        receipt = f"tdm-declare-{uuid.uuid4().hex}"
-        probe = {**headers, "expiration": "0", PROBE_HEADER: "1", "receipt": receipt}
-        probe.pop("prefetch-count", None)
+        receipt = f"tdm-once-{uuid.uuid4().hex}"
         try:
-            conn.send(wire, b"", headers=probe)
+            conn.send(wire, body, content_type=content_type, headers={**headers, "receipt": receipt})
         except DRIVER_ERRORS as exc:
-            raise unavailable(f"declaring {wire}", settings.address, exc) from exc
+            raise unavailable(what, settings.address, exc) from exc
         if not listener.answered.wait(settings.confirm_timeout):
             raise SendNotConfirmedError(
-                f"declaring {wire}: no receipt from the STOMP broker at {settings.address} within "
-                f"{settings.confirm_timeout:g} s"
+                f"{what}: no receipt from the STOMP broker at {settings.address} within {settings.confirm_timeout:g} s"
             )
         if listener.refusal is not None:
             raise listener.refusal
         if not listener.receipted:
             raise BrokerUnavailableError(
-                f"declaring {wire}: the connection to the STOMP broker at {settings.address} was lost first"
+                f"{what}: the connection to the STOMP broker at {settings.address} was lost first"
             )
     finally:
         if listener.refusal is None and conn.is_connected():

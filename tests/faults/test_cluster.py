@@ -12,6 +12,7 @@ import pytest
 from examples.harness import unique_namespace
 from tdm_messaging.codec import decode
 from tdm_messaging.destinations import PACKAGE_REQUESTS, reply_queue
+from tdm_messaging.envelope import Envelope
 from tdm_messaging.errors import TransportError
 from tdm_messaging.models import Complete
 from tdm_messaging.server import PackagingClient
@@ -175,10 +176,16 @@ def _final(client: PackagingClient, docset: str, history: History) -> bool:
     return True
 
 
-def _read_replies(transport: Transport, docset: str) -> list:  # type: ignore[type-arg]
-    for _ in range(20):
+def _read_replies(transport: Transport, docset: str) -> list[Envelope]:
+    """The docset's replies, read without taking them; read again while the connection moves to a live node."""
+    got: list[Envelope] = []
+
+    def read() -> bool:
         try:
-            return read_all(transport, reply_queue(docset), ack=False)
+            got[:] = read_all(transport, reply_queue(docset), ack=False)
         except TransportError:
-            time.sleep(0.5)  # the connection moves to a live node: read again
-    return read_all(transport, reply_queue(docset), ack=False)
+            return False
+        return True
+
+    assert became_true(read, within=20, every=0.5), f"the replies of {docset} could not be read"
+    return got

@@ -81,7 +81,9 @@ class StompSettings:
         password = "***" if self.password else None
         return (
             f"StompSettings(host={self.host!r}, port={self.port}, username={self.username!r}, "
-            f"password={password!r}, dialect={self.dialect}, vhost={self.vhost!r}, tls={self.tls})"
+            f"password={password!r}, dialect={self.dialect}, vhost={self.vhost!r}, tls={self.tls}"
+            + (f", failover={[f'{h}:{p}' for h, p in self.failover]}" if self.failover else "")
+            + ")"
         )
 
     @property

@@ -80,6 +80,7 @@ from tdm_messaging.status import DocsetStatus, State, compact, fold
 from tdm_messaging.tracing import SpanKind, SpanStart, TraceContext, Tracer
 from tdm_messaging.transport import Capabilities, Delivery, Transport, open_transport, register_scheme
 from tdm_messaging.transport.stomp.dialect import Dialect
+from tdm_messaging.transport.urls import redact_url
 from tdm_messaging.worker import Job, JobFailed, PackageResult, PackagerWorker
 
 __version__ = "0.1.0"
@@ -167,6 +168,7 @@ __all__ = [
     "http_view",
     "new_request_id",
     "open_transport",
+    "redact_url",
     "register_scheme",
     "render_progress",
     "reply_queue",

@@ -23,6 +23,7 @@ from tdm_messaging.status import DocsetStatus, State
 from tdm_messaging.status_document import status_document
 from tdm_messaging.transport.base import Transport
 from tdm_messaging.transport.registry import open_transport
+from tdm_messaging.transport.urls import redact_url, scrub
 from tdm_messaging.wire_json import describe_validation_error
 from tdm_messaging.wire_text import docset_id_from_url
 
@@ -199,7 +200,7 @@ def _with_client(args: argparse.Namespace, body: Callable[[PackagingClient], int
         sys.stderr.write(f"error: {broker_error_line(exc, url)}\n")
         return EXIT_TROUBLE
     except ConfigurationError as exc:
-        raise ConfigurationError(_scrub(str(exc), url)) from exc
+        raise ConfigurationError(scrub(str(exc), url)) from exc
     return EXIT_OK if code is None else code
 
 
@@ -209,8 +210,8 @@ def broker_error_line(exc: TransportError, url: str) -> str:
     Backends usually say what to check; for a network broker that did not, the usual suspects are
     added. A file or in-process broker has no host, port or credentials to check.
     """
-    message = _scrub(str(exc), url)
-    shown = _redact(url)
+    message = scrub(str(exc), url)
+    shown = redact_url(url)
     # Backends quote the URL they were given, which open_transport gave without namespace=.
     if shown.split("?", 1)[0] not in message:
         message = f"broker {shown}: {message}"
@@ -311,18 +312,3 @@ def _positive_seconds(text: str) -> float:
     if value <= 0:  # a zero interval would poll the broker in a busy loop
         raise argparse.ArgumentTypeError(f"{text!r} must be more than zero seconds")
     return value
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
-
-
-def _scrub(text: str, url: str) -> str:
-    """``text`` without the URL's password, whatever the driver put in its message."""
-    password = urlsplit(url).password
-    if password:
-        text = text.replace(url, _redact(url)).replace(password, "***")
-    return text

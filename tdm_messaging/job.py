@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import TypedDict
 
 from tdm_messaging.clock import Clock
-from tdm_messaging.errors import LocalProtocolError
+from tdm_messaging.errors import LocalProtocolError, TransportError
 from tdm_messaging.models import Accepted, DeleteRequest, Message, PackageRequest, Progress
 
 __all__ = ["Job", "JobFailed", "PackageResult", "ReplyFields", "ReplyReporter", "Reporter", "reply_fields"]
@@ -155,6 +155,8 @@ class ReplyReporter(Reporter):
         self._reply = reply
         self._lock = threading.Lock()  # a handler may report from several threads
         self._accepted_sent = False
+        self.failure: TransportError | None = None
+        """The last reply that could not be sent: the worker tells broker trouble from the job's own."""
 
     @property
     def next_sequence(self) -> int:
@@ -164,7 +166,11 @@ class ReplyReporter(Reporter):
     def send(self, build: Callable[[ReplyFields], Message], *, confirm: bool = False) -> None:
         with self._lock:
             message = build(reply_fields(self._request, self._next_sequence, self._clock))
-            self._reply(message, confirm)
+            try:
+                self._reply(message, confirm)
+            except TransportError as exc:
+                self.failure = exc
+                raise
             self._next_sequence += 1
             if isinstance(message, Accepted):
                 self._accepted_sent = True

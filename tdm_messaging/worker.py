@@ -23,7 +23,10 @@ is dead-lettered once: if its acknowledgement is lost (RabbitMQ closes the conne
 refusal), the redelivered copy is recognised and acknowledged. Before each job the reply queue
 is declared, so such a refusal comes before any work, and a transport that can reach the queue
 as it is (RabbitMQ STOMP) still delivers the replies. Other transport errors leave the request
-unacknowledged for redelivery. The worker carries on.
+unacknowledged for redelivery and spend no attempt: a reply that was not stored (no confirm, or
+returned unroutable because its queue's node in a cluster is down) -- also one the handler sent
+through its reporter -- so the request is never acknowledged without its Complete or Failed
+stored. The worker carries on.
 
 Each attempt of a job is told to the worker's :class:`~tdm_messaging.observe.Observer` (started,
 ended with its outcome and duration), and runs in a span of its :class:`~tdm_messaging.tracing.Tracer`
@@ -303,6 +306,10 @@ class PackagerWorker:
             logger.info("package job for docset %s failed: %s", request.docset_id, reason, extra=fields)
             return JobOutcome.FAILED
         except Exception as exc:
+            if exc is reporter.failure:
+                # A reply could not be sent (broker trouble, e.g. the reply queue's node is down),
+                # not the job's fault: no attempt is spent; the request stays unacknowledged.
+                raise
             return self._retry_or_give_up(request, envelope, source, attempt, exc, reporter)
         reporter.ensure_accepted()
         reporter.send(

@@ -18,7 +18,8 @@ PINNED = {
     "Requested",
     "SendNotConfirmedError", "State", "TEXT_CONTENT_TYPE", "Transport", "TransportClosedError", "TransportError",
     "UnknownMessageTypeError", "UnsupportedVersionError", "__version__", "compact", "decode", "encode", "fold",
-    "guess_content_type", "http_view", "new_request_id", "open_transport", "register_scheme", "reply_queue",
+    "guess_content_type", "http_view", "new_request_id", "open_transport", "redact_url", "register_scheme",
+    "reply_queue",
     "validate_docset_id",
     # observing: events and observers (metrics, health), tracing, structured logs
     "DeadLettered", "DeleteRequested", "Event", "HealthReport", "JobEnded", "JobKind", "JobOutcome", "JobStarted",

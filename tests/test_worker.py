@@ -12,7 +12,14 @@ import pytest
 from tdm_messaging.codec import JSON_CONTENT_TYPE, TEXT_CONTENT_TYPE, decode, encode
 from tdm_messaging.destinations import DEAD_LETTER, DELETE_REQUESTS, PACKAGE_REQUESTS, reply_queue
 from tdm_messaging.envelope import Envelope
-from tdm_messaging.errors import BrokerRefusedError, ConfigurationError, LocalProtocolError, TransportClosedError
+from tdm_messaging.errors import (
+    BrokerRefusedError,
+    BrokerUnavailableError,
+    ConfigurationError,
+    LocalProtocolError,
+    SendNotConfirmedError,
+    TransportClosedError,
+)
 from tdm_messaging.headers import DEAD_LETTER_QUEUE as DEAD_LETTER_QUEUE_HEADER
 from tdm_messaging.headers import DEAD_LETTER_REASON as DEAD_LETTER_REASON_HEADER
 from tdm_messaging.models import Accepted, Complete, DeleteRequest, Failed, Message, Progress
@@ -499,3 +506,53 @@ def test_rabbitmq_stomp_worker_replies_to_a_queue_declared_with_another_expiry()
             wait_until(lambda: client.status(docset).state is State.COMPLETE, what="the job to complete", timeout=60)
         with ours.read(DEAD_LETTER) as batch:
             assert list(batch.envelopes) == [], "nothing may be dead-lettered"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        SendNotConfirmedError("a message to 'package/x' was returned unroutable: not stored"),
+        BrokerUnavailableError("queue 'package/x' is unavailable while its home node is down"),
+    ],
+)
+def test_a_reply_the_handler_could_not_send_spends_no_attempt_and_the_request_is_redone(error: Exception) -> None:
+    broker = InMemoryBroker()
+    client = PackagingClient(InMemoryTransport(broker))
+    docset = new_docset()
+    attempts: list[int] = []
+
+    def handler(job: Job) -> PackageResult:
+        attempts.append(job.attempt)
+        if len(attempts) == 1:
+            broker.fail_next_send(error)  # the Accepted below is not stored
+        job.accepted(10)
+        return RESULT
+
+    client.request_package(docset, "http://s/api/docsets/x")
+    with running_worker(make_worker(broker, handler, max_attempts=1)):
+        wait_until(final_reply(broker, docset), what="the Complete of the redelivered request", timeout=20)
+    # max_attempts=1: had the failed reply spent the attempt, the request would be Failed and dead-lettered.
+    assert attempts == [1, 1]
+    assert client.status(docset).state is State.COMPLETE
+    assert broker.messages(DEAD_LETTER) == []
+
+
+def test_a_complete_that_was_not_stored_leaves_the_request_unacknowledged_for_redelivery() -> None:
+    broker = InMemoryBroker()
+    client = PackagingClient(InMemoryTransport(broker))
+    docset = new_docset()
+    runs: list[int] = []
+
+    def handler(job: Job) -> PackageResult:
+        runs.append(job.attempt)
+        job.accepted(10)
+        if len(runs) == 1:
+            broker.fail_next_send(SendNotConfirmedError("returned unroutable: not stored"))  # the Complete
+        return RESULT
+
+    client.request_package(docset, "http://s/api/docsets/x")
+    with running_worker(make_worker(broker, handler, max_attempts=1)):
+        wait_until(final_reply(broker, docset), what="the Complete of the redelivered request", timeout=20)
+    assert runs == [1, 1]
+    assert [m.type for m in replies(broker, docset)].count("complete") == 1
+    assert broker.messages(DEAD_LETTER) == [] and idle(broker)()

@@ -37,6 +37,7 @@ from tdm_messaging import (
     WorkerHealth,
     configure_logging,
     open_transport,
+    redact_url,
 )
 
 __all__ = ["PackagerConfig", "build_packager", "build_storage", "main", "make_handlers", "parse_config", "run"]
@@ -311,7 +312,9 @@ def run(
             ) from exc
         listener.start()
         log.info("ops listener on http://%s:%d (/healthz, /readyz, /metrics)", config.metrics_host, listener.port)
-    log.info("packager up: broker %s, API %s, storage %s", _redact(config.broker_url), config.api_base, config.storage)
+    log.info(
+        "packager up: broker %s, API %s, storage %s", redact_url(config.broker_url), config.api_base, config.storage
+    )
     done = threading.Event()
     watcher = threading.Thread(target=_interrupt_on_stop, args=(packager, stop, done), name="stop-watcher", daemon=True)
     watcher.start()
@@ -334,13 +337,6 @@ def _interrupt_on_stop(packager: Packager, stop: threading.Event, done: threadin
         if stop.wait(0.2):
             packager.interrupt()
             return
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:

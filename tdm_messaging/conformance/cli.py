@@ -8,10 +8,10 @@ import math
 import os
 import sys
 from typing import Any
-from urllib.parse import urlsplit
 
 from tdm_messaging.errors import ConfigurationError, TransportError
 from tdm_messaging.transport.base import Transport
+from tdm_messaging.transport.urls import redact_url, scrub
 
 __all__ = ["register"]
 
@@ -79,7 +79,7 @@ def _cmd_conformance(args: argparse.Namespace) -> int:
     url = args.broker or os.environ.get(_BROKER_ENV)
     if not url:
         raise ConfigurationError(f"no broker given: pass --broker URL or set {_BROKER_ENV}")
-    report = Report(args.role, _redact(url))
+    report = Report(args.role, redact_url(url))
     run = _run_packager_role if args.role == "packager" else _run_server_role
     stomp_log = logging.getLogger("stomp.py")
     level = stomp_log.level
@@ -88,7 +88,7 @@ def _cmd_conformance(args: argparse.Namespace) -> int:
     try:
         run(args, url, report)
     except TransportError as exc:
-        raise TransportError(f"broker {_redact(url)}: {_scrub(str(exc), url)}") from exc
+        raise TransportError(f"broker {redact_url(url)}: {scrub(str(exc), url)}") from exc
     finally:
         stomp_log.setLevel(level)
     sys.stdout.write(report.to_json() if args.json else report.render())
@@ -145,13 +145,3 @@ def _seconds(text: str) -> float:
     if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"{text!r} must be a finite number of seconds above zero")
     return value
-
-
-def _redact(url: str) -> str:
-    password = urlsplit(url).password
-    return url.replace(f":{password}@", ":***@", 1) if password else url
-
-
-def _scrub(text: str, url: str) -> str:
-    password = urlsplit(url).password
-    return text.replace(url, _redact(url)).replace(password, "***") if password else text

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from tdm_messaging.errors import ConfigurationError
 from tdm_messaging.transport.base import Transport
 from tdm_messaging.transport.namespace import split_namespace
+from tdm_messaging.transport.urls import redact_url
 
 __all__ = ["SCHEMES", "open_transport", "register_scheme"]
 
@@ -75,7 +76,7 @@ def open_transport(url: str) -> Transport:
     target = SCHEMES.get(scheme)
     if target is None:
         raise ConfigurationError(
-            f"unknown broker URL scheme {scheme!r} in {_redact(url)}; known schemes: " + ", ".join(sorted(SCHEMES))
+            f"unknown broker URL scheme {scheme!r} in {redact_url(url)}; known schemes: " + ", ".join(sorted(SCHEMES))
         )
     module_name, _, class_name = target.partition(":")
     try:
@@ -103,12 +104,3 @@ def _missing_driver(scheme: str, exc: ImportError) -> str:
         f"the {scheme!r} transport needs {packages}, not installed here; "
         f"install with: pip install 'tdm-messaging[{extra}]'"
     )
-
-
-def _redact(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (URLs end up in error messages and logs)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()

@@ -34,7 +34,8 @@ from tdm_messaging.transport.base import Delivery
 from tdm_messaging.transport.expiry import EXPIRES_AT_HEADER
 from tdm_messaging.transport.kombu import backend as kombu_backend
 from tdm_messaging.transport.kombu.backend import KombuTransport
-from tdm_messaging.transport.kombu.settings import AmqpTls, Backend, parse_kombu_url, redact
+from tdm_messaging.transport.kombu.settings import AmqpTls, Backend, parse_kombu_url
+from tdm_messaging.transport.urls import redact_url
 from tests.conftest import broker_url
 from tests.faults.proxy import TcpProxy
 
@@ -225,7 +226,7 @@ def test_bad_settings_are_configuration_errors(url: str, fragment: str) -> None:
 
 @given(st.text(alphabet="abcXYZ019-_.~", min_size=1, max_size=20))
 def test_redact_never_leaks_the_password(password: str) -> None:
-    redacted = redact(f"amqp://user:{password}@host:5672//")
+    redacted = redact_url(f"amqp://user:{password}@host:5672//")
     assert redacted == "amqp://user:***@host:5672//"
 
 

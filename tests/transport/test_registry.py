@@ -9,6 +9,7 @@ import pytest
 from tdm_messaging.errors import ConfigurationError, MessagingError
 from tdm_messaging.transport import registry
 from tdm_messaging.transport.base import Transport
+from tdm_messaging.transport.urls import redact_url
 
 
 def test_unknown_scheme_lists_the_known_ones() -> None:
@@ -47,8 +48,8 @@ def test_registry_errors_share_the_root() -> None:
 
 
 def test_redact() -> None:
-    assert registry._redact("amqp://u:pw@h:5672//") == "amqp://u:***@h:5672//"
-    assert registry._redact("memory://") == "memory://"
+    assert redact_url("amqp://u:pw@h:5672//") == "amqp://u:***@h:5672//"
+    assert redact_url("memory://") == "memory://"
 
 
 def test_sqlite_needs_no_extra() -> None:

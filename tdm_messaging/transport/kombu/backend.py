@@ -121,9 +121,10 @@ class KombuTransport(Transport):
                 SQLite and memory writes are synchronous, so there is nothing more to wait for.
 
         Raises:
-            SendNotConfirmedError: the broker nacked the message, or no confirm came in time.
+            SendNotConfirmedError: the broker nacked the message, returned it unroutable (its
+                queue is gone or, in a cluster, the queue's home node is down), or no confirm came in time.
             BrokerRefusedError: the broker refused the queue declaration.
-            BrokerUnavailableError: the broker could not be reached.
+            BrokerUnavailableError: the broker could not be reached, or the queue's home node is down.
         """
         if self._settings.backend is not Backend.AMQP and destination.kind is DestinationKind.REPLY:
             envelope = stamp_expiry(envelope, now_ms=_now_ms(), ttl_ms=self._settings.reply_ttl_ms)

@@ -47,12 +47,16 @@ def consume_queues(
     """
     link.check_open()
     failures = 0
+    acked = [0]  # deliveries acknowledged so far: progress since the last failure resets the backoff
     while not stop.is_set():
+        acked_before = acked[0]
         try:
-            _session(link, destinations, handler, prefetch=prefetch, stop=stop, declare=declare)
+            _session(link, destinations, handler, prefetch=prefetch, stop=stop, declare=declare, acked=acked)
             return
         except BrokerUnavailableError as exc:
-            failures += 1
+            # A reconnect that works is not progress: a handler that fails on every delivery (its
+            # reply queue's node is down) would otherwise be retried every 0.4 s.
+            failures = 1 if acked[0] > acked_before else failures + 1
             delay = min(link.settings.retry_max, 0.2 * 2 ** min(failures, 10))
             log.warning("consuming from %s: %s; retrying in %.1f s", link.settings.display_url, exc, delay)
             if stop.wait(delay):
@@ -60,7 +64,6 @@ def consume_queues(
             try:
                 with link.driver("reconnecting"):
                     link.reconnect()
-                failures = 0
             except BrokerUnavailableError as again:
                 log.warning("reconnect to %s failed: %s", link.settings.display_url, again)
 
@@ -73,8 +76,12 @@ def _session(
     prefetch: int,
     stop: threading.Event,
     declare: Declare,
+    acked: list[int],
 ) -> None:
-    """Subscribe on the current connection and deliver until ``stop``; raises BrokerUnavailableError when it is lost."""
+    """Subscribe on the current connection and deliver until ``stop``; raises BrokerUnavailableError when it is lost.
+
+    ``acked[0]`` counts the deliveries acknowledged.
+    """
     pending: deque[tuple[Any, Destination]] = deque()
     channels: list[Any] = []
 
@@ -104,6 +111,7 @@ def _session(
             if pending:
                 message, destination = pending.popleft()
                 _deliver(link, message, destination, handler, session_conn)
+                acked[0] += 1
                 continue
             with link.driver("waiting for messages"):
                 link.check_open()

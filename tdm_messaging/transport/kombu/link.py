@@ -16,6 +16,7 @@ from tdm_messaging.errors import ConfigurationError, TransportClosedError
 from tdm_messaging.transport.kombu.memory import MemoryBroker, memory_broker
 from tdm_messaging.transport.kombu.settings import Backend, KombuSettings
 from tdm_messaging.transport.kombu.translate import Breaks, is_refusal, translate
+from tdm_messaging.transport.urls import redact_url
 
 __all__ = ["KombuLink", "quietly"]
 
@@ -51,8 +52,11 @@ class KombuLink:
         self.channel: Any = None
         self.confirm_channel: Any = None
         self.declared: dict[str, float] = {}
+        self.returned: list[str] = []  # basic.return of the confirm channel's last publish (see send.publish)
         self.producer: Any = None  # kombu Producer of self.channel (virtual transports), built once
         self.reconnects = 0
+        self.hosts = settings.hosts or (settings.url,)
+        self.host = 0  # index in hosts of the node connected to, or to try first
         self._heartbeat_stop = threading.Event()
         self._heartbeat_thread: threading.Thread | None = None
 
@@ -85,19 +89,42 @@ class KombuLink:
             "here; install with: pip install 'tdm-messaging[kombu]'"
         )
 
-    def _new_connection(self) -> Any:
+    def _new_connection(self, host: int = 0) -> Any:
         s = self.settings
         if self.memory is not None:
             return kombu.Connection("memory://", transport=self.memory.transport_class)
         heartbeat = s.heartbeat if s.backend is Backend.AMQP else 0
+        url = self.hosts[host]
         if s.tls is not None:
-            return kombu.Connection(
-                s.url, connect_timeout=s.connect_timeout, heartbeat=heartbeat, ssl=s.tls.kombu_ssl()
-            )
-        return kombu.Connection(s.url, connect_timeout=s.connect_timeout, heartbeat=heartbeat)
+            return kombu.Connection(url, connect_timeout=s.connect_timeout, heartbeat=heartbeat, ssl=s.tls.kombu_ssl())
+        return kombu.Connection(url, connect_timeout=s.connect_timeout, heartbeat=heartbeat)
 
     def _connect(self) -> None:
-        conn = self._new_connection()
+        """Connect to the node at ``host``, else each next one of a failover list in turn.
+
+        kombu's own failover (``ensure_connection`` switching hosts) never runs here: one
+        attempt each (see :meth:`_connect_to`), so a dead node costs one refused connect (or
+        ``connect_timeout``), and the error of the last node tried is raised when none answers.
+        """
+        count = len(self.hosts)
+        for step in range(count):
+            index = (self.host + step) % count
+            try:
+                self._connect_to(index)
+            except Exception as exc:
+                if step == count - 1 or not isinstance(exc, self._connection_errors()):
+                    raise
+                log.warning("cannot connect to %s (%s); trying the next node", redact_url(self.hosts[index]), exc)
+                continue
+            self.host = index
+            return
+
+    def _move_on(self) -> None:
+        """The connection was lost: the next connect starts at the next node of a failover list."""
+        self.host = (self.host + 1) % len(self.hosts)
+
+    def _connect_to(self, host: int) -> None:
+        conn = self._new_connection(host)
         try:
             # One attempt: kombu's connect() tries twice with a 2 s pause between, so a broker that
             # does not answer took connect_timeout x 2 + 2 s (measured 8 s for 3 s) before the error
@@ -125,9 +152,10 @@ class KombuLink:
         self.conn = self.channel = self.confirm_channel = None
         if old is not None:
             quietly(old.collect)
+            self._move_on()
         self._connect()
         self.reconnects += 1
-        log.info("reconnected to %s", self.settings.display_url)
+        log.info("reconnected to %s", redact_url(self.hosts[self.host]))
 
     def check_open(self) -> None:
         """Raise :class:`TransportClosedError` once the transport is closed."""
@@ -214,6 +242,7 @@ class KombuLink:
         self.declared.clear()
         if old is not None:
             quietly(old.collect)
+            self._move_on()
 
     # ------------------------------------------------------------------ heart-beats
     def _heartbeat_loop(self) -> None:

@@ -19,6 +19,8 @@ def queue_arguments(settings: KombuSettings, destination: Destination) -> dict[s
     if settings.backend is not Backend.AMQP:
         return {}
     if destination.kind is DestinationKind.REPLY:
+        if settings.reply_queue_type == "quorum":
+            return {"x-expires": settings.reply_ttl_ms, "x-queue-type": "quorum"}
         return {"x-expires": settings.reply_ttl_ms}
     if settings.quorum:
         return {"x-queue-type": "quorum"}

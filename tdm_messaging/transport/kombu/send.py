@@ -27,10 +27,12 @@ def publish(
     """Publish ``envelope`` to the declared queue ``destination`` through the default exchange.
 
     Call with the lock held. ``confirm`` (AMQP only) waits ``confirm_timeout`` for the
-    publisher confirm, on a channel of its own in confirm mode.
+    publisher confirm, on a channel of its own in confirm mode, and publishes ``mandatory``:
+    a message no queue took (the queue is gone, or its home node in a cluster is down) comes
+    back as ``basic.return`` before its confirm, and the confirm alone would say "stored".
 
     Raises:
-        SendNotConfirmedError: the broker nacked the message, or no confirm came in time.
+        SendNotConfirmedError: the broker nacked or returned the message, or no confirm came in time.
     """
     body = envelope.body
     content_type = envelope.content_type
@@ -63,11 +65,19 @@ def publish(
         return
     if link.confirm_channel is None:
         link.confirm_channel = link.conn.channel()
+        link.returned.clear()
+        # Without a handler py-amqp raises the return from inside the wait for the confirm,
+        # leaving that confirm to be taken for the next publish's.
+        link.confirm_channel.events["basic_return"].add(
+            lambda exc, _exchange, routing_key, _message: link.returned.append(f"{routing_key}: {exc}")
+        )
+    link.returned.clear()
     try:
         link.confirm_channel.basic_publish_confirm(
             message,
             exchange="",
             routing_key=destination.name,
+            mandatory=True,
             confirm_timeout=link.settings.confirm_timeout,
         )
     except amqp.exceptions.MessageNacked as exc:
@@ -85,3 +95,13 @@ def publish(
             f"within {link.settings.confirm_timeout:g} s; it may or may not have been stored "
             "(raise confirm_timeout, or check the broker's load)"
         ) from exc
+    if link.returned:
+        # RabbitMQ sends basic.return before the confirm of the same message.
+        why = link.returned[0]
+        link.returned.clear()
+        link.declared.pop(destination.name, None)  # the next send declares it again, and hears why
+        raise SendNotConfirmedError(
+            f"{link.settings.display_url} did not store a message to {destination.name!r}: no queue took it "
+            f"(returned as unroutable, {why}); the queue does not exist, or its home node in a cluster is "
+            "down (quorum queues survive that: see docs/brokers.md)"
+        )

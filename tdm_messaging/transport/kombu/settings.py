@@ -6,11 +6,12 @@ import enum
 import ssl
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode
 
 from tdm_messaging.errors import ConfigurationError
 from tdm_messaging.transport.base import Capabilities
 from tdm_messaging.transport.namespace import NAMESPACE_PARAM
+from tdm_messaging.transport.urls import redact_url
 
 __all__ = [
     "DEFAULT_REPLY_TTL",
@@ -19,7 +20,6 @@ __all__ = [
     "KombuSettings",
     "capabilities_of",
     "parse_kombu_url",
-    "redact",
 ]
 
 DEFAULT_REPLY_TTL = 86400.0
@@ -145,11 +145,17 @@ class KombuSettings:
 
     Attributes:
         url: the URL handed to kombu, with this library's own query parameters removed.
-        display_url: the URL as given, password replaced by ``***`` (for messages and logs).
+        hosts: AMQP: one such URL per node of ``amqp://h1//;amqp://h2//`` (failover, in order);
+            every other scheme: ``(url,)``.
+        display_url: the URL as given, every password replaced by ``***`` (for messages and logs).
         backend: which broker kind the scheme names.
         reply_ttl: seconds; AMQP reply queues are declared with ``x-expires`` = ``reply_ttl * 1000``;
             elsewhere replies are stamped to expire after it (lazy expiry).
-        quorum: declare permanent and dead-letter queues as RabbitMQ quorum queues.
+        quorum: declare permanent and dead-letter queues as RabbitMQ quorum queues; on by
+            default when the URL lists several nodes (a cluster), off otherwise.
+        reply_queue_type: ``"classic"`` (the default) or ``"quorum"``: the RabbitMQ type of reply
+            queues. A quorum reply queue survives the loss of a node, at the cost of a Raft group
+            per docset (see docs/brokers.md, running on a cluster).
         confirm_timeout: seconds to wait for a publisher confirm before
             :class:`~tdm_messaging.errors.SendNotConfirmedError`; on AMQP also the most any
             other wait for the broker's answer lasts (queue declare, basic_get, channel
@@ -166,8 +172,10 @@ class KombuSettings:
     url: str
     display_url: str
     backend: Backend
+    hosts: tuple[str, ...] = ()
     reply_ttl: float = DEFAULT_REPLY_TTL
     quorum: bool = False
+    reply_queue_type: str = "classic"
     confirm_timeout: float = 10.0
     heartbeat: float = 60.0
     connect_timeout: float = 5.0
@@ -190,29 +198,23 @@ _FLOATS = {
     "retry_max": (0.001, "most seconds between reconnect attempts, e.g. retry_max=10"),
 }
 _BOOLS = {"quorum": "declare permanent queues as RabbitMQ quorum queues: quorum=true|false"}
-_OTHER = {"dialect": "only 'plain' (logical names as they are) for kombu URLs"}
+_OTHER = {
+    "dialect": "only 'plain' (logical names as they are) for kombu URLs",
+    "reply_queue_type": "the RabbitMQ type of reply queues: reply_queue_type=classic|quorum",
+}
+_QUEUE_TYPES = ("classic", "quorum")
 _VALID = sorted([*_FLOATS, *_BOOLS, *_OTHER, *_PASSTHROUGH, NAMESPACE_PARAM])  # namespace: see open_transport
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
-def redact(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (URLs end up in messages and logs)."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return url.split("@", 1)[-1] if "@" in url else url
-    if not password:
-        return url
-    return url.replace(f":{password}@", ":***@", 1)
-
-
 def parse_kombu_url(url: str) -> KombuSettings:
     """Parse a kombu broker URL and this library's query parameters into settings.
 
-    Accepted schemes: ``amqp``, ``amqps``, ``redis``, ``rediss``, ``sqla+sqlite``, ``memory``.
-    Our parameters (``reply_ttl``, ``quorum``, ``confirm_timeout``, ``heartbeat``,
+    Accepted schemes: ``amqp``, ``amqps``, ``redis``, ``rediss``, ``sqla+sqlite``, ``memory``;
+    ``amqp://h1//;amqp://h2//?...`` lists the nodes of a RabbitMQ cluster (failover, and
+    ``quorum`` on unless ``quorum=false``). Our parameters (``reply_ttl``, ``quorum``,
+    ``reply_queue_type``, ``confirm_timeout``, ``heartbeat``,
     ``connect_timeout``, ``poll_interval``, ``retry_max``, ``dialect=plain``) are removed
     before the URL goes to kombu. TLS parameters (``ssl_ca_certs``, ``ssl_certfile``,
     ``ssl_keyfile``, ``ssl_cert_reqs=required|optional|none``) stay in a ``rediss://`` URL
@@ -224,7 +226,9 @@ def parse_kombu_url(url: str) -> KombuSettings:
     """
     if not isinstance(url, str) or "://" not in url:
         raise ConfigurationError(f"broker URL {url!r} has no scheme; expected e.g. 'amqp://host:5672//'")
-    display = redact(url)
+    if ";" in url:
+        return _parse_failover(url)
+    display = redact_url(url)
     scheme = url.split("://", 1)[0].lower()
     backend = _SCHEME_BACKEND.get(scheme)
     if backend is None:
@@ -242,6 +246,10 @@ def parse_kombu_url(url: str) -> KombuSettings:
             values[name] = _parse_float(name, raw, display)
         elif name in _BOOLS:
             values[name] = _parse_bool(name, raw, display)
+        elif name == "reply_queue_type":
+            if raw.lower() not in _QUEUE_TYPES:
+                raise ConfigurationError(f"{display}: reply_queue_type={raw!r} is not valid; {_OTHER[name]}")
+            values[name] = raw.lower()
         elif name == "dialect":
             if raw.lower() != "plain":
                 raise ConfigurationError(
@@ -254,6 +262,8 @@ def parse_kombu_url(url: str) -> KombuSettings:
             )
     if values.get("quorum") and backend is not Backend.AMQP:
         raise ConfigurationError(f"{display}: quorum=true needs RabbitMQ (amqp:// or amqps://)")
+    if values.get("reply_queue_type", "classic") != "classic" and backend is not Backend.AMQP:
+        raise ConfigurationError(f"{display}: reply_queue_type=quorum needs RabbitMQ (amqp:// or amqps://)")
     if backend is Backend.AMQP:
         if kept and scheme != "amqps":
             raise ConfigurationError(
@@ -264,7 +274,52 @@ def parse_kombu_url(url: str) -> KombuSettings:
             values["tls"] = _amqp_tls(dict(kept), display)
         kept = []
     kombu_url = base + ("?" + urlencode(kept) if kept else "")
-    return KombuSettings(url=kombu_url, display_url=display, backend=backend, **values)  # type: ignore[arg-type]
+    return KombuSettings(
+        url=kombu_url,
+        display_url=display,
+        backend=backend,
+        hosts=(kombu_url,),
+        **values,  # type: ignore[arg-type]
+    )
+
+
+def _parse_failover(url: str) -> KombuSettings:
+    """``amqp://h1//;amqp://h2//?params``: the nodes of one RabbitMQ cluster, tried in turn.
+
+    This library's parameters may follow any of the URLs and hold for all of them (given
+    twice, they must agree); the scheme must be amqp:// (or amqps://) throughout.
+    """
+    display = redact_url(url)
+    parts = [part for part in url.split(";") if part.strip()]
+    each = [parse_kombu_url(part.strip()) for part in parts]
+    first = each[0]
+    if any(s.backend is not Backend.AMQP for s in each) or len({s.tls is None for s in each}) > 1:
+        raise ConfigurationError(
+            f"{display}: a list of broker URLs (separated by ';') is a failover list of RabbitMQ nodes: give "
+            "amqp:// URLs only (or amqps:// only), e.g. 'amqp://h1:5672//;amqp://h2:5672//'"
+        )
+    options: dict[str, object] = {}
+    for settings, part in zip(each, parts, strict=True):
+        given = {name for name, _ in parse_qsl(part.partition("?")[2], keep_blank_values=True)}
+        for name in given - set(_PASSTHROUGH) - {"dialect"}:
+            value = getattr(settings, name)
+            if name in options and options[name] != value:
+                raise ConfigurationError(
+                    f"{display}: {name} is given twice with different values; give it once (it holds for every host)"
+                )
+            options[name] = value
+        if given & _PASSTHROUGH:
+            options["tls"] = settings.tls
+    hosts = tuple(s.url for s in each)
+    # Several nodes: a cluster, where a classic queue lives on one node and is gone with it.
+    options.setdefault("quorum", True)
+    return KombuSettings(
+        url=";".join(hosts),
+        display_url=display,
+        backend=Backend.AMQP,
+        hosts=hosts,
+        **{**{"tls": first.tls}, **options},  # type: ignore[arg-type]
+    )
 
 
 def _amqp_tls(params: dict[str, str], display: str) -> AmqpTls:

@@ -16,6 +16,7 @@ from tdm_messaging.errors import (
     ConfigurationError,
     TransportError,
 )
+from tdm_messaging.transport.home_node import home_node_down, is_home_node_down
 from tdm_messaging.transport.kombu.settings import KombuSettings
 
 __all__ = ["Breaks", "Translation", "is_refusal", "translate"]
@@ -83,6 +84,9 @@ def translate(
             Breaks.CONNECTION,
         )
     if isinstance(exc, amqp.exceptions.NotFound):
+        if is_home_node_down(str(exc)):
+            log.warning("%s on %s: a queue's home node is down: %s", what, url, exc)
+            return Translation(BrokerUnavailableError(home_node_down(what, url, str(exc))), Breaks.CHANNEL)
         return Translation(BrokerRefusedError(f"{what} on {url}: {exc}"), Breaks.CHANNEL)
     if isinstance(exc, (amqp.exceptions.AccessRefused, amqp.exceptions.NotAllowed)):
         return Translation(
@@ -148,7 +152,7 @@ def _precondition_failed(exc: amqp.exceptions.PreconditionFailed, what: str, url
     return Translation(
         BrokerRefusedError(
             f"{what} on {url}: {exc}; a queue of that name exists with other arguments (queue arguments are "
-            "immutable): check reply_ttl/quorum match every peer, or delete the queue"
+            "immutable): check reply_ttl, quorum and reply_queue_type match every peer, or delete the queue"
         ),
         Breaks.CHANNEL,
     )

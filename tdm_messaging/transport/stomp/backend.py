@@ -14,7 +14,7 @@ from tdm_messaging.destinations import Destination, DestinationKind
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.errors import BrokerRefusedError
 from tdm_messaging.transport.base import Batch, Capabilities, Handler, Transport
-from tdm_messaging.transport.stomp.connector import declare_elsewhere
+from tdm_messaging.transport.stomp.connector import declare_elsewhere, send_elsewhere
 from tdm_messaging.transport.stomp.consume import consume_queues
 from tdm_messaging.transport.stomp.dialect import Dialect, to_wire_name
 from tdm_messaging.transport.stomp.frames import queue_headers, send_frame, send_headers
@@ -171,11 +171,52 @@ class StompTransport(Transport):
             return Route.AROUND
         return Route.DECLARE
 
+    def _classic_in_a_cluster(self, destination: Destination) -> bool:
+        """Whether ``destination`` is a classic queue (it lives on one node) of a RabbitMQ cluster.
+
+        A cluster is what the URL says: several nodes, or ``quorum=true`` (a one-node URL in
+        front of a cluster, e.g. a load balancer, should set it).
+        """
+        if self.dialect is not Dialect.RABBITMQ or not (self.settings.failover or self.settings.quorum):
+            return False
+        return queue_headers(destination, self.settings, self.dialect).get("x-queue-type", "classic") == "classic"
+
+    def _send_declaring(self, target: Target, envelope: Envelope, headers: dict[str, str]) -> None:
+        """A confirmed SEND to a classic queue of a cluster, as the first frame of a connection of its own.
+
+        RabbitMQ's adapter declares a queue only on a connection's first frame for it; a later
+        SEND to a classic queue whose home node is down is dropped, and receipted all the same.
+        As a connection's first frame it declares the queue and is refused ("home node ... is
+        down") instead. The transport's own connection is flushed first (a receipt on it), so
+        what it sent to the queue before (an unconfirmed Accepted, say) is routed first.
+        """
+        link = self._link
+        flush = f"tdm-flush-{uuid.uuid4().hex}"
+
+        def begin_and_abort(conn: Any) -> None:  # an empty transaction: its receipt is the point
+            conn.send_frame("BEGIN", {"transaction": flush})
+            conn.send_frame("ABORT", {"transaction": flush, "receipt": flush})
+
+        link.transmit(begin_and_abort, f"send to {target.destination}", receipt=flush)
+        destination = target.destination
+        try:
+            send_elsewhere(
+                link.settings, target.wire, envelope.body, envelope.content_type, headers, what=f"send to {destination}"
+            )
+        except BrokerRefusedError as exc:
+            if destination.kind is DestinationKind.REPLY and queue_of_refusal(str(exc)) == destination.name:
+                with link.lock:
+                    link.routes.refreshed(destination, time.monotonic(), foreign=True)
+            raise
+        if destination.kind is DestinationKind.REPLY:
+            with link.lock:
+                link.routes.refreshed(destination, time.monotonic(), foreign=False)
+
     def _declare_elsewhere(self, destination: Destination) -> None:
         """Declare on a short-lived connection; record the outcome in the route book. Raises its refusal."""
         headers = queue_headers(destination, self.settings, self.dialect)
         try:
-            declare_elsewhere(self.settings, to_wire_name(destination, self.dialect), headers)
+            declare_elsewhere(self._link.settings, to_wire_name(destination, self.dialect), headers)
         except BrokerRefusedError as exc:
             if queue_of_refusal(str(exc)) == destination.name:
                 with self._link.lock:
@@ -202,7 +243,8 @@ class StompTransport(Transport):
         Raises:
             SendNotConfirmedError: no receipt within ``confirm_timeout``, or the connection broke first.
             BrokerRefusedError: the broker answered with an ERROR frame (e.g. inequivalent arguments).
-            BrokerUnavailableError: no connection could be made within ``connect_timeout``.
+            BrokerUnavailableError: no connection could be made within ``connect_timeout``, or
+                (RabbitMQ cluster) the queue's home node is down: nothing was stored.
             LocalProtocolError: an envelope header is reserved by STOMP (e.g. ``destination``).
         """
         self._link.check()
@@ -217,6 +259,9 @@ class StompTransport(Transport):
             now_ms=now_ms() if self.dialect is Dialect.ACTIVEMQ else 0,  # only ActiveMQ stamps an expiry
             declare=target.declare,
         )
+        if confirm and target.declare and self._classic_in_a_cluster(destination):
+            self._send_declaring(target, envelope, headers)
+            return
         receipt = f"tdm-send-{uuid.uuid4().hex}" if confirm else None
         if receipt is not None:
             headers["receipt"] = receipt

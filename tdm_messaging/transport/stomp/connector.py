@@ -14,14 +14,31 @@ import stomp
 import stomp.exception
 import stomp.protocol
 
-from tdm_messaging.errors import BrokerRefusedError, BrokerUnavailableError, SendNotConfirmedError, TransportError
+from tdm_messaging.errors import BrokerUnavailableError, SendNotConfirmedError, TransportError
 from tdm_messaging.transport.stomp.connect_log import held_back_connect_warnings
-from tdm_messaging.transport.stomp.frames import PROBE_HEADER, explain_refusal, is_late_delivery
+from tdm_messaging.transport.stomp.frames import PROBE_HEADER, is_late_delivery
 from tdm_messaging.transport.stomp.passcode import install_passcode_filter
 from tdm_messaging.transport.stomp.settings import StompSettings
-from tdm_messaging.transport.stomp.translate import DRIVER_ERRORS, HINT, cannot_connect, unavailable
+from tdm_messaging.transport.stomp.translate import (
+    DRIVER_ERRORS,
+    HINT,
+    ErrorFrame,
+    cannot_connect,
+    error_frame,
+    unavailable,
+)
 
-__all__ = ["LinkEvents", "Listener", "connect", "declare_elsewhere", "disconnect", "drop", "tls_problem", "write_frame"]
+__all__ = [
+    "LinkEvents",
+    "Listener",
+    "connect",
+    "declare_elsewhere",
+    "disconnect",
+    "drop",
+    "send_elsewhere",
+    "tls_problem",
+    "write_frame",
+]
 
 log = logging.getLogger(__name__)
 install_passcode_filter()
@@ -33,8 +50,8 @@ class LinkEvents(Protocol):
     def on_message(self, generation: int, headers: dict[str, str], body: bytes | str) -> None: ...
     def on_receipt(self, receipt_id: str, error: TransportError | None) -> None: ...
     def on_late_delivery(self, generation: int, details: str) -> None: ...
-    def on_error(self, generation: int, receipt_id: str, error: BrokerRefusedError, text: str) -> None: ...
-    def on_lost(self, generation: int, refusal: BrokerRefusedError | None, *, quiet: bool = False) -> None: ...
+    def on_error(self, generation: int, receipt_id: str, error: ErrorFrame, text: str) -> None: ...
+    def on_lost(self, generation: int, refusal: ErrorFrame | None, *, quiet: bool = False) -> None: ...
 
 
 class Listener:
@@ -53,7 +70,7 @@ class Listener:
         self.answered = threading.Event()  # a RECEIPT or an ERROR came (short-lived connections)
         self.closed = threading.Event()  # the socket closed (the broker's answer to DISCONNECT)
         self.server = ""
-        self.refusal: BrokerRefusedError | None = None
+        self.refusal: ErrorFrame | None = None
         self.receipted = False
 
     def on_connected(self, frame: Any) -> None:
@@ -79,7 +96,7 @@ class Listener:
             if self._link is not None:
                 self._link.on_late_delivery(self.generation, body)
             return
-        error = BrokerRefusedError(explain_refusal(message, body, self._settings))
+        error = error_frame(message, body, self._settings)
         self.refusal = error
         self.connected.set()  # wake a connect() waiting for CONNECTED: it checks refusal
         self.answered.set()
@@ -266,26 +283,41 @@ def declare_elsewhere(settings: StompSettings, wire: str, headers: dict[str, str
         BrokerUnavailableError: no connection could be made.
         SendNotConfirmedError: no receipt within ``confirm_timeout``.
     """
+    probe = {**headers, "expiration": "0", PROBE_HEADER: "1"}
+    probe.pop("prefetch-count", None)
+    send_elsewhere(settings, wire, b"", None, probe, what=f"declaring {wire}")
+
+
+def send_elsewhere(
+    settings: StompSettings, wire: str, body: bytes, content_type: str | None, headers: dict[str, str], *, what: str
+) -> None:
+    """SEND one frame (with a receipt) as the first frame of a short-lived connection, then DISCONNECT.
+
+    On RabbitMQ a connection's first frame for a queue declares it, so a refusal (other
+    arguments; the home node of a classic queue down) comes as an ERROR instead of a silent drop.
+
+    Raises:
+        BrokerRefusedError, BrokerUnavailableError: the broker's ERROR frame (see translate.error_frame),
+            or no connection could be made.
+        SendNotConfirmedError: no receipt within ``confirm_timeout``.
+    """
     listener = Listener(settings, None, 0)
     conn = connect(settings, listener)
     try:
-        receipt = f"tdm-declare-{uuid.uuid4().hex}"
-        probe = {**headers, "expiration": "0", PROBE_HEADER: "1", "receipt": receipt}
-        probe.pop("prefetch-count", None)
+        receipt = f"tdm-once-{uuid.uuid4().hex}"
         try:
-            conn.send(wire, b"", headers=probe)
+            conn.send(wire, body, content_type=content_type, headers={**headers, "receipt": receipt})
         except DRIVER_ERRORS as exc:
-            raise unavailable(f"declaring {wire}", settings.address, exc) from exc
+            raise unavailable(what, settings.address, exc) from exc
         if not listener.answered.wait(settings.confirm_timeout):
             raise SendNotConfirmedError(
-                f"declaring {wire}: no receipt from the STOMP broker at {settings.address} within "
-                f"{settings.confirm_timeout:g} s"
+                f"{what}: no receipt from the STOMP broker at {settings.address} within {settings.confirm_timeout:g} s"
             )
         if listener.refusal is not None:
             raise listener.refusal
         if not listener.receipted:
             raise BrokerUnavailableError(
-                f"declaring {wire}: the connection to the STOMP broker at {settings.address} was lost first"
+                f"{what}: the connection to the STOMP broker at {settings.address} was lost first"
             )
     finally:
         if listener.refusal is None and conn.is_connected():

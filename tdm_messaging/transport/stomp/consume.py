@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Sequence
 
 from tdm_messaging.destinations import Destination
-from tdm_messaging.errors import BrokerRefusedError, TransportError
+from tdm_messaging.errors import BrokerRefusedError, BrokerUnavailableError, TransportError
 from tdm_messaging.transport.base import Delivery, Handler
 from tdm_messaging.transport.stomp.dialect import Dialect, to_wire_name
 from tdm_messaging.transport.stomp.frames import (
@@ -43,6 +43,9 @@ def consume_queues(
         headers = queue_headers(destination, link.settings, dialect)
         headers.update(prefetch_headers(dialect, prefetch))
         subs[f"tdm-consume-{uuid.uuid4().hex}"] = Subscription(destination, to_wire_name(destination, dialect), headers)
+    # A handler that raised last time (e.g. its reply could not be stored) left its delivery
+    # held, unacknowledged, on this connection (RabbitMQ): give it back before subscribing again.
+    link.return_stuck()
     with link.lock:
         conn = link.connection()
         for sub_id, sub in subs.items():
@@ -62,7 +65,7 @@ def consume_queues(
                 if item.generation == link.generation:
                     link.recover(stop)
                 continue
-            if isinstance(item, BrokerRefusedError):
+            if isinstance(item, (BrokerRefusedError, BrokerUnavailableError)):  # an ERROR frame
                 raise item
             try:
                 _deliver(link, item, subs, handler)

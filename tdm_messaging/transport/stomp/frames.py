@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from functools import lru_cache
 from types import MappingProxyType
@@ -82,7 +83,8 @@ def queue_headers(destination: Destination, settings: StompSettings, dialect: Di
     arguments, so they depend only on the destination's kind and the settings:
     durable, non-exclusive, not auto-deleted; reply queues get ``x-expires``
     (``reply_ttl`` in ms) unless ``reply_expiry=policy``; permanent and dead-letter
-    queues get ``x-queue-type: quorum`` when ``quorum`` is set (as the kombu backend declares them).
+    queues get ``x-queue-type: quorum`` when ``quorum`` is set (as the kombu backend declares them),
+    reply queues when ``reply_queue_type`` is ``quorum``.
     ActiveMQ takes no such headers.
     """
     if dialect is not Dialect.RABBITMQ:
@@ -91,6 +93,8 @@ def queue_headers(destination: Destination, settings: StompSettings, dialect: Di
     if destination.kind is DestinationKind.REPLY and settings.reply_expiry is ReplyExpiry.ARGUMENTS:
         headers["x-expires"] = str(settings.reply_ttl * 1000)
     if destination.kind is not DestinationKind.REPLY and settings.quorum:
+        headers["x-queue-type"] = "quorum"
+    if destination.kind is DestinationKind.REPLY and settings.reply_queue_type == "quorum":
         headers["x-queue-type"] = "quorum"
     return headers
 
@@ -255,7 +259,7 @@ def explain_refusal(message: str, details: str, settings: StompSettings) -> str:
             "; the queue exists with other arguments (RabbitMQ queue arguments never change): declare it "
             "the same way everywhere, or delete it (rabbitmqctl delete_queue NAME) and let it be declared again"
         )
-    elif "access" in text.lower() or "login" in text.lower() or "credentials" in text.lower():
+    elif re.search(r"(?<![a-z])access|login|credentials", text.lower()):  # not "inaccessible"
         hint = "; check the user name, password and ?vhost= (RabbitMQ's default virtual host is '/')"
     elif "not a valid queue destination" in text:
         hint = "; RabbitMQ refuses '/' inside queue names: use ?dialect=rabbitmq so names are percent-encoded"

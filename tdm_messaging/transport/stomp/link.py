@@ -24,7 +24,7 @@ from tdm_messaging.transport.stomp.connector import Listener, connect, disconnec
 from tdm_messaging.transport.stomp.dialect import Dialect
 from tdm_messaging.transport.stomp.routes import RouteBook, queue_of_refusal
 from tdm_messaging.transport.stomp.settings import StompSettings
-from tdm_messaging.transport.stomp.translate import DRIVER_ERRORS, unavailable
+from tdm_messaging.transport.stomp.translate import DRIVER_ERRORS, ErrorFrame, unavailable
 
 __all__ = ["Frame", "Item", "Lost", "Receipt", "StompLink", "Subscription", "ack_id"]
 
@@ -47,7 +47,7 @@ class Lost:
     generation: int
 
 
-Item = Frame | Lost | BrokerRefusedError
+Item = Frame | Lost | ErrorFrame
 """What a subscription's inbox holds."""
 
 
@@ -95,7 +95,9 @@ class StompLink:
     """
 
     def __init__(self, settings: StompSettings) -> None:
-        self.settings = settings
+        self.base = settings  # as parsed: every node of a failover list
+        self.settings = settings  # for the node in use (``base.on(node)``)
+        self.node = 0
         self.lock = threading.RLock()
         self.conn: Any = None
         self.generation = 0
@@ -106,7 +108,7 @@ class StompLink:
         self.inboxes: dict[str, queue.Queue[Item]] = {}
         self.consumers: dict[str, Subscription] = {}
         self.receipts: dict[str, Receipt] = {}
-        self.pending_error: BrokerRefusedError | None = None
+        self.pending_error: ErrorFrame | None = None
         self.stuck = 0
         self.late = 0  # deliveries RabbitMQ pushed to a cancelled subscription, ever (never reset)
         self.held: set[str] = set()  # reads whose transactions are open on this connection
@@ -119,9 +121,22 @@ class StompLink:
         Raises:
             BrokerUnavailableError, BrokerRefusedError, ConfigurationError: as :class:`StompTransport`.
         """
-        self.generation += 1
-        listener = Listener(self.settings, self, self.generation)
-        conn = connect(self.settings, listener)
+        nodes = len(self.base.nodes)
+        for step in range(nodes):
+            # A failover list: from the node in use (or the next, after a loss) on, in turn.
+            settings = self.base.on(self.node + step) if nodes > 1 else self.base
+            self.generation += 1
+            listener = Listener(settings, self, self.generation)
+            try:
+                conn = connect(settings, listener)
+            except BrokerUnavailableError as exc:
+                if step == nodes - 1:
+                    raise
+                log.warning("%s; trying the next node", exc)
+                continue
+            self.node = (self.node + step) % nodes
+            self.settings = settings
+            break
         self.server = listener.server
         if self.dialect is None:
             self.dialect = self._detect(listener.server)
@@ -254,7 +269,7 @@ class StompLink:
             pending.error = error
             pending.event.set()
 
-    def on_error(self, generation: int, receipt_id: str, error: BrokerRefusedError, text: str) -> None:
+    def on_error(self, generation: int, receipt_id: str, error: ErrorFrame, text: str) -> None:
         """An ERROR frame: to the frame that asked for a receipt, else to every inbox, else to the next call."""
         with self.lock:
             if generation != self.generation:
@@ -271,12 +286,13 @@ class StompLink:
             else:
                 self.pending_error = error
 
-    def on_lost(self, generation: int, refusal: BrokerRefusedError | None, *, quiet: bool = False) -> None:
+    def on_lost(self, generation: int, refusal: ErrorFrame | None, *, quiet: bool = False) -> None:
         """Connection ``generation`` is gone: fail its receipts, tell its inboxes."""
         with self.lock:
             if generation != self.generation or not self.connected:
                 return
             self.connected = False
+            self.node += 1  # a failover list: the next connection tries the next node first
             receipts, self.receipts = self.receipts, {}
             if receipts and refusal is not None and self.pending_error is refusal:
                 self.pending_error = None  # the callers waiting for receipts report it

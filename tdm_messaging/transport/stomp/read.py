@@ -158,7 +158,7 @@ def _collect(batch: StompBatch, inbox: queue.Queue[Item], *, marker: str, limit:
                 f"read of {target.destination}: the connection to {settings.address} was lost; "
                 "the messages go back to the queue"
             )
-        if isinstance(item, BrokerRefusedError):
+        if isinstance(item, (BrokerRefusedError, BrokerUnavailableError)):  # an ERROR frame
             raise item
         if PROBE_HEADER in item.headers:  # a declare's empty probe that met this read: nothing to keep
             link.ack(item)

@@ -6,9 +6,15 @@ from collections.abc import Sequence
 
 import stomp.exception
 
-from tdm_messaging.errors import BrokerUnavailableError
+from tdm_messaging.errors import BrokerRefusedError, BrokerUnavailableError
+from tdm_messaging.transport.home_node import home_node_down, is_home_node_down
+from tdm_messaging.transport.stomp.frames import explain_refusal
+from tdm_messaging.transport.stomp.settings import StompSettings
 
-__all__ = ["DRIVER_ERRORS", "HINT", "cannot_connect", "unavailable"]
+__all__ = ["DRIVER_ERRORS", "HINT", "ErrorFrame", "cannot_connect", "error_frame", "unavailable"]
+
+ErrorFrame = BrokerRefusedError | BrokerUnavailableError
+"""What a broker's ERROR frame becomes: a refusal, or (a queue's node is down) unavailability."""
 
 DRIVER_ERRORS: tuple[type[BaseException], ...] = (stomp.exception.StompException, OSError)
 """What stomp.py (and the socket under it) raise when a connection cannot be used; ``ssl.SSLError`` is an OSError."""
@@ -53,3 +59,18 @@ def unavailable(what: str, address: str, exc: BaseException) -> BrokerUnavailabl
 
 def _detail(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def error_frame(message: str, details: str, settings: StompSettings) -> ErrorFrame:
+    """The error a broker's ERROR frame (its ``message`` header and body) stands for.
+
+    RabbitMQ's "home node ... of durable queue ... is down or inaccessible" is not a refusal:
+    the same frame works once the node is back, so it is :class:`BrokerUnavailableError`
+    (callers back off and retry; a worker burns no attempt on it). Anything else is the
+    broker's refusal, explained in one sentence.
+    """
+    if is_home_node_down(f"{message} {details}"):
+        return BrokerUnavailableError(
+            home_node_down("a frame", f"the STOMP broker at {settings.address}", f"{message} {details}")
+        )
+    return BrokerRefusedError(explain_refusal(message, details, settings))

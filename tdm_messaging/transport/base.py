@@ -83,6 +83,41 @@ class Batch(ABC):
     def release(self) -> None:
         """End the read; unacknowledged envelopes go back to the queue. Idempotent."""
 
+    def settle(self, keep: Sequence[int]) -> None:
+        """Acknowledge every envelope except those at the indices ``keep``, which go back to the queue.
+
+        The kept envelopes go back unchanged, as :meth:`release` gives them back (a reader on
+        another connection can take them once this returns); the others are gone. This lets a
+        poll that compacts a queue keep the messages it would re-send identically, instead of
+        sending copies and acknowledging the originals (no new persistent write, no confirm).
+        ``settle(())`` is :meth:`ack`; keeping every index is :meth:`release`.
+
+        Args:
+            keep: indices into :attr:`envelopes`, each at most once.
+
+        Raises:
+            InvalidArgumentError: an index is out of range, repeated, or not a whole number.
+            NotImplementedError: the backend cannot give back part of a read (use re-sends + ack).
+        """
+        count = len(self.envelopes)
+        kept: set[int] = set()
+        for index in keep:
+            if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < count or index in kept:
+                raise InvalidArgumentError(
+                    f"settle() takes distinct indices into the batch's {count} envelopes, got {list(keep)!r}"
+                )
+            kept.add(index)
+        if not kept:
+            self.ack()
+        elif len(kept) == count:
+            self.release()
+        else:
+            self._settle(frozenset(kept))
+
+    def _settle(self, keep: frozenset[int]) -> None:
+        """Acknowledge all but ``keep`` (a proper, non-empty subset); give ``keep`` back. Backends override."""
+        raise NotImplementedError(f"{type(self).__name__} cannot give back part of a read")
+
     def __enter__(self) -> Batch:
         return self
 
@@ -146,6 +181,39 @@ class Transport(ABC):
         if not isinstance(envelope, Envelope):
             raise InvalidArgumentError(f"send() takes an Envelope, got {type(envelope).__name__}")
         self._send(destination, envelope, persistent=persistent, confirm=confirm)
+
+    def send_many(
+        self,
+        sends: Sequence[tuple[Destination, Envelope]],
+        *,
+        persistent: bool = True,
+        confirm: bool = False,
+    ) -> None:
+        """Send each ``(destination, envelope)`` in order, on one connection.
+
+        With ``confirm``, returns once every message is confirmed; a backend may send them all
+        before waiting (one wait for the lot instead of one per message). The broker stores
+        them in the order given (one channel / one connection), so a peer that sees the second
+        can rely on the first having been routed before it.
+
+        Raises:
+            InvalidArgumentError: an item is not a (Destination, Envelope) pair.
+            SendNotConfirmedError: ``confirm`` was asked and a message was refused or not confirmed
+                in time; the message says which. Earlier ones may have been stored.
+            BrokerUnavailableError: the broker could not be reached.
+        """
+        if isinstance(sends, (str, bytes)) or not isinstance(sends, Sequence):
+            raise InvalidArgumentError("send_many() takes a sequence of (Destination, Envelope) pairs")
+        checked: list[tuple[Destination, Envelope]] = []
+        for item in sends:
+            if not isinstance(item, tuple) or len(item) != 2:
+                raise InvalidArgumentError(f"send_many() takes (Destination, Envelope) pairs, got {item!r:.80}")
+            destination, envelope = item
+            _check_destination(destination)
+            if not isinstance(envelope, Envelope):
+                raise InvalidArgumentError(f"send_many() takes Envelopes, got {type(envelope).__name__}")
+            checked.append((destination, envelope))
+        self._send_many(checked, persistent=persistent, confirm=confirm)
 
     def read(self, destination: Destination, *, limit: int = 1000) -> Batch:
         """Take what is in ``destination`` now, without waiting for more.
@@ -246,6 +314,11 @@ class Transport(ABC):
 
     @abstractmethod
     def _send(self, destination: Destination, envelope: Envelope, *, persistent: bool, confirm: bool) -> None: ...
+
+    def _send_many(self, sends: Sequence[tuple[Destination, Envelope]], *, persistent: bool, confirm: bool) -> None:
+        # Not abstract: one send after the other is right, only slower (a wait per confirm).
+        for destination, envelope in sends:
+            self._send(destination, envelope, persistent=persistent, confirm=confirm)
 
     @abstractmethod
     def _read(self, destination: Destination, *, limit: int) -> Batch: ...

@@ -89,6 +89,10 @@ class NamespacedTransport(Transport):
     ) -> None:
         self._inner.send(self._outer(destination), envelope, persistent=persistent, confirm=confirm)
 
+    def _send_many(self, sends: Sequence[tuple[Destination, Envelope]], *, persistent: bool, confirm: bool) -> None:
+        outer = [(self._outer(destination), envelope) for destination, envelope in sends]
+        self._inner.send_many(outer, persistent=persistent, confirm=confirm)
+
     def _read(self, destination: Destination, *, limit: int = 1000) -> Batch:
         return self._inner.read(self._outer(destination), limit=limit)
 

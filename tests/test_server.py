@@ -455,3 +455,12 @@ def test_request_package_either_sends_or_raises_a_library_error_for_any_text(url
         return
     assert requested.request.docset_url == url
     assert [decode(e).request_id for e in broker.messages(PACKAGE_REQUESTS)] == [requested.request.request_id]
+
+
+def test_prepare_creates_the_reply_queue_before_any_request() -> None:
+    broker = InMemoryBroker()
+    with InMemoryTransport(broker) as transport:
+        client = PackagingClient(transport)
+        assert reply_queue("prep-1").name not in broker.queue_names()
+        client.prepare("prep-1")
+        assert reply_queue("prep-1").name in broker.queue_names()

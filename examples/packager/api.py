@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import logging
 import time
@@ -127,6 +128,9 @@ class ApiClient:
             session = requests.Session()
             # Proxies or .netrc credentials from the environment would send the key elsewhere.
             session.trust_env = False
+            # The key authenticates; cookies are not needed, and a jar shared by the fetching
+            # threads would be read by one while another writes to it.
+            session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
             # One pool for the one API host; the threads fetching at once each reuse a connection.
             adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=max(pool_size, 1))
             session.mount("http://", adapter)

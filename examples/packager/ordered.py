@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from types import TracebackType
 from typing import Generic, TypeVar
 
 from examples.packager.limits import Cancel
@@ -25,9 +26,9 @@ class OrderedPool(Generic[_T, _R]):
     error when it reaches that item, or the cancelling error first.
 
     Use it as a context manager: leaving the block (normally, on an error or on a cut) stops
-    taking items, drops the queued calls, waits for the running ones to end (a cancelled job's
-    reads end at once, see :class:`Cancel`) and gives every result not handed out to ``discard``.
-    No thread outlives the block.
+    taking items, drops the queued calls, waits for the running ones to end and gives every
+    result not handed out to ``discard``; leaving it on an error first cancels the job with that
+    error, so the running calls' reads end at once (see :class:`Cancel`). No thread outlives the block.
 
     Args:
         function: what to do with one item (runs on a pool thread).
@@ -63,7 +64,11 @@ class OrderedPool(Generic[_T, _R]):
     def __enter__(self) -> OrderedPool[_T, _R]:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        if exc is not None:
+            self._cancel.cancel(exc)  # the caller failed: cut the reads under way rather than wait them out
         self.close()
 
     def __iter__(self) -> Iterator[_R]:

@@ -203,3 +203,14 @@ def test_connections_are_kept_alive_and_reused(stub: StubApi, archives: LocalSto
         client.close()
     assert len(stub.seen) == 61
     assert 1 <= len(stub.peers) <= 4  # at most one connection per fetching thread, each kept alive
+
+
+def test_cookies_from_the_api_are_not_kept_in_the_shared_session(
+    stub: StubApi, client: ApiClient, archives: LocalStorage, work: Path
+) -> None:
+    docs = sample_docs(6)
+    docs[2].text_link = "/api/documents/cookie/text"
+    stub.routes["/api/documents/cookie/text"] = (200, {"Set-Cookie": "session=abc; Path=/"})
+    stub.add_docset("39", docs)
+    _packager(client, archives, work).package(docset_id="39", docset_url=f"{stub.base}/api/docsets/39", sink=Sink())
+    assert len(client._session.cookies) == 0

@@ -112,6 +112,36 @@ def test_leaving_early_discards_the_results_not_handed_out_and_stops_every_threa
     assert len(calls) <= 11 + 8  # nothing past the window was called
 
 
+def test_an_error_of_the_caller_cuts_the_calls_under_way() -> None:
+    cancel = Cancel()
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def call(i: int) -> int:
+        if i == 0:
+            return i
+        try:
+            cancel.wait(60)  # a long read: only a cut ends it early
+        except RuntimeError:
+            with lock:
+                outcomes.append("cut")
+            raise
+        with lock:
+            outcomes.append("read to the end")
+        return i
+
+    with (
+        pytest.raises(RuntimeError, match="the bag failed"),
+        OrderedPool(call, range(20), workers=4, cancel=cancel, discard=lambda _: None, name="test-pool") as pool,
+    ):
+        for _result in pool:
+            raise RuntimeError("the bag failed")
+    assert _pool_threads() == []
+    assert outcomes and set(outcomes) == {"cut"}
+    with pytest.raises(RuntimeError, match="the bag failed"):
+        cancel.check()
+
+
 def test_a_cancelled_job_stops_at_once() -> None:
     cancel = Cancel()
     cancel.cancel(JobInterrupted("stopping"))

@@ -1,8 +1,11 @@
 """``python -m bench.docset_stub PORT``: a TDM API stand-in serving docsets of any size, texts generated on the fly.
 
 A docset id says its shape: ``<tag>-<members>x<bytes>`` (e.g. ``big-2048x1048576``) is a docset of
-``members`` documents of ``bytes`` bytes of text each. Texts are slices of one pseudo-random block
-of words, so the stub spends almost nothing to serve gigabytes.
+``members`` documents of ``bytes`` bytes of text each; ``<tag>-<members>x<bytes>d<ms>`` (e.g.
+``lat-1000x20480d20``) also answers every request of the docset (listing and texts) ``ms``
+milliseconds late, as a remote API does. Texts are slices of one pseudo-random block of words, so
+the stub spends almost nothing to serve gigabytes. Sockets are TCP_NODELAY: a small answer is not
+held back by Nagle's algorithm waiting for the client's delayed ACK (~40 ms).
 """
 
 from __future__ import annotations
@@ -11,14 +14,15 @@ import json
 import random
 import re
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-__all__ = ["docset_shape", "main", "text_block"]
+__all__ = ["docset_delay_ms", "docset_shape", "main", "text_block"]
 
 _BLOCK_BYTES = 1 << 20
 _CHUNK = 64 * 1024
-_SHAPE = re.compile(r"[A-Za-z0-9._~-]*?-?(\d+)x(\d+)")
+_SHAPE = re.compile(r"[A-Za-z0-9._~-]*?-?(\d+)x(\d+)(?:d(\d+))?")
 
 
 def text_block(size: int = _BLOCK_BYTES, seed: int = 5) -> bytes:
@@ -32,16 +36,23 @@ def text_block(size: int = _BLOCK_BYTES, seed: int = 5) -> bytes:
 
 
 def docset_shape(docset_id: str) -> tuple[int, int] | None:
-    """``(members, bytes per text)`` of a docset id ``<tag>-<members>x<bytes>``, or ``None``."""
+    """``(members, bytes per text)`` of a docset id ``<tag>-<members>x<bytes>[d<ms>]``, or ``None``."""
     match = _SHAPE.fullmatch(docset_id)
     if match is None:
         return None
     return int(match.group(1)), int(match.group(2))
 
 
+def docset_delay_ms(docset_id: str) -> int:
+    """The per-response delay a docset id asks for (``...d<ms>``), 0 when none."""
+    match = _SHAPE.fullmatch(docset_id)
+    return int(match.group(3)) if match is not None and match.group(3) else 0
+
+
 class _Handler(BaseHTTPRequestHandler):
     block = text_block()
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # TCP_NODELAY on every connection (socketserver.StreamRequestHandler)
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -49,13 +60,20 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         parts = urlsplit(self.path)
         segments = [s for s in parts.path.split("/") if s]
+        query = parse_qs(parts.query)
         if len(segments) == 3 and segments[:2] == ["api", "docsets"]:
+            self._pause(docset_delay_ms(segments[2]))
             self._listing(segments[2])
         elif len(segments) == 4 and segments[:2] == ["api", "documents"] and segments[3] == "text":
-            size = int(parse_qs(parts.query).get("size", ["0"])[0])
-            self._text(segments[2], size)
+            self._pause(int(query.get("delay", ["0"])[0]))
+            self._text(segments[2], int(query.get("size", ["0"])[0]))
         else:
             self.send_error(404)
+
+    @staticmethod
+    def _pause(delay_ms: int) -> None:
+        if delay_ms > 0:
+            time.sleep(delay_ms / 1000)  # each connection has its own thread: concurrent requests wait together
 
     def _listing(self, docset_id: str) -> None:
         shape = docset_shape(docset_id)
@@ -63,6 +81,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_error(404)
             return
         members, size = shape
+        delay = docset_delay_ms(docset_id)
+        suffix = f"&delay={delay}" if delay else ""
         body = json.dumps(
             {
                 "total": members,
@@ -70,7 +90,7 @@ class _Handler(BaseHTTPRequestHandler):
                     {
                         "id": f"{docset_id}-doc{i}",
                         "metadata": {"title": f"Thesis {i}", "year": 2000 + i % 25, "author": f"Author {i}"},
-                        "links": {"text": f"/api/documents/{docset_id}-doc{i}/text?size={size}"},
+                        "links": {"text": f"/api/documents/{docset_id}-doc{i}/text?size={size}{suffix}"},
                     }
                     for i in range(members)
                 ],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import logging
 import time
@@ -81,6 +82,8 @@ class ApiClient:
         max_text_bytes: largest accepted document text.
         session: a ``requests.Session`` to use (tests); by default a new one that ignores
             proxy and ``.netrc`` settings from the environment.
+        pool_size: keep-alive connections kept to the API (urllib3's pool behind the default
+            session); at least the packager's fetch concurrency, as every fetching thread holds one.
         sleep: how to wait between retries when the fetch has no cancellation (tests pass a no-op).
 
     Raises:
@@ -102,6 +105,7 @@ class ApiClient:
         max_text_bytes: int = 1 << 30,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        pool_size: int = 16,
     ) -> None:
         self.guard = UrlGuard(api_base)
         self._key = api_key
@@ -124,6 +128,13 @@ class ApiClient:
             session = requests.Session()
             # Proxies or .netrc credentials from the environment would send the key elsewhere.
             session.trust_env = False
+            # The key authenticates; cookies are not needed, and a jar shared by the fetching
+            # threads would be read by one while another writes to it.
+            session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+            # One pool for the one API host; the threads fetching at once each reuse a connection.
+            adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=max(pool_size, 1))
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
         self._session = session
 
     def close(self) -> None:

@@ -18,7 +18,7 @@ from examples.packager.errors import DeleteRefusedError, PackagerError
 from examples.packager.faults import FAULT_ENV, BeforeAckKiller
 from examples.packager.limits import JobInterrupted, Limits
 from examples.packager.ops_http import OpsListener, prometheus_or_none, tracer_or_none
-from examples.packager.packaging import Estimator, Packager
+from examples.packager.packaging import FETCH_CONCURRENCY, Estimator, Packager
 from examples.packager.s3_storage import MAX_URL_TTL, S3Storage
 from examples.packager.secret import load_secret
 from examples.packager.storage import LocalStorage, Storage
@@ -68,6 +68,7 @@ class PackagerConfig(AppSettings):
         archive_secret: the key of archive names (``TDM_ARCHIVE_SECRET``); ``None``: the one the
             storage keeps, made on first use. Never logged or shown.
         max_docset_bytes, max_members, max_pages, job_deadline: what one job may take, as :attr:`limits`.
+        fetch_concurrency: documents fetched and deflated at once (``TDM_FETCH_CONCURRENCY``).
         log_level, log_format, queue_prefix: shared with the server (``examples.options``).
     """
 
@@ -114,6 +115,12 @@ class PackagerConfig(AppSettings):
     )
     job_deadline: whole_number(1, 30 * 86400) = option(  # type: ignore[valid-type]
         int(Limits.deadline_seconds), env="TDM_JOB_DEADLINE", flag="--job-deadline", help="seconds one job may take"
+    )
+    fetch_concurrency: whole_number(1, 64) = option(  # type: ignore[valid-type]
+        FETCH_CONCURRENCY,
+        env="TDM_FETCH_CONCURRENCY",
+        flag="--fetch-concurrency",
+        help="documents fetched and deflated at once",
     )
     metrics_port: whole_number(0, 65535) | None = option(  # type: ignore[valid-type]
         None,
@@ -201,6 +208,7 @@ def build_packager(config: PackagerConfig, *, storage: Storage | None = None) ->
         api_key=config.api_key,
         retries=config.http_retries,
         backoff=config.http_backoff_seconds,
+        pool_size=config.fetch_concurrency,
     )
     return Packager(
         api=api,
@@ -210,6 +218,7 @@ def build_packager(config: PackagerConfig, *, storage: Storage | None = None) ->
         queue_prefix=config.queue_prefix,
         limits=config.limits,
         secret=load_secret(storage, config.archive_secret),
+        fetch_concurrency=config.fetch_concurrency,
     )
 
 

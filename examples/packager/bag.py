@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import IO, Final
 
+from examples.packager.deflate import ArchiveBuffer, Deflated, write_deflated
 from examples.packager.sanitize import is_safe_member_path
 from tdm_messaging import LocalProtocolError
 
@@ -65,7 +66,9 @@ class BagWriter:
         self.bag_name = bag_name
         self._now = now
         self._compresslevel = compresslevel
-        self._zip = zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=compresslevel)
+        self._zip = zipfile.ZipFile(
+            ArchiveBuffer(archive), "w", compression=zipfile.ZIP_DEFLATED, compresslevel=compresslevel
+        )
         self._manifest = tempfile.TemporaryFile(dir=spool_dir)  # noqa: SIM115 - closed in finish()/abort()
         self._octets = 0
         self._files = 0
@@ -103,6 +106,23 @@ class BagWriter:
         hexdigest = digest.hexdigest()
         self._manifest.write(f"{hexdigest}  {encode_manifest_path('data/' + path)}\n".encode())
         return hexdigest
+
+    def add_deflated(self, path: str, member: Deflated) -> str:
+        """Write payload file ``data/<path>`` from ``member`` (deflated at the bag's level); return its SHA-256.
+
+        The bytes are those :meth:`add_file` writes for the same content (see
+        :func:`examples.packager.deflate.write_deflated`); ``member`` is not closed.
+
+        Raises:
+            LocalProtocolError: ``path`` is not a safe relative path.
+        """
+        if not is_safe_member_path(path):
+            raise LocalProtocolError(f"payload path {path!r} is not a safe relative path")
+        write_deflated(self._zip, self._zipinfo(f"data/{path}"), member)
+        self._octets += member.size
+        self._files += 1
+        self._manifest.write(f"{member.sha256}  {encode_manifest_path('data/' + path)}\n".encode())
+        return member.sha256
 
     def finish(self, bag_info: Mapping[str, str]) -> None:
         """Write the manifest, ``bag-info.txt`` (``bag_info`` plus Payload-Oxum, and Bagging-Date if dated) and the

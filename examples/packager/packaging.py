@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -15,23 +16,27 @@ from urllib.parse import unquote, urlsplit
 
 from examples.packager.api import ApiClient, Member
 from examples.packager.bag import BagWriter
+from examples.packager.deflate import Deflated, Deflater
 from examples.packager.errors import DeleteRefusedError, FetchError, LimitError, UnsafeUrlError
 from examples.packager.faults import maybe_die
 from examples.packager.limits import Cancel, JobInterrupted, Limits, describe_count
+from examples.packager.ordered import OrderedPool
 from examples.packager.progress import Estimator, ProgressSink, ProgressThrottle
 from examples.packager.sanitize import safe_component
 from examples.packager.secret import archive_fingerprint, load_secret
 from examples.packager.storage import Storage, StoredPackage, archive_name, parse_archive_name
 from examples.packager.workdir import building_file, sweep
-from tdm_messaging import validate_docset_id
+from tdm_messaging import ConfigurationError, validate_docset_id
 
-__all__ = ["LAYOUT_VERSION", "Estimator", "Packager", "ProgressSink", "ProgressThrottle"]
+__all__ = ["FETCH_CONCURRENCY", "LAYOUT_VERSION", "Estimator", "Packager", "ProgressSink", "ProgressThrottle"]
 
 log = logging.getLogger(__name__)
 
 LAYOUT_VERSION: Final = "tdm-bag-1"
 """Part of every fingerprint: changing the archive layout must not reuse archives of the old one."""
 _COPY_CHUNK: Final = 1024 * 1024
+FETCH_CONCURRENCY: Final = 8
+"""Members fetched and deflated at once by default (``TDM_FETCH_CONCURRENCY``)."""
 
 
 class Packager:
@@ -63,9 +68,13 @@ class Packager:
         limits: what one job may take (bytes, members, pages, time).
         secret: the key of archive names (default: the one ``storage`` keeps, made on first use;
             see ``examples.packager.secret``).
+        fetch_concurrency: members fetched and deflated at once, on as many threads, over the API
+            client's pooled keep-alive connections (give its ``pool_size`` at least as many). At
+            most twice as many members are in flight or waiting to be written, and they are written
+            in listing order, so the archive is the same bytes whatever the concurrency.
 
     Raises:
-        ConfigurationError: the secret kept in storage is not a valid one.
+        ConfigurationError: the secret kept in storage is not a valid one, or ``fetch_concurrency`` < 1.
         StorageError: the storage could not be asked for its secret.
     """
 
@@ -84,6 +93,7 @@ class Packager:
         queue_prefix: str = "",
         limits: Limits | None = None,
         secret: bytes | None = None,
+        fetch_concurrency: int = FETCH_CONCURRENCY,
     ) -> None:
         self.api = api
         self.storage = storage
@@ -96,7 +106,10 @@ class Packager:
         self._source_organization = source_organization
         self._queue_prefix = queue_prefix
         self.limits = limits or Limits()
+        if fetch_concurrency < 1:
+            raise ConfigurationError(f"fetch concurrency must be at least 1, got {fetch_concurrency}")
         self._secret = secret if secret is not None else load_secret(storage)
+        self._fetch_concurrency = fetch_concurrency
         self._current: Cancel | None = None
         self._stopping = False
 
@@ -302,12 +315,24 @@ class Packager:
                     throttle = ProgressThrottle(
                         sink, count, every_items=self._every_items, every_seconds=self._every_seconds, clock=self._clock
                     )
-                    for done, member in enumerate(members, start=1):
-                        cancel.check()
-                        self._add_member(bag, member, formats, cancel)
-                        if done == 1:
-                            maybe_die("zip")  # test hook, off by default
-                        throttle.update(done)
+                    budget = _Budget(self.limits.max_docset_bytes)
+                    with OrderedPool(
+                        lambda member: self._fetch_member(member, formats, budget, cancel),
+                        members,
+                        workers=self._fetch_concurrency,
+                        cancel=cancel,
+                        discard=_close_files,
+                    ) as fetched:
+                        for done, files in enumerate(fetched, start=1):
+                            try:
+                                cancel.check()
+                                for member_path, deflated in files:
+                                    bag.add_deflated(member_path, deflated)
+                            finally:
+                                _close_files(files)
+                            if done == 1:
+                                maybe_die("zip")  # test hook, off by default
+                            throttle.update(done)
                     bag.finish(
                         {
                             "Source-Organization": self._source_organization,
@@ -325,26 +350,63 @@ class Packager:
             # Stored while the file is still locked: a sweep must not take it between close and store.
             return self.storage.put(name, path, sha256=sha256)
 
-    def _add_member(self, bag: BagWriter, member: Member, formats: tuple[str, ...], cancel: Cancel) -> None:
+    def _fetch_member(
+        self, member: Member, formats: tuple[str, ...], budget: _Budget, cancel: Cancel
+    ) -> list[tuple[str, Deflated]]:
+        """Fetch and deflate one member's files (on a pool thread); the bag writes them later, in listing order."""
         folder = safe_component(member.doc_id)
-        if "meta" in formats:
-            meta = json.dumps(member.metadata, indent=2, sort_keys=True, ensure_ascii=False).encode() + b"\n"
-            bag.add_file(f"{folder}/meta.json", self._within_budget(bag, [meta]))
-        if "txt" in formats:
-            with self.api.stream(member.text_url, cancel=cancel) as chunks:
-                bag.add_file(f"{folder}/text.txt", self._within_budget(bag, chunks))
+        files: list[tuple[str, Deflated]] = []
+        try:
+            if "meta" in formats:
+                meta = json.dumps(member.metadata, indent=2, sort_keys=True, ensure_ascii=False).encode() + b"\n"
+                files.append((f"{folder}/meta.json", self._deflate([meta], budget)))
+            if "txt" in formats:
+                with self.api.stream(member.text_url, cancel=cancel) as chunks:
+                    files.append((f"{folder}/text.txt", self._deflate(chunks, budget)))
+        except BaseException:
+            _close_files(files)
+            raise
+        return files
 
-    def _within_budget(self, bag: BagWriter, chunks: Iterable[bytes]) -> Iterator[bytes]:
-        """``chunks``, until the bag's payload would pass ``limits.max_docset_bytes``."""
-        left = self.limits.max_docset_bytes - bag.payload_octets
-        for chunk in chunks:
-            left -= len(chunk)
-            if left < 0:
-                raise LimitError(
-                    f"the docset is larger than the packager's limit of {self.limits.max_docset_bytes} bytes "
-                    "(TDM_MAX_DOCSET_BYTES); make the docset smaller or raise the limit"
-                )
-            yield chunk
+    def _deflate(self, chunks: Iterable[bytes], budget: _Budget) -> Deflated:
+        deflater = Deflater(level=self._compresslevel, spool_dir=self.work_dir)
+        try:
+            for chunk in chunks:
+                budget.take(len(chunk))
+                deflater.update(chunk)
+        except BaseException:
+            deflater.abort()
+            raise
+        return deflater.finish()
+
+
+class _Budget:
+    """The payload bytes a job may still take (``limits.max_docset_bytes``), shared by the fetching threads."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._left = limit
+        self._lock = threading.Lock()
+
+    def take(self, size: int) -> None:
+        """Count ``size`` more payload bytes.
+
+        Raises:
+            LimitError: the payload passes the limit.
+        """
+        with self._lock:
+            self._left -= size
+            over = self._left < 0
+        if over:
+            raise LimitError(
+                f"the docset is larger than the packager's limit of {self._limit} bytes "
+                "(TDM_MAX_DOCSET_BYTES); make the docset smaller or raise the limit"
+            )
+
+
+def _close_files(files: list[tuple[str, Deflated]]) -> None:
+    for _path, deflated in files:
+        deflated.close()
 
 
 def _read_spool(spool: IO[bytes]) -> Iterator[Member]:

@@ -10,7 +10,7 @@ from http.server import ThreadingHTTPServer
 
 import pytest
 
-from bench.docset_stub import _Handler, docset_shape, text_block
+from bench.docset_stub import _Handler, docset_delay_ms, docset_shape, text_block
 
 
 def test_docset_shape() -> None:
@@ -50,3 +50,19 @@ def test_unknown_paths_are_404(stub: str) -> None:
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(f"{stub}/api/docsets/5")
     assert info.value.code == 404
+
+
+def test_a_delay_in_the_docset_id_reaches_every_text_link(stub: str) -> None:
+    assert docset_shape("lat-1000x20480d20") == (1000, 20480)
+    assert docset_delay_ms("lat-1000x20480d20") == 20
+    assert docset_delay_ms("lat-1000x20480") == 0
+    with urllib.request.urlopen(f"{stub}/api/docsets/lat-2x10d1") as response:
+        listing = json.load(response)
+    link = listing["members"][0]["links"]["text"]
+    assert link.endswith("?size=10&delay=1")
+    with urllib.request.urlopen(stub + link) as response:
+        assert len(response.read()) == 10
+
+
+def test_answers_are_not_held_back_by_nagle() -> None:
+    assert _Handler.disable_nagle_algorithm is True  # socketserver sets TCP_NODELAY on each connection

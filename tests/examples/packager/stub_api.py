@@ -69,6 +69,10 @@ class StubApi:
     lock: threading.Lock = field(default_factory=threading.Lock)
     base: str = ""
     closing: threading.Event = field(default_factory=threading.Event)  # ends trickles when the stub stops
+    text_delay: float = 0.0  # seconds each text answer waits before its headers (a remote API's latency)
+    in_flight: int = 0  # text requests waiting out text_delay now (none has its answer yet)
+    max_in_flight: int = 0  # the most text requests waiting at once
+    peers: set[tuple[str, int]] = field(default_factory=set)  # the client's (address, port) of every request
 
     def add_docset(self, docset_id: str, docs: list[StubDoc]) -> None:
         for doc in docs:
@@ -104,6 +108,7 @@ def _handler(api: StubApi) -> type[BaseHTTPRequestHandler]:
                 api.seen.append(self.path)
                 api.seen_at.append(time.monotonic())
                 api.seen_keys.append(self.headers.get("X-API-Key"))
+                api.peers.add(self.client_address[:2])
                 if api.fail_next > 0:
                     api.fail_next -= 1
                     self._send(503, b'{"error": "busy"}', {"Content-Type": "application/json", **api.fail_headers})
@@ -148,6 +153,19 @@ def _handler(api: StubApi) -> type[BaseHTTPRequestHandler]:
             self._json(200, body)
 
         def _text(self, doc_id: str) -> None:
+            # Counted before any byte of the answer is sent, so a client cannot have moved on to
+            # its next request yet: the count is exactly the client's concurrent requests.
+            with api.lock:
+                api.in_flight += 1
+                api.max_in_flight = max(api.max_in_flight, api.in_flight)
+            try:
+                api.closing.wait(api.text_delay)
+            finally:
+                with api.lock:
+                    api.in_flight -= 1
+            self._answer_text(doc_id)
+
+        def _answer_text(self, doc_id: str) -> None:
             doc = api.docs.get(doc_id)
             if doc is None:
                 self._json(404, {"error": "no such document"})

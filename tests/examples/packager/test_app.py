@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from examples.packager.app import PackagerConfig, build_storage, main, parse_config, run
+from examples.packager.app import PackagerConfig, build_packager, build_storage, main, parse_config, run
 from examples.packager.s3_storage import S3Storage
 from examples.packager.storage import LocalStorage
 from tdm_messaging.errors import ConfigurationError
@@ -49,6 +49,17 @@ def test_flags_win_over_the_environment() -> None:
     assert config.storage == "local:archives"
 
 
+def test_fetch_concurrency_from_the_environment_or_a_flag(tmp_path: Path) -> None:
+    assert parse_config([], ENV).fetch_concurrency == 8
+    config = parse_config([], {**ENV, "TDM_FETCH_CONCURRENCY": "3", "TDM_STORAGE": f"local:{tmp_path}"})
+    packager = build_packager(config)
+    try:
+        assert packager._fetch_concurrency == 3
+    finally:
+        packager.api.close()
+    assert parse_config(["--fetch-concurrency", "12"], ENV).fetch_concurrency == 12
+
+
 def test_missing_settings_are_named() -> None:
     with pytest.raises(ConfigurationError) as info:
         parse_config([], {"TDM_API_BASE": "http://x"})
@@ -62,6 +73,8 @@ def test_missing_settings_are_named() -> None:
         (["--url-ttl", "0"], "url-ttl"),
         (["--url-ttl", "999999999"], "url-ttl"),
         (["--url-ttl", "ten"], "whole number"),
+        (["--fetch-concurrency", "0"], "fetch-concurrency"),
+        (["--fetch-concurrency", "65"], "fetch-concurrency"),
         (["--log-level", "LOUD"], "^--log-level must be one of DEBUG, INFO, WARNING, ERROR, got 'LOUD'$"),
         (["--bogus"], "--help"),
     ],

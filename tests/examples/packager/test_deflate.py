@@ -1,0 +1,130 @@
+"""Tests for examples.packager.deflate: entries deflated elsewhere are the bytes zipfile writes, and the buffer."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from examples.packager.bag import ZIP_EPOCH
+from examples.packager.deflate import ArchiveBuffer, Deflater, write_deflated
+from tests.examples.packager.stub_api import generated_text
+
+# Empty, small, several chunks, and past the in-memory spool (so the bytes come from a temporary file).
+_SIZES = [0, 1, 5000, 300_000, 1_500_000]
+
+
+def _info(name: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
+    info.create_system = 3
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = 0o644 << 16
+    return info
+
+
+def _with_zipfile(contents: list[bytes], level: int) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=level) as archive:
+        for i, content in enumerate(contents):
+            info = _info(f"bag/data/{i}/text.txt")
+            info._compresslevel = level  # type: ignore[attr-defined]
+            with archive.open(info, "w", force_zip64=True) as entry:
+                for start in range(0, len(content), 65536):
+                    entry.write(content[start : start + 65536])
+        archive.writestr(_info("bag/tag.txt"), b"a tag\n")
+    return out.getvalue()
+
+
+def _with_deflater(contents: list[bytes], level: int, spool_dir: Path, chunk: int) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(ArchiveBuffer(out), "w", compression=zipfile.ZIP_DEFLATED, compresslevel=level) as archive:
+        for i, content in enumerate(contents):
+            deflater = Deflater(level=level, spool_dir=str(spool_dir))
+            for start in range(0, len(content), chunk):
+                deflater.update(content[start : start + chunk])
+            member = deflater.finish()
+            try:
+                write_deflated(archive, _info(f"bag/data/{i}/text.txt"), member)
+            finally:
+                member.close()
+        archive.writestr(_info("bag/tag.txt"), b"a tag\n")  # zipfile's own writer after ours, seeking back
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("level", [0, 1, 6, 9])
+def test_deflated_entries_are_the_bytes_zipfile_writes(level: int, tmp_path: Path) -> None:
+    contents = [b"".join(generated_text(f"doc{size}", size)) for size in _SIZES]
+    expected = _with_zipfile(contents, level)
+    # However the fetch happened to cut the body (level 0's stored blocks follow the cuts: zlib's doing,
+    # as with zipfile's own writer, so that level is compared for the same cuts only).
+    for chunk in (1000, 65536) if level else (65536,):
+        assert _with_deflater(contents, level, tmp_path, chunk) == expected
+    with zipfile.ZipFile(io.BytesIO(expected)) as archive:
+        assert archive.testzip() is None
+        assert [archive.read(f"bag/data/{i}/text.txt") for i in range(len(contents))] == contents
+    assert list(tmp_path.iterdir()) == []  # spilled members were removed when closed
+
+
+def test_a_deflater_reports_crc_sizes_and_sha256(tmp_path: Path) -> None:
+    import hashlib
+    import zlib
+
+    content = b"".join(generated_text("x", 2_000_000))
+    deflater = Deflater(level=6, spool_dir=str(tmp_path), spool_bytes=1000)
+    for start in range(0, len(content), 65536):
+        deflater.update(content[start : start + 65536])
+    member = deflater.finish()
+    try:
+        assert member.size == len(content)
+        assert member.crc == zlib.crc32(content)
+        assert member.sha256 == hashlib.sha256(content).hexdigest()
+        data = member.data.read()
+        assert len(data) == member.compressed_size
+        assert zlib.decompress(data, -15) == content
+    finally:
+        member.close()
+
+
+def test_write_deflated_refuses_a_zip_it_cannot_write_correctly(tmp_path: Path) -> None:
+    member = Deflater(level=6).finish()
+
+    class Unseekable(io.RawIOBase):
+        def writable(self) -> bool:
+            return True
+
+        def write(self, data: bytes) -> int:  # type: ignore[override]
+            return len(data)
+
+    with zipfile.ZipFile(Unseekable(), "w") as archive, pytest.raises(ValueError, match="seekable"):
+        write_deflated(archive, _info("a"), member)
+    with (
+        zipfile.ZipFile(tmp_path / "a.zip", "w") as archive,
+        archive.open("open.txt", "w"),
+        pytest.raises(ValueError, match="being written"),
+    ):
+        write_deflated(archive, _info("b"), member)
+
+
+def test_the_archive_buffer_writes_through_on_a_real_seek_and_on_flush() -> None:
+    raw = io.BytesIO()
+    raw.write(b"head")
+    buffer = ArchiveBuffer(raw, buffer_bytes=8)
+    assert buffer.tell() == 4
+    buffer.write(b"abc")
+    assert raw.getvalue() == b"head"  # gathered, not written yet
+    assert buffer.seek(7) == 7  # where we are: nothing to do
+    buffer.write(b"defgh")  # passes the buffer size: written out
+    assert raw.getvalue() == b"headabcdefgh"
+    buffer.write(b"ij")
+    buffer.seek(4)  # a real seek writes the buffer first
+    buffer.write(b"ABC")
+    assert buffer.tell() == 7
+    buffer.flush()
+    assert raw.getvalue() == b"headABCdefghij"
+    assert buffer.seek(0, 2) == 14
+    buffer.write(b"x" * 20)  # a large write goes straight through
+    assert raw.getvalue() == b"headABCdefghij" + b"x" * 20
+    buffer.close()
+    assert not raw.closed

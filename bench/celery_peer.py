@@ -7,6 +7,7 @@ and ``TDM_BENCH_CELERY_QUEUE``. The client side builds a fresh app per phase wit
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import subprocess
@@ -14,7 +15,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,28 +24,30 @@ from celery.exceptions import TimeoutError as CeleryTimeout  # type: ignore[impo
 from celery.result import ResultSet  # type: ignore[import-untyped]
 
 from bench import machine_description, update_section
+from bench.cycle import THROUGHPUT, Comparison, Prepares, Side, SideSpec, build_rows, measure, warm
 from bench.harness import (
     BENCH_VHOST,
+    BenchUrls,
     Row,
     bench_urls,
     broker_versions,
     delete_vhost,
     ensure_vhost,
     env_int,
-    interleaved_windows,
-    median_of,
-    percentile,
     render_rows,
 )
 from tdm_messaging.server import PackagingClient
 from tdm_messaging.status import State
 from tdm_messaging.transport import open_transport
 
-__all__ = ["POOLS", "TASK_NAME", "app", "celery_worker_argv", "main", "make_app", "run"]
+__all__ = ["FLOORS", "POOLS", "TASK_NAME", "app", "celery_worker_argv", "comparisons", "main", "make_app", "run"]
 
 COMMAND = ".venv/bin/python -m bench celery"
 TASK_NAME = "tdm_bench.package"
-THROUGHPUT_GOAL = 10.0
+REDIS_THROUGHPUT_GOAL = 1.0
+REDIS_P50_GOAL = 1.0
+RPC_THROUGHPUT_GOAL = 0.5
+FLOOR_GOAL = 0.9
 ARCHIVE_SIZE = 345345
 ROOT = Path(__file__).resolve().parent.parent
 POOLS = ("threads", "prefork", "solo")
@@ -61,14 +63,17 @@ def _package(self: Any, docset_url: str) -> dict[str, object]:
     return {"archive_url": f"https://tdm-packages.example.org/package/{uuid.uuid4().hex}.zip", "size": ARCHIVE_SIZE}
 
 
-def make_app(broker: str, queue: str) -> Celery:
-    """A Celery app on ``broker`` with the ``rpc://`` backend, acks_late, prefetch 1, and the task, routed to ``queue``.
+def make_app(broker: str, queue: str, *, backend: str = "rpc://", keyprefix: str = "") -> Celery:
+    """A Celery app on ``broker`` with acks_late, prefetch 1, and the task, routed to ``queue``.
 
-    The benchmark builds one per phase on the client side and closes it afterwards: an app
-    caches its routes, connections and (with ``rpc://``) the reply queue its results come back
-    on, so one app reused across phases is a second variable in the comparison.
+    ``backend`` is ``rpc://`` (results as transient messages to the client's reply queue: read
+    once, by that client) or a ``redis://`` URL: results stored as keys any process can read
+    again (``result_persistent``, the common production set-up), under ``keyprefix`` so the
+    benchmark can delete exactly its own. The benchmark builds one app per side and phase on the
+    client side and closes it afterwards: an app caches its routes, connections and (with
+    ``rpc://``) its reply queue, so one app reused across phases is a second variable.
     """
-    celery_app = Celery("tdm_bench", broker=broker, backend="rpc://", set_as_current=False)
+    celery_app = Celery("tdm_bench", broker=broker, backend=backend, set_as_current=False)
     celery_app.conf.update(
         task_acks_late=True,
         task_default_queue=queue,
@@ -80,6 +85,11 @@ def make_app(broker: str, queue: str) -> Celery:
         broker_connection_timeout=10,
         worker_hijack_root_logger=False,
     )
+    if backend.startswith("redis"):
+        celery_app.conf.update(
+            result_persistent=True,
+            result_backend_transport_options={"global_keyprefix": keyprefix} if keyprefix else {},
+        )
     celery_app.task(bind=True, name=TASK_NAME)(_package)
     return celery_app
 
@@ -87,6 +97,8 @@ def make_app(broker: str, queue: str) -> Celery:
 app = make_app(
     os.environ.get("TDM_BENCH_CELERY_BROKER", "amqp://guest:guest@127.0.0.1:5672//"),
     os.environ.get("TDM_BENCH_CELERY_QUEUE", "bench-celery"),
+    backend=os.environ.get("TDM_BENCH_CELERY_BACKEND", "rpc://"),
+    keyprefix=os.environ.get("TDM_BENCH_CELERY_KEYPREFIX", ""),
 )
 """The app ``celery -A bench.celery_peer worker`` runs (configured by environment variables)."""
 
@@ -110,6 +122,8 @@ def celery_worker_argv(queue: str, pool: str) -> list[str]:
         "-O",
         "fair",
         f"--queues={queue}",
+        # A node name of its own: two workers of one name share a pidbox queue, and the second fails.
+        f"--hostname={queue}@%h",
         "--without-gossip",
         "--without-mingle",
         "--without-heartbeat",
@@ -191,25 +205,33 @@ def _queue_state(queue: str) -> str:
     return f"queue {queue} not found"
 
 
-# ---------------------------------------------------------------- the two sides
+# ---------------------------------------------------------------- the sides
 
 
 class _Celery:
     """Submit the Celery task from one client app and wait on its results with ``ResultSet.join``.
 
-    ``join`` waits on the rpc backend's result consumer: one basic.consume on this app's reply
-    queue, fed by the worker; it is how Celery means rpc results to be read, and its best case.
-    Every wait is bounded; a stall raises with the queue's state and the worker's log.
+    With ``rpc://``, ``join`` waits on the backend's result consumer: one basic.consume on this
+    app's reply queue, fed by the worker; it is how Celery means rpc results to be read, and its
+    best case. With Redis, each result is a key the worker writes and publishes on; the client's
+    result consumer is subscribed to the task's channel when the task is sent (pub/sub), so
+    ``join`` is pushed the result too. Every wait is bounded; a stall raises with the queue's
+    state and the worker's log.
     """
 
-    def __init__(self, broker: str, queue: str, pool: str) -> None:
+    def __init__(self, broker: str, queue: str, pool: str, *, backend: str = "rpc://", keyprefix: str = "") -> None:
         self.queue = queue
         self.pool = pool
-        self.app = make_app(broker, queue)
+        self.app = make_app(broker, queue, backend=backend, keyprefix=keyprefix)
         self.worker = _Process(
             celery_worker_argv(queue, pool),
-            _env(TDM_BENCH_CELERY_BROKER=broker, TDM_BENCH_CELERY_QUEUE=queue),
-            f"Celery worker ({pool} pool)",
+            _env(
+                TDM_BENCH_CELERY_BROKER=broker,
+                TDM_BENCH_CELERY_QUEUE=queue,
+                TDM_BENCH_CELERY_BACKEND=backend,
+                TDM_BENCH_CELERY_KEYPREFIX=keyprefix,
+            ),
+            f"Celery worker ({pool} pool, {backend.partition(':')[0]} results)",
         )
 
     def submit(self) -> Any:
@@ -238,18 +260,27 @@ class _Celery:
 
 
 class _Ours:
-    """Request a package with PackagingClient and poll its status until COMPLETE."""
+    """Request a package with PackagingClient and poll its status until COMPLETE; the reply queue is
+    created in the request's path (``request_package`` declares it).
 
-    def __init__(self, url: str) -> None:
-        self.worker = _Process([sys.executable, "-m", "bench.worker_peer", url], _env(), "PackagerWorker")
+    The PackagerWorker process is the phase's, shared by our sides (one worker, as Celery has
+    one): the sides' windows never overlap, and two workers on one request queue would each take
+    part of a window's jobs.
+    """
+
+    def __init__(self, url: str, worker: _Process) -> None:
+        self.worker = worker
         self.transport = open_transport(url)
         self.client = PackagingClient(self.transport)
         self.run = uuid.uuid4().hex[:8]
         self.count = 0
 
-    def submit(self) -> str:
+    def _next_id(self) -> str:
         self.count += 1
-        docset_id = f"bench-celery-{self.run}-{self.count}"
+        return f"bench-celery-{self.run}-{self.count}"
+
+    def submit(self) -> str:
+        docset_id = self._next_id()
         self.client.request_package(docset_id, f"http://server/api/docsets/{docset_id}")
         return docset_id
 
@@ -272,41 +303,113 @@ class _Ours:
             pending = [h for h in pending if not self._done(h)]
 
     def close(self) -> None:
-        try:
-            self.transport.close()
-        finally:
-            self.worker.stop()
+        self.transport.close()
 
 
-_Side = _Celery | _Ours
+class _OursPrepared(_Ours):
+    """Ours with each docset's reply queue created ahead (``PackagingClient.prepare``), outside the timed
+    region, as a server does when the docset is created; ``request_package`` then finds it there."""
+
+    def __init__(self, url: str, worker: _Process) -> None:
+        super().__init__(url, worker)
+        self._ready: list[str] = []
+
+    def prepare_ahead(self, count: int) -> None:
+        while len(self._ready) < count:
+            docset_id = self._next_id()
+            self.client.prepare(docset_id)
+            self._ready.append(docset_id)
+
+    def submit(self) -> str:
+        docset_id = self._ready.pop(0) if self._ready else self._next_id()
+        self.client.request_package(docset_id, f"http://server/api/docsets/{docset_id}")
+        return docset_id
 
 
-def _throughput(side: _Side, count: int) -> Callable[[], float]:
-    def window() -> float:
-        start = time.perf_counter()
-        handles = [side.submit() for _ in range(count)]
-        side.wait_all(handles)
-        return count / (time.perf_counter() - start)
+# ---------------------------------------------------------------- phases
 
-    return window
+FLOORS = {"amqp": "bench.floor_amqp:FloorAmqp", "stomp": "bench.floor_stomp:FloorStomp"}
+"""The raw-client floor of each wing: a class taking the broker URL, with the side interface
+(``submit() -> handle``, ``wait_all(handles, timeout=...)``, ``close()``; optionally
+``prepare_ahead(count)``, see :class:`bench.cycle.Prepares`, and a ``BASELINE_NAME`` string).
+A floor module that is not there yet leaves its rows out."""
 
-
-def _latency(side: _Side, count: int) -> Callable[[], list[float]]:
-    def window() -> list[float]:
-        samples = []
-        for _ in range(count):
-            start = time.perf_counter()
-            side.wait_all([side.submit()])
-            samples.append((time.perf_counter() - start) * 1000)
-        return samples
-
-    return window
+_FLOOR_NAMES = {
+    "amqp": "raw py-amqp loop of our message pattern",
+    "stomp": "raw stomp.py loop of our message pattern",
+}
 
 
-def _warm(side: _Side) -> None:
-    """One job end to end, with a longer bound: the worker process is still starting."""
-    side.worker.check()
-    side.wait_all([side.submit()], timeout=_START_TIMEOUT)
+def _floor_spec(wing: str) -> SideSpec | None:
+    module_name, _sep, class_name = FLOORS[wing].partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        print(f"  ({module_name} is not there: no floor rows for {wing})", flush=True)
+        return None
+    floor_cls = getattr(module, class_name)
+    name = str(getattr(floor_cls, "BASELINE_NAME", _FLOOR_NAMES[wing]))
+    return SideSpec("floor", name, floor_cls)
+
+
+@dataclass(frozen=True)
+class _PhaseSetup:
+    """What the sides of one phase share: the Celery broker, the Redis for results, our worker."""
+
+    wing: str
+    broker: str
+    redis_url: str
+    keyprefix: str
+    worker: _Process
+
+
+def _side_specs(setup: _PhaseSetup, settings: _Settings) -> list[SideSpec]:
+    """The sides of a phase, in their order within each round. One line per side."""
+    broker, redis_url, keyprefix, worker = setup.broker, setup.redis_url, setup.keyprefix, setup.worker
+    pool = settings.pool
+    specs = [
+        SideSpec("ours", "ours, reply queue prepared", lambda url: _OursPrepared(url, worker)),
+        SideSpec("ours-noprep", "ours, reply queue created by the request", lambda url: _Ours(url, worker)),
+        SideSpec(
+            "celery-redis",
+            f"Celery 5 over AMQP, {pool} pool x1, Redis results (`result_persistent`), acks_late",
+            lambda _url: _Celery(broker, _queue(), pool, backend=redis_url, keyprefix=keyprefix),
+        ),
+        SideSpec(
+            "celery-rpc",
+            f"Celery 5 over AMQP, {pool} pool x1, `rpc://`, acks_late",
+            lambda _url: _Celery(broker, _queue(), pool),
+        ),
+    ]
+    floor = _floor_spec(setup.wing)
+    if floor is not None:
+        specs.append(floor)
+    return specs
+
+
+def comparisons(*, floor_prepares: bool) -> list[Comparison]:
+    """The rows of a phase. The floor is held against our side with the same reply-queue pattern:
+    ours prepared if the floor prepares its queues ahead, else ours creating it in the request."""
+    floor_ours = "ours" if floor_prepares else "ours-noprep"
+    floor_note = "vs the floor" + ("" if floor_prepares else " (both create the reply queue in the request)")
+    return [
+        Comparison("ours", "celery-redis", THROUGHPUT, REDIS_THROUGHPUT_GOAL, "vs Celery + Redis results"),
+        Comparison("ours", "celery-redis", "p50", REDIS_P50_GOAL, "vs Celery + Redis results"),
+        Comparison("ours", "celery-redis", "p99", None, "vs Celery + Redis results"),
+        Comparison("ours", "celery-rpc", THROUGHPUT, RPC_THROUGHPUT_GOAL, "vs Celery rpc://"),
+        Comparison("ours", "celery-rpc", "p50", None, "vs Celery rpc://"),
+        Comparison(floor_ours, "floor", THROUGHPUT, FLOOR_GOAL, floor_note),
+        Comparison(floor_ours, "floor", "p50", FLOOR_GOAL, floor_note),
+        Comparison("ours-noprep", "ours", THROUGHPUT, None, "no prepare vs prepare (the queue in the request path)"),
+        Comparison("ours-noprep", "ours", "p50", None, "no prepare vs prepare (the queue in the request path)"),
+        Comparison("ours-noprep", "celery-redis", THROUGHPUT, None, "no prepare, vs Celery + Redis results"),
+    ]
+
+
+def _queue() -> str:
+    return f"bench-celery-{uuid.uuid4().hex[:8]}"
 
 
 @dataclass(frozen=True)
@@ -331,68 +434,55 @@ def _settings() -> _Settings:
     )
 
 
-def _rows_for(label: str, ours: _Ours, celery: _Celery, settings: _Settings) -> list[Row]:
-    print(f"  {label}: throughput ...", flush=True)
-    rates = interleaved_windows(
-        {"ours": _throughput(ours, settings.requests), "celery": _throughput(celery, settings.requests)},
-        rounds=settings.rounds,
-    )
-    print(f"  {label}: latency ...", flush=True)
-    lat = interleaved_windows(
-        {"ours": _latency(ours, settings.latency_jobs), "celery": _latency(celery, settings.latency_jobs)},
-        rounds=settings.rounds,
-    )
-    ours_rate, celery_rate = median_of(rates["ours"]), median_of(rates["celery"])
-    baseline = f"Celery 5 over AMQP, {settings.pool} pool x1, `rpc://`, acks_late"
-    rows = [
-        Row(
-            what=f"request throughput, {settings.requests} no-op jobs, one worker, ours over {label}",
-            ours=ours_rate,
-            baseline=celery_rate,
-            unit="jobs/s",
-            higher_is_better=True,
-            goal=f">= {THROUGHPUT_GOAL:g}x",
-            met=ours_rate >= THROUGHPUT_GOAL * celery_rate,
-            command=COMMAND,
-            baseline_name=baseline,
-        )
-    ]
-    for q in (50, 99):
-        ours_ms = median_of([percentile(w, q) for w in lat["ours"]])
-        celery_ms = median_of([percentile(w, q) for w in lat["celery"]])
-        rows.append(
-            Row(
-                what=f"request to complete-visible p{q}, no-op job, ours over {label}",
-                ours=ours_ms,
-                baseline=celery_ms,
-                unit="ms",
-                higher_is_better=False,
-                goal="<= Celery's",
-                met=ours_ms <= celery_ms,
-                command=COMMAND,
-                baseline_name=baseline,
-            )
-        )
-    return rows
+def _clean_redis(redis_url: str, keyprefix: str) -> int:
+    """Delete the Redis result keys the phase wrote (only those under its own prefix); how many."""
+    import redis
 
-
-def _phase(label: str, url: str, broker: str, settings: _Settings) -> list[Row]:
-    """One phase: a fresh Celery worker, queue and client app, and a fresh PackagerWorker on ``url``."""
-    queue = f"bench-celery-{uuid.uuid4().hex[:8]}"
-    celery: _Celery | None = None
-    ours: _Ours | None = None
+    client = redis.Redis.from_url(redis_url)
     try:
-        celery = _Celery(broker, queue, settings.pool)
-        ours = _Ours(url)
-        print(f"  {label}: starting workers ...", flush=True)
-        _warm(celery)
-        _warm(ours)
-        return _rows_for(label, ours, celery, settings)
+        keys = list(client.scan_iter(match=f"{keyprefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+        return len(keys)
     finally:
-        if ours is not None:
-            ours.close()
-        if celery is not None:
-            celery.close()
+        client.close()
+
+
+def _phase(wing: str, label: str, url: str, *, urls: BenchUrls, settings: _Settings) -> list[Row]:
+    """One phase: our PackagerWorker on ``url``, fresh Celery workers, queues and client apps, the floor."""
+    keyprefix = f"tdm-bench-celery-{uuid.uuid4().hex[:8]}-"
+    worker = _Process([sys.executable, "-m", "bench.worker_peer", url], _env(), "PackagerWorker")
+    setup = _PhaseSetup(wing, urls.amqp, urls.redis, keyprefix, worker)
+    sides: dict[str, Side] = {}
+    try:
+        specs = _side_specs(setup, settings)
+        for spec in specs:
+            sides[spec.key] = spec.build(url)
+        print(f"  {label}: starting workers ...", flush=True)
+        worker.check()
+        for side in sides.values():
+            warm(side, _START_TIMEOUT)
+        measured = measure(
+            sides,
+            requests=settings.requests,
+            latency_jobs=settings.latency_jobs,
+            rounds=settings.rounds,
+            progress=lambda what: print(f"  {label}: {what} ...", flush=True),
+        )
+        floor = sides.get("floor")
+        return build_rows(
+            comparisons(floor_prepares=floor is not None and isinstance(floor, Prepares)),
+            measured,
+            label=label,
+            names={spec.key: spec.name for spec in specs},
+            requests=settings.requests,
+            command=COMMAND,
+        )
+    finally:
+        for side in sides.values():
+            side.close()
+        worker.stop()
+        _clean_redis(urls.redis, keyprefix)
 
 
 NOTES = """\
@@ -454,7 +544,7 @@ def run() -> list[Row]:
         versions = broker_versions(urls)
         for name in settings.phases:
             label, url = phases[name]
-            rows += _phase(label, url, urls.amqp, settings)
+            rows += _phase(name, label, url, urls=urls, settings=settings)
     finally:
         delete_vhost()
     table = render_rows(rows)

@@ -8,7 +8,6 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlsplit
 
 from bench import machine_description, update_section
@@ -18,7 +17,6 @@ from bench.harness import (
     Row,
     bench_urls,
     broker_versions,
-    count_queues,
     delete_vhost,
     ensure_vhost,
     env_int,
@@ -29,13 +27,12 @@ from bench.harness import (
     render_rows,
     time_each,
 )
+from bench.poll_scale import ScaleResult, scale
+from bench.polls import OursPoll, RawAmqpPoll, RawStompPoll, status_messages, with_query
 from bench.raw_clients import RawKombuSender, RawStompClient, rabbitmq_queue_headers
 from bench.sqlite_native import bench_directory, remove_directory, sqlite_poll_rows, sqlite_send_rows
 from tdm_messaging.codec import encode
-from tdm_messaging.destinations import Destination, DestinationKind, reply_queue
-from tdm_messaging.models import Accepted, Complete, Message, PackageRequest, Progress
-from tdm_messaging.server import PackagingClient
-from tdm_messaging.status import State, compact
+from tdm_messaging.destinations import Destination, DestinationKind
 from tdm_messaging.transport import open_transport
 from tdm_messaging.transport.base import Transport
 from tdm_messaging.transport.stomp.dialect import Dialect, to_wire_name
@@ -47,9 +44,7 @@ log = logging.getLogger(__name__)
 COMMAND = ".venv/bin/python -m bench transport"
 SEND_GOAL = 0.9
 POLL_P50_GOAL_MS = 1.0
-SCALE_GOAL = 1.1
 ALL_PARTS = ("send", "poll", "scale")
-POLL_REPLY_TTL = 900  # seconds: the poll queues outlive the run's measurements
 
 
 def _settings() -> dict[str, int]:
@@ -58,44 +53,9 @@ def _settings() -> dict[str, int]:
         "rounds": env_int("TDM_BENCH_ROUNDS", 5),
         "polls": env_int("TDM_BENCH_POLLS", 100),
         "scale_queues": env_int("TDM_BENCH_SCALE_QUEUES", 10_000),
-        "scale_ttl": env_int("TDM_BENCH_SCALE_TTL", 60),
+        "scale_ttl": env_int("TDM_BENCH_SCALE_TTL", 120),
+        "scale_polls": env_int("TDM_BENCH_SCALE_POLLS", 100),
     }
-
-
-def status_messages(docset_id: str) -> list[Message]:
-    """A typical in-flight docset: its request, Accepted with an estimate, and a progress report."""
-    now = datetime.now(UTC)
-    common = {"docset_id": docset_id, "request_id": str(uuid.uuid4()), "timestamp": now}
-    return [
-        PackageRequest(
-            **common,
-            sequence=0,
-            docset_url=f"http://server/api/docsets/{docset_id}?fmt=meta,txt",
-            reply_to=f"package/{docset_id}",
-            requested_at=now,
-        ),
-        Accepted(**common, sequence=1, estimate_seconds=45),
-        Progress(**common, sequence=2, items_done=4, items_total=10, percent=40.0, eta_seconds=30),
-    ]
-
-
-def _complete(docset_id: str) -> Message:
-    now = datetime.now(UTC)
-    return Complete(
-        docset_id=docset_id,
-        request_id=str(uuid.uuid4()),
-        sequence=3,
-        timestamp=now,
-        archive_url=f"https://tdm-packages.example.org/package/{docset_id}.zip",
-        size_bytes=345345,
-    )
-
-
-def _with_query(url: str, **params: str) -> str:
-    parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query))
-    query.update(params)
-    return parts._replace(query="&".join(f"{k}={v}" for k, v in query.items())).geturl()
 
 
 def _raw_stomp(url: str, default_port: int) -> RawStompClient:
@@ -184,7 +144,7 @@ def _clean_send_queue(ours: Transport, queue: Destination, backend: _Backend) ->
         # A cleanup transport of its own with a long read_timeout: right after a burst of unconfirmed
         # sends the broker is still storing them and dispatches slowly.
         taken = 0
-        with open_transport(_with_query(backend.url, read_timeout="300")) as cleaner:
+        with open_transport(with_query(backend.url, read_timeout="300")) as cleaner:
             while True:
                 with cleaner.read(queue, limit=1000) as batch:
                     if not batch.envelopes:
@@ -214,45 +174,76 @@ def send_rows(urls: BenchUrls, sends: int, rounds: int) -> list[Row]:
 # ---------------------------------------------------------------- poll latency
 
 
-class _PollPair:
-    """A seeded reply queue polled by our PackagingClient, and another polled by the raw stomp.py client."""
+@dataclass(frozen=True)
+class _PollBackend:
+    label: str
+    url: str
+    raw: Callable[[], RawStompPoll | RawAmqpPoll]
+    baseline: str
+    goal: bool
 
-    def __init__(self, url: str, dialect: Dialect, default_port: int) -> None:
-        self.url = _with_query(url, reply_ttl=str(POLL_REPLY_TTL))
-        self.dialect = dialect
-        self.transport = open_transport(self.url)
-        self.client = PackagingClient(self.transport)
-        self.raw = _raw_stomp(url, default_port)
-        run = uuid.uuid4().hex[:10]
-        self.ours_id, self.raw_id = f"bench-poll-{run}-ours", f"bench-poll-{run}-raw"
-        kept = compact(status_messages(self.ours_id), self.ours_id)
-        for message in kept:
-            self.transport.send(reply_queue(self.ours_id), encode(message), confirm=True)
-        self.expected = len(kept)
-        raw_queue = reply_queue(self.raw_id)
-        self.raw_wire = to_wire_name(raw_queue, dialect)
-        self.raw_headers = (
-            rabbitmq_queue_headers(reply_ttl_ms=POLL_REPLY_TTL * 1000) if dialect is Dialect.RABBITMQ else {}
-        )
-        send_headers = dict(self.raw_headers, persistent="true")
-        for index, message in enumerate(compact(status_messages(self.raw_id), self.raw_id)):
-            self.raw.send(self.raw_wire, encode(message), send_headers, receipt=index == self.expected - 1)
 
-    def ours_poll(self) -> None:
-        status = self.client.status(self.ours_id)
-        if status.state is not State.IN_PROGRESS:
-            raise RuntimeError(f"poll of {self.ours_id} said {status.state}, expected IN_PROGRESS")
+def poll_rows(urls: BenchUrls, polls: int, rounds: int) -> list[Row]:
+    """p50 and p99 of our poll of a compacted status vs a hand-written poll, on each broker and wing.
 
-    def raw_poll(self) -> None:
-        self.raw.poll(self.raw_wire, self.expected, self.raw_headers)
-
-    def close(self) -> None:
-        # Empty the queues (ActiveMQ keeps them otherwise); RabbitMQ's go with the vhost.
-        with self.transport.read(reply_queue(self.ours_id)) as batch:
-            batch.ack()
-        self.raw.drain(self.raw_wire, self.raw_headers, quiet=0.5)
-        self.transport.close()
-        self.raw.close()
+    The goal (p50 <= 1 ms) is RabbitMQ's, STOMP and AMQP; ActiveMQ is shown without one.
+    """
+    stomp_baseline = "stomp.py subscribe, drain, ack, unsubscribe, re-send (defaults)"
+    backends = [
+        _PollBackend(
+            "RabbitMQ STOMP",
+            urls.rabbitmq_stomp,
+            lambda: RawStompPoll(urls.rabbitmq_stomp, Dialect.RABBITMQ, 61613),
+            stomp_baseline,
+            goal=True,
+        ),
+        _PollBackend(
+            "RabbitMQ AMQP",
+            urls.amqp,
+            lambda: RawAmqpPoll(urls.amqp),
+            "py-amqp `basic_get` each message, then `basic_reject(requeue)` each",
+            goal=True,
+        ),
+        _PollBackend(
+            "ActiveMQ STOMP",
+            urls.activemq_stomp,
+            lambda: RawStompPoll(urls.activemq_stomp, Dialect.ACTIVEMQ, 61623),
+            stomp_baseline,
+            goal=False,
+        ),
+    ]
+    rows: list[Row] = []
+    for backend in backends:
+        print(f"  poll latency: {backend.label} ...", flush=True)
+        ours = OursPoll(backend.url)
+        try:
+            raw = backend.raw()
+            try:
+                results = interleaved_windows(
+                    {"ours": _latency_window(ours.poll, polls), "raw": _latency_window(raw.poll, polls)},
+                    rounds=rounds,
+                )
+            finally:
+                raw.close()
+        finally:
+            ours.close()
+        for q in (50, 99):
+            ours_ms, raw_ms = _p(results["ours"], q), _p(results["raw"], q)
+            goal_applies = backend.goal and q == 50
+            rows.append(
+                Row(
+                    what=f"poll latency p{q}, {backend.label} (compacted status: {ours.size} messages in the queue)",
+                    ours=ours_ms,
+                    baseline=raw_ms,
+                    unit="ms",
+                    higher_is_better=False,
+                    goal=f"ours <= {POLL_P50_GOAL_MS:g} ms" if goal_applies else "—",
+                    met=(ours_ms <= POLL_P50_GOAL_MS) if goal_applies else None,
+                    command=f"TDM_BENCH_PARTS=poll {COMMAND}",
+                    baseline_name=backend.baseline,
+                )
+            )
+    return rows
 
 
 def _latency_window(poll: Callable[[], None], polls: int) -> Callable[[], list[float]]:
@@ -262,109 +253,6 @@ def _latency_window(poll: Callable[[], None], polls: int) -> Callable[[], list[f
 def _p(windows: list[list[float]], q: float) -> float:
     """Median over the windows of each window's ``q``-th percentile."""
     return median_of([percentile(w, q) for w in windows])
-
-
-def poll_rows(urls: BenchUrls, polls: int, rounds: int) -> tuple[list[Row], _PollPair]:
-    """p50 and p99 of our poll vs the raw stomp.py poll, on RabbitMQ and ActiveMQ.
-
-    Returns the rows, and the RabbitMQ poll pair (left open for the scale benchmark).
-    """
-    rows: list[Row] = []
-    rabbit: _PollPair | None = None
-    for label, url, dialect, port in (
-        ("RabbitMQ STOMP", urls.rabbitmq_stomp, Dialect.RABBITMQ, 61613),
-        ("ActiveMQ STOMP", urls.activemq_stomp, Dialect.ACTIVEMQ, 61623),
-    ):
-        print(f"  poll latency: {label} ...", flush=True)
-        pair = _PollPair(url, dialect, port)
-        results = interleaved_windows(
-            {"ours": _latency_window(pair.ours_poll, polls), "raw": _latency_window(pair.raw_poll, polls)},
-            rounds=rounds,
-        )
-        for q in (50, 99):
-            ours, raw = _p(results["ours"], q), _p(results["raw"], q)
-            goal_applies = dialect is Dialect.RABBITMQ and q == 50
-            rows.append(
-                Row(
-                    what=f"poll latency p{q}, {label} ({pair.expected} messages in the queue)",
-                    ours=ours,
-                    baseline=raw,
-                    unit="ms",
-                    higher_is_better=False,
-                    goal=f"ours <= {POLL_P50_GOAL_MS:g} ms" if goal_applies else "—",
-                    met=(ours <= POLL_P50_GOAL_MS) if goal_applies else None,
-                    command=f"TDM_BENCH_PARTS=poll {COMMAND}",
-                    baseline_name="stomp.py subscribe, drain, ack, unsubscribe, re-send (defaults)",
-                )
-            )
-        if dialect is Dialect.RABBITMQ:
-            rabbit = pair
-        else:
-            pair.close()
-    assert rabbit is not None
-    return rows, rabbit
-
-
-# ---------------------------------------------------------------- scale
-
-
-@dataclass(frozen=True)
-class ScaleResult:
-    """What the scale benchmark saw."""
-
-    rows: list[Row]
-    created: int
-    counted: int
-    create_seconds: float
-    gone_after_seconds: float | None
-    remaining: int
-    ttl: int
-
-
-def scale(urls: BenchUrls, pair: _PollPair, *, queues: int, ttl: int, polls: int, rounds: int) -> ScaleResult:
-    """Poll latency on an empty vhost, then with ``queues`` idle reply queues, then wait for them to expire."""
-    windows = {"poll": _latency_window(pair.ours_poll, polls)}
-    print("  scale: polls on the empty vhost ...", flush=True)
-    empty = interleaved_windows(windows, rounds=rounds)["poll"]
-    run = uuid.uuid4().hex[:8]
-    prefix = f"bench-scale-{run}-"
-    print(f"  scale: creating {queues} reply queues (reply_ttl={ttl} s) ...", flush=True)
-    start = time.monotonic()
-    with open_transport(_with_query(urls.amqp, reply_ttl=str(ttl))) as amqp:
-        for index in range(queues):
-            docset_id = f"{prefix}{index}"
-            amqp.send(reply_queue(docset_id), encode(_complete(docset_id)), persistent=True)
-    created_at = time.monotonic()
-    counted = count_queues(BENCH_VHOST, f"package/{prefix}")
-    print(f"  scale: {counted} queues present; polls among them ...", flush=True)
-    idle = interleaved_windows(windows, rounds=rounds)["poll"]
-    rows = []
-    for q in (50, 99):
-        ours, base = _p(idle, q), _p(empty, q)
-        rows.append(
-            Row(
-                what=f"poll latency p{q} with {counted:,} idle reply queues vs an empty vhost (RabbitMQ STOMP)",
-                ours=ours,
-                baseline=base,
-                unit="ms",
-                higher_is_better=False,
-                goal=f"<= {SCALE_GOAL}x" if q == 50 else "—",
-                met=(ours <= SCALE_GOAL * base) if q == 50 else None,
-                command=f"TDM_BENCH_PARTS=scale {COMMAND}",
-                baseline_name="our poll, same queue, before the queues were created",
-            )
-        )
-    print("  scale: waiting for the queues to expire ...", flush=True)
-    deadline = created_at + ttl + 120
-    remaining = counted
-    gone_after: float | None = None
-    while time.monotonic() < deadline:
-        time.sleep(5)
-        remaining = count_queues(BENCH_VHOST, f"package/{prefix}")
-        if remaining == 0:
-            gone_after = time.monotonic() - created_at
-            break
-    return ScaleResult(rows, queues, counted, created_at - start, gone_after, remaining, ttl)
 
 
 # ---------------------------------------------------------------- main
@@ -466,25 +354,20 @@ def run() -> list[Row]:
             rows += sqlite_send_rows(
                 sqlite_dir, lambda: status_messages("bench-send")[2], settings["sends"], settings["rounds"]
             )
-        if parts & {"poll", "scale"}:
-            poll, pair = poll_rows(urls, settings["polls"], settings["rounds"])
-            if "poll" in parts:
-                rows += poll
-                print("  poll latency: SQLite native ...", flush=True)
-                rows += sqlite_poll_rows(sqlite_dir, status_messages, settings["polls"], settings["rounds"])
-            try:
-                if "scale" in parts:
-                    scale_result = scale(
-                        urls,
-                        pair,
-                        queues=settings["scale_queues"],
-                        ttl=settings["scale_ttl"],
-                        polls=settings["polls"],
-                        rounds=settings["rounds"],
-                    )
-                    rows += scale_result.rows
-            finally:
-                pair.close()
+        if "poll" in parts:
+            rows += poll_rows(urls, settings["polls"], settings["rounds"])
+            print("  poll latency: SQLite native ...", flush=True)
+            rows += sqlite_poll_rows(sqlite_dir, status_messages, settings["polls"], settings["rounds"])
+        if "scale" in parts:
+            scale_result = scale(
+                urls,
+                queues=settings["scale_queues"],
+                ttl=settings["scale_ttl"],
+                polls=settings["scale_polls"],
+                rounds=settings["rounds"],
+                command=f"TDM_BENCH_PARTS=scale {COMMAND}",
+            )
+            rows += scale_result.rows
     finally:
         delete_vhost()
         remove_directory(sqlite_dir)

@@ -24,6 +24,7 @@ from celery.exceptions import TimeoutError as CeleryTimeout  # type: ignore[impo
 from celery.result import ResultSet  # type: ignore[import-untyped]
 
 from bench import machine_description, update_section
+from bench.choices import send_cost_rows
 from bench.cycle import THROUGHPUT, Comparison, Prepares, Side, SideSpec, build_rows, measure, warm
 from bench.harness import (
     BENCH_VHOST,
@@ -419,6 +420,7 @@ class _Settings:
     rounds: int
     pool: str
     phases: tuple[str, ...]
+    choice_sends: int
 
 
 def _settings() -> _Settings:
@@ -431,6 +433,7 @@ def _settings() -> _Settings:
         rounds=env_int("TDM_BENCH_ROUNDS", 3),
         pool=os.environ.get("TDM_BENCH_CELERY_POOL", "threads").strip() or "threads",
         phases=phases,
+        choice_sends=env_int("TDM_BENCH_CHOICE_SENDS", 200),
     )
 
 
@@ -470,7 +473,7 @@ def _phase(wing: str, label: str, url: str, *, urls: BenchUrls, settings: _Setti
             progress=lambda what: print(f"  {label}: {what} ...", flush=True),
         )
         floor = sides.get("floor")
-        return build_rows(
+        rows = build_rows(
             comparisons(floor_prepares=floor is not None and isinstance(floor, Prepares)),
             measured,
             label=label,
@@ -478,6 +481,8 @@ def _phase(wing: str, label: str, url: str, *, urls: BenchUrls, settings: _Setti
             requests=settings.requests,
             command=COMMAND,
         )
+        print(f"  {label}: cost per send of confirms and persistence ...", flush=True)
+        return rows + send_cost_rows(url, label, sends=settings.choice_sends, rounds=settings.rounds, command=COMMAND)
     finally:
         for side in sides.values():
             side.close()

@@ -24,7 +24,7 @@ from celery.exceptions import TimeoutError as CeleryTimeout  # type: ignore[impo
 from celery.result import ResultSet  # type: ignore[import-untyped]
 
 from bench import machine_description, update_section
-from bench.choices import send_cost_rows
+from bench.choices import PREPARE_NOTE, REDIS_NOTE, RPC_NOTE, design_costs, send_cost_rows
 from bench.cycle import THROUGHPUT, Comparison, Prepares, Side, SideSpec, build_rows, measure, warm
 from bench.harness import (
     BENCH_VHOST,
@@ -396,16 +396,16 @@ def comparisons(*, floor_prepares: bool) -> list[Comparison]:
     floor_ours = "ours" if floor_prepares else "ours-noprep"
     floor_note = "vs the floor" + ("" if floor_prepares else " (both create the reply queue in the request)")
     return [
-        Comparison("ours", "celery-redis", THROUGHPUT, REDIS_THROUGHPUT_GOAL, "vs Celery + Redis results"),
-        Comparison("ours", "celery-redis", "p50", REDIS_P50_GOAL, "vs Celery + Redis results"),
-        Comparison("ours", "celery-redis", "p99", None, "vs Celery + Redis results"),
-        Comparison("ours", "celery-rpc", THROUGHPUT, RPC_THROUGHPUT_GOAL, "vs Celery rpc://"),
-        Comparison("ours", "celery-rpc", "p50", None, "vs Celery rpc://"),
+        Comparison("ours", "celery-redis", THROUGHPUT, REDIS_THROUGHPUT_GOAL, REDIS_NOTE),
+        Comparison("ours", "celery-redis", "p50", REDIS_P50_GOAL, REDIS_NOTE),
+        Comparison("ours", "celery-redis", "p99", None, REDIS_NOTE),
+        Comparison("ours", "celery-rpc", THROUGHPUT, RPC_THROUGHPUT_GOAL, RPC_NOTE),
+        Comparison("ours", "celery-rpc", "p50", None, RPC_NOTE),
         Comparison(floor_ours, "floor", THROUGHPUT, FLOOR_GOAL, floor_note),
         Comparison(floor_ours, "floor", "p50", FLOOR_GOAL, floor_note),
-        Comparison("ours-noprep", "ours", THROUGHPUT, None, "no prepare vs prepare (the queue in the request path)"),
-        Comparison("ours-noprep", "ours", "p50", None, "no prepare vs prepare (the queue in the request path)"),
-        Comparison("ours-noprep", "celery-redis", THROUGHPUT, None, "no prepare, vs Celery + Redis results"),
+        Comparison("ours-noprep", "ours", THROUGHPUT, None, PREPARE_NOTE),
+        Comparison("ours-noprep", "ours", "p50", None, PREPARE_NOTE),
+        Comparison("ours-noprep", "celery-redis", THROUGHPUT, None, "no prepare, " + REDIS_NOTE),
     ]
 
 
@@ -491,43 +491,47 @@ def _phase(wing: str, label: str, url: str, *, urls: BenchUrls, settings: _Setti
 
 
 NOTES = """\
-Notes on the Celery figures:
+Notes on the job-cycle figures:
 
 - One worker each, on the same RabbitMQ (in the bench's own vhost). Celery 5: `--pool=threads
   --concurrency=1 -O fair` (one task at a time, run in a thread of the one worker process, as our
-  worker runs its handler), `rpc://` results, `task_acks_late=True`, `worker_prefetch_multiplier=1`,
-  gossip, mingle and heartbeats off. The task reports progress once with `update_state` and returns
-  a URL and a size; our no-op handler calls `job.progress(1, 1)` and returns a `PackageResult`, so
-  ours sends Accepted, Progress and Complete. Celery always runs over AMQP (it speaks no STOMP); the
-  STOMP rows run our side over RabbitMQ STOMP against the same Celery.
-- Each phase has a fresh Celery worker, task queue and client app (results come back on the
-  client app's own rpc reply queue), and a fresh PackagerWorker; every wait is bounded (60 s), and
-  a stall fails the group with the queue's state and the worker's log instead of hanging.
-- "Complete-visible": for us, `PackagingClient.status()` polled back to back until COMPLETE (a
-  full read-fold-resend-ack of the docset's reply queue per poll). For Celery, `ResultSet.join()`
-  (latency: the same on one result): its result consumer is pushed results on a standing
-  subscription, Celery's best case; `AsyncResult.ready()` polling `basic_get`s the client's reply
-  queue and buffers other tasks' states in that one client, which is slower and which earlier
-  versions of this benchmark saw leave results unseen. Throughput windows submit every request, then
-  wait for all; latency windows submit one job and wait for it, one after another.
-- Why not the solo pool (the earlier setting): with `--pool=solo`, `acks_late` and prefetch 1, this
-  Celery (5.7, kombu 5.7, py-amqp 5.4) stalls. The solo worker runs the task inside its event
-  loop's read callback and defers the ack to the loop; now and then the next delivery is not
-  picked up after that ack, and with heartbeats and gossip off no other frame arrives to wake the
-  loop: the worker sits idle at 0 % CPU with one message unacknowledged on its channel, `celery
-  inspect active` and `reserved` empty, the other tasks ready in its queue. With heartbeats on, a
-  run went through but one window ran at a tenth of the speed (woken late, most likely by a
-  heartbeat). Seen in every run with heartbeats off: two standalone runs of 100-task windows (one
-  with no `update_state` in the task) stalled in their 1st and 3rd window, and the benchmark in
-  its first phase. The `threads` and `prefork` pools (concurrency 1, same settings) each ran 1,500
-  tasks with no stall, and the benchmark's two phases now run back to back: the solo pool, not
-  the app shared across phases, was behind the earlier "second phase stalls" reports (the app is
-  per phase now anyway). `TDM_BENCH_CELERY_POOL=solo` reproduces it; the group then fails after
-  60 s naming the queue's state instead of hanging.
-- What Celery does not do, and ours does per job: a persistent, confirmed copy of the request on the
-  docset's reply queue (so a poll says REQUESTED), a status that survives being read and a restart
-  of the client, typed and versioned messages, and reply queues that expire instead of leaking. That
-  is the price of the throughput and latency gap below the goals.
+  worker runs its handler), `task_acks_late=True`, `worker_prefetch_multiplier=1`, gossip, mingle
+  and heartbeats off, a node name per worker. The task reports progress once with `update_state`
+  and returns a URL and a size; our no-op handler calls `job.progress(1, 1)` and returns a
+  `PackageResult`, so ours sends Accepted, Progress and Complete. Celery always runs over AMQP (it
+  speaks no STOMP); the STOMP rows run our side over RabbitMQ STOMP against the same Celery peers.
+- The two Celery peers. `rpc://`: results are transient messages to the submitting client's own
+  reply queue, read once, by that client; a restart of the client loses them. Redis
+  (`result_backend=redis://`, `result_persistent=True`): results are keys any process can read,
+  again and again; this is the common production set-up and the one whose durability is closest to
+  ours (a status that survives being read and a restart of the client). Whether Redis itself
+  survives a restart is its own configuration (AOF or RDB): the bench's Redis runs without either,
+  which flatters the Redis peer, if anything. Celery's task messages are persistent but unconfirmed
+  by default (no publisher confirms), in both peers.
+- Our two sides share one PackagerWorker process (their windows never overlap; two workers on one
+  request queue would split a window's jobs). "Prepared": the window's reply queues are created by
+  `PackagingClient.prepare` before the window's clock starts, as a server does when a docset is
+  created; `request_package` then finds the queue there. "No prepare": the request creates it.
+- The floor (`bench/floor_amqp.py`, `bench/floor_stomp.py`: `FloorAmqp`, `FloorStomp`) is a raw
+  py-amqp / stomp.py loop doing our message pattern with no library around it; it is held against
+  our side with the same reply-queue pattern (prepared if the floor prepares its queues ahead, see
+  `bench.cycle.Prepares`). A floor module that is missing leaves its rows out.
+- "Complete-visible": for us, `PackagingClient.status()` polled back to back until COMPLETE. For
+  Celery, `ResultSet.join()` (latency: the same on one result): with `rpc://` its result consumer
+  is pushed results on a standing subscription; with Redis the client subscribes to each task's
+  channel when it sends the task and is pushed the result as well: each peer's best case.
+  Throughput windows submit every request, then wait for all; latency windows submit one job and
+  wait for it, one after another.
+- Send-cost rows: one `Transport.send` of the Progress body to a reply queue, timed per call, the
+  three kinds (persistent confirmed, transient confirmed, persistent unconfirmed) in turn. Each of
+  our jobs makes several persistent confirmed sends (the request and its copy, the worker's
+  replies, a poll's re-sends); the rows say what each of them pays for the confirm and for
+  persistence.
+- Why not Celery's solo pool: with `--pool=solo`, `acks_late` and prefetch 1, this Celery (5.7,
+  kombu 5.7, py-amqp 5.4) stalls now and then with heartbeats off (the next delivery is not picked
+  up after a deferred ack, and nothing wakes the event loop). The `threads` and `prefork` pools
+  each ran 1,500 tasks with no stall. `TDM_BENCH_CELERY_POOL=solo` reproduces it; the group then
+  fails after 60 s naming the queue's state instead of hanging.
 """
 
 
@@ -545,11 +549,14 @@ def run() -> list[Row]:
     phases = {"amqp": ("RabbitMQ AMQP", urls.amqp), "stomp": ("RabbitMQ STOMP", urls.rabbitmq_stomp)}
     ensure_vhost()
     rows: list[Row] = []
+    costs: list[str] = []
     try:
         versions = broker_versions(urls)
         for name in settings.phases:
             label, url = phases[name]
-            rows += _phase(name, label, url, urls=urls, settings=settings)
+            phase_rows = _phase(name, label, url, urls=urls, settings=settings)
+            costs.append(design_costs(label, phase_rows))
+            rows += phase_rows
     finally:
         delete_vhost()
     table = render_rows(rows)
@@ -558,14 +565,20 @@ def run() -> list[Row]:
     section = (
         f"Command: `{COMMAND}` (one phase: `TDM_BENCH_CELERY_PHASES=amqp` or `stomp`)  \n"
         f"Machine: {machine_description()}  \n"
-        f"Brokers: {versions}; everything runs in a RabbitMQ vhost of its own, deleted afterwards.  \n"
-        f"Method: per phase, one warm-up window each, then {settings.rounds} windows of ours and of Celery in "
-        f"turn; medians over the windows. Throughput windows: {settings.requests} requests; latency windows: "
-        f"{settings.latency_jobs} jobs one after another, p50/p99 per window, median of those.  \n"
-        "Sizes: TDM_BENCH_CELERY_REQUESTS, TDM_BENCH_CELERY_LATENCY_JOBS, TDM_BENCH_ROUNDS; "
-        "Celery pool: TDM_BENCH_CELERY_POOL (threads).  \n"
+        f"Brokers: {versions}; everything runs in a RabbitMQ vhost of its own, deleted afterwards; Celery's "
+        "Redis results under a key prefix of the run's, deleted afterwards.  \n"
+        "Sides, per phase: ours with the reply queue prepared ahead (`PackagingClient.prepare`, outside the "
+        "timed region), ours without (the request creates it), Celery with Redis results, Celery with `rpc://`, "
+        "and the floor (a raw-client loop of our message pattern) when its module is there.  \n"
+        f"Method: per phase, one warm-up window of every side, then {settings.rounds} rounds, each taking one "
+        f"window of every side in turn; medians over the windows. Throughput windows: {settings.requests} "
+        f"requests; latency windows: {settings.latency_jobs} jobs one after another, p50/p99 per window, median "
+        f"of those. Send-cost rows: {settings.choice_sends} sends of each kind per window, kinds in turn.  \n"
+        "Sizes: TDM_BENCH_CELERY_REQUESTS, TDM_BENCH_CELERY_LATENCY_JOBS, TDM_BENCH_ROUNDS, "
+        "TDM_BENCH_CHOICE_SENDS; Celery pool: TDM_BENCH_CELERY_POOL (threads).  \n"
         "Goals: " + ("all met." if not missed else "missed: " + "; ".join(missed) + " (see the notes).") + "\n\n"
-        f"{table}\n\n{NOTES}"
+        f"{table}\n\n"
+        "What each design choice costs, in this run (ratios of the rows above):\n\n" + "\n".join(costs) + f"\n\n{NOTES}"
     )
     if set(settings.phases) == set(phases):
         update_section("celery", section)

@@ -266,8 +266,12 @@ def _section(rows: list[Row], scale_result: ScaleResult | None, versions: str, s
         f"Brokers: {versions}; RabbitMQ rows run in their own vhost `{BENCH_VHOST}`, deleted afterwards.  ",
         f"Method: after one warm-up window each, {settings['rounds']} windows of ours and of the baseline taken "
         f"in turn; figures are medians over the windows. Send windows: {settings['sends']} sends. Poll windows: "
-        f"{settings['polls']} polls; p50/p99 per window, then the median of those.  ",
-        "Sizes: TDM_BENCH_SENDS, TDM_BENCH_POLLS, TDM_BENCH_ROUNDS, TDM_BENCH_SCALE_QUEUES, TDM_BENCH_SCALE_TTL.  ",
+        f"{settings['polls']} polls; p50/p99 per window, then the median of those. Each polled queue holds a "
+        "compacted status (a finished job's: the request's copy and its Complete). Idle-queue rows: two vhosts "
+        f"of the run's, one empty, one with {settings['scale_queues']:,} idle reply queues; each window takes "
+        f"{settings['scale_polls']} polls in each vhost, alternating (order flipped every pair).  ",
+        "Sizes: TDM_BENCH_SENDS, TDM_BENCH_POLLS, TDM_BENCH_ROUNDS, TDM_BENCH_SCALE_QUEUES, TDM_BENCH_SCALE_TTL, "
+        "TDM_BENCH_SCALE_POLLS.  ",
         "Goals: " + ("all met." if not missed else "missed: " + "; ".join(missed) + " (see the notes)."),
         "",
         render_rows(rows),
@@ -281,8 +285,9 @@ def _section(rows: list[Row], scale_result: ScaleResult | None, versions: str, s
             else f"**{s.remaining} still present** {s.ttl + 120} s after the last was created (reply_ttl {s.ttl} s)"
         )
         lines.append(
-            f"Reply-queue expiry: {s.created:,} reply queues created over AMQP in {s.create_seconds:.1f} s, each "
-            f"holding a Complete; `rabbitmqctl list_queues` counted {s.counted:,}; {gone}."
+            f"Reply-queue expiry: {s.created:,} idle reply queues created over AMQP (py-amqp, declares not waited "
+            f"for one by one) in {s.create_seconds:.1f} s, each holding a Complete; `rabbitmqctl list_queues` "
+            f"counted {s.counted:,}; {gone}."
         )
         lines.append("")
     return "\n".join(lines)
@@ -293,16 +298,27 @@ Notes on the transport figures:
 
 - The raw baselines are written the way a user of the driver would write them, sharing no code
   with ours (`bench/raw_clients.py`): same destination, body, `tdm-*` headers, persistence and
-  queue-declare headers. The raw poller is told how many messages the queue holds (a hand-written
+  queue-declare headers. Every poll row polls a compacted status: what a poll usually finds once
+  compaction has run (a finished job's request copy and its Complete; the seed a later poll
+  keeps). The raw STOMP poller is told how many messages the queue holds (a hand-written
   poller cannot see the end of a STOMP queue; this is its best case), ACKs them (receipt on the
   last), UNSUBSCRIBEs (with a receipt), then re-sends them (receipt on the last). That order is
   what a raw client must do (copies sent while subscribed come back to the same subscription),
-  and it can lose the status if the poller dies between ACK and re-send; ours re-sends first and
-  reads only up to its own marker, so a crash duplicates instead. It runs at
-  stomp.py's defaults, so without `TCP_NODELAY`: its latency is dominated by delayed TCP ACKs
-  (~40 ms) — the reason our transport sets `TCP_NODELAY`.
-- Our poll does more than the raw one: it sends a marker to find the queue's end, confirms each
-  re-sent message, and decodes, folds and compacts the replies.
+  and it can lose the status if the poller dies between ACK and re-send; ours reads only up to its
+  own marker, so a crash duplicates instead. It runs at stomp.py's defaults, so without
+  `TCP_NODELAY`: its latency is dominated by delayed TCP ACKs (~40 ms) — the reason our transport
+  sets `TCP_NODELAY`. The raw AMQP poller (py-amqp under kombu's connection) is the least a poll
+  can do over AMQP: `basic_get` until the answer's `message_count` says the queue is empty, then
+  `basic_reject(requeue=True)` each message (asynchronous; py-amqp has no `basic_nack`), which
+  RabbitMQ puts back in place: nothing re-sent, nothing confirmed.
+- Our poll does more than the raw ones: it finds the queue's end with a marker, decodes, folds and
+  compacts the replies, and settles what it read durably (see docs/status.md).
+- Idle reply queues: the old row compared windows taken minutes apart (before and after the
+  queues were created), so load from other users moved it; now both vhosts exist for the whole
+  measurement and our poll alternates between them within every window, on RabbitMQ STOMP and
+  AMQP. The idle queues have our reply queues' arguments (durable, `x-expires` = reply_ttl,
+  120 s by default so that none expires before the windows end); both vhosts are deleted at the
+  end, after the expiry check.
 - Where a send row misses 0.9x: the transports were being optimised while these benchmarks were
   written, so see the transport modules' history for what changed. An earlier profile (cProfile)
   found per-send costs the raw clients do not have: a receipt record per STOMP send, the header
@@ -310,9 +326,7 @@ Notes on the transport figures:
   inside a retry wrapper. Send rows move a lot between runs on this machine (RabbitMQ STOMP's
   ratio has read 0.57x and 0.79x in two runs), so read a single miss with care. The poll misses
   1 ms because it is several round trips (marker SEND, SUBSCRIBE, one confirmed re-send per kept
-  message, ACKs with a receipt, UNSUBSCRIBE with a receipt) on a loaded 2-core machine. The
-  10,000-queue row compares windows taken minutes apart, not interleaved (the queues exist or
-  not), so load from other users moves it.
+  message, ACKs with a receipt, UNSUBSCRIBE with a receipt) on a loaded 2-core machine.
 - SQLite rows (`bench/sqlite_native.py`): each side writes its own file in a fresh directory
   (`TDM_BENCH_SQLITE_DIR`, default the temp dir; it must be a real disk, not tmpfs, since the
   fsync of each commit is most of a send). The raw baseline is one autocommitted INSERT per

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 
-from bench.choices import send_cost_rows
 from bench.poll_scale import SCALE_GOAL, scale_rows
 from bench.polls import alternating, completed_status, in_vhost, with_query
 from tdm_messaging.models import Complete, PackageRequest
@@ -52,13 +51,3 @@ def test_scale_rows_hold_the_idle_vhost_against_the_empty_one() -> None:
     assert (p99.ours, p99.baseline, p99.met) == (3.0, 2.0, None)
     slow = [([1.0], [1.2])]
     assert scale_rows("x", slow, 1, "cmd")[0].met is False
-
-
-def test_send_cost_rows_price_each_choice_against_the_kind_without_it() -> None:
-    rows = send_cost_rows("inmemory://", "in-memory", sends=3, rounds=1, command="cmd")
-    assert [(row.baseline_name, row.goal, row.met) for row in rows] == [
-        ("our send, persistent, unconfirmed", "—", None),
-        ("our send, transient, confirmed", "—", None),
-    ]
-    assert all(row.unit == "ms" and not row.higher_is_better for row in rows)
-    assert rows[0].ours == rows[1].ours  # both rows hold the same persistent, confirmed send against another kind

@@ -484,8 +484,11 @@ def _phase(wing: str, label: str, url: str, *, urls: BenchUrls, settings: _Setti
         print(f"  {label}: cost per send of confirms and persistence ...", flush=True)
         return rows + send_cost_rows(url, label, sends=settings.choice_sends, rounds=settings.rounds, command=COMMAND)
     finally:
-        for side in sides.values():
-            side.close()
+        for key, side in sides.items():
+            try:
+                side.close()
+            except Exception as exc:  # one side's failed close must not leave the others' workers running
+                print(f"  {label}: closing {key} failed: {exc!r}", file=sys.stderr, flush=True)
         worker.stop()
         _clean_redis(urls.redis, keyprefix)
 

@@ -7,6 +7,7 @@ and ``TDM_BENCH_CELERY_QUEUE``. The client side builds a fresh app per phase wit
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import subprocess
@@ -14,7 +15,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,28 +24,31 @@ from celery.exceptions import TimeoutError as CeleryTimeout  # type: ignore[impo
 from celery.result import ResultSet  # type: ignore[import-untyped]
 
 from bench import machine_description, update_section
+from bench.choices import PREPARE_NOTE, REDIS_NOTE, RPC_NOTE, design_costs, send_cost_rows
+from bench.cycle import THROUGHPUT, Comparison, Prepares, Side, SideSpec, build_rows, measure, warm
 from bench.harness import (
     BENCH_VHOST,
+    BenchUrls,
     Row,
     bench_urls,
     broker_versions,
     delete_vhost,
     ensure_vhost,
     env_int,
-    interleaved_windows,
-    median_of,
-    percentile,
     render_rows,
 )
 from tdm_messaging.server import PackagingClient
 from tdm_messaging.status import State
 from tdm_messaging.transport import open_transport
 
-__all__ = ["POOLS", "TASK_NAME", "app", "celery_worker_argv", "main", "make_app", "run"]
+__all__ = ["FLOORS", "POOLS", "TASK_NAME", "app", "celery_worker_argv", "comparisons", "main", "make_app", "run"]
 
 COMMAND = ".venv/bin/python -m bench celery"
 TASK_NAME = "tdm_bench.package"
-THROUGHPUT_GOAL = 10.0
+REDIS_THROUGHPUT_GOAL = 1.0
+REDIS_P50_GOAL = 1.0
+RPC_THROUGHPUT_GOAL = 0.5
+FLOOR_GOAL = 0.9
 ARCHIVE_SIZE = 345345
 ROOT = Path(__file__).resolve().parent.parent
 POOLS = ("threads", "prefork", "solo")
@@ -61,14 +64,17 @@ def _package(self: Any, docset_url: str) -> dict[str, object]:
     return {"archive_url": f"https://tdm-packages.example.org/package/{uuid.uuid4().hex}.zip", "size": ARCHIVE_SIZE}
 
 
-def make_app(broker: str, queue: str) -> Celery:
-    """A Celery app on ``broker`` with the ``rpc://`` backend, acks_late, prefetch 1, and the task, routed to ``queue``.
+def make_app(broker: str, queue: str, *, backend: str = "rpc://", keyprefix: str = "") -> Celery:
+    """A Celery app on ``broker`` with acks_late, prefetch 1, and the task, routed to ``queue``.
 
-    The benchmark builds one per phase on the client side and closes it afterwards: an app
-    caches its routes, connections and (with ``rpc://``) the reply queue its results come back
-    on, so one app reused across phases is a second variable in the comparison.
+    ``backend`` is ``rpc://`` (results as transient messages to the client's reply queue: read
+    once, by that client) or a ``redis://`` URL: results stored as keys any process can read
+    again (``result_persistent``, the common production set-up), under ``keyprefix`` so the
+    benchmark can delete exactly its own. The benchmark builds one app per side and phase on the
+    client side and closes it afterwards: an app caches its routes, connections and (with
+    ``rpc://``) its reply queue, so one app reused across phases is a second variable.
     """
-    celery_app = Celery("tdm_bench", broker=broker, backend="rpc://", set_as_current=False)
+    celery_app = Celery("tdm_bench", broker=broker, backend=backend, set_as_current=False)
     celery_app.conf.update(
         task_acks_late=True,
         task_default_queue=queue,
@@ -80,6 +86,11 @@ def make_app(broker: str, queue: str) -> Celery:
         broker_connection_timeout=10,
         worker_hijack_root_logger=False,
     )
+    if backend.startswith("redis"):
+        celery_app.conf.update(
+            result_persistent=True,
+            result_backend_transport_options={"global_keyprefix": keyprefix} if keyprefix else {},
+        )
     celery_app.task(bind=True, name=TASK_NAME)(_package)
     return celery_app
 
@@ -87,6 +98,8 @@ def make_app(broker: str, queue: str) -> Celery:
 app = make_app(
     os.environ.get("TDM_BENCH_CELERY_BROKER", "amqp://guest:guest@127.0.0.1:5672//"),
     os.environ.get("TDM_BENCH_CELERY_QUEUE", "bench-celery"),
+    backend=os.environ.get("TDM_BENCH_CELERY_BACKEND", "rpc://"),
+    keyprefix=os.environ.get("TDM_BENCH_CELERY_KEYPREFIX", ""),
 )
 """The app ``celery -A bench.celery_peer worker`` runs (configured by environment variables)."""
 
@@ -110,6 +123,8 @@ def celery_worker_argv(queue: str, pool: str) -> list[str]:
         "-O",
         "fair",
         f"--queues={queue}",
+        # A node name of its own: two workers of one name share a pidbox queue, and the second fails.
+        f"--hostname={queue}@%h",
         "--without-gossip",
         "--without-mingle",
         "--without-heartbeat",
@@ -191,25 +206,33 @@ def _queue_state(queue: str) -> str:
     return f"queue {queue} not found"
 
 
-# ---------------------------------------------------------------- the two sides
+# ---------------------------------------------------------------- the sides
 
 
 class _Celery:
     """Submit the Celery task from one client app and wait on its results with ``ResultSet.join``.
 
-    ``join`` waits on the rpc backend's result consumer: one basic.consume on this app's reply
-    queue, fed by the worker; it is how Celery means rpc results to be read, and its best case.
-    Every wait is bounded; a stall raises with the queue's state and the worker's log.
+    With ``rpc://``, ``join`` waits on the backend's result consumer: one basic.consume on this
+    app's reply queue, fed by the worker; it is how Celery means rpc results to be read, and its
+    best case. With Redis, each result is a key the worker writes and publishes on; the client's
+    result consumer is subscribed to the task's channel when the task is sent (pub/sub), so
+    ``join`` is pushed the result too. Every wait is bounded; a stall raises with the queue's
+    state and the worker's log.
     """
 
-    def __init__(self, broker: str, queue: str, pool: str) -> None:
+    def __init__(self, broker: str, queue: str, pool: str, *, backend: str = "rpc://", keyprefix: str = "") -> None:
         self.queue = queue
         self.pool = pool
-        self.app = make_app(broker, queue)
+        self.app = make_app(broker, queue, backend=backend, keyprefix=keyprefix)
         self.worker = _Process(
             celery_worker_argv(queue, pool),
-            _env(TDM_BENCH_CELERY_BROKER=broker, TDM_BENCH_CELERY_QUEUE=queue),
-            f"Celery worker ({pool} pool)",
+            _env(
+                TDM_BENCH_CELERY_BROKER=broker,
+                TDM_BENCH_CELERY_QUEUE=queue,
+                TDM_BENCH_CELERY_BACKEND=backend,
+                TDM_BENCH_CELERY_KEYPREFIX=keyprefix,
+            ),
+            f"Celery worker ({pool} pool, {backend.partition(':')[0]} results)",
         )
 
     def submit(self) -> Any:
@@ -238,18 +261,27 @@ class _Celery:
 
 
 class _Ours:
-    """Request a package with PackagingClient and poll its status until COMPLETE."""
+    """Request a package with PackagingClient and poll its status until COMPLETE; the reply queue is
+    created in the request's path (``request_package`` declares it).
 
-    def __init__(self, url: str) -> None:
-        self.worker = _Process([sys.executable, "-m", "bench.worker_peer", url], _env(), "PackagerWorker")
+    The PackagerWorker process is the phase's, shared by our sides (one worker, as Celery has
+    one): the sides' windows never overlap, and two workers on one request queue would each take
+    part of a window's jobs.
+    """
+
+    def __init__(self, url: str, worker: _Process) -> None:
+        self.worker = worker
         self.transport = open_transport(url)
         self.client = PackagingClient(self.transport)
         self.run = uuid.uuid4().hex[:8]
         self.count = 0
 
-    def submit(self) -> str:
+    def _next_id(self) -> str:
         self.count += 1
-        docset_id = f"bench-celery-{self.run}-{self.count}"
+        return f"bench-celery-{self.run}-{self.count}"
+
+    def submit(self) -> str:
+        docset_id = self._next_id()
         self.client.request_package(docset_id, f"http://server/api/docsets/{docset_id}")
         return docset_id
 
@@ -272,41 +304,113 @@ class _Ours:
             pending = [h for h in pending if not self._done(h)]
 
     def close(self) -> None:
-        try:
-            self.transport.close()
-        finally:
-            self.worker.stop()
+        self.transport.close()
 
 
-_Side = _Celery | _Ours
+class _OursPrepared(_Ours):
+    """Ours with each docset's reply queue created ahead (``PackagingClient.prepare``), outside the timed
+    region, as a server does when the docset is created; ``request_package`` then finds it there."""
+
+    def __init__(self, url: str, worker: _Process) -> None:
+        super().__init__(url, worker)
+        self._ready: list[str] = []
+
+    def prepare_ahead(self, count: int) -> None:
+        while len(self._ready) < count:
+            docset_id = self._next_id()
+            self.client.prepare(docset_id)
+            self._ready.append(docset_id)
+
+    def submit(self) -> str:
+        docset_id = self._ready.pop(0) if self._ready else self._next_id()
+        self.client.request_package(docset_id, f"http://server/api/docsets/{docset_id}")
+        return docset_id
 
 
-def _throughput(side: _Side, count: int) -> Callable[[], float]:
-    def window() -> float:
-        start = time.perf_counter()
-        handles = [side.submit() for _ in range(count)]
-        side.wait_all(handles)
-        return count / (time.perf_counter() - start)
+# ---------------------------------------------------------------- phases
 
-    return window
+FLOORS = {"amqp": "bench.floor_amqp:FloorAmqp", "stomp": "bench.floor_stomp:FloorStomp"}
+"""The raw-client floor of each wing: a class taking the broker URL, with the side interface
+(``submit() -> handle``, ``wait_all(handles, timeout=...)``, ``close()``; optionally
+``prepare_ahead(count)``, see :class:`bench.cycle.Prepares`, and a ``BASELINE_NAME`` string).
+A floor module that is not there yet leaves its rows out."""
 
-
-def _latency(side: _Side, count: int) -> Callable[[], list[float]]:
-    def window() -> list[float]:
-        samples = []
-        for _ in range(count):
-            start = time.perf_counter()
-            side.wait_all([side.submit()])
-            samples.append((time.perf_counter() - start) * 1000)
-        return samples
-
-    return window
+_FLOOR_NAMES = {
+    "amqp": "raw py-amqp loop of our message pattern",
+    "stomp": "raw stomp.py loop of our message pattern",
+}
 
 
-def _warm(side: _Side) -> None:
-    """One job end to end, with a longer bound: the worker process is still starting."""
-    side.worker.check()
-    side.wait_all([side.submit()], timeout=_START_TIMEOUT)
+def _floor_spec(wing: str) -> SideSpec | None:
+    module_name, _sep, class_name = FLOORS[wing].partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        print(f"  ({module_name} is not there: no floor rows for {wing})", flush=True)
+        return None
+    floor_cls = getattr(module, class_name)
+    name = str(getattr(floor_cls, "BASELINE_NAME", _FLOOR_NAMES[wing]))
+    return SideSpec("floor", name, floor_cls)
+
+
+@dataclass(frozen=True)
+class _PhaseSetup:
+    """What the sides of one phase share: the Celery broker, the Redis for results, our worker."""
+
+    wing: str
+    broker: str
+    redis_url: str
+    keyprefix: str
+    worker: _Process
+
+
+def _side_specs(setup: _PhaseSetup, settings: _Settings) -> list[SideSpec]:
+    """The sides of a phase, in their order within each round. One line per side."""
+    broker, redis_url, keyprefix, worker = setup.broker, setup.redis_url, setup.keyprefix, setup.worker
+    pool = settings.pool
+    specs = [
+        SideSpec("ours", "ours, reply queue prepared", lambda url: _OursPrepared(url, worker)),
+        SideSpec("ours-noprep", "ours, reply queue created by the request", lambda url: _Ours(url, worker)),
+        SideSpec(
+            "celery-redis",
+            f"Celery 5 over AMQP, {pool} pool x1, Redis results (`result_persistent`), acks_late",
+            lambda _url: _Celery(broker, _queue(), pool, backend=redis_url, keyprefix=keyprefix),
+        ),
+        SideSpec(
+            "celery-rpc",
+            f"Celery 5 over AMQP, {pool} pool x1, `rpc://`, acks_late",
+            lambda _url: _Celery(broker, _queue(), pool),
+        ),
+    ]
+    floor = _floor_spec(setup.wing)
+    if floor is not None:
+        specs.append(floor)
+    return specs
+
+
+def comparisons(*, floor_prepares: bool) -> list[Comparison]:
+    """The rows of a phase. The floor is held against our side with the same reply-queue pattern:
+    ours prepared if the floor prepares its queues ahead, else ours creating it in the request."""
+    floor_ours = "ours" if floor_prepares else "ours-noprep"
+    floor_note = "vs the floor" + ("" if floor_prepares else " (both create the reply queue in the request)")
+    return [
+        Comparison("ours", "celery-redis", THROUGHPUT, REDIS_THROUGHPUT_GOAL, REDIS_NOTE),
+        Comparison("ours", "celery-redis", "p50", REDIS_P50_GOAL, REDIS_NOTE),
+        Comparison("ours", "celery-redis", "p99", None, REDIS_NOTE),
+        Comparison("ours", "celery-rpc", THROUGHPUT, RPC_THROUGHPUT_GOAL, RPC_NOTE),
+        Comparison("ours", "celery-rpc", "p50", None, RPC_NOTE),
+        Comparison(floor_ours, "floor", THROUGHPUT, FLOOR_GOAL, floor_note),
+        Comparison(floor_ours, "floor", "p50", FLOOR_GOAL, floor_note),
+        Comparison("ours-noprep", "ours", THROUGHPUT, None, PREPARE_NOTE),
+        Comparison("ours-noprep", "ours", "p50", None, PREPARE_NOTE),
+        Comparison("ours-noprep", "celery-redis", THROUGHPUT, None, "no prepare, " + REDIS_NOTE),
+    ]
+
+
+def _queue() -> str:
+    return f"bench-celery-{uuid.uuid4().hex[:8]}"
 
 
 @dataclass(frozen=True)
@@ -316,6 +420,7 @@ class _Settings:
     rounds: int
     pool: str
     phases: tuple[str, ...]
+    choice_sends: int
 
 
 def _settings() -> _Settings:
@@ -328,111 +433,108 @@ def _settings() -> _Settings:
         rounds=env_int("TDM_BENCH_ROUNDS", 3),
         pool=os.environ.get("TDM_BENCH_CELERY_POOL", "threads").strip() or "threads",
         phases=phases,
+        choice_sends=env_int("TDM_BENCH_CHOICE_SENDS", 200),
     )
 
 
-def _rows_for(label: str, ours: _Ours, celery: _Celery, settings: _Settings) -> list[Row]:
-    print(f"  {label}: throughput ...", flush=True)
-    rates = interleaved_windows(
-        {"ours": _throughput(ours, settings.requests), "celery": _throughput(celery, settings.requests)},
-        rounds=settings.rounds,
-    )
-    print(f"  {label}: latency ...", flush=True)
-    lat = interleaved_windows(
-        {"ours": _latency(ours, settings.latency_jobs), "celery": _latency(celery, settings.latency_jobs)},
-        rounds=settings.rounds,
-    )
-    ours_rate, celery_rate = median_of(rates["ours"]), median_of(rates["celery"])
-    baseline = f"Celery 5 over AMQP, {settings.pool} pool x1, `rpc://`, acks_late"
-    rows = [
-        Row(
-            what=f"request throughput, {settings.requests} no-op jobs, one worker, ours over {label}",
-            ours=ours_rate,
-            baseline=celery_rate,
-            unit="jobs/s",
-            higher_is_better=True,
-            goal=f">= {THROUGHPUT_GOAL:g}x",
-            met=ours_rate >= THROUGHPUT_GOAL * celery_rate,
-            command=COMMAND,
-            baseline_name=baseline,
-        )
-    ]
-    for q in (50, 99):
-        ours_ms = median_of([percentile(w, q) for w in lat["ours"]])
-        celery_ms = median_of([percentile(w, q) for w in lat["celery"]])
-        rows.append(
-            Row(
-                what=f"request to complete-visible p{q}, no-op job, ours over {label}",
-                ours=ours_ms,
-                baseline=celery_ms,
-                unit="ms",
-                higher_is_better=False,
-                goal="<= Celery's",
-                met=ours_ms <= celery_ms,
-                command=COMMAND,
-                baseline_name=baseline,
-            )
-        )
-    return rows
+def _clean_redis(redis_url: str, keyprefix: str) -> int:
+    """Delete the Redis result keys the phase wrote (only those under its own prefix); how many."""
+    import redis
 
-
-def _phase(label: str, url: str, broker: str, settings: _Settings) -> list[Row]:
-    """One phase: a fresh Celery worker, queue and client app, and a fresh PackagerWorker on ``url``."""
-    queue = f"bench-celery-{uuid.uuid4().hex[:8]}"
-    celery: _Celery | None = None
-    ours: _Ours | None = None
+    client = redis.Redis.from_url(redis_url)
     try:
-        celery = _Celery(broker, queue, settings.pool)
-        ours = _Ours(url)
-        print(f"  {label}: starting workers ...", flush=True)
-        _warm(celery)
-        _warm(ours)
-        return _rows_for(label, ours, celery, settings)
+        keys = list(client.scan_iter(match=f"{keyprefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+        return len(keys)
     finally:
-        if ours is not None:
-            ours.close()
-        if celery is not None:
-            celery.close()
+        client.close()
+
+
+def _phase(wing: str, label: str, url: str, *, urls: BenchUrls, settings: _Settings) -> list[Row]:
+    """One phase: our PackagerWorker on ``url``, fresh Celery workers, queues and client apps, the floor."""
+    keyprefix = f"tdm-bench-celery-{uuid.uuid4().hex[:8]}-"
+    worker = _Process([sys.executable, "-m", "bench.worker_peer", url], _env(), "PackagerWorker")
+    setup = _PhaseSetup(wing, urls.amqp, urls.redis, keyprefix, worker)
+    sides: dict[str, Side] = {}
+    try:
+        specs = _side_specs(setup, settings)
+        for spec in specs:
+            sides[spec.key] = spec.build(url)
+        print(f"  {label}: starting workers ...", flush=True)
+        worker.check()
+        for side in sides.values():
+            warm(side, _START_TIMEOUT)
+        measured = measure(
+            sides,
+            requests=settings.requests,
+            latency_jobs=settings.latency_jobs,
+            rounds=settings.rounds,
+            progress=lambda what: print(f"  {label}: {what} ...", flush=True),
+        )
+        floor = sides.get("floor")
+        rows = build_rows(
+            comparisons(floor_prepares=floor is not None and isinstance(floor, Prepares)),
+            measured,
+            label=label,
+            names={spec.key: spec.name for spec in specs},
+            requests=settings.requests,
+            command=COMMAND,
+        )
+        print(f"  {label}: cost per send of confirms and persistence ...", flush=True)
+        return rows + send_cost_rows(url, label, sends=settings.choice_sends, rounds=settings.rounds, command=COMMAND)
+    finally:
+        for key, side in sides.items():
+            try:
+                side.close()
+            except Exception as exc:  # one side's failed close must not leave the others' workers running
+                print(f"  {label}: closing {key} failed: {exc!r}", file=sys.stderr, flush=True)
+        worker.stop()
+        _clean_redis(urls.redis, keyprefix)
 
 
 NOTES = """\
-Notes on the Celery figures:
+Notes on the job-cycle figures:
 
 - One worker each, on the same RabbitMQ (in the bench's own vhost). Celery 5: `--pool=threads
   --concurrency=1 -O fair` (one task at a time, run in a thread of the one worker process, as our
-  worker runs its handler), `rpc://` results, `task_acks_late=True`, `worker_prefetch_multiplier=1`,
-  gossip, mingle and heartbeats off. The task reports progress once with `update_state` and returns
-  a URL and a size; our no-op handler calls `job.progress(1, 1)` and returns a `PackageResult`, so
-  ours sends Accepted, Progress and Complete. Celery always runs over AMQP (it speaks no STOMP); the
-  STOMP rows run our side over RabbitMQ STOMP against the same Celery.
-- Each phase has a fresh Celery worker, task queue and client app (results come back on the
-  client app's own rpc reply queue), and a fresh PackagerWorker; every wait is bounded (60 s), and
-  a stall fails the group with the queue's state and the worker's log instead of hanging.
-- "Complete-visible": for us, `PackagingClient.status()` polled back to back until COMPLETE (a
-  full read-fold-resend-ack of the docset's reply queue per poll). For Celery, `ResultSet.join()`
-  (latency: the same on one result): its result consumer is pushed results on a standing
-  subscription, Celery's best case; `AsyncResult.ready()` polling `basic_get`s the client's reply
-  queue and buffers other tasks' states in that one client, which is slower and which earlier
-  versions of this benchmark saw leave results unseen. Throughput windows submit every request, then
-  wait for all; latency windows submit one job and wait for it, one after another.
-- Why not the solo pool (the earlier setting): with `--pool=solo`, `acks_late` and prefetch 1, this
-  Celery (5.7, kombu 5.7, py-amqp 5.4) stalls. The solo worker runs the task inside its event
-  loop's read callback and defers the ack to the loop; now and then the next delivery is not
-  picked up after that ack, and with heartbeats and gossip off no other frame arrives to wake the
-  loop: the worker sits idle at 0 % CPU with one message unacknowledged on its channel, `celery
-  inspect active` and `reserved` empty, the other tasks ready in its queue. With heartbeats on, a
-  run went through but one window ran at a tenth of the speed (woken late, most likely by a
-  heartbeat). Seen in every run with heartbeats off: two standalone runs of 100-task windows (one
-  with no `update_state` in the task) stalled in their 1st and 3rd window, and the benchmark in
-  its first phase. The `threads` and `prefork` pools (concurrency 1, same settings) each ran 1,500
-  tasks with no stall, and the benchmark's two phases now run back to back: the solo pool, not
-  the app shared across phases, was behind the earlier "second phase stalls" reports (the app is
-  per phase now anyway). `TDM_BENCH_CELERY_POOL=solo` reproduces it; the group then fails after
-  60 s naming the queue's state instead of hanging.
-- What Celery does not do, and ours does per job: a persistent, confirmed copy of the request on the
-  docset's reply queue (so a poll says REQUESTED), a status that survives being read and a restart
-  of the client, typed and versioned messages, and reply queues that expire instead of leaking. That
-  is the price of the throughput and latency gap below the goals.
+  worker runs its handler), `task_acks_late=True`, `worker_prefetch_multiplier=1`, gossip, mingle
+  and heartbeats off, a node name per worker. The task reports progress once with `update_state`
+  and returns a URL and a size; our no-op handler calls `job.progress(1, 1)` and returns a
+  `PackageResult`, so ours sends Accepted, Progress and Complete. Celery always runs over AMQP (it
+  speaks no STOMP); the STOMP rows run our side over RabbitMQ STOMP against the same Celery peers.
+- The two Celery peers. `rpc://`: results are transient messages to the submitting client's own
+  reply queue, read once, by that client; a restart of the client loses them. Redis
+  (`result_backend=redis://`, `result_persistent=True`): results are keys any process can read,
+  again and again; this is the common production set-up and the one whose durability is closest to
+  ours (a status that survives being read and a restart of the client). Whether Redis itself
+  survives a restart is its own configuration (AOF or RDB): the bench's Redis runs without either,
+  which flatters the Redis peer, if anything. Celery's task messages are persistent but unconfirmed
+  by default (no publisher confirms), in both peers.
+- Our two sides share one PackagerWorker process (their windows never overlap; two workers on one
+  request queue would split a window's jobs). "Prepared": the window's reply queues are created by
+  `PackagingClient.prepare` before the window's clock starts, as a server does when a docset is
+  created; `request_package` then finds the queue there. "No prepare": the request creates it.
+- The floor (`bench/floor_amqp.py`, `bench/floor_stomp.py`: `FloorAmqp`, `FloorStomp`) is a raw
+  py-amqp / stomp.py loop doing our message pattern with no library around it; it is held against
+  our side with the same reply-queue pattern (prepared if the floor prepares its queues ahead, see
+  `bench.cycle.Prepares`). A floor module that is missing leaves its rows out.
+- "Complete-visible": for us, `PackagingClient.status()` polled back to back until COMPLETE. For
+  Celery, `ResultSet.join()` (latency: the same on one result): with `rpc://` its result consumer
+  is pushed results on a standing subscription; with Redis the client subscribes to each task's
+  channel when it sends the task and is pushed the result as well: each peer's best case.
+  Throughput windows submit every request, then wait for all; latency windows submit one job and
+  wait for it, one after another.
+- Send-cost rows: one `Transport.send` of the Progress body to a reply queue, timed per call, the
+  three kinds (persistent confirmed, transient confirmed, persistent unconfirmed) in turn. Each of
+  our jobs makes several persistent confirmed sends (the request and its copy, the worker's
+  replies, a poll's re-sends); the rows say what each of them pays for the confirm and for
+  persistence.
+- Why not Celery's solo pool: with `--pool=solo`, `acks_late` and prefetch 1, this Celery (5.7,
+  kombu 5.7, py-amqp 5.4) stalls now and then with heartbeats off (the next delivery is not picked
+  up after a deferred ack, and nothing wakes the event loop). The `threads` and `prefork` pools
+  each ran 1,500 tasks with no stall. `TDM_BENCH_CELERY_POOL=solo` reproduces it; the group then
+  fails after 60 s naming the queue's state instead of hanging.
 """
 
 
@@ -450,11 +552,14 @@ def run() -> list[Row]:
     phases = {"amqp": ("RabbitMQ AMQP", urls.amqp), "stomp": ("RabbitMQ STOMP", urls.rabbitmq_stomp)}
     ensure_vhost()
     rows: list[Row] = []
+    costs: list[str] = []
     try:
         versions = broker_versions(urls)
         for name in settings.phases:
             label, url = phases[name]
-            rows += _phase(label, url, urls.amqp, settings)
+            phase_rows = _phase(name, label, url, urls=urls, settings=settings)
+            costs.append(design_costs(label, phase_rows))
+            rows += phase_rows
     finally:
         delete_vhost()
     table = render_rows(rows)
@@ -463,14 +568,20 @@ def run() -> list[Row]:
     section = (
         f"Command: `{COMMAND}` (one phase: `TDM_BENCH_CELERY_PHASES=amqp` or `stomp`)  \n"
         f"Machine: {machine_description()}  \n"
-        f"Brokers: {versions}; everything runs in a RabbitMQ vhost of its own, deleted afterwards.  \n"
-        f"Method: per phase, one warm-up window each, then {settings.rounds} windows of ours and of Celery in "
-        f"turn; medians over the windows. Throughput windows: {settings.requests} requests; latency windows: "
-        f"{settings.latency_jobs} jobs one after another, p50/p99 per window, median of those.  \n"
-        "Sizes: TDM_BENCH_CELERY_REQUESTS, TDM_BENCH_CELERY_LATENCY_JOBS, TDM_BENCH_ROUNDS; "
-        "Celery pool: TDM_BENCH_CELERY_POOL (threads).  \n"
+        f"Brokers: {versions}; everything runs in a RabbitMQ vhost of its own, deleted afterwards; Celery's "
+        "Redis results under a key prefix of the run's, deleted afterwards.  \n"
+        "Sides, per phase: ours with the reply queue prepared ahead (`PackagingClient.prepare`, outside the "
+        "timed region), ours without (the request creates it), Celery with Redis results, Celery with `rpc://`, "
+        "and the floor (a raw-client loop of our message pattern) when its module is there.  \n"
+        f"Method: per phase, one warm-up window of every side, then {settings.rounds} rounds, each taking one "
+        f"window of every side in turn; medians over the windows. Throughput windows: {settings.requests} "
+        f"requests; latency windows: {settings.latency_jobs} jobs one after another, p50/p99 per window, median "
+        f"of those. Send-cost rows: {settings.choice_sends} sends of each kind per window, kinds in turn.  \n"
+        "Sizes: TDM_BENCH_CELERY_REQUESTS, TDM_BENCH_CELERY_LATENCY_JOBS, TDM_BENCH_ROUNDS, "
+        "TDM_BENCH_CHOICE_SENDS; Celery pool: TDM_BENCH_CELERY_POOL (threads).  \n"
         "Goals: " + ("all met." if not missed else "missed: " + "; ".join(missed) + " (see the notes).") + "\n\n"
-        f"{table}\n\n{NOTES}"
+        f"{table}\n\n"
+        "What each design choice costs, in this run (ratios of the rows above):\n\n" + "\n".join(costs) + f"\n\n{NOTES}"
     )
     if set(settings.phases) == set(phases):
         update_section("celery", section)

@@ -17,7 +17,7 @@ from kombu.messaging import Producer
 
 from tdm_messaging.envelope import Envelope
 
-__all__ = ["RawKombuSender", "RawSqliteQueue", "RawStompClient", "rabbitmq_queue_headers"]
+__all__ = ["RawAmqpPoller", "RawKombuSender", "RawSqliteQueue", "RawStompClient", "rabbitmq_queue_headers"]
 
 
 def rabbitmq_queue_headers(*, reply_ttl_ms: int | None) -> dict[str, str]:
@@ -203,6 +203,67 @@ class RawKombuSender:
     def close(self) -> None:
         """Release the channel and the connection."""
         self.connection.release()
+
+
+class RawAmqpPoller:
+    """A status poll over AMQP written by hand with py-amqp (under kombu's connection), as a user would.
+
+    One durable queue with ``x-expires``, declared once; :meth:`poll` takes every message with
+    ``basic.get`` (no auto-ack; the ``message_count`` of each answer says when the queue is
+    empty) and gives each back with ``basic.reject(requeue)`` (py-amqp has no ``basic.nack``):
+    RabbitMQ puts them back in their places, so nothing is re-sent and the next poll reads the same messages.
+    The least work a poll of a compacted status can do over AMQP: one round trip per message
+    (the last answer's ``message_count`` of 0 ends it) and none for the rejects (asynchronous;
+    the channel keeps them ordered before the next get).
+
+    Args:
+        url: the ``amqp://`` URL (its vhost included).
+        queue_name: the queue (its own, never one of ours).
+        ttl_ms: the queue's ``x-expires``.
+    """
+
+    def __init__(self, url: str, queue_name: str, *, ttl_ms: int) -> None:
+        connection_cls: Any = Connection
+        self.connection: Any = connection_cls(url)
+        self.channel: Any = self.connection.default_channel
+        self.queue_name = queue_name
+        self.channel.queue_declare(
+            queue=queue_name, durable=True, exclusive=False, auto_delete=False, arguments={"x-expires": ttl_ms}
+        )
+
+    def seed(self, envelopes: list[Envelope]) -> None:
+        """Publish ``envelopes`` persistent, with publisher confirms (each waited for: seeding is not timed)."""
+        self.channel.confirm_select()
+        for envelope in envelopes:
+            message = self.channel.prepare_message(
+                envelope.body,
+                content_type=envelope.content_type,
+                content_encoding="utf-8",
+                headers=dict(envelope.headers),
+                properties={"delivery_mode": 2},
+            )
+            self.channel.basic_publish(message, exchange="", routing_key=self.queue_name)
+
+    def poll(self) -> list[Any]:
+        """Take every message of the queue with ``basic.get``, then requeue each with ``basic.reject``."""
+        taken: list[Any] = []
+        while True:
+            message = self.channel.basic_get(self.queue_name, no_ack=False)
+            if message is None:
+                break
+            taken.append(message)
+            if message.delivery_info.get("message_count", 0) == 0:
+                break
+        for message in taken:
+            self.channel.basic_reject(message.delivery_tag, requeue=True)
+        return taken
+
+    def close(self) -> None:
+        """Delete the queue, then release the connection."""
+        try:
+            self.channel.queue_delete(self.queue_name)
+        finally:
+            self.connection.release()
 
 
 _RAW_SQLITE_TABLE = """

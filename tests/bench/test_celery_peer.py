@@ -1,0 +1,118 @@
+"""Tests of bench.celery_peer without a broker: the Celery apps' settings, the floor plug-in and the phase's rows."""
+
+from __future__ import annotations
+
+import sys
+import types
+from typing import Any
+
+import pytest
+
+pytest.importorskip("celery")
+
+from bench import celery_peer
+from bench.cycle import THROUGHPUT, Measured, Prepares, build_rows, measure
+
+
+def test_the_redis_peer_keeps_results_persistent_under_its_own_prefix() -> None:
+    app = celery_peer.make_app(
+        "amqp://guest:guest@127.0.0.1:5672//", "q", backend="redis://127.0.0.1:6379/14", keyprefix="pfx-"
+    )
+    assert app.conf.result_persistent is True
+    assert app.conf.task_acks_late is True
+    assert app.conf.result_backend_transport_options == {"global_keyprefix": "pfx-"}
+    assert app.conf.result_backend == "redis://127.0.0.1:6379/14"
+
+
+def test_the_rpc_peer_is_unchanged() -> None:
+    app = celery_peer.make_app("amqp://guest:guest@127.0.0.1:5672//", "q")
+    assert app.conf.result_backend == "rpc://"
+    assert app.conf.task_acks_late is True
+    assert not app.conf.result_persistent
+
+
+def test_each_celery_worker_has_a_node_name_of_its_own() -> None:
+    argv = celery_peer.celery_worker_argv("bench-celery-abc", "threads")
+    assert "--hostname=bench-celery-abc@%h" in argv
+    assert argv != celery_peer.celery_worker_argv("bench-celery-def", "threads")
+
+
+def _comparisons(floor_prepares: bool) -> dict[tuple[str, str, str], float | None]:
+    return {(c.ours, c.baseline, c.metric): c.goal for c in celery_peer.comparisons(floor_prepares=floor_prepares)}
+
+
+def test_the_goals_of_issue_14() -> None:
+    goals = _comparisons(floor_prepares=False)
+    assert goals[("ours", "celery-redis", THROUGHPUT)] == 1.0
+    assert goals[("ours", "celery-redis", "p50")] == 1.0
+    assert goals[("ours", "celery-rpc", THROUGHPUT)] == 0.5
+    assert goals[("ours-noprep", "floor", THROUGHPUT)] == 0.9
+    assert goals[("ours-noprep", "ours", THROUGHPUT)] is None
+
+
+def test_a_floor_that_prepares_is_held_against_ours_prepared() -> None:
+    goals = _comparisons(floor_prepares=True)
+    assert goals[("ours", "floor", THROUGHPUT)] == 0.9
+    assert ("ours-noprep", "floor", THROUGHPUT) not in goals
+
+
+class _TinyFloor:
+    """A throwaway floor: constructed from a URL, jobs complete at once."""
+
+    BASELINE_NAME = "tiny floor"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.closed = False
+
+    def submit(self) -> str:
+        return "job"
+
+    def wait_all(self, handles: list[Any], timeout: float = 60.0) -> None:
+        assert all(h == "job" for h in handles)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_missing_floor_module_leaves_the_floor_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(celery_peer.FLOORS, "amqp", "bench.no_such_floor_module:Floor")
+    assert celery_peer._floor_spec("amqp") is None
+
+
+def test_a_floor_module_plugs_in_and_gives_its_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    module = types.ModuleType("bench.floor_tiny")
+    module.FloorTiny = _TinyFloor  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "bench.floor_tiny", module)
+    monkeypatch.setitem(celery_peer.FLOORS, "amqp", "bench.floor_tiny:FloorTiny")
+    spec = celery_peer._floor_spec("amqp")
+    assert spec is not None
+    assert (spec.key, spec.name) == ("floor", "tiny floor")
+    floor = spec.build("amqp://somewhere")
+    assert isinstance(floor, _TinyFloor) and floor.url == "amqp://somewhere"
+    assert not isinstance(floor, Prepares)
+    ours = _TinyFloor("ours")
+    measured = measure({"ours-noprep": ours, "floor": floor}, requests=3, latency_jobs=2, rounds=1, progress=print)
+    rows = build_rows(
+        celery_peer.comparisons(floor_prepares=False),
+        measured,
+        label="RabbitMQ AMQP",
+        names={"ours-noprep": "ours", "floor": spec.name},
+        requests=3,
+        command="c",
+    )
+    assert [(row.baseline_name, row.unit) for row in rows] == [("tiny floor", "jobs/s"), ("tiny floor", "ms")]
+    assert all(row.goal == ">= 0.9x" for row in rows)
+
+
+def test_measured_rows_skip_sides_that_are_absent() -> None:
+    measured = Measured(rates={"ours": [1.0], "celery-rpc": [2.0]}, latencies={"ours": [[1.0]], "celery-rpc": [[2.0]]})
+    rows = build_rows(
+        celery_peer.comparisons(floor_prepares=False),
+        measured,
+        label="x",
+        names={"celery-rpc": "rpc"},
+        requests=1,
+        command="c",
+    )
+    assert [row.what.split(", ")[-1] for row in rows] == ["vs Celery rpc://", "vs Celery rpc://"]

@@ -1,0 +1,38 @@
+"""Tests of bench.choices: the send-cost rows (on the in-memory transport) and the design-cost line."""
+
+from __future__ import annotations
+
+from bench.choices import PREPARE_NOTE, REDIS_NOTE, RPC_NOTE, design_costs, send_cost_rows
+from bench.harness import Row
+
+
+def test_send_cost_rows_price_each_choice_against_the_kind_without_it() -> None:
+    rows = send_cost_rows("inmemory://", "in-memory", sends=3, rounds=1, command="cmd")
+    assert [(row.baseline_name, row.goal, row.met) for row in rows] == [
+        ("our send, persistent, unconfirmed", "—", None),
+        ("our send, transient, confirmed", "—", None),
+    ]
+    assert all(row.unit == "ms" and not row.higher_is_better for row in rows)
+    assert rows[0].ours == rows[1].ours  # both rows hold the same persistent, confirmed send against another kind
+
+
+def _row(what: str, ours: float, baseline: float, *, rate: bool) -> Row:
+    return Row(what, ours, baseline, "jobs/s" if rate else "ms", rate, "—", None, "c", "b")
+
+
+def test_design_costs_reads_each_choice_from_the_rows() -> None:
+    rows = [
+        _row(f"request throughput, ours over X, {REDIS_NOTE}", 100.0, 400.0, rate=True),
+        _row(f"request throughput, ours over X, {RPC_NOTE}", 100.0, 500.0, rate=True),
+        _row(f"request throughput, ours over X, {PREPARE_NOTE}", 90.0, 100.0, rate=True),
+        _row(f"request to complete-visible p50, ours over X, {PREPARE_NOTE}", 12.0, 10.0, rate=False),
+        _row("cost of waiting for the publisher confirm: one send ...", 1.0, 0.05, rate=False),
+        _row("cost of persistence (both confirmed): one send ...", 0.6, 0.2, rate=False),
+    ]
+    line = design_costs("X", rows)
+    assert line.startswith("- X: ")
+    assert "throughput 0.90x, p50 1.20x the time (12.0 vs 10.0 ms)" in line
+    assert "takes 20x the time" in line
+    assert "takes 3.0x the time" in line
+    assert "throughput 0.80x" in line  # Celery: 400 with Redis results vs 500 with rpc://
+    assert design_costs("Y", []) == "- Y: no rows."

@@ -125,6 +125,7 @@ class Settings:
     packager_jobs: int
     packager_job_members: int
     packager_text_kib: int
+    series_rounds: int
 
 
 def settings() -> Settings:
@@ -150,6 +151,7 @@ def settings() -> Settings:
         packager_jobs=env_int("TDM_BENCH_SCALING_PACKAGER_JOBS", 8),
         packager_job_members=env_int("TDM_BENCH_SCALING_PACKAGER_MEMBERS", 128),
         packager_text_kib=env_int("TDM_BENCH_SCALING_PACKAGER_TEXT_KIB", 64),
+        series_rounds=env_int("TDM_BENCH_SCALING_SERIES_ROUNDS", 2),
     )
 
 
@@ -348,53 +350,35 @@ def _complete(docset_id: str) -> Message:
 
 
 def poll_series(s: Settings) -> tuple[list[ScalingRow], list[Row], str]:
-    """Poll p50/p99 of one docset, over AMQP and STOMP in turn, as the vhost fills with idle docsets."""
+    """Poll p50/p99 of one docset, over AMQP and STOMP in turn, as the vhost fills with idle docsets.
 
+    The smallest size is measured first and again at the end, in the vhost made anew (the queues
+    exist or not, so sizes cannot be interleaved): its figure pools both, so load that comes and
+    goes on the shared machine weighs on the baseline as on the other sizes.
+    """
     vhost = f"{BENCH_VHOST}-scaling-poll"
-    urls = bench_urls()
-    ttl = str(POLL_REPLY_TTL)
-    amqp_url = with_query(in_vhost(urls.amqp, vhost), reply_ttl=ttl)
-    stomp_url = with_query(in_vhost(urls.rabbitmq_stomp, vhost), reply_ttl=ttl)
-    ensure_vhost(vhost)
-    run_id = uuid.uuid4().hex[:8]
-    polled = f"scal-poll-{run_id}"
+    sizes = s.poll_docsets
     samples: dict[str, dict[int, list[list[float]]]] = {"AMQP": {}, "STOMP": {}}
     counted: dict[int, int] = {}
     fill_seconds = 0.0
-    try:
-        with open_transport(amqp_url) as amqp, open_transport(stomp_url) as stomp:
-            for message in compact(_in_progress(polled), polled):
-                amqp.send(reply_queue(polled), encode(message), persistent=True, confirm=True)
-            clients = {"AMQP": PackagingClient(amqp), "STOMP": PackagingClient(stomp)}
-
-            def poller(client: PackagingClient) -> Callable[[], list[float]]:
-                def poll() -> None:
-                    status = client.status(polled)
-                    if status.state is not State.IN_PROGRESS:
-                        raise RuntimeError(f"poll of {polled} said {status.state}, expected IN_PROGRESS")
-
-                return lambda: [seconds * 1000 for seconds in time_each(poll, s.polls)]
-
-            windows = {label: poller(client) for label, client in clients.items()}
-            present = 1
-            for size in s.poll_docsets:
-                if size > present:
-                    print(f"  poll: filling the vhost to {size:,} docsets ...", flush=True)
-                    started = time.perf_counter()
-                    for index in range(present, size):
-                        docset_id = f"scal-idle-{run_id}-{index}"
-                        amqp.send(reply_queue(docset_id), encode(_complete(docset_id)), persistent=True)
-                    fill_seconds += time.perf_counter() - started
-                    present = size
-                counted[size] = count_queues(vhost, "package/")
-                print(f"  poll: {counted[size]:,} reply queues; polls over AMQP and STOMP ...", flush=True)
-                for label, results in interleaved_windows(windows, rounds=s.rounds).items():
-                    samples[label][size] = results
-    finally:
-        delete_vhost(vhost)
+    phases = [sizes, sizes[:1]] if len(sizes) > 1 else [sizes]
+    for phase in phases:
+        ensure_vhost(vhost)
+        try:
+            seconds, found = _poll_phase(s, vhost, phase, samples)
+        finally:
+            delete_vhost(vhost)
+        fill_seconds += seconds
+        counted.update(found)
+    drift = ""
+    if len(phases) > 1:
+        first = [percentile(window, 50) for window in samples["AMQP"][sizes[0]]]
+        drift = (
+            f" The smallest size's AMQP p50 read {median_of(first[: s.rounds]):.2f} ms first and "
+            f"{median_of(first[s.rounds :]):.2f} ms at the end, in the vhost made anew (its rows pool both)."
+        )
     rows: list[ScalingRow] = []
     summary: list[Row] = []
-    sizes = s.poll_docsets
     for label in ("AMQP", "STOMP"):
         for q in (50, 99):
             costs = [median_of([percentile(w, q) for w in samples[label][size]]) for size in sizes]
@@ -423,9 +407,54 @@ def poll_series(s: Settings) -> tuple[list[ScalingRow], list[Row], str]:
         f"of those. The vhost `{vhost}` held "
         + ", ".join(f"{counted[size]:,}" for size in sizes)
         + f" reply queues (counted with `rabbitmqctl list_queues`); filling it took {fill_seconds:.1f} s "
-        "(one persistent Complete sent to each idle docset's reply queue over AMQP)."
+        "(one persistent Complete sent to each idle docset's reply queue over AMQP)." + drift
     )
     return rows, summary, note
+
+
+def _poll_phase(
+    s: Settings, vhost: str, sizes: Sequence[int], samples: dict[str, dict[int, list[list[float]]]]
+) -> tuple[float, dict[int, int]]:
+    """Seed the polled docset in ``vhost``, fill the vhost to each size in turn and take the poll windows there.
+
+    Windows are added to ``samples[label][size]``; returns the seconds spent filling and the queues counted.
+    """
+    urls = bench_urls()
+    ttl = str(POLL_REPLY_TTL)
+    run_id = uuid.uuid4().hex[:8]
+    polled = f"scal-poll-{run_id}"
+    counted: dict[int, int] = {}
+    fill_seconds = 0.0
+    amqp_url = with_query(in_vhost(urls.amqp, vhost), reply_ttl=ttl)
+    stomp_url = with_query(in_vhost(urls.rabbitmq_stomp, vhost), reply_ttl=ttl)
+    with open_transport(amqp_url) as amqp, open_transport(stomp_url) as stomp:
+        for message in compact(_in_progress(polled), polled):
+            amqp.send(reply_queue(polled), encode(message), persistent=True, confirm=True)
+
+        def poller(client: PackagingClient) -> Callable[[], list[float]]:
+            def poll() -> None:
+                status = client.status(polled)
+                if status.state is not State.IN_PROGRESS:
+                    raise RuntimeError(f"poll of {polled} said {status.state}, expected IN_PROGRESS")
+
+            return lambda: [seconds * 1000 for seconds in time_each(poll, s.polls)]
+
+        windows = {"AMQP": poller(PackagingClient(amqp)), "STOMP": poller(PackagingClient(stomp))}
+        present = 1
+        for size in sizes:
+            if size > present:
+                print(f"  poll: filling the vhost to {size:,} docsets ...", flush=True)
+                started = time.perf_counter()
+                for index in range(present, size):
+                    docset_id = f"scal-idle-{run_id}-{index}"
+                    amqp.send(reply_queue(docset_id), encode(_complete(docset_id)), persistent=True)
+                fill_seconds += time.perf_counter() - started
+                present = size
+            counted[size] = count_queues(vhost, "package/")
+            print(f"  poll: {counted[size]:,} reply queues; polls over AMQP and STOMP ...", flush=True)
+            for label, results in interleaved_windows(windows, rounds=s.rounds).items():
+                samples[label].setdefault(size, []).extend(results)
+    return fill_seconds, counted
 
 
 # ---------------------------------------------------------------- job series
@@ -501,10 +530,14 @@ def job_series(s: Settings) -> tuple[list[ScalingRow], list[Row], str]:
                 return count / (time.perf_counter() - start)
 
             window(min(10, max(s.jobs)))  # warm-up: connections, the worker's first deliveries
-            for count in s.jobs:
-                windows = max(1, -(-JOB_FLOOR // count))
-                print(f"  job: {count:,} at once ({windows} window(s)) ...", flush=True)
-                rates[count] = [window(count) for _ in range(windows)]
+            # Sizes in turn, round after round, so that load from other work weighs on all of them.
+            for round_ in range(1, s.series_rounds + 1):
+                print(
+                    f"  job: round {round_} of {s.series_rounds}: {', '.join(map(str, s.jobs))} at once ...", flush=True
+                )
+                for count in s.jobs:
+                    windows = max(1, -(-JOB_FLOOR // (count * s.series_rounds)))
+                    rates.setdefault(count, []).extend(window(count) for _ in range(windows))
     finally:
         worker.stop()
         delete_vhost(vhost)
@@ -521,8 +554,9 @@ def job_series(s: Settings) -> tuple[list[ScalingRow], list[Row], str]:
     note = (
         "Job: N docsets requested one after another (`PackagingClient.request_package`), then polled to COMPLETE "
         "oldest first (one worker takes them in order, so mostly one poll a job; a 2 ms pause when the oldest is "
-        f"not done); jobs/s = N / (first request to last COMPLETE seen). Each size is repeated until {JOB_FLOOR} "
-        "jobs ran (once at least), median of the windows; one warm-up window. Worker: `bench/worker_peer.py` "
+        f"not done); jobs/s = N / (first request to last COMPLETE seen). {s.series_rounds} rounds, each taking "
+        f"every size in turn; a size is repeated until {JOB_FLOOR} jobs ran over the rounds (once a round at least), "
+        "median of its windows; one warm-up window. Worker: `bench/worker_peer.py` "
         f"(a PackagerWorker with a no-op job), in vhost `{vhost}`."
     )
     return rows, summary, note
@@ -690,26 +724,33 @@ def packager_series(s: Settings, stub: _Stub, work: Path) -> tuple[list[ScalingR
     try:
         with open_transport(url) as transport:
             client = PackagingClient(transport)
-            for count in s.packagers:
-                print(f"  packagers: {count} on one queue, {s.packager_jobs} jobs of {shape} ...", flush=True)
-                processes = [_Packager(url, stub.base, work, work / f"packager-{count}-{i}.log") for i in range(count)]
+
+            def jobs_per_second(count: int, label: str) -> float:
+                """Start ``count`` packagers, run the jobs, stop them; jobs/s from first request to last COMPLETE."""
+                logs = [work / f"packager-{label}-{count}-{i}.log" for i in range(count)]
+                processes = [_Packager(url, stub.base, work, log) for log in logs]
                 try:
                     for process in processes:
                         process.wait_ready()
-                    rates[count] = []
-                    for round_ in range(s.rounds + 1):
-                        ids = [f"p{uuid.uuid4().hex[:6]}-{shape}" for _ in range(s.packager_jobs)]
-                        start = time.perf_counter()
-                        for docset_id in ids:
-                            client.request_package(docset_id, f"{stub.base}/api/docsets/{docset_id}")
-                        _wait_any_order(client.status, ids, _WAIT)
-                        if round_ > 0:  # the first is the warm-up
-                            rates[count].append(len(ids) / (time.perf_counter() - start))
-                        for archive in (work / "archives").glob("*.zip"):
-                            archive.unlink(missing_ok=True)
+                    ids = [f"p{uuid.uuid4().hex[:6]}-{shape}" for _ in range(s.packager_jobs)]
+                    start = time.perf_counter()
+                    for docset_id in ids:
+                        client.request_package(docset_id, f"{stub.base}/api/docsets/{docset_id}")
+                    _wait_any_order(client.status, ids, _WAIT)
+                    return len(ids) / (time.perf_counter() - start)
                 finally:
                     for process in processes:
                         process.stop()
+                    for archive in (work / "archives").glob("*.zip"):
+                        archive.unlink(missing_ok=True)
+
+            print(f"  packagers: warm-up, {s.packager_jobs} jobs of {shape} ...", flush=True)
+            jobs_per_second(s.packagers[0], "warm-up")
+            # Counts in turn, round after round (fresh processes each time), so load weighs on all of them.
+            for round_ in range(1, s.series_rounds + 1):
+                print(f"  packagers: round {round_} of {s.series_rounds}: {s.packagers} ...", flush=True)
+                for count in s.packagers:
+                    rates.setdefault(count, []).append(jobs_per_second(count, f"r{round_}"))
     finally:
         delete_vhost(vhost)
     sizes = s.packagers
@@ -726,7 +767,9 @@ def packager_series(s: Settings, stub: _Stub, work: Path) -> tuple[list[ScalingR
     note = (
         f"Packagers: `python -m examples.packager` processes (configured by `TDM_*` variables, local storage "
         f"shared) on one `docsets/package` queue in vhost `{vhost}`; {s.packager_jobs} jobs requested at once, "
-        f"polled to COMPLETE; one warm-up round, then {s.rounds} rounds, median. Cost per unit is packager-seconds "
+        f"polled to COMPLETE (jobs/s from the first request to the last COMPLETE seen, the processes already up); "
+        f"one warm-up set, then {s.series_rounds} rounds, each starting every count of packagers in turn, "
+        "median. Cost per unit is packager-seconds "
         "per job (packagers / jobs/s): flat while each packager adds its share, rising once they only share the "
         "cores (2 here, also running the stub, the broker and the client)."
     )
@@ -784,8 +827,9 @@ def _section(s: Settings, rows: list[ScalingRow], summary: list[Row], notes: lis
         f"Machine: {machine_description()}  ",
         f"Run: {minutes:.1f} minutes; RabbitMQ series each in a vhost of their own (`{BENCH_VHOST}-scaling-*`), "
         "deleted afterwards.  ",
-        "Sizes: TDM_BENCH_SCALING_DOCSETS (1,100,1000,10000), TDM_BENCH_SCALING_POLLS (100), "
-        "TDM_BENCH_SCALING_ROUNDS (3), TDM_BENCH_SCALING_JOBS (1,10,100,1000), TDM_BENCH_SCALING_MEMBERS "
+        "Sizes (defaults): TDM_BENCH_SCALING_DOCSETS (1,100,1000,10000), TDM_BENCH_SCALING_POLLS (100 a window), "
+        "TDM_BENCH_SCALING_ROUNDS (3 poll windows a size), TDM_BENCH_SCALING_SERIES_ROUNDS (2 rounds of the job and "
+        "packagers series), TDM_BENCH_SCALING_JOBS (1,10,100,1000), TDM_BENCH_SCALING_MEMBERS "
         "(10,100,1000,10000,100000), TDM_BENCH_SCALING_TEXT_BYTES (1024), TDM_BENCH_SCALING_PACKAGERS (1,2,3,4), "
         "TDM_BENCH_SCALING_PACKAGER_JOBS (8), TDM_BENCH_SCALING_PACKAGER_MEMBERS (128), "
         "TDM_BENCH_SCALING_PACKAGER_TEXT_KIB (64); TDM_BENCH_SCALING_SERIES picks series.  ",

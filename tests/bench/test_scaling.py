@@ -179,6 +179,7 @@ def test_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
         "PACKAGER_JOBS",
         "PACKAGER_MEMBERS",
         "PACKAGER_TEXT_KIB",
+        "SERIES_ROUNDS",
     ):
         monkeypatch.delenv(f"TDM_BENCH_SCALING_{name}", raising=False)
     s = settings()
@@ -188,6 +189,7 @@ def test_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.build_members == (10, 100, 1_000, 10_000, 100_000)
     assert s.packagers == (1, 2, 3, 4)
     assert (s.packager_jobs, s.packager_job_members, s.packager_text_kib, s.text_bytes) == (8, 128, 64, 1024)
+    assert (s.polls, s.rounds, s.series_rounds) == (100, 3, 2)
 
 
 def test_settings_read_the_variables_and_keep_the_series_order(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -465,9 +465,7 @@ class _Process:
         self.log = log
         out = log.open("w") if log is not None else subprocess.DEVNULL
         try:
-            self.process = subprocess.Popen(
-                args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=out, text=True, start_new_session=False
-            )
+            self.process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=out, text=True)
         finally:
             if log is not None:
                 out.close()  # type: ignore[union-attr]
@@ -636,7 +634,6 @@ def build_series(s: Settings, stub: _Stub, work: Path) -> tuple[list[ScalingRow]
 
 def build_child(api_base: str, docset_id: str, work_dir: str) -> int:
     """One packaging run of the reference packager; print seconds, archive bytes and peak RSS as one JSON line."""
-    from bench.packaging_child import peak_rss_kib
     from examples.packager.api import ApiClient
     from examples.packager.packaging import Packager
     from examples.packager.storage import LocalStorage
@@ -657,8 +654,16 @@ def build_child(api_base: str, docset_id: str, work_dir: str) -> int:
     stored = packager.package(docset_id=docset_id, docset_url=f"{api_base}/api/docsets/{docset_id}", sink=_NullSink())
     elapsed = time.perf_counter() - start
     api.close()
-    print(json.dumps({"seconds": elapsed, "archive_bytes": stored.size_bytes, "peak_rss_kib": peak_rss_kib()}))
+    print(json.dumps({"seconds": elapsed, "archive_bytes": stored.size_bytes, "peak_rss_kib": _peak_rss_kib()}))
     return 0
+
+
+def _peak_rss_kib() -> int:
+    """This process's peak resident set size (``VmHWM`` of /proc/self/status), in KiB (Linux only)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
 
 
 def stub_child() -> int:

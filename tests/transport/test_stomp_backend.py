@@ -43,8 +43,8 @@ from tests.conftest import broker_url, in_ci
 
 pytest.importorskip("stomp")
 
-from tdm_messaging.transport.stomp import backend as stomp_backend
 from tdm_messaging.transport.stomp.backend import StompTransport
+from tdm_messaging.transport.stomp.declarer import Declarer
 
 # ---------------------------------------------------------------- settings (no broker)
 
@@ -597,6 +597,7 @@ from tdm_messaging.destinations import reply_queue
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.transport.stomp import backend as stomp_backend
 from tdm_messaging.transport.stomp.backend import StompTransport
+from tdm_messaging.transport.stomp.declarer import Declarer
 url, docset, step = sys.argv[1:4]
 t = StompTransport.from_url(url)
 d = reply_queue(docset)
@@ -672,13 +673,13 @@ def _late_delivery_is_given_back(transport: StompTransport) -> None:
 @pytest.mark.broker
 def test_rabbitmq_declare_within_the_lease_opens_no_connection(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
-    real = stomp_backend.declare_elsewhere
+    real = Declarer.declare
 
-    def counting(settings: StompSettings, wire: str, headers: dict[str, str]) -> None:
+    def counting(self: Declarer, wire: str, headers: dict[str, str], *, renew: bool = True) -> None:
         calls.append(wire)
-        real(settings, wire, headers)
+        real(self, wire, headers, renew=renew)
 
-    monkeypatch.setattr(stomp_backend, "declare_elsewhere", counting)
+    monkeypatch.setattr(Declarer, "declare", counting)
     d = _fresh()
     with StompTransport.from_url(_url("rabbitmq-stomp", reply_ttl="600")) as t:
         t.declare(d)
@@ -689,6 +690,7 @@ def test_rabbitmq_declare_within_the_lease_opens_no_connection(monkeypatch: pyte
         t.declare(PACKAGE_REQUESTS)  # permanent queues: declared every time they are asked for
         t.declare(PACKAGE_REQUESTS)
         assert len(calls) == 3
+        assert t.declare_connection_count == 1, "one side connection for every declare"
         assert _bodies(t, d, ack=True) == [b"x"]
 
 

@@ -57,6 +57,7 @@ class Receipt:
 
     event: threading.Event = field(default_factory=threading.Event)
     error: TransportError | None = None
+    lost: bool = False  # the error is the connection's end, not an answer to this frame
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,6 +302,7 @@ class StompLink:
         if not self.closed and not quiet:
             log.warning("lost the connection to the STOMP broker at %s", self.settings.address)
         for pending in receipts.values():
+            pending.lost = True
             pending.error = refusal or BrokerUnavailableError(
                 f"the connection to the STOMP broker at {self.settings.address} was lost before it confirmed"
             )
@@ -354,6 +356,13 @@ class StompLink:
             return pending
         if wait:
             self.await_receipt(pending, receipt, what)
+        return pending
+
+    def expect(self, receipt: str) -> Receipt:
+        """Register a receipt a frame written next will ask for (a second receipt of one :meth:`transmit`)."""
+        pending = Receipt()
+        with self.lock:
+            self.receipts[receipt] = pending
         return pending
 
     def await_receipt(self, pending: Receipt, receipt: str, what: str) -> None:

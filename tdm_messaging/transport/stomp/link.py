@@ -7,6 +7,7 @@ import queue
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,6 +77,9 @@ def _done() -> Receipt:
 
 
 _DONE = _done()
+
+_ANCHOR = "tdm-anchor"
+"""The id of a RabbitMQ connection's anchor subscription (see ``StompLink._nack_all``)."""
 """What :meth:`StompLink.transmit` returns for a frame sent without a receipt: already settled, never changed."""
 
 
@@ -112,7 +116,10 @@ class StompLink:
         self.pending_error: ErrorFrame | None = None
         self.stuck = 0
         self.late = 0  # deliveries RabbitMQ pushed to a cancelled subscription, ever (never reset)
-        self.held: set[str] = set()  # reads whose transactions are open on this connection
+        self.held: set[str] = set()  # reads holding deliveries on this connection
+        self.anchor: str | None = None  # the subscription give-back NACKs name (see _nack_all)
+        self.anchor_generation = 0
+        self.given_back = 0  # deliveries given back by a NACK instead of a reconnect, ever
         self.routes = RouteBook(settings.reply_ttl)
 
     # ------------------------------------------------------------------ connecting
@@ -207,12 +214,53 @@ class StompLink:
 
     # ------------------------------------------------------------------ deliveries nothing can ACK
     def return_stuck(self) -> None:
-        """Re-open the connection if it holds deliveries nothing can ACK, once no read's transactions need it."""
+        """Give back the deliveries nothing can ACK, once no read holds deliveries on the connection.
+
+        RabbitMQ: one NACK of every outstanding delivery of the channel (see :meth:`_nack_all`)
+        when no consume subscription holds any; otherwise, or if that fails, re-open the connection.
+        """
         with self.lock:
             if not self.stuck or self.held or not self.connected:
                 return
             stuck, generation = self.stuck, self.generation
+            pending = self._nack_all() if not self.consumers and self.dialect is Dialect.RABBITMQ else None
+        if pending is not None:
+            receipt, waiting = pending
+            try:
+                self.await_receipt(waiting, receipt, "giving back deliveries that came after a read's marker")
+            except TransportError as exc:
+                log.debug("giving back held deliveries failed (%s); re-opening the connection", exc)
+            else:
+                self.given_back += stuck
+                return
         self.recycle(generation, f"{stuck} deliveries that came after a read's marker")
+
+    def _nack_all(self) -> tuple[str, Receipt] | None:
+        """NACK (requeue) every unacknowledged delivery of the connection; the caller holds the lock.
+
+        RabbitMQ's adapter maps a NACK to ``basic.nack`` on the connection's one channel and needs
+        only a live subscription for it: the *anchor*, a subscription in ``client`` (cumulative)
+        mode to an exclusive queue nothing is routed to (``/exchange/amq.direct/<random key>``),
+        made once per connection. Delivery tag 0 with ``multiple`` is "all outstanding" in AMQP:
+        the deliveries held for cancelled subscriptions, which are all there are while no read
+        or consumer holds any (checked by the caller, under the lock, so no read starts first).
+        Checked on RabbitMQ 3.10: they are readable from another connection once the receipt came.
+        """
+        receipt = f"tdm-giveback-{uuid.uuid4().hex}"
+        anchor = self.anchor if self.anchor_generation == self.generation else None
+
+        def give_back(conn: Any) -> None:
+            if anchor is None:
+                conn.subscribe(f"/exchange/amq.direct/tdm-anchor-{uuid.uuid4().hex}", id=_ANCHOR, ack="client")
+            conn.nack(f"T_{_ANCHOR}@@tdm@@0", receipt=receipt)
+
+        try:
+            pending = self.transmit(give_back, "giving back held deliveries", receipt=receipt, wait=False)
+        except TransportError:
+            return None
+        self.anchor, self.anchor_generation = _ANCHOR, self.generation
+        self.stuck = 0
+        return receipt, pending
 
     def _return_stuck_soon(self) -> None:
         """Give held deliveries back now, not at this transport's next call: an idle server would

@@ -27,7 +27,7 @@ from tdm_messaging.transport.stomp.routes import RouteBook, queue_of_refusal
 from tdm_messaging.transport.stomp.settings import StompSettings
 from tdm_messaging.transport.stomp.translate import DRIVER_ERRORS, ErrorFrame, unavailable
 
-__all__ = ["Frame", "Item", "Lost", "Receipt", "StompLink", "Subscription", "ack_id"]
+__all__ = ["Frame", "Item", "Lost", "Receipt", "StompLink", "Subscription", "ack_id", "anchored"]
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,24 @@ def _done() -> Receipt:
 _DONE = _done()
 
 _ANCHOR = "tdm-anchor"
-"""The id of a RabbitMQ connection's anchor subscription (see ``StompLink._nack_all``)."""
+"""The id of a RabbitMQ connection's cumulative anchor subscription (see ``StompLink._nack_all``)."""
+_ANCHOR_ONE = "tdm-anchor-one"
+"""The id of its individual anchor subscription (see :func:`anchored`)."""
+
+
+def anchored(ack: str) -> str:
+    """RabbitMQ ack id ``ack`` (``T_<subscription>@@<session>@@<delivery tag>``) named through the individual anchor.
+
+    RabbitMQ's adapter turns ACK/NACK into ``basic.ack``/``basic.nack`` of the delivery tag on the
+    connection's one channel; the subscription the id names must exist (for its ack mode) but need
+    not be the one that received the delivery. So a read can UNSUBSCRIBE as soon as its marker
+    came, and still settle its deliveries later, through an idle subscription in
+    ``client-individual`` mode (``multiple`` false). Checked on RabbitMQ 3.10 (docs/brokers.md).
+    """
+    _, session, tag = ack.rsplit("@@", 2)
+    return f"T_{_ANCHOR_ONE}@@{session}@@{tag}"
+
+
 """What :meth:`StompLink.transmit` returns for a frame sent without a receipt: already settled, never changed."""
 
 
@@ -119,6 +136,7 @@ class StompLink:
         self.held: set[str] = set()  # reads holding deliveries on this connection
         self.anchor: str | None = None  # the subscription give-back NACKs name (see _nack_all)
         self.anchor_generation = 0
+        self.anchor_one_generation = 0
         self.given_back = 0  # deliveries given back by a NACK instead of a reconnect, ever
         self.routes = RouteBook(settings.reply_ttl)
 
@@ -234,6 +252,17 @@ class StompLink:
                 self.given_back += stuck
                 return
         self.recycle(generation, f"{stuck} deliveries that came after a read's marker")
+
+    def anchor_individual(self, conn: Any) -> None:
+        """SUBSCRIBE the individual anchor (see :func:`anchored`) on ``conn`` unless this connection has it.
+
+        Called inside a :meth:`transmit` action (the link's lock may be held or not: it is an RLock).
+        """
+        with self.lock:
+            if self.anchor_one_generation == self.generation:
+                return
+            self.anchor_one_generation = self.generation
+        conn.subscribe(f"/exchange/amq.direct/tdm-anchor-{uuid.uuid4().hex}", id=_ANCHOR_ONE, ack="client-individual")
 
     def _nack_all(self) -> tuple[str, Receipt] | None:
         """NACK (requeue) every unacknowledged delivery of the connection; the caller holds the lock.

@@ -41,11 +41,13 @@ from tdm_messaging.transport.stomp.frames import (
     MARKER_HEADER,
     PROBE_HEADER,
     envelope_from_headers,
+    header_frame,
     marker_headers,
     prefetch_headers,
     queue_headers,
+    send_frame,
 )
-from tdm_messaging.transport.stomp.link import Frame, Item, Lost, StompLink, ack_id
+from tdm_messaging.transport.stomp.link import Frame, Item, Lost, Receipt, StompLink, ack_id, anchored
 from tdm_messaging.transport.stomp.routes import Target
 
 __all__ = ["BATCH_MOVES", "BatchState", "StompBatch", "forward_marker", "read_queue", "send_marker"]
@@ -128,12 +130,21 @@ def read_queue(link: StompLink, target: Target, limit: int) -> StompBatch:
         generation = link.generation
     batch = StompBatch(link, target, sub_id, generation)
     try:
-        send_marker(link, target, marker, now_ms())
+        # The marker SEND and the SUBSCRIBE in one write (the marker first: queues are FIFO).
+        sent_at = now_ms()
+        marker_frame = marker_headers(
+            target.destination, link.settings, _dialect(link), marker=marker, sent_at_ms=sent_at, now_ms=sent_at
+        )
+        assert marker_frame is not None  # a marker born now is not stale
+        if not target.declare:
+            for name in queue_headers(target.destination, link.settings, _dialect(link)):
+                marker_frame.pop(name, None)
         headers = declare_headers(link, target)
         headers.update(prefetch_headers(_dialect(link), limit + 1))
+        headers.update({"destination": target.wire, "id": sub_id, "ack": "client-individual"})
         link.transmit(
-            lambda conn: conn.subscribe(target.wire, id=sub_id, ack="client-individual", headers=headers),
-            f"subscribe to {target.destination}",
+            send_frame(target.wire, b"", "", marker_frame) + header_frame("SUBSCRIBE", headers),
+            f"read marker and subscribe to {target.destination}",
         )
         _collect(batch, inbox, marker=marker, limit=limit)
         batch.collected()
@@ -197,6 +208,7 @@ class StompBatch(Batch):
         self.marker: Frame | None = None
         self.state = BatchState.READING
         self.leftovers = 0  # deliveries after the marker, given back at settlement (counted for tests)
+        self._unsubscribed: tuple[str, Receipt] | None = None  # RabbitMQ: the early UNSUBSCRIBE's receipt
 
     def _move(self, to: BatchState) -> BatchState:
         before = self.state
@@ -211,7 +223,25 @@ class StompBatch(Batch):
         return [envelope_from_headers(f.headers, f.body) for f in self.frames]
 
     def collected(self) -> None:
-        """The marker came back (or the limit was reached): hold the subscription until settled."""
+        """The marker came back (or the limit was reached): the batch is held until settled.
+
+        RabbitMQ: UNSUBSCRIBE now (with a receipt awaited at settlement), so nothing sent later
+        reaches this read, and make sure the connection's anchor subscription exists: the ACKs and
+        NACKs of settlement name it (see ``StompLink.anchored``). ActiveMQ ignores an ACK after
+        UNSUBSCRIBE: its subscription lives until settlement.
+        """
+        link = self.link
+        if link.dialect is Dialect.RABBITMQ:
+            receipt = f"tdm-unsub-{uuid.uuid4().hex}"
+
+            def unsubscribe(conn: Any) -> None:
+                link.anchor_individual(conn)
+                conn.unsubscribe(self.sub_id, headers={"receipt": receipt})
+
+            self._unsubscribed = (
+                receipt,
+                link.transmit(unsubscribe, "ending a read", receipt=receipt, generation=self.generation, wait=False),
+            )
         self._move(BatchState.HELD)
 
     def ack(self) -> None:
@@ -260,6 +290,13 @@ class StompBatch(Batch):
         """
         link = self.link
         rabbit = link.dialect is Dialect.RABBITMQ
+        early = self._unsubscribed is not None  # RabbitMQ, once collected: named through the anchor
+        if self._unsubscribed is not None:
+            # Every MESSAGE of the subscription comes before this receipt, so all are in the inbox.
+            try:
+                link.await_receipt(self._unsubscribed[1], self._unsubscribed[0], "ending a read")
+            except TransportError as exc:
+                log.debug("no receipt for ending a read: %s", exc)
         with link.lock:
             inbox = link.inboxes.pop(self.sub_id, None)
             live = self.generation == link.generation and link.connected
@@ -278,13 +315,28 @@ class StompBatch(Batch):
         unsub_receipt = f"{receipt}-unsub"
         commit = bool(gone) or (rabbit and bool(back))
 
+        def named(frame: Frame) -> str:
+            return anchored(ack_id(frame)) if early else ack_id(frame)
+
+        if early and commit:
+            # The usual case on RabbitMQ: one write of BEGIN, the ACKs and NACKs, COMMIT.
+            frames = [header_frame("BEGIN", {"transaction": tx})]
+            frames += [header_frame("ACK", {"id": named(f), "transaction": tx}) for f in gone]
+            frames += [header_frame("NACK", {"id": named(f), "transaction": tx}) for f in back]
+            frames.append(header_frame("COMMIT", {"transaction": tx, "receipt": receipt}))
+            encoded = b"".join(frames)
+
         def settle(conn: Any) -> None:
             if commit:
                 conn.begin(transaction=tx)
                 for frame in gone:
-                    conn.ack(ack_id(frame), transaction=tx)
+                    conn.ack(named(frame), transaction=tx)
                 for frame in back if rabbit else ():
-                    conn.nack(ack_id(frame), transaction=tx)
+                    conn.nack(named(frame), transaction=tx)
+            if early:
+                if commit:
+                    conn.commit(transaction=tx, headers={"receipt": receipt})
+                return
             if rabbit:
                 # UNSUBSCRIBE before COMMIT: the ACKs and NACKs were accepted while it existed,
                 # and no delivery can reach it after the COMMIT's receipt.
@@ -303,7 +355,11 @@ class StompBatch(Batch):
                     f"{what}: the connection to the STOMP broker at {link.settings.address} was lost; "
                     "what it held unacknowledged goes back to the queue"
                 )
-            if rabbit:
+            if early and not commit:
+                pass  # nothing to settle: the UNSUBSCRIBE's receipt came
+            elif early:
+                link.transmit(encoded, what, receipt=receipt, generation=self.generation)
+            elif rabbit:
                 link.transmit(settle, what, receipt=receipt, generation=self.generation)
             elif commit:
                 unsubscribed = link.expect(unsub_receipt)

@@ -138,7 +138,9 @@ class StompLink:
         self.anchor_generation = 0
         self.anchor_one_generation = 0
         self.given_back = 0  # deliveries given back by a NACK instead of a reconnect, ever
+        self.sent_to: set[str] = set()  # RabbitMQ cluster URLs: queues this connection sent to (see sent)
         self.routes = RouteBook(settings.reply_ttl)
+        self.cluster = bool(settings.failover or settings.quorum)
 
     # ------------------------------------------------------------------ connecting
     def open(self) -> None:
@@ -170,6 +172,7 @@ class StompLink:
         self.connected = True
         self.stuck = 0
         self.held.clear()
+        self.sent_to.clear()
         self.routes.reconnected()
         for sub_id, sub in self.consumers.items():
             conn.subscribe(sub.wire_name, id=sub_id, ack="client-individual", headers=sub.headers)
@@ -434,6 +437,13 @@ class StompLink:
         if wait:
             self.await_receipt(pending, receipt, what)
         return pending
+
+    def sent(self, wire: str) -> None:
+        """A SEND to ``wire`` went out on this connection; remembered on a RabbitMQ cluster URL only
+        (its confirmed sends to classic queues flush the connection's earlier ones first)."""
+        if self.cluster and wire not in self.sent_to:
+            with self.lock:
+                self.sent_to.add(wire)
 
     def expect(self, receipt: str) -> Receipt:
         """Register a receipt a frame written next will ask for (a second receipt of one :meth:`transmit`)."""

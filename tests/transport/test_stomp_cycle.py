@@ -21,6 +21,8 @@ from tests.conftest import broker_url
 pytest.importorskip("stomp")
 
 from tdm_messaging.transport.stomp.backend import StompTransport
+from tdm_messaging.transport.stomp.link import StompLink
+from tdm_messaging.transport.stomp.settings import parse_stomp_url
 
 BROKERS = ("rabbitmq-stomp", "activemq-stomp")
 
@@ -219,3 +221,31 @@ def test_the_worker_opens_no_connection_per_job(broker: str) -> None:
                     pytest.fail(f"docset {docset} did not complete")
         assert stomp.connection_count == 1
         assert stomp.declare_connection_count <= 1  # one side connection for every job's declare
+
+
+@pytest.mark.broker
+def test_rabbitmq_reads_settle_without_anchors_when_the_user_may_not_have_them() -> None:
+    """A user without rights on server-named queues cannot have the anchor subscriptions: reads then keep
+    their subscription until settled (as on ActiveMQ), and settle, ack and release still hold."""
+    d = _fresh()
+    with StompTransport.from_url(_url("rabbitmq-stomp")) as t:
+        t._link.anchors = False
+        t.send_many([(d, Envelope(body)) for body in (b"a", b"b", b"c")], confirm=True)
+        with t.read(d) as batch:
+            batch.settle([2])
+        with StompTransport.from_url(broker_url("rabbitmq-stomp")) as other:
+            assert _bodies(other, d) == [b"c"]
+        with t.read(d) as batch:
+            t.send(d, Envelope(b"meanwhile"), confirm=True)
+            batch.ack()
+        assert _bodies(t, d, ack=True) == [b"meanwhile"]
+
+
+def test_a_refused_anchor_turns_anchors_off() -> None:
+    link = StompLink(parse_stomp_url("stomp://h/?dialect=rabbitmq"))
+    link.on_error(0, "", BrokerRefusedError("x"), "access_refused ACCESS_REFUSED - access to queue 'package/5' refused")
+    assert link.anchors
+    link.on_error(
+        0, "", BrokerRefusedError("x"), "access_refused ACCESS_REFUSED - access to queue 'amq.gen-abc' refused"
+    )
+    assert not link.anchors

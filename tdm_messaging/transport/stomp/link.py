@@ -141,6 +141,7 @@ class StompLink:
         self.sent_to: set[str] = set()  # RabbitMQ cluster URLs: queues this connection sent to (see sent)
         self.routes = RouteBook(settings.reply_ttl)
         self.cluster = bool(settings.failover or settings.quorum)
+        self.anchors = True  # RabbitMQ: anchor subscriptions allowed (False once refused; see on_error)
 
     # ------------------------------------------------------------------ connecting
     def open(self) -> None:
@@ -244,7 +245,8 @@ class StompLink:
             if not self.stuck or self.held or not self.connected:
                 return
             stuck, generation = self.stuck, self.generation
-            pending = self._nack_all() if not self.consumers and self.dialect is Dialect.RABBITMQ else None
+            anchored = self.anchors and self.dialect is Dialect.RABBITMQ
+            pending = self._nack_all() if anchored and not self.consumers else None
         if pending is not None:
             receipt, waiting = pending
             try:
@@ -358,6 +360,16 @@ class StompLink:
             refused = queue_of_refusal(text)
             if refused is not None:
                 self.routes.refused(refused, time.monotonic())
+            if self.anchors and ("amq.gen-" in text or "'amq.direct'" in text):
+                # A user without rights on server-named queues or amq.direct cannot have anchors:
+                # reads keep their subscription until settled, stragglers cost a reconnect, as before.
+                self.anchors = False
+                log.warning(
+                    "the STOMP broker refused this user the anchor subscription (%s); reads fall back to "
+                    "settling on their own subscription and late deliveries to a reconnect. Grant the user "
+                    "configure, write and read on '^amq\\.gen-' and read on 'amq.direct' to avoid it",
+                    " ".join(text.split())[:200],
+                )
             if receipt_id and receipt_id in self.receipts:
                 self.on_receipt(receipt_id, error)
                 return

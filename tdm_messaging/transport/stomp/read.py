@@ -231,7 +231,7 @@ class StompBatch(Batch):
         UNSUBSCRIBE: its subscription lives until settlement.
         """
         link = self.link
-        if link.dialect is Dialect.RABBITMQ:
+        if link.dialect is Dialect.RABBITMQ and link.anchors:
             receipt = f"tdm-unsub-{uuid.uuid4().hex}"
 
             def unsubscribe(conn: Any) -> None:

@@ -43,8 +43,8 @@ from tests.conftest import broker_url, in_ci
 
 pytest.importorskip("stomp")
 
-from tdm_messaging.transport.stomp import backend as stomp_backend
 from tdm_messaging.transport.stomp.backend import StompTransport
+from tdm_messaging.transport.stomp.declarer import Declarer
 
 # ---------------------------------------------------------------- settings (no broker)
 
@@ -597,6 +597,7 @@ from tdm_messaging.destinations import reply_queue
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.transport.stomp import backend as stomp_backend
 from tdm_messaging.transport.stomp.backend import StompTransport
+from tdm_messaging.transport.stomp.declarer import Declarer
 url, docset, step = sys.argv[1:4]
 t = StompTransport.from_url(url)
 d = reply_queue(docset)
@@ -651,34 +652,48 @@ def test_server_crash_at_any_step_of_a_poll_loses_nothing(broker: str, step: str
 @pytest.mark.broker
 def test_a_late_delivery_is_given_back_without_waiting_for_the_next_call() -> None:
     """A delivery RabbitMQ pushes to a finished read is held on the connection; an idle transport
-    must not hide it from other readers until its next call, so the connection is recycled at once.
+    must not hide it from other readers until its next call, so it is given back at once, by a
+    NACK of every outstanding delivery through the anchor subscription, not by a reconnect.
     (RabbitMQ only: ActiveMQ holds no deliveries of a cancelled subscription.)"""
+    d = _fresh()
     with StompTransport.from_url(broker_url("rabbitmq-stomp")) as transport:
-        _late_delivery_is_given_back(transport)
-
-
-def _late_delivery_is_given_back(transport: StompTransport) -> None:
-    link = transport._link
-    link.connection(patience=0)
-    generation = link.generation
-    assert link.connected
-    link.on_message(generation, {"subscription": "a-read-that-has-ended"}, b"late")
-    deadline = time.monotonic() + 10
-    while link.connected and link.generation == generation and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not (link.connected and link.generation == generation), "the held delivery was not given back"
+        transport.send_many([(d, Envelope(b"one")), (d, Envelope(b"two"))], confirm=True)
+        link = transport._link
+        headers = {**queue_headers(d, transport.settings, Dialect.RABBITMQ), "prefetch-count": "2"}
+        wire = "/queue/" + d.name.replace("/", "%2F")
+        with link.lock:
+            link.held.add("setting up")  # no give-back until both deliveries are held
+        # A subscription no read owns: its deliveries reach no inbox, as a finished read's late ones.
+        link.transmit(
+            lambda conn: conn.subscribe(wire, id="ended", headers=headers, ack="client-individual"), "subscribe"
+        )
+        deadline = time.monotonic() + 10
+        while link.stuck < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert link.stuck == 2
+        receipt = f"r-{uuid.uuid4().hex}"
+        link.transmit(
+            lambda conn: conn.unsubscribe("ended", headers={"receipt": receipt}), "unsubscribe", receipt=receipt
+        )
+        with link.lock:
+            link.held.discard("setting up")
+        link.return_stuck()
+        assert link.given_back == 2 and link.stuck == 0
+        with StompTransport.from_url(broker_url("rabbitmq-stomp")) as other:  # at once, from another connection
+            assert _bodies(other, d) == [b"one", b"two"]
+        assert transport.connection_count == 1, "given back without a reconnect"
 
 
 @pytest.mark.broker
 def test_rabbitmq_declare_within_the_lease_opens_no_connection(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
-    real = stomp_backend.declare_elsewhere
+    real = Declarer.declare
 
-    def counting(settings: StompSettings, wire: str, headers: dict[str, str]) -> None:
+    def counting(self: Declarer, wire: str, headers: dict[str, str], *, renew: bool = True) -> None:
         calls.append(wire)
-        real(settings, wire, headers)
+        real(self, wire, headers, renew=renew)
 
-    monkeypatch.setattr(stomp_backend, "declare_elsewhere", counting)
+    monkeypatch.setattr(Declarer, "declare", counting)
     d = _fresh()
     with StompTransport.from_url(_url("rabbitmq-stomp", reply_ttl="600")) as t:
         t.declare(d)
@@ -689,6 +704,7 @@ def test_rabbitmq_declare_within_the_lease_opens_no_connection(monkeypatch: pyte
         t.declare(PACKAGE_REQUESTS)  # permanent queues: declared every time they are asked for
         t.declare(PACKAGE_REQUESTS)
         assert len(calls) == 3
+        assert t.declare_connection_count == 1, "one side connection for every declare"
         assert _bodies(t, d, ack=True) == [b"x"]
 
 

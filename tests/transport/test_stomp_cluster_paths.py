@@ -76,3 +76,35 @@ def test_a_confirmed_send_to_a_classic_queue_of_a_cluster_is_a_first_frame_and_k
         with t.read(queue) as batch:
             assert [e.body for e in batch.envelopes] == [*(f"progress {n}".encode() for n in range(5)), b"complete"]
             batch.ack()
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize(("params", "declaring"), [("", 0), ("&quorum=true", 1)])
+def test_send_many_keeps_the_cluster_rule_and_the_order(
+    params: str, declaring: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """send_many in a cluster: the confirmed send to a classic reply queue still goes first on a connection
+    of its own (after what came before it in the list was confirmed); the quorum permanent queue's send is
+    pipelined on the transport's connection. One node: everything pipelined, one wait."""
+    calls: list[str] = []
+    real = stomp_backend.send_elsewhere
+
+    def counting(*args: object, **kwargs: object) -> None:
+        calls.append(str(args[1]))
+        real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(stomp_backend, "send_elsewhere", counting)
+    queue = reply_queue(f"test-many-{uuid.uuid4().hex}")
+    requests = Destination(f"test-many-requests-{uuid.uuid4().hex}", DestinationKind.PERMANENT)
+    with StompTransport.from_url(broker_url("rabbitmq-stomp") + params) as t:
+        for _ in range(5):  # a new queue each time: its first frame on this connection also declares it
+            queue = reply_queue(f"test-many-{uuid.uuid4().hex}")
+            t.send(queue, Envelope(b"before"))  # unconfirmed, on the transport's connection
+            t.send_many([(queue, Envelope(b"copy")), (requests, Envelope(b"request"))], confirm=True)
+            with t.read(queue) as batch:
+                assert [e.body for e in batch.envelopes] == [b"before", b"copy"]
+                batch.ack()
+        assert len(calls) == 5 * declaring
+        with t.read(requests) as batch:
+            assert [e.body for e in batch.envelopes] == [b"request"] * 5
+            batch.ack()

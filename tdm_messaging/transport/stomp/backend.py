@@ -12,13 +12,14 @@ from typing import Any
 
 from tdm_messaging.destinations import Destination, DestinationKind
 from tdm_messaging.envelope import Envelope
-from tdm_messaging.errors import BrokerRefusedError
+from tdm_messaging.errors import BrokerRefusedError, TransportError
 from tdm_messaging.transport.base import Batch, Capabilities, Handler, Transport
-from tdm_messaging.transport.stomp.connector import declare_elsewhere, send_elsewhere
+from tdm_messaging.transport.stomp.connector import send_elsewhere
 from tdm_messaging.transport.stomp.consume import consume_queues
+from tdm_messaging.transport.stomp.declarer import Declarer
 from tdm_messaging.transport.stomp.dialect import Dialect, to_wire_name
-from tdm_messaging.transport.stomp.frames import queue_headers, send_frame, send_headers
-from tdm_messaging.transport.stomp.link import StompLink
+from tdm_messaging.transport.stomp.frames import PROBE_HEADER, queue_headers, send_frame, send_headers
+from tdm_messaging.transport.stomp.link import Receipt, StompLink
 from tdm_messaging.transport.stomp.read import now_ms, read_queue
 from tdm_messaging.transport.stomp.routes import Route, Target, around_wire_name, queue_of_refusal
 from tdm_messaging.transport.stomp.settings import ReplyExpiry, StompSettings, parse_stomp_url
@@ -86,6 +87,7 @@ class StompTransport(Transport):
         """
         self.settings = settings
         self._link = StompLink(settings)
+        self._declarer = Declarer(lambda: self._link.settings)
         with self._link.lock:
             self._link.open()
 
@@ -117,9 +119,20 @@ class StompTransport(Transport):
         """How many connections this transport has opened (or tried to), for tests and benchmarks.
 
         1 after construction; each reconnect adds one. A plain poll adds none (nor does
-        :meth:`declare`, whose connection is a short-lived one of its own).
+        :meth:`declare`, whose connection is a side connection of its own: see
+        :attr:`declare_connection_count`).
         """
         return self._link.generation
+
+    @property
+    def declare_connection_count(self) -> int:
+        """How many side connections :meth:`declare` (and a reply queue's re-declare) has opened.
+
+        One, kept, for any number of queues (RabbitMQ); another after a refusal (the broker closes
+        the connection), when a queue this connection declared is declared again, or every
+        10,000 names. 0 on ActiveMQ, which declares nothing.
+        """
+        return self._declarer.opened
 
     @property
     def capabilities(self) -> Capabilities:
@@ -137,7 +150,7 @@ class StompTransport(Transport):
 
         RabbitMQ declares a queue only on a connection's first frame for it (see routes):
         a reply queue this connection declared more than half a ``reply_ttl`` ago is declared
-        again on a short-lived connection, so an expired queue behaves like a new one. A reply
+        again on the side connection that declares, so an expired queue behaves like a new one. A reply
         queue RabbitMQ refused to declare for its arguments is reached by ``/amq/queue/``.
         """
         link = self._link
@@ -156,7 +169,7 @@ class StompTransport(Transport):
         return Target(destination, to_wire_name(destination, Dialect.RABBITMQ), declare=True)
 
     def _refresh(self, destination: Destination) -> Route:
-        """Declare ``destination`` on a short-lived connection; say which route the next frame takes."""
+        """Declare ``destination`` on the side connection; say which route the next frame takes."""
         try:
             self._declare_elsewhere(destination)
         except BrokerRefusedError as exc:
@@ -187,17 +200,25 @@ class StompTransport(Transport):
         RabbitMQ's adapter declares a queue only on a connection's first frame for it; a later
         SEND to a classic queue whose home node is down is dropped, and receipted all the same.
         As a connection's first frame it declares the queue and is refused ("home node ... is
-        down") instead. The transport's own connection is flushed first (a receipt on it), so
-        what it sent to the queue before (an unconfirmed Accepted, say) is routed first.
+        down") instead. If the transport's own connection sent to the queue before (an unconfirmed
+        Accepted, say), it is flushed first by an empty probe to the same queue with a receipt (a
+        publisher confirm: the queue has taken what this channel sent it before), so that comes
+        first. (A receipt for an empty transaction, as before, did not order them: one in five sends
+        to a new queue overtook the unconfirmed one.) Not sent to it: nothing to flush, and no probe
+        that would be this connection's first frame for the queue, and declare it.
         """
         link = self._link
-        flush = f"tdm-flush-{uuid.uuid4().hex}"
-
-        def begin_and_abort(conn: Any) -> None:  # an empty transaction: its receipt is the point
-            conn.send_frame("BEGIN", {"transaction": flush})
-            conn.send_frame("ABORT", {"transaction": flush, "receipt": flush})
-
-        link.transmit(begin_and_abort, f"send to {target.destination}", receipt=flush)
+        with link.lock:
+            sent_before = target.wire in link.sent_to
+        if sent_before:
+            flush = f"tdm-flush-{uuid.uuid4().hex}"
+            probe = {
+                **queue_headers(target.destination, self.settings, self.dialect),
+                "expiration": "0",
+                PROBE_HEADER: "1",
+                "receipt": flush,
+            }
+            link.transmit(send_frame(target.wire, b"", "", probe), f"send to {target.destination}", receipt=flush)
         destination = target.destination
         try:
             send_elsewhere(
@@ -213,10 +234,12 @@ class StompTransport(Transport):
                 link.routes.refreshed(destination, time.monotonic(), foreign=False)
 
     def _declare_elsewhere(self, destination: Destination) -> None:
-        """Declare on a short-lived connection; record the outcome in the route book. Raises its refusal."""
+        """Declare on the side connection; record the outcome in the route book. Raises its refusal."""
         headers = queue_headers(destination, self.settings, self.dialect)
         try:
-            declare_elsewhere(self._link.settings, to_wire_name(destination, self.dialect), headers)
+            self._declarer.declare(
+                to_wire_name(destination, self.dialect), headers, renew=destination.kind is DestinationKind.REPLY
+            )
         except BrokerRefusedError as exc:
             if queue_of_refusal(str(exc)) == destination.name:
                 with self._link.lock:
@@ -269,6 +292,75 @@ class StompTransport(Transport):
         # of its encoding time (see frames.send_frame and docs/performance.md).
         frame = send_frame(target.wire, envelope.body, envelope.content_type, headers)
         self._link.transmit(frame, f"send to {destination}", receipt=receipt)
+        self._link.sent(target.wire)
+
+    def _send_many(self, sends: Sequence[tuple[Destination, Envelope]], *, persistent: bool, confirm: bool) -> None:
+        """Send each pair in order, back to back on this connection; with ``confirm``, wait once at the end.
+
+        Every SEND asks for its own receipt; the receipts are awaited after the last frame is
+        written, in order, so the first one that fails is the one named. A confirmed send to a
+        classic queue of a RabbitMQ cluster still goes first on a short-lived connection (see
+        :meth:`_send_declaring`): the frames before it are confirmed first, so order holds.
+
+        Raises:
+            BrokerRefusedError, SendNotConfirmedError: as :meth:`send`; the message names the
+                refused or unconfirmed item (``item 2 of 2, send to docsets/package``).
+            BrokerUnavailableError, LocalProtocolError: as :meth:`send`.
+        """
+        self._link.check()
+        self._link.connection()
+        count = len(sends)
+        pending: list[tuple[Receipt, str, str]] = []
+        for index, (destination, envelope) in enumerate(sends, 1):
+            what = f"item {index} of {count}, send to {destination}"
+            target = self._target(destination)
+            headers = send_headers(
+                destination,
+                envelope,
+                self.settings,
+                self.dialect,
+                persistent=persistent,
+                now_ms=now_ms() if self.dialect is Dialect.ACTIVEMQ else 0,
+                declare=target.declare,
+            )
+            if confirm and target.declare and self._classic_in_a_cluster(destination):
+                self._await_all(pending)  # what came before is stored before this one is sent
+                pending.clear()
+                self._send_declaring(target, envelope, headers)
+                continue
+            receipt = f"tdm-send-{uuid.uuid4().hex}" if confirm else None
+            if receipt is not None:
+                headers["receipt"] = receipt
+            frame = send_frame(target.wire, envelope.body, envelope.content_type, headers)
+            waiting = self._link.transmit(frame, what, receipt=receipt, wait=False)
+            self._link.sent(target.wire)
+            if receipt is not None:
+                pending.append((waiting, receipt, what))
+        self._await_all(pending)
+
+    def _await_all(self, pending: Sequence[tuple[Receipt, str, str]]) -> None:
+        """Wait for every receipt; raise for the item the broker answered with an ERROR, else the first that failed.
+
+        RabbitMQ confirms a SEND after its refusal of a later one may have closed the connection:
+        the earlier item then fails only because the connection ended (``lost``), so the item the
+        ERROR answered (by its receipt id, or else by the queue a refusal names) is the one named.
+        """
+        failures: list[tuple[Receipt, str, TransportError]] = []
+        for waiting, receipt, what in pending:
+            try:
+                self._link.await_receipt(waiting, receipt, what)
+            except TransportError as exc:
+                failures.append((waiting, what, exc))
+        if not failures:
+            return
+        refused = queue_of_refusal(str(failures[0][2]))
+        _, named, error = next(
+            (f for f in failures if not f[0].lost),
+            next((f for f in failures if refused is not None and f[1].endswith(f"send to {refused}")), failures[0]),
+        )
+        if isinstance(error, BrokerRefusedError):
+            raise BrokerRefusedError(f"{named}: {error}") from error
+        raise error
 
     # ------------------------------------------------------------------ reading
     def _read(self, destination: Destination, *, limit: int = 1000) -> Batch:
@@ -332,11 +424,12 @@ class StompTransport(Transport):
         ``reply_ttl / 2`` ago (the queue exists, and most of its lease is left: the same rule as
         :meth:`send`'s re-declare), and for any reply queue in ``reply_expiry=policy`` mode (its
         first SEND declares it; there is no argument to be refused for). Otherwise an empty probe
-        SEND (``expiration: 0``) with the declare headers, confirmed by a receipt, on a
-        short-lived connection of its own: nothing subscribes, and a refusal leaves this
-        transport's connection alone. A reply queue refused for its arguments is then
-        sent to as it is (``/amq/queue/``) by :meth:`send`. ActiveMQ creates queues on first
-        use: nothing to do.
+        SEND (``expiration: 0``) with the declare headers, confirmed by a receipt, on a side
+        connection kept for declares (see ``stomp/declarer.py``: one connection for any number of
+        queues, not one per declare): nothing subscribes, and a refusal closes only that side
+        connection, never the one holding this transport's subscriptions and unacknowledged
+        deliveries. A reply queue refused for its arguments is then sent to as it is
+        (``/amq/queue/``) by :meth:`send`. ActiveMQ creates queues on first use: nothing to do.
 
         Raises:
             BrokerRefusedError: the queue exists with other arguments.
@@ -366,4 +459,7 @@ class StompTransport(Transport):
 
     def close(self) -> None:
         """Disconnect (DISCONNECT, then the socket closes). Idempotent."""
-        self._link.close()
+        try:
+            self._link.close()
+        finally:
+            self._declarer.close()

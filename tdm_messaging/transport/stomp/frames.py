@@ -22,6 +22,7 @@ __all__ = [
     "MARKER_TTL_MS",
     "envelope_from_headers",
     "explain_refusal",
+    "header_frame",
     "is_late_delivery",
     "marker_headers",
     "prefetch_headers",
@@ -125,6 +126,16 @@ def send_headers(
     if dialect is Dialect.ACTIVEMQ and destination.kind is DestinationKind.REPLY:
         headers["expires"] = str(now_ms + settings.reply_ttl * 1000)
     return headers
+
+
+def header_frame(command: str, headers: dict[str, str]) -> bytes:
+    """The bytes of a STOMP 1.2 frame without a body (BEGIN, ACK, NACK, COMMIT, UNSUBSCRIBE, ...).
+
+    Several of them joined are written at once: one socket write for a read's whole settlement
+    instead of one per frame through stomp.py (its per-frame work and a system call each).
+    """
+    text = "".join([f"{_escape(name)}:{_escape(value)}\n" for name, value in sorted(headers.items())])
+    return b"".join((command.encode("ascii"), b"\n", text.encode("utf-8", "replace"), b"\n\x00"))
 
 
 def send_frame(destination: str, body: bytes, content_type: str, headers: dict[str, str]) -> bytes:

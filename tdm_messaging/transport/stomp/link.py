@@ -7,6 +7,7 @@ import queue
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +27,7 @@ from tdm_messaging.transport.stomp.routes import RouteBook, queue_of_refusal
 from tdm_messaging.transport.stomp.settings import StompSettings
 from tdm_messaging.transport.stomp.translate import DRIVER_ERRORS, ErrorFrame, unavailable
 
-__all__ = ["Frame", "Item", "Lost", "Receipt", "StompLink", "Subscription", "ack_id"]
+__all__ = ["Frame", "Item", "Lost", "Receipt", "StompLink", "Subscription", "ack_id", "anchored"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class Receipt:
 
     event: threading.Event = field(default_factory=threading.Event)
     error: TransportError | None = None
+    lost: bool = False  # the error is the connection's end, not an answer to this frame
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,26 @@ def _done() -> Receipt:
 
 
 _DONE = _done()
+
+_ANCHOR = "tdm-anchor"
+"""The id of a RabbitMQ connection's cumulative anchor subscription (see ``StompLink._nack_all``)."""
+_ANCHOR_ONE = "tdm-anchor-one"
+"""The id of its individual anchor subscription (see :func:`anchored`)."""
+
+
+def anchored(ack: str) -> str:
+    """RabbitMQ ack id ``ack`` (``T_<subscription>@@<session>@@<delivery tag>``) named through the individual anchor.
+
+    RabbitMQ's adapter turns ACK/NACK into ``basic.ack``/``basic.nack`` of the delivery tag on the
+    connection's one channel; the subscription the id names must exist (for its ack mode) but need
+    not be the one that received the delivery. So a read can UNSUBSCRIBE as soon as its marker
+    came, and still settle its deliveries later, through an idle subscription in
+    ``client-individual`` mode (``multiple`` false). Checked on RabbitMQ 3.10 (docs/brokers.md).
+    """
+    _, session, tag = ack.rsplit("@@", 2)
+    return f"T_{_ANCHOR_ONE}@@{session}@@{tag}"
+
+
 """What :meth:`StompLink.transmit` returns for a frame sent without a receipt: already settled, never changed."""
 
 
@@ -111,8 +133,15 @@ class StompLink:
         self.pending_error: ErrorFrame | None = None
         self.stuck = 0
         self.late = 0  # deliveries RabbitMQ pushed to a cancelled subscription, ever (never reset)
-        self.held: set[str] = set()  # reads whose transactions are open on this connection
+        self.held: set[str] = set()  # reads holding deliveries on this connection
+        self.anchor: str | None = None  # the subscription give-back NACKs name (see _nack_all)
+        self.anchor_generation = 0
+        self.anchor_one_generation = 0
+        self.given_back = 0  # deliveries given back by a NACK instead of a reconnect, ever
+        self.sent_to: set[str] = set()  # RabbitMQ cluster URLs: queues this connection sent to (see sent)
         self.routes = RouteBook(settings.reply_ttl)
+        self.cluster = bool(settings.failover or settings.quorum)
+        self.anchors = True  # RabbitMQ: anchor subscriptions allowed (False once refused; see on_error)
 
     # ------------------------------------------------------------------ connecting
     def open(self) -> None:
@@ -144,6 +173,7 @@ class StompLink:
         self.connected = True
         self.stuck = 0
         self.held.clear()
+        self.sent_to.clear()
         self.routes.reconnected()
         for sub_id, sub in self.consumers.items():
             conn.subscribe(sub.wire_name, id=sub_id, ack="client-individual", headers=sub.headers)
@@ -206,12 +236,65 @@ class StompLink:
 
     # ------------------------------------------------------------------ deliveries nothing can ACK
     def return_stuck(self) -> None:
-        """Re-open the connection if it holds deliveries nothing can ACK, once no read's transactions need it."""
+        """Give back the deliveries nothing can ACK, once no read holds deliveries on the connection.
+
+        RabbitMQ: one NACK of every outstanding delivery of the channel (see :meth:`_nack_all`)
+        when no consume subscription holds any; otherwise, or if that fails, re-open the connection.
+        """
         with self.lock:
             if not self.stuck or self.held or not self.connected:
                 return
             stuck, generation = self.stuck, self.generation
+            anchored = self.anchors and self.dialect is Dialect.RABBITMQ
+            pending = self._nack_all() if anchored and not self.consumers else None
+        if pending is not None:
+            receipt, waiting = pending
+            try:
+                self.await_receipt(waiting, receipt, "giving back deliveries that came after a read's marker")
+            except TransportError as exc:
+                log.debug("giving back held deliveries failed (%s); re-opening the connection", exc)
+            else:
+                self.given_back += stuck
+                return
         self.recycle(generation, f"{stuck} deliveries that came after a read's marker")
+
+    def anchor_individual(self, conn: Any) -> None:
+        """SUBSCRIBE the individual anchor (see :func:`anchored`) on ``conn`` unless this connection has it.
+
+        Called inside a :meth:`transmit` action (the link's lock may be held or not: it is an RLock).
+        """
+        with self.lock:
+            if self.anchor_one_generation == self.generation:
+                return
+            self.anchor_one_generation = self.generation
+        conn.subscribe(f"/exchange/amq.direct/tdm-anchor-{uuid.uuid4().hex}", id=_ANCHOR_ONE, ack="client-individual")
+
+    def _nack_all(self) -> tuple[str, Receipt] | None:
+        """NACK (requeue) every unacknowledged delivery of the connection; the caller holds the lock.
+
+        RabbitMQ's adapter maps a NACK to ``basic.nack`` on the connection's one channel and needs
+        only a live subscription for it: the *anchor*, a subscription in ``client`` (cumulative)
+        mode to an exclusive queue nothing is routed to (``/exchange/amq.direct/<random key>``),
+        made once per connection. Delivery tag 0 with ``multiple`` is "all outstanding" in AMQP:
+        the deliveries held for cancelled subscriptions, which are all there are while no read
+        or consumer holds any (checked by the caller, under the lock, so no read starts first).
+        Checked on RabbitMQ 3.10: they are readable from another connection once the receipt came.
+        """
+        receipt = f"tdm-giveback-{uuid.uuid4().hex}"
+        anchor = self.anchor if self.anchor_generation == self.generation else None
+
+        def give_back(conn: Any) -> None:
+            if anchor is None:
+                conn.subscribe(f"/exchange/amq.direct/tdm-anchor-{uuid.uuid4().hex}", id=_ANCHOR, ack="client")
+            conn.nack(f"T_{_ANCHOR}@@tdm@@0", receipt=receipt)
+
+        try:
+            pending = self.transmit(give_back, "giving back held deliveries", receipt=receipt, wait=False)
+        except TransportError:
+            return None
+        self.anchor, self.anchor_generation = _ANCHOR, self.generation
+        self.stuck = 0
+        return receipt, pending
 
     def _return_stuck_soon(self) -> None:
         """Give held deliveries back now, not at this transport's next call: an idle server would
@@ -277,6 +360,16 @@ class StompLink:
             refused = queue_of_refusal(text)
             if refused is not None:
                 self.routes.refused(refused, time.monotonic())
+            if self.anchors and ("amq.gen-" in text or "'amq.direct'" in text):
+                # A user without rights on server-named queues or amq.direct cannot have anchors:
+                # reads keep their subscription until settled, stragglers cost a reconnect, as before.
+                self.anchors = False
+                log.warning(
+                    "the STOMP broker refused this user the anchor subscription (%s); reads fall back to "
+                    "settling on their own subscription and late deliveries to a reconnect. Grant the user "
+                    "configure, write and read on '^amq\\.gen-' and read on 'amq.direct' to avoid it",
+                    " ".join(text.split())[:200],
+                )
             if receipt_id and receipt_id in self.receipts:
                 self.on_receipt(receipt_id, error)
                 return
@@ -301,6 +394,7 @@ class StompLink:
         if not self.closed and not quiet:
             log.warning("lost the connection to the STOMP broker at %s", self.settings.address)
         for pending in receipts.values():
+            pending.lost = True
             pending.error = refusal or BrokerUnavailableError(
                 f"the connection to the STOMP broker at {self.settings.address} was lost before it confirmed"
             )
@@ -354,6 +448,20 @@ class StompLink:
             return pending
         if wait:
             self.await_receipt(pending, receipt, what)
+        return pending
+
+    def sent(self, wire: str) -> None:
+        """A SEND to ``wire`` went out on this connection; remembered on a RabbitMQ cluster URL only
+        (its confirmed sends to classic queues flush the connection's earlier ones first)."""
+        if self.cluster and wire not in self.sent_to:
+            with self.lock:
+                self.sent_to.add(wire)
+
+    def expect(self, receipt: str) -> Receipt:
+        """Register a receipt a frame written next will ask for (a second receipt of one :meth:`transmit`)."""
+        pending = Receipt()
+        with self.lock:
+            self.receipts[receipt] = pending
         return pending
 
     def await_receipt(self, pending: Receipt, receipt: str, what: str) -> None:

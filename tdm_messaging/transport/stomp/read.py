@@ -1,16 +1,19 @@
-"""A STOMP read: collect a queue up to a marker, then settle it by transactions (the batch's states as a table).
+"""A STOMP read: collect a queue up to a marker, then settle it in one transaction (the batch's states as a table).
 
 How a read ends without a sleep: a marker message (unique id, 60 s time to live) is sent to the
 queue, then a client-individual subscription collects messages until that marker comes back
 (queues are FIFO). Another reader's marker is re-sent (so its owner still finds it) unless stale.
 The read stops early, marker unseen, at its limit.
 
-How it settles without a reconnect (docs/brokers.md, "The transactional read"): before returning,
-the read ACKs every message *inside a STOMP transaction* (and, on RabbitMQ, NACKs each inside a
-second one), then UNSUBSCRIBEs. Nothing is applied yet, and nothing the caller sends afterwards
-reaches this read. ``Batch.ack`` COMMITs the ACK transaction; ``Batch.release`` COMMITs the NACK one
-(RabbitMQ: requeued in place) or ABORTs (ActiveMQ: given back). A crash before either leaves both
-uncommitted: the broker gives the messages back when the connection closes.
+How it settles without a reconnect (docs/brokers.md, "The transactional read"): the subscription
+stays open until the caller decides what to keep. Then one write settles everything: BEGIN; the
+ACKs of what goes (and of the read's own marker) inside the transaction; on RabbitMQ the NACKs
+(requeue) of what stays, and of any delivery that came after the marker, inside it too;
+UNSUBSCRIBE; COMMIT with a receipt. ACKs and NACKs are accepted only while the subscription exists
+but take effect at COMMIT, so the read is settled atomically and nothing after the UNSUBSCRIBE
+reaches it. ActiveMQ gives back at UNSUBSCRIBE what was not acknowledged (it would dead-letter a
+NACK), so there the COMMIT comes first and the UNSUBSCRIBE carries a receipt too. A crash before
+COMMIT applies nothing: the broker gives everything back when the connection closes.
 """
 
 from __future__ import annotations
@@ -38,11 +41,13 @@ from tdm_messaging.transport.stomp.frames import (
     MARKER_HEADER,
     PROBE_HEADER,
     envelope_from_headers,
+    header_frame,
     marker_headers,
     prefetch_headers,
     queue_headers,
+    send_frame,
 )
-from tdm_messaging.transport.stomp.link import Frame, Item, Lost, Receipt, StompLink, ack_id
+from tdm_messaging.transport.stomp.link import Frame, Item, Lost, Receipt, StompLink, ack_id, anchored
 from tdm_messaging.transport.stomp.routes import Target
 
 __all__ = ["BATCH_MOVES", "BatchState", "StompBatch", "forward_marker", "read_queue", "send_marker"]
@@ -94,8 +99,8 @@ class BatchState(enum.Enum):
     """Where a read's batch is; the transitions are in :data:`BATCH_MOVES`."""
 
     READING = "reading"  # subscribed, collecting up to the marker; nothing settled
-    HELD = "held"  # unsubscribed; the ACK (and, on RabbitMQ, NACK) transactions are open
-    ACKED = "acked"  # the ACK transaction was committed
+    HELD = "held"  # collected; still subscribed, nothing settled until ack/settle/release
+    ACKED = "acked"  # settled with every message acknowledged
     RELEASED = "released"  # ended; anything not acknowledged is back in the queue
 
 
@@ -125,15 +130,24 @@ def read_queue(link: StompLink, target: Target, limit: int) -> StompBatch:
         generation = link.generation
     batch = StompBatch(link, target, sub_id, generation)
     try:
-        send_marker(link, target, marker, now_ms())
+        # The marker SEND and the SUBSCRIBE in one write (the marker first: queues are FIFO).
+        sent_at = now_ms()
+        marker_frame = marker_headers(
+            target.destination, link.settings, _dialect(link), marker=marker, sent_at_ms=sent_at, now_ms=sent_at
+        )
+        assert marker_frame is not None  # a marker born now is not stale
+        if not target.declare:
+            for name in queue_headers(target.destination, link.settings, _dialect(link)):
+                marker_frame.pop(name, None)
         headers = declare_headers(link, target)
         headers.update(prefetch_headers(_dialect(link), limit + 1))
+        headers.update({"destination": target.wire, "id": sub_id, "ack": "client-individual"})
         link.transmit(
-            lambda conn: conn.subscribe(target.wire, id=sub_id, ack="client-individual", headers=headers),
-            f"subscribe to {target.destination}",
+            send_frame(target.wire, b"", "", marker_frame) + header_frame("SUBSCRIBE", headers),
+            f"read marker and subscribe to {target.destination}",
         )
         _collect(batch, inbox, marker=marker, limit=limit)
-        batch.settle_later()
+        batch.collected()
     except BaseException:
         batch.release()
         raise
@@ -165,7 +179,7 @@ def _collect(batch: StompBatch, inbox: queue.Queue[Item], *, marker: str, limit:
             continue
         found = item.headers.get(MARKER_HEADER)
         if found == marker:
-            link.ack(item)
+            batch.marker = item  # acknowledged with the batch's settlement: no frame of its own
             return
         if found is not None:
             forward_marker(link, target, item)
@@ -174,12 +188,15 @@ def _collect(batch: StompBatch, inbox: queue.Queue[Item], *, marker: str, limit:
 
 
 class StompBatch(Batch):
-    """What :meth:`StompTransport.read` took, settled by transactions (see docs/brokers.md).
+    """What :meth:`StompTransport.read` took, settled in one transaction (see the module docstring).
 
-    Rules: ACKs and NACKs are sent while the subscription exists (both brokers refuse or
-    ignore them after UNSUBSCRIBE) but inside transactions, so they take effect only at
-    COMMIT, which may come after UNSUBSCRIBE. Exactly one of the two transactions is ever
-    committed; a connection that closes first commits neither.
+    Rules: the subscription lives until the batch is settled (ACKs and NACKs are refused or
+    ignored after UNSUBSCRIBE on both brokers); :meth:`ack`, :meth:`settle` and :meth:`release`
+    each settle it with one write: BEGIN, ACK/NACK inside the transaction, UNSUBSCRIBE, COMMIT
+    (ActiveMQ: COMMIT, then UNSUBSCRIBE), and wait for the receipt. Deliveries that reach the
+    subscription after the marker are given back in the same write (RabbitMQ: NACK; ActiveMQ:
+    not acknowledged, returned at UNSUBSCRIBE). If the write fails the connection is re-opened,
+    which gives back everything not committed, on both brokers.
     """
 
     def __init__(self, link: StompLink, target: Target, sub_id: str, generation: int) -> None:
@@ -188,13 +205,10 @@ class StompBatch(Batch):
         self.sub_id = sub_id
         self.generation = generation
         self.frames: list[Frame] = []
+        self.marker: Frame | None = None
         self.state = BatchState.READING
-        self.leftovers = 0  # deliveries after the marker: RabbitMQ keeps them until the connection closes
-        self._ack_tx = f"{sub_id}-ack"
-        self._back_tx = f"{sub_id}-back"
-        self._tx_begun = False
-        self._unsubscribed: Receipt | None = None
-        self._unsub_receipt = ""
+        self.leftovers = 0  # deliveries after the marker, given back at settlement (counted for tests)
+        self._unsubscribed: tuple[str, Receipt] | None = None  # RabbitMQ: the early UNSUBSCRIBE's receipt
 
     def _move(self, to: BatchState) -> BatchState:
         before = self.state
@@ -208,44 +222,30 @@ class StompBatch(Batch):
         """The messages, oldest first, without broker headers."""
         return [envelope_from_headers(f.headers, f.body) for f in self.frames]
 
-    def settle_later(self) -> None:
-        """Open the ACK (and NACK) transactions over every frame, then UNSUBSCRIBE (confirmed)."""
+    def collected(self) -> None:
+        """The marker came back (or the limit was reached): the batch is held until settled.
+
+        RabbitMQ: UNSUBSCRIBE now (with a receipt awaited at settlement), so nothing sent later
+        reaches this read, and make sure the connection's anchor subscription exists: the ACKs and
+        NACKs of settlement name it (see ``StompLink.anchored``). ActiveMQ ignores an ACK after
+        UNSUBSCRIBE: its subscription lives until settlement.
+        """
         link = self.link
-        rabbit = link.dialect is Dialect.RABBITMQ
-        receipt = f"tdm-unsub-{uuid.uuid4().hex}"
+        if link.dialect is Dialect.RABBITMQ and link.anchors:
+            receipt = f"tdm-unsub-{uuid.uuid4().hex}"
 
-        def settle(conn: Any) -> None:
-            if self.frames:
-                self._tx_begun = True
-                conn.begin(transaction=self._ack_tx)
-                for frame in self.frames:
-                    conn.ack(ack_id(frame), transaction=self._ack_tx)
-                if rabbit:
-                    conn.begin(transaction=self._back_tx)
-                    for frame in self.frames:
-                        conn.nack(ack_id(frame), transaction=self._back_tx)
-            conn.unsubscribe(self.sub_id, headers={"receipt": receipt})
+            def unsubscribe(conn: Any) -> None:
+                link.anchor_individual(conn)
+                conn.unsubscribe(self.sub_id, headers={"receipt": receipt})
 
-        # RabbitMQ handles a connection's frames in order: whatever the caller sends next comes
-        # after the UNSUBSCRIBE, so nothing it sends reaches this read, and there is no need to
-        # wait here. Deliveries that came after the marker arrive before the receipt; the
-        # receiver thread counts them as stuck (no inbox) once the inbox is gone.
-        self._unsubscribed = link.transmit(
-            settle, "ending a read", receipt=receipt, generation=self.generation, wait=not rabbit
-        )
-        self._unsub_receipt = receipt
-        with link.lock:
-            inbox = link.inboxes.pop(self.sub_id, None)
-            while inbox is not None and not inbox.empty():
-                self.leftovers += isinstance(inbox.get_nowait(), Frame)
-            if rabbit and self.generation == link.generation:
-                link.stuck += self.leftovers
-                link.held.add(self.sub_id)
-            link.routes.renewed(self.target.destination, time.monotonic())  # its consumer is gone: a new lease
+            self._unsubscribed = (
+                receipt,
+                link.transmit(unsubscribe, "ending a read", receipt=receipt, generation=self.generation, wait=False),
+            )
         self._move(BatchState.HELD)
 
     def ack(self) -> None:
-        """COMMIT the ACK transaction (with a receipt): the messages are gone when this returns.
+        """Acknowledge every message (one COMMIT with a receipt): they are gone when this returns.
 
         Raises:
             BrokerUnavailableError: the connection was lost first; the messages go back to the queue.
@@ -256,96 +256,126 @@ class StompBatch(Batch):
             raise TransportClosedError("this batch was released; read again")
         if self.state is BatchState.ACKED:
             return
-        link = self.link
-        if self.frames:
-            receipt = f"tdm-commit-{uuid.uuid4().hex}"
-            rabbit = link.dialect is Dialect.RABBITMQ
-
-            def commit(conn: Any) -> None:
-                conn.commit(transaction=self._ack_tx, headers={"receipt": receipt})
-                if rabbit:
-                    conn.abort(transaction=self._back_tx)
-
-            link.transmit(commit, "acknowledging a read", receipt=receipt, generation=self.generation)
+        self._finish(frozenset(), "acknowledging a read", strict=True)
         self._move(BatchState.ACKED)
-        self._let_go()
+
+    def _settle(self, keep: frozenset[int]) -> None:
+        """Acknowledge all but ``keep``, give ``keep`` back in place (RabbitMQ: NACK; ActiveMQ: UNSUBSCRIBE).
+
+        One transaction, committed with a receipt: when this returns the others are gone and the
+        kept ones are in the queue for any reader. Raises as :meth:`ack`.
+        """
+        if self.state is not BatchState.HELD:
+            raise TransportClosedError(f"this batch is {self.state.value}; read again")
+        self._finish(keep, "settling a read", strict=True)
+        self._move(BatchState.RELEASED)
 
     def release(self) -> None:
         """End the read: what was not acknowledged goes back to the queue at once. Idempotent.
 
-        RabbitMQ: COMMIT the NACK transaction (requeued in place); ActiveMQ: ABORT the ACK
-        one. If that fails, or the read failed half-way, the connection is re-opened, which
-        gives everything back on both brokers.
+        Settles with nothing acknowledged (but the read's marker); if that fails, or the read
+        failed half-way, the connection is re-opened, which gives everything back on both brokers.
         """
         if self.state is BatchState.RELEASED:
             return
         before = self._move(BatchState.RELEASED)
-        link = self.link
-        with link.lock:
-            inbox = link.inboxes.pop(self.sub_id, None)
-        if before is BatchState.READING:
-            self._abandon(inbox)
+        if before is BatchState.ACKED:
             return
-        rabbit = link.dialect is Dialect.RABBITMQ
-        if before is BatchState.HELD and self.frames:
-            receipt = f"tdm-back-{uuid.uuid4().hex}"
+        self._finish(frozenset(range(len(self.frames))), "releasing a read", strict=False)
 
-            def give_back(conn: Any) -> None:
-                if rabbit:
-                    conn.commit(transaction=self._back_tx, headers={"receipt": receipt})
-                    conn.abort(transaction=self._ack_tx)
-                else:
-                    conn.abort(transaction=self._ack_tx, headers={"receipt": receipt})
+    def _finish(self, keep: frozenset[int], what: str, *, strict: bool) -> None:
+        """Settle: ACK all frames but ``keep`` (and the marker), give back the rest, UNSUBSCRIBE, wait.
 
-            # Wait for the receipt on both brokers: without it, a poll on another connection (another
-            # server process, or an AMQP client) that starts as soon as this one returned could find
-            # the given-back messages still on their way back to the queue, and fold a partial status.
-            try:
-                link.transmit(give_back, "releasing a read", receipt=receipt, generation=self.generation, wait=True)
-            except TransportError as exc:
-                log.debug("giving back a read failed (%s); re-opening the connection instead", exc)
-                link.recycle(self.generation, "a read that could not be given back")
-        self._let_go()
-
-    def _let_go(self) -> None:
-        """This read no longer needs its connection: re-open it now if it holds stuck deliveries."""
+        ``strict``: raise when it fails (ack/settle); otherwise (release) re-open the connection.
+        """
         link = self.link
-        if self._unsubscribed is not None and not self._unsubscribed.event.is_set():
-            # Every delivery of the subscription comes before the UNSUBSCRIBE's receipt: after
-            # it, the stuck ones are all counted (but for RabbitMQ's rare late ones, see is_late_delivery).
+        rabbit = link.dialect is Dialect.RABBITMQ
+        early = self._unsubscribed is not None  # RabbitMQ, once collected: named through the anchor
+        if self._unsubscribed is not None:
+            # Every MESSAGE of the subscription comes before this receipt, so all are in the inbox.
             try:
-                link.await_receipt(self._unsubscribed, self._unsub_receipt, "ending a read")
+                link.await_receipt(self._unsubscribed[1], self._unsubscribed[0], "ending a read")
             except TransportError as exc:
                 log.debug("no receipt for ending a read: %s", exc)
         with link.lock:
-            link.held.discard(self.sub_id)
-        link.return_stuck()
+            inbox = link.inboxes.pop(self.sub_id, None)
+            live = self.generation == link.generation and link.connected
+        late: list[Frame] = []
+        while inbox is not None and not inbox.empty():
+            item = inbox.get_nowait()
+            if isinstance(item, Frame) and item.generation == self.generation:
+                late.append(item)
+        self.leftovers += len(late)
+        gone = [f for i, f in enumerate(self.frames) if i not in keep]
+        if self.marker is not None:
+            gone.append(self.marker)
+        back = [f for i, f in enumerate(self.frames) if i in keep] + late
+        tx = f"{self.sub_id}-tx"
+        receipt = f"tdm-settle-{uuid.uuid4().hex}"
+        unsub_receipt = f"{receipt}-unsub"
+        commit = bool(gone) or (rabbit and bool(back))
 
-    def _abandon(self, inbox: queue.Queue[Item] | None) -> None:
-        """The read failed before it settled: UNSUBSCRIBE, and re-open the connection if needed."""
-        link = self.link
+        def named(frame: Frame) -> str:
+            return anchored(ack_id(frame)) if early else ack_id(frame)
+
+        if early and commit:
+            # The usual case on RabbitMQ: one write of BEGIN, the ACKs and NACKs, COMMIT.
+            frames = [header_frame("BEGIN", {"transaction": tx})]
+            frames += [header_frame("ACK", {"id": named(f), "transaction": tx}) for f in gone]
+            frames += [header_frame("NACK", {"id": named(f), "transaction": tx}) for f in back]
+            frames.append(header_frame("COMMIT", {"transaction": tx, "receipt": receipt}))
+            encoded = b"".join(frames)
+
+        def settle(conn: Any) -> None:
+            if commit:
+                conn.begin(transaction=tx)
+                for frame in gone:
+                    conn.ack(named(frame), transaction=tx)
+                for frame in back if rabbit else ():
+                    conn.nack(named(frame), transaction=tx)
+            if early:
+                if commit:
+                    conn.commit(transaction=tx, headers={"receipt": receipt})
+                return
+            if rabbit:
+                # UNSUBSCRIBE before COMMIT: the ACKs and NACKs were accepted while it existed,
+                # and no delivery can reach it after the COMMIT's receipt.
+                conn.unsubscribe(self.sub_id, headers={} if commit else {"receipt": receipt})
+                if commit:
+                    conn.commit(transaction=tx, headers={"receipt": receipt})
+                return
+            # ActiveMQ gives back at UNSUBSCRIBE what is not acknowledged: COMMIT first.
+            if commit:
+                conn.commit(transaction=tx, headers={"receipt": receipt})
+            conn.unsubscribe(self.sub_id, headers={"receipt": unsub_receipt})
+
+        try:
+            if not live:
+                raise BrokerUnavailableError(
+                    f"{what}: the connection to the STOMP broker at {link.settings.address} was lost; "
+                    "what it held unacknowledged goes back to the queue"
+                )
+            if early and not commit:
+                pass  # nothing to settle: the UNSUBSCRIBE's receipt came
+            elif early:
+                link.transmit(encoded, what, receipt=receipt, generation=self.generation)
+            elif rabbit:
+                link.transmit(settle, what, receipt=receipt, generation=self.generation)
+            elif commit:
+                unsubscribed = link.expect(unsub_receipt)
+                link.transmit(settle, what, receipt=receipt, generation=self.generation)
+                link.await_receipt(unsubscribed, unsub_receipt, what)
+            else:
+                link.transmit(settle, what, receipt=unsub_receipt, generation=self.generation)
+        except TransportError as exc:
+            with link.lock:
+                link.held.discard(self.sub_id)
+            link.recycle(self.generation, f"a read that could not be settled ({exc})")
+            if strict:
+                raise
+            log.debug("%s failed (%s); re-opened the connection instead", what, exc)
+            return
         with link.lock:
             link.held.discard(self.sub_id)
-        leftovers = len(self.frames)
-        while inbox is not None and not inbox.empty():
-            leftovers += isinstance(inbox.get_nowait(), Frame)
-        if self._tx_begun:
-            # Settling broke half-way: closing the connection returns everything, on both brokers.
-            link.recycle(self.generation, "a read that failed while settling")
-            return
-        try:
-            # With a receipt, so the broker has finished with the subscription (ActiveMQ has
-            # returned its unacked messages) before the caller's next frame.
-            receipt = f"tdm-unsub-{uuid.uuid4().hex}"
-            link.transmit(
-                lambda c: c.unsubscribe(self.sub_id, headers={"receipt": receipt}),
-                "unsubscribe",
-                receipt=receipt,
-                generation=self.generation,
-            )
-        except TransportError as exc:
-            log.debug("unsubscribe %s failed: %s", self.sub_id, exc)
-            return
-        # RabbitMQ keeps a cancelled subscription's unacknowledged deliveries until the connection closes.
-        if leftovers and link.dialect is Dialect.RABBITMQ:
-            link.recycle(self.generation, f"{leftovers} unacknowledged deliveries of a failed read")
+            link.routes.renewed(self.target.destination, time.monotonic())  # its consumer is gone: a new lease
+        link.return_stuck()

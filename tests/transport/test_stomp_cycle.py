@@ -1,0 +1,251 @@
+"""The STOMP wing of a job's cycle on real brokers: send_many with one wait, settle, declares on one connection."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tdm_messaging.destinations import Destination, DestinationKind, reply_queue
+from tdm_messaging.envelope import Envelope
+from tdm_messaging.errors import BrokerRefusedError
+from tdm_messaging.server import PackagingClient
+from tdm_messaging.status import State
+from tdm_messaging.testing import running_worker
+from tdm_messaging.transport import open_transport
+from tdm_messaging.worker import Job, PackageResult, PackagerWorker
+from tests.conftest import broker_url
+
+pytest.importorskip("stomp")
+
+from tdm_messaging.transport.stomp.backend import StompTransport
+from tdm_messaging.transport.stomp.link import StompLink
+from tdm_messaging.transport.stomp.settings import parse_stomp_url
+
+BROKERS = ("rabbitmq-stomp", "activemq-stomp")
+
+
+def _url(name: str, **params: str) -> str:
+    url = broker_url(name)
+    extra = "&".join(f"{k}={v}" for k, v in params.items())
+    return url + ("&" if "?" in url else "?") + extra if extra else url
+
+
+@pytest.fixture(params=BROKERS)
+def broker(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def transport(broker: str) -> Iterator[StompTransport]:
+    with StompTransport.from_url(_url(broker, read_timeout="10")) as t:
+        yield t
+
+
+def _fresh() -> Destination:
+    return reply_queue("cycle-" + uuid.uuid4().hex)
+
+
+def _permanent() -> Destination:
+    return Destination(f"test-cycle-{uuid.uuid4().hex}", DestinationKind.PERMANENT)
+
+
+def _bodies(t: StompTransport, d: Destination, *, ack: bool = False) -> list[bytes]:
+    with t.read(d) as batch:
+        bodies = [e.body for e in batch.envelopes]
+        if ack:
+            batch.ack()
+    return bodies
+
+
+def _record(t: StompTransport, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What the transport's link does, in order: 'write' per frame written, 'wait' per receipt awaited."""
+    events: list[str] = []
+    link = t._link
+    transmit, await_receipt = link.transmit, link.await_receipt
+
+    def recorded_transmit(*args: Any, **kwargs: Any) -> Any:
+        events.append("write")
+        return transmit(*args, **kwargs)
+
+    def recorded_await(*args: Any, **kwargs: Any) -> None:
+        events.append("wait")
+        await_receipt(*args, **kwargs)
+
+    monkeypatch.setattr(link, "transmit", recorded_transmit)
+    monkeypatch.setattr(link, "await_receipt", recorded_await)
+    return events
+
+
+# ---------------------------------------------------------------- send_many
+
+
+@pytest.mark.broker
+def test_send_many_writes_every_frame_before_it_waits_and_keeps_the_order(
+    transport: StompTransport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d, p = _fresh(), _permanent()
+    events = _record(transport, monkeypatch)
+    transport.send_many(
+        [(d, Envelope(b"copy")), (p, Envelope(b"request")), (d, Envelope(b"second"))], persistent=True, confirm=True
+    )
+    assert events == ["write", "write", "write", "wait", "wait", "wait"]
+    monkeypatch.undo()
+    assert _bodies(transport, d, ack=True) == [b"copy", b"second"]
+    assert _bodies(transport, p, ack=True) == [b"request"]
+
+
+@pytest.mark.broker
+def test_send_many_without_confirm_waits_for_nothing(
+    transport: StompTransport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d = _fresh()
+    events = _record(transport, monkeypatch)
+    transport.send_many([(d, Envelope(b"a")), (d, Envelope(b"b"))], confirm=False)
+    assert events == ["write", "write"]
+    monkeypatch.undo()
+    assert _bodies(transport, d, ack=True) == [b"a", b"b"]
+
+
+@pytest.mark.broker
+def test_send_many_names_the_refused_item_and_keeps_what_came_before() -> None:
+    d, p = _fresh(), _permanent()
+    with StompTransport.from_url(_url("rabbitmq-stomp", reply_ttl="60")) as first:
+        first.declare(d)
+    with StompTransport.from_url(_url("rabbitmq-stomp", reply_ttl="120")) as second:
+        with pytest.raises(BrokerRefusedError, match=r"item 2 of 2, send to .*inequivalent arg 'x-expires'"):
+            second.send_many([(p, Envelope(b"first")), (d, Envelope(b"refused"))], confirm=True)
+        assert _bodies(second, p, ack=True) == [b"first"]
+
+
+# ---------------------------------------------------------------- settle
+
+
+@pytest.mark.broker
+def test_settle_drops_the_others_and_gives_back_the_kept_to_another_connection(
+    transport: StompTransport, broker: str
+) -> None:
+    d = _fresh()
+    transport.send_many([(d, Envelope(body)) for body in (b"a", b"b", b"c", b"d")], confirm=True)
+    before = transport.connection_count
+    with transport.read(d) as batch:
+        assert [e.body for e in batch.envelopes] == [b"a", b"b", b"c", b"d"]
+        batch.settle([1, 3])
+    with StompTransport.from_url(broker_url(broker)) as other:  # at once, from another connection
+        assert _bodies(other, d) == [b"b", b"d"]
+    assert _bodies(transport, d) == [b"b", b"d"]
+    assert transport.connection_count == before, "settling must not re-open the connection"
+
+
+@pytest.mark.broker
+def test_ack_and_release_settle_without_a_reconnect(transport: StompTransport) -> None:
+    d = _fresh()
+    transport.send(d, Envelope(b"kept"), confirm=True)
+    before = transport.connection_count
+    for _ in range(3):
+        assert _bodies(transport, d) == [b"kept"]
+    transport.send(d, Envelope(b"gone"), confirm=True)
+    with transport.read(d) as batch:
+        batch.settle([0])
+    assert _bodies(transport, d, ack=True) == [b"kept"]
+    assert _bodies(transport, d) == []
+    assert transport.connection_count == before
+
+
+@pytest.mark.broker
+def test_a_send_to_the_queue_between_read_and_settle_is_not_lost(transport: StompTransport) -> None:
+    """The subscription lives until the batch is settled: what reaches it meanwhile goes back to the queue."""
+    d = _fresh()
+    transport.send(d, Envelope(b"old"), confirm=True)
+    with transport.read(d) as batch:
+        transport.send(d, Envelope(b"new"), confirm=True)
+        batch.ack()
+    assert _bodies(transport, d, ack=True) == [b"new"]
+
+
+# ---------------------------------------------------------------- declares
+
+
+@pytest.mark.broker
+def test_rabbitmq_declares_share_one_side_connection() -> None:
+    with StompTransport.from_url(_url("rabbitmq-stomp")) as t:
+        queues = [_fresh() for _ in range(5)]
+        for d in queues:
+            t.declare(d)
+            t.send(d, Envelope(b"x"), confirm=True)
+        assert t.declare_connection_count == 1
+        assert t.connection_count == 1
+        for d in queues:
+            assert _bodies(t, d, ack=True) == [b"x"]
+
+
+@pytest.mark.broker
+def test_rabbitmq_a_refused_declare_costs_only_the_side_connection() -> None:
+    d = _fresh()
+    with StompTransport.from_url(_url("rabbitmq-stomp", reply_ttl="60")) as first:
+        first.declare(d)
+    with StompTransport.from_url(_url("rabbitmq-stomp", reply_ttl="120")) as second:
+        second.declare(_fresh())
+        with pytest.raises(BrokerRefusedError, match="inequivalent arg 'x-expires'"):
+            second.declare(d)
+        second.declare(_fresh())  # a new side connection: the broker closed the refused one
+        assert second.declare_connection_count == 2
+        assert second.connection_count == 1
+        second.send(d, Envelope(b"around"), confirm=True)  # reached as it is, /amq/queue
+        assert _bodies(second, d, ack=True) == [b"around"]
+
+
+def _noop(job: Job) -> PackageResult:
+    return PackageResult(archive_url=f"https://example.org/{job.request.docset_id}.zip", size_bytes=1)
+
+
+@pytest.mark.broker
+def test_the_worker_opens_no_connection_per_job(broker: str) -> None:
+    namespace = "t" + uuid.uuid4().hex[:12]
+    url = _url(broker, namespace=namespace)
+    with open_transport(url) as worker_side, open_transport(url) as client_side:
+        stomp = worker_side._inner if hasattr(worker_side, "_inner") else worker_side
+        assert isinstance(stomp, StompTransport)
+        client = PackagingClient(client_side)
+        worker = PackagerWorker(worker_side, on_package=_noop, retry_backoff_seconds=0)
+        with running_worker(worker):
+            for n in range(4):
+                docset = f"cycle-{uuid.uuid4().hex[:8]}-{n}"
+                client.request_package(docset, f"http://server/api/docsets/{docset}")
+                for _ in range(2000):
+                    if client.status(docset).state is State.COMPLETE:
+                        break
+                else:
+                    pytest.fail(f"docset {docset} did not complete")
+        assert stomp.connection_count == 1
+        assert stomp.declare_connection_count <= 1  # one side connection for every job's declare
+
+
+@pytest.mark.broker
+def test_rabbitmq_reads_settle_without_anchors_when_the_user_may_not_have_them() -> None:
+    """A user without rights on server-named queues cannot have the anchor subscriptions: reads then keep
+    their subscription until settled (as on ActiveMQ), and settle, ack and release still hold."""
+    d = _fresh()
+    with StompTransport.from_url(_url("rabbitmq-stomp")) as t:
+        t._link.anchors = False
+        t.send_many([(d, Envelope(body)) for body in (b"a", b"b", b"c")], confirm=True)
+        with t.read(d) as batch:
+            batch.settle([2])
+        with StompTransport.from_url(broker_url("rabbitmq-stomp")) as other:
+            assert _bodies(other, d) == [b"c"]
+        with t.read(d) as batch:
+            t.send(d, Envelope(b"meanwhile"), confirm=True)
+            batch.ack()
+        assert _bodies(t, d, ack=True) == [b"meanwhile"]
+
+
+def test_a_refused_anchor_turns_anchors_off() -> None:
+    link = StompLink(parse_stomp_url("stomp://h/?dialect=rabbitmq"))
+    link.on_error(0, "", BrokerRefusedError("x"), "access_refused ACCESS_REFUSED - access to queue 'package/5' refused")
+    assert link.anchors
+    link.on_error(
+        0, "", BrokerRefusedError("x"), "access_refused ACCESS_REFUSED - access to queue 'amq.gen-abc' refused"
+    )
+    assert not link.anchors

@@ -1,0 +1,241 @@
+"""The Accepted estimate: a build's time from what the packager measured (members, sizes, API latency, its own speed).
+
+Rules (docs/packager.md, "The estimate"):
+
+- A build waits on the API (``members * latency / concurrency``: each text is one response) and
+  works the CPU (``members * seconds_per_member + bytes * seconds_per_byte``). The two overlap as
+  far as the fetch concurrency lets them: ``time = fixed + max(wait, cpu) + min(wait, cpu) / W``
+  (one fetch at a time, ``W = 1``: the sum; many: the larger of the two).
+- ``seconds_per_member`` and ``seconds_per_byte`` are this packager's own, learned from its recent
+  builds (kept in the process) by least squares in relative terms, held towards a prior so that
+  one build cannot make them absurd; the first job uses the prior.
+- Sizes come from the listing when it gives them (the reference server's ``text_bytes``),
+  otherwise from the mean text size of recent builds (prior :data:`PRIOR_BYTES_PER_MEMBER`).
+- Every input is clamped, so hostile counts or sizes (``10**400``) give a large, finite estimate.
+
+Everything here is pure but :class:`Estimator`, which keeps the recent builds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Final
+
+__all__ = [
+    "PRIOR_BYTES_PER_MEMBER",
+    "PRIOR_COSTS",
+    "Build",
+    "Costs",
+    "Estimator",
+    "Workload",
+    "cpu_seconds_of",
+    "estimate_seconds",
+    "fit_costs",
+]
+
+MAX_MEMBERS: Final = 10**12
+MAX_BYTES: Final = 1 << 60
+MAX_LATENCY_SECONDS: Final = 600.0
+MAX_ESTIMATE_SECONDS: Final = 10.0**9
+"""About 32 years: any estimate is clamped to it, so it stays a finite number of seconds."""
+PRIOR_BYTES_PER_MEMBER: Final = 100 * 1024
+"""Text size assumed per member when the listing gives no sizes and no build has been seen."""
+
+
+@dataclass(frozen=True)
+class Costs:
+    """What this packager's own work costs, in wall seconds on this machine.
+
+    Attributes:
+        seconds_per_member: per member, whatever its size (a request, a zip entry, ``meta.json``, the manifest).
+        seconds_per_byte: per byte of text (read, hash, deflate, write, store).
+    """
+
+    seconds_per_member: float
+    seconds_per_byte: float
+
+
+PRIOR_COSTS: Final = Costs(seconds_per_member=0.0015, seconds_per_byte=25e-9)
+"""The first job's costs, measured with ``python -m bench estimate`` on a shared 2-core machine
+(one fetch at a time: 1.5 ms per member, about 40 MB/s of text)."""
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What is known of a job when Accepted is sent.
+
+    Attributes:
+        members: the member count (the listing's total, or what was counted).
+        text_bytes: the texts' total size if the listing gives sizes, else ``None``.
+        latency_seconds: one API response's round trip, measured on the listing.
+        concurrency: texts fetched at once (``W``).
+        listing_seconds_left: time still to spend reading the rest of the listing.
+    """
+
+    members: int
+    text_bytes: int | None = None
+    latency_seconds: float = 0.0
+    concurrency: int = 1
+    listing_seconds_left: float = 0.0
+
+
+@dataclass(frozen=True)
+class Build:
+    """One finished build, as measured: what the estimator learns from.
+
+    Attributes:
+        members: members packaged.
+        text_bytes: payload bytes written.
+        seconds: wall time of the build (first fetch to stored archive).
+        latency_seconds: the API latency measured on that job's listing.
+        concurrency: texts fetched at once.
+    """
+
+    members: int
+    text_bytes: int
+    seconds: float
+    latency_seconds: float = 0.0
+    concurrency: int = 1
+
+
+def _clamp(value: float, low: float, high: float) -> float:
+    if not value >= low:  # NaN included
+        return low
+    return min(value, high)
+
+
+def _width(concurrency: int) -> int:
+    return max(1, min(concurrency, 10_000))
+
+
+def _wait_seconds(members: float, latency: float, width: int) -> float:
+    return members * latency / width
+
+
+def estimate_seconds(
+    work: Workload, costs: Costs, *, fixed_seconds: float = 0.2, bytes_per_member: float = PRIOR_BYTES_PER_MEMBER
+) -> float:
+    """Seconds from Accepted to Complete for ``work`` (rounded to 0.1 s, at least 0.1, finite).
+
+    Non-decreasing in ``members``, ``text_bytes``, ``latency_seconds`` and the costs.
+    """
+    members = float(min(max(work.members, 0), MAX_MEMBERS))
+    if work.text_bytes is None:
+        text = members * _clamp(bytes_per_member, 0.0, MAX_BYTES)
+    else:
+        text = float(min(max(work.text_bytes, 0), MAX_BYTES))
+    width = _width(work.concurrency)
+    wait = _wait_seconds(members, _clamp(work.latency_seconds, 0.0, MAX_LATENCY_SECONDS), width)
+    cpu = members * _clamp(costs.seconds_per_member, 0.0, 60.0) + text * _clamp(costs.seconds_per_byte, 0.0, 1.0)
+    total = (
+        _clamp(fixed_seconds, 0.0, 3600.0)
+        + _clamp(work.listing_seconds_left, 0.0, MAX_ESTIMATE_SECONDS)
+        + max(wait, cpu)
+        + min(wait, cpu) / width
+    )
+    return round(_clamp(total, 0.1, MAX_ESTIMATE_SECONDS), 1)
+
+
+def cpu_seconds_of(build: Build, *, fixed_seconds: float = 0.2) -> float:
+    """The CPU part of a finished build: :func:`estimate_seconds`'s model solved for ``cpu`` (never negative)."""
+    width = _width(build.concurrency)
+    spent = max(build.seconds - fixed_seconds, 0.0)
+    wait = _wait_seconds(float(max(build.members, 0)), _clamp(build.latency_seconds, 0.0, MAX_LATENCY_SECONDS), width)
+    cpu = spent - wait / width  # if the CPU was the larger part
+    if cpu >= wait:
+        return cpu
+    return max((spent - wait) * width, 0.0)  # the waiting was
+
+
+def fit_costs(
+    builds: Iterable[Build], prior: Costs = PRIOR_COSTS, *, prior_weight: float = 0.01, fixed_seconds: float = 0.2
+) -> Costs:
+    """The costs that best explain ``builds``' CPU parts, in relative terms, held towards ``prior``.
+
+    Each build says ``members * per_member + bytes * per_byte ≈ cpu``; rows are divided by ``cpu``
+    (a 10 % miss weighs the same on a small build as on a large one). The prior adds one row per
+    cost (``per_member ≈ prior``, ``per_byte ≈ prior``) of weight ``prior_weight``. A cost the fit
+    would make negative is pinned to a tenth of its prior and the other refitted.
+    """
+    rows: list[tuple[float, float, float]] = []  # (a, b, weight): a·x + b·y ≈ 1
+    for build in builds:
+        cpu = cpu_seconds_of(build, fixed_seconds=fixed_seconds)
+        if cpu <= 0 or build.members <= 0:
+            continue  # all waiting (or nothing): says nothing of the CPU
+        members = float(min(build.members, MAX_MEMBERS))
+        text = float(min(max(build.text_bytes, 0), MAX_BYTES))
+        rows.append((members / cpu, text / cpu, 1.0))
+    rows.append((1.0 / prior.seconds_per_member, 0.0, prior_weight))
+    rows.append((0.0, 1.0 / prior.seconds_per_byte, prior_weight))
+    saa = sum(w * a * a for a, _, w in rows)
+    sbb = sum(w * b * b for _, b, w in rows)
+    sab = sum(w * a * b for a, b, w in rows)
+    sa = sum(w * a for a, _, w in rows)
+    sb = sum(w * b for _, b, w in rows)
+    det = saa * sbb - sab * sab
+    x = (sa * sbb - sb * sab) / det if det > 0 else prior.seconds_per_member
+    y = (sb * saa - sa * sab) / det if det > 0 else prior.seconds_per_byte
+    if x <= 0:
+        x = prior.seconds_per_member / 10
+        y = (sb - x * sab) / sbb
+    if y <= 0:
+        y = prior.seconds_per_byte / 10
+        x = max((sa - y * sab) / saa, prior.seconds_per_member / 10)
+    if not (math.isfinite(x) and math.isfinite(y)):
+        return prior
+    return Costs(seconds_per_member=x, seconds_per_byte=y)
+
+
+class Estimator:
+    """The packager's estimate, learning this machine's costs from its recent builds (kept in the process).
+
+    Args:
+        prior: the costs before any build (and what a fit is held towards).
+        fixed_seconds: a build's cost whatever its size (sweep, bag's tag files, store).
+        keep: how many recent builds are remembered.
+        prior_weight: how strongly the fit holds to the prior (1: as much as one build); small, so that
+            builds decide what they measure and the prior only what they do not (e.g. the cost per
+            byte when every build so far had small texts).
+    """
+
+    def __init__(
+        self, *, prior: Costs = PRIOR_COSTS, fixed_seconds: float = 0.2, keep: int = 8, prior_weight: float = 0.01
+    ) -> None:
+        self.prior = prior
+        self.fixed_seconds = fixed_seconds
+        self._prior_weight = prior_weight
+        self._builds: deque[Build] = deque(maxlen=max(keep, 1))
+        self._costs = prior
+
+    @property
+    def costs(self) -> Costs:
+        """The costs the next estimate uses."""
+        return self._costs
+
+    @property
+    def bytes_per_member(self) -> float:
+        """Mean text size of the recent builds (the prior before any): for listings that give no sizes."""
+        members = sum(b.members for b in self._builds)
+        if members <= 0:
+            return float(PRIOR_BYTES_PER_MEMBER)
+        return sum(min(max(b.text_bytes, 0), MAX_BYTES) for b in self._builds) / members
+
+    def estimate(self, work: Workload | int) -> float:
+        """Seconds from Accepted to Complete (a bare ``int`` is a member count, nothing else known)."""
+        if isinstance(work, int):
+            work = Workload(members=work)
+        return estimate_seconds(
+            work, self._costs, fixed_seconds=self.fixed_seconds, bytes_per_member=self.bytes_per_member
+        )
+
+    def learn(self, build: Build) -> None:
+        """Remember a finished build and refit the costs."""
+        if not (build.seconds >= 0 and math.isfinite(build.seconds)):
+            return
+        self._builds.append(build)
+        self._costs = fit_costs(
+            self._builds, self.prior, prior_weight=self._prior_weight, fixed_seconds=self.fixed_seconds
+        )

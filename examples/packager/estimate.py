@@ -7,8 +7,9 @@ Rules (docs/packager.md, "The estimate"):
   far as the fetch concurrency lets them: ``time = fixed + max(wait, cpu) + min(wait, cpu) / W``
   (one fetch at a time, ``W = 1``: the sum; many: the larger of the two).
 - ``seconds_per_member`` and ``seconds_per_byte`` are this packager's own, learned from its recent
-  builds (kept in the process) by least squares in relative terms, held towards a prior so that
-  one build cannot make them absurd; the first job uses the prior.
+  builds (kept in the process): each build moves the cost it mostly consisted of (see
+  :func:`fit_costs`), held towards a prior so that one build cannot make them absurd; the first
+  job uses the prior.
 - Sizes come from the listing when it gives them (the reference server's ``text_bytes``),
   otherwise from the mean text size of recent builds (prior :data:`PRIOR_BYTES_PER_MEMBER`).
 - Every input is clamped, so hostile counts or sizes (``10**400``) give a large, finite estimate.
@@ -58,9 +59,9 @@ class Costs:
     seconds_per_byte: float
 
 
-PRIOR_COSTS: Final = Costs(seconds_per_member=0.0015, seconds_per_byte=25e-9)
-"""The first job's costs, measured with ``python -m bench estimate`` on a shared 2-core machine
-(one fetch at a time: 1.5 ms per member, about 40 MB/s of text)."""
+PRIOR_COSTS: Final = Costs(seconds_per_member=0.0002, seconds_per_byte=30e-9)
+"""The first job's costs, from ``python -m bench estimate`` on a shared 2-core machine: 0.2 ms per
+member besides its request (whose round trip is the measured latency), about 33 MB/s of text."""
 
 
 @dataclass(frozen=True)
@@ -151,42 +152,33 @@ def cpu_seconds_of(build: Build, *, fixed_seconds: float = 0.2) -> float:
 
 
 def fit_costs(
-    builds: Iterable[Build], prior: Costs = PRIOR_COSTS, *, prior_weight: float = 0.01, fixed_seconds: float = 0.2
+    builds: Iterable[Build], prior: Costs = PRIOR_COSTS, *, prior_weight: float = 0.5, fixed_seconds: float = 0.2
 ) -> Costs:
-    """The costs that best explain ``builds``' CPU parts, in relative terms, held towards ``prior``.
+    """The costs that best explain ``builds``' CPU parts: each cost moved from the prior by the builds it shaped.
 
-    Each build says ``members * per_member + bytes * per_byte ≈ cpu``; rows are divided by ``cpu``
-    (a 10 % miss weighs the same on a small build as on a large one). The prior adds one row per
-    cost (``per_member ≈ prior``, ``per_byte ≈ prior``) of weight ``prior_weight``. A cost the fit
-    would make negative is pinned to a tenth of its prior and the other refitted.
+    Each build's CPU part is compared with the prior's prediction for it; the ratio moves each
+    cost in proportion to that cost's share of the prediction (a build of large texts says much
+    about the cost per byte and little about the cost per member), plus a quarter of the other's
+    share (a loaded machine is slower at everything). The moves are averaged in log space with
+    the prior counted as ``prior_weight`` of a build, and clamped to 1/20 .. 20 of the prior.
     """
-    rows: list[tuple[float, float, float]] = []  # (a, b, weight): a·x + b·y ≈ 1
+    weights = [prior_weight, prior_weight]
+    sums = [0.0, 0.0]
     for build in builds:
         cpu = cpu_seconds_of(build, fixed_seconds=fixed_seconds)
         if cpu <= 0 or build.members <= 0:
             continue  # all waiting (or nothing): says nothing of the CPU
-        members = float(min(build.members, MAX_MEMBERS))
-        text = float(min(max(build.text_bytes, 0), MAX_BYTES))
-        rows.append((members / cpu, text / cpu, 1.0))
-    rows.append((1.0 / prior.seconds_per_member, 0.0, prior_weight))
-    rows.append((0.0, 1.0 / prior.seconds_per_byte, prior_weight))
-    saa = sum(w * a * a for a, _, w in rows)
-    sbb = sum(w * b * b for _, b, w in rows)
-    sab = sum(w * a * b for a, b, w in rows)
-    sa = sum(w * a for a, _, w in rows)
-    sb = sum(w * b for _, b, w in rows)
-    det = saa * sbb - sab * sab
-    x = (sa * sbb - sb * sab) / det if det > 0 else prior.seconds_per_member
-    y = (sb * saa - sa * sab) / det if det > 0 else prior.seconds_per_byte
-    if x <= 0:
-        x = prior.seconds_per_member / 10
-        y = (sb - x * sab) / sbb
-    if y <= 0:
-        y = prior.seconds_per_byte / 10
-        x = max((sa - y * sab) / saa, prior.seconds_per_member / 10)
-    if not (math.isfinite(x) and math.isfinite(y)):
-        return prior
-    return Costs(seconds_per_member=x, seconds_per_byte=y)
+        per_members = float(min(build.members, MAX_MEMBERS)) * prior.seconds_per_member
+        per_bytes = float(min(max(build.text_bytes, 0), MAX_BYTES)) * prior.seconds_per_byte
+        share = per_members / (per_members + per_bytes)
+        ratio = math.log(cpu / (per_members + per_bytes))
+        for i, weight in enumerate((share + (1 - share) / 4, (1 - share) + share / 4)):
+            weights[i] += weight
+            sums[i] += weight * ratio
+    factors = [_clamp(math.exp(total / weight), 1 / 20, 20.0) for total, weight in zip(sums, weights, strict=True)]
+    return Costs(
+        seconds_per_member=prior.seconds_per_member * factors[0], seconds_per_byte=prior.seconds_per_byte * factors[1]
+    )
 
 
 class Estimator:
@@ -196,13 +188,11 @@ class Estimator:
         prior: the costs before any build (and what a fit is held towards).
         fixed_seconds: a build's cost whatever its size (sweep, bag's tag files, store).
         keep: how many recent builds are remembered.
-        prior_weight: how strongly the fit holds to the prior (1: as much as one build); small, so that
-            builds decide what they measure and the prior only what they do not (e.g. the cost per
-            byte when every build so far had small texts).
+        prior_weight: how strongly the fit holds to the prior (1: as much as one build).
     """
 
     def __init__(
-        self, *, prior: Costs = PRIOR_COSTS, fixed_seconds: float = 0.2, keep: int = 8, prior_weight: float = 0.01
+        self, *, prior: Costs = PRIOR_COSTS, fixed_seconds: float = 0.2, keep: int = 8, prior_weight: float = 0.5
     ) -> None:
         self.prior = prior
         self.fixed_seconds = fixed_seconds

@@ -117,26 +117,44 @@ def builds_at(costs: Costs, shapes: list[tuple[int, int]], latency: float = 0.0)
     ]
 
 
-def test_the_fit_finds_the_costs_of_builds_of_two_shapes() -> None:
-    truth = Costs(seconds_per_member=0.004, seconds_per_byte=80e-9)
-    shapes = [(1000, 20 * 1024 * 1000), (256, 256 * 1024 * 256), (4, 64 * MIB)] * 3
-    fitted = fit_costs(builds_at(truth, shapes), PRIOR_COSTS)
-    assert fitted.seconds_per_member == pytest.approx(truth.seconds_per_member, rel=0.1)
-    assert fitted.seconds_per_byte == pytest.approx(truth.seconds_per_byte, rel=0.1)
+def scaled(member: float, byte: float) -> Costs:
+    return Costs(PRIOR_COSTS.seconds_per_member * member, PRIOR_COSTS.seconds_per_byte * byte)
+
+
+SHAPES = [(1000, 20 * 1024 * 1000), (256, 256 * 1024 * 256), (4, 64 * MIB)]
+
+
+def test_a_uniformly_slower_machine_is_learned() -> None:
+    fitted = fit_costs(builds_at(scaled(3, 3), SHAPES * 3), prior_weight=0.0)
+    assert fitted.seconds_per_member == pytest.approx(3 * PRIOR_COSTS.seconds_per_member, rel=0.01)
+    assert fitted.seconds_per_byte == pytest.approx(3 * PRIOR_COSTS.seconds_per_byte, rel=0.01)
+    held = fit_costs(builds_at(scaled(3, 3), SHAPES))  # one build of each, the prior counted as half a build
+    assert 2 * PRIOR_COSTS.seconds_per_member < held.seconds_per_member < 3 * PRIOR_COSTS.seconds_per_member
+
+
+def test_a_build_moves_mostly_the_cost_it_consisted_of() -> None:
+    """Large texts twice as slow as the prior says: the cost per byte goes most of the way, the other less."""
+    fitted = fit_costs(builds_at(scaled(1, 2), [(4, 64 * MIB)] * 4))
+    byte_factor = fitted.seconds_per_byte / PRIOR_COSTS.seconds_per_byte
+    member_factor = fitted.seconds_per_member / PRIOR_COSTS.seconds_per_member
+    assert 1.8 < byte_factor <= 2.0
+    assert 1.0 < member_factor < byte_factor - 0.2
 
 
 def test_the_fit_learns_through_latency() -> None:
     """A build that waited 20 ms per text still teaches its CPU part (one fetch at a time: waiting + CPU)."""
-    truth = Costs(seconds_per_member=0.004, seconds_per_byte=80e-9)
-    shapes = [(1000, 20 * 1024 * 1000), (256, 256 * 1024 * 256)] * 2
-    fitted = fit_costs(builds_at(truth, shapes, latency=0.02), PRIOR_COSTS)
-    assert fitted.seconds_per_member == pytest.approx(truth.seconds_per_member, rel=0.1)
+    fitted = fit_costs(builds_at(scaled(2, 2), SHAPES, latency=0.02), prior_weight=0.0)
+    assert fitted.seconds_per_member == pytest.approx(2 * PRIOR_COSTS.seconds_per_member, rel=0.02)
+    assert fitted.seconds_per_byte == pytest.approx(2 * PRIOR_COSTS.seconds_per_byte, rel=0.02)
+
+
+def test_builds_that_only_waited_teach_nothing() -> None:
+    waited = Build(members=100, text_bytes=100, seconds=0.2 + 100 * 0.05, latency_seconds=0.05)
+    assert fit_costs([waited]) == PRIOR_COSTS
 
 
 def test_with_no_builds_the_prior_stands() -> None:
-    fitted = fit_costs([], PRIOR_COSTS)
-    assert fitted.seconds_per_member == pytest.approx(PRIOR_COSTS.seconds_per_member)
-    assert fitted.seconds_per_byte == pytest.approx(PRIOR_COSTS.seconds_per_byte)
+    assert fit_costs([], PRIOR_COSTS) == PRIOR_COSTS
     assert Estimator().costs == PRIOR_COSTS
     assert Estimator().bytes_per_member == PRIOR_BYTES_PER_MEMBER
 
@@ -161,9 +179,7 @@ def test_the_fit_is_positive_and_finite_whatever_the_builds(builds: list[Build])
 
 
 def test_an_estimator_learns_a_slower_machine() -> None:
-    slow = Costs(
-        seconds_per_member=PRIOR_COSTS.seconds_per_member * 3, seconds_per_byte=PRIOR_COSTS.seconds_per_byte * 3
-    )
+    slow = scaled(3, 3)
     estimator = Estimator()
     work = Workload(members=500, text_bytes=500 * 50_000)
     truth = estimate_seconds(work, slow)
@@ -221,8 +237,8 @@ def test_the_meter_takes_a_small_pages_time_as_the_latency_and_extrapolates_size
 
 
 def test_a_large_first_page_is_not_the_latency_a_probe_is() -> None:
-    # The 1,000-member page takes 300 ms (server work); the one-member probe 21 ms.
-    meter = ListingMeter(StepClock([0.0, 0.3, 0.0, 0.0, 0.021]))
+    # The 1,000-member page takes 300 ms (server work); the one-member probes 25, 21 and 30 ms: the least counts.
+    meter = ListingMeter(StepClock([0.0, 0.3, 0.0, 0.0, 0.025, 0.0, 0.021, 0.0, 0.03]))
     list(meter.timed(iter([page(1000)])))
     assert meter.latency_seconds(lambda: page(1)) == pytest.approx(0.021 - LISTING_SECONDS_PER_MEMBER)
     assert meter.last_latency == pytest.approx(0.021 - LISTING_SECONDS_PER_MEMBER)

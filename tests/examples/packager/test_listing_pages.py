@@ -16,6 +16,7 @@ import pytest
 
 import examples.server.routes.docsets as docset_routes
 from examples.packager.api import LISTING_PAGE_SIZE, ApiClient
+from examples.packager.listing_meter import PROBES
 from examples.packager.packaging import Packager
 from examples.packager.storage import LocalStorage
 from examples.server import ApiKeySpec, Settings, create_app
@@ -176,7 +177,7 @@ def test_the_page_size_is_a_setting(reference: ReferenceServer) -> None:
 def test_the_packager_builds_from_large_pages_and_estimates_from_sizes(
     reference: ReferenceServer, tmp_path: Path
 ) -> None:
-    """The whole job: 3 pages and one one-member probe of latency; the estimate knows the texts' sizes."""
+    """The whole job: 3 pages and the one-member probes of latency; the estimate knows the texts' sizes."""
     estimates: list[float | None] = []
     done: list[int] = []
 
@@ -192,7 +193,7 @@ def test_the_packager_builds_from_large_pages_and_estimates_from_sizes(
     stored = packager.package(docset_id=str(reference.docset_id), docset_url=reference.docset_url, sink=Sink())
     assert stored.size_bytes > 0
     limits = [q.get("limit") for q in reference.listings]
-    assert limits.count(["1"]) == 1  # the probe
+    assert limits.count(["1"]) == PROBES  # the latency probes
     assert limits.count(["1000"]) == 3
     assert done[-1] == MEMBERS
     assert len(done) <= 101

@@ -186,7 +186,11 @@ NOTES = """Notes on the estimate figures:
   (`2 s + 0.05 s x members`).
 - On a shared 2-core machine the same build's time varies 2-3x with the other work on it, between
   the warm-up and the measured job too; the median round is the row's figure, every round's error
-  is shown."""
+  is shown.
+- With one fetch at a time (this tree: `Packager.fetch_concurrency = 1`) a build of small texts
+  is mostly waiting on the API, even at 0 ms (each request costs about 1 ms), so it teaches the
+  costs nothing (`MIN_CPU_SHARE`) and the estimate is the prior's with the measured latency;
+  the 256 x 256 KiB row is the one where the warm-up moved it (prior only: +25 %)."""
 
 
 def run() -> list[Row]:

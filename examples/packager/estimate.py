@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Final
 
 __all__ = [
+    "MIN_CPU_SHARE",
     "PRIOR_BYTES_PER_MEMBER",
     "PRIOR_COSTS",
     "Build",
@@ -42,6 +43,8 @@ MAX_BYTES: Final = 1 << 60
 MAX_LATENCY_SECONDS: Final = 600.0
 MAX_ESTIMATE_SECONDS: Final = 10.0**9
 """About 32 years: any estimate is clamped to it, so it stays a finite number of seconds."""
+MIN_CPU_SHARE: Final = 0.25
+"""A build teaches the costs only if its CPU part is at least this share of its time."""
 PRIOR_BYTES_PER_MEMBER: Final = 100 * 1024
 """Text size assumed per member when the listing gives no sizes and no build has been seen."""
 
@@ -156,7 +159,8 @@ def fit_costs(
 ) -> Costs:
     """The costs that best explain ``builds``' CPU parts: each cost moved from the prior by the builds it shaped.
 
-    Each build's CPU part is compared with the prior's prediction for it; the ratio moves each
+    Each build whose CPU part is at least :data:`MIN_CPU_SHARE` of its time is compared with
+    the prior's prediction for it; the ratio moves each
     cost in proportion to that cost's share of the prediction (a build of large texts says much
     about the cost per byte and little about the cost per member), plus a quarter of the other's
     share (a loaded machine is slower at everything). The moves are averaged in log space with
@@ -166,8 +170,10 @@ def fit_costs(
     sums = [0.0, 0.0]
     for build in builds:
         cpu = cpu_seconds_of(build, fixed_seconds=fixed_seconds)
-        if cpu <= 0 or build.members <= 0:
-            continue  # all waiting (or nothing): says nothing of the CPU
+        if build.members <= 0 or cpu <= 0 or cpu < MIN_CPU_SHARE * (build.seconds - fixed_seconds):
+            # Mostly waiting: its CPU part is what is left after the latency's share, i.e. the
+            # noise of one latency measurement times the member count. It teaches nothing.
+            continue
         per_members = float(min(build.members, MAX_MEMBERS)) * prior.seconds_per_member
         per_bytes = float(min(max(build.text_bytes, 0), MAX_BYTES)) * prior.seconds_per_byte
         share = per_members / (per_members + per_bytes)

@@ -21,6 +21,7 @@ GROUPS: dict[str, str] = {
     "transport": "bench.transport:run",
     "celery": "bench.celery_peer:run",
     "packaging": "bench.packaging:run",
+    "estimate": "bench.estimate:run",
     "scaling": "bench.scaling:run",
 }
 
@@ -42,8 +43,9 @@ def summary_section(rows: Sequence[Row], *, minutes: float, failed: Sequence[str
         f"Machine: {machine_description()}, shared with other work (brokers, other engineers' test runs).  ",
         f"Run: `{MAKE_COMMAND}` (starts the brokers with `scripts/brokers.sh up`, installs `.[dev,bench]`, then "
         f"`.venv/bin/python -m bench`), {minutes:.1f} minutes for all groups.  ",
-        "One group: `.venv/bin/python -m bench GROUP` (codec, transport, celery, packaging, scaling); each row's "
-        "command column reproduces it, and each section below gives its method, sizes (`TDM_BENCH_*`) and notes.  ",
+        "One group: `.venv/bin/python -m bench GROUP` (codec, transport, celery, packaging, estimate, scaling); "
+        "each row's command column reproduces it, and each section below gives its method, sizes "
+        "(`TDM_BENCH_*`) and notes.  ",
         "Every row is ours against a baseline measured in the same run; ratio above 1x means we are better.  ",
         f"Goals: {verdict}",
     ]

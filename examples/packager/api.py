@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
 from urllib3 import BaseHTTPResponse
@@ -21,13 +21,17 @@ from examples.packager.errors import FetchError, LimitError, UnsafeUrlError
 from examples.packager.limits import Cancel
 from examples.packager.urlguard import UrlGuard
 
-__all__ = ["ApiClient", "DocsetPage", "Member"]
+__all__ = ["LISTING_PAGE_SIZE", "ApiClient", "DocsetPage", "Member"]
 
 log = logging.getLogger(__name__)
 
 _TRANSIENT_STATUS: Final = frozenset({429, 500, 502, 503, 504})
 _REDIRECT_STATUS: Final = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS: Final = 5
+LISTING_PAGE_SIZE: Final = 1000
+"""Members asked for per listing page (``limit``): the reference server's largest (docs/server.md).
+A server that allows fewer either caps the page (its ``next`` links go on) or refuses the request;
+then the listing is read at the server's own default page size."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,8 @@ class ApiClient:
         chunk_size: bytes read at a time from a streamed body.
         max_page_bytes: largest accepted JSON page.
         max_text_bytes: largest accepted document text.
+        listing_page_size: members asked for per listing page (``limit``); ``None`` asks for
+            the server's default.
         session: a ``requests.Session`` to use (tests); by default a new one that ignores
             proxy and ``.netrc`` settings from the environment.
         pool_size: keep-alive connections kept to the API (urllib3's pool behind the default
@@ -103,6 +109,7 @@ class ApiClient:
         chunk_size: int = 64 * 1024,
         max_page_bytes: int = 16 * 1024 * 1024,
         max_text_bytes: int = 1 << 30,
+        listing_page_size: int | None = LISTING_PAGE_SIZE,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
         pool_size: int = 16,
@@ -123,6 +130,7 @@ class ApiClient:
         self._chunk_size = chunk_size
         self._max_page_bytes = max_page_bytes
         self._max_text_bytes = max_text_bytes
+        self._listing_page_size = listing_page_size
         self._sleep = sleep
         if session is None:
             session = requests.Session()
@@ -293,12 +301,20 @@ class ApiClient:
     ) -> Iterator[DocsetPage]:
         """Walk the pages of a docset listing (``GET /api/docsets/<id>?fmt=meta,txt``), following ``next``.
 
+        The first page is asked for with ``limit=<listing_page_size>`` (the largest page the
+        server allows); the server's ``next`` links are followed as they are. If the server
+        refuses that first request outright (an HTTP error that is not transient), the listing
+        is asked for once more as given, at the server's default page size.
+
         Raises:
             UnsafeUrlError: the docset URL, a ``next`` link or a text link leaves the API base.
             FetchError: as :meth:`get_json`, a page we cannot read, or a ``next`` loop.
             LimitError: the listing goes on past ``max_pages`` pages.
         """
-        url: str | None = docset_url
+        given = self.guard.check(docset_url)
+        url: str | None = given
+        if self._listing_page_size is not None:
+            url = self.listing_url(given, page_size=self._listing_page_size)
         seen: set[str] = set()
         while url is not None:
             if url in seen:
@@ -309,10 +325,28 @@ class ApiClient:
                     "limit (TDM_MAX_PAGES); ask for more members per page, or raise the limit"
                 )
             seen.add(url)
-            final_url, body = self.get_json(url, relative_to=None if url is docset_url else url, cancel=cancel)
+            try:
+                final_url, body = self.get_json(url, cancel=cancel)
+            except FetchError as exc:
+                if len(seen) > 1 or url == given or exc.retryable:
+                    raise
+                log.warning("%s; reading the listing at the server's own page size instead", exc)
+                seen, url = {given}, given
+                final_url, body = self.get_json(url, cancel=cancel)
             page = self.parse_page(body, page_url=final_url)
             yield page
             url = page.next_url
+
+    def listing_url(self, docset_url: str, *, page_size: int) -> str:
+        """``docset_url`` (checked by the guard) asking for ``page_size`` members per page (its ``limit`` replaced).
+
+        Raises:
+            UnsafeUrlError: the URL leaves the API base.
+        """
+        parts = urlsplit(self.guard.check(docset_url))
+        query = [p for p in parts.query.split("&") if p and p.split("=", 1)[0] != "limit"]
+        query.append(f"limit={max(int(page_size), 1)}")
+        return urlunsplit(parts._replace(query="&".join(query)))
 
     def parse_page(self, body: Any, *, page_url: str) -> DocsetPage:
         """Read one listing page; tolerant of the usual spellings (``members``/``documents``/``items``,

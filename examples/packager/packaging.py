@@ -14,14 +14,16 @@ from pathlib import Path
 from typing import IO, Final
 from urllib.parse import unquote, urlsplit
 
-from examples.packager.api import ApiClient, Member
+from examples.packager.api import ApiClient, DocsetPage, Member
 from examples.packager.bag import BagWriter
 from examples.packager.deflate import Deflated, Deflater
 from examples.packager.errors import DeleteRefusedError, FetchError, LimitError, UnsafeUrlError
+from examples.packager.estimate import Build, Estimator, Workload
 from examples.packager.faults import maybe_die
 from examples.packager.limits import Cancel, JobInterrupted, Limits, describe_count
+from examples.packager.listing_meter import ListingMeter
 from examples.packager.ordered import OrderedPool
-from examples.packager.progress import Estimator, ProgressSink, ProgressThrottle
+from examples.packager.progress import ProgressSink, ProgressThrottle
 from examples.packager.sanitize import safe_component
 from examples.packager.secret import archive_fingerprint, load_secret
 from examples.packager.storage import Storage, StoredPackage, archive_name, parse_archive_name
@@ -57,11 +59,13 @@ class Packager:
             The archive is built in a locked ``.building-*.zip`` file; before each build, such
             files whose packager died are removed (``examples.packager.workdir``), so
             packagers may share the directory.
-        estimator: the time estimate from the member count.
+        estimator: the Accepted estimate; it learns this packager's speed from its builds
+            (``examples.packager.estimate``).
         compresslevel: deflate level, 0 to 9.
-        progress_every_items: report progress at least every this many members ...
-        progress_every_seconds: ... or this many seconds.
-        clock: monotonic clock for the progress throttle.
+        progress_every_seconds: report progress at most once every this many seconds ...
+        progress_every_percent: ... and at most once per this many percent of the members
+            (the last report, all members done, is always sent).
+        clock: monotonic clock for the progress throttle and the estimate's timings.
         source_organization: the bag's ``Source-Organization``.
         queue_prefix: the server's prefix of docset ids on the broker (``TDM_QUEUE_PREFIX``): a
             request for docset ``<prefix><id>`` must carry the URL ``.../docsets/<id>``.
@@ -86,8 +90,8 @@ class Packager:
         work_dir: str | os.PathLike[str] | None = None,
         estimator: Estimator | None = None,
         compresslevel: int = 6,
-        progress_every_items: int = 50,
         progress_every_seconds: float = 1.0,
+        progress_every_percent: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         source_organization: str = "MIT Libraries TDM (tdm-messaging reference packager)",
         queue_prefix: str = "",
@@ -100,8 +104,8 @@ class Packager:
         self.work_dir = str(work_dir) if work_dir is not None else None
         self.estimator = estimator or Estimator()
         self._compresslevel = compresslevel
-        self._every_items = progress_every_items
         self._every_seconds = progress_every_seconds
+        self._every_percent = progress_every_percent
         self._clock = clock
         self._source_organization = source_organization
         self._queue_prefix = queue_prefix
@@ -109,9 +113,12 @@ class Packager:
         if fetch_concurrency < 1:
             raise ConfigurationError(f"fetch concurrency must be at least 1, got {fetch_concurrency}")
         self._secret = secret if secret is not None else load_secret(storage)
-        self._fetch_concurrency = fetch_concurrency
+        self.fetch_concurrency = fetch_concurrency
+        """Texts fetched at once (the estimate's ``W``)."""
         self._current: Cancel | None = None
         self._stopping = False
+        self._meter = ListingMeter(clock)
+        self._built_payload = 0
 
     def interrupt(self) -> None:
         """The process is stopping: cut the job under way short with :class:`JobInterrupted`, and any later one.
@@ -196,6 +203,7 @@ class Packager:
                 sink.progress(count, count, eta_seconds=0.0)
                 return existing
             spool.seek(0)
+            started = self._clock()
             stored = self._build(
                 docset_id=docset_id,
                 docset_url=docset_url,
@@ -207,6 +215,7 @@ class Packager:
                 sink=sink,
                 cancel=cancel,
             )
+            self._learn(count, self._clock() - started)
         stale = self.storage.delete_docset(docset_id, keep=name)
         if stale:
             log.info("docset %s changed: deleted %d older archive(s)", docset_id, len(stale))
@@ -254,14 +263,15 @@ class Packager:
         seen: set[str] = set()
         repeats = 0
         most = self.limits.max_members
-        for page in self.api.docset_pages(docset_url, max_pages=self.limits.max_pages, cancel=cancel):
+        pages = self.api.docset_pages(docset_url, max_pages=self.limits.max_pages, cancel=cancel)
+        for page in self._meter.timed(pages):
             if page.total is not None and page.total > most:
                 raise LimitError(
                     f"the docset listing at {docset_url} announces {describe_count(page.total)} members, more "
                     f"than the packager's limit of {most} (TDM_MAX_MEMBERS)"
                 )
             if not announced and page.total is not None:
-                sink.accepted(self.estimator.estimate(page.total))
+                sink.accepted(self._estimate(page.total, docset_url, cancel))
                 announced = True
             for member in page.members:
                 if member.doc_id in seen:
@@ -284,7 +294,7 @@ class Packager:
         if repeats:
             log.warning("docset listing %s repeats %d member(s): each is packaged once", docset_url, repeats)
         if not announced:
-            sink.accepted(self.estimator.estimate(count))
+            sink.accepted(self._estimate(count, docset_url, cancel))
         log.info("docset listing %s: %d members", docset_url, count)
         return count, digest.hexdigest()
 
@@ -313,13 +323,17 @@ class Packager:
                 )
                 try:
                     throttle = ProgressThrottle(
-                        sink, count, every_items=self._every_items, every_seconds=self._every_seconds, clock=self._clock
+                        sink,
+                        count,
+                        every_seconds=self._every_seconds,
+                        every_percent=self._every_percent,
+                        clock=self._clock,
                     )
                     budget = _Budget(self.limits.max_docset_bytes)
                     with OrderedPool(
                         lambda member: self._fetch_member(member, formats, budget, cancel),
                         members,
-                        workers=self._fetch_concurrency,
+                        workers=self.fetch_concurrency,
                         cancel=cancel,
                         discard=_close_files,
                     ) as fetched:
@@ -343,12 +357,44 @@ class Packager:
                             "TDM-Content-Fingerprint": fingerprint,
                         }
                     )
+                    self._built_payload = bag.payload_octets  # for the estimate (hook)
                 finally:
                     bag.abort()
             sha256 = _file_sha256(path)
             log.info("built %s: %d members, %d bytes", name, count, path.stat().st_size)
             # Stored while the file is still locked: a sweep must not take it between close and store.
             return self.storage.put(name, path, sha256=sha256)
+
+    # --- the estimate (hooks: _list calls _estimate, _package calls _learn) ------------------------
+
+    def _estimate(self, members: int, docset_url: str, cancel: Cancel) -> float:
+        """The Accepted estimate for ``members``, from what the listing measured so far."""
+        latency = self._meter.latency_seconds(lambda: self._probe(docset_url, cancel))
+        return self.estimator.estimate(
+            Workload(
+                members=members,
+                text_bytes=self._meter.text_bytes(members),
+                latency_seconds=latency,
+                concurrency=self.fetch_concurrency,
+                listing_seconds_left=self._meter.seconds_left(members),
+            )
+        )
+
+    def _probe(self, docset_url: str, cancel: Cancel) -> DocsetPage:
+        """A one-member page of the listing: its round trip is the API's latency, free of a big page's work."""
+        final_url, body = self.api.get_json(self.api.listing_url(docset_url, page_size=1), cancel=cancel)
+        return self.api.parse_page(body, page_url=final_url)
+
+    def _learn(self, members: int, seconds: float) -> None:
+        self.estimator.learn(
+            Build(
+                members=members,
+                text_bytes=self._built_payload,
+                seconds=seconds,
+                latency_seconds=self._meter.last_latency,
+                concurrency=self.fetch_concurrency,
+            )
+        )
 
     def _fetch_member(
         self, member: Member, formats: tuple[str, ...], budget: _Budget, cancel: Cancel

@@ -18,7 +18,7 @@ def _order(text: str) -> list[str]:
 
 def test_sections_are_written_in_the_canonical_order(tmp_path: Path) -> None:
     doc = tmp_path / "performance.md"
-    for group in ("scaling", "packaging", "celery", "codec", "transport", "summary"):
+    for group in ("scaling", "packaging", "estimate", "celery", "codec", "transport", "summary"):
         update_section(group, f"{group} figures", doc)
     assert _order(doc.read_text()) == list(SECTION_ORDER)
     assert doc.read_text().startswith("# Performance\n")

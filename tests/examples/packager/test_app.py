@@ -54,7 +54,7 @@ def test_fetch_concurrency_from_the_environment_or_a_flag(tmp_path: Path) -> Non
     config = parse_config([], {**ENV, "TDM_FETCH_CONCURRENCY": "3", "TDM_STORAGE": f"local:{tmp_path}"})
     packager = build_packager(config)
     try:
-        assert packager._fetch_concurrency == 3
+        assert packager.fetch_concurrency == 3
     finally:
         packager.api.close()
     assert parse_config(["--fetch-concurrency", "12"], ENV).fetch_concurrency == 12

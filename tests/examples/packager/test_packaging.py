@@ -13,7 +13,7 @@ import pytest
 
 from examples.packager.api import ApiClient
 from examples.packager.errors import FetchError, UnsafeUrlError
-from examples.packager.packaging import Estimator, Packager, ProgressThrottle
+from examples.packager.packaging import Packager
 from examples.packager.sanitize import safe_component
 from examples.packager.storage import LocalStorage, parse_archive_name
 from tdm_messaging.testing import wait_until
@@ -46,7 +46,7 @@ def test_a_docset_becomes_a_valid_bag_in_storage(
     stub.add_docset("5", docs)
     stub.docs["2"] = StubDoc("2", {}, text=b"x")
     sink = ListSink()
-    stored = _packager(client, archives, work, progress_every_items=2).package(
+    stored = _packager(client, archives, work, progress_every_seconds=0.0, progress_every_percent=40).package(
         docset_id="5", docset_url=f"{stub.base}/api/docsets/5?fmt=meta,txt", sink=sink
     )
     assert stored.url.startswith("http://127.0.0.1:9/archives/docset-5--")
@@ -65,7 +65,8 @@ def test_a_docset_becomes_a_valid_bag_in_storage(
     with zipfile.ZipFile(path) as zf:
         assert json.loads(zf.read("docset-5/data/1/meta.json")) == {"title": "Thesis 1"}
         assert zf.read("docset-5/data/1/text.txt") == b"full text of 1\n"
-    assert sink.estimates == [Estimator().estimate(5)]
+    [estimate] = sink.estimates  # its figure depends on the measured latency: tests/examples/packager/test_estimate.py
+    assert estimate is not None and 0 < estimate < 60
     assert [r[0] for r in sink.reports] == [2, 4, 5]
     assert all(total == 5 for _, total, _ in sink.reports)
     assert os.listdir(work) == []  # no temp file left behind
@@ -194,26 +195,6 @@ def test_a_text_failing_midway_leaves_no_archive_and_no_temp_file(
     assert archives.names("13") == []
     assert os.listdir(work) == []
     assert [p for p in os.listdir(archives.directory) if p.startswith(".partial-")] == []
-
-
-def test_progress_is_throttled_by_count_and_by_time() -> None:
-    sink = ListSink()
-    now = [0.0]
-    throttle = ProgressThrottle(sink, 100, every_items=10, every_seconds=1.0, clock=lambda: now[0])
-    for done in range(1, 101):
-        now[0] += 0.01
-        if done == 55:
-            now[0] += 5.0  # a slow document: time alone makes the next report due
-        throttle.update(done)
-    assert [r[0] for r in sink.reports] == [10, 20, 30, 40, 50, 55, 65, 75, 85, 95, 100]
-    assert sink.reports[-1][2] == 0.0
-    assert all(eta is not None and eta >= 0 for _, _, eta in sink.reports)
-
-
-def test_estimate_grows_with_the_member_count() -> None:
-    estimator = Estimator(base_seconds=2.0, seconds_per_member=0.5)
-    assert estimator.estimate(0) == 2.0
-    assert estimator.estimate(10) == 7.0
 
 
 @pytest.mark.slow

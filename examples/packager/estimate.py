@@ -1,0 +1,237 @@
+"""The Accepted estimate: a build's time from what the packager measured (members, sizes, API latency, its own speed).
+
+Rules (docs/packager.md, "The estimate"):
+
+- A build waits on the API (``members * latency / concurrency``: each text is one response) and
+  works the CPU (``members * seconds_per_member + bytes * seconds_per_byte``). The two overlap as
+  far as the fetch concurrency lets them: ``time = fixed + max(wait, cpu) + min(wait, cpu) / W``
+  (one fetch at a time, ``W = 1``: the sum; many: the larger of the two).
+- ``seconds_per_member`` and ``seconds_per_byte`` are this packager's own, learned from its recent
+  builds (kept in the process): each build moves the cost it mostly consisted of (see
+  :func:`fit_costs`), held towards a prior so that one build cannot make them absurd; the first
+  job uses the prior.
+- Sizes come from the listing when it gives them (the reference server's ``text_bytes``),
+  otherwise from the mean text size of recent builds (prior :data:`PRIOR_BYTES_PER_MEMBER`).
+- Every input is clamped, so hostile counts or sizes (``10**400``) give a large, finite estimate.
+
+Everything here is pure but :class:`Estimator`, which keeps the recent builds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Final
+
+__all__ = [
+    "MIN_CPU_SHARE",
+    "PRIOR_BYTES_PER_MEMBER",
+    "PRIOR_COSTS",
+    "Build",
+    "Costs",
+    "Estimator",
+    "Workload",
+    "cpu_seconds_of",
+    "estimate_seconds",
+    "fit_costs",
+]
+
+MAX_MEMBERS: Final = 10**12
+MAX_BYTES: Final = 1 << 60
+MAX_LATENCY_SECONDS: Final = 600.0
+MAX_ESTIMATE_SECONDS: Final = 10.0**9
+"""About 32 years: any estimate is clamped to it, so it stays a finite number of seconds."""
+MIN_CPU_SHARE: Final = 0.25
+"""A build teaches the costs only if its CPU part is at least this share of its time."""
+PRIOR_BYTES_PER_MEMBER: Final = 100 * 1024
+"""Text size assumed per member when the listing gives no sizes and no build has been seen."""
+
+
+@dataclass(frozen=True)
+class Costs:
+    """What this packager's own work costs, in wall seconds on this machine.
+
+    Attributes:
+        seconds_per_member: per member, whatever its size (a request, a zip entry, ``meta.json``, the manifest).
+        seconds_per_byte: per byte of text (read, hash, deflate, write, store).
+    """
+
+    seconds_per_member: float
+    seconds_per_byte: float
+
+
+PRIOR_COSTS: Final = Costs(seconds_per_member=0.0002, seconds_per_byte=30e-9)
+"""The first job's costs, from ``python -m bench estimate`` on a shared 2-core machine: 0.2 ms per
+member besides its request (whose round trip is the measured latency), about 33 MB/s of text."""
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What is known of a job when Accepted is sent.
+
+    Attributes:
+        members: the member count (the listing's total, or what was counted).
+        text_bytes: the texts' total size if the listing gives sizes, else ``None``.
+        latency_seconds: one API response's round trip, measured on the listing.
+        concurrency: texts fetched at once (``W``).
+        listing_seconds_left: time still to spend reading the rest of the listing.
+    """
+
+    members: int
+    text_bytes: int | None = None
+    latency_seconds: float = 0.0
+    concurrency: int = 1
+    listing_seconds_left: float = 0.0
+
+
+@dataclass(frozen=True)
+class Build:
+    """One finished build, as measured: what the estimator learns from.
+
+    Attributes:
+        members: members packaged.
+        text_bytes: payload bytes written.
+        seconds: wall time of the build (first fetch to stored archive).
+        latency_seconds: the API latency measured on that job's listing.
+        concurrency: texts fetched at once.
+    """
+
+    members: int
+    text_bytes: int
+    seconds: float
+    latency_seconds: float = 0.0
+    concurrency: int = 1
+
+
+def _clamp(value: float, low: float, high: float) -> float:
+    if not value >= low:  # NaN included
+        return low
+    return min(value, high)
+
+
+def _width(concurrency: int) -> int:
+    return max(1, min(concurrency, 10_000))
+
+
+def _wait_seconds(members: float, latency: float, width: int) -> float:
+    return members * latency / width
+
+
+def estimate_seconds(
+    work: Workload, costs: Costs, *, fixed_seconds: float = 0.2, bytes_per_member: float = PRIOR_BYTES_PER_MEMBER
+) -> float:
+    """Seconds from Accepted to Complete for ``work`` (rounded to 0.1 s, at least 0.1, finite).
+
+    Non-decreasing in ``members``, ``text_bytes``, ``latency_seconds`` and the costs.
+    """
+    members = float(min(max(work.members, 0), MAX_MEMBERS))
+    if work.text_bytes is None:
+        text = members * _clamp(bytes_per_member, 0.0, MAX_BYTES)
+    else:
+        text = float(min(max(work.text_bytes, 0), MAX_BYTES))
+    width = _width(work.concurrency)
+    wait = _wait_seconds(members, _clamp(work.latency_seconds, 0.0, MAX_LATENCY_SECONDS), width)
+    cpu = members * _clamp(costs.seconds_per_member, 0.0, 60.0) + text * _clamp(costs.seconds_per_byte, 0.0, 1.0)
+    total = (
+        _clamp(fixed_seconds, 0.0, 3600.0)
+        + _clamp(work.listing_seconds_left, 0.0, MAX_ESTIMATE_SECONDS)
+        + max(wait, cpu)
+        + min(wait, cpu) / width
+    )
+    return round(_clamp(total, 0.1, MAX_ESTIMATE_SECONDS), 1)
+
+
+def cpu_seconds_of(build: Build, *, fixed_seconds: float = 0.2) -> float:
+    """The CPU part of a finished build: :func:`estimate_seconds`'s model solved for ``cpu`` (never negative)."""
+    width = _width(build.concurrency)
+    spent = max(build.seconds - fixed_seconds, 0.0)
+    wait = _wait_seconds(float(max(build.members, 0)), _clamp(build.latency_seconds, 0.0, MAX_LATENCY_SECONDS), width)
+    cpu = spent - wait / width  # if the CPU was the larger part
+    if cpu >= wait:
+        return cpu
+    return max((spent - wait) * width, 0.0)  # the waiting was
+
+
+def fit_costs(
+    builds: Iterable[Build], prior: Costs = PRIOR_COSTS, *, prior_weight: float = 0.5, fixed_seconds: float = 0.2
+) -> Costs:
+    """The costs that best explain ``builds``' CPU parts: each cost moved from the prior by the builds it shaped.
+
+    Each build whose CPU part is at least :data:`MIN_CPU_SHARE` of its time is compared with
+    the prior's prediction for it; the ratio moves each
+    cost in proportion to that cost's share of the prediction (a build of large texts says much
+    about the cost per byte and little about the cost per member), plus a quarter of the other's
+    share (a loaded machine is slower at everything). The moves are averaged in log space with
+    the prior counted as ``prior_weight`` of a build, and clamped to 1/20 .. 20 of the prior.
+    """
+    weights = [prior_weight, prior_weight]
+    sums = [0.0, 0.0]
+    for build in builds:
+        cpu = cpu_seconds_of(build, fixed_seconds=fixed_seconds)
+        if build.members <= 0 or cpu <= 0 or cpu < MIN_CPU_SHARE * (build.seconds - fixed_seconds):
+            # Mostly waiting: its CPU part is what is left after the latency's share, i.e. the
+            # noise of one latency measurement times the member count. It teaches nothing.
+            continue
+        per_members = float(min(build.members, MAX_MEMBERS)) * prior.seconds_per_member
+        per_bytes = float(min(max(build.text_bytes, 0), MAX_BYTES)) * prior.seconds_per_byte
+        share = per_members / (per_members + per_bytes)
+        ratio = math.log(cpu / (per_members + per_bytes))
+        for i, weight in enumerate((share + (1 - share) / 4, (1 - share) + share / 4)):
+            weights[i] += weight
+            sums[i] += weight * ratio
+    factors = [_clamp(math.exp(total / weight), 1 / 20, 20.0) for total, weight in zip(sums, weights, strict=True)]
+    return Costs(
+        seconds_per_member=prior.seconds_per_member * factors[0], seconds_per_byte=prior.seconds_per_byte * factors[1]
+    )
+
+
+class Estimator:
+    """The packager's estimate, learning this machine's costs from its recent builds (kept in the process).
+
+    Args:
+        prior: the costs before any build (and what a fit is held towards).
+        fixed_seconds: a build's cost whatever its size (sweep, bag's tag files, store).
+        keep: how many recent builds are remembered.
+        prior_weight: how strongly the fit holds to the prior (1: as much as one build).
+    """
+
+    def __init__(
+        self, *, prior: Costs = PRIOR_COSTS, fixed_seconds: float = 0.2, keep: int = 8, prior_weight: float = 0.5
+    ) -> None:
+        self.prior = prior
+        self.fixed_seconds = fixed_seconds
+        self._prior_weight = prior_weight
+        self._builds: deque[Build] = deque(maxlen=max(keep, 1))
+        self._costs = prior
+
+    @property
+    def costs(self) -> Costs:
+        """The costs the next estimate uses."""
+        return self._costs
+
+    @property
+    def bytes_per_member(self) -> float:
+        """Mean text size of the recent builds (the prior before any): for listings that give no sizes."""
+        members = sum(b.members for b in self._builds)
+        if members <= 0:
+            return float(PRIOR_BYTES_PER_MEMBER)
+        return sum(min(max(b.text_bytes, 0), MAX_BYTES) for b in self._builds) / members
+
+    def estimate(self, work: Workload | int) -> float:
+        """Seconds from Accepted to Complete (a bare ``int`` is a member count, nothing else known)."""
+        if isinstance(work, int):
+            work = Workload(members=work)
+        return estimate_seconds(
+            work, self._costs, fixed_seconds=self.fixed_seconds, bytes_per_member=self.bytes_per_member
+        )
+
+    def learn(self, build: Build) -> None:
+        """Remember a finished build and refit the costs."""
+        if not (build.seconds >= 0 and math.isfinite(build.seconds)):
+            return
+        self._builds.append(build)
+        self._costs = fit_costs(
+            self._builds, self.prior, prior_weight=self._prior_weight, fixed_seconds=self.fixed_seconds
+        )

@@ -7,6 +7,7 @@ and ``TDM_BENCH_CELERY_QUEUE``. The client side builds a fresh app per phase wit
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import shutil
@@ -24,7 +25,7 @@ from celery.exceptions import TimeoutError as CeleryTimeout  # type: ignore[impo
 from celery.result import ResultSet  # type: ignore[import-untyped]
 
 from bench import machine_description, update_section
-from bench.choices import PREPARE_NOTE, REDIS_NOTE, RPC_NOTE, design_costs, send_cost_rows
+from bench.choices import PREPARE_NOTE, REDIS_EVERYSEC_NOTE, REDIS_NOTE, RPC_NOTE, design_costs, send_cost_rows
 from bench.cycle import THROUGHPUT, Comparison, Prepares, Side, SideSpec, build_rows, measure, warm
 from bench.harness import (
     BENCH_VHOST,
@@ -37,6 +38,7 @@ from bench.harness import (
     env_int,
     render_rows,
 )
+from bench.private_redis import PrivateRedis
 from tdm_messaging.server import PackagingClient
 from tdm_messaging.status import State
 from tdm_messaging.transport import open_transport
@@ -357,11 +359,13 @@ def _floor_spec(wing: str) -> SideSpec | None:
 
 @dataclass(frozen=True)
 class _PhaseSetup:
-    """What the sides of one phase share: the Celery broker, the Redis for results, our worker."""
+    """What the sides of one phase share: the Celery broker, the private Redis servers for results
+    (``redis_url``: AOF fsync always; ``everysec_url``: fsync once a second, None when left out), our worker."""
 
     wing: str
     broker: str
     redis_url: str
+    everysec_url: str | None
     keyprefix: str
     worker: _Process
 
@@ -375,9 +379,21 @@ def _side_specs(setup: _PhaseSetup, settings: _Settings) -> list[SideSpec]:
         SideSpec("ours-noprep", "ours, reply queue created by the request", lambda url: _Ours(url, worker)),
         SideSpec(
             "celery-redis",
-            f"Celery 5 over AMQP, {pool} pool x1, Redis results (`result_persistent`), acks_late",
+            f"Celery 5 over AMQP, {pool} pool x1, Redis results (`result_persistent`, AOF fsync always), acks_late",
             lambda _url: _Celery(broker, _queue(), pool, backend=redis_url, keyprefix=keyprefix),
         ),
+    ]
+    everysec_url = setup.everysec_url
+    if everysec_url is not None:
+        specs.append(
+            SideSpec(
+                "celery-redis-everysec",
+                f"Celery 5 over AMQP, {pool} pool x1, Redis results (`result_persistent`, AOF fsync everysec), "
+                "acks_late",
+                lambda _url: _Celery(broker, _queue(), pool, backend=everysec_url, keyprefix=keyprefix),
+            )
+        )
+    specs += [
         SideSpec(
             "celery-rpc",
             f"Celery 5 over AMQP, {pool} pool x1, `rpc://`, acks_late",
@@ -399,6 +415,8 @@ def comparisons(*, floor_prepares: bool) -> list[Comparison]:
         Comparison("ours", "celery-redis", THROUGHPUT, REDIS_THROUGHPUT_GOAL, REDIS_NOTE),
         Comparison("ours", "celery-redis", "p50", REDIS_P50_GOAL, REDIS_NOTE),
         Comparison("ours", "celery-redis", "p99", None, REDIS_NOTE),
+        Comparison("ours", "celery-redis-everysec", THROUGHPUT, None, REDIS_EVERYSEC_NOTE),
+        Comparison("ours", "celery-redis-everysec", "p50", None, REDIS_EVERYSEC_NOTE),
         Comparison("ours", "celery-rpc", THROUGHPUT, RPC_THROUGHPUT_GOAL, RPC_NOTE),
         Comparison("ours", "celery-rpc", "p50", None, RPC_NOTE),
         Comparison(floor_ours, "floor", THROUGHPUT, FLOOR_GOAL, floor_note),
@@ -421,6 +439,7 @@ class _Settings:
     pool: str
     phases: tuple[str, ...]
     choice_sends: int
+    everysec: bool
 
 
 def _settings() -> _Settings:
@@ -434,6 +453,7 @@ def _settings() -> _Settings:
         pool=os.environ.get("TDM_BENCH_CELERY_POOL", "threads").strip() or "threads",
         phases=phases,
         choice_sends=env_int("TDM_BENCH_CHOICE_SENDS", 200),
+        everysec=env_int("TDM_BENCH_CELERY_EVERYSEC", 1) != 0,
     )
 
 
@@ -451,11 +471,17 @@ def _clean_redis(redis_url: str, keyprefix: str) -> int:
         client.close()
 
 
-def _phase(wing: str, label: str, url: str, *, urls: BenchUrls, settings: _Settings) -> list[Row]:
-    """One phase: our PackagerWorker on ``url``, fresh Celery workers, queues and client apps, the floor."""
+def _phase(
+    wing: str, label: str, url: str, *, urls: BenchUrls, redis: dict[str, PrivateRedis], settings: _Settings
+) -> list[Row]:
+    """One phase: our PackagerWorker on ``url``, fresh Celery workers, queues and client apps, the floor.
+
+    ``redis``: the run's private Redis servers by ``appendfsync`` mode (``always``; ``everysec`` if not left out).
+    """
     keyprefix = f"tdm-bench-celery-{uuid.uuid4().hex[:8]}-"
     worker = _Process([sys.executable, "-m", "bench.worker_peer", url], _env(), "PackagerWorker")
-    setup = _PhaseSetup(wing, urls.amqp, urls.redis, keyprefix, worker)
+    everysec = redis.get("everysec")
+    setup = _PhaseSetup(wing, urls.amqp, redis["always"].url, everysec.url if everysec else None, keyprefix, worker)
     sides: dict[str, Side] = {}
     try:
         specs = _side_specs(setup, settings)
@@ -490,7 +516,8 @@ def _phase(wing: str, label: str, url: str, *, urls: BenchUrls, settings: _Setti
             except Exception as exc:  # one side's failed close must not leave the others' workers running
                 print(f"  {label}: closing {key} failed: {exc!r}", file=sys.stderr, flush=True)
         worker.stop()
-        _clean_redis(urls.redis, keyprefix)
+        for server in redis.values():
+            _clean_redis(server.url, keyprefix)
 
 
 NOTES = """\
@@ -507,10 +534,19 @@ Notes on the job-cycle figures:
   reply queue, read once, by that client; a restart of the client loses them. Redis
   (`result_backend=redis://`, `result_persistent=True`): results are keys any process can read,
   again and again; this is the common production set-up and the one whose durability is closest to
-  ours (a status that survives being read and a restart of the client). Whether Redis itself
-  survives a restart is its own configuration (AOF or RDB): the bench's Redis runs without either,
-  which flatters the Redis peer, if anything. Celery's task messages are persistent but unconfirmed
-  by default (no publisher confirms), in both peers.
+  ours (a status that survives being read and a restart of the client).
+- The Redis peer's own redis-server (`bench/private_redis.py`): whether a result survives a
+  restart of Redis is Redis' configuration, and the machine's shared Redis (the tests') keeps
+  nothing on disk, which would flatter the peer. So the bench starts a private redis-server for
+  the run (a free port, a temp directory, removed at the end) with `--appendonly yes
+  --appendfsync always --save ''`: each result is in the append-only file and fsynced before Redis
+  acknowledges the write, the equal of our persistent messages confirmed after the broker's
+  fsync. The goals are held against this peer. A second, cheaper peer runs on another private
+  redis-server with `--appendfsync everysec` (Redis' common production setting; up to a second of
+  results lost on a crash), with no goal; `TDM_BENCH_CELERY_EVERYSEC=0` leaves it out.
+  `tests/bench/test_private_redis.py` proves the claim: a result stored by Celery's Redis backend
+  is read back after `kill -9` of the server and a restart on the same directory. Celery's task
+  messages are persistent but unconfirmed by default (no publisher confirms), in every peer.
 - Our two sides share one PackagerWorker process (their windows never overlap; two workers on one
   request queue would split a window's jobs). "Prepared": the window's reply queues are created by
   `PackagingClient.prepare` before the window's clock starts, as a server does when a docset is
@@ -554,12 +590,17 @@ def run() -> list[Row]:
     rows: list[Row] = []
     costs: list[str] = []
     try:
-        versions = broker_versions(urls)
-        for name in settings.phases:
-            label, url = phases[name]
-            phase_rows = _phase(name, label, url, urls=urls, settings=settings)
-            costs.append(design_costs(label, phase_rows))
-            rows += phase_rows
+        with contextlib.ExitStack() as stack:
+            # The Redis peers' own servers, stopped and their directories removed at the end, on error too.
+            redis = {"always": stack.enter_context(PrivateRedis("always"))}
+            if settings.everysec:
+                redis["everysec"] = stack.enter_context(PrivateRedis("everysec"))
+            versions = broker_versions(urls)
+            for name in settings.phases:
+                label, url = phases[name]
+                phase_rows = _phase(name, label, url, urls=urls, redis=redis, settings=settings)
+                costs.append(design_costs(label, phase_rows))
+                rows += phase_rows
     finally:
         delete_vhost()
     table = render_rows(rows)
@@ -569,16 +610,19 @@ def run() -> list[Row]:
         f"Command: `{COMMAND}` (one phase: `TDM_BENCH_CELERY_PHASES=amqp` or `stomp`)  \n"
         f"Machine: {machine_description()}  \n"
         f"Brokers: {versions}; everything runs in a RabbitMQ vhost of its own, deleted afterwards; Celery's "
-        "Redis results under a key prefix of the run's, deleted afterwards.  \n"
+        "Redis results on private redis-servers of the run's (AOF, `appendfsync always`; the cheaper peer "
+        "`everysec`), removed afterwards.  \n"
         "Sides, per phase: ours with the reply queue prepared ahead (`PackagingClient.prepare`, outside the "
-        "timed region), ours without (the request creates it), Celery with Redis results, Celery with `rpc://`, "
+        "timed region), ours without (the request creates it), Celery with Redis results (fsync always: the goals; "
+        "fsync everysec: no goal), Celery with `rpc://`, "
         "and the floor (a raw-client loop of our message pattern) when its module is there.  \n"
         f"Method: per phase, one warm-up window of every side, then {settings.rounds} rounds, each taking one "
         f"window of every side in turn; medians over the windows. Throughput windows: {settings.requests} "
         f"requests; latency windows: {settings.latency_jobs} jobs one after another, p50/p99 per window, median "
         f"of those. Send-cost rows: {settings.choice_sends} sends of each kind per window, kinds in turn.  \n"
         "Sizes: TDM_BENCH_CELERY_REQUESTS, TDM_BENCH_CELERY_LATENCY_JOBS, TDM_BENCH_ROUNDS, "
-        "TDM_BENCH_CHOICE_SENDS; Celery pool: TDM_BENCH_CELERY_POOL (threads).  \n"
+        "TDM_BENCH_CHOICE_SENDS; Celery pool: TDM_BENCH_CELERY_POOL (threads); the everysec Redis peer: "
+        "TDM_BENCH_CELERY_EVERYSEC (1; 0 leaves it out).  \n"
         "Goals: " + ("all met." if not missed else "missed: " + "; ".join(missed) + " (see the notes).") + "\n\n"
         f"{table}\n\n"
         "What each design choice costs, in this run (ratios of the rows above):\n\n" + "\n".join(costs) + f"\n\n{NOTES}"

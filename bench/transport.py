@@ -58,6 +58,8 @@ def _settings() -> dict[str, int]:
         # The raw STOMP poll takes ~90 ms (delayed TCP ACKs, see the notes): fewer of them keep the
         # part short, and its p50 is steady.
         "raw_stomp_polls": env_int("TDM_BENCH_RAW_STOMP_POLLS", 20),
+        # kombu's sqla+sqlite:// sends at ~60 msg/s: 150 a window keeps its six windows near 15 s.
+        "kombu_sqlite_sends": env_int("TDM_BENCH_KOMBU_SQLITE_SENDS", 150),
     }
 
 
@@ -274,14 +276,15 @@ def _section(rows: list[Row], scale_result: ScaleResult | None, versions: str, s
         f"Machine: {machine_description()}  ",
         f"Brokers: {versions}; RabbitMQ rows run in their own vhost `{BENCH_VHOST}`, deleted afterwards.  ",
         f"Method: after one warm-up window each, {settings['rounds']} windows of ours and of the baseline taken "
-        f"in turn; figures are medians over the windows. Send windows: {settings['sends']} sends. Poll windows: "
+        f"in turn; figures are medians over the windows. Send windows: {settings['sends']} sends (kombu "
+        f"`sqla+sqlite://`'s: {settings['kombu_sqlite_sends']}). Poll windows: "
         f"{settings['polls']} polls (the raw STOMP poller's: {settings['raw_stomp_polls']}); p50/p99 per window, "
         "then the median of those. Each polled queue holds a "
         "compacted status (a finished job's: the request's copy and its Complete). Idle-queue rows: two vhosts "
         f"of the run's, one empty, one with {settings['scale_queues']:,} idle reply queues; each window takes "
         f"{settings['scale_polls']} polls in each vhost, alternating (order flipped every pair).  ",
         "Sizes: TDM_BENCH_SENDS, TDM_BENCH_POLLS, TDM_BENCH_ROUNDS, TDM_BENCH_SCALE_QUEUES, TDM_BENCH_SCALE_TTL, "
-        "TDM_BENCH_SCALE_POLLS, TDM_BENCH_RAW_STOMP_POLLS.  ",
+        "TDM_BENCH_SCALE_POLLS, TDM_BENCH_RAW_STOMP_POLLS, TDM_BENCH_KOMBU_SQLITE_SENDS.  ",
         "Goals: " + ("all met." if not missed else "missed: " + "; ".join(missed) + " (see the notes)."),
         "",
         render_rows(rows),
@@ -395,7 +398,11 @@ def run() -> list[Row]:
             rows += send_rows(urls, settings["sends"], settings["rounds"])
             print(f"  send rate: SQLite native, raw sqlite3, kombu sqla+sqlite (files in {sqlite_dir}) ...", flush=True)
             rows += sqlite_send_rows(
-                sqlite_dir, lambda: status_messages("bench-send")[2], settings["sends"], settings["rounds"]
+                sqlite_dir,
+                lambda: status_messages("bench-send")[2],
+                settings["sends"],
+                settings["rounds"],
+                kombu_sends=settings["kombu_sqlite_sends"],
             )
         if "poll" in parts:
             rows += poll_rows(urls, settings["polls"], settings["rounds"], settings["raw_stomp_polls"])

@@ -101,7 +101,26 @@ rabbit_policy() {
 # ---------------------------------------------------------------- Redis
 redis_ok() { [ "$(timeout 3 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]; }
 
+# redis_binary: the redis-server binary is there, installed (Debian package redis-server) as root.
+# Needed even when the shared Redis runs elsewhere: the bench's Celery + Redis-results peer starts a
+# private redis-server of its own (bench/private_redis.py: AOF, appendfsync always).
+redis_binary() {
+    command -v redis-server >/dev/null && return 0
+    if [ "$(id -u)" != 0 ]; then
+        log "warning: redis-server is not installed; the bench's Celery + Redis peer needs it" \
+            "(sudo apt-get install redis-server)"
+        return 0
+    fi
+    log "installing redis-server (Debian package redis-server)"
+    if ! apt-cache policy redis-server 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+        apt-get update -qq
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null \
+        || die "could not install redis-server (apt-get install redis-server)"
+}
+
 redis_up() {
+    redis_binary
     redis_ok && return 0
     need_root "starting Redis"
     command -v redis-server >/dev/null || die "Redis is not installed (apt-get install redis-server)"

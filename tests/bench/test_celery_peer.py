@@ -116,3 +116,12 @@ def test_measured_rows_skip_sides_that_are_absent() -> None:
         command="c",
     )
     assert [row.what.split(", ")[-1] for row in rows] == ["vs Celery rpc://", "vs Celery rpc://"]
+
+
+def test_the_goals_are_held_against_the_redis_peer_that_fsyncs_always() -> None:
+    goals = _comparisons(floor_prepares=False)
+    assert goals[("ours", "celery-redis-everysec", THROUGHPUT)] is None
+    assert goals[("ours", "celery-redis-everysec", "p50")] is None
+    notes = {c.baseline: c.note for c in celery_peer.comparisons(floor_prepares=False) if c.ours == "ours"}
+    assert "fsync always" in notes["celery-redis"]
+    assert "fsync everysec" in notes["celery-redis-everysec"]

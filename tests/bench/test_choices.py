@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.choices import PREPARE_NOTE, REDIS_NOTE, RPC_NOTE, design_costs, send_cost_rows
+from bench.choices import PREPARE_NOTE, REDIS_EVERYSEC_NOTE, REDIS_NOTE, RPC_NOTE, design_costs, send_cost_rows
 from bench.harness import Row
 
 
@@ -36,3 +36,13 @@ def test_design_costs_reads_each_choice_from_the_rows() -> None:
     assert "takes 3.0x the time" in line
     assert "throughput 0.80x" in line  # Celery: 400 with Redis results vs 500 with rpc://
     assert design_costs("Y", []) == "- Y: no rows."
+
+
+def test_design_costs_prices_fsync_always_against_everysec_for_celery() -> None:
+    rows = [
+        _row(f"request throughput, ours over X, {REDIS_NOTE}", 100.0, 300.0, rate=True),
+        _row(f"request throughput, ours over X, {REDIS_EVERYSEC_NOTE}", 100.0, 400.0, rate=True),
+    ]
+    line = design_costs("X", rows)
+    assert "(`appendfsync always`) instead of once a second: throughput 0.75x" in line
+    assert REDIS_NOTE not in REDIS_EVERYSEC_NOTE  # the rows against each peer are told apart

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 __all__ = [
     "BodyTooLargeError",
     "BrokerRefusedError",
@@ -91,7 +93,19 @@ class BrokerRefusedError(TransportError):
 
 
 class SendNotConfirmedError(TransportError):
-    """A send that asked for a confirmation (receipt / publisher confirm) did not get one."""
+    """A send that asked for a confirmation (receipt / publisher confirm) did not get one.
+
+    From :meth:`~tdm_messaging.transport.base.Transport.send_many` it says which sends it is about.
+
+    Attributes:
+        unconfirmed: indices (into the sends) of those not known to be stored; ``None`` when not said.
+        refused: the subset surely not stored (nacked, returned, or never sent).
+    """
+
+    def __init__(self, message: str, *, unconfirmed: Sequence[int] | None = None, refused: Sequence[int] = ()) -> None:
+        super().__init__(message)
+        self.unconfirmed: tuple[int, ...] | None = None if unconfirmed is None else tuple(unconfirmed)
+        self.refused: tuple[int, ...] = tuple(refused)
 
 
 class TransportClosedError(TransportError):

@@ -10,7 +10,7 @@ from types import TracebackType
 
 from tdm_messaging.destinations import Destination
 from tdm_messaging.envelope import Envelope
-from tdm_messaging.errors import InvalidArgumentError
+from tdm_messaging.errors import InvalidArgumentError, SendNotConfirmedError
 
 __all__ = [
     "Batch",
@@ -33,6 +33,10 @@ class Capabilities:
         cross_process: two processes (or machines) can share queues through it.
         delete_queue: :meth:`Transport.delete` really removes the queue.
         confirms: sends can be confirmed by the broker (STOMP receipts, AMQP publisher confirms).
+        reply_queue_on_send: a send to a reply queue that does not exist creates it, with the
+            reply arguments, instead of losing the message (AMQP: the broker returns it, and the
+            backend declares the queue and sends it again), so a sender need not declare the
+            queue first. Where false, a packager declares a reply queue before a job's replies.
     """
 
     queue_expiry: bool
@@ -42,6 +46,7 @@ class Capabilities:
     cross_process: bool
     delete_queue: bool
     confirms: bool
+    reply_queue_on_send: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +204,8 @@ class Transport(ABC):
         Raises:
             InvalidArgumentError: an item is not a (Destination, Envelope) pair.
             SendNotConfirmedError: ``confirm`` was asked and a message was refused or not confirmed
-                in time; the message says which. Earlier ones may have been stored.
+                in time; the message says which, and so do its ``unconfirmed`` (not known to be
+                stored) and ``refused`` (surely not stored) indices. The others were stored.
             BrokerUnavailableError: the broker could not be reached.
         """
         if isinstance(sends, (str, bytes)) or not isinstance(sends, Sequence):
@@ -317,8 +323,20 @@ class Transport(ABC):
 
     def _send_many(self, sends: Sequence[tuple[Destination, Envelope]], *, persistent: bool, confirm: bool) -> None:
         # Not abstract: one send after the other is right, only slower (a wait per confirm).
-        for destination, envelope in sends:
-            self._send(destination, envelope, persistent=persistent, confirm=confirm)
+        count = len(sends)
+        for index, (destination, envelope) in enumerate(sends):
+            try:
+                self._send(destination, envelope, persistent=persistent, confirm=confirm)
+            except SendNotConfirmedError as exc:
+                if count == 1:
+                    raise
+                # This one may or may not be stored (a lost confirm); the rest were never sent.
+                refused = (index,) if exc.refused == (0,) else ()  # this one surely not stored
+                raise SendNotConfirmedError(
+                    f"send {index + 1} of {count} (to {destination.name!r}): {exc}",
+                    unconfirmed=range(index, count),
+                    refused=(*refused, *range(index + 1, count)),
+                ) from exc
 
     @abstractmethod
     def _read(self, destination: Destination, *, limit: int) -> Batch: ...

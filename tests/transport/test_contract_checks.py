@@ -75,7 +75,7 @@ def test_a_backend_that_cannot_settle_a_part_says_so() -> None:
 def test_send_many_refuses_what_is_not_destination_envelope_pairs(sends: object) -> None:
     with (
         InMemoryTransport(InMemoryBroker()) as transport,
-        pytest.raises(InvalidArgumentError, match="send_many|expected a Destination"),
+        pytest.raises(InvalidArgumentError, match=r"send_many|expected a Destination"),
     ):
         transport.send_many(sends)  # type: ignore[arg-type]
 

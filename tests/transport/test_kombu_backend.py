@@ -525,9 +525,14 @@ def test_amqp_reply_queue_declared_with_x_expires(amqp_url: str) -> None:
             conn.release()
         with KombuTransport.from_url(amqp_url + "?reply_ttl=301") as other:
             with pytest.raises(BrokerRefusedError, match="reply_ttl"):
-                other.send(q, Envelope(b"y", "text/plain"))
+                other.declare(q)
             # the transport carries on after the refusal
             other.send(_work_queue(), Envelope(b"z", "text/plain"))
+            # a send declares no reply queue (it would be refused): it reaches the queue as it is
+            other.send(q, Envelope(b"y", "text/plain"), confirm=True)
+            other.send(q, Envelope(b"w", "text/plain"))
+        with t.read(q) as batch:
+            assert [e.body for e in batch.envelopes] == [b"x", b"y", b"w"]
         t.delete(q)
 
 
@@ -700,9 +705,9 @@ def test_amqp_calls_over_a_black_holed_connection_end(amqp_url: str, call: str) 
             proxy.blackhole()
             actions = {
                 "confirmed send": lambda: t.send(q, Envelope(b"x", "text/plain"), confirm=True),
-                # a send to a reply queue not declared yet declares it first: that waits for an answer
-                # (a plain send to a queue declared lately writes to the socket and waits for nothing)
-                "plain send": lambda: t.send(_reply(), Envelope(b"x", "text/plain")),
+                # a send to a permanent queue not declared yet declares it first: that waits for an
+                # answer (a plain send to a reply queue writes to the socket and waits for nothing)
+                "plain send": lambda: t.send(_work_queue(), Envelope(b"x", "text/plain")),
                 "read": lambda: t.read(q),
                 "declare": lambda: t.declare(_work_queue()),
             }

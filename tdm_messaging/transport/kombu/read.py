@@ -54,6 +54,33 @@ class KombuBatch(Batch):
                 message.ack()
             collect_acked(self._link, self._destination)
 
+    def _settle(self, keep: frozenset[int]) -> None:
+        """Acknowledge all but ``keep``; give ``keep`` back (requeue), and return once the queue has them.
+
+        Raises:
+            BrokerUnavailableError: the connection was lost; the broker gives back what was not
+                acknowledged (a dropped message may then be read again: a duplicate, never a loss).
+        """
+        if self._done:
+            return
+        self._done = True
+        with self._link.driver(f"settling messages of {self._destination.name!r}"):
+            for index, (message, _) in enumerate(self._taken):
+                if index in keep:
+                    message.reject(requeue=True)
+                else:
+                    message.ack()
+            self._fence()
+            collect_acked(self._link, self._destination)
+
+    def _fence(self) -> None:
+        """AMQP: return once the queue has handled the rejects sent before (see :meth:`release`)."""
+        if self._taken and self._link.settings.backend is Backend.AMQP:
+            # A reject is asynchronous: the queue has the messages back only once it has
+            # handled it. The queue answers a passive declare from the same channel after
+            # the rejects, so once it returns, a poll on any connection finds them all.
+            self._taken[0][0].channel.queue_declare(queue=self._destination.name, passive=True)
+
     def release(self) -> None:
         """Give unacknowledged envelopes back to the queue, in their order. Idempotent."""
         if self._done:
@@ -63,11 +90,7 @@ class KombuBatch(Batch):
             with self._link.driver(f"releasing messages of {self._destination.name!r}"):
                 for message, _ in self._taken:
                     message.reject(requeue=True)
-                if self._taken and self._link.settings.backend is Backend.AMQP:
-                    # A reject is asynchronous: the queue has the messages back only once it has
-                    # handled it. The queue answers a passive declare from the same channel after
-                    # the rejects, so once it returns, a poll on any connection finds them all.
-                    self._taken[0][0].channel.queue_declare(queue=self._destination.name, passive=True)
+                self._fence()
         except TransportError as exc:
             # A lost connection gives unacknowledged messages back on its own.
             log.warning("release of %s failed (%s); the broker requeues on disconnect", self._destination, exc)

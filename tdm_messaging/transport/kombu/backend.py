@@ -295,7 +295,8 @@ class KombuTransport(Transport):
         AMQP: unconfirmed replies sent to queues that were missing are sent again first (best
         effort, at most ``confirm_timeout``).
         """
-        if self._settings.backend is Backend.AMQP and not self._link.closed and self._link.conn is not None:
+        confirms = self._link.confirm_channel
+        if not self._link.closed and self._link.conn is not None and confirms is not None and confirms.pending:
             with contextlib.suppress(MessagingError):
                 self._link.retrying("sending unconfirmed replies before closing", self._flush_tracked)
         self._link.close()

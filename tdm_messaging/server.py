@@ -37,7 +37,7 @@ from tdm_messaging.dead_letter import dead_letter
 from tdm_messaging.destinations import DELETE_REQUESTS, PACKAGE_REQUESTS, Destination, reply_queue
 from tdm_messaging.docset_locks import DocsetLocks
 from tdm_messaging.envelope import Envelope
-from tdm_messaging.errors import InvalidArgumentError, SendNotConfirmedError, TransportError
+from tdm_messaging.errors import InvalidArgumentError, TransportError
 from tdm_messaging.ids import new_request_id
 from tdm_messaging.models import DeleteRequest, Failed, PackageRequest
 from tdm_messaging.observe import (
@@ -208,11 +208,12 @@ class PackagingClient:
         ``exc`` says, where it can, which of the two (0: the copy, 1: the request) may not be
         stored and which surely are not; what it does not say is taken as "maybe stored".
         """
-        unconfirmed = {0, 1}
-        refused: set[int] = set()
-        if isinstance(exc, SendNotConfirmedError) and exc.unconfirmed is not None:
-            unconfirmed, refused = set(exc.unconfirmed), set(exc.refused)
-        copy_there = 0 not in refused
+        unconfirmed = {0, 1} if exc.unconfirmed is None else set(exc.unconfirmed)
+        refused = set(exc.refused)
+        # Withdraw only where the copy is surely stored (confirmed, or sent again): a copy whose fate
+        # is unknown next to a request surely not sent (the first send failed) is left as before
+        # pipelining, so a transient failure leaves UNKNOWN and the next poll may simply ask again.
+        copy_there = 0 not in unconfirmed
         if 0 in unconfirmed and 1 not in refused:
             # The request may be queued: its copy must be there, or its replies may not count.
             try:

@@ -241,19 +241,14 @@ def test_failed_resend_acks_nothing() -> None:
     assert client.status(docset).state is State.REQUESTED
 
 
-def test_a_lost_confirm_of_the_copy_withdraws_the_request_it_never_sent() -> None:
-    # The copy may be stored (a lost confirm) and the request was never sent: were nothing done,
-    # the poll could say REQUESTED for a request no packager will see. A retryable Failed says why.
+def test_failed_request_send_reports_and_poll_stays_unknown() -> None:
     broker, _t, client, _c = setup()
     docset = new_docset()
     broker.fail_next_send()
     with pytest.raises(SendNotConfirmedError):
         client.request_package(docset, "http://s/api/docsets/x")
-    assert broker.messages(PACKAGE_REQUESTS) == []
-    status = client.status(docset)
-    assert status.state is State.FAILED
-    assert status.failure is not None and status.failure.retryable
-    assert "could not be queued" in status.failure.reason
+    assert broker.queue_names() == []
+    assert client.status(docset).state is State.UNKNOWN
 
 
 class PausingTransport(InMemoryTransport):
@@ -506,12 +501,22 @@ class _SendManyFails(InMemoryTransport):
         ((1,), (1,), ["failed"], State.FAILED),
         # neither stored: nothing to repair, nothing left
         ((0, 1), (0, 1), [], State.UNKNOWN),
+        # the copy's fate unknown, the request never sent (the first send failed): left as before
+        # pipelining; here the copy was stored, so REQUESTED until the next request (the known edge)
+        ((0, 1), (1,), [], State.REQUESTED),
         # both unknown (a lost confirm): the copy again, and withdrawn (a queued request still completes)
         ((0, 1), (), ["package_request", "failed"], State.FAILED),
         # the copy surely not, the request unknown: the copy again, then withdrawn
         ((0, 1), (0,), ["package_request", "failed"], State.FAILED),
     ],
-    ids=["copy-returned", "request-refused", "both-refused", "both-unknown", "copy-refused-request-unknown"],
+    ids=[
+        "copy-returned",
+        "request-refused",
+        "both-refused",
+        "first-send-failed",
+        "both-unknown",
+        "copy-refused-request-unknown",
+    ],
 )
 def test_a_failed_pipelined_request_leaves_no_request_without_a_packager_or_a_copy(
     unconfirmed: tuple[int, ...], refused: tuple[int, ...], singles: list[str], state: State

@@ -10,7 +10,7 @@ from types import TracebackType
 
 from tdm_messaging.destinations import Destination
 from tdm_messaging.envelope import Envelope
-from tdm_messaging.errors import InvalidArgumentError, SendNotConfirmedError
+from tdm_messaging.errors import InvalidArgumentError, TransportError
 
 __all__ = [
     "Batch",
@@ -205,7 +205,9 @@ class Transport(ABC):
             InvalidArgumentError: an item is not a (Destination, Envelope) pair.
             SendNotConfirmedError: ``confirm`` was asked and a message was refused or not confirmed
                 in time; the message says which, and so do its ``unconfirmed`` (not known to be
-                stored) and ``refused`` (surely not stored) indices. The others were stored.
+                stored) and ``refused`` (surely not stored) indices. The others were stored. Any
+                other ``TransportError`` says which the same way where it can (else ``unconfirmed``
+                is ``None``: any may be stored).
             BrokerUnavailableError: the broker could not be reached.
         """
         if isinstance(sends, (str, bytes)) or not isinstance(sends, Sequence):
@@ -327,16 +329,15 @@ class Transport(ABC):
         for index, (destination, envelope) in enumerate(sends):
             try:
                 self._send(destination, envelope, persistent=persistent, confirm=confirm)
-            except SendNotConfirmedError as exc:
+            except TransportError as exc:
                 if count == 1:
                     raise
-                # This one may or may not be stored (a lost confirm); the rest were never sent.
+                # This one may or may not be stored (a lost confirm, a lost connection); the rest
+                # were never sent. Same error, now saying which (a caller may catch its class).
                 refused = (index,) if exc.refused == (0,) else ()  # this one surely not stored
-                raise SendNotConfirmedError(
-                    f"send {index + 1} of {count} (to {destination.name!r}): {exc}",
-                    unconfirmed=range(index, count),
-                    refused=(*refused, *range(index + 1, count)),
-                ) from exc
+                exc.unconfirmed = tuple(range(index, count))
+                exc.refused = (*refused, *range(index + 1, count))
+                raise
 
     @abstractmethod
     def _read(self, destination: Destination, *, limit: int) -> Batch: ...

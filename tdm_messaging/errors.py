@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 __all__ = [
     "BodyTooLargeError",
     "BrokerRefusedError",
@@ -79,7 +81,16 @@ class UnknownMessageTypeError(DecodeError):
 
 
 class TransportError(MessagingError):
-    """Talking to the broker failed. Raised by transports, translated from the driver's own error."""
+    """Talking to the broker failed. Raised by transports, translated from the driver's own error.
+
+    Attributes:
+        unconfirmed: from :meth:`~tdm_messaging.transport.base.Transport.send_many`, the indices of
+            the sends not known to be stored; ``None`` when it does not say (then any may be).
+        refused: the subset of ``unconfirmed`` surely not stored (nacked, returned, or never sent).
+    """
+
+    unconfirmed: tuple[int, ...] | None = None
+    refused: tuple[int, ...] = ()
 
 
 class BrokerUnavailableError(TransportError):
@@ -91,7 +102,16 @@ class BrokerRefusedError(TransportError):
 
 
 class SendNotConfirmedError(TransportError):
-    """A send that asked for a confirmation (receipt / publisher confirm) did not get one."""
+    """A send that asked for a confirmation (receipt / publisher confirm) did not get one.
+
+    From :meth:`~tdm_messaging.transport.base.Transport.send_many` it says which sends it is about
+    (``unconfirmed``, ``refused``: see :class:`TransportError`).
+    """
+
+    def __init__(self, message: str, *, unconfirmed: Sequence[int] | None = None, refused: Sequence[int] = ()) -> None:
+        super().__init__(message)
+        self.unconfirmed = None if unconfirmed is None else tuple(unconfirmed)
+        self.refused = tuple(refused)
 
 
 class TransportClosedError(TransportError):

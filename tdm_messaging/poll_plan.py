@@ -1,4 +1,4 @@
-"""What one poll of a docset does with what it read: the status, the re-sends, the dead letters, ACK or RELEASE.
+"""What one poll of a docset does with what it read: the status, the re-sends, the dead letters, what it keeps.
 
 Rules
 -----
@@ -8,13 +8,20 @@ Rules
 2. A reply with no request id (a seed peer's text line) is taken as answering the newest
    request the queue holds (the seed protocol has one job per reply queue), so the fold does
    not rank it below the server's own request copy; it is re-sent with that id.
-3. The status is the fold of the decoded messages; the re-sends are their compaction, written
-   in the poller's content type, in the order read.
-4. On a broker that expires whole queues, a queue that already holds exactly what would be
-   re-sent (no dead letter, nothing compacted away, each envelope equal to its re-encoding) is
-   left as it is: RELEASE, nothing sent. Elsewhere a reply's own expiry is renewed by its
-   re-send, so every poll re-sends and acknowledges: ACK.
+3. The status is the fold of the decoded messages; what the queue keeps is their compaction,
+   written in the poller's content type, in the order read.
+4. On a broker that expires whole queues, a kept message whose envelope read is equal to its
+   re-encoding is given back as it is (its index is in ``keep``); only the others are re-sent
+   (a legacy reply given its request id, another content type, ...). Everything else read is
+   acknowledged. When every envelope is kept, that is RELEASE; when none is, ACK; else SETTLE.
+   Elsewhere a reply's own expiry is renewed by its re-send, so every poll re-sends all it keeps
+   and acknowledges all it read: ACK.
 5. A re-sent message keeps the trace headers (``traceparent``, ``tracestate``) it was read with.
+
+The law (property-tested): the fold of what the queue holds after the poll -- the envelopes at
+``keep`` plus ``resend``, in any order -- equals the fold of what was read. Order never matters:
+the fold picks each witness by value (docs/status.md rule 4), so a broker that puts the kept
+envelopes back at the head while the re-sends go to the tail changes nothing.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from tdm_messaging.envelope import Envelope
 from tdm_messaging.errors import DecodeError
 from tdm_messaging.models import LEGACY_REQUEST_ID, Message, PackageRequest
 from tdm_messaging.status import DocsetStatus, compact, fold
-from tdm_messaging.tracing import TraceContext, trace_of, with_trace
+from tdm_messaging.tracing import trace_of, with_trace
 
 __all__ = ["BatchAction", "DeadLetter", "PollPlan", "attribute_legacy_replies", "plan_poll"]
 
@@ -39,9 +46,11 @@ class BatchAction(enum.Enum):
     """What a poll does with the batch it read, once the plan's sends are confirmed."""
 
     ACK = "ack"
-    """Acknowledge: the re-sends replace what was read."""
+    """Acknowledge everything: the re-sends replace what was read."""
     RELEASE = "release"
     """Give it back untouched: the queue already holds the status as it would be written."""
+    SETTLE = "settle"
+    """Give back the envelopes at ``keep``, acknowledge the rest (:meth:`Batch.settle`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,13 +69,16 @@ class PollPlan:
         status: the docset's folded status.
         resend: the envelopes to send back to the reply queue (persistent, confirmed).
         dead_letters: the envelopes to park on ``docsets/dead-letter``, with their reasons.
-        action: ACK or RELEASE the batch read.
+        action: ACK, RELEASE or SETTLE the batch read.
+        keep: indices (into what was read, ascending) of the envelopes given back as they are;
+            ``batch.settle(keep)`` carries out any ``action``.
     """
 
     status: DocsetStatus
     resend: tuple[Envelope, ...]
     dead_letters: tuple[DeadLetter, ...]
     action: BatchAction
+    keep: tuple[int, ...] = ()
 
 
 def plan_poll(
@@ -99,9 +111,9 @@ def plan_poll(
     queue = reply_queue(docset_id)
     context = DecodeContext(docset_id=docset_id, received_at=now, now=ids_now)
     decoded: list[Message] = []
-    read_traces: list[TraceContext | None] = []
+    read_at: list[int] = []  # index in ``envelopes`` of each decoded message
     rejects: list[DeadLetter] = []
-    for envelope in envelopes:
+    for index, envelope in enumerate(envelopes):
         try:
             message = decode(envelope, context=context)
         except DecodeError as exc:
@@ -111,20 +123,26 @@ def plan_poll(
             rejects.append(DeadLetter(envelope, f"reply for docset {message.docset_id!r} found in queue {queue.name}"))
             continue
         decoded.append(message)
-        read_traces.append(trace_of(envelope.headers))
+        read_at.append(index)
     messages = attribute_legacy_replies(decoded)
-    traces = {_identity(m): trace for m, trace in zip(messages, read_traces, strict=True) if trace is not None}
     status = fold(messages, docset_id)
-    kept = compact(messages, docset_id)
-    resend = tuple(with_trace(encode(message, content_type), traces.get(_identity(message))) for message in kept)
-    if queue_expiry and not rejects and len(kept) == len(messages) and resend == tuple(envelopes):
-        return PollPlan(status, (), (), BatchAction.RELEASE)
-    return PollPlan(status, resend, tuple(rejects), BatchAction.ACK)
-
-
-def _identity(message: Message) -> tuple[str, str, int]:
-    """What tells one message of a docset from another: its type, request and sequence number."""
-    return (message.type, message.request_id, message.sequence)
+    # compact() returns the very objects it kept, in input order: map them back to what was read.
+    position = {id(message): at for message, at in zip(messages, read_at, strict=True)}
+    keep: list[int] = []
+    resend: list[Envelope] = []
+    for message in compact(messages, docset_id):
+        at = position[id(message)]
+        written = with_trace(encode(message, content_type), trace_of(envelopes[at].headers))
+        if queue_expiry and written == envelopes[at]:
+            keep.append(at)
+        else:
+            resend.append(written)
+    if not queue_expiry:
+        return PollPlan(status, tuple(resend), tuple(rejects), BatchAction.ACK)
+    if len(keep) == len(envelopes):
+        return PollPlan(status, (), (), BatchAction.RELEASE, tuple(keep))
+    action = BatchAction.SETTLE if keep else BatchAction.ACK
+    return PollPlan(status, tuple(resend), tuple(rejects), action, tuple(keep))
 
 
 def attribute_legacy_replies(messages: Sequence[Message]) -> list[Message]:

@@ -4,9 +4,9 @@ The client holds no job state: the docset's reply queue is the state. A poll rea
 lets :func:`~tdm_messaging.poll_plan.plan_poll` decide, then carries the plan out: re-send the few
 messages that keep the status (confirmed), dead-letter what cannot be used, and only then
 acknowledge what it read. A crash in between duplicates messages, never loses one, and
-duplicates do not change the fold. Where the broker expires whole queues and the queue already
-holds exactly those messages, the poll gives them back instead (nothing sent, nothing
-acknowledged).
+duplicates do not change the fold. Where the broker expires whole queues, the messages it would
+re-send exactly as it read them are given back instead (``Batch.settle``: acknowledge the rest,
+requeue those), so a compacted queue costs a poll no send at all.
 
 While a poll runs, the messages it read are out of the queue: an overlapping poll of the same
 docset would read it empty and report UNKNOWN. So a client does its work on a docset under that
@@ -34,8 +34,9 @@ from pydantic import ValidationError
 from tdm_messaging.clock import Clock, utc_now
 from tdm_messaging.codec import JSON_CONTENT_TYPE, encode
 from tdm_messaging.dead_letter import dead_letter
-from tdm_messaging.destinations import DELETE_REQUESTS, PACKAGE_REQUESTS, reply_queue
+from tdm_messaging.destinations import DELETE_REQUESTS, PACKAGE_REQUESTS, Destination, reply_queue
 from tdm_messaging.docset_locks import DocsetLocks
+from tdm_messaging.envelope import Envelope
 from tdm_messaging.errors import InvalidArgumentError, TransportError
 from tdm_messaging.ids import new_request_id
 from tdm_messaging.models import DeleteRequest, Failed, PackageRequest
@@ -51,7 +52,7 @@ from tdm_messaging.observe import (
 from tdm_messaging.poll_plan import BatchAction, plan_poll
 from tdm_messaging.status import DocsetStatus, fold
 from tdm_messaging.tracing import SpanKind, SpanStart, TraceContext, Tracer, with_trace
-from tdm_messaging.transport.base import Transport
+from tdm_messaging.transport.base import Batch, Transport
 from tdm_messaging.wire_json import describe_validation_error
 
 __all__ = ["PackagingClient", "Requested"]
@@ -143,11 +144,15 @@ class PackagingClient:
 
         Sends the request to ``docsets/package`` and a copy to the docset's reply queue
         ``package/<docset_id>``, so that the next poll says REQUESTED rather than UNKNOWN.
-        Both sends are persistent and confirmed. The copy goes first: a reply only shapes the
-        status once its request's copy is in the queue (docs/status.md), so no packager may see
-        the request before the copy is stored. If the request itself then cannot be sent, a
+        Both sends are persistent and confirmed, sent back to back with one wait for both
+        confirms (``Transport.send_many``). The copy goes first, on the same channel: a reply
+        only shapes the status once its request's copy is in the queue (docs/status.md), and
+        the broker routes the copy before any packager can see the request. The reply queue is
+        not declared first where the transport creates a missing one on the send
+        (``Capabilities.reply_queue_on_send``). If the request may not have been queued, a
         retryable Failed for it is sent to the reply queue (best effort), so the status does not
-        say REQUESTED for a request no packager will ever see.
+        say REQUESTED for a request no packager will ever see; if the request may be queued but
+        its copy may not be stored, the copy is sent again (best effort).
 
         Args:
             docset_id: the docset (it names the reply queue).
@@ -182,16 +187,47 @@ class PackagingClient:
         fields = {"docset_id": docset_id, "request_id": request.request_id}
         with self._span("tdm.request_package", SpanKind.PRODUCER, docset_id) as trace, self._locks.hold(docset_id):
             envelope = with_trace(encode(request, self._content_type), trace)
-            self._transport.send(reply_to, envelope, persistent=True, confirm=True)
             try:
-                self._transport.send(PACKAGE_REQUESTS, envelope, persistent=True, confirm=True)
+                # One channel, the copy first: the broker routes it before the request, so no
+                # packager's reply can reach the queue ahead of the copy. One wait for both confirms.
+                self._transport.send_many(
+                    [(reply_to, envelope), (PACKAGE_REQUESTS, envelope)], persistent=True, confirm=True
+                )
             except TransportError as exc:
-                self._withdraw(request, reason=f"the request could not be queued: {exc}")
+                self._repair(request, envelope, exc)
                 raise
         logger.info("requested package of docset %s (request %s)", docset_id, request.request_id, extra=fields)
         self._notify(PackageRequested(docset_id, request.request_id))
         # The fold of anything older plus this newer request is the fold of the request alone.
         return Requested(request, fold([request], docset_id))
+
+    def _repair(self, request: PackageRequest, copy: Envelope, exc: TransportError) -> None:
+        """After a failed send of the copy and the request: leave no request REQUESTED that no
+        packager will see, and no request a packager may see without its copy (best effort).
+
+        ``exc`` says, where it can, which of the two (0: the copy, 1: the request) may not be
+        stored and which surely are not; what it does not say is taken as "maybe stored".
+        """
+        unconfirmed = {0, 1} if exc.unconfirmed is None else set(exc.unconfirmed)
+        refused = set(exc.refused)
+        # Withdraw only where the copy is surely stored (confirmed, or sent again): a copy whose fate
+        # is unknown next to a request surely not sent (the first send failed) is left as before
+        # pipelining, so a transient failure leaves UNKNOWN and the next poll may simply ask again.
+        copy_there = 0 not in unconfirmed
+        if 0 in unconfirmed and 1 not in refused:
+            # The request may be queued: its copy must be there, or its replies may not count.
+            try:
+                self._transport.send(reply_queue(request.docset_id), copy, persistent=True, confirm=True)
+                copy_there = True
+            except TransportError as again:
+                logger.warning(
+                    "could not store the copy of request %s of docset %s: %s",
+                    request.request_id,
+                    request.docset_id,
+                    again,
+                )
+        if 1 in unconfirmed and copy_there:
+            self._withdraw(request, reason=f"the request could not be queued: {exc}")
 
     def _withdraw(self, request: PackageRequest, *, reason: str) -> None:
         """Answer ``request`` with a retryable Failed ourselves; a failure to do so is only logged."""
@@ -257,7 +293,9 @@ class PackagingClient:
                 )
                 dead_letter(self._transport, rejected.envelope, source=queue, reason=rejected.reason)
                 self._notify(DeadLettered("client", queue.name, rejected.reason))
-            if plan.action is BatchAction.ACK:
+            if plan.action is BatchAction.SETTLE:
+                self._settle(batch, plan.keep, queue)
+            elif plan.action is BatchAction.ACK:
                 batch.ack()
             else:
                 batch.release()
@@ -282,6 +320,16 @@ class PackagingClient:
             )
         )
         return plan.status
+
+    def _settle(self, batch: Batch, keep: tuple[int, ...], queue: Destination) -> None:
+        """Give back the envelopes at ``keep`` and acknowledge the rest; where the backend cannot
+        give back part of a read, re-send the kept ones as read (confirmed) and acknowledge all."""
+        try:
+            batch.settle(keep)
+        except NotImplementedError:
+            for index in keep:
+                self._transport.send(queue, batch.envelopes[index], persistent=True, confirm=True)
+            batch.ack()
 
     def request_delete(self, docset_id: str, *, archive_url: str | None = None) -> DeleteRequest:
         """Ask the packager to delete a docset's delivered package.

@@ -20,9 +20,14 @@ Undecodable or oversize requests are dead-lettered at once, and so is a request 
 the broker refuses (:class:`~tdm_messaging.errors.BrokerRefusedError`, e.g. a reply queue
 declared with other arguments): redelivering it would fail the same way forever. Such a request
 is dead-lettered once: if its acknowledgement is lost (RabbitMQ closes the connection on a
-refusal), the redelivered copy is recognised and acknowledged. Before each job the reply queue
-is declared, so such a refusal comes before any work, and a transport that can reach the queue
-as it is (RabbitMQ STOMP) still delivers the replies. Other transport errors leave the request
+refusal), the redelivered copy is recognised and acknowledged. Where a transport needs it, the
+reply queue is declared before each job, so such a refusal comes before any work, and a transport
+that can reach the queue as it is (RabbitMQ STOMP) still delivers the replies. A transport whose
+sends create a missing reply queue themselves (``Capabilities.reply_queue_on_send``: AMQP, where a
+confirmed mandatory reply the broker returns makes the queue be declared and the reply sent
+again) is trusted with the queue the server declared: no declare per job; a queue that exists
+with other arguments then takes the replies as it is, and only a declare on a return can be
+refused (dead-lettered once, as above). Other transport errors leave the request
 unacknowledged for redelivery and spend no attempt: a reply that was not stored (no confirm, or
 returned unroutable because its queue's node in a cluster is down) -- also one the handler sent
 through its reporter -- so the request is never acknowledged without its Complete or Failed
@@ -222,7 +227,8 @@ class PackagerWorker:
         outcome = JobOutcome.INTERRUPTED
         try:
             with self._job_span(kind, request, attempt, trace_of(envelope.headers)) as trace:
-                self._prepare_reply_queue(request)
+                if not self._transport.capabilities.reply_queue_on_send:
+                    self._prepare_reply_queue(request)
                 if isinstance(request, PackageRequest):
                     outcome = self._run_package(request, envelope, source, attempt, plan.next_sequence, trace)
                 else:

@@ -50,6 +50,9 @@ class PausingTransport(Transport):
     ) -> None:
         self._inner.send(destination, envelope, persistent=persistent, confirm=confirm)
 
+    def _send_many(self, sends: Sequence[tuple[Destination, Envelope]], *, persistent: bool, confirm: bool) -> None:
+        self._inner.send_many(sends, persistent=persistent, confirm=confirm)
+
     def _read(self, destination: Destination, *, limit: int = 1000) -> Batch:
         batch = self._inner.read(destination, limit=limit)
         if destination.kind is DestinationKind.REPLY:

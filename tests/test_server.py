@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
+import pathlib
 import threading
 import uuid
 from collections.abc import Sequence
@@ -23,6 +25,9 @@ from tdm_messaging.models import Accepted, Complete, DeleteRequest, Failed, Mess
 from tdm_messaging.server import PackagingClient
 from tdm_messaging.status import State, fold
 from tdm_messaging.testing import InMemoryBroker, InMemoryTransport
+from tdm_messaging.transport.base import Batch, Capabilities
+from tdm_messaging.transport.sqlite.backend import SqliteTransport
+from tdm_messaging.transport.sqlite.settings import parse_sqlite_url
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -382,12 +387,12 @@ def test_a_seed_reply_without_request_id_answers_the_newest_request() -> None:
 class _RefusesRequests(InMemoryTransport):
     """Stores everything but what goes to docsets/package: a request that cannot be queued."""
 
-    def send(
+    def _send(
         self, destination: Destination, envelope: Envelope, *, persistent: bool = True, confirm: bool = False
     ) -> None:
         if destination == PACKAGE_REQUESTS:
             raise SendNotConfirmedError("no confirm for the request")
-        super().send(destination, envelope, persistent=persistent, confirm=confirm)
+        super()._send(destination, envelope, persistent=persistent, confirm=confirm)
 
 
 def test_request_copy_is_stored_before_the_request_is_sent() -> None:
@@ -395,11 +400,11 @@ def test_request_copy_is_stored_before_the_request_is_sent() -> None:
     order: list[str] = []
 
     class Recording(InMemoryTransport):
-        def send(
+        def _send(
             self, destination: Destination, envelope: Envelope, *, persistent: bool = True, confirm: bool = False
         ) -> None:
             order.append(destination.name)
-            super().send(destination, envelope, persistent=persistent, confirm=confirm)
+            super()._send(destination, envelope, persistent=persistent, confirm=confirm)
 
     docset = new_docset()
     PackagingClient(Recording(broker)).request_package(docset, f"http://s/api/docsets/{docset}")
@@ -464,3 +469,145 @@ def test_prepare_creates_the_reply_queue_before_any_request() -> None:
         assert reply_queue("prep-1").name not in broker.queue_names()
         client.prepare("prep-1")
         assert reply_queue("prep-1").name in broker.queue_names()
+
+
+class _SendManyFails(InMemoryTransport):
+    """send_many stores the sends not ``refused``, then raises as a backend that says which would."""
+
+    def __init__(self, broker: InMemoryBroker, *, unconfirmed: tuple[int, ...], refused: tuple[int, ...]) -> None:
+        super().__init__(broker)
+        self.unconfirmed, self.refused = unconfirmed, refused
+        self.singles: list[str] = []
+
+    def _send_many(self, sends: Sequence[tuple[Destination, Envelope]], *, persistent: bool, confirm: bool) -> None:
+        for index, (destination, envelope) in enumerate(sends):
+            if index not in self.refused:
+                super()._send(destination, envelope, persistent=persistent, confirm=confirm)
+        raise SendNotConfirmedError("as told", unconfirmed=self.unconfirmed, refused=self.refused)
+
+    def _send(
+        self, destination: Destination, envelope: Envelope, *, persistent: bool = True, confirm: bool = False
+    ) -> None:
+        self.singles.append(decode(envelope).type)
+        super()._send(destination, envelope, persistent=persistent, confirm=confirm)
+
+
+@pytest.mark.parametrize(
+    ("unconfirmed", "refused", "singles", "state"),
+    [
+        # the copy surely not stored, the request queued: the copy again, so its replies count
+        ((0,), (0,), ["package_request"], State.REQUESTED),
+        # the copy maybe stored, the request surely not: withdrawn
+        ((1,), (1,), ["failed"], State.FAILED),
+        # neither stored: nothing to repair, nothing left
+        ((0, 1), (0, 1), [], State.UNKNOWN),
+        # the copy's fate unknown, the request never sent (the first send failed): left as before
+        # pipelining; here the copy was stored, so REQUESTED until the next request (the known edge)
+        ((0, 1), (1,), [], State.REQUESTED),
+        # both unknown (a lost confirm): the copy again, and withdrawn (a queued request still completes)
+        ((0, 1), (), ["package_request", "failed"], State.FAILED),
+        # the copy surely not, the request unknown: the copy again, then withdrawn
+        ((0, 1), (0,), ["package_request", "failed"], State.FAILED),
+    ],
+    ids=[
+        "copy-returned",
+        "request-refused",
+        "both-refused",
+        "first-send-failed",
+        "both-unknown",
+        "copy-refused-request-unknown",
+    ],
+)
+def test_a_failed_pipelined_request_leaves_no_request_without_a_packager_or_a_copy(
+    unconfirmed: tuple[int, ...], refused: tuple[int, ...], singles: list[str], state: State
+) -> None:
+    broker = InMemoryBroker()
+    transport = _SendManyFails(broker, unconfirmed=unconfirmed, refused=refused)
+    client = PackagingClient(transport)
+    docset = new_docset()
+    with pytest.raises(SendNotConfirmedError):
+        client.request_package(docset, f"http://s/api/docsets/{docset}")
+    assert transport.singles == singles
+    queued = bool(broker.messages(PACKAGE_REQUESTS))
+    copies = [e for e in broker.messages(reply_queue(docset)) if decode(e).type == "package_request"]
+    assert not queued or copies, "a queued request has no copy: its replies may not count"
+    assert client.status(docset).state is state
+
+
+class _CountingSqlite(SqliteTransport):
+    """The native SQLite backend (its broker expires whole queues), counting the sends."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(settings=parse_sqlite_url(f"sqlite:///{path}"))
+        self.sent: list[str] = []
+
+    def _send(
+        self, destination: Destination, envelope: Envelope, *, persistent: bool = True, confirm: bool = False
+    ) -> None:
+        self.sent.append(envelope.headers.get("tdm-type", envelope.content_type))
+        super()._send(destination, envelope, persistent=persistent, confirm=confirm)
+
+
+def test_where_queues_expire_a_poll_keeps_what_it_would_resend_unchanged(tmp_path: pathlib.Path) -> None:
+    with _CountingSqlite(str(tmp_path / "b.db")) as transport:
+        assert transport.capabilities.queue_expiry
+        client = PackagingClient(transport)
+        docset = new_docset()
+        request = client.request_package(docset, "http://s/api/docsets/x").request
+        for reply in replies_for(request):
+            transport.send(reply_queue(docset), encode(reply))
+        transport.sent.clear()
+        first = client.status(docset)
+        assert first.state is State.COMPLETE
+        assert transport.sent == []  # the request and the Complete went back as they were: no send
+        assert transport.depth(reply_queue(docset)) == 2
+        assert client.status(docset) == first
+        assert transport.sent == []
+        with transport.read(reply_queue(docset)) as batch:
+            assert [decode(e).type for e in batch.envelopes] == ["package_request", "complete"]
+
+
+def test_a_poll_re_sends_only_what_changes_and_keeps_the_rest(tmp_path: pathlib.Path) -> None:
+    with _CountingSqlite(str(tmp_path / "b.db")) as transport:
+        client = PackagingClient(transport)
+        docset = new_docset()
+        client.request_package(docset, "http://s/api/docsets/x")
+        seed_line = Envelope(b"Accepted. 45 seconds", TEXT_CONTENT_TYPE)
+        transport.send(reply_queue(docset), seed_line)
+        transport.sent.clear()
+        status = client.status(docset)
+        assert (status.state, status.estimate_seconds) == (State.ACCEPTED, 45)
+        assert transport.sent == ["accepted"]  # the seed line, given its request id; the copy is kept
+        assert client.status(docset) == status
+        assert transport.sent == ["accepted"]
+
+
+class _CannotSettle(InMemoryTransport):
+    """An in-memory transport that says its broker expires queues, with batches that cannot settle a part."""
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return dataclasses.replace(super().capabilities, queue_expiry=True)
+
+    def _read(self, destination: Destination, *, limit: int = 1000) -> Batch:
+        inner = super()._read(destination, limit=limit)
+
+        class Plain(Batch):
+            envelopes = inner.envelopes
+            ack = inner.ack
+            release = inner.release
+
+        return Plain()
+
+
+def test_a_backend_that_cannot_settle_a_part_gets_the_kept_ones_re_sent() -> None:
+    broker = InMemoryBroker()
+    client = PackagingClient(_CannotSettle(broker))
+    docset = new_docset()
+    request = client.request_package(docset, "http://s/api/docsets/x").request
+    for reply in replies_for(request):
+        client._transport.send(reply_queue(docset), encode(reply))
+    assert client.status(docset).state is State.COMPLETE
+    assert [decode(e).type for e in broker.messages(reply_queue(docset))] == ["package_request", "complete"]
+    assert broker.unacked_count(reply_queue(docset)) == 0
+    assert client.status(docset).state is State.COMPLETE

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import uuid
 from collections.abc import Callable
@@ -10,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 
 from tdm_messaging.codec import JSON_CONTENT_TYPE, TEXT_CONTENT_TYPE, decode, encode
-from tdm_messaging.destinations import DEAD_LETTER, DELETE_REQUESTS, PACKAGE_REQUESTS, reply_queue
+from tdm_messaging.destinations import DEAD_LETTER, DELETE_REQUESTS, PACKAGE_REQUESTS, Destination, reply_queue
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.errors import (
     BrokerRefusedError,
@@ -26,7 +27,7 @@ from tdm_messaging.models import Accepted, Complete, DeleteRequest, Failed, Mess
 from tdm_messaging.server import PackagingClient
 from tdm_messaging.status import State
 from tdm_messaging.testing import InMemoryBroker, InMemoryTransport, running_worker, wait_until
-from tdm_messaging.transport.base import Delivery
+from tdm_messaging.transport.base import Capabilities, Delivery
 from tdm_messaging.worker import ATTEMPT_HEADER, Job, JobFailed, PackageResult, PackagerWorker
 
 RESULT_TIME = datetime(2024, 1, 1, tzinfo=UTC)
@@ -482,6 +483,35 @@ def test_the_reply_queue_is_declared_before_the_job() -> None:
         PackagingClient(InMemoryTransport(broker)).request_package(docset, "http://s/api/docsets/x")
         wait_until(final_reply(broker, docset), what="the job to finish", timeout=20)
     assert seen == [True]
+
+
+class _CountsDeclares(InMemoryTransport):
+    """An in-memory transport that says (or not) that its sends create missing reply queues, counting declares."""
+
+    def __init__(self, broker: InMemoryBroker, *, on_send: bool) -> None:
+        super().__init__(broker)
+        self.on_send = on_send
+        self.declared: list[str] = []
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return dataclasses.replace(super().capabilities, reply_queue_on_send=self.on_send)
+
+    def _declare(self, destination: Destination) -> None:
+        self.declared.append(destination.name)
+        super()._declare(destination)
+
+
+@pytest.mark.parametrize("on_send", [True, False])
+def test_the_worker_declares_a_reply_queue_per_job_only_where_a_send_would_not_create_it(on_send: bool) -> None:
+    broker = InMemoryBroker()
+    docset = new_docset()
+    transport = _CountsDeclares(broker, on_send=on_send)
+    with running_worker(PackagerWorker(transport, on_package=lambda job: RESULT, retry_backoff_seconds=0)):
+        PackagingClient(InMemoryTransport(broker)).request_package(docset, "http://s/api/docsets/x")
+        wait_until(final_reply(broker, docset), what="the job to finish", timeout=20)
+    assert (reply_queue(docset).name in transport.declared) is not on_send
+    assert [type(m).__name__ for m in replies(broker, docset)] == ["PackageRequest", "Accepted", "Complete"]
 
 
 @pytest.mark.broker

@@ -10,7 +10,7 @@ from types import TracebackType
 
 from tdm_messaging.destinations import Destination
 from tdm_messaging.envelope import Envelope
-from tdm_messaging.errors import InvalidArgumentError
+from tdm_messaging.errors import InvalidArgumentError, TransportError
 
 __all__ = [
     "Batch",
@@ -33,6 +33,10 @@ class Capabilities:
         cross_process: two processes (or machines) can share queues through it.
         delete_queue: :meth:`Transport.delete` really removes the queue.
         confirms: sends can be confirmed by the broker (STOMP receipts, AMQP publisher confirms).
+        reply_queue_on_send: a send to a reply queue that does not exist creates it, with the
+            reply arguments, instead of losing the message (AMQP: the broker returns it, and the
+            backend declares the queue and sends it again), so a sender need not declare the
+            queue first. Where false, a packager declares a reply queue before a job's replies.
     """
 
     queue_expiry: bool
@@ -42,6 +46,7 @@ class Capabilities:
     cross_process: bool
     delete_queue: bool
     confirms: bool
+    reply_queue_on_send: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +204,10 @@ class Transport(ABC):
         Raises:
             InvalidArgumentError: an item is not a (Destination, Envelope) pair.
             SendNotConfirmedError: ``confirm`` was asked and a message was refused or not confirmed
-                in time; the message says which. Earlier ones may have been stored.
+                in time; the message says which, and so do its ``unconfirmed`` (not known to be
+                stored) and ``refused`` (surely not stored) indices. The others were stored. Any
+                other ``TransportError`` says which the same way where it can (else ``unconfirmed``
+                is ``None``: any may be stored).
             BrokerUnavailableError: the broker could not be reached.
         """
         if isinstance(sends, (str, bytes)) or not isinstance(sends, Sequence):
@@ -317,8 +325,19 @@ class Transport(ABC):
 
     def _send_many(self, sends: Sequence[tuple[Destination, Envelope]], *, persistent: bool, confirm: bool) -> None:
         # Not abstract: one send after the other is right, only slower (a wait per confirm).
-        for destination, envelope in sends:
-            self._send(destination, envelope, persistent=persistent, confirm=confirm)
+        count = len(sends)
+        for index, (destination, envelope) in enumerate(sends):
+            try:
+                self._send(destination, envelope, persistent=persistent, confirm=confirm)
+            except TransportError as exc:
+                if count == 1:
+                    raise
+                # This one may or may not be stored (a lost confirm, a lost connection); the rest
+                # were never sent. Same error, now saying which (a caller may catch its class).
+                refused = (index,) if exc.refused == (0,) else ()  # this one surely not stored
+                exc.unconfirmed = tuple(range(index, count))
+                exc.refused = (*refused, *range(index + 1, count))
+                raise
 
     @abstractmethod
     def _read(self, destination: Destination, *, limit: int) -> Batch: ...

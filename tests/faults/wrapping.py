@@ -27,7 +27,12 @@ class DelegatingTransport(Transport):
     ) -> None:
         self.inner.send(destination, envelope, persistent=persistent, confirm=confirm)
 
+    def _send_many(self, sends: Sequence[tuple[Destination, Envelope]], *, persistent: bool, confirm: bool) -> None:
+        # The inner transport's own send_many (one confirm wait on AMQP), not one send() after the other.
+        self.inner.send_many(sends, persistent=persistent, confirm=confirm)
+
     def _read(self, destination: Destination, *, limit: int = 1000) -> Batch:
+        # The inner batch itself: its ack, release and settle are the backend's.
         return self.inner.read(destination, limit=limit)
 
     def _consume(
@@ -46,7 +51,7 @@ class DelegatingTransport(Transport):
 
 
 class HookedTransport(DelegatingTransport):
-    """Delegate everything to ``inner``; after a send whose envelope matches ``when``, call ``then`` once."""
+    """Delegate everything to ``inner``; after a send (or send_many) matching ``when``, call ``then`` once."""
 
     def __init__(
         self, inner: Transport, *, when: Callable[[Destination, Envelope], bool], then: Callable[[], None]
@@ -61,5 +66,13 @@ class HookedTransport(DelegatingTransport):
     ) -> None:
         self.inner.send(destination, envelope, persistent=persistent, confirm=confirm)
         if not self.fired.is_set() and self._when(destination, envelope):
+            self.fired.set()
+            self._then()
+
+    def send_many(
+        self, sends: Sequence[tuple[Destination, Envelope]], *, persistent: bool = True, confirm: bool = False
+    ) -> None:
+        self.inner.send_many(sends, persistent=persistent, confirm=confirm)
+        if not self.fired.is_set() and any(self._when(d, e) for d, e in sends):
             self.fired.set()
             self._then()

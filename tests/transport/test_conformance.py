@@ -503,6 +503,88 @@ def test_a_broken_contract_rule_is_the_same_error_on_every_backend(
     assert bodies(take_all(transport, queue)) == [b'{"n": 1}'], "a refused call must leave the queue as it was"
 
 
+# -- settle and send_many -------------------------------------------------------------------------
+
+
+def test_settle_acknowledges_the_dropped_and_gives_back_the_kept(backend: Backend) -> None:
+    transport = backend.open()
+    queue = backend.reply_queue()
+    sent = [envelope(i) for i in range(5)]
+    for e in sent:
+        transport.send(queue, e, confirm=True)
+    with transport.read(queue) as batch:
+        assert bodies(batch.envelopes) == bodies(sent)
+        batch.settle([3, 1])
+    # Once settle returns, another "process" finds exactly the kept ones, as they were.
+    got = take_all(backend.open(), queue)
+    assert sorted(bodies(got)) == sorted(bodies([sent[1], sent[3]]))
+    assert sorted(g.header("tdm-test-index") or "" for g in got) == ["1", "3"]
+    assert take_all(transport, queue) == []
+
+
+def test_settle_keeping_nothing_acks_and_keeping_everything_releases(backend: Backend) -> None:
+    transport = backend.open()
+    queue = backend.reply_queue()
+    for i in range(2):
+        transport.send(queue, envelope(i), confirm=True)
+    with transport.read(queue) as batch:
+        batch.settle([0, 1])
+    with transport.read(queue) as batch:
+        assert sorted(bodies(batch.envelopes)) == sorted(bodies([envelope(0), envelope(1)]))
+        batch.settle([])
+    assert take_all(backend.open(), queue) == []
+
+
+def test_what_a_settle_kept_is_read_again_with_what_came_since(backend: Backend) -> None:
+    """A poll's settle, then a packager's reply, then the next poll: it reads both, in any order."""
+    transport, packager = backend.open(), backend.open()
+    queue = backend.reply_queue()
+    for i in range(3):
+        transport.send(queue, envelope(i), confirm=True)
+    with transport.read(queue) as batch:
+        batch.settle([0])
+    packager.send(queue, envelope(9), confirm=True)
+    assert sorted(bodies(take_all(transport, queue))) == sorted(bodies([envelope(0), envelope(9)]))
+
+
+def test_send_many_stores_each_message_where_it_was_sent(backend: Backend) -> None:
+    backend.namespace = unique_namespace()  # docsets/package of this test's own
+    transport = backend.open()
+    queue = backend.reply_queue()
+    backend.track(PACKAGE_REQUESTS)
+    transport.send_many([(queue, envelope(0)), (PACKAGE_REQUESTS, envelope(1)), (queue, envelope(2))], confirm=True)
+    transport.send_many([])
+    other = backend.open()
+    assert bodies(take_all(other, queue)) == bodies([envelope(0), envelope(2)])
+    assert bodies(take_all(other, PACKAGE_REQUESTS)) == [envelope(1).body]
+
+
+def test_confirmed_sends_to_a_reply_queue_nobody_declared_are_stored(backend: Backend) -> None:
+    """No sender needs to declare a reply queue first: a confirmed send never loses a reply to a missing queue."""
+    transport = backend.open()
+    first, second, third = backend.reply_queue(), backend.reply_queue(), backend.reply_queue()
+    transport.send(first, envelope(1), confirm=True)
+    transport.send_many([(second, envelope(2)), (first, envelope(3))], confirm=True)
+    transport.send(third, envelope(4))  # unconfirmed: stored by the time the next confirmed send returns
+    transport.send(third, envelope(5), confirm=True)
+    other = backend.open()
+    assert bodies(take_all(other, first)) == bodies([envelope(1), envelope(3)])
+    assert bodies(take_all(other, second)) == [envelope(2).body]
+    assert sorted(bodies(take_all(other, third))) == sorted(bodies([envelope(4), envelope(5)]))
+
+
+def test_a_reply_queue_deleted_since_the_last_send_is_created_again_by_the_next(backend: Backend) -> None:
+    """As when RabbitMQ expires a reply queue between two replies: the next reply is not lost."""
+    transport, other = backend.open(), backend.open()
+    queue = backend.reply_queue()
+    transport.send(queue, envelope(1), confirm=True)
+    assert bodies(take_all(transport, queue)) == [envelope(1).body]
+    other.delete(queue)
+    transport.send_many([(queue, envelope(3))], confirm=True)
+    transport.send(queue, envelope(4), confirm=True)
+    assert bodies(take_all(other, queue)) == bodies([envelope(3), envelope(4)])
+
+
 # -- the protocol over every backend, through the helpers -----------------------------------------
 
 

@@ -525,9 +525,14 @@ def test_amqp_reply_queue_declared_with_x_expires(amqp_url: str) -> None:
             conn.release()
         with KombuTransport.from_url(amqp_url + "?reply_ttl=301") as other:
             with pytest.raises(BrokerRefusedError, match="reply_ttl"):
-                other.send(q, Envelope(b"y", "text/plain"))
+                other.declare(q)
             # the transport carries on after the refusal
             other.send(_work_queue(), Envelope(b"z", "text/plain"))
+            # a send declares no reply queue (it would be refused): it reaches the queue as it is
+            other.send(q, Envelope(b"y", "text/plain"), confirm=True)
+            other.send(q, Envelope(b"w", "text/plain"))
+        with t.read(q) as batch:
+            assert [e.body for e in batch.envelopes] == [b"x", b"y", b"w"]
         t.delete(q)
 
 
@@ -700,9 +705,9 @@ def test_amqp_calls_over_a_black_holed_connection_end(amqp_url: str, call: str) 
             proxy.blackhole()
             actions = {
                 "confirmed send": lambda: t.send(q, Envelope(b"x", "text/plain"), confirm=True),
-                # a send to a reply queue not declared yet declares it first: that waits for an answer
-                # (a plain send to a queue declared lately writes to the socket and waits for nothing)
-                "plain send": lambda: t.send(_reply(), Envelope(b"x", "text/plain")),
+                # a send to a permanent queue not declared yet declares it first: that waits for an
+                # answer (a plain send to a reply queue writes to the socket and waits for nothing)
+                "plain send": lambda: t.send(_work_queue(), Envelope(b"x", "text/plain")),
                 "read": lambda: t.read(q),
                 "declare": lambda: t.declare(_work_queue()),
             }
@@ -785,3 +790,42 @@ def test_to_envelope_keeps_a_missing_content_type_missing(given: str | None, exp
 
     message = SimpleNamespace(body=b"Accepted.", content_type=given, headers={"tdm-type": "accepted"})
     assert to_envelope(message).content_type == expected
+
+
+def test_amqp_send_many_says_which_send_the_broker_returned(amqp_url: str) -> None:
+    """A permanent queue deleted under the connection that declared it: its send comes back, the other is stored."""
+    with KombuTransport.from_url(amqp_url) as t:
+        work, reply = _work_queue(), _reply()
+        t.declare(work)
+        conn, channel = _raw_channel(amqp_url)
+        try:
+            channel.queue_delete(queue=work.name)
+        finally:
+            conn.release()
+        with pytest.raises(SendNotConfirmedError, match="returned as unroutable") as info:
+            sends = [(reply, Envelope(b"copy", "text/plain")), (work, Envelope(b"req", "text/plain"))]
+            t.send_many(sends, confirm=True)
+        assert (info.value.unconfirmed, info.value.refused) == ((1,), (1,))
+        t.send(work, Envelope(b"again", "text/plain"), confirm=True)  # declared again, as the return said
+        with t.read(reply) as batch:
+            assert [e.body for e in batch.envelopes] == [b"copy"]
+            batch.ack()
+        with t.read(work) as batch:
+            assert [e.body for e in batch.envelopes] == [b"again"]
+            batch.ack()
+        t.delete(work)
+        t.delete(reply)
+
+
+def test_amqp_replies_to_a_missing_queue_are_declared_on_return_never_lost(amqp_url: str) -> None:
+    """The worker's pattern: two unconfirmed replies and a confirmed one to a queue nobody declared."""
+    with KombuTransport.from_url(amqp_url) as worker, KombuTransport.from_url(amqp_url) as server:
+        reply = _reply()
+        worker.send(reply, Envelope(b"accepted", "text/plain"))
+        worker.send(reply, Envelope(b"progress", "text/plain"))
+        assert not _queue_exists(amqp_url, reply.name)  # nothing declared it: both came back
+        worker.send(reply, Envelope(b"complete", "text/plain"), confirm=True)
+        with server.read(reply) as batch:
+            assert sorted(e.body for e in batch.envelopes) == [b"accepted", b"complete", b"progress"]
+            batch.ack()
+        server.delete(reply)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Sequence
@@ -10,13 +11,14 @@ from typing import Any
 
 from tdm_messaging.destinations import Destination, DestinationKind
 from tdm_messaging.envelope import Envelope
+from tdm_messaging.errors import MessagingError
 from tdm_messaging.transport.base import Batch, Capabilities, Handler, Transport
 from tdm_messaging.transport.expiry import stamp_expiry
 from tdm_messaging.transport.kombu.consume import consume_queues
 from tdm_messaging.transport.kombu.link import KombuLink
-from tdm_messaging.transport.kombu.queues import declare_queue, delete_queue, queue_depth
+from tdm_messaging.transport.kombu.queues import declare_queue, delete_queue, holds, queue_depth
 from tdm_messaging.transport.kombu.read import KombuBatch, take
-from tdm_messaging.transport.kombu.send import publish
+from tdm_messaging.transport.kombu.send import flush_tracked, publish, publish_confirmed, publish_tracked
 from tdm_messaging.transport.kombu.settings import Backend, KombuSettings, capabilities_of, parse_kombu_url
 
 __all__ = ["KombuTransport"]
@@ -113,29 +115,89 @@ class KombuTransport(Transport):
         persistent: bool = True,
         confirm: bool = False,
     ) -> None:
-        """Send ``envelope`` to ``destination`` (declared first, with its kind's arguments).
+        """Send ``envelope`` to ``destination``.
 
         Args:
             persistent: delivery mode 2 (kept on disk by RabbitMQ).
             confirm: AMQP: wait for the publisher confirm (``confirm_timeout``). Redis,
                 SQLite and memory writes are synchronous, so there is nothing more to wait for.
 
+        AMQP: permanent queues are declared once per connection. A reply queue is not declared
+        before a send: every send to one is published ``mandatory`` on the confirm channel, and
+        one the broker returns (the queue is missing) makes the queue be declared, with the
+        reply arguments, and the message sent again (at the latest with the next confirmed
+        send). The virtual transports declare before every send, as creating a queue costs
+        them nothing.
+
         Raises:
-            SendNotConfirmedError: the broker nacked the message, returned it unroutable (its
-                queue is gone or, in a cluster, the queue's home node is down), or no confirm came in time.
+            SendNotConfirmedError: the broker nacked the message, returned it unroutable (a
+                permanent queue is gone or, in a cluster, the queue's home node is down), or no
+                confirm came in time.
             BrokerRefusedError: the broker refused the queue declaration.
             BrokerUnavailableError: the broker could not be reached, or the queue's home node is down.
         """
+        amqp_reply = self._settings.backend is Backend.AMQP and destination.kind is DestinationKind.REPLY
+        # An unconfirmed reply to a queue this connection declared lately goes out plainly (ordered
+        # with this connection's reads); to any other, tracked: see publish_tracked.
+        plain = not confirm and (not amqp_reply or holds(self._link, destination))
+        if self._settings.backend is not Backend.AMQP or plain:
+            self._send_plain(destination, envelope, persistent=persistent)
+            return
+        if not confirm:
+
+            def tracked() -> None:
+                self._link.base_channel()
+                publish_tracked(self._link, destination, envelope, persistent=persistent)
+
+            self._link.retrying(f"sending to {destination.name!r}", tracked)
+            return
+        self._send_confirmed([(destination, envelope)], persistent=persistent)
+
+    def _send_many(self, sends: Sequence[tuple[Destination, Envelope]], *, persistent: bool, confirm: bool) -> None:
+        """AMQP with ``confirm``: publish all, then one wait for every confirm (see :meth:`_send`).
+
+        Raises:
+            SendNotConfirmedError: as :meth:`_send`, with ``unconfirmed``/``refused`` naming which.
+        """
+        if self._settings.backend is not Backend.AMQP or not confirm or len(sends) < 2:
+            super()._send_many(sends, persistent=persistent, confirm=confirm)
+            return
+        self._send_confirmed(sends, persistent=persistent)
+
+    def _send_plain(self, destination: Destination, envelope: Envelope, *, persistent: bool) -> None:
         if self._settings.backend is not Backend.AMQP and destination.kind is DestinationKind.REPLY:
             envelope = stamp_expiry(envelope, now_ms=_now_ms(), ttl_ms=self._settings.reply_ttl_ms)
-        use_confirm = confirm and self._settings.backend is Backend.AMQP
 
         def once() -> None:
             channel = self._link.base_channel()
             self._declare_on(channel, destination)
-            publish(self._link, channel, destination, envelope, persistent=persistent, confirm=use_confirm)
+            publish(self._link, channel, destination, envelope, persistent=persistent)
 
         self._link.retrying(f"sending to {destination.name!r}", once)
+
+    def _send_confirmed(self, sends: Sequence[tuple[Destination, Envelope]], *, persistent: bool) -> None:
+        names = ", ".join(sorted({repr(d.name) for d, _ in sends}))
+
+        def once() -> None:
+            channel = self._link.base_channel()
+            for destination, _ in sends:
+                if destination.kind is not DestinationKind.REPLY:
+                    self._declare_on(channel, destination)
+            publish_confirmed(
+                self._link,
+                sends,
+                persistent=persistent,
+                declare=lambda d: self._declare_on(self._link.base_channel(), d),
+            )
+
+        self._link.retrying(f"sending to {names}", once)
+
+    def _flush_tracked(self) -> None:
+        """AMQP: unconfirmed replies went out on the confirm channel; settle them before an operation
+        on another channel (read, count, delete) that must come after them. Call with the lock held."""
+        if self._settings.backend is Backend.AMQP:
+            self._link.base_channel()
+            flush_tracked(self._link, declare=lambda d: self._declare_on(self._link.base_channel(), d))
 
     # ------------------------------------------------------------------ read
     def _read(self, destination: Destination, *, limit: int = 1000) -> Batch:
@@ -151,6 +213,7 @@ class KombuTransport(Transport):
 
         def once() -> list[tuple[Any, Envelope]]:
             channel = self._link.base_channel()
+            self._flush_tracked()
             self._declare_on(channel, destination)
             return take(self._link, channel, destination, limit, now_ms=_now_ms())
 
@@ -176,7 +239,12 @@ class KombuTransport(Transport):
         Raises:
             BrokerRefusedError: the broker refused a queue declaration or subscription.
         """
-        consume_queues(self._link, destinations, handler, prefetch=prefetch, stop=stop, declare=self._declare_on)
+
+        def declare(channel: Any, destination: Destination) -> None:
+            self._flush_tracked()  # replies sent unconfirmed before: in their queues before subscribing
+            self._declare_on(channel, destination)
+
+        consume_queues(self._link, destinations, handler, prefetch=prefetch, stop=stop, declare=declare)
 
     # ------------------------------------------------------------------ queues
     def _declare(self, destination: Destination) -> None:
@@ -200,7 +268,12 @@ class KombuTransport(Transport):
         Raises:
             BrokerUnavailableError: the broker could not be reached.
         """
-        return self._link.retrying(f"counting {destination.name!r}", lambda: queue_depth(self._link, destination))
+
+        def once() -> int:
+            self._flush_tracked()
+            return queue_depth(self._link, destination)
+
+        return self._link.retrying(f"counting {destination.name!r}", once)
 
     def _delete(self, destination: Destination) -> None:
         """Remove ``destination`` and every message in it (a missing queue is not an error).
@@ -208,11 +281,24 @@ class KombuTransport(Transport):
         Raises:
             BrokerUnavailableError: the broker could not be reached.
         """
-        self._link.retrying(f"deleting {destination.name!r}", lambda: delete_queue(self._link, destination))
+
+        def once() -> None:
+            self._flush_tracked()
+            delete_queue(self._link, destination)
+
+        self._link.retrying(f"deleting {destination.name!r}", once)
 
     # ------------------------------------------------------------------ close
     def close(self) -> None:
-        """Disconnect; unacknowledged messages go back to their queues. Idempotent."""
+        """Disconnect; unacknowledged messages go back to their queues. Idempotent.
+
+        AMQP: unconfirmed replies sent to queues that were missing are sent again first (best
+        effort, at most ``confirm_timeout``).
+        """
+        confirms = self._link.confirm_channel
+        if not self._link.closed and self._link.conn is not None and confirms is not None and confirms.pending:
+            with contextlib.suppress(MessagingError):
+                self._link.retrying("sending unconfirmed replies before closing", self._flush_tracked)
         self._link.close()
 
     def __enter__(self) -> KombuTransport:

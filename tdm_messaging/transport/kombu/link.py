@@ -50,9 +50,8 @@ class KombuLink:
             self.memory = memory_broker(settings.url.split("://", 1)[1].strip("/"))
         self.conn: Any = None
         self.channel: Any = None
-        self.confirm_channel: Any = None
+        self.confirm_channel: Any = None  # send.ConfirmChannel: the channel in confirm mode, tracking publishes
         self.declared: dict[str, float] = {}
-        self.returned: list[str] = []  # basic.return of the confirm channel's last publish (see send.publish)
         self.producer: Any = None  # kombu Producer of self.channel (virtual transports), built once
         self.reconnects = 0
         self.hosts = settings.hosts or (settings.url,)

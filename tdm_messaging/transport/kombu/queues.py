@@ -11,7 +11,7 @@ from tdm_messaging.destinations import Destination, DestinationKind
 from tdm_messaging.transport.kombu.link import KombuLink
 from tdm_messaging.transport.kombu.settings import Backend, KombuSettings
 
-__all__ = ["collect_acked", "declare_queue", "delete_queue", "queue_arguments", "queue_depth"]
+__all__ = ["collect_acked", "declare_queue", "delete_queue", "holds", "queue_arguments", "queue_depth"]
 
 
 def queue_arguments(settings: KombuSettings, destination: Destination) -> dict[str, Any]:
@@ -38,8 +38,7 @@ def declare_queue(link: KombuLink, channel: Any, destination: Destination) -> in
     Permanent and dead-letter queues never expire: declared once per connection.
     """
     now = time.monotonic()
-    last = link.declared.get(destination.name)
-    if last is not None and (destination.kind is not DestinationKind.REPLY or now - last < link.settings.reply_ttl / 2):
+    if holds(link, destination, now=now):
         return None
     ok = channel.queue_declare(
         queue=destination.name,
@@ -51,6 +50,15 @@ def declare_queue(link: KombuLink, channel: Any, destination: Destination) -> in
     )
     link.declared[destination.name] = now
     return int(ok.message_count) if ok is not None else None
+
+
+def holds(link: KombuLink, destination: Destination, *, now: float | None = None) -> bool:
+    """Whether this connection's last declare of ``destination`` surely still holds (the lease rule)."""
+    last = link.declared.get(destination.name)
+    if last is None:
+        return False
+    age = (time.monotonic() if now is None else now) - last
+    return destination.kind is not DestinationKind.REPLY or age < link.settings.reply_ttl / 2
 
 
 def queue_depth(link: KombuLink, destination: Destination) -> int:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
 import amqp
+from amqp import spec
 
 from tdm_messaging.destinations import Destination, DestinationKind
 from tdm_messaging.envelope import Envelope
@@ -54,6 +56,33 @@ class KombuBatch(Batch):
                 message.ack()
             collect_acked(self._link, self._destination)
 
+    def _settle(self, keep: frozenset[int]) -> None:
+        """Acknowledge all but ``keep``; give ``keep`` back (requeue), and return once the queue has them.
+
+        Raises:
+            BrokerUnavailableError: the connection was lost; the broker gives back what was not
+                acknowledged (a dropped message may then be read again: a duplicate, never a loss).
+        """
+        if self._done:
+            return
+        self._done = True
+        with self._link.driver(f"settling messages of {self._destination.name!r}"):
+            for index, (message, _) in enumerate(self._taken):
+                if index in keep:
+                    message.reject(requeue=True)
+                else:
+                    message.ack()
+            self._fence()
+            collect_acked(self._link, self._destination)
+
+    def _fence(self) -> None:
+        """AMQP: return once the queue has handled the rejects sent before (see :meth:`release`)."""
+        if self._taken and self._link.settings.backend is Backend.AMQP:
+            # A reject is asynchronous: the queue has the messages back only once it has
+            # handled it. The queue answers a passive declare from the same channel after
+            # the rejects, so once it returns, a poll on any connection finds them all.
+            self._taken[0][0].channel.queue_declare(queue=self._destination.name, passive=True)
+
     def release(self) -> None:
         """Give unacknowledged envelopes back to the queue, in their order. Idempotent."""
         if self._done:
@@ -63,11 +92,7 @@ class KombuBatch(Batch):
             with self._link.driver(f"releasing messages of {self._destination.name!r}"):
                 for message, _ in self._taken:
                     message.reject(requeue=True)
-                if self._taken and self._link.settings.backend is Backend.AMQP:
-                    # A reject is asynchronous: the queue has the messages back only once it has
-                    # handled it. The queue answers a passive declare from the same channel after
-                    # the rejects, so once it returns, a poll on any connection finds them all.
-                    self._taken[0][0].channel.queue_declare(queue=self._destination.name, passive=True)
+                self._fence()
         except TransportError as exc:
             # A lost connection gives unacknowledged messages back on its own.
             log.warning("release of %s failed (%s); the broker requeues on disconnect", self._destination, exc)
@@ -90,9 +115,14 @@ def take(
     taken: list[tuple[Any, Envelope]] = []
     forwarded: set[str] = set()
     dropped = 0
+    # AMQP: the first two gets go out together (a compacted reply queue holds two messages: one
+    # round trip instead of two); a message got ahead and not used is given back.
+    ahead: deque[Any] = deque()
+    if link.settings.backend is Backend.AMQP and limit >= 2:
+        ahead.extend(_get_two(channel, destination.name))
     try:
         while len(taken) < limit:
-            message = channel.basic_get(queue=destination.name, no_ack=False)
+            message = ahead.popleft() if ahead else channel.basic_get(queue=destination.name, no_ack=False)
             if message is None:
                 break
             message = channel.message_to_python(message)
@@ -112,13 +142,30 @@ def take(
     except BaseException:
         for message, _ in taken:
             quietly(partial(message.reject, requeue=True))
+        for raw in ahead:
+            if raw is not None:
+                quietly(partial(channel.basic_reject, raw.delivery_tag, requeue=True))
         raise
+    for raw in ahead:
+        if raw is not None:  # got ahead, past the end this read found: back to the queue
+            channel.basic_reject(raw.delivery_tag, requeue=True)
     if dropped:
         log.info("dropped %d expired replies from %s", dropped, destination.name)
         collect_acked(link, destination)
         if not taken and channel._size(destination.name) == 0:
             delete_queue(link, destination)
     return taken
+
+
+def _get_two(channel: Any, queue: str) -> list[Any]:
+    """Two ``basic.get`` sent back to back, then both answers read: each a py-amqp message or None (empty)."""
+    for _ in range(2):
+        channel.send_method(spec.Basic.Get, "Bsb", (0, queue, False))
+    answers = []
+    for _ in range(2):
+        answer = channel.wait([spec.Basic.GetOk, spec.Basic.GetEmpty], returns_tuple=True)
+        answers.append(channel._on_get_ok(*answer) if answer and len(answer) >= 2 else None)
+    return answers
 
 
 def _pass_on(

@@ -65,6 +65,7 @@ _CAPABILITIES = {
         cross_process=True,
         delete_queue=True,
         confirms=True,
+        reply_queue_on_send=True,
     ),
     # Virtual transports: no broker-side expiry (lazy expiry instead), kombu's
     # reject(requeue=True) restores the message, writes are synchronous but unconfirmed.

@@ -138,6 +138,31 @@ class SqliteLink:
             )
         log.debug("acknowledged %d message(s) of %s", deleted, destination.name)
 
+    def settle(self, destination: Destination, drop: Sequence[store.Taken], keep: Sequence[store.Taken]) -> None:
+        """Delete ``drop`` and make ``keep`` visible again at once, in one transaction; stop holding both.
+
+        Raises:
+            TransportClosedError: after :meth:`close` (which gave the messages back).
+            BrokerUnavailableError: the file could not be written; the messages are still held.
+        """
+        with self.db(f"settling messages of {destination.name!r}") as conn:
+            deleted, _ = store.settle(
+                conn,
+                holder=self.holder,
+                drop=[(t.id, t.deliveries) for t in drop],
+                keep=[(t.id, t.deliveries) for t in keep],
+            )
+            for item in (*drop, *keep):
+                self.held.pop(item.id, None)
+        if deleted < len(drop):
+            log.warning(
+                "%d of %d messages of %s were no longer held by this transport when acknowledged (lease run out "
+                "or queue deleted); they may be delivered again",
+                len(drop) - deleted,
+                len(drop),
+                destination.name,
+            )
+
     def give_back(self, destination: Destination, taken: Sequence[store.Taken]) -> None:
         """Release ``taken`` at once; if that fails, stop renewing them so they come back after the timeout."""
         if not taken:

@@ -45,6 +45,20 @@ class SqliteBatch(Batch):
         self._link.ack(self._destination, self._taken)
         self._done = True
 
+    def _settle(self, keep: frozenset[int]) -> None:
+        """Delete all but ``keep`` and make ``keep`` visible again at once, in their places (one transaction).
+
+        Raises:
+            TransportClosedError: the transport was closed (which gave the messages back).
+            BrokerUnavailableError: the file could not be written; the messages are still held.
+        """
+        if self._done:
+            return
+        drop = [t for i, t in enumerate(self._taken) if i not in keep]
+        kept = [t for i, t in enumerate(self._taken) if i in keep]
+        self._link.settle(self._destination, drop, kept)
+        self._done = True
+
     def release(self) -> None:
         """Make the unacknowledged messages visible again at once, in their places. Idempotent."""
         if self._done:

@@ -235,6 +235,25 @@ def release(conn: sqlite3.Connection, *, holder: str, taken: Iterable[tuple[int,
         return conn.total_changes - before
 
 
+def settle(
+    conn: sqlite3.Connection, *, holder: str, drop: Iterable[tuple[int, int]], keep: Iterable[tuple[int, int]]
+) -> tuple[int, int]:
+    """In one transaction: delete the ``drop`` messages and make the ``keep`` ones visible again
+    (only those ``holder`` still holds); return how many of each."""
+    dropped = [(holder, message_id, deliveries) for message_id, deliveries in drop]
+    kept = [(holder, message_id, deliveries) for message_id, deliveries in keep]
+    with _write(conn):
+        before = conn.total_changes
+        conn.executemany("DELETE FROM tdm_message WHERE holder = ? AND id = ? AND deliveries = ?", dropped)
+        deleted = conn.total_changes - before
+        conn.executemany(
+            "UPDATE tdm_message SET holder = NULL, lease_until_ms = NULL "
+            "WHERE holder = ? AND id = ? AND deliveries = ?",
+            kept,
+        )
+        return deleted, conn.total_changes - before - deleted
+
+
 def release_all(conn: sqlite3.Connection, *, holder: str) -> int:
     """Give back everything ``holder`` holds (on close); return how many messages."""
     with _write(conn):

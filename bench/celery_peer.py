@@ -35,6 +35,7 @@ from bench.harness import (
     broker_versions,
     delete_vhost,
     ensure_vhost,
+    env_flag,
     env_int,
     render_rows,
 )
@@ -453,7 +454,7 @@ def _settings() -> _Settings:
         pool=os.environ.get("TDM_BENCH_CELERY_POOL", "threads").strip() or "threads",
         phases=phases,
         choice_sends=env_int("TDM_BENCH_CHOICE_SENDS", 200),
-        everysec=env_int("TDM_BENCH_CELERY_EVERYSEC", 1) != 0,
+        everysec=env_flag("TDM_BENCH_CELERY_EVERYSEC", True),
     )
 
 

@@ -145,12 +145,17 @@ class FloorAmqp:
 
     Args:
         url: ``amqp://user:pass@host:port/vhost``.
-        queue: the work queue (ours: ``docsets/package``).
-        prepare: declare each reply queue before its request, as ``PackagingClient.prepare`` does.
+        queue: the work queue (ours: ``docsets/package``); by default one of this floor's own
+            (``floor-<run>/docsets/package``), so it never competes with our worker in the same vhost.
+        prepare: declare each reply queue before its request, as ``PackagingClient.prepare`` does
+            (in :meth:`submit`, timed; :meth:`prepare_ahead` does it outside a bench's timed region).
     """
 
-    def __init__(self, url: str, *, queue: str = "docsets/package", prepare: bool = False) -> None:
+    def __init__(self, url: str, *, queue: str | None = None, prepare: bool = False) -> None:
+        if queue is None:
+            queue = f"floor-{uuid.uuid4().hex[:8]}/docsets/package"
         self.url, self.queue, self.prepare = url, queue, prepare
+        self._ready: list[str] = []
         self.conn = _connect(url)
         self.channel = self.conn.channel()
         self.channel.queue_declare(queue=queue, durable=True, exclusive=False, auto_delete=False)
@@ -174,12 +179,22 @@ class FloorAmqp:
         _declare_reply(self.channel, name)
         self.declared.add(name)
 
+    def _next_docset(self) -> str:
+        self.count += 1
+        return f"floor-{self.run}-{self.count}"
+
+    def prepare_ahead(self, count: int) -> None:
+        """Declare the reply queues of the next ``count`` submits (a server does it when the docset is created)."""
+        while len(self._ready) < count:
+            docset = self._next_docset()
+            self._declare(f"package/{docset}")
+            self._ready.append(docset)
+
     def submit(self) -> str:
         """Request one no-op job; returns its docset id."""
-        self.count += 1
-        docset = f"floor-{self.run}-{self.count}"
+        docset = self._ready.pop(0) if self._ready else self._next_docset()
         reply = f"package/{docset}"
-        if self.prepare:
+        if self.prepare and reply not in self.declared:
             self._declare(reply)
         now = _now()
         request = _message(
@@ -252,7 +267,7 @@ class FloorAmqp:
 
     def close(self) -> None:
         try:
-            for name in self.declared:
+            for name in [*self.declared, self.queue]:
                 try:
                     self.channel.queue_delete(queue=name)
                 except Exception:  # best-effort clean-up of our own queues

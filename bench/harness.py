@@ -23,6 +23,7 @@ __all__ = [
     "count_queues",
     "delete_vhost",
     "ensure_vhost",
+    "env_flag",
     "env_int",
     "host_port",
     "interleaved_windows",
@@ -41,6 +42,22 @@ BENCH_VHOST = os.environ.setdefault("TDM_BENCH_VHOST", f"tdm-bench-{os.getpid()}
 never meet those of tests, or of another benchmark run, on the shared broker: one per run
 (``tdm-bench-PID``, set in the environment so the run's worker processes inherit it), since a
 group deletes its vhost when it ends. ``TDM_BENCH_VHOST`` names another."""
+
+
+def env_flag(name: str, default: bool) -> bool:
+    """The yes/no in environment variable ``name`` (1/0, true/false, yes/no, on/off), or ``default``.
+
+    Raises:
+        SystemExit: the variable is set to something else (a user mistake: no traceback).
+    """
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise SystemExit(f"bench: {name}={raw!r} must be 1 or 0 (true/false, yes/no, on/off)")
 
 
 def env_int(name: str, default: int) -> int:

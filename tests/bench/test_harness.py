@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench.harness import Row, env_int, interleaved_windows, percentile, render_rows
+from bench.harness import Row, env_flag, env_int, interleaved_windows, percentile, render_rows
 
 samples = st.lists(st.floats(min_value=0, max_value=1e6, allow_nan=False), min_size=1, max_size=200)
 
@@ -99,3 +99,17 @@ def test_env_int(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TDM_BENCH_X", "0")
     with pytest.raises(SystemExit, match="at least 1"):
         env_int("TDM_BENCH_X", 5)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("", True), ("1", True), ("yes", True), ("ON", True), ("0", False), ("false", False)]
+)
+def test_env_flag_reads_yes_and_no(monkeypatch: pytest.MonkeyPatch, raw: str, expected: bool) -> None:
+    monkeypatch.setenv("TDM_BENCH_FLAG", raw)
+    assert env_flag("TDM_BENCH_FLAG", True) is expected
+
+
+def test_env_flag_refuses_anything_else(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TDM_BENCH_FLAG", "2")
+    with pytest.raises(SystemExit, match="must be 1 or 0"):
+        env_flag("TDM_BENCH_FLAG", True)

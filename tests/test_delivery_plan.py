@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from tdm_messaging.codec import JSON_CONTENT_TYPE, TEXT_CONTENT_TYPE, encode
@@ -26,7 +26,7 @@ from tdm_messaging.delivery_plan import (
 from tdm_messaging.destinations import DELETE_REQUESTS, PACKAGE_REQUESTS, Destination
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.headers import ATTEMPT, NEXT_SEQUENCE
-from tdm_messaging.models import DeleteRequest, PackageRequest
+from tdm_messaging.models import MAX_COUNT, DeleteRequest, PackageRequest
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 RID = "0190f0a0-0000-7000-8000-000000000001"
@@ -160,9 +160,15 @@ def test_retry_delay_is_monotone_capped_and_never_negative(attempt: int, backoff
     assert retry_delay(attempt, backoff * 2) >= delay
 
 
-@given(st.text())
+@given(st.one_of(st.text(), st.from_regex(r"\A[0-9]{1,22}\Z"), st.from_regex(r"\A\s*[0-9]{1,3}\s*\Z")))
+@example("0\x1f")
+@example("\u00b2")
 def test_an_attempt_header_of_any_text_parses_to_a_positive_int(raw: str) -> None:
     value = positive_int_header(Envelope(b"", headers={ATTEMPT: raw}), ATTEMPT)
     assert value >= 1
-    if raw.strip().isascii() and raw.strip().isdigit() and int(raw) >= 1:
+    # Only a bare run of ASCII digits counts (no padding: ``int()`` would accept some, and refuse
+    # others such as "0\x1f", which ``str.strip`` removes), and only within the range replies allow.
+    if raw.isascii() and raw.isdigit() and len(raw) <= 19 and 1 <= int(raw) <= MAX_COUNT // 2:
         assert value == int(raw)
+    else:
+        assert value == 1

@@ -46,7 +46,15 @@ def update_section(group: str, text: str, path: Path = PERFORMANCE_DOC, order: S
         order: section names in the order they appear.
     """
     document = path.read_text() if path.exists() else _TITLE + "\n"
-    sections = {match["name"]: match.group(0) for match in _SECTION.finditer(document)}
+    matches = list(_SECTION.finditer(document))
+    sections = {match["name"]: match.group(0) for match in matches}
+    # Hand-written text after a section's end marker (e.g. a "###" subsection) belongs to it and
+    # stays after it; without this, any rerun of any group dropped it.
+    ends = [following.start() for following in matches[1:]] + [len(document)] * bool(matches)
+    tails = {
+        match["name"]: _strip_headings(document[match.end() : end]).strip("\n").rstrip()
+        for match, end in zip(matches, ends, strict=True)
+    }
     sections[group] = f"<!-- bench:{group}:start -->\n{text.rstrip()}\n<!-- bench:{group}:end -->"
     first = _SECTION.search(document)
     preamble = document[: first.start()] if first else document
@@ -56,6 +64,8 @@ def update_section(group: str, text: str, path: Path = PERFORMANCE_DOC, order: S
     for name in names:
         heading = _HEADINGS.get(name)
         parts.append(f"## {heading}\n\n{sections[name]}" if heading else sections[name])
+        if tails.get(name):
+            parts.append(tails[name])
     path.write_text("\n\n".join(parts) + "\n")
 
 

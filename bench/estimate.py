@@ -187,10 +187,14 @@ NOTES = """Notes on the estimate figures:
 - On a shared 2-core machine the same build's time varies 2-3x with the other work on it, between
   the warm-up and the measured job too; the median round is the row's figure, every round's error
   is shown.
-- With one fetch at a time (this tree: `Packager.fetch_concurrency = 1`) a build of small texts
-  is mostly waiting on the API, even at 0 ms (each request costs about 1 ms), so it teaches the
-  costs nothing (`MIN_CPU_SHARE`) and the estimate is the prior's with the measured latency;
-  the 256 x 256 KiB row is the one where the warm-up moved it (prior only: +25 %)."""
+- The packager fetches and deflates 8 members at once (`Packager.fetch_concurrency`) over the
+  machine's cores (2 here); the model spreads the per-byte work over `min(W, cores)` of them and
+  counts the per-member work in full (Python under the GIL), and the prior was measured that way
+  (1 ms per member, 22 ns per byte on one core). A build of small texts at 20 ms mostly waits on
+  the API, so it teaches the costs nothing (`MIN_CPU_SHARE`); at 0 ms every build teaches them.
+- Load from other work slows large texts (deflate needs the cores) more than small ones: a warm-up
+  of small texts moves the cost per byte only by a quarter of its own surprise, so a large-text
+  row taken while the load changes between the warm-up and the measured job misses most."""
 
 
 def run() -> list[Row]:

@@ -6,14 +6,14 @@ Four series, each measured at growing sizes in one run, its smallest size the ba
   queues) in a RabbitMQ vhost of the series' own, over AMQP and STOMP;
 - job: jobs/s of N docsets requested at once and polled to COMPLETE, one no-op worker, AMQP;
 - build: one docset of 10 ... 100,000 small texts through the reference packager, from the
-  local docset stub (no API latency): seconds, members/s, peak RSS;
+  local paging stub (``bench/estimate_stub.py``: the reference server's listing, 1,000 members a
+  page; no API latency): seconds, members/s, peak RSS;
 - packagers: 1 ... 4 reference-packager processes on one queue, jobs/s for a fixed set of jobs.
 
 Cost per unit (ms per poll, ms per job, ms per member, packager-seconds per job) is compared with
 the smallest size (the ratio) and with the previous size (the step); the knee is the first size
 whose step exceeds :data:`KNEE_STEP`. ``python -m bench.scaling build API_BASE DOCSET_ID WORK_DIR``
-is the build child (one packaging run, one JSON line); ``python -m bench.scaling stub`` runs the
-docset stub with ``TCP_NODELAY`` on its sockets.
+is the build child (one packaging run, one JSON line).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import itertools
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -144,7 +143,7 @@ def settings() -> Settings:
         polls=env_int("TDM_BENCH_SCALING_POLLS", 100),
         rounds=env_int("TDM_BENCH_SCALING_ROUNDS", 3),
         jobs=sizes_from_env("TDM_BENCH_SCALING_JOBS", (1, 10, 100, 1_000)),
-        build_members=sizes_from_env("TDM_BENCH_SCALING_MEMBERS", (10, 100, 1_000, 10_000, 100_000)),
+        build_members=sizes_from_env("TDM_BENCH_SCALING_MEMBERS", (10, 100, 1_000, 10_000)),
         text_bytes=env_int("TDM_BENCH_SCALING_TEXT_BYTES", 1024),
         packagers=sizes_from_env("TDM_BENCH_SCALING_PACKAGERS", (1, 2, 3, 4)),
         packager_jobs=env_int("TDM_BENCH_SCALING_PACKAGER_JOBS", 8),
@@ -562,10 +561,13 @@ def job_series(s: Settings) -> tuple[list[ScalingRow], list[Row], str]:
 
 
 class _Stub(_Process):
-    """The docset stub (``bench/docset_stub.py``) in its own process, with ``TCP_NODELAY`` set on its sockets."""
+    """``bench/estimate_stub.py`` in its own process: the reference server's paged listing, TCP_NODELAY sockets.
+
+    Docset ids are ``<tag>-<members>x<bytes>d0`` (no latency).
+    """
 
     def __init__(self) -> None:
-        super().__init__([sys.executable, "-m", "bench.scaling", "stub"])
+        super().__init__([sys.executable, "-m", "bench.estimate_stub", "0"])
         port = self.first_line()
         if not port.isdigit():
             self.stop()
@@ -597,7 +599,7 @@ def build_series(s: Settings, stub: _Stub, work: Path) -> tuple[list[ScalingRow]
         runs = 3 if members <= BUILD_RUNS_UP_TO else 1
         print(f"  build: {members:,} members of {s.text_bytes} B ({runs} run(s)) ...", flush=True)
         results = [
-            _build_once(stub.base, f"b{uuid.uuid4().hex[:4]}-{members}x{s.text_bytes}", work) for _ in range(runs)
+            _build_once(stub.base, f"b{uuid.uuid4().hex[:4]}-{members}x{s.text_bytes}d0", work) for _ in range(runs)
         ]
         seconds.append(median_of([r["seconds"] for r in results]))
         rss.append(max(r["peak_rss_kib"] for r in results) / 1024)
@@ -625,8 +627,10 @@ def build_series(s: Settings, stub: _Stub, work: Path) -> tuple[list[ScalingRow]
     note = (
         "Build: one docset through the reference packager's `Packager.package` (listing, fingerprint, BagIt zip, "
         "store) in a fresh process (`python -m bench.scaling build`), timed from the call to the stored archive "
-        "(imports outside the timed region); texts from `bench/docset_stub.py` over local HTTP. Peak RSS is the "
-        f"process's `VmHWM`. Builds of at most {BUILD_RUNS_UP_TO:,} members run 3 times (median time, highest RSS). "
+        "(imports outside the timed region); listing and texts from `bench/estimate_stub.py` over local HTTP, "
+        "listed as the reference server does (at most 1,000 members a page, the packager asks for the largest), "
+        "the API client's page limit left at its default. Peak RSS is the process's `VmHWM`. "
+        f"Builds of at most {BUILD_RUNS_UP_TO:,} members run 3 times (median time, highest RSS). "
         f"Total build time of the series: {sum(seconds):.0f} s."
     )
     return rows, summary, note
@@ -645,9 +649,7 @@ def build_child(api_base: str, docset_id: str, work_dir: str) -> int:
         def progress(self, items_done: int, items_total: int, *, eta_seconds: float | None = None) -> None:
             pass
 
-    # The stub lists a docset in one page (about 190 bytes a member): 100,000 members pass the
-    # client's default 16 MiB page limit, a limit on one page, not on the docset.
-    api = ApiClient(api_base=api_base, api_key="bench-key", max_page_bytes=1 << 30)
+    api = ApiClient(api_base=api_base, api_key="bench-key")
     storage = LocalStorage(Path(work_dir) / "archives", api_base.rstrip("/") + "/archives")
     packager = Packager(api=api, storage=storage, work_dir=work_dir)
     start = time.perf_counter()
@@ -664,26 +666,6 @@ def _peak_rss_kib() -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1])
     raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
-
-
-def stub_child() -> int:
-    """Serve the docset stub with ``TCP_NODELAY`` on accepted sockets (a no-op once the stub sets it itself).
-
-    Without it each small text waits for the client's delayed ACK (about 40 ms here: 1,000 texts
-    of 1 KiB took 44 s instead of 1.3 s), and the build series would measure that, not the packager.
-    """
-    from http.server import ThreadingHTTPServer
-
-    import bench.docset_stub as stub
-
-    class NoDelayServer(ThreadingHTTPServer):
-        def get_request(self) -> tuple[socket.socket, object]:
-            sock, address = super().get_request()
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            return sock, address
-
-    setattr(stub, "ThreadingHTTPServer", NoDelayServer)  # noqa: B010 - the stub's server class, swapped
-    return stub.main(["0"])
 
 
 # ---------------------------------------------------------------- packagers series
@@ -735,7 +717,7 @@ def packager_series(s: Settings, stub: _Stub, work: Path) -> tuple[list[ScalingR
                 try:
                     for process in processes:
                         process.wait_ready()
-                    ids = [f"p{uuid.uuid4().hex[:6]}-{shape}" for _ in range(s.packager_jobs)]
+                    ids = [f"p{uuid.uuid4().hex[:6]}-{shape}d0" for _ in range(s.packager_jobs)]
                     start = time.perf_counter()
                     for docset_id in ids:
                         client.request_package(docset_id, f"{stub.base}/api/docsets/{docset_id}")
@@ -774,7 +756,8 @@ def packager_series(s: Settings, stub: _Stub, work: Path) -> tuple[list[ScalingR
         f"one warm-up set, then {s.series_rounds} rounds, each starting every count of packagers in turn, "
         "median. Cost per unit is packager-seconds "
         "per job (packagers / jobs/s): flat while each packager adds its share, rising once they only share the "
-        "cores (2 here, also running the stub, the broker and the client)."
+        "cores (2 here, also running the stub, the broker and the client). With 8 fetches and deflates at once, "
+        "one packager already keeps both cores busy on these jobs, so a second one mostly shares them."
     )
     return rows, summary, note
 
@@ -814,23 +797,28 @@ Notes on the scaling figures:
   possible: the job and packagers sizes are taken in turn, round after round; the poll and build
   sizes cannot be (the queues or members exist or not), so they are taken one after another, the
   poll's smallest size again at the end. The poll windows alternate AMQP and STOMP.
-- The docset stub is started with `TCP_NODELAY` on its sockets: without it each small text waits
-  ~40 ms for a delayed ACK and the build series measures that (1,000 texts of 1 KiB: 44 s instead
-  of 1.3 s).
-- Build: the stub lists a docset in one page (about 190 bytes a member, 19 MB for 100,000), so the
-  build child raises the API client's page limit (16 MiB by default, a limit on one page); the
-  peak RSS of the largest builds is mostly that one parsed page, where a server paging its listing
-  keeps it flat. Each member is one HTTP request to the stub, which shares the 2 cores.
+- The stub (`bench/estimate_stub.py`, also the packagers series') sets `TCP_NODELAY` on its
+  sockets: without it each small text waits ~40 ms for a delayed ACK and the build series
+  measures that (1,000 texts of 1 KiB: 44 s instead of 1.3 s).
+- Build: the stub lists as the reference server does, at most 1,000 members a page, and the
+  packager reads the largest pages (`limit=1000`) under the API client's default page limit; the
+  listing is spooled to disk, so the peak RSS is the packager's own: it still grows with the
+  members (54 MiB at 10,000, 138 MiB at 100,000 in a run taken while this was written: about
+  0.9 KiB a member, what the build keeps per entry until the archive is closed: the zip's central
+  directory, the bag's manifests, the set of member ids seen). Each member is one HTTP request to
+  the stub, which shares the 2 cores; the packager fetches and deflates 8 at once.
 - No goals here: issue 14's goal for idle queues (poll p50 with 10,000 idle reply queues <= 1.1x
   an empty vhost) is the transport group's row, measured interleaved; this series shows the
   sizes in between, and p99.
 - Job: the client requests every docset before it polls, as a user submitting a batch would; a
   poll competes with the worker for the broker, so the series polls the oldest pending docset
   only (one worker takes them in order).
-- Length: the 100,000-member build is the longest part (223 s and 308 s in the two runs taken
-  while the group was written, the machine's load average at 7-10 from other work; the whole
-  group 11-12 minutes then, an estimated 5-6 on a quiet machine);
-  `TDM_BENCH_SCALING_MEMBERS=10,100,1000,10000` leaves it out. 10,000 jobs at once
+- Length: the default group took 3.9 minutes on the shared machine (load average ~3-4 from
+  other work), its build sizes stopping at 10,000 members (10-13 s). The 100,000-member build of
+  the issue's range took 125 s on its own with 8 concurrent fetches (223-308 s with one fetch at a
+  time), over the ~90 s the group's ~5-minute budget leaves for it, so it is not in the default:
+  `TDM_BENCH_SCALING_MEMBERS=10,100,1000,10000,100000` adds it (the series stays linear up to
+  it: ~1.25 ms a member at 10,000 and at 100,000 in that run). 10,000 jobs at once
   (`TDM_BENCH_SCALING_JOBS=1,10,100,1000,10000`) adds several minutes a round (10,000 jobs and
   reply queues at a few dozen jobs/s), so it is not in the default.
 """
@@ -851,7 +839,8 @@ def _section(s: Settings, rows: list[ScalingRow], summary: list[Row], notes: lis
         "Sizes (defaults): TDM_BENCH_SCALING_DOCSETS (1,100,1000,10000), TDM_BENCH_SCALING_POLLS (100 a window), "
         "TDM_BENCH_SCALING_ROUNDS (3 poll windows a size), TDM_BENCH_SCALING_SERIES_ROUNDS (2 rounds of the job and "
         "packagers series), TDM_BENCH_SCALING_JOBS (1,10,100,1000), TDM_BENCH_SCALING_MEMBERS "
-        "(10,100,1000,10000,100000), TDM_BENCH_SCALING_TEXT_BYTES (1024), TDM_BENCH_SCALING_PACKAGERS (1,2,3,4), "
+        "(10,100,1000,10000; 100,000 by adding it), TDM_BENCH_SCALING_TEXT_BYTES (1024), "
+        "TDM_BENCH_SCALING_PACKAGERS (1,2,3,4), "
         "TDM_BENCH_SCALING_PACKAGER_JOBS (8), TDM_BENCH_SCALING_PACKAGER_MEMBERS (128), "
         "TDM_BENCH_SCALING_PACKAGER_TEXT_KIB (64); TDM_BENCH_SCALING_SERIES picks series.  ",
         f"Knees (first step > {KNEE_STEP}x): " + "; ".join(knees) + ".",
@@ -908,12 +897,10 @@ def run() -> list[Row]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m bench.scaling [build API_BASE DOCSET_ID WORK_DIR | stub]``: a child mode, or the group."""
+    """``python -m bench.scaling [build API_BASE DOCSET_ID WORK_DIR]``: the build child, or the group."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["build"] and len(args) == 4:
         return build_child(*args[1:])
-    if args == ["stub"]:
-        return stub_child()
     if args:
         print(main.__doc__, file=sys.stderr)
         return 2

@@ -2,9 +2,12 @@
 
 Rules (docs/packager.md, "The estimate"):
 
-- A build waits on the API (``members * latency / concurrency``: each text is one response) and
-  works the CPU (``members * seconds_per_member + bytes * seconds_per_byte``). The two overlap as
-  far as the fetch concurrency lets them: ``time = fixed + max(wait, cpu) + min(wait, cpu) / W``
+- A build waits on the API (``members * latency / W``: each text is one response, ``W`` fetched
+  at once) and works the CPU: ``cpu = members * seconds_per_member + bytes * seconds_per_byte / P``.
+  The per-member part (HTTP, zip entry, ``meta.json``: Python, under the GIL) runs on one core
+  whatever ``W``; the per-byte part (deflate, hashing: zlib and hashlib release the GIL) is spread
+  over ``P = min(W, cores)`` cores (:func:`usable_cores`). The two overlap as far as the fetch
+  concurrency lets them: ``time = fixed + listing_left + max(wait, cpu) + min(wait, cpu) / W``
   (one fetch at a time, ``W = 1``: the sum; many: the larger of the two).
 - ``seconds_per_member`` and ``seconds_per_byte`` are this packager's own, learned from its recent
   builds (kept in the process): each build moves the cost it mostly consisted of (see
@@ -20,6 +23,7 @@ Everything here is pure but :class:`Estimator`, which keeps the recent builds.
 from __future__ import annotations
 
 import math
+import os
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -36,6 +40,7 @@ __all__ = [
     "cpu_seconds_of",
     "estimate_seconds",
     "fit_costs",
+    "usable_cores",
 ]
 
 MAX_MEMBERS: Final = 10**12
@@ -62,9 +67,18 @@ class Costs:
     seconds_per_byte: float
 
 
-PRIOR_COSTS: Final = Costs(seconds_per_member=0.0002, seconds_per_byte=30e-9)
-"""The first job's costs, from ``python -m bench estimate`` on a shared 2-core machine: 0.2 ms per
-member besides its request (whose round trip is the measured latency), about 33 MB/s of text."""
+PRIOR_COSTS: Final = Costs(seconds_per_member=0.001, seconds_per_byte=22e-9)
+"""The first job's costs, from ``python -m bench estimate`` on a shared 2-core machine with 8 fetches
+at once: 1 ms of wall time per member besides its request's round trip (the client's Python under
+the GIL, and the stub's share of the same cores), about 45 MB/s of text per core (90 MB/s over 2)."""
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity where the platform tells, else the CPU count)."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except (AttributeError, OSError):
+        return max(os.cpu_count() or 1, 1)
 
 
 @dataclass(frozen=True)
@@ -77,6 +91,8 @@ class Workload:
         latency_seconds: one API response's round trip, measured on the listing.
         concurrency: texts fetched at once (``W``).
         listing_seconds_left: time still to spend reading the rest of the listing.
+        cores: cores the build may use (:func:`usable_cores`); the per-byte work spreads over
+            ``min(concurrency, cores)`` of them.
     """
 
     members: int
@@ -84,6 +100,7 @@ class Workload:
     latency_seconds: float = 0.0
     concurrency: int = 1
     listing_seconds_left: float = 0.0
+    cores: int = 1
 
 
 @dataclass(frozen=True)
@@ -96,6 +113,7 @@ class Build:
         seconds: wall time of the build (first fetch to stored archive).
         latency_seconds: the API latency measured on that job's listing.
         concurrency: texts fetched at once.
+        cores: cores the build could use.
     """
 
     members: int
@@ -103,6 +121,7 @@ class Build:
     seconds: float
     latency_seconds: float = 0.0
     concurrency: int = 1
+    cores: int = 1
 
 
 def _clamp(value: float, low: float, high: float) -> float:
@@ -119,6 +138,11 @@ def _wait_seconds(members: float, latency: float, width: int) -> float:
     return members * latency / width
 
 
+def _parallel(width: int, cores: int) -> int:
+    """Cores the per-byte work is spread over: no more than the threads, nor than the cores."""
+    return max(1, min(width, cores, 4096))
+
+
 def estimate_seconds(
     work: Workload, costs: Costs, *, fixed_seconds: float = 0.2, bytes_per_member: float = PRIOR_BYTES_PER_MEMBER
 ) -> float:
@@ -133,7 +157,8 @@ def estimate_seconds(
         text = float(min(max(work.text_bytes, 0), MAX_BYTES))
     width = _width(work.concurrency)
     wait = _wait_seconds(members, _clamp(work.latency_seconds, 0.0, MAX_LATENCY_SECONDS), width)
-    cpu = members * _clamp(costs.seconds_per_member, 0.0, 60.0) + text * _clamp(costs.seconds_per_byte, 0.0, 1.0)
+    per_byte = _clamp(costs.seconds_per_byte, 0.0, 1.0) / _parallel(width, work.cores)
+    cpu = members * _clamp(costs.seconds_per_member, 0.0, 60.0) + text * per_byte
     total = (
         _clamp(fixed_seconds, 0.0, 3600.0)
         + _clamp(work.listing_seconds_left, 0.0, MAX_ESTIMATE_SECONDS)
@@ -144,7 +169,7 @@ def estimate_seconds(
 
 
 def cpu_seconds_of(build: Build, *, fixed_seconds: float = 0.2) -> float:
-    """The CPU part of a finished build: :func:`estimate_seconds`'s model solved for ``cpu`` (never negative)."""
+    """The CPU part of a finished build, wall seconds: the model of ``estimate_seconds`` solved for ``cpu`` (>= 0)."""
     width = _width(build.concurrency)
     spent = max(build.seconds - fixed_seconds, 0.0)
     wait = _wait_seconds(float(max(build.members, 0)), _clamp(build.latency_seconds, 0.0, MAX_LATENCY_SECONDS), width)
@@ -175,7 +200,8 @@ def fit_costs(
             # noise of one latency measurement times the member count. It teaches nothing.
             continue
         per_members = float(min(build.members, MAX_MEMBERS)) * prior.seconds_per_member
-        per_bytes = float(min(max(build.text_bytes, 0), MAX_BYTES)) * prior.seconds_per_byte
+        parallel = _parallel(_width(build.concurrency), build.cores)
+        per_bytes = float(min(max(build.text_bytes, 0), MAX_BYTES)) * prior.seconds_per_byte / parallel
         share = per_members / (per_members + per_bytes)
         ratio = math.log(cpu / (per_members + per_bytes))
         for i, weight in enumerate((share + (1 - share) / 4, (1 - share) + share / 4)):

@@ -18,7 +18,7 @@ from examples.packager.api import ApiClient, DocsetPage, Member
 from examples.packager.bag import BagWriter
 from examples.packager.deflate import Deflated, Deflater
 from examples.packager.errors import DeleteRefusedError, FetchError, LimitError, UnsafeUrlError
-from examples.packager.estimate import Build, Estimator, Workload
+from examples.packager.estimate import Build, Estimator, Workload, usable_cores
 from examples.packager.faults import maybe_die
 from examples.packager.limits import Cancel, JobInterrupted, Limits, describe_count
 from examples.packager.listing_meter import ListingMeter
@@ -115,6 +115,8 @@ class Packager:
         self._secret = secret if secret is not None else load_secret(storage)
         self.fetch_concurrency = fetch_concurrency
         """Texts fetched at once (the estimate's ``W``)."""
+        self.cores = usable_cores()
+        """Cores this process may use (the estimate spreads the per-byte work over ``min(W, cores)``)."""
         self._current: Cancel | None = None
         self._stopping = False
         self._meter = ListingMeter(clock)
@@ -377,6 +379,7 @@ class Packager:
                 latency_seconds=latency,
                 concurrency=self.fetch_concurrency,
                 listing_seconds_left=self._meter.seconds_left(members),
+                cores=self.cores,
             )
         )
 
@@ -393,6 +396,7 @@ class Packager:
                 seconds=seconds,
                 latency_seconds=self._meter.last_latency,
                 concurrency=self.fetch_concurrency,
+                cores=self.cores,
             )
         )
 

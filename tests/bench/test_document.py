@@ -64,6 +64,23 @@ def test_order_is_independent_of_the_order_groups_ran(first: list[str], reruns: 
         assert doc.read_text() == once
 
 
+def test_hand_written_text_after_a_section_stays_with_it(tmp_path: Path) -> None:
+    doc = tmp_path / "performance.md"
+    for group in SECTION_ORDER:
+        update_section(group, f"{group} old", doc)
+    text = doc.read_text().replace(
+        "<!-- bench:transport:end -->", "<!-- bench:transport:end -->\n\n### STOMP frames\n\nCounted by hand.\n"
+    )
+    doc.write_text(text)
+    update_section("scaling", "scaling new", doc)
+    update_section("transport", "transport new", doc)
+    update_section("transport", "transport new", doc)
+    text = doc.read_text()
+    assert text.count("### STOMP frames\n\nCounted by hand.") == 1
+    assert text.index("transport new") < text.index("### STOMP frames") < text.index("## Against Celery")
+    assert _order(text) == list(SECTION_ORDER)
+
+
 def test_summary_states_goals_met_and_missed() -> None:
     row = Row("thing", 2.0, 1.0, "x/s", True, ">= 1.5x", True, "cmd", "base")
     miss = Row("other", 1.0, 2.0, "x/s", True, ">= 1.5x", False, "cmd", "base")

@@ -186,7 +186,7 @@ def test_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.series == SERIES
     assert s.poll_docsets == (1, 100, 1_000, 10_000)
     assert s.jobs == (1, 10, 100, 1_000)
-    assert s.build_members == (10, 100, 1_000, 10_000, 100_000)
+    assert s.build_members == (10, 100, 1_000, 10_000)
     assert s.packagers == (1, 2, 3, 4)
     assert (s.packager_jobs, s.packager_job_members, s.packager_text_kib, s.text_bytes) == (8, 128, 64, 1024)
     assert (s.polls, s.rounds, s.series_rounds) == (100, 3, 2)

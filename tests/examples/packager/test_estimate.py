@@ -21,6 +21,7 @@ from examples.packager.estimate import (
     cpu_seconds_of,
     estimate_seconds,
     fit_costs,
+    usable_cores,
 )
 from examples.packager.listing_meter import LISTING_SECONDS_PER_MEMBER, ListingMeter
 from examples.packager.packaging import Packager
@@ -34,6 +35,9 @@ members = st.integers(min_value=0, max_value=10**9)
 sizes = st.one_of(st.none(), st.integers(min_value=0, max_value=1 << 50))
 latencies = st.floats(min_value=0, max_value=5)
 widths = st.integers(min_value=1, max_value=64)
+cores = st.integers(min_value=1, max_value=64)
+setups = st.tuples(widths, cores)
+"""(W, cores): texts fetched at once, cores to run on."""
 hostile_ints = st.one_of(st.integers(), st.just(10**400), st.just(-(10**400)))
 hostile_floats = st.floats(allow_nan=True, allow_infinity=True)
 
@@ -45,34 +49,61 @@ def est(**kwargs: object) -> float:
 # --- the model --------------------------------------------------------------------------------
 
 
-@given(members, members, sizes, latencies, widths)
-def test_monotone_in_members(a: int, b: int, text: int | None, latency: float, width: int) -> None:
+@given(members, members, sizes, latencies, setups)
+def test_monotone_in_members(a: int, b: int, text: int | None, latency: float, setup: tuple[int, int]) -> None:
+    width, core = setup
     low, high = sorted((a, b))
-    assert est(members=low, text_bytes=text, latency_seconds=latency, concurrency=width) <= est(
-        members=high, text_bytes=text, latency_seconds=latency, concurrency=width
+    assert est(members=low, text_bytes=text, latency_seconds=latency, concurrency=width, cores=core) <= est(
+        members=high, text_bytes=text, latency_seconds=latency, concurrency=width, cores=core
     )
 
 
-@given(members, st.integers(min_value=0, max_value=1 << 55), st.integers(min_value=0, max_value=1 << 55), latencies)
-def test_monotone_in_bytes(n: int, a: int, b: int, latency: float) -> None:
+@given(
+    members,
+    st.integers(min_value=0, max_value=1 << 55),
+    st.integers(min_value=0, max_value=1 << 55),
+    latencies,
+    setups,
+)
+def test_monotone_in_bytes(n: int, a: int, b: int, latency: float, setup: tuple[int, int]) -> None:
+    width, core = setup
     low, high = sorted((a, b))
-    assert est(members=n, text_bytes=low, latency_seconds=latency) <= est(
-        members=n, text_bytes=high, latency_seconds=latency
+    assert est(members=n, text_bytes=low, latency_seconds=latency, concurrency=width, cores=core) <= est(
+        members=n, text_bytes=high, latency_seconds=latency, concurrency=width, cores=core
     )
 
 
-@given(members, sizes, latencies, latencies, widths)
-def test_monotone_in_latency(n: int, text: int | None, a: float, b: float, width: int) -> None:
+@given(members, sizes, latencies, latencies, setups)
+def test_monotone_in_latency(n: int, text: int | None, a: float, b: float, setup: tuple[int, int]) -> None:
+    width, core = setup
     low, high = sorted((a, b))
-    assert est(members=n, text_bytes=text, latency_seconds=low, concurrency=width) <= est(
-        members=n, text_bytes=text, latency_seconds=high, concurrency=width
+    assert est(members=n, text_bytes=text, latency_seconds=low, concurrency=width, cores=core) <= est(
+        members=n, text_bytes=text, latency_seconds=high, concurrency=width, cores=core
     )
 
 
-@given(hostile_ints, hostile_ints, hostile_floats, hostile_ints, hostile_floats)
-def test_positive_and_finite_whatever_the_input(n: int, text: int, latency: float, width: int, left: float) -> None:
+@given(members, st.integers(min_value=0, max_value=1 << 50), latencies, widths, st.tuples(cores, cores))
+def test_more_cores_never_slower(n: int, text: int, latency: float, width: int, two: tuple[int, int]) -> None:
+    few, many = sorted(two)
+    assert est(members=n, text_bytes=text, latency_seconds=latency, concurrency=width, cores=many) <= est(
+        members=n, text_bytes=text, latency_seconds=latency, concurrency=width, cores=few
+    )
+
+
+@given(hostile_ints, hostile_ints, hostile_floats, st.tuples(hostile_ints, hostile_ints), hostile_floats)
+def test_positive_and_finite_whatever_the_input(
+    n: int, text: int, latency: float, setup: tuple[int, int], left: float
+) -> None:
+    width, core = setup
     value = estimate_seconds(
-        Workload(members=n, text_bytes=text, latency_seconds=latency, concurrency=width, listing_seconds_left=left),
+        Workload(
+            members=n,
+            text_bytes=text,
+            latency_seconds=latency,
+            concurrency=width,
+            listing_seconds_left=left,
+            cores=core,
+        ),
         COSTS,
     )
     assert math.isfinite(value)
@@ -94,12 +125,32 @@ def test_the_parts_of_the_model() -> None:
     assert est(members=10, text_bytes=0, listing_seconds_left=3.0) == pytest.approx(3.2)
 
 
-@given(st.integers(min_value=0, max_value=10**6), st.integers(min_value=0, max_value=1 << 40), latencies, widths)
-def test_cpu_seconds_of_inverts_the_model(n: int, text: int, latency: float, width: int) -> None:
-    work = Workload(members=n, text_bytes=text, latency_seconds=latency, concurrency=width)
+def test_the_bytes_spread_over_the_cores_the_members_do_not() -> None:
+    # 8 threads on 2 cores: the per-byte part (deflate, hashing) halves, the per-member part (Python) does not.
+    one = est(members=1000, text_bytes=1000 * 20_000, concurrency=8, cores=1)
+    two = est(members=1000, text_bytes=1000 * 20_000, concurrency=8, cores=2)
+    assert one == pytest.approx(0.2 + 1.0 + 0.4)
+    assert two == pytest.approx(0.2 + 1.0 + 0.2)
+    # Never over more cores than threads: one fetch at a time uses one core however many there are.
+    assert est(members=1000, text_bytes=1000 * 20_000, concurrency=1, cores=16) == pytest.approx(one)
+    assert est(members=4, text_bytes=64 * MIB, concurrency=8, cores=4) == pytest.approx(
+        0.2 + 0.004 + 64 * MIB * 20e-9 / 4, abs=0.05
+    )
+
+
+def test_usable_cores_is_at_least_one() -> None:
+    assert usable_cores() >= 1
+
+
+@given(st.integers(min_value=0, max_value=10**6), st.integers(min_value=0, max_value=1 << 40), latencies, setups)
+def test_cpu_seconds_of_inverts_the_model(n: int, text: int, latency: float, setup: tuple[int, int]) -> None:
+    width, core = setup
+    work = Workload(members=n, text_bytes=text, latency_seconds=latency, concurrency=width, cores=core)
     seconds = estimate_seconds(work, COSTS)
-    cpu = cpu_seconds_of(Build(members=n, text_bytes=text, seconds=seconds, latency_seconds=latency, concurrency=width))
-    assert cpu == pytest.approx(n * 0.001 + text * 20e-9, rel=0.02, abs=0.1 * width)
+    build = Build(members=n, text_bytes=text, seconds=seconds, latency_seconds=latency, concurrency=width, cores=core)
+    cpu = cpu_seconds_of(build)
+    # In wall seconds: the bytes' part over min(W, cores) cores.
+    assert cpu == pytest.approx(n * 0.001 + text * 20e-9 / min(width, core), rel=0.02, abs=0.1 * width)
 
 
 # --- learning ---------------------------------------------------------------------------------
@@ -146,6 +197,27 @@ def test_the_fit_learns_through_latency() -> None:
     fitted = fit_costs(builds_at(scaled(2, 2), SHAPES, latency=0.02), prior_weight=0.0)
     assert fitted.seconds_per_member == pytest.approx(2 * PRIOR_COSTS.seconds_per_member, rel=0.02)
     assert fitted.seconds_per_byte == pytest.approx(2 * PRIOR_COSTS.seconds_per_byte, rel=0.02)
+
+
+def test_concurrent_builds_on_two_cores_are_learned() -> None:
+    """8 fetches at once on 2 cores: the bytes' part took half its one-core time, and the fit knows it."""
+    slower = scaled(3, 3)
+    builds = [
+        Build(
+            members=n,
+            text_bytes=b,
+            seconds=0.2 + n * slower.seconds_per_member + b * slower.seconds_per_byte / 2,
+            concurrency=8,
+            cores=2,
+        )
+        for n, b in SHAPES * 3
+    ]
+    fitted = fit_costs(builds, prior_weight=0.0)
+    assert fitted.seconds_per_member == pytest.approx(slower.seconds_per_member, rel=0.01)
+    assert fitted.seconds_per_byte == pytest.approx(slower.seconds_per_byte, rel=0.01)
+    # Read as if on one core, the same builds would say the bytes cost half as much: the cores matter.
+    as_one_core = fit_costs([Build(b.members, b.text_bytes, b.seconds, concurrency=8) for b in builds], prior_weight=0)
+    assert as_one_core.seconds_per_byte < 0.7 * slower.seconds_per_byte
 
 
 def test_builds_that_mostly_waited_teach_nothing() -> None:

@@ -36,7 +36,7 @@ from tdm_messaging.destinations import reply_queue
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.errors import DecodeError
 from tdm_messaging.models import LEGACY_REQUEST_ID, Message, PackageRequest
-from tdm_messaging.status import DocsetStatus, compact, fold
+from tdm_messaging.status import DocsetStatus, fold_and_compact
 from tdm_messaging.tracing import trace_of, with_trace
 
 __all__ = ["BatchAction", "DeadLetter", "PollPlan", "attribute_legacy_replies", "plan_poll"]
@@ -125,12 +125,12 @@ def plan_poll(
         decoded.append(message)
         read_at.append(index)
     messages = attribute_legacy_replies(decoded)
-    status = fold(messages, docset_id)
-    # compact() returns the very objects it kept, in input order: map them back to what was read.
+    status, kept = fold_and_compact(messages, docset_id)
+    # The compaction holds the very objects it kept, in input order: map them back to what was read.
     position = {id(message): at for message, at in zip(messages, read_at, strict=True)}
     keep: list[int] = []
     resend: list[Envelope] = []
-    for message in compact(messages, docset_id):
+    for message in kept:
         at = position[id(message)]
         written = with_trace(encode(message, content_type), trace_of(envelopes[at].headers))
         if queue_expiry and written == envelopes[at]:

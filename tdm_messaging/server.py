@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -110,13 +110,10 @@ class PackagingClient:
     def _notify(self, event: Event) -> None:
         notify_safely(self._observer, event)
 
-    @contextmanager
-    def _span(self, name: str, kind: SpanKind, docset_id: str) -> Iterator[TraceContext | None]:
+    def _span(self, name: str, kind: SpanKind, docset_id: str) -> AbstractContextManager[TraceContext | None]:
         if self._tracer is None:
-            yield None
-            return
-        with self._tracer.span(SpanStart(name, kind, attributes={"tdm.docset_id": docset_id})) as trace:
-            yield trace
+            return nullcontext()  # no tracer: no span, and none of a span's plumbing
+        return self._tracer.span(SpanStart(name, kind, attributes={"tdm.docset_id": docset_id}))
 
     def prepare(self, docset_id: str) -> None:
         """Create the docset's reply queue ahead of its first request (e.g. when the docset is created).
@@ -197,7 +194,8 @@ class PackagingClient:
                 self._repair(request, envelope, exc)
                 raise
         logger.info("requested package of docset %s (request %s)", docset_id, request.request_id, extra=fields)
-        self._notify(PackageRequested(docset_id, request.request_id))
+        if self._observer is not None:
+            self._notify(PackageRequested(docset_id, request.request_id))
         # The fold of anything older plus this newer request is the fold of the request alone.
         return Requested(request, fold([request], docset_id))
 
@@ -299,26 +297,28 @@ class PackagingClient:
                 batch.ack()
             else:
                 batch.release()
-        logger.debug(
-            "polled docset %s: %d read, %d re-sent, %d dead-lettered, state %s (%s)",
-            docset_id,
-            len(batch.envelopes),
-            len(plan.resend),
-            len(plan.dead_letters),
-            plan.status.state.value,
-            plan.action.value,
-            extra={"docset_id": docset_id, "request_id": plan.status.request_id},
-        )
-        self._notify(
-            Polled(
+        if logger.isEnabledFor(logging.DEBUG):  # no record's arguments built when nobody reads them
+            logger.debug(
+                "polled docset %s: %d read, %d re-sent, %d dead-lettered, state %s (%s)",
                 docset_id,
-                plan.status.state,
-                read=len(batch.envelopes),
-                resent=len(plan.resend),
-                dead_lettered=len(plan.dead_letters),
-                duration_seconds=time.monotonic() - started,
+                len(batch.envelopes),
+                len(plan.resend),
+                len(plan.dead_letters),
+                plan.status.state.value,
+                plan.action.value,
+                extra={"docset_id": docset_id, "request_id": plan.status.request_id},
             )
-        )
+        if self._observer is not None:
+            self._notify(
+                Polled(
+                    docset_id,
+                    plan.status.state,
+                    read=len(batch.envelopes),
+                    resent=len(plan.resend),
+                    dead_lettered=len(plan.dead_letters),
+                    duration_seconds=time.monotonic() - started,
+                )
+            )
         return plan.status
 
     def _settle(self, batch: Batch, keep: tuple[int, ...], queue: Destination) -> None:

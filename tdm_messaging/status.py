@@ -20,7 +20,7 @@ from tdm_messaging.models import (
     Progress,
 )
 
-__all__ = ["DocsetStatus", "State", "compact", "fold"]
+__all__ = ["DocsetStatus", "State", "compact", "fold", "fold_and_compact"]
 
 
 class State(enum.Enum):
@@ -133,7 +133,7 @@ class DocsetStatus:
         return cls(docset_id, State.UNKNOWN, None, None, None, None, None, None, None)
 
 
-_Key = tuple[int, int, datetime, tuple[object, ...]]
+_CheapKey = tuple[int, int, datetime]
 _M = TypeVar("_M", bound=MessageBase)
 
 
@@ -145,17 +145,27 @@ class _Selection:
 
 
 def _state_of(message: MessageBase) -> State | None:
-    for cls, state in _STATE_OF.items():
+    state = _STATE_OF.get(type(message))
+    if state is not None:
+        return state
+    for cls, state in _STATE_OF.items():  # a subclass of a known kind
         if isinstance(message, cls):
             return state
     return None  # DeleteRequest, or a type this fold does not know
 
 
-def _key(message: MessageBase) -> _Key:
-    # A total order over distinct messages: the fields settle what sequence and time leave tied.
-    # Keys are compared only within one kind, so the leading items_done is 0 for every other kind.
+def _cheap_key(message: MessageBase) -> _CheapKey:
+    # With _tie_break, a total order over distinct messages: the fields settle what sequence and time
+    # leave tied. Keys are compared only within one kind, so the leading items_done is 0 for every other kind.
     items_done = message.items_done if isinstance(message, Progress) else 0
-    return (items_done, message.sequence, message.timestamp, _tie_break(message))
+    return (items_done, message.sequence, message.timestamp)
+
+
+def _beats(message: MessageBase, cheap: _CheapKey, held: MessageBase, held_cheap: _CheapKey) -> bool:
+    """Whether ``message`` ranks above ``held`` of its kind; the tie-break over every field is built only on a tie."""
+    if cheap != held_cheap:
+        return cheap > held_cheap
+    return _tie_break(message) > _tie_break(held)
 
 
 def _tie_break(message: MessageBase) -> tuple[object, ...]:
@@ -184,15 +194,15 @@ def _select(messages: Sequence[MessageBase], docset_id: str) -> _Selection:
     if issued:
         relevant = [item for item in relevant if item[1].request_id in issued or isinstance(item[1], Deleted)]
     current = max(message.request_id for _, message, _ in relevant)
-    best: dict[State, tuple[_Key, int, MessageBase]] = {}
+    best: dict[State, tuple[_CheapKey, int, MessageBase]] = {}
     for index, message, state in relevant:
         if message.request_id != current:
             continue
-        key = _key(message)
+        cheap = _cheap_key(message)
         held = best.get(state)
         # Strictly greater: among equal messages the first occurrence is kept, so compact() is stable.
-        if held is None or key > held[0]:
-            best[state] = (key, index, message)
+        if held is None or _beats(message, cheap, held[2], held[0]):
+            best[state] = (cheap, index, message)
     state = max(best, key=_RANK.__getitem__)
     keep = _KEEPS[state]
     witnesses = {s: (index, message) for s, (_, index, message) in best.items() if s in keep}
@@ -230,7 +240,10 @@ def fold(messages: Iterable[Message], docset_id: str) -> DocsetStatus:
     Raises:
         InvalidDestinationError: ``docset_id`` is not a valid docset id.
     """
-    selection = _select(list(messages), docset_id)
+    return _status_of(_select(list(messages), docset_id), docset_id)
+
+
+def _status_of(selection: _Selection, docset_id: str) -> DocsetStatus:
     if selection.state is State.UNKNOWN:
         return DocsetStatus.unknown(docset_id)
     request = _witness(selection, State.REQUESTED, PackageRequest)
@@ -269,3 +282,15 @@ def compact(messages: Iterable[Message], docset_id: str) -> list[Message]:
     items = list(messages)
     positions = {index for index, _ in _select(items, docset_id).witnesses.values()}
     return [message for index, message in enumerate(items) if index in positions]
+
+
+def fold_and_compact(messages: Iterable[Message], docset_id: str) -> tuple[DocsetStatus, list[Message]]:
+    """``(fold(messages, docset_id), compact(messages, docset_id))`` from one selection (what a poll needs).
+
+    Raises:
+        InvalidDestinationError: ``docset_id`` is not a valid docset id.
+    """
+    items = list(messages)
+    selection = _select(items, docset_id)
+    positions = {index for index, _ in selection.witnesses.values()}
+    return _status_of(selection, docset_id), [message for index, message in enumerate(items) if index in positions]

@@ -45,7 +45,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 from pydantic import ValidationError
 
@@ -222,11 +222,17 @@ class PackagerWorker:
         request = plan.request
         kind = JobKind.PACKAGE if isinstance(request, PackageRequest) else JobKind.DELETE
         attempt = plan.attempt
-        self._notify(JobStarted(kind, request.docset_id, request.request_id, attempt, delivery.redelivered))
+        if self._observer is not None:  # no observer: no event built
+            self._notify(JobStarted(kind, request.docset_id, request.request_id, attempt, delivery.redelivered))
         started = time.monotonic()
         outcome = JobOutcome.INTERRUPTED
         try:
-            with self._job_span(kind, request, attempt, trace_of(envelope.headers)) as trace:
+            parent = trace_of(envelope.headers)
+            # No tracer: the request's trace passes on unchanged, without a span's plumbing.
+            span: AbstractContextManager[TraceContext | None] = (
+                nullcontext(parent) if self._tracer is None else self._job_span(kind, request, attempt, parent)
+            )
+            with span as trace:
                 if not self._transport.capabilities.reply_queue_on_send:
                     self._prepare_reply_queue(request)
                 if isinstance(request, PackageRequest):
@@ -240,8 +246,9 @@ class PackagerWorker:
             self._dead_letter(envelope, source, f"the broker refused a send for docset {request.docset_id}: {exc}")
             self._refused.remember(plan.refusal_key)
         finally:
-            duration = time.monotonic() - started
-            self._notify(JobEnded(kind, request.docset_id, request.request_id, attempt, outcome, duration))
+            if self._observer is not None:
+                duration = time.monotonic() - started
+                self._notify(JobEnded(kind, request.docset_id, request.request_id, attempt, outcome, duration))
 
     @contextmanager
     def _job_span(
@@ -287,12 +294,13 @@ class PackagerWorker:
         next_sequence: int,
         trace: TraceContext | None,
     ) -> JobOutcome:
-        reporter = ReplyReporter(
-            request,
-            next_sequence,
-            clock=self._clock,
-            reply=lambda message, confirm: self._reply(request, message, confirm=confirm, trace=trace),
-        )
+        queue = reply_queue(request.docset_id)  # checked once per job, not once per reply
+
+        def reply(message: Message, confirm: bool) -> None:
+            envelope = with_trace(encode(message, self._content_type), trace)
+            self._transport.send(queue, envelope, persistent=True, confirm=confirm)
+
+        reporter = ReplyReporter(request, next_sequence, clock=self._clock, reply=reply)
         fields = _log_fields(request, attempt)
         logger.info(
             "package job for docset %s (request %s, attempt %d/%d)",

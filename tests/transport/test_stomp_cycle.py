@@ -21,7 +21,7 @@ from tests.conftest import broker_url
 pytest.importorskip("stomp")
 
 from tdm_messaging.transport.stomp.backend import StompTransport
-from tdm_messaging.transport.stomp.link import StompLink
+from tdm_messaging.transport.stomp.link import EARLY_READS, StompLink
 from tdm_messaging.transport.stomp.settings import parse_stomp_url
 
 BROKERS = ("rabbitmq-stomp", "activemq-stomp")
@@ -249,3 +249,37 @@ def test_a_refused_anchor_turns_anchors_off() -> None:
         0, "", BrokerRefusedError("x"), "access_refused ACCESS_REFUSED - access to queue 'amq.gen-abc' refused"
     )
     assert not link.anchors
+
+
+def test_reads_end_their_subscription_early_only_after_a_late_delivery() -> None:
+    link = StompLink(parse_stomp_url("stomp://h/?dialect=rabbitmq"))
+    assert [link.unsubscribe_early() for _ in range(3)] == [False, False, False]
+    link.late += 1  # a delivery reached a finished read: messages are arriving
+    assert all(link.unsubscribe_early() for _ in range(EARLY_READS))
+    assert not link.unsubscribe_early()
+    link.late += 2
+    assert link.unsubscribe_early()
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("early", [False, True], ids=["settle-unsubscribes", "early-unsubscribe"])
+def test_rabbitmq_reads_settle_the_same_either_way(early: bool) -> None:
+    """Whether a read ends its subscription at once or in its settlement, settle, ack and release keep
+    every message that is not acknowledged, including one sent while the read is held."""
+    d = _fresh()
+    with StompTransport.from_url(_url("rabbitmq-stomp")) as t:
+        if early:
+            t._link.early_until = 1_000_000
+        t.send_many([(d, Envelope(body)) for body in (b"a", b"b", b"c")], confirm=True)
+        with t.read(d) as batch:
+            assert (batch._unsubscribed is not None) is early  # type: ignore[attr-defined]
+            batch.settle([2])
+        with StompTransport.from_url(broker_url("rabbitmq-stomp")) as other:
+            assert _bodies(other, d) == [b"c"]
+        with t.read(d) as batch:
+            t.send(d, Envelope(b"meanwhile"), confirm=True)
+            batch.ack()
+        with t.read(d) as batch:
+            batch.release()
+        assert _bodies(t, d, ack=True) == [b"meanwhile"]
+        assert t.connection_count == 1

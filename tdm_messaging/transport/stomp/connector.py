@@ -82,10 +82,11 @@ class Listener:
             self._link.on_message(self.generation, frame.headers, frame.body)
 
     def on_receipt(self, frame: Any) -> None:
+        if self._link is not None:  # a link's receipts are awaited through the link alone
+            self._link.on_receipt(str(frame.headers.get("receipt-id", "")), None)
+            return
         self.receipted = True
         self.answered.set()
-        if self._link is not None:
-            self._link.on_receipt(str(frame.headers.get("receipt-id", "")), None)
 
     def on_error(self, frame: Any) -> None:
         body = frame.body.decode("utf-8", "replace") if isinstance(frame.body, bytes) else str(frame.body)

@@ -37,7 +37,7 @@ def consume_queues(
     """Run :meth:`StompTransport.consume` (arguments checked by the caller); raises what it documents."""
     dialect = link.dialect
     assert dialect is not None  # the link is connected
-    inbox: queue.Queue[Item] = queue.Queue()
+    inbox: queue.SimpleQueue[Item] = queue.SimpleQueue()
     subs: dict[str, Subscription] = {}
     for destination in destinations:
         headers = queue_headers(destination, link.settings, dialect)
@@ -95,7 +95,7 @@ def _deliver(link: StompLink, frame: Frame, subs: dict[str, Subscription], handl
         log.warning("could not acknowledge a delivery from %s (%s); it comes again", sub.destination, exc)
 
 
-def _end(link: StompLink, subs: dict[str, Subscription], inbox: queue.Queue[Item], unacked: int) -> None:
+def _end(link: StompLink, subs: dict[str, Subscription], inbox: queue.SimpleQueue[Item], unacked: int) -> None:
     with link.lock:
         for sub_id in subs:
             link.inboxes.pop(sub_id, None)

@@ -134,7 +134,10 @@ def header_frame(command: str, headers: dict[str, str]) -> bytes:
     Several of them joined are written at once: one socket write for a read's whole settlement
     instead of one per frame through stomp.py (its per-frame work and a system call each).
     """
-    text = "".join([f"{_escape(name)}:{_escape(value)}\n" for name, value in sorted(headers.items())])
+    pairs = sorted(headers.items())
+    text = "".join([f"{name}:{value}\n" for name, value in pairs])
+    if text.count(":") != len(pairs) or text.count("\n") != len(pairs) or "\\" in text or "\r" in text:
+        text = "".join([f"{_escape(name)}:{_escape(value)}\n" for name, value in pairs])  # as send_frame
     return b"".join((command.encode("ascii"), b"\n", text.encode("utf-8", "replace"), b"\n\x00"))
 
 
@@ -240,8 +243,19 @@ def envelope_from_headers(headers: Mapping[str, str], body: bytes) -> Envelope:
     says "not given", and the codec guesses the format from the body (docs/protocol.md § 3).
     """
     content_type = headers.get("content-type") or ""
-    app = {name.lower(): value for name, value in headers.items() if not _is_broker_header(name.lower())}
+    app = {}
+    for name, value in headers.items():
+        lowered = _application_header(name)
+        if lowered is not None:
+            app[lowered] = value
     return Envelope(body, content_type, MappingProxyType(app))
+
+
+@lru_cache(maxsize=1024)
+def _application_header(name: str) -> str | None:
+    """``name`` lower-cased if it is an application header, else ``None`` (the same few names recur)."""
+    lowered = name.lower()
+    return None if _is_broker_header(lowered) else lowered
 
 
 def is_late_delivery(message: str, receipt_id: object) -> bool:

@@ -23,6 +23,7 @@ from tdm_messaging.errors import (
 )
 from tdm_messaging.transport.stomp.connector import Listener, connect, disconnect, drop, write_frame
 from tdm_messaging.transport.stomp.dialect import Dialect
+from tdm_messaging.transport.stomp.frames import header_frame
 from tdm_messaging.transport.stomp.routes import RouteBook, queue_of_refusal
 from tdm_messaging.transport.stomp.settings import StompSettings
 from tdm_messaging.transport.stomp.translate import DRIVER_ERRORS, ErrorFrame, unavailable
@@ -78,6 +79,9 @@ def _done() -> Receipt:
 
 _DONE = _done()
 
+EARLY_READS = 64
+"""Reads after a late delivery that end their subscription early (see :meth:`StompLink.unsubscribe_early`)."""
+
 _ANCHOR = "tdm-anchor"
 """The id of a RabbitMQ connection's cumulative anchor subscription (see ``StompLink._nack_all``)."""
 _ANCHOR_ONE = "tdm-anchor-one"
@@ -127,7 +131,7 @@ class StompLink:
         self.closed = False
         self.dialect: Dialect | None = settings.dialect
         self.server = ""
-        self.inboxes: dict[str, queue.Queue[Item]] = {}
+        self.inboxes: dict[str, queue.SimpleQueue[Item]] = {}
         self.consumers: dict[str, Subscription] = {}
         self.receipts: dict[str, Receipt] = {}
         self.pending_error: ErrorFrame | None = None
@@ -142,6 +146,9 @@ class StompLink:
         self.routes = RouteBook(settings.reply_ttl)
         self.cluster = bool(settings.failover or settings.quorum)
         self.anchors = True  # RabbitMQ: anchor subscriptions allowed (False once refused; see on_error)
+        self.reads = 0  # reads collected on this link, ever (see unsubscribe_early)
+        self.late_seen = 0  # ``late`` when unsubscribe_early last looked
+        self.early_until = 0  # reads before this count end their subscription early
 
     # ------------------------------------------------------------------ connecting
     def open(self) -> None:
@@ -257,6 +264,26 @@ class StompLink:
                 self.given_back += stuck
                 return
         self.recycle(generation, f"{stuck} deliveries that came after a read's marker")
+
+    def unsubscribe_early(self) -> bool:
+        """Whether the read collected now should end its subscription at once (RabbitMQ), not at settlement.
+
+        Early: an UNSUBSCRIBE with a receipt as soon as the marker came, awaited at settlement, so
+        every delivery that raced the marker is in the inbox and given back by the settlement's
+        NACKs; a frame and a receipt more per read. At settlement: the UNSUBSCRIBE goes in the
+        settlement's one write (BEGIN, ACK/NACK, UNSUBSCRIBE, COMMIT), one write and one receipt
+        per read, but a message published to the queue while the read settles may reach the ended
+        subscription (a *late* delivery: held on the connection until given back, and a read
+        meanwhile reads again). So: early for :data:`EARLY_READS` reads after any late delivery on
+        this link (messages are arriving: a job in flight), at settlement otherwise (an idle
+        queue, e.g. a finished status). Both settle the same messages the same way.
+        """
+        self.reads += 1
+        late = self.late
+        if late != self.late_seen:
+            self.late_seen = late
+            self.early_until = self.reads + EARLY_READS - 1  # this read and the next EARLY_READS - 1
+        return self.reads <= self.early_until
 
     def anchor_individual(self, conn: Any) -> None:
         """SUBSCRIBE the individual anchor (see :func:`anchored`) on ``conn`` unless this connection has it.
@@ -484,9 +511,11 @@ class StompLink:
             current = frame.generation == self.generation and self.connected
         if not current:
             return False
-        frame_ack_id = ack_id(frame)
+        headers = {"id": ack_id(frame)}
+        if receipt is not None:
+            headers["receipt"] = receipt
         self.transmit(
-            lambda conn: conn.ack(frame_ack_id, receipt=receipt),
+            header_frame("ACK", headers),  # the bytes stomp.py would write, without its per-frame work
             "acknowledgement",
             receipt=receipt,
             generation=frame.generation,

@@ -11,9 +11,12 @@ ACKs of what goes (and of the read's own marker) inside the transaction; on Rabb
 (requeue) of what stays, and of any delivery that came after the marker, inside it too;
 UNSUBSCRIBE; COMMIT with a receipt. ACKs and NACKs are accepted only while the subscription exists
 but take effect at COMMIT, so the read is settled atomically and nothing after the UNSUBSCRIBE
-reaches it. ActiveMQ gives back at UNSUBSCRIBE what was not acknowledged (it would dead-letter a
-NACK), so there the COMMIT comes first and the UNSUBSCRIBE carries a receipt too. A crash before
-COMMIT applies nothing: the broker gives everything back when the connection closes.
+reaches it. On RabbitMQ the UNSUBSCRIBE goes either in that write (an idle queue: one write and
+one receipt per settlement) or, while messages are arriving, as soon as the marker came, with a
+receipt, so no delivery reaches the read after its settlement (see ``StompLink.unsubscribe_early``).
+ActiveMQ gives back at UNSUBSCRIBE what was not acknowledged (it would dead-letter a NACK), so there
+the COMMIT comes first and the UNSUBSCRIBE carries a receipt too. A crash before COMMIT applies
+nothing: the broker gives everything back when the connection closes.
 """
 
 from __future__ import annotations
@@ -121,7 +124,7 @@ def read_queue(link: StompLink, target: Target, limit: int) -> StompBatch:
     """
     marker = uuid.uuid4().hex
     sub_id = f"tdm-read-{marker}"
-    inbox: queue.Queue[Item] = queue.Queue()
+    inbox: queue.SimpleQueue[Item] = queue.SimpleQueue()
     with link.lock:
         link.inboxes[sub_id] = inbox
         # Held from the start: a held delivery must not re-open the connection under a read
@@ -154,7 +157,7 @@ def read_queue(link: StompLink, target: Target, limit: int) -> StompBatch:
     return batch
 
 
-def _collect(batch: StompBatch, inbox: queue.Queue[Item], *, marker: str, limit: int) -> None:
+def _collect(batch: StompBatch, inbox: queue.SimpleQueue[Item], *, marker: str, limit: int) -> None:
     link, target = batch.link, batch.target
     settings = link.settings
     deadline = time.monotonic() + settings.read_timeout
@@ -209,6 +212,7 @@ class StompBatch(Batch):
         self.state = BatchState.READING
         self.leftovers = 0  # deliveries after the marker, given back at settlement (counted for tests)
         self._unsubscribed: tuple[str, Receipt] | None = None  # RabbitMQ: the early UNSUBSCRIBE's receipt
+        self._envelopes: list[Envelope] | None = None
 
     def _move(self, to: BatchState) -> BatchState:
         before = self.state
@@ -219,19 +223,26 @@ class StompBatch(Batch):
 
     @property
     def envelopes(self) -> Sequence[Envelope]:
-        """The messages, oldest first, without broker headers."""
-        return [envelope_from_headers(f.headers, f.body) for f in self.frames]
+        """The messages, oldest first, without broker headers (made once, after the read collected them)."""
+        if self._envelopes is not None:
+            return self._envelopes
+        envelopes = [envelope_from_headers(f.headers, f.body) for f in self.frames]
+        if self.state is not BatchState.READING:
+            self._envelopes = envelopes
+        return envelopes
 
     def collected(self) -> None:
         """The marker came back (or the limit was reached): the batch is held until settled.
 
-        RabbitMQ: UNSUBSCRIBE now (with a receipt awaited at settlement), so nothing sent later
-        reaches this read, and make sure the connection's anchor subscription exists: the ACKs and
-        NACKs of settlement name it (see ``StompLink.anchored``). ActiveMQ ignores an ACK after
+        RabbitMQ, while messages are arriving (``StompLink.unsubscribe_early``): UNSUBSCRIBE now
+        (with a receipt awaited at settlement), so nothing sent later reaches this read, and make
+        sure the connection's anchor subscription exists: the ACKs and NACKs of settlement name it
+        (see ``StompLink.anchored``). Otherwise (an idle queue, the usual poll) the UNSUBSCRIBE goes
+        in the settlement's one write, as on a user without anchors. ActiveMQ ignores an ACK after
         UNSUBSCRIBE: its subscription lives until settlement.
         """
         link = self.link
-        if link.dialect is Dialect.RABBITMQ and link.anchors:
+        if link.dialect is Dialect.RABBITMQ and link.anchors and link.unsubscribe_early():
             receipt = f"tdm-unsub-{uuid.uuid4().hex}"
 
             def unsubscribe(conn: Any) -> None:
@@ -318,11 +329,14 @@ class StompBatch(Batch):
         def named(frame: Frame) -> str:
             return anchored(ack_id(frame)) if early else ack_id(frame)
 
-        if early and commit:
-            # The usual case on RabbitMQ: one write of BEGIN, the ACKs and NACKs, COMMIT.
+        one_write = rabbit and commit
+        if one_write:
+            # The usual case on RabbitMQ: one write of BEGIN, the ACKs and NACKs, UNSUBSCRIBE, COMMIT.
             frames = [header_frame("BEGIN", {"transaction": tx})]
             frames += [header_frame("ACK", {"id": named(f), "transaction": tx}) for f in gone]
             frames += [header_frame("NACK", {"id": named(f), "transaction": tx}) for f in back]
+            if not early:
+                frames.append(header_frame("UNSUBSCRIBE", {"id": self.sub_id}))
             frames.append(header_frame("COMMIT", {"transaction": tx, "receipt": receipt}))
             encoded = b"".join(frames)
 
@@ -357,7 +371,7 @@ class StompBatch(Batch):
                 )
             if early and not commit:
                 pass  # nothing to settle: the UNSUBSCRIBE's receipt came
-            elif early:
+            elif one_write:
                 link.transmit(encoded, what, receipt=receipt, generation=self.generation)
             elif rabbit:
                 link.transmit(settle, what, receipt=receipt, generation=self.generation)

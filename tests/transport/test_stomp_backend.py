@@ -371,7 +371,7 @@ def test_consume_resumes_after_forced_disconnect(transport: StompTransport, brok
     def handler(delivery: Delivery) -> None:
         got.append(delivery.envelope.body)
         first.set()
-        if len(got) == 2:
+        if delivery.envelope.body == b"after":
             stop.set()
 
     consumer = threading.Thread(target=transport.consume, args=([work], handler), kwargs={"stop": stop})
@@ -383,7 +383,11 @@ def test_consume_resumes_after_forced_disconnect(transport: StompTransport, brok
         producer.send(work, Envelope(b"after", "text/plain"), confirm=True)
         consumer.join(60)
         stop.set()
-    assert got == [b"before", b"after"]
+    # The kill can land between the handler's return and its ACK: then "before" comes again
+    # (at-least-once), never lost; "after" is delivered on the new connection.
+    assert got[0] == b"before" and got[-1] == b"after"
+    assert got[1:-1] in ([], [b"before"]), got
+    assert _bodies(transport, work) == []
 
 
 @pytest.mark.broker

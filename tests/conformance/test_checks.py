@@ -27,7 +27,14 @@ from tdm_messaging.ids import new_request_id
 from tdm_messaging.models import Accepted, Complete, Message, PackageRequest, Progress
 from tdm_messaging.status import State
 
-NOW = datetime.now(UTC)  # request ids come from the wall clock, and readers refuse ids dated after "now"
+NOW = datetime.now(UTC)  # the messages' timestamps
+
+
+def _now() -> datetime:
+    """ "now" for a decode: request ids come from the wall clock, and readers refuse ids dated after
+    "now", so it is read when the test decodes, not when the module was imported (a long run in between
+    made every id look like it came from the future)."""
+    return datetime.now(UTC)
 
 
 def request(docset_id: str = "5") -> PackageRequest:
@@ -53,7 +60,7 @@ def job(req: PackageRequest, progresses: int) -> list[Message]:
 
 
 def received(messages: list[Message], content_type: str = JSON_CONTENT_TYPE) -> list[Received]:
-    return [decode_envelope(encode(m, content_type), docset_id=m.docset_id, now=NOW) for m in messages]
+    return [decode_envelope(encode(m, content_type), docset_id=m.docset_id, now=_now()) for m in messages]
 
 
 def lifecycle_results(run: Lifecycle) -> dict[int, Result]:
@@ -97,7 +104,7 @@ def test_undecodable_replies_fail_well_formedness_and_missing_headers_only_warn(
     bare = [Envelope(e.body, e.content_type, {}) for e in good]
     junk = Envelope(b"{nope", JSON_CONTENT_TYPE, {})
     results = lifecycle_results(
-        Lifecycle("5", req, [decode_envelope(e, docset_id="5", now=NOW) for e in [*bare, junk]])
+        Lifecycle("5", req, [decode_envelope(e, docset_id="5", now=_now()) for e in [*bare, junk]])
     )
     assert results[1].outcome is Outcome.FAIL and "undecodable" in results[1].detail
     assert results[9].outcome is Outcome.WARN and "no tdm-request-id header" in results[9].detail
@@ -119,12 +126,12 @@ def test_request_problems_name_each_broken_rule() -> None:
     found = request_problems(received([bad])[0], "7")
     assert found[NAMES_DOCSET] and found[SEQUENCE_ZERO]
     legacy = decode_envelope(
-        Envelope(b"http://api.invalid/api/docsets/7", TEXT_CONTENT_TYPE, {}), docset_id=None, now=NOW
+        Envelope(b"http://api.invalid/api/docsets/7", TEXT_CONTENT_TYPE, {}), docset_id=None, now=_now()
     )
     found = request_problems(legacy, "7")
     assert found[REQUEST_ID] == ["request_id is empty (the seed's form; a server of this protocol must give one)"]
     assert any("no tdm-type header" in p for p in found[HEADERS])
-    junk = decode_envelope(Envelope(b"[1]", JSON_CONTENT_TYPE, {}), docset_id=None, now=NOW)
+    junk = decode_envelope(Envelope(b"[1]", JSON_CONTENT_TYPE, {}), docset_id=None, now=_now())
     assert request_problems(junk, "7")[WELL_FORMED]
 
 

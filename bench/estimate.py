@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -12,6 +10,7 @@ from pathlib import Path
 
 from bench import machine_description, update_section
 from bench.harness import Row, env_int, render_rows
+from bench.stub_process import StubProcess
 from examples.packager.api import ApiClient
 from examples.packager.estimate import Estimator, Workload
 from examples.packager.packaging import Packager
@@ -52,29 +51,6 @@ CASES: tuple[tuple[Shape, Shape], ...] = (
     (Shape(256, 256 * KIB, 0), SMALL_WARMUP),
     (Shape(4, 16 * MIB, 0), SMALL_WARMUP),
 )
-
-
-class _Stub:
-    """``bench.estimate_stub`` in its own process (it must not share the packager's core or GIL)."""
-
-    def __init__(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.estimate_stub", "0"], cwd=ROOT, stdout=subprocess.PIPE, text=True
-        )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline().strip()
-        if not line.isdigit():
-            self.stop()
-            raise RuntimeError(f"the estimate stub did not start (said {line!r})")
-        self.base = f"http://127.0.0.1:{line}"
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
 
 
 class _RecordingEstimator(Estimator):
@@ -118,7 +94,7 @@ class _Result:
         return 2.0 + 0.05 * self.shape.members  # the formula before issue 14
 
 
-def _case(stub: _Stub, work: Path, shape: Shape, warmup: Shape, index: int) -> _Result:
+def _case(stub: StubProcess, work: Path, shape: Shape, warmup: Shape, index: int) -> _Result:
     archives = work / f"archives-{index}"
     estimator = _RecordingEstimator()
     packager = Packager(
@@ -199,7 +175,7 @@ NOTES = """Notes on the estimate figures:
 
 def run() -> list[Row]:
     """Run the estimate benchmark; print the table and record it in docs/performance.md."""
-    stub = _Stub()
+    stub = StubProcess("bench.estimate_stub")
     work = Path(tempfile.mkdtemp(prefix="tdm-bench-estimate-"))
     rounds = env_int("TDM_BENCH_ESTIMATE_ROUNDS", 3)
     every: list[list[_Result]] = []

@@ -25,6 +25,7 @@ from bench.harness import (
     percentile,
     render_rows,
 )
+from bench.stub_process import StubProcess
 from tdm_messaging.server import PackagingClient
 from tdm_messaging.status import State
 from tdm_messaging.transport import open_transport
@@ -86,29 +87,6 @@ def _settings() -> _Settings:
     )
 
 
-class _Stub:
-    """The docset stub server in its own process (it must not share the packager's core or GIL)."""
-
-    def __init__(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.docset_stub", "0"], cwd=ROOT, stdout=subprocess.PIPE, text=True
-        )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline().strip()
-        if not line.isdigit():
-            self.stop()
-            raise RuntimeError(f"the docset stub did not start (said {line!r})")
-        self.base = f"http://127.0.0.1:{line}"
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-
-
 def _run_child(mode: str, api_base: str, docset_id: str, work_dir: Path) -> dict[str, float]:
     done = subprocess.run(
         [sys.executable, "-m", "bench.packaging_child", mode, api_base, docset_id, str(work_dir)],
@@ -125,7 +103,7 @@ def _run_child(mode: str, api_base: str, docset_id: str, work_dir: Path) -> dict
     return result
 
 
-def _throughput_rows(stub: _Stub, work: Path, s: _Settings) -> list[Row]:
+def _throughput_rows(stub: StubProcess, work: Path, s: _Settings) -> list[Row]:
     text_mib = s.tput_members * s.tput_text_kib / 1024
     counter = iter(range(1_000_000))
 
@@ -151,7 +129,7 @@ def _throughput_rows(stub: _Stub, work: Path, s: _Settings) -> list[Row]:
     ]
 
 
-def _latency_rows(stub: _Stub, work: Path, s: _Settings) -> list[Row]:
+def _latency_rows(stub: StubProcess, work: Path, s: _Settings) -> list[Row]:
     """Seconds to package one docset when every API answer comes ``ms`` late: ours vs the sequential zipfile loop."""
     members, kib = s.latency_members, s.latency_text_kib
     counter = iter(range(1_000_000))
@@ -187,7 +165,7 @@ def _latency_rows(stub: _Stub, work: Path, s: _Settings) -> list[Row]:
     return rows
 
 
-def _rss(stub: _Stub, work: Path, s: _Settings) -> tuple[list[Row], list[tuple[int, float, float]]]:
+def _rss(stub: StubProcess, work: Path, s: _Settings) -> tuple[list[Row], list[tuple[int, float, float]]]:
     """Peak RSS of our packager process at each size (1 MiB texts); the row compares the largest with the smallest."""
     points = []
     for size in s.rss_sizes_mib:
@@ -271,7 +249,7 @@ def _run_jobs(client: PackagingClient, api_base: str, docset_ids: list[str]) -> 
     return time.perf_counter() - start
 
 
-def _scaling(stub: _Stub, work: Path, s: _Settings) -> tuple[list[Row], list[float]]:
+def _scaling(stub: StubProcess, work: Path, s: _Settings) -> tuple[list[Row], list[float]]:
     """Jobs per second with one packager and with two on one queue; then a tiny job's latency with one."""
     url = bench_urls().amqp
     text_kib = s.tput_text_kib
@@ -342,7 +320,7 @@ def run() -> list[Row]:
     """Run the packaging benchmark; print the table and record it in docs/performance.md."""
     s = _settings()
     ensure_vhost()
-    stub = _Stub()
+    stub = StubProcess("bench.docset_stub")
     work = Path(tempfile.mkdtemp(prefix="tdm-bench-packaging-"))
     try:
         rows = _throughput_rows(stub, work, s)

@@ -51,18 +51,10 @@ class _InMemoryBatch(Batch):
         return self._envelopes
 
     def ack(self) -> None:
-        if self._done:
-            return
-        broker = self._transport.broker
-        with broker._cond:
-            self._transport._check_open()
-            broker._check_up_locked()
-            if broker._ack_faults:
-                raise broker._ack_faults.popleft()
-            self._transport._holder.ack_locked(self._tokens)
-            self._done = True
+        self._settle(frozenset())
 
     def _settle(self, keep: frozenset[int]) -> None:
+        """Acknowledge all but ``keep`` and give ``keep`` back, as one step (an injected ack fault fails it whole)."""
         if self._done:
             return
         broker = self._transport.broker
@@ -72,7 +64,8 @@ class _InMemoryBatch(Batch):
             if broker._ack_faults:
                 raise broker._ack_faults.popleft()
             self._transport._holder.ack_locked([t for i, t in enumerate(self._tokens) if i not in keep])
-            self._transport._holder.give_back_locked([t for i, t in enumerate(self._tokens) if i in keep])
+            if keep:
+                self._transport._holder.give_back_locked([t for i, t in enumerate(self._tokens) if i in keep])
             self._done = True
 
     def release(self) -> None:

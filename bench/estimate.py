@@ -165,8 +165,12 @@ NOTES = """Notes on the estimate figures:
   is shown.
 - The packager fetches and deflates 8 members at once (`Packager.fetch_concurrency`) over the
   machine's cores (2 here); the model spreads the per-byte work over `min(W, cores)` of them and
-  counts the per-member work in full (Python under the GIL), and the prior was measured that way
-  (1 ms per member, 22 ns per byte on one core). A build of small texts at 20 ms mostly waits on
+  counts the per-member work in full (Python under the GIL), and the prior was measured that way,
+  on docsets other than these rows (1 ms per member from 2,000 x 1 KiB, 35 ns per byte on one
+  core from 16 x 1 MiB; a build's fixed part 0.01 s: a 1 x 1 KiB build takes 3-6 ms). Until the
+  session after issue 14 the fixed part was a guessed 0.2 s: the learning took it off the warm-up
+  of 64 x 256 KiB (0.35 s), saw it 40 % faster than predicted, and lowered the cost per member
+  too, so the small-text rows at 0 ms came out 30 % short. A build of small texts at 20 ms mostly waits on
   the API, so it teaches the costs nothing (`MIN_CPU_SHARE`); at 0 ms every build teaches them.
 - Load from other work slows large texts (deflate needs the cores) more than small ones: a warm-up
   of small texts moves the cost per byte only by a quarter of its own surprise, so a large-text

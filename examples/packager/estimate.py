@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Final
 
 __all__ = [
+    "FIXED_SECONDS",
     "MIN_CPU_SHARE",
     "PRIOR_BYTES_PER_MEMBER",
     "PRIOR_COSTS",
@@ -52,6 +53,12 @@ MIN_CPU_SHARE: Final = 0.25
 """A build teaches the costs only if its CPU part is at least this share of its time."""
 PRIOR_BYTES_PER_MEMBER: Final = 100 * 1024
 """Text size assumed per member when the listing gives no sizes and no build has been seen."""
+FIXED_SECONDS: Final = 0.01
+"""A build's cost whatever its size (the work dir's sweep, the bag's tag files, the store), measured:
+3-6 ms for a one-member docset of 1 KiB (``python -m bench estimate``'s stub, 2 cores). It is taken
+off every build's time before the rest teaches the costs, so it must not be guessed high: at 0.2 s
+(before) a 0.35 s build of 64 large texts looked 40 % faster than it was, and the costs it taught
+made the next job of many small texts 30 % too short."""
 
 
 @dataclass(frozen=True)
@@ -67,10 +74,12 @@ class Costs:
     seconds_per_byte: float
 
 
-PRIOR_COSTS: Final = Costs(seconds_per_member=0.001, seconds_per_byte=22e-9)
-"""The first job's costs, from ``python -m bench estimate`` on a shared 2-core machine with 8 fetches
-at once: 1 ms of wall time per member besides its request's round trip (the client's Python under
-the GIL, and the stub's share of the same cores), about 45 MB/s of text per core (90 MB/s over 2)."""
+PRIOR_COSTS: Final = Costs(seconds_per_member=0.001, seconds_per_byte=35e-9)
+"""The first job's costs, measured on docsets other than the bench's rows (``python -m bench
+estimate``'s stub, a shared 2-core machine, 8 fetches at once), less :data:`FIXED_SECONDS`:
+2,000 texts of 1 KiB took 2.0 s, i.e. 1 ms of wall time per member besides its request's round
+trip (the client's Python under the GIL, and the stub's share of the same cores); 16 texts of
+1 MiB took 0.31 s, i.e. 35 ns per byte on one core (about 29 MB/s a core, 57 MB/s over 2)."""
 
 
 def usable_cores() -> int:
@@ -144,7 +153,11 @@ def _parallel(width: int, cores: int) -> int:
 
 
 def estimate_seconds(
-    work: Workload, costs: Costs, *, fixed_seconds: float = 0.2, bytes_per_member: float = PRIOR_BYTES_PER_MEMBER
+    work: Workload,
+    costs: Costs,
+    *,
+    fixed_seconds: float = FIXED_SECONDS,
+    bytes_per_member: float = PRIOR_BYTES_PER_MEMBER,
 ) -> float:
     """Seconds from Accepted to Complete for ``work`` (rounded to 0.1 s, at least 0.1, finite).
 
@@ -168,7 +181,7 @@ def estimate_seconds(
     return round(_clamp(total, 0.1, MAX_ESTIMATE_SECONDS), 1)
 
 
-def cpu_seconds_of(build: Build, *, fixed_seconds: float = 0.2) -> float:
+def cpu_seconds_of(build: Build, *, fixed_seconds: float = FIXED_SECONDS) -> float:
     """The CPU part of a finished build, wall seconds: the model of ``estimate_seconds`` solved for ``cpu`` (>= 0)."""
     width = _width(build.concurrency)
     spent = max(build.seconds - fixed_seconds, 0.0)
@@ -180,7 +193,11 @@ def cpu_seconds_of(build: Build, *, fixed_seconds: float = 0.2) -> float:
 
 
 def fit_costs(
-    builds: Iterable[Build], prior: Costs = PRIOR_COSTS, *, prior_weight: float = 0.5, fixed_seconds: float = 0.2
+    builds: Iterable[Build],
+    prior: Costs = PRIOR_COSTS,
+    *,
+    prior_weight: float = 0.5,
+    fixed_seconds: float = FIXED_SECONDS,
 ) -> Costs:
     """The costs that best explain ``builds``' CPU parts: each cost moved from the prior by the builds it shaped.
 
@@ -224,7 +241,12 @@ class Estimator:
     """
 
     def __init__(
-        self, *, prior: Costs = PRIOR_COSTS, fixed_seconds: float = 0.2, keep: int = 8, prior_weight: float = 0.5
+        self,
+        *,
+        prior: Costs = PRIOR_COSTS,
+        fixed_seconds: float = FIXED_SECONDS,
+        keep: int = 8,
+        prior_weight: float = 0.5,
     ) -> None:
         self.prior = prior
         self.fixed_seconds = fixed_seconds

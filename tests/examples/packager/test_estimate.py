@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from examples.packager.api import ApiClient, DocsetPage, Member
 from examples.packager.errors import FetchError
 from examples.packager.estimate import (
+    FIXED_SECONDS,
     PRIOR_BYTES_PER_MEMBER,
     PRIOR_COSTS,
     Build,
@@ -30,6 +31,7 @@ from tests.examples.packager.stub_api import StubApi, sample_docs
 
 COSTS = Costs(seconds_per_member=0.001, seconds_per_byte=20e-9)
 MIB = 1 << 20
+FIXED = FIXED_SECONDS
 
 members = st.integers(min_value=0, max_value=10**9)
 sizes = st.one_of(st.none(), st.integers(min_value=0, max_value=1 << 50))
@@ -90,6 +92,49 @@ def test_more_cores_never_slower(n: int, text: int, latency: float, width: int, 
     )
 
 
+per_member_costs = st.floats(min_value=0, max_value=0.1)
+per_byte_costs = st.floats(min_value=0, max_value=1e-6)
+
+
+workloads = st.builds(
+    Workload,
+    members=members,
+    text_bytes=sizes,
+    latency_seconds=latencies,
+    concurrency=widths,
+    cores=cores,
+)
+
+
+@given(workloads, st.tuples(per_member_costs, per_member_costs), per_byte_costs)
+def test_more_per_member_cost_never_lowers_the_estimate(work: Workload, two: tuple[float, float], byte: float) -> None:
+    low, high = sorted(two)
+    assert estimate_seconds(work, Costs(low, byte)) <= estimate_seconds(work, Costs(high, byte))
+
+
+@given(workloads, per_member_costs, st.tuples(per_byte_costs, per_byte_costs))
+def test_more_per_byte_cost_never_lowers_the_estimate(work: Workload, member: float, two: tuple[float, float]) -> None:
+    low, high = sorted(two)
+    assert estimate_seconds(work, Costs(member, low)) <= estimate_seconds(work, Costs(member, high))
+
+
+@given(
+    st.integers(min_value=1, max_value=10**6),
+    st.integers(min_value=0, max_value=1 << 40),
+    st.integers(min_value=0, max_value=10**6),
+    latencies,
+    setups,
+)
+def test_at_equal_bytes_more_members_never_lower_the_estimate(
+    n: int, text: int, more: int, latency: float, setup: tuple[int, int]
+) -> None:
+    """The same bytes cut into more texts: more requests, entries and ``meta.json`` files, never less time."""
+    width, core = setup
+    assert est(members=n, text_bytes=text, latency_seconds=latency, concurrency=width, cores=core) <= est(
+        members=n + more, text_bytes=text, latency_seconds=latency, concurrency=width, cores=core
+    )
+
+
 @given(hostile_ints, hostile_ints, hostile_floats, st.tuples(hostile_ints, hostile_ints), hostile_floats)
 def test_positive_and_finite_whatever_the_input(
     n: int, text: int, latency: float, setup: tuple[int, int], left: float
@@ -112,29 +157,29 @@ def test_positive_and_finite_whatever_the_input(
 
 def test_the_parts_of_the_model() -> None:
     # CPU only: fixed + members * per member + bytes * per byte.
-    assert est(members=1000, text_bytes=1000 * 20_000) == pytest.approx(0.2 + 1.0 + 0.4)
+    assert est(members=1000, text_bytes=1000 * 20_000) == pytest.approx(FIXED + 1.0 + 0.4, abs=0.05)
     # One fetch at a time: waiting and CPU add up.
-    assert est(members=1000, text_bytes=0, latency_seconds=0.02) == pytest.approx(0.2 + 20 + 1.0)
+    assert est(members=1000, text_bytes=0, latency_seconds=0.02) == pytest.approx(FIXED + 20 + 1.0, abs=0.05)
     # 16 at once: the waiting is shared, and the CPU runs under it.
     assert est(members=1000, text_bytes=0, latency_seconds=0.02, concurrency=16) == pytest.approx(
-        0.2 + 1.25 + 1.0 / 16, abs=0.05
+        FIXED + 1.25 + 1.0 / 16, abs=0.05
     )
     # Unknown sizes: the prior's per-member size.
-    assert est(members=10) == pytest.approx(0.2 + 10 * 0.001 + 10 * PRIOR_BYTES_PER_MEMBER * 20e-9, abs=0.05)
-    assert est(members=0) == pytest.approx(0.2)
-    assert est(members=10, text_bytes=0, listing_seconds_left=3.0) == pytest.approx(3.2)
+    assert est(members=100) == pytest.approx(FIXED + 100 * 0.001 + 100 * PRIOR_BYTES_PER_MEMBER * 20e-9, abs=0.05)
+    assert est(members=0) == pytest.approx(0.1)  # the least estimate
+    assert est(members=10, text_bytes=0, listing_seconds_left=3.0) == pytest.approx(FIXED + 3.0, abs=0.05)
 
 
 def test_the_bytes_spread_over_the_cores_the_members_do_not() -> None:
     # 8 threads on 2 cores: the per-byte part (deflate, hashing) halves, the per-member part (Python) does not.
     one = est(members=1000, text_bytes=1000 * 20_000, concurrency=8, cores=1)
     two = est(members=1000, text_bytes=1000 * 20_000, concurrency=8, cores=2)
-    assert one == pytest.approx(0.2 + 1.0 + 0.4)
-    assert two == pytest.approx(0.2 + 1.0 + 0.2)
+    assert one == pytest.approx(FIXED + 1.0 + 0.4, abs=0.05)
+    assert two == pytest.approx(FIXED + 1.0 + 0.2, abs=0.05)
     # Never over more cores than threads: one fetch at a time uses one core however many there are.
     assert est(members=1000, text_bytes=1000 * 20_000, concurrency=1, cores=16) == pytest.approx(one)
     assert est(members=4, text_bytes=64 * MIB, concurrency=8, cores=4) == pytest.approx(
-        0.2 + 0.004 + 64 * MIB * 20e-9 / 4, abs=0.05
+        FIXED + 0.004 + 64 * MIB * 20e-9 / 4, abs=0.05
     )
 
 
@@ -161,7 +206,7 @@ def builds_at(costs: Costs, shapes: list[tuple[int, int]], latency: float = 0.0)
         Build(
             members=n,
             text_bytes=b,
-            seconds=0.2 + n * latency + n * costs.seconds_per_member + b * costs.seconds_per_byte,
+            seconds=FIXED + n * latency + n * costs.seconds_per_member + b * costs.seconds_per_byte,
             latency_seconds=latency,
         )
         for n, b in shapes
@@ -206,7 +251,7 @@ def test_concurrent_builds_on_two_cores_are_learned() -> None:
         Build(
             members=n,
             text_bytes=b,
-            seconds=0.2 + n * slower.seconds_per_member + b * slower.seconds_per_byte / 2,
+            seconds=FIXED + n * slower.seconds_per_member + b * slower.seconds_per_byte / 2,
             concurrency=8,
             cores=2,
         )
@@ -220,8 +265,46 @@ def test_concurrent_builds_on_two_cores_are_learned() -> None:
     assert as_one_core.seconds_per_byte < 0.7 * slower.seconds_per_byte
 
 
+def exact_build(costs: Costs, n: int, text: int, *, latency: float, width: int, core: int) -> Build:
+    """The build the model says ``costs`` give (unrounded): what a machine of exactly these costs measures."""
+    wait = n * latency / width
+    cpu = n * costs.seconds_per_member + text * costs.seconds_per_byte / min(width, core)
+    seconds = FIXED_SECONDS + max(wait, cpu) + min(wait, cpu) / width
+    return Build(members=n, text_bytes=text, seconds=seconds, latency_seconds=latency, concurrency=width, cores=core)
+
+
+@given(
+    st.integers(min_value=1, max_value=10**6),
+    st.integers(min_value=0, max_value=1 << 36),
+    st.floats(min_value=0, max_value=0.05),
+    setups,
+)
+def test_a_build_that_ran_as_predicted_teaches_nothing(
+    n: int, text: int, latency: float, setup: tuple[int, int]
+) -> None:
+    """The learning takes off a build's time the same fixed part and waiting that the estimate adds:
+    whatever the shape (few large texts or many small ones), a build that took what the costs
+    predicted leaves them as they were."""
+    width, core = setup
+    fitted = fit_costs([exact_build(PRIOR_COSTS, n, text, latency=latency, width=width, core=core)])
+    assert fitted.seconds_per_member == pytest.approx(PRIOR_COSTS.seconds_per_member, rel=1e-6)
+    assert fitted.seconds_per_byte == pytest.approx(PRIOR_COSTS.seconds_per_byte, rel=1e-6)
+
+
+def test_a_build_of_few_large_texts_keeps_the_small_texts_estimate() -> None:
+    """The bench's case: 64 texts of 256 KiB at 0 ms, then 1,000 of 20 KiB, on 8 fetches over 2 cores.
+
+    The first build, taking what the prior says, must leave the second's estimate at the prior's.
+    """
+    estimator = Estimator()
+    small = Workload(members=1000, text_bytes=1000 * 20 * 1024, latency_seconds=0.001, concurrency=8, cores=2)
+    before = estimator.estimate(small)
+    estimator.learn(exact_build(PRIOR_COSTS, 64, 64 * 256 * 1024, latency=0.001, width=8, core=2))
+    assert estimator.estimate(small) == pytest.approx(before, abs=0.1)
+
+
 def test_builds_that_mostly_waited_teach_nothing() -> None:
-    waited = Build(members=100, text_bytes=100, seconds=0.2 + 100 * 0.05, latency_seconds=0.05)
+    waited = Build(members=100, text_bytes=100, seconds=FIXED + 100 * 0.05, latency_seconds=0.05)
     assert fit_costs([waited]) == PRIOR_COSTS
     # 1,000 texts that waited 2 ms each (as timed), and took 2.3 s: a CPU part of 0.1 s of 2.1 is noise.
     mostly = Build(members=1000, text_bytes=1000 * 20 * 1024, seconds=2.3, latency_seconds=0.002)

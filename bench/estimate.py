@@ -151,7 +151,7 @@ NOTES = """Notes on the estimate figures:
 
 - Each row is one job of the reference packager's real code path (`Packager.package`: listing,
   fingerprint, fetch, bag, zip, store in a local directory) in this process, against
-  `bench/estimate_stub.py` in its own process: the reference server's listing (pages of up to
+  `bench/docset_stub.py` in its own process: the reference server's listing (pages of up to
   1,000 by `after`, `text_bytes` per member) with every response of the docset delayed by its
   latency, TCP_NODELAY set. The estimate is what the packager sent in Accepted; the real time runs
   from that moment to the stored archive (what `estimate_seconds` promises).
@@ -179,7 +179,7 @@ NOTES = """Notes on the estimate figures:
 
 def run() -> list[Row]:
     """Run the estimate benchmark; print the table and record it in docs/performance.md."""
-    stub = StubProcess("bench.estimate_stub")
+    stub = StubProcess("bench.docset_stub")
     work = Path(tempfile.mkdtemp(prefix="tdm-bench-estimate-"))
     rounds = env_int("TDM_BENCH_ESTIMATE_ROUNDS", 3)
     every: list[list[_Result]] = []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from bench.harness import (
     percentile,
     render_rows,
 )
+from bench.packaging_child import run_child
 from bench.stub_process import StubProcess
 from tdm_messaging.server import PackagingClient
 from tdm_messaging.status import State
@@ -88,19 +88,7 @@ def _settings() -> _Settings:
 
 
 def _run_child(mode: str, api_base: str, docset_id: str, work_dir: Path) -> dict[str, float]:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.packaging_child", mode, api_base, docset_id, str(work_dir)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=_JOB_TIMEOUT,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"packaging child {mode} {docset_id} failed: {done.stderr[-2000:]}")
-    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
-    shutil.rmtree(work_dir / "archives", ignore_errors=True)
-    return result
+    return run_child(mode, api_base, docset_id, work_dir, timeout=_JOB_TIMEOUT)
 
 
 def _throughput_rows(stub: StubProcess, work: Path, s: _Settings) -> list[Row]:

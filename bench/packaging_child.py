@@ -4,14 +4,17 @@ Modes:
   ``ours API_BASE DOCSET_ID WORK_DIR``     the reference packager's core packages the docset once
   ``zipfile API_BASE DOCSET_ID WORK_DIR``  a plain ``zipfile`` loop over the same members
   ``worker API_BASE BROKER_URL WORK_DIR``  a PackagerWorker over the reference packager, until SIGTERM
-The two first print one JSON line: seconds, text bytes, archive bytes and peak RSS (VmHWM) in KiB.
+The two first print one JSON line: seconds, text bytes, archive bytes and peak RSS (VmHWM) in KiB;
+:func:`run_child` runs one of them from the packaging and scaling groups.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -24,13 +27,15 @@ import requests
 
 # Imported here, before any timing starts: ours' timed region is the packaging, not Python's imports.
 from examples.packager.api import ApiClient
-from examples.packager.app import make_handlers
 from examples.packager.packaging import Packager
 from examples.packager.storage import LocalStorage
-from tdm_messaging.transport import open_transport
-from tdm_messaging.worker import PackagerWorker
 
-__all__ = ["main", "peak_rss_kib"]
+__all__ = ["main", "peak_rss_kib", "run_child"]
+
+_ROOT = Path(__file__).resolve().parent.parent
+
+_LARGEST_PAGE = 1000
+"""Members a listing page may hold (the reference server's largest ``limit``): the zipfile loop asks for it."""
 
 
 def peak_rss_kib() -> int:
@@ -59,30 +64,38 @@ def _ours(api_base: str, docset_id: str, work_dir: str) -> tuple[int, int]:
 
 
 def _zipfile_loop(api_base: str, docset_id: str, work_dir: str) -> tuple[int, int]:
-    """What a packager written without our library does: list, then stream each text into a zip."""
+    """What a packager written without our library does: list (page by page), then stream each text into a zip."""
     session = requests.Session()
     session.trust_env = False
     headers = {"X-API-Key": "bench-key"}
-    listing = session.get(f"{api_base}/api/docsets/{docset_id}", headers=headers, timeout=60).json()
+    page_url: str | None = f"{api_base}/api/docsets/{docset_id}?limit={_LARGEST_PAGE}"
     text_bytes = 0
     with tempfile.NamedTemporaryFile(dir=work_dir, suffix=".zip") as handle:
         with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
-            for member in listing["members"]:
-                folder = f"docset-{docset_id}/data/{member['id']}"
-                archive.writestr(f"{folder}/meta.json", json.dumps(member["metadata"], indent=2, sort_keys=True))
-                url = api_base + member["links"]["text"]
-                with (
-                    session.get(url, headers=headers, stream=True, timeout=60) as response,
-                    archive.open(f"{folder}/text.txt", "w", force_zip64=True) as out,
-                ):
-                    for chunk in response.iter_content(64 * 1024):
-                        out.write(chunk)
-                        text_bytes += len(chunk)
+            while page_url is not None:
+                page = session.get(page_url, headers=headers, timeout=60).json()
+                for member in page["members"]:
+                    folder = f"docset-{docset_id}/data/{member['id']}"
+                    metadata = {k: v for k, v in member.items() if k != "links"}
+                    archive.writestr(f"{folder}/meta.json", json.dumps(metadata, indent=2, sort_keys=True))
+                    with (
+                        session.get(member["links"]["text"], headers=headers, stream=True, timeout=60) as response,
+                        archive.open(f"{folder}/text.txt", "w", force_zip64=True) as out,
+                    ):
+                        for chunk in response.iter_content(64 * 1024):
+                            out.write(chunk)
+                            text_bytes += len(chunk)
+                page_url = page["next"]
         size = Path(handle.name).stat().st_size
     return size, text_bytes
 
 
 def _worker(api_base: str, broker_url: str, work_dir: str) -> int:
+    # Imported here: the packaging runs' peak RSS is the packager's, not the broker clients'.
+    from examples.packager.app import make_handlers
+    from tdm_messaging.transport import open_transport
+    from tdm_messaging.worker import PackagerWorker
+
     logging.basicConfig(level=logging.WARNING)
     stop = threading.Event()
 
@@ -97,6 +110,34 @@ def _worker(api_base: str, broker_url: str, work_dir: str) -> int:
         print("ready", flush=True)
         PackagerWorker(transport, on_package=on_package, on_delete=on_delete).run(stop)
     return 0
+
+
+def run_child(mode: str, api_base: str, docset_id: str, work_dir: Path, *, timeout: float) -> dict[str, float]:
+    """Package ``docset_id`` once in a fresh ``python -m bench.packaging_child MODE`` process; return its JSON line.
+
+    ``mode`` is ``ours`` or ``zipfile``; the archives the run stored under ``work_dir`` are removed
+    afterwards. The one launcher of the packaging and scaling groups' packaging runs.
+
+    Raises:
+        RuntimeError: the run failed or outlived ``timeout`` seconds (the end of its stderr says why).
+    """
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.packaging_child", mode, api_base, docset_id, str(work_dir)],
+            cwd=_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise RuntimeError(f"packaging child {mode} {docset_id} took more than {timeout:g} s") from exc
+    finally:
+        shutil.rmtree(work_dir / "archives", ignore_errors=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"packaging child {mode} {docset_id} failed: {done.stderr[-2000:]}")
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:

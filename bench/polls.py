@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from bench.harness import host_port
 from bench.raw_clients import RawAmqpPoller, RawStompClient, rabbitmq_queue_headers
@@ -15,7 +15,7 @@ from tdm_messaging.ids import new_request_id
 from tdm_messaging.models import Accepted, Complete, Message, PackageRequest, Progress
 from tdm_messaging.server import PackagingClient
 from tdm_messaging.status import State, compact
-from tdm_messaging.transport import open_transport
+from tdm_messaging.transport import Transport, open_transport
 from tdm_messaging.transport.stomp.dialect import Dialect, to_wire_name
 
 __all__ = [
@@ -23,8 +23,11 @@ __all__ = [
     "RawAmqpPoll",
     "RawStompPoll",
     "alternating",
+    "complete_message",
     "completed_status",
+    "in_progress_status",
     "in_vhost",
+    "seed_status",
     "status_messages",
     "with_query",
 ]
@@ -50,34 +53,53 @@ def status_messages(docset_id: str) -> list[Message]:
     ]
 
 
-def completed_status(docset_id: str) -> list[Message]:
-    """What compaction keeps of a finished job (the request's copy and its Complete): what a poll usually finds."""
-    messages = status_messages(docset_id)
-    request = messages[0]
-    complete = Complete(
+def complete_message(docset_id: str, request_id: str | None = None) -> Complete:
+    """A finished job's Complete for ``request_id`` (a new id when ``None``: an idle docset's last word)."""
+    return Complete(
         docset_id=docset_id,
-        request_id=request.request_id,
+        request_id=new_request_id() if request_id is None else request_id,
         sequence=3,
         timestamp=datetime.now(UTC),
         archive_url=f"https://tdm-packages.example.org/package/{docset_id}.zip",
         size_bytes=345345,
     )
-    return compact([*messages, complete], docset_id)
+
+
+def completed_status(docset_id: str) -> list[Message]:
+    """What compaction keeps of a finished job (the request's copy and its Complete): what a poll usually finds."""
+    messages = status_messages(docset_id)
+    return compact([*messages, complete_message(docset_id, messages[0].request_id)], docset_id)
+
+
+def in_progress_status(docset_id: str) -> list[Message]:
+    """What compaction keeps of a job under way (request, Accepted, the last progress report)."""
+    return compact(status_messages(docset_id), docset_id)
+
+
+def seed_status(transport: Transport, docset_id: str, messages: Sequence[Message]) -> int:
+    """Put ``messages`` (a status, e.g. :func:`completed_status`) in the docset's reply queue; return how many.
+
+    Persistent, in order, and confirmed before it returns: seeding is not timed, and the first
+    poll must find all of it.
+    """
+    queue = reply_queue(docset_id)
+    transport.send_many([(queue, encode(message)) for message in messages], persistent=True, confirm=True)
+    return len(messages)
 
 
 def with_query(url: str, **params: str) -> str:
-    """``url`` with ``params`` set in its query string."""
+    """``url`` with ``params`` set in its query string (the others kept)."""
     parts = urlsplit(url)
     query = dict(parse_qsl(parts.query))
     query.update(params)
-    return parts._replace(query="&".join(f"{k}={v}" for k, v in query.items())).geturl()
+    return parts._replace(query=urlencode(query)).geturl()
 
 
 def in_vhost(url: str, vhost: str) -> str:
     """A RabbitMQ URL moved to ``vhost``: the path of an ``amqp://`` URL, the ``vhost`` parameter of a STOMP one."""
-    if url.startswith("stomp"):
-        return with_query(url, vhost=vhost)
-    return urlsplit(url)._replace(path="/" + quote(vhost, safe="")).geturl()
+    if urlsplit(url).scheme.startswith(("amqp", "pyamqp")):
+        return urlsplit(url)._replace(path="/" + quote(vhost, safe="")).geturl()
+    return with_query(url, vhost=vhost)
 
 
 def alternating(
@@ -114,10 +136,7 @@ class OursPoll:
         self.client = PackagingClient(self.transport)
         self.docset_id = f"bench-poll-{uuid.uuid4().hex[:10]}-ours"
         self.expect = expect
-        kept = seed(self.docset_id)
-        for message in kept:
-            self.transport.send(reply_queue(self.docset_id), encode(message), confirm=True)
-        self.size = len(kept)
+        self.size = seed_status(self.transport, self.docset_id, seed(self.docset_id))
 
     def poll(self) -> None:
         """One poll; raises RuntimeError if it did not find the expected state."""

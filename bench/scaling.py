@@ -6,20 +6,19 @@ Four series, each measured at growing sizes in one run, its smallest size the ba
   queues) in a RabbitMQ vhost of the series' own, over AMQP and STOMP;
 - job: jobs/s of N docsets requested at once and polled to COMPLETE, one no-op worker, AMQP;
 - build: one docset of 10 ... 100,000 small texts through the reference packager, from the
-  local paging stub (``bench/estimate_stub.py``: the reference server's listing, 1,000 members a
+  local paging stub (``bench/docset_stub.py``: the reference server's listing, 1,000 members a
   page; no API latency): seconds, members/s, peak RSS;
 - packagers: 1 ... 4 reference-packager processes on one queue, jobs/s for a fixed set of jobs.
 
 Cost per unit (ms per poll, ms per job, ms per member, packager-seconds per job) is compared with
 the smallest size (the ratio) and with the previous size (the step); the knee is the first size
-whose step exceeds :data:`KNEE_STEP`. ``python -m bench.scaling build API_BASE DOCSET_ID WORK_DIR``
-is the build child (one packaging run, one JSON line).
+whose step exceeds :data:`KNEE_STEP`. Each build is one run of the packaging group's child
+(``bench.packaging_child.run_child``: ``python -m bench.packaging_child ours``, one JSON line).
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import shutil
 import subprocess
@@ -30,9 +29,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from bench import machine_description, update_section
 from bench.harness import (
@@ -49,12 +46,13 @@ from bench.harness import (
     render_rows,
     time_each,
 )
-from tdm_messaging import new_request_id
+from bench.packaging_child import run_child
+from bench.polls import complete_message, in_progress_status, in_vhost, seed_status, with_query
+from bench.stub_process import StubProcess
 from tdm_messaging.codec import encode
 from tdm_messaging.destinations import reply_queue
-from tdm_messaging.models import Accepted, Complete, Message, PackageRequest, Progress
 from tdm_messaging.server import PackagingClient
-from tdm_messaging.status import DocsetStatus, State, compact
+from tdm_messaging.status import DocsetStatus, State
 from tdm_messaging.transport import open_transport
 
 __all__ = [
@@ -62,7 +60,6 @@ __all__ = [
     "ScalingRow",
     "Settings",
     "find_knee",
-    "in_vhost",
     "main",
     "render_scaling",
     "run",
@@ -298,53 +295,7 @@ def summary_row(
 # ---------------------------------------------------------------- broker URLs
 
 
-def in_vhost(url: str, vhost: str) -> str:
-    """``url`` (``amqp://`` or ``stomp://`` on RabbitMQ) pointed at RabbitMQ vhost ``vhost``."""
-    parts = urlsplit(url)
-    if parts.scheme.startswith("amqp") or parts.scheme.startswith("pyamqp"):
-        return parts._replace(path="/" + quote(vhost, safe="")).geturl()
-    query = dict(parse_qsl(parts.query))
-    query["vhost"] = vhost
-    return parts._replace(query=urlencode(query)).geturl()
-
-
-def with_query(url: str, **params: str) -> str:
-    """``url`` with query parameters ``params`` set."""
-    parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query))
-    query.update(params)
-    return parts._replace(query=urlencode(query)).geturl()
-
-
 # ---------------------------------------------------------------- poll series
-
-
-def _in_progress(docset_id: str) -> list[Message]:
-    """A docset's replies while it is being packaged: request, Accepted, one progress report."""
-    now = datetime.now(UTC)
-    common = {"docset_id": docset_id, "request_id": new_request_id(), "timestamp": now}
-    return [
-        PackageRequest(
-            **common,
-            sequence=0,
-            docset_url=f"http://server/api/docsets/{docset_id}",
-            reply_to=f"package/{docset_id}",
-            requested_at=now,
-        ),
-        Accepted(**common, sequence=1, estimate_seconds=45),
-        Progress(**common, sequence=2, items_done=4, items_total=10, percent=40.0, eta_seconds=30),
-    ]
-
-
-def _complete(docset_id: str) -> Message:
-    return Complete(
-        docset_id=docset_id,
-        request_id=new_request_id(),
-        sequence=3,
-        timestamp=datetime.now(UTC),
-        archive_url=f"https://tdm-packages.example.org/package/{docset_id}.zip",
-        size_bytes=345345,
-    )
 
 
 def poll_series(s: Settings) -> tuple[list[ScalingRow], list[Row], str]:
@@ -425,8 +376,7 @@ def _poll_phase(
     amqp_url = with_query(in_vhost(urls.amqp, vhost), reply_ttl=ttl)
     stomp_url = with_query(in_vhost(urls.rabbitmq_stomp, vhost), reply_ttl=ttl)
     with open_transport(amqp_url) as amqp, open_transport(stomp_url) as stomp:
-        for message in compact(_in_progress(polled), polled):
-            amqp.send(reply_queue(polled), encode(message), persistent=True, confirm=True)
+        seed_status(amqp, polled, in_progress_status(polled))
 
         def poller(client: PackagingClient) -> Callable[[], list[float]]:
             def poll() -> None:
@@ -444,7 +394,7 @@ def _poll_phase(
                 started = time.perf_counter()
                 for index in range(present, size):
                     docset_id = f"scal-idle-{run_id}-{index}"
-                    amqp.send(reply_queue(docset_id), encode(_complete(docset_id)), persistent=True)
+                    amqp.send(reply_queue(docset_id), encode(complete_message(docset_id)), persistent=True)
                 fill_seconds += time.perf_counter() - started
                 present = size
             counted[size] = count_queues(vhost, "package/")
@@ -560,38 +510,7 @@ def job_series(s: Settings) -> tuple[list[ScalingRow], list[Row], str]:
 # ---------------------------------------------------------------- build series
 
 
-class _Stub(_Process):
-    """``bench/estimate_stub.py`` in its own process: the reference server's paged listing, TCP_NODELAY sockets.
-
-    Docset ids are ``<tag>-<members>x<bytes>d0`` (no latency).
-    """
-
-    def __init__(self) -> None:
-        super().__init__([sys.executable, "-m", "bench.estimate_stub", "0"])
-        port = self.first_line()
-        if not port.isdigit():
-            self.stop()
-            raise RuntimeError(f"the docset stub did not start (said {port!r})")
-        self.base = f"http://127.0.0.1:{port}"
-
-
-def _build_once(api_base: str, docset_id: str, work: Path) -> dict[str, float]:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.scaling", "build", api_base, docset_id, str(work)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=_WAIT,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"the build of {docset_id} failed: {done.stderr[-2000:]}")
-    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
-    shutil.rmtree(work / "archives", ignore_errors=True)
-    return result
-
-
-def build_series(s: Settings, stub: _Stub, work: Path) -> tuple[list[ScalingRow], list[Row], str]:
+def build_series(s: Settings, stub: StubProcess, work: Path) -> tuple[list[ScalingRow], list[Row], str]:
     """Build time, members/s and peak RSS of one docset of each size, small texts, no API latency."""
     seconds: list[float] = []
     rss: list[float] = []
@@ -599,7 +518,8 @@ def build_series(s: Settings, stub: _Stub, work: Path) -> tuple[list[ScalingRow]
         runs = 3 if members <= BUILD_RUNS_UP_TO else 1
         print(f"  build: {members:,} members of {s.text_bytes} B ({runs} run(s)) ...", flush=True)
         results = [
-            _build_once(stub.base, f"b{uuid.uuid4().hex[:4]}-{members}x{s.text_bytes}d0", work) for _ in range(runs)
+            run_child("ours", stub.base, f"b{uuid.uuid4().hex[:4]}-{members}x{s.text_bytes}", work, timeout=_WAIT)
+            for _ in range(runs)
         ]
         seconds.append(median_of([r["seconds"] for r in results]))
         rss.append(max(r["peak_rss_kib"] for r in results) / 1024)
@@ -626,46 +546,15 @@ def build_series(s: Settings, stub: _Stub, work: Path) -> tuple[list[ScalingRow]
     ]
     note = (
         "Build: one docset through the reference packager's `Packager.package` (listing, fingerprint, BagIt zip, "
-        "store) in a fresh process (`python -m bench.scaling build`), timed from the call to the stored archive "
-        "(imports outside the timed region); listing and texts from `bench/estimate_stub.py` over local HTTP, "
+        "store) in a fresh process (`python -m bench.packaging_child ours`, the packaging group's child), timed "
+        "from the packager's construction to the stored archive (imports outside the timed region); listing and "
+        "texts from `bench/docset_stub.py` over local HTTP, "
         "listed as the reference server does (at most 1,000 members a page, the packager asks for the largest), "
         "the API client's page limit left at its default. Peak RSS is the process's `VmHWM`. "
         f"Builds of at most {BUILD_RUNS_UP_TO:,} members run 3 times (median time, highest RSS). "
         f"Total build time of the series: {sum(seconds):.0f} s."
     )
     return rows, summary, note
-
-
-def build_child(api_base: str, docset_id: str, work_dir: str) -> int:
-    """One packaging run of the reference packager; print seconds, archive bytes and peak RSS as one JSON line."""
-    from examples.packager.api import ApiClient
-    from examples.packager.packaging import Packager
-    from examples.packager.storage import LocalStorage
-
-    class _NullSink:
-        def accepted(self, estimate_seconds: float | None) -> None:
-            pass
-
-        def progress(self, items_done: int, items_total: int, *, eta_seconds: float | None = None) -> None:
-            pass
-
-    api = ApiClient(api_base=api_base, api_key="bench-key")
-    storage = LocalStorage(Path(work_dir) / "archives", api_base.rstrip("/") + "/archives")
-    packager = Packager(api=api, storage=storage, work_dir=work_dir)
-    start = time.perf_counter()
-    stored = packager.package(docset_id=docset_id, docset_url=f"{api_base}/api/docsets/{docset_id}", sink=_NullSink())
-    elapsed = time.perf_counter() - start
-    api.close()
-    print(json.dumps({"seconds": elapsed, "archive_bytes": stored.size_bytes, "peak_rss_kib": _peak_rss_kib()}))
-    return 0
-
-
-def _peak_rss_kib() -> int:
-    """This process's peak resident set size (``VmHWM`` of /proc/self/status), in KiB (Linux only)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
 
 
 # ---------------------------------------------------------------- packagers series
@@ -698,7 +587,7 @@ class _Packager(_Process):
         raise RuntimeError(f"a packager did not start: {self.log.read_text(errors='replace')[-2000:]}")
 
 
-def packager_series(s: Settings, stub: _Stub, work: Path) -> tuple[list[ScalingRow], list[Row], str]:
+def packager_series(s: Settings, stub: StubProcess, work: Path) -> tuple[list[ScalingRow], list[Row], str]:
     """Jobs/s of a fixed set of jobs with 1 ... 4 packager processes on one queue, RabbitMQ AMQP."""
 
     vhost = f"{BENCH_VHOST}-scaling-packagers"
@@ -797,7 +686,7 @@ Notes on the scaling figures:
   possible: the job and packagers sizes are taken in turn, round after round; the poll and build
   sizes cannot be (the queues or members exist or not), so they are taken one after another, the
   poll's smallest size again at the end. The poll windows alternate AMQP and STOMP.
-- The stub (`bench/estimate_stub.py`, also the packagers series') sets `TCP_NODELAY` on its
+- The stub (`bench/docset_stub.py`, also the packagers series') sets `TCP_NODELAY` on its
   sockets: without it each small text waits ~40 ms for a delayed ACK and the build series
   measures that (1,000 texts of 1 KiB: 44 s instead of 1.3 s).
 - Build: the stub lists as the reference server does, at most 1,000 members a page, and the
@@ -875,7 +764,7 @@ def run() -> list[Row]:
     if "job" in s.series:
         add(job_series(s))
     if {"build", "packagers"} & set(s.series):
-        stub = _Stub()
+        stub = StubProcess("bench.docset_stub")
         work = Path(tempfile.mkdtemp(prefix="tdm-bench-scaling-"))
         try:
             if "build" in s.series:
@@ -897,10 +786,8 @@ def run() -> list[Row]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m bench.scaling [build API_BASE DOCSET_ID WORK_DIR]``: the build child, or the group."""
+    """``python -m bench.scaling``: the group (it takes no arguments)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if args[:1] == ["build"] and len(args) == 4:
-        return build_child(*args[1:])
     if args:
         print(main.__doc__, file=sys.stderr)
         return 2

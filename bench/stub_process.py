@@ -1,4 +1,4 @@
-"""A docset stub server (``bench.docset_stub`` or ``bench.estimate_stub``) in a process of its own.
+"""The docset stub server (``bench.docset_stub``) in a process of its own.
 
 Its own process, so that it shares neither the packager's core time nor its GIL; the stub prints
 the port it listens on as its first line.

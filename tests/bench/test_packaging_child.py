@@ -6,12 +6,11 @@ import threading
 import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from bench.docset_stub import _Handler
+from bench.docset_stub import serve
 from bench.packaging_child import _ours, _zipfile_loop, peak_rss_kib
 from bench.worker_peer import ARCHIVE_SIZE, noop_job
 from tdm_messaging.models import PackageRequest
@@ -20,7 +19,7 @@ from tdm_messaging.worker import Job
 
 @pytest.fixture
 def stub() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server = serve()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -31,6 +30,12 @@ def stub() -> Iterator[str]:
 def test_zipfile_loop_archives_every_text(stub: str, tmp_path: Path) -> None:
     size, text_bytes = _zipfile_loop(stub, "z-4x5000", str(tmp_path))
     assert text_bytes == 4 * 5000
+    assert size > 0
+
+
+def test_zipfile_loop_reads_every_page(stub: str, tmp_path: Path) -> None:
+    size, text_bytes = _zipfile_loop(stub, "z-1001x3", str(tmp_path))  # pages of 1,000: two of them
+    assert text_bytes == 1001 * 3
     assert size > 0
 
 

@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 
 from bench.poll_scale import SCALE_GOAL, scale_rows
-from bench.polls import alternating, completed_status, in_vhost, with_query
-from tdm_messaging.models import Complete, PackageRequest
+from bench.polls import (
+    alternating,
+    complete_message,
+    completed_status,
+    in_progress_status,
+    in_vhost,
+    seed_status,
+    with_query,
+)
+from tdm_messaging.codec import decode
+from tdm_messaging.destinations import Destination, reply_queue
+from tdm_messaging.envelope import Envelope
+from tdm_messaging.models import Accepted, Complete, PackageRequest, Progress
 from tdm_messaging.status import State, compact, fold
 
 
@@ -26,6 +38,37 @@ def test_in_vhost_moves_amqp_and_stomp_urls() -> None:
     stomp = in_vhost("stomp://guest:guest@h:61613/?dialect=rabbitmq&vhost=old", "new")
     assert stomp == "stomp://guest:guest@h:61613/?dialect=rabbitmq&vhost=new"
     assert with_query("stomp://h/?dialect=rabbitmq", reply_ttl="900") == "stomp://h/?dialect=rabbitmq&reply_ttl=900"
+    assert with_query("amqp://h/v?heartbeat=0", reply_ttl="900") == "amqp://h/v?heartbeat=0&reply_ttl=900"
+    assert in_vhost("pyamqp://h:5672//", "v") == "pyamqp://h:5672/v"
+
+
+def test_the_in_progress_status_is_what_compaction_keeps_of_a_job_under_way() -> None:
+    kept = in_progress_status("bench-y")
+    assert [type(m) for m in kept] == [PackageRequest, Accepted, Progress]
+    assert fold(kept, "bench-y").state is State.IN_PROGRESS
+    assert complete_message("bench-y").request_id != complete_message("bench-y").request_id  # a new id each
+
+
+class _Recorder:
+    """A transport's ``send_many``, recorded."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[list[tuple[Destination, Envelope]], bool, bool]] = []
+
+    def send_many(
+        self, sends: Sequence[tuple[Destination, Envelope]], *, persistent: bool = True, confirm: bool = False
+    ) -> None:
+        self.calls.append((list(sends), persistent, confirm))
+
+
+def test_seeding_sends_the_status_in_order_persistent_and_confirmed() -> None:
+    recorder = _Recorder()
+    kept = completed_status("bench-z")
+    assert seed_status(recorder, "bench-z", kept) == len(kept)  # type: ignore[arg-type]
+    [(sends, persistent, confirm)] = recorder.calls
+    assert persistent and confirm
+    assert {destination for destination, _ in sends} == {reply_queue("bench-z")}
+    assert [decode(envelope).sequence for _, envelope in sends] == [m.sequence for m in kept]
 
 
 def test_alternating_flips_the_order_every_pair_and_files_each_time_under_its_poll() -> None:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from bench import machine_description, update_section
 from bench.harness import (
@@ -41,6 +45,7 @@ LATENCY_GOAL_MS = 20
 RSS_GOAL_MIB = 150
 SCALING_GOAL = 1.7
 _JOB_TIMEOUT = 900.0
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -103,17 +108,61 @@ def _run_child(mode: str, api_base: str, docset_id: str, work_dir: Path) -> dict
     return result
 
 
-def _throughput_rows(stub: StubProcess, work: Path, s: _Settings) -> list[Row]:
+def _cpu_seconds() -> tuple[float, float]:
+    """CPU seconds the machine spent busy and in all since boot (/proc/stat; zeros where there is none)."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(fields) - fields[3] - fields[4]) / tick, sum(fields) / tick  # less idle and iowait
+
+
+def _process_cpu(pid: int) -> float:
+    """CPU seconds process ``pid`` has used (0 where /proc does not say)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _others_share(run: Callable[[], _T], stub: StubProcess) -> tuple[_T, float]:
+    """``run()`` and the share of the machine's CPU that processes other than the run's child and the stub took.
+
+    A 2-core run loses to anything else running (a one-core loop hardly does: the other core
+    was idle), so the throughput row says how busy the machine was around its windows.
+    """
+    busy0, all0 = _cpu_seconds()
+    stub0, child0 = _process_cpu(stub.process.pid), resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = run()
+    busy1, all1 = _cpu_seconds()
+    stub1, child1 = _process_cpu(stub.process.pid), resource.getrusage(resource.RUSAGE_CHILDREN)
+    child = (child1.ru_utime - child0.ru_utime) + (child1.ru_stime - child0.ru_stime)
+    others = (busy1 - busy0) - child - (stub1 - stub0)
+    return result, max(others, 0.0) / max(all1 - all0, 1e-9)
+
+
+def _throughput_rows(stub: StubProcess, work: Path, s: _Settings) -> tuple[list[Row], str]:
     text_mib = s.tput_members * s.tput_text_kib / 1024
     counter = iter(range(1_000_000))
+    shares: dict[str, list[float]] = {"ours": [], "zipfile": []}
 
     def window(mode: str) -> float:
         docset_id = f"t{next(counter)}-{s.tput_members}x{s.tput_text_kib * 1024}"
-        return text_mib / _run_child(mode, stub.base, docset_id, work)["seconds"]
+        result, share = _others_share(lambda: _run_child(mode, stub.base, docset_id, work), stub)
+        shares[mode].append(share)
+        return text_mib / result["seconds"]
 
     print(f"  throughput: {text_mib:.0f} MiB docsets ...", flush=True)
     rates = interleaved_windows({"ours": lambda: window("ours"), "zipfile": lambda: window("zipfile")}, rounds=s.rounds)
     ours, base = median_of(rates["ours"]), median_of(rates["zipfile"])
+    load = (
+        "Other processes' share of the machine's CPU during the throughput windows (median, max): "
+        + "; ".join(f"{mode} windows {median_of(v):.0%}, {max(v):.0%}" for mode, v in shares.items())
+        + "."
+    )
+    print(f"  {load}", flush=True)
     return [
         Row(
             what=f"packaging throughput, {s.tput_members} texts of {s.tput_text_kib} KiB (text MiB/s)",
@@ -126,7 +175,7 @@ def _throughput_rows(stub: StubProcess, work: Path, s: _Settings) -> list[Row]:
             command=COMMAND,
             baseline_name="plain `zipfile` loop, same members, same deflate level (6)",
         )
-    ]
+    ], load
 
 
 def _latency_rows(stub: StubProcess, work: Path, s: _Settings) -> list[Row]:
@@ -323,7 +372,7 @@ def run() -> list[Row]:
     stub = StubProcess("bench.docset_stub")
     work = Path(tempfile.mkdtemp(prefix="tdm-bench-packaging-"))
     try:
-        rows = _throughput_rows(stub, work, s)
+        rows, load_line = _throughput_rows(stub, work, s)
         latency_rows = _latency_rows(stub, work, s)
         rss_rows, points = _rss(stub, work, s)
         rows += rss_rows
@@ -355,7 +404,7 @@ def run() -> list[Row]:
         "the latency axis: TDM_BENCH_API_LATENCY_MS (0,5,20,50), TDM_BENCH_API_LATENCY_MEMBERS (1000), "
         "TDM_BENCH_API_LATENCY_TEXT_KIB (20), TDM_BENCH_API_LATENCY_ROUNDS (1).  \n"
         "Goals: " + ("all met." if not missed else "missed: " + "; ".join(missed) + " (see the notes).") + "\n\n"
-        f"{table}\n\nBy the API's latency (the stub answers every request that many ms late; "
+        f"{table}\n\n{load_line}\n\nBy the API's latency (the stub answers every request that many ms late; "
         f"one fresh process per run, {s.latency_rounds} run(s) each, interleaved):\n\n{latency_table}\n\n"
         f"Peak RSS by docset size (1 MiB texts): {rss_line}.\n\n{latency_line}\n\n{NOTES}"
     )

@@ -352,9 +352,9 @@ Notes on the packaging figures:
 - Ours fetches and deflates `TDM_FETCH_CONCURRENCY` (8; the child reads the variable) members at
   once on as many threads over pooled keep-alive connections, reading 256 KiB at a time (zlib and
   hashlib let go of the GIL), at most 16 in flight or waiting, and writes them in listing order
-  (the archive is the same bytes as a one-thread build). The baseline is what a packager written without it does: one fetch at a time,
-  deflated on the one thread that writes the zip; on a 2-core machine it leaves a core idle and
-  waits out every answer's latency in turn.
+  (the archive is the same bytes as a one-thread build). The baseline is what a packager written
+  without it does: one fetch at a time, deflated on the one thread that writes the zip; on a
+  2-core machine it leaves a core idle and waits out every answer's latency in turn.
 - Ours does more than the zipfile loop: a BagIt layout with a SHA-256 manifest of every file, a
   content fingerprint of the listing (spooled to disk), the archive's own SHA-256, the URL guard on
   every link, and a move into storage. On 256 x 256 KiB that is ~0.13 s of CPU the loop does not

@@ -63,7 +63,7 @@ class _Handler(BaseHTTPRequestHandler):
         query = parse_qs(parts.query)
         if len(segments) == 3 and segments[:2] == ["api", "docsets"]:
             self._pause(docset_delay_ms(segments[2]))
-            self._listing(segments[2])
+            self._listing(segments[2], int(query.get("after", ["0"])[0]), query.get("limit", [None])[0])
         elif len(segments) == 4 and segments[:2] == ["api", "documents"] and segments[3] == "text":
             self._pause(int(query.get("delay", ["0"])[0]))
             self._text(segments[2], int(query.get("size", ["0"])[0]))
@@ -75,12 +75,15 @@ class _Handler(BaseHTTPRequestHandler):
         if delay_ms > 0:
             time.sleep(delay_ms / 1000)  # each connection has its own thread: concurrent requests wait together
 
-    def _listing(self, docset_id: str) -> None:
+    def _listing(self, docset_id: str, after: int, limit: str | None) -> None:
+        """One page: members ``after`` onwards, ``limit`` of them with a ``next`` link when more are left, as
+        the server pages (a probe asking for one member gets one); without ``limit``, all of them."""
         shape = docset_shape(docset_id)
         if shape is None:
             self.send_error(404)
             return
         members, size = shape
+        last = members if limit is None else min(after + max(int(limit), 1), members)
         delay = docset_delay_ms(docset_id)
         suffix = f"&delay={delay}" if delay else ""
         body = json.dumps(
@@ -92,8 +95,9 @@ class _Handler(BaseHTTPRequestHandler):
                         "metadata": {"title": f"Thesis {i}", "year": 2000 + i % 25, "author": f"Author {i}"},
                         "links": {"text": f"/api/documents/{docset_id}-doc{i}/text?size={size}{suffix}"},
                     }
-                    for i in range(members)
+                    for i in range(after, last)
                 ],
+                "next": f"/api/docsets/{docset_id}?after={last}&limit={limit}" if last < members else None,
             }
         ).encode()
         self.send_response(200)

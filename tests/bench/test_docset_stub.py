@@ -46,6 +46,21 @@ def test_listing_and_texts_have_the_promised_sizes(stub: str) -> None:
         assert len(response.read()) == 70000
 
 
+def test_listing_pages_by_limit_and_after_as_the_server_does(stub: str) -> None:
+    ids = []
+    url: str | None = f"{stub}/api/docsets/p-5x10?limit=2"
+    while url is not None:
+        with urllib.request.urlopen(url) as response:
+            page = json.load(response)
+        assert page["total"] == 5
+        assert len(page["members"]) <= 2
+        ids += [m["id"] for m in page["members"]]
+        url = stub + page["next"] if page["next"] else None
+    assert ids == [f"p-5x10-doc{i}" for i in range(5)]
+    with urllib.request.urlopen(f"{stub}/api/docsets/p-5x10?limit=1") as response:
+        assert [m["id"] for m in json.load(response)["members"]] == ["p-5x10-doc0"]
+
+
 def test_unknown_paths_are_404(stub: str) -> None:
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(f"{stub}/api/docsets/5")

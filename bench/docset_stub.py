@@ -4,8 +4,10 @@ A docset id says its shape: ``<tag>-<members>x<bytes>`` (e.g. ``big-2048x1048576
 ``members`` documents of ``bytes`` bytes of text each; ``<tag>-<members>x<bytes>d<ms>`` (e.g.
 ``lat-1000x20480d20``) also answers every request of the docset (listing and texts) ``ms``
 milliseconds late, as a remote API does. Texts are slices of one pseudo-random block of words, so
-the stub spends almost nothing to serve gigabytes. Sockets are TCP_NODELAY: a small answer is not
-held back by Nagle's algorithm waiting for the client's delayed ACK (~40 ms).
+the stub spends almost nothing to serve gigabytes. A listing asked with ``limit`` (and ``after``)
+is paged as the server pages it, with a ``next`` link; without, it is one page. Sockets are
+TCP_NODELAY: a small answer is not held back by Nagle's algorithm waiting for the client's
+delayed ACK (~40 ms).
 """
 
 from __future__ import annotations

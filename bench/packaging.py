@@ -346,7 +346,9 @@ Notes on the packaging figures:
   generates English-looking text on the fly (so a 2 GiB docset costs no disk), over real HTTP,
   with TCP_NODELAY (without it a body under ~64 KiB waited ~40 ms for the client's delayed ACK).
   A docset id `<tag>-<members>x<bytes>d<ms>` makes the stub answer each of its requests `ms` late,
-  as a remote API does: the latency axis.
+  as a remote API does: the latency axis. It pages a listing by `limit` and `after` as the server
+  does (ours asks 1,000 a page, and one-member pages to time the API), else gives it in one page
+  (the zipfile loop's one request).
 - Each run is a fresh process (`bench/packaging_child.py`), the packager imported before the
   clock starts; its peak RSS is `VmHWM` from /proc/self/status, read at the end of the run.
 - Ours fetches and deflates `TDM_FETCH_CONCURRENCY` (8; the child reads the variable) members at

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from bench import machine_description, update_section
 from bench.harness import (
@@ -41,6 +45,7 @@ LATENCY_GOAL_MS = 20
 RSS_GOAL_MIB = 150
 SCALING_GOAL = 1.7
 _JOB_TIMEOUT = 900.0
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -91,17 +96,61 @@ def _run_child(mode: str, api_base: str, docset_id: str, work_dir: Path) -> dict
     return run_child(mode, api_base, docset_id, work_dir, timeout=_JOB_TIMEOUT)
 
 
-def _throughput_rows(stub: StubProcess, work: Path, s: _Settings) -> list[Row]:
+def _cpu_seconds() -> tuple[float, float]:
+    """CPU seconds the machine spent busy and in all since boot (/proc/stat; zeros where there is none)."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(fields) - fields[3] - fields[4]) / tick, sum(fields) / tick  # less idle and iowait
+
+
+def _process_cpu(pid: int) -> float:
+    """CPU seconds process ``pid`` has used (0 where /proc does not say)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _others_share(run: Callable[[], _T], stub: StubProcess) -> tuple[_T, float]:
+    """``run()`` and the share of the machine's CPU that processes other than the run's child and the stub took.
+
+    A 2-core run loses to anything else running (a one-core loop hardly does: the other core
+    was idle), so the throughput row says how busy the machine was around its windows.
+    """
+    busy0, all0 = _cpu_seconds()
+    stub0, child0 = _process_cpu(stub.process.pid), resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = run()
+    busy1, all1 = _cpu_seconds()
+    stub1, child1 = _process_cpu(stub.process.pid), resource.getrusage(resource.RUSAGE_CHILDREN)
+    child = (child1.ru_utime - child0.ru_utime) + (child1.ru_stime - child0.ru_stime)
+    others = (busy1 - busy0) - child - (stub1 - stub0)
+    return result, max(others, 0.0) / max(all1 - all0, 1e-9)
+
+
+def _throughput_rows(stub: StubProcess, work: Path, s: _Settings) -> tuple[list[Row], str]:
     text_mib = s.tput_members * s.tput_text_kib / 1024
     counter = iter(range(1_000_000))
+    shares: dict[str, list[float]] = {"ours": [], "zipfile": []}
 
     def window(mode: str) -> float:
         docset_id = f"t{next(counter)}-{s.tput_members}x{s.tput_text_kib * 1024}"
-        return text_mib / _run_child(mode, stub.base, docset_id, work)["seconds"]
+        result, share = _others_share(lambda: _run_child(mode, stub.base, docset_id, work), stub)
+        shares[mode].append(share)
+        return text_mib / result["seconds"]
 
     print(f"  throughput: {text_mib:.0f} MiB docsets ...", flush=True)
     rates = interleaved_windows({"ours": lambda: window("ours"), "zipfile": lambda: window("zipfile")}, rounds=s.rounds)
     ours, base = median_of(rates["ours"]), median_of(rates["zipfile"])
+    load = (
+        "Other processes' share of the machine's CPU during the throughput windows (median, max): "
+        + "; ".join(f"{mode} windows {median_of(v):.0%}, {max(v):.0%}" for mode, v in shares.items())
+        + "."
+    )
+    print(f"  {load}", flush=True)
     return [
         Row(
             what=f"packaging throughput, {s.tput_members} texts of {s.tput_text_kib} KiB (text MiB/s)",
@@ -114,7 +163,7 @@ def _throughput_rows(stub: StubProcess, work: Path, s: _Settings) -> list[Row]:
             command=COMMAND,
             baseline_name="plain `zipfile` loop, same members, same deflate level (6)",
         )
-    ]
+    ], load
 
 
 def _latency_rows(stub: StubProcess, work: Path, s: _Settings) -> list[Row]:
@@ -285,20 +334,30 @@ Notes on the packaging figures:
   generates English-looking text on the fly (so a 2 GiB docset costs no disk), over real HTTP,
   with TCP_NODELAY (without it a body under ~64 KiB waited ~40 ms for the client's delayed ACK).
   A docset id `<tag>-<members>x<bytes>d<ms>` makes the stub answer each of its requests `ms` late,
-  as a remote API does: the latency axis.
+  as a remote API does: the latency axis. It pages a listing by `limit` and `after` as the server
+  does (ours asks 1,000 a page, and one-member pages to time the API), else gives it in one page
+  (the zipfile loop's one request).
 - Each run is a fresh process (`bench/packaging_child.py`), the packager imported before the
   clock starts; its peak RSS is `VmHWM` from /proc/self/status, read at the end of the run.
-- Ours fetches and deflates `TDM_FETCH_CONCURRENCY` (8) members at once on as many threads over
-  pooled keep-alive connections (zlib and hashlib let go of the GIL), at most 16 in flight or
-  waiting, and writes them in listing order (the archive is the same bytes as a one-thread
-  build). The baseline is what a packager written without it does: one fetch at a time,
-  deflated on the one thread that writes the zip; on a 2-core machine it leaves a core idle and
-  waits out every answer's latency in turn.
+- Ours fetches and deflates `TDM_FETCH_CONCURRENCY` (8; the child reads the variable) members at
+  once on as many threads over pooled keep-alive connections, reading 256 KiB at a time (zlib and
+  hashlib let go of the GIL), at most 16 in flight or waiting, and writes them in listing order
+  (the archive is the same bytes as a one-thread build). The baseline is what a packager written
+  without it does: one fetch at a time, deflated on the one thread that writes the zip; on a
+  2-core machine it leaves a core idle and waits out every answer's latency in turn.
 - Ours does more than the zipfile loop: a BagIt layout with a SHA-256 manifest of every file, a
   content fingerprint of the listing (spooled to disk), the archive's own SHA-256, the URL guard on
-  every link, and a move into storage.
-- The docset stub, a Python process, shares the 2 cores (about 0.2 ms of CPU per 20 KiB answer):
-  at 0 ms it takes part of the core the second deflating thread would use.
+  every link, and a move into storage. On 256 x 256 KiB that is ~0.13 s of CPU the loop does not
+  spend (SHA-256 of the texts 0.05 s on the fetching threads; of the archive 0.03 s and the listing
+  0.05 s on one thread), against ~2.1 s of deflate both spend: ~5 % of the loop's time, counted
+  against ours. Deflate (level 6, 31 MiB/s a core on the stub's text, 2.0x on two threads) is
+  ~90 % of both sides' CPU, so 1.8x needs nearly all of two free cores.
+- The docset stub, a Python process, shares the 2 cores (0.06-0.10 s of CPU per 64 MiB docset,
+  ~0.3 ms per 256 KiB answer): the loop pays it in turn (it waits for each answer), ours beside
+  its own threads. Both read the same members from the same stub over HTTP.
+- Other processes on the machine (other sessions' test runs) cost a 2-core run far more than a
+  one-core loop, which had a core to spare: the section above gives their share of the CPU during
+  the throughput windows; read the ratio against it.
 - Two packagers share the machine's 2 cores with the docset stub, the broker and the polling
   client, so 2x is out of reach by construction; the row shows how close the work queue gets.
 """
@@ -311,7 +370,7 @@ def run() -> list[Row]:
     stub = StubProcess("bench.docset_stub")
     work = Path(tempfile.mkdtemp(prefix="tdm-bench-packaging-"))
     try:
-        rows = _throughput_rows(stub, work, s)
+        rows, load_line = _throughput_rows(stub, work, s)
         latency_rows = _latency_rows(stub, work, s)
         rss_rows, points = _rss(stub, work, s)
         rows += rss_rows
@@ -343,7 +402,7 @@ def run() -> list[Row]:
         "the latency axis: TDM_BENCH_API_LATENCY_MS (0,5,20,50), TDM_BENCH_API_LATENCY_MEMBERS (1000), "
         "TDM_BENCH_API_LATENCY_TEXT_KIB (20), TDM_BENCH_API_LATENCY_ROUNDS (1).  \n"
         "Goals: " + ("all met." if not missed else "missed: " + "; ".join(missed) + " (see the notes).") + "\n\n"
-        f"{table}\n\nBy the API's latency (the stub answers every request that many ms late; "
+        f"{table}\n\n{load_line}\n\nBy the API's latency (the stub answers every request that many ms late; "
         f"one fresh process per run, {s.latency_rounds} run(s) each, interleaved):\n\n{latency_table}\n\n"
         f"Peak RSS by docset size (1 MiB texts): {rss_line}.\n\n{latency_line}\n\n{NOTES}"
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import signal
 import subprocess
@@ -27,7 +28,7 @@ import requests
 
 # Imported here, before any timing starts: ours' timed region is the packaging, not Python's imports.
 from examples.packager.api import ApiClient
-from examples.packager.packaging import Packager
+from examples.packager.packaging import FETCH_CONCURRENCY, Packager
 from examples.packager.storage import LocalStorage
 
 __all__ = ["main", "peak_rss_kib", "run_child"]
@@ -55,9 +56,11 @@ class _NullSink:
 
 
 def _ours(api_base: str, docset_id: str, work_dir: str) -> tuple[int, int]:
-    api = ApiClient(api_base=api_base, api_key="bench-key")
+    # TDM_FETCH_CONCURRENCY as the app reads it, so the bench can be run at another concurrency.
+    concurrency = int(os.environ.get("TDM_FETCH_CONCURRENCY", FETCH_CONCURRENCY))
+    api = ApiClient(api_base=api_base, api_key="bench-key", pool_size=concurrency)
     storage = LocalStorage(Path(work_dir) / "archives", api_base.rstrip("/") + "/archives")
-    packager = Packager(api=api, storage=storage, work_dir=work_dir)
+    packager = Packager(api=api, storage=storage, work_dir=work_dir, fetch_concurrency=concurrency)
     stored = packager.package(docset_id=docset_id, docset_url=f"{api_base}/api/docsets/{docset_id}", sink=_NullSink())
     api.close()
     return stored.size_bytes, 0

@@ -21,7 +21,7 @@ from examples.packager.errors import FetchError, LimitError, UnsafeUrlError
 from examples.packager.limits import Cancel
 from examples.packager.urlguard import UrlGuard
 
-__all__ = ["LISTING_PAGE_SIZE", "ApiClient", "DocsetPage", "Member"]
+__all__ = ["CHUNK_SIZE", "LISTING_PAGE_SIZE", "ApiClient", "DocsetPage", "Member"]
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,10 @@ _TRANSIENT_STATUS: Final = frozenset({429, 500, 502, 503, 504})
 _REDIRECT_STATUS: Final = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS: Final = 5
 LISTING_PAGE_SIZE: Final = 1000
+CHUNK_SIZE: Final = 256 * 1024
+"""Bytes read at a time from a body: each chunk is one pass of Python (read, count, CRC, hash, deflate,
+spool) on a fetching thread, so larger chunks leave more of the cores to zlib; a few fetching threads
+hold one each."""
 """Members asked for per listing page (``limit``): the reference server's largest (docs/server.md).
 A server that allows fewer either caps the page (its ``next`` links go on) or refuses the request;
 then the listing is read at the server's own default page size."""
@@ -106,7 +110,7 @@ class ApiClient:
         retries: int = 3,
         backoff: float = 0.5,
         max_retry_after: float = 60.0,
-        chunk_size: int = 64 * 1024,
+        chunk_size: int = CHUNK_SIZE,
         max_page_bytes: int = 16 * 1024 * 1024,
         max_text_bytes: int = 1 << 30,
         listing_page_size: int | None = LISTING_PAGE_SIZE,

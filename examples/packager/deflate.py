@@ -133,6 +133,8 @@ class ArchiveBuffer:
     threads costs up to the interpreter's switch interval (5 ms). Here writes gather in
     memory and go out a mebibyte at a time, ``tell`` is a counter and a ``seek`` to where we
     are is free; a real seek (``zipfile`` rewriting a header) writes the buffer out first.
+    The buffer is allocated once and filled in place (a ``bytearray`` grown and cleared per
+    mebibyte would be reallocated, and its fresh pages faulted in, on the writing thread every time).
     ``close`` leaves the file open (its owner closes it); ``flush`` writes everything out.
 
     Args:
@@ -143,18 +145,22 @@ class ArchiveBuffer:
     def __init__(self, raw: IO[bytes], *, buffer_bytes: int = _BUFFER_BYTES) -> None:
         self._raw = raw
         self._position = raw.tell()
-        self._buffer = bytearray()
+        self._buffer = bytearray(buffer_bytes)
+        self._fill = 0
         self._limit = buffer_bytes
 
     def write(self, data: bytes, /) -> int:
         """Append ``data`` at the current position."""
         size = len(data)
-        if size >= self._limit:
+        if self._fill + size > self._limit:
             self._drain()
+        if size >= self._limit:
             self._raw.write(data)
         else:
-            self._buffer += data
-            if len(self._buffer) >= self._limit:
+            end = self._fill + size
+            self._buffer[self._fill : end] = data
+            self._fill = end
+            if end == self._limit:
                 self._drain()
         self._position += size
         return size
@@ -182,6 +188,6 @@ class ArchiveBuffer:
         self.flush()
 
     def _drain(self) -> None:
-        if self._buffer:
-            self._raw.write(self._buffer)
-            self._buffer.clear()
+        if self._fill:
+            self._raw.write(memoryview(self._buffer)[: self._fill])
+            self._fill = 0

@@ -11,8 +11,11 @@ from pathlib import Path
 import pytest
 
 from bench.docset_stub import serve
+from bench.packaging import _others_share
 from bench.packaging_child import _ours, _zipfile_loop, peak_rss_kib
+from bench.stub_process import StubProcess
 from bench.worker_peer import ARCHIVE_SIZE, noop_job
+from tdm_messaging import ConfigurationError
 from tdm_messaging.models import PackageRequest
 from tdm_messaging.worker import Job
 
@@ -48,6 +51,33 @@ def test_ours_stores_a_bag_with_every_text(stub: str, tmp_path: Path) -> None:
         texts = [i for i in archive.infolist() if i.filename.endswith("text.txt")]
     assert len(texts) == 4
     assert all(i.file_size == 5000 for i in texts)
+
+
+def test_ours_runs_at_the_concurrency_of_the_environment_and_writes_the_same_bytes(
+    stub: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built = {}
+    for concurrency in ("1", "3"):
+        monkeypatch.setenv("TDM_FETCH_CONCURRENCY", concurrency)
+        work = tmp_path / concurrency
+        work.mkdir()
+        _ours(stub, "c-7x70000", str(work))
+        (archive,) = (work / "archives").glob("*.zip")
+        built[concurrency] = archive.read_bytes()
+    assert built["1"] == built["3"]
+    monkeypatch.setenv("TDM_FETCH_CONCURRENCY", "0")
+    with pytest.raises(ConfigurationError):
+        _ours(stub, "c-1x10", str(tmp_path))
+
+
+def test_others_share_gives_the_run_and_a_share_of_the_machine() -> None:
+    stub = StubProcess("bench.docset_stub")
+    try:
+        result, share = _others_share(lambda: sum(range(100_000)), stub)
+    finally:
+        stub.stop()
+    assert result == sum(range(100_000))
+    assert 0.0 <= share <= 1.0
 
 
 def test_peak_rss_is_positive() -> None:

@@ -7,6 +7,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from examples.packager.bag import ZIP_EPOCH
 from examples.packager.deflate import ArchiveBuffer, Deflater, write_deflated
@@ -127,4 +129,41 @@ def test_the_archive_buffer_writes_through_on_a_real_seek_and_on_flush() -> None
     buffer.write(b"x" * 20)  # a large write goes straight through
     assert raw.getvalue() == b"headABCdefghij" + b"x" * 20
     buffer.close()
+    assert not raw.closed
+
+
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("write"), st.binary(max_size=40)),
+        st.tuples(st.just("seek"), st.integers(min_value=0, max_value=60)),
+        st.tuples(st.just("end"), st.just(b"")),
+        st.tuples(st.just("flush"), st.just(b"")),
+    ),
+    max_size=30,
+)
+
+
+@given(ops=_OPS, buffer_bytes=st.integers(min_value=1, max_value=24))
+def test_the_archive_buffer_gives_the_bytes_of_a_plain_file(ops: list[tuple[str, object]], buffer_bytes: int) -> None:
+    """Any writes and seeks through the buffer give the file (and positions) the same writes give a plain file."""
+    plain, raw = io.BytesIO(b"start"), io.BytesIO(b"start")
+    plain.seek(0, 2)
+    raw.seek(0, 2)
+    buffer = ArchiveBuffer(raw, buffer_bytes=buffer_bytes)
+    for op, arg in ops:
+        if op == "write":
+            assert isinstance(arg, bytes)
+            assert buffer.write(arg) == plain.write(arg)
+        elif op == "seek":
+            assert isinstance(arg, int)
+            target = min(arg, len(plain.getvalue()))  # zipfile only seeks where it has written
+            assert buffer.seek(target) == plain.seek(target)
+        elif op == "end":
+            assert buffer.seek(0, 2) == plain.seek(0, 2)
+        else:
+            buffer.flush()
+            assert raw.getvalue() == plain.getvalue()
+        assert buffer.tell() == plain.tell()
+    buffer.close()
+    assert raw.getvalue() == plain.getvalue()
     assert not raw.closed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -238,6 +239,28 @@ def test_rabbitmq_a_confirmed_reply_to_a_queue_with_other_arguments_goes_around(
         second.send(d, Envelope(b"around"), confirm=True)
         assert second.connection_count == 2  # the refusal closed the first connection
         assert _bodies(second, d, ack=True) == [b"refused, then around", b"around"]
+
+
+@pytest.mark.broker
+def test_rabbitmq_a_refused_send_goes_around_even_before_its_connection_is_marked_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The ERROR answering a SEND's receipt wakes the sender before the listener marks the connection
+    lost (slowed down here): the send still goes again around, once, and is stored once."""
+    original = StompLink.on_lost
+
+    def late_on_lost(self: StompLink, generation: int, refusal: Any, *, quiet: bool = False) -> None:
+        if refusal is not None:
+            time.sleep(0.3)
+        original(self, generation, refusal, quiet=quiet)
+
+    monkeypatch.setattr(StompLink, "on_lost", late_on_lost)
+    d = _fresh()
+    with StompTransport.from_url(_url("rabbitmq-stomp", reply_ttl="60")) as first:
+        first.declare(d)
+    with StompTransport.from_url(_url("rabbitmq-stomp", reply_ttl="120")) as second:
+        second.send(d, Envelope(b"around"), confirm=True)
+        assert _bodies(second, d, ack=True) == [b"around"]
 
 
 @pytest.mark.broker

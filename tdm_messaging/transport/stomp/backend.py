@@ -289,15 +289,20 @@ class StompTransport(Transport):
         if confirm and target.declare and self._classic_in_a_cluster(destination):
             self._send_declaring(target, envelope, headers)
             return
+        with self._link.lock:
+            generation = self._link.generation
         try:
             self._send_frame(target, envelope, headers, confirm=confirm)
         except BrokerRefusedError as exc:
             if not (confirm and target.declare and self._refused_for_arguments(destination, exc)):
                 raise
             # The queue exists with other arguments: RabbitMQ refused the declare this SEND carried
-            # and closed the connection (nothing was stored). The refusal is in the route book, so
-            # the next frame goes around (/amq/queue/, declaring nothing) on a new connection.
+            # and closes the connection (nothing was stored). The refusal is in the route book, so
+            # the frame goes again around (/amq/queue/, declaring nothing) on a new connection. The
+            # refused one is dropped first: its RECEIPT's ERROR can wake us before the listener
+            # marks it lost, and a frame written to it now would be lost with it.
             log.warning("%s exists with other arguments; sending to it as it is (/amq/queue): %s", destination, exc)
+            self._link.recycle(generation, "what a connection whose SEND was refused held")
             around = self._target(destination)
             if around.declare:
                 raise

@@ -338,14 +338,20 @@ FLOORS = {"amqp": "bench.floor_amqp:FloorAmqp", "stomp": "bench.floor_stomp:Floo
 ``prepare_ahead(count)``, see :class:`bench.cycle.Prepares`, and a ``BASELINE_NAME`` string).
 A floor module that is not there yet leaves its rows out."""
 
+PREPARED_FLOORS = {"stomp": "bench.floor_stomp:FloorStompPrepared"}
+"""A wing's second floor, with each reply queue created ahead (side ``floor-prep``), held against ours
+prepared while the first floor (which creates it in the request) is held against ours without prepare."""
+
 _FLOOR_NAMES = {
     "amqp": "raw py-amqp loop of our message pattern",
     "stomp": "raw stomp.py loop of our message pattern",
 }
 
 
-def _floor_spec(wing: str) -> SideSpec | None:
-    module_name, _sep, class_name = FLOORS[wing].partition(":")
+def _floor_spec(wing: str, floors: dict[str, str] = FLOORS, key: str = "floor") -> SideSpec | None:
+    if wing not in floors:
+        return None
+    module_name, _sep, class_name = floors[wing].partition(":")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -355,7 +361,7 @@ def _floor_spec(wing: str) -> SideSpec | None:
         return None
     floor_cls = getattr(module, class_name)
     name = str(getattr(floor_cls, "BASELINE_NAME", _FLOOR_NAMES[wing]))
-    return SideSpec("floor", name, floor_cls)
+    return SideSpec(key, name, floor_cls)
 
 
 @dataclass(frozen=True)
@@ -401,17 +407,27 @@ def _side_specs(setup: _PhaseSetup, settings: _Settings) -> list[SideSpec]:
             lambda _url: _Celery(broker, _queue(), pool),
         ),
     ]
-    floor = _floor_spec(setup.wing)
-    if floor is not None:
-        specs.append(floor)
+    for floor in (_floor_spec(setup.wing), _floor_spec(setup.wing, PREPARED_FLOORS, "floor-prep")):
+        if floor is not None:
+            specs.append(floor)
     return specs
 
 
-def comparisons(*, floor_prepares: bool) -> list[Comparison]:
+def comparisons(*, floor_prepares: bool, prepared_floor: bool = False) -> list[Comparison]:
     """The rows of a phase. The floor is held against our side with the same reply-queue pattern:
-    ours prepared if the floor prepares its queues ahead, else ours creating it in the request."""
+    ours prepared if the floor prepares its queues ahead, else ours creating it in the request;
+    a prepared second floor (``floor-prep``), when there is one, against ours prepared."""
     floor_ours = "ours" if floor_prepares else "ours-noprep"
     floor_note = "vs the floor" + ("" if floor_prepares else " (both create the reply queue in the request)")
+    prep_note = "vs the floor (both create the reply queue ahead)"
+    prepared = (
+        [
+            Comparison("ours", "floor-prep", THROUGHPUT, FLOOR_GOAL, prep_note),
+            Comparison("ours", "floor-prep", "p50", FLOOR_GOAL, prep_note),
+        ]
+        if prepared_floor
+        else []
+    )
     return [
         Comparison("ours", "celery-redis", THROUGHPUT, REDIS_THROUGHPUT_GOAL, REDIS_NOTE),
         Comparison("ours", "celery-redis", "p50", REDIS_P50_GOAL, REDIS_NOTE),
@@ -422,6 +438,7 @@ def comparisons(*, floor_prepares: bool) -> list[Comparison]:
         Comparison("ours", "celery-rpc", "p50", None, RPC_NOTE),
         Comparison(floor_ours, "floor", THROUGHPUT, FLOOR_GOAL, floor_note),
         Comparison(floor_ours, "floor", "p50", FLOOR_GOAL, floor_note),
+        *prepared,
         Comparison("ours-noprep", "ours", THROUGHPUT, None, PREPARE_NOTE),
         Comparison("ours-noprep", "ours", "p50", None, PREPARE_NOTE),
         Comparison("ours-noprep", "celery-redis", THROUGHPUT, None, "no prepare, " + REDIS_NOTE),
@@ -501,7 +518,9 @@ def _phase(
         )
         floor = sides.get("floor")
         rows = build_rows(
-            comparisons(floor_prepares=floor is not None and isinstance(floor, Prepares)),
+            comparisons(
+                floor_prepares=floor is not None and isinstance(floor, Prepares), prepared_floor="floor-prep" in sides
+            ),
             measured,
             label=label,
             names={spec.key: spec.name for spec in specs},
@@ -555,7 +574,10 @@ Notes on the job-cycle figures:
 - The floor (`bench/floor_amqp.py`, `bench/floor_stomp.py`: `FloorAmqp`, `FloorStomp`) is a raw
   py-amqp / stomp.py loop doing our message pattern with no library around it; it is held against
   our side with the same reply-queue pattern (prepared if the floor prepares its queues ahead, see
-  `bench.cycle.Prepares`). A floor module that is missing leaves its rows out.
+  `bench.cycle.Prepares`). A floor module that is missing leaves its rows out. On STOMP a second
+  floor (`FloorStompPrepared`, side `floor-prep`) creates each reply queue ahead, outside the timed
+  region (an empty probe SEND with the declare headers, `expiration: 0`, receipted), and is held
+  against ours prepared, while `FloorStomp` is held against ours without prepare.
 - "Complete-visible": for us, `PackagingClient.status()` polled back to back until COMPLETE. For
   Celery, `ResultSet.join()` (latency: the same on one result): with `rpc://` its result consumer
   is pushed results on a standing subscription; with Redis the client subscribes to each task's

@@ -16,6 +16,11 @@ our checks, models, codec, routes, retries or reconnects:
 The interface is that of ``bench/celery_peer.py``'s sides: ``submit() -> handle``,
 ``wait_all(handles, timeout=...)``, ``close()``. RabbitMQ STOMP only (the declare headers and the
 NACK requeue are RabbitMQ's).
+
+:class:`FloorStompPrepared` is the same loop with each reply queue created ahead, outside the
+timed region (``prepare_ahead``, as ``PackagingClient.prepare`` when a docset is created): an
+empty probe SEND with the declare headers, ``expiration: 0`` and a receipt, the probes of a window
+written back to back with one wait. The request's copy then only finds the queue there.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import stomp
 
-__all__ = ["FloorStomp", "main", "run_worker"]
+__all__ = ["FloorStomp", "FloorStompPrepared", "main", "run_worker"]
 
 _ROOT = Path(__file__).resolve().parent.parent
 _MARKER = "x-floor-marker"
@@ -191,11 +196,18 @@ class FloorStomp:
         self.frames += 1
         getattr(self.conn, frame)(**kwargs)
 
+    def _new_reply_to(self) -> str:
+        self.count += 1
+        return f"floor-{self.run}/package/floor-{self.run}-{self.count}"
+
+    def _next_reply_to(self) -> str:
+        """The reply queue of the next submit (a new one; the prepared floor's, one created ahead)."""
+        return self._new_reply_to()
+
     def submit(self) -> str:
         """Copy to the reply queue, request to the requests queue, one wait for both receipts."""
-        self.count += 1
-        docset = f"floor-{self.run}-{self.count}"
-        reply_to = f"floor-{self.run}/package/{docset}"
+        reply_to = self._next_reply_to()
+        docset = reply_to.rpartition("/")[2]
         body = json.dumps({"kind": "request", "docset_id": docset, "reply_to": reply_to}).encode()
         first, second = f"r-{uuid.uuid4().hex}", f"r-{uuid.uuid4().hex}"
         declare = _declare(self.reply_ttl_ms)
@@ -274,6 +286,32 @@ class FloorStomp:
             except subprocess.TimeoutExpired:
                 self._process.kill()
         self.conn.disconnect()
+
+
+class FloorStompPrepared(FloorStomp):
+    """:class:`FloorStomp` with each reply queue created ahead of its request, outside the timed region."""
+
+    BASELINE_NAME = "raw stomp.py loop of our message pattern, reply queue created ahead"
+
+    def __init__(self, url: str, *, reply_ttl_ms: int = 86_400_000, worker: str = "process") -> None:
+        super().__init__(url, reply_ttl_ms=reply_ttl_ms, worker=worker)
+        self._ready: list[str] = []
+
+    def prepare_ahead(self, count: int) -> None:
+        """Create the reply queues of the next ``count`` submits: empty probes with the declare headers, one wait."""
+        receipts = set()
+        declare = _declare(self.reply_ttl_ms)
+        while len(self._ready) < count:
+            reply_to = self._new_reply_to()
+            receipt = f"p-{uuid.uuid4().hex}"
+            headers = {**declare, "expiration": "0", "receipt": receipt}
+            self._send("send", destination=_queue(reply_to), body=b"", headers=headers)
+            receipts.add(receipt)
+            self._ready.append(reply_to)
+        self.listener.wait(lambda: receipts <= self.listener.receipts, "prepare receipts")
+
+    def _next_reply_to(self) -> str:
+        return self._ready.pop(0) if self._ready else self._new_reply_to()
 
 
 def main(argv: list[str] | None = None) -> int:

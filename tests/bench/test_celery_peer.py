@@ -56,6 +56,27 @@ def test_a_floor_that_prepares_is_held_against_ours_prepared() -> None:
     assert ("ours-noprep", "floor", THROUGHPUT) not in goals
 
 
+def test_a_prepared_floor_is_held_against_ours_prepared_beside_the_unprepared_one() -> None:
+    comparisons = celery_peer.comparisons(floor_prepares=False, prepared_floor=True)
+    goals = {(c.ours, c.baseline, c.metric): c.goal for c in comparisons}
+    assert goals[("ours-noprep", "floor", THROUGHPUT)] == 0.9
+    assert goals[("ours", "floor-prep", THROUGHPUT)] == 0.9
+    assert goals[("ours", "floor-prep", "p50")] == 0.9
+    assert ("ours-noprep", "floor-prep", THROUGHPUT) not in goals
+    assert ("ours", "floor-prep", THROUGHPUT) not in _comparisons(floor_prepares=False)
+
+
+def test_the_stomp_wing_has_a_prepared_floor_that_prepares() -> None:
+    spec = celery_peer._floor_spec("stomp", celery_peer.PREPARED_FLOORS, "floor-prep")
+    assert spec is not None and spec.key == "floor-prep"
+    from bench.floor_stomp import FloorStomp, FloorStompPrepared
+
+    assert spec.build is FloorStompPrepared
+    assert issubclass(FloorStompPrepared, FloorStomp)
+    assert hasattr(FloorStompPrepared, "prepare_ahead") and not hasattr(FloorStomp, "prepare_ahead")
+    assert celery_peer._floor_spec("amqp", celery_peer.PREPARED_FLOORS, "floor-prep") is None
+
+
 class _TinyFloor:
     """A throwaway floor: constructed from a URL, jobs complete at once."""
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tdm_messaging.destinations import Destination, DestinationKind, reply_queue
+from tdm_messaging.destinations import DEAD_LETTER, Destination, DestinationKind, reply_queue
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.errors import BrokerRefusedError
 from tdm_messaging.server import PackagingClient
@@ -220,7 +221,74 @@ def test_the_worker_opens_no_connection_per_job(broker: str) -> None:
                 else:
                     pytest.fail(f"docset {docset} did not complete")
         assert stomp.connection_count == 1
-        assert stomp.declare_connection_count <= 1  # one side connection for every job's declare
+        if broker == "rabbitmq-stomp":
+            # Its SENDs create a missing reply queue (reply_queue_on_send): no declare per job.
+            assert stomp.capabilities.reply_queue_on_send
+            assert stomp.declare_connection_count == 0
+
+
+@pytest.mark.broker
+def test_rabbitmq_a_confirmed_reply_to_a_queue_with_other_arguments_goes_around() -> None:
+    """The first confirmed SEND to a reply queue that exists with other arguments is refused (and its
+    connection closed); it is sent again as it is (/amq/queue), so nothing is lost and no error raised."""
+    d = _fresh()
+    with StompTransport.from_url(_url("rabbitmq-stomp", reply_ttl="60")) as first:
+        first.declare(d)
+    with StompTransport.from_url(_url("rabbitmq-stomp", reply_ttl="120")) as second:
+        second.send(d, Envelope(b"refused, then around"), confirm=True)
+        second.send(d, Envelope(b"around"), confirm=True)
+        assert second.connection_count == 2  # the refusal closed the first connection
+        assert _bodies(second, d, ack=True) == [b"refused, then around", b"around"]
+
+
+@pytest.mark.broker
+def test_rabbitmq_a_refused_send_goes_around_even_before_its_connection_is_marked_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The ERROR answering a SEND's receipt wakes the sender before the listener marks the connection
+    lost (slowed down here): the send still goes again around, once, and is stored once."""
+    original = StompLink.on_lost
+
+    def late_on_lost(self: StompLink, generation: int, refusal: Any, *, quiet: bool = False) -> None:
+        if refusal is not None:
+            time.sleep(0.3)
+        original(self, generation, refusal, quiet=quiet)
+
+    monkeypatch.setattr(StompLink, "on_lost", late_on_lost)
+    d = _fresh()
+    with StompTransport.from_url(_url("rabbitmq-stomp", reply_ttl="60")) as first:
+        first.declare(d)
+    with StompTransport.from_url(_url("rabbitmq-stomp", reply_ttl="120")) as second:
+        second.send(d, Envelope(b"around"), confirm=True)
+        assert _bodies(second, d, ack=True) == [b"around"]
+
+
+@pytest.mark.broker
+def test_rabbitmq_the_worker_replies_to_a_queue_with_other_arguments() -> None:
+    """No declare per job: a worker configured with another reply_ttl than the server's has its first
+    reply refused (and its connection closed); the reply goes again as it is (/amq/queue), the
+    request comes again, and the job's replies reach the queue. Nothing is dead-lettered."""
+    namespace = "t" + uuid.uuid4().hex[:12]
+    docset = f"foreign-{uuid.uuid4().hex[:8]}"
+    server_url = _url("rabbitmq-stomp", namespace=namespace, reply_ttl="60")
+    worker_url = _url("rabbitmq-stomp", namespace=namespace, reply_ttl="120")
+    with open_transport(worker_url) as worker_side, open_transport(server_url) as client_side:
+        client = PackagingClient(client_side)
+        worker = PackagerWorker(worker_side, on_package=_noop, retry_backoff_seconds=0)
+        with running_worker(worker):
+            client.request_package(docset, f"http://server/api/docsets/{docset}")
+            for _ in range(2000):
+                status = client.status(docset)
+                if status.state is State.COMPLETE:
+                    break
+            else:
+                pytest.fail(f"docset {docset} did not complete: {client.status(docset)}")
+        stomp = worker_side._inner if hasattr(worker_side, "_inner") else worker_side
+        assert isinstance(stomp, StompTransport)
+        assert stomp.connection_count >= 2, "the refusal closed the worker's first connection"
+        assert stomp.declare_connection_count == 0
+        with client_side.read(DEAD_LETTER) as batch:
+            assert list(batch.envelopes) == []
 
 
 @pytest.mark.broker

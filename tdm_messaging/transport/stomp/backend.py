@@ -40,6 +40,10 @@ _CAPABILITIES = {
         cross_process=True,
         delete_queue=False,
         confirms=True,
+        # A SEND to /queue/<name> with the declare headers creates a missing queue (the route book
+        # re-declares one that may have expired), so a packager need not declare before each job;
+        # a queue that exists with other arguments is reached as it is (see StompTransport._send).
+        reply_queue_on_send=True,
     ),
     # ActiveMQ expires reply *messages* (``expires``); an idle, empty queue is removed only
     # by the broker's gcInactiveDestinations policy, which is configuration, not protocol.
@@ -285,13 +289,45 @@ class StompTransport(Transport):
         if confirm and target.declare and self._classic_in_a_cluster(destination):
             self._send_declaring(target, envelope, headers)
             return
+        with self._link.lock:
+            generation = self._link.generation
+        try:
+            self._send_frame(target, envelope, headers, confirm=confirm)
+        except BrokerRefusedError as exc:
+            if not (confirm and target.declare and self._refused_for_arguments(destination, exc)):
+                raise
+            # The queue exists with other arguments: RabbitMQ refused the declare this SEND carried
+            # and closes the connection (nothing was stored). The refusal is in the route book, so
+            # the frame goes again around (/amq/queue/, declaring nothing) on a new connection. The
+            # refused one is dropped first: its RECEIPT's ERROR can wake us before the listener
+            # marks it lost, and a frame written to it now would be lost with it.
+            log.warning("%s exists with other arguments; sending to it as it is (/amq/queue): %s", destination, exc)
+            self._link.recycle(generation, "what a connection whose SEND was refused held")
+            around = self._target(destination)
+            if around.declare:
+                raise
+            headers = send_headers(
+                destination, envelope, self.settings, self.dialect, persistent=persistent, now_ms=0, declare=False
+            )
+            self._send_frame(around, envelope, headers, confirm=True)
+
+    def _refused_for_arguments(self, destination: Destination, exc: BrokerRefusedError) -> bool:
+        """Whether ``exc`` is RabbitMQ's refusal of reply queue ``destination`` for its arguments."""
+        return (
+            self.dialect is Dialect.RABBITMQ
+            and destination.kind is DestinationKind.REPLY
+            and queue_of_refusal(str(exc)) == destination.name
+        )
+
+    def _send_frame(self, target: Target, envelope: Envelope, headers: dict[str, str], *, confirm: bool) -> None:
+        """Write one SEND to ``target`` (with ``confirm``, a receipt, awaited)."""
         receipt = f"tdm-send-{uuid.uuid4().hex}" if confirm else None
         if receipt is not None:
             headers["receipt"] = receipt
         # The frame's bytes are made here, not by stomp.py's send: the same bytes in about a quarter
         # of its encoding time (see frames.send_frame and docs/performance.md).
         frame = send_frame(target.wire, envelope.body, envelope.content_type, headers)
-        self._link.transmit(frame, f"send to {destination}", receipt=receipt)
+        self._link.transmit(frame, f"send to {target.destination}", receipt=receipt)
         self._link.sent(target.wire)
 
     def _send_many(self, sends: Sequence[tuple[Destination, Envelope]], *, persistent: bool, confirm: bool) -> None:

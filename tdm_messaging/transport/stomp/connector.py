@@ -18,6 +18,7 @@ from tdm_messaging.errors import BrokerUnavailableError, SendNotConfirmedError, 
 from tdm_messaging.transport.stomp.connect_log import held_back_connect_warnings
 from tdm_messaging.transport.stomp.frames import PROBE_HEADER, is_late_delivery
 from tdm_messaging.transport.stomp.passcode import install_passcode_filter
+from tdm_messaging.transport.stomp.receive import install as install_fast_parse
 from tdm_messaging.transport.stomp.settings import StompSettings
 from tdm_messaging.transport.stomp.translate import (
     DRIVER_ERRORS,
@@ -124,7 +125,8 @@ class Listener:
 
 
 def connect(settings: StompSettings, listener: Listener) -> Any:
-    """A new stomp.py connection, CONNECTED, with ``TCP_NODELAY`` (see docs/brokers.md, "Latency")."""
+    """A new stomp.py connection, CONNECTED, with ``TCP_NODELAY`` (see docs/brokers.md, "Latency"),
+    whose receiver parses frames with :func:`receive.parse_frame`."""
     s = settings
     conn = stomp.Connection12(
         host_and_ports=[(s.host, s.port)],
@@ -169,6 +171,7 @@ def connect(settings: StompSettings, listener: Listener) -> Any:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError as exc:  # not fatal: only slower
             log.debug("could not set TCP_NODELAY: %s", exc)
+    install_fast_parse(conn.transport)  # the same frames, parsed in a quarter of the time (see receive.py)
     return conn
 
 

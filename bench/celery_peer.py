@@ -52,6 +52,9 @@ REDIS_THROUGHPUT_GOAL = 1.0
 REDIS_P50_GOAL = 1.0
 RPC_THROUGHPUT_GOAL = 0.5
 FLOOR_GOAL = 0.9
+BATCHED_NOTE = "a window's requests in one `request_packages` call"
+OUR_PREFETCH = 1
+"""Our PackagerWorker's ``prefetch`` in the group (``TDM_BENCH_CELERY_PREFETCH``)."""
 ARCHIVE_SIZE = 345345
 ROOT = Path(__file__).resolve().parent.parent
 POOLS = ("threads", "prefork", "solo")
@@ -330,6 +333,18 @@ class _OursPrepared(_Ours):
         return docset_id
 
 
+class _OursBatched(_OursPrepared):
+    """Ours prepared, a throughput window's requests sent in one ``PackagingClient.request_packages``
+    call (one confirm wait for all), as a server's endpoint taking many docsets at once would send
+    them; a latency window's single requests go one at a time, as :class:`_OursPrepared`'s."""
+
+    def submit_many(self, count: int) -> list[str]:
+        self.prepare_ahead(count)
+        docsets = [self._ready.pop(0) for _ in range(count)]
+        self.client.request_packages([(d, f"http://server/api/docsets/{d}") for d in docsets])
+        return docsets
+
+
 # ---------------------------------------------------------------- phases
 
 FLOORS = {"amqp": "bench.floor_amqp:FloorAmqp", "stomp": "bench.floor_stomp:FloorStomp"}
@@ -379,6 +394,11 @@ def _side_specs(setup: _PhaseSetup, settings: _Settings) -> list[SideSpec]:
         SideSpec("ours", "ours, reply queue prepared", lambda url: _OursPrepared(url, worker)),
         SideSpec("ours-noprep", "ours, reply queue created by the request", lambda url: _Ours(url, worker)),
         SideSpec(
+            "ours-batched",
+            "ours, reply queue prepared, a window's requests in one `request_packages` call",
+            lambda url: _OursBatched(url, worker),
+        ),
+        SideSpec(
             "celery-redis",
             f"Celery 5 over AMQP, {pool} pool x1, Redis results (`result_persistent`, AOF fsync always), acks_late",
             lambda _url: _Celery(broker, _queue(), pool, backend=redis_url, keyprefix=keyprefix),
@@ -422,6 +442,9 @@ def comparisons(*, floor_prepares: bool) -> list[Comparison]:
         Comparison("ours", "celery-rpc", "p50", None, RPC_NOTE),
         Comparison(floor_ours, "floor", THROUGHPUT, FLOOR_GOAL, floor_note),
         Comparison(floor_ours, "floor", "p50", FLOOR_GOAL, floor_note),
+        Comparison("ours-batched", "celery-redis", THROUGHPUT, None, BATCHED_NOTE + ", " + REDIS_NOTE),
+        Comparison("ours-batched", "celery-rpc", THROUGHPUT, None, BATCHED_NOTE + ", " + RPC_NOTE),
+        Comparison("ours-batched", "ours", THROUGHPUT, None, "requests in one call vs one call each"),
         Comparison("ours-noprep", "ours", THROUGHPUT, None, PREPARE_NOTE),
         Comparison("ours-noprep", "ours", "p50", None, PREPARE_NOTE),
         Comparison("ours-noprep", "celery-redis", THROUGHPUT, None, "no prepare, " + REDIS_NOTE),
@@ -441,6 +464,7 @@ class _Settings:
     phases: tuple[str, ...]
     choice_sends: int
     everysec: bool
+    prefetch: int
 
 
 def _settings() -> _Settings:
@@ -455,6 +479,7 @@ def _settings() -> _Settings:
         phases=phases,
         choice_sends=env_int("TDM_BENCH_CHOICE_SENDS", 200),
         everysec=env_flag("TDM_BENCH_CELERY_EVERYSEC", True),
+        prefetch=env_int("TDM_BENCH_CELERY_PREFETCH", OUR_PREFETCH),
     )
 
 
@@ -480,7 +505,9 @@ def _phase(
     ``redis``: the run's private Redis servers by ``appendfsync`` mode (``always``; ``everysec`` if not left out).
     """
     keyprefix = f"tdm-bench-celery-{uuid.uuid4().hex[:8]}-"
-    worker = _Process([sys.executable, "-m", "bench.worker_peer", url], _env(), "PackagerWorker")
+    worker = _Process(
+        [sys.executable, "-m", "bench.worker_peer", url, str(settings.prefetch)], _env(), "PackagerWorker"
+    )
     everysec = redis.get("everysec")
     setup = _PhaseSetup(wing, urls.amqp, redis["always"].url, everysec.url if everysec else None, keyprefix, worker)
     sides: dict[str, Side] = {}
@@ -548,15 +575,27 @@ Notes on the job-cycle figures:
   `tests/bench/test_private_redis.py` proves the claim: a result stored by Celery's Redis backend
   is read back after `kill -9` of the server and a restart on the same directory. Celery's task
   messages are persistent but unconfirmed by default (no publisher confirms), in every peer.
-- Our two sides share one PackagerWorker process (their windows never overlap; two workers on one
-  request queue would split a window's jobs). "Prepared": the window's reply queues are created by
-  `PackagingClient.prepare` before the window's clock starts, as a server does when a docset is
-  created; `request_package` then finds the queue there. "No prepare": the request creates it.
+- Our sides share one PackagerWorker process (their windows never overlap; two workers on one
+  request queue would split a window's jobs), run with `prefetch=TDM_BENCH_CELERY_PREFETCH`
+  (`OUR_PREFETCH` by default): it takes the requests the broker has already sent it as one batch
+  and waits once for the confirms of all their Completes before acknowledging them
+  (docs/performance.md, "Batching"). Celery's peers keep prefetch 1 (`worker_prefetch_multiplier=1`):
+  a Celery worker acknowledges each task by itself and does not wait for its result writes as a
+  batch, so a larger prefetch would save it only the delivery's round trip. "Prepared": the window's
+  reply queues are created by `PackagingClient.prepare` before the window's clock starts, as a
+  server does when a docset is created; `request_package` then finds the queue there. "No
+  prepare": the request creates it. "Batched": prepared, and a throughput window's 100 requests go
+  in one `PackagingClient.request_packages` call (one confirm wait for all), as a server endpoint
+  taking many docsets at once would send them; its rows have no goal, since a server answering one
+  docset per call cannot batch. Its latency windows are one request at a time, as the others'.
 - The floor (`bench/floor_amqp.py`, `bench/floor_stomp.py`: `FloorAmqp`, `FloorStomp`) is a raw
   py-amqp / stomp.py loop doing our message pattern with no library around it; it is held against
   our side with the same reply-queue pattern (prepared if the floor prepares its queues ahead, see
   `bench.cycle.Prepares`). A floor module that is missing leaves its rows out.
-- "Complete-visible": for us, `PackagingClient.status()` polled back to back until COMPLETE. For
+- "Complete-visible": for us, `PackagingClient.status()` polled back to back until COMPLETE
+  (a throughput window polls every pending docset in turn, pass after pass; waiting on the oldest
+  first, as `ResultSet.join` does, was measured slower for ours and the floor alike: see
+  docs/performance.md, "Batching"). For
   Celery, `ResultSet.join()` (latency: the same on one result): with `rpc://` its result consumer
   is pushed results on a standing subscription; with Redis the client subscribes to each task's
   channel when it sends the task and is pushed the result as well: each peer's best case.
@@ -613,16 +652,18 @@ def run() -> list[Row]:
         f"Brokers: {versions}; everything runs in a RabbitMQ vhost of its own, deleted afterwards; Celery's "
         "Redis results on private redis-servers of the run's (AOF, `appendfsync always`; the cheaper peer "
         "`everysec`), removed afterwards.  \n"
-        "Sides, per phase: ours with the reply queue prepared ahead (`PackagingClient.prepare`, outside the "
-        "timed region), ours without (the request creates it), Celery with Redis results (fsync always: the goals; "
-        "fsync everysec: no goal), Celery with `rpc://`, "
+        f"Sides, per phase: our worker with `prefetch={settings.prefetch}`; ours with the reply queue prepared ahead "
+        "(`PackagingClient.prepare`, outside the timed region), ours without (the request creates it), ours "
+        "prepared with a window's requests in one `request_packages` call, Celery with Redis results "
+        "(fsync always: the goals; fsync everysec: no goal), Celery with `rpc://`, "
         "and the floor (a raw-client loop of our message pattern) when its module is there.  \n"
         f"Method: per phase, one warm-up window of every side, then {settings.rounds} rounds, each taking one "
         f"window of every side in turn; medians over the windows. Throughput windows: {settings.requests} "
         f"requests; latency windows: {settings.latency_jobs} jobs one after another, p50/p99 per window, median "
         f"of those. Send-cost rows: {settings.choice_sends} sends of each kind per window, kinds in turn.  \n"
         "Sizes: TDM_BENCH_CELERY_REQUESTS, TDM_BENCH_CELERY_LATENCY_JOBS, TDM_BENCH_ROUNDS, "
-        "TDM_BENCH_CHOICE_SENDS; Celery pool: TDM_BENCH_CELERY_POOL (threads); the everysec Redis peer: "
+        "TDM_BENCH_CHOICE_SENDS; our worker's prefetch: TDM_BENCH_CELERY_PREFETCH; Celery pool: "
+        "TDM_BENCH_CELERY_POOL (threads); the everysec Redis peer: "
         "TDM_BENCH_CELERY_EVERYSEC (1; 0 leaves it out).  \n"
         "Goals: " + ("all met." if not missed else "missed: " + "; ".join(missed) + " (see the notes).") + "\n\n"
         f"{table}\n\n"

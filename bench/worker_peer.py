@@ -1,4 +1,4 @@
-"""``python -m bench.worker_peer URL``: one PackagerWorker with a no-op job, the counterpart of a Celery worker."""
+"""``python -m bench.worker_peer URL [PREFETCH]``: one PackagerWorker with a no-op job, as a Celery worker."""
 
 from __future__ import annotations
 
@@ -26,11 +26,12 @@ def noop_job(job: Job) -> PackageResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the worker on the broker URL given as the one argument until SIGTERM or SIGINT; returns 0."""
+    """Run the worker on the broker URL (and prefetch, 1 if not given) until SIGTERM or SIGINT; returns 0."""
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m bench.worker_peer BROKER_URL", file=sys.stderr)
+    if len(args) not in {1, 2} or (len(args) == 2 and not args[1].isdigit()):
+        print("usage: python -m bench.worker_peer BROKER_URL [PREFETCH]", file=sys.stderr)
         return 2
+    prefetch = int(args[1]) if len(args) == 2 else 1
     logging.basicConfig(level=logging.WARNING)
     stop = threading.Event()
 
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     with open_transport(args[0]) as transport:
-        worker = PackagerWorker(transport, on_package=noop_job, retry_backoff_seconds=0)
+        worker = PackagerWorker(transport, on_package=noop_job, retry_backoff_seconds=0, prefetch=prefetch)
         print("ready", flush=True)
         worker.run(stop)
     return 0

@@ -55,6 +55,8 @@ FLOOR_GOAL = 0.9
 BATCHED_NOTE = "a window's requests in one `request_packages` call"
 OUR_PREFETCH = 1
 """Our PackagerWorker's ``prefetch`` in the group (``TDM_BENCH_CELERY_PREFETCH``)."""
+OUR_LINGER_MS = 250
+"""Our PackagerWorker's ``progress_linger_seconds``, in ms (``TDM_BENCH_CELERY_LINGER_MS``; 0: none)."""
 ARCHIVE_SIZE = 345345
 ROOT = Path(__file__).resolve().parent.parent
 POOLS = ("threads", "prefork", "solo")
@@ -465,6 +467,17 @@ class _Settings:
     choice_sends: int
     everysec: bool
     prefetch: int
+    linger: float
+
+
+def _linger_ms() -> int:
+    """``TDM_BENCH_CELERY_LINGER_MS`` (0 allowed: no linger), or :data:`OUR_LINGER_MS`."""
+    raw = os.environ.get("TDM_BENCH_CELERY_LINGER_MS", "").strip()
+    if not raw:
+        return OUR_LINGER_MS
+    if not raw.isdigit():
+        raise SystemExit(f"bench: TDM_BENCH_CELERY_LINGER_MS={raw!r}: give a whole number of milliseconds (0: none)")
+    return int(raw)
 
 
 def _settings() -> _Settings:
@@ -480,6 +493,7 @@ def _settings() -> _Settings:
         choice_sends=env_int("TDM_BENCH_CHOICE_SENDS", 200),
         everysec=env_flag("TDM_BENCH_CELERY_EVERYSEC", True),
         prefetch=env_int("TDM_BENCH_CELERY_PREFETCH", OUR_PREFETCH),
+        linger=_linger_ms() / 1000,
     )
 
 
@@ -506,7 +520,9 @@ def _phase(
     """
     keyprefix = f"tdm-bench-celery-{uuid.uuid4().hex[:8]}-"
     worker = _Process(
-        [sys.executable, "-m", "bench.worker_peer", url, str(settings.prefetch)], _env(), "PackagerWorker"
+        [sys.executable, "-m", "bench.worker_peer", url, str(settings.prefetch), str(settings.linger)],
+        _env(),
+        "PackagerWorker",
     )
     everysec = redis.get("everysec")
     setup = _PhaseSetup(wing, urls.amqp, redis["always"].url, everysec.url if everysec else None, keyprefix, worker)

@@ -82,6 +82,7 @@ from tdm_messaging.errors import (
 )
 from tdm_messaging.headers import ATTEMPT, NEXT_SEQUENCE
 from tdm_messaging.job import Job, JobFailed, PackageResult, ReplyReporter, reply_fields
+from tdm_messaging.linger import ProgressLinger
 from tdm_messaging.models import Complete, Deleted, DeleteRequest, Failed, Message, PackageRequest
 from tdm_messaging.observe import (
     DeadLettered,
@@ -142,9 +143,13 @@ class PackagerWorker:
             1 (the default) shares a queue's work most evenly among several workers; more lets the
             worker wait once for the confirms of a whole batch's last replies (see the module's
             header), at the price of requests held by this worker that an idle one could have run.
+        progress_linger_seconds: how long a handler's Progress is kept back before it is sent (0,
+            the default: sent at once). A newer report or the job's end supersedes it: a job that
+            ends within this time of its last Progress sends none (one persistent message and a
+            poll's read fewer), at the price of each Progress showing up to this much later.
 
     Raises:
-        ConfigurationError: ``max_attempts`` or ``prefetch`` below 1, or a negative backoff.
+        ConfigurationError: ``max_attempts`` or ``prefetch`` below 1, or a negative backoff or linger.
     """
 
     def __init__(
@@ -161,11 +166,14 @@ class PackagerWorker:
         observer: Observer | None = None,
         tracer: Tracer | None = None,
         prefetch: int = 1,
+        progress_linger_seconds: float = 0.0,
     ) -> None:
         if max_attempts < 1:
             raise ConfigurationError(f"max_attempts must be at least 1, got {max_attempts}")
         if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
             raise ConfigurationError(f"prefetch must be a whole number at least 1, got {prefetch!r}")
+        if not progress_linger_seconds >= 0:
+            raise ConfigurationError(f"progress_linger_seconds must be >= 0, got {progress_linger_seconds}")
         if retry_backoff_seconds < 0:
             raise ConfigurationError(f"retry_backoff_seconds must be >= 0, got {retry_backoff_seconds}")
         self._transport = transport
@@ -184,6 +192,7 @@ class PackagerWorker:
         self._finals: list[tuple[Destination, Envelope]] | None = None
         """While a batch is handled: the last replies sent unconfirmed, to confirm before the acknowledgement."""
         self._batch_confirms = True
+        self._linger = ProgressLinger(progress_linger_seconds) if progress_linger_seconds > 0 else None
 
     def run(self, stop: threading.Event) -> None:
         """Consume ``docsets/package`` (and ``docsets/delete`` if there is a delete handler) until ``stop`` is set.
@@ -214,6 +223,8 @@ class PackagerWorker:
                 else:
                     failures = 0
         finally:
+            if self._linger is not None:
+                self._linger.close()
             self._notify(WorkerStateChanged(WorkerState.STOPPED, self._clock()))
         logger.info("packager worker stopped")
 
@@ -356,7 +367,21 @@ class PackagerWorker:
         def reply(message: Message, confirm: bool) -> None:
             self._send_reply(queue, with_trace(encode(message, self._content_type), trace), confirm=confirm)
 
-        reporter = ReplyReporter(request, next_sequence, clock=self._clock, reply=reply)
+        hold = None if self._linger is None else self._linger.hold
+        reporter = ReplyReporter(request, next_sequence, clock=self._clock, reply=reply, hold=hold)
+        try:
+            return self._run_reported(request, envelope, source, attempt, reporter)
+        finally:
+            reporter.close()  # a Progress still kept back is superseded by the job's end
+
+    def _run_reported(
+        self,
+        request: PackageRequest,
+        envelope: Envelope,
+        source: Destination,
+        attempt: int,
+        reporter: ReplyReporter,
+    ) -> JobOutcome:
         fields = _log_fields(request, attempt)
         logger.info(
             "package job for docset %s (request %s, attempt %d/%d)",
@@ -380,6 +405,7 @@ class PackagerWorker:
                 # A reply could not be sent (broker trouble, e.g. the reply queue's node is down),
                 # not the job's fault: no attempt is spent; the request stays unacknowledged.
                 raise
+            reporter.close()  # before the retry takes the next sequence number: no late Progress may take it too
             return self._retry_or_give_up(request, envelope, source, attempt, exc, reporter)
         reporter.ensure_accepted()
         reporter.send(

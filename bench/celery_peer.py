@@ -352,7 +352,9 @@ class _OursBatched(_OursPrepared):
 FLOORS = {"amqp": "bench.floor_amqp:FloorAmqp", "stomp": "bench.floor_stomp:FloorStomp"}
 """The raw-client floor of each wing: a class taking the broker URL, with the side interface
 (``submit() -> handle``, ``wait_all(handles, timeout=...)``, ``close()``; optionally
-``prepare_ahead(count)``, see :class:`bench.cycle.Prepares`, and a ``BASELINE_NAME`` string).
+``prepare_ahead(count)``, see :class:`bench.cycle.Prepares`, a ``BASELINE_NAME`` string, and
+``FOLLOWS_OUR_WORKER = True`` if it takes ``prefetch=`` and ``progress=`` to do what our worker
+does as set for the run).
 A floor module that is not there yet leaves its rows out."""
 
 _FLOOR_NAMES = {
@@ -361,7 +363,7 @@ _FLOOR_NAMES = {
 }
 
 
-def _floor_spec(wing: str) -> SideSpec | None:
+def _floor_spec(wing: str, settings: _Settings | None = None) -> SideSpec | None:
     module_name, _sep, class_name = FLOORS[wing].partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -372,6 +374,10 @@ def _floor_spec(wing: str) -> SideSpec | None:
         return None
     floor_cls = getattr(module, class_name)
     name = str(getattr(floor_cls, "BASELINE_NAME", _FLOOR_NAMES[wing]))
+    if settings is not None and getattr(floor_cls, "FOLLOWS_OUR_WORKER", False):
+        # A floor that does our worker's batching and progress linger too, as set for the run.
+        options = {"prefetch": settings.prefetch, "progress": settings.linger == 0}
+        return SideSpec("floor", name, lambda url: floor_cls(url, **options))
     return SideSpec("floor", name, floor_cls)
 
 
@@ -423,7 +429,7 @@ def _side_specs(setup: _PhaseSetup, settings: _Settings) -> list[SideSpec]:
             lambda _url: _Celery(broker, _queue(), pool),
         ),
     ]
-    floor = _floor_spec(setup.wing)
+    floor = _floor_spec(setup.wing, settings)
     if floor is not None:
         specs.append(floor)
     return specs

@@ -53,7 +53,7 @@ REDIS_P50_GOAL = 1.0
 RPC_THROUGHPUT_GOAL = 0.5
 FLOOR_GOAL = 0.9
 BATCHED_NOTE = "a window's requests in one `request_packages` call"
-OUR_PREFETCH = 1
+OUR_PREFETCH = 16
 """Our PackagerWorker's ``prefetch`` in the group (``TDM_BENCH_CELERY_PREFETCH``)."""
 OUR_LINGER_MS = 250
 """Our PackagerWorker's ``progress_linger_seconds``, in ms (``TDM_BENCH_CELERY_LINGER_MS``; 0: none)."""

@@ -25,7 +25,15 @@ from celery.exceptions import TimeoutError as CeleryTimeout  # type: ignore[impo
 from celery.result import ResultSet  # type: ignore[import-untyped]
 
 from bench import machine_description, update_section
-from bench.choices import PREPARE_NOTE, REDIS_EVERYSEC_NOTE, REDIS_NOTE, RPC_NOTE, design_costs, send_cost_rows
+from bench.choices import (
+    ONE_CALL_NOTE,
+    PREPARE_NOTE,
+    REDIS_EVERYSEC_NOTE,
+    REDIS_NOTE,
+    RPC_NOTE,
+    design_costs,
+    send_cost_rows,
+)
 from bench.cycle import THROUGHPUT, Comparison, Prepares, Side, SideSpec, build_rows, measure, warm
 from bench.harness import (
     BENCH_VHOST,
@@ -452,7 +460,7 @@ def comparisons(*, floor_prepares: bool) -> list[Comparison]:
         Comparison(floor_ours, "floor", "p50", FLOOR_GOAL, floor_note),
         Comparison("ours-batched", "celery-redis", THROUGHPUT, None, BATCHED_NOTE + ", " + REDIS_NOTE),
         Comparison("ours-batched", "celery-rpc", THROUGHPUT, None, BATCHED_NOTE + ", " + RPC_NOTE),
-        Comparison("ours-batched", "ours", THROUGHPUT, None, "requests in one call vs one call each"),
+        Comparison("ours-batched", "ours", THROUGHPUT, None, ONE_CALL_NOTE),
         Comparison("ours-noprep", "ours", THROUGHPUT, None, PREPARE_NOTE),
         Comparison("ours-noprep", "ours", "p50", None, PREPARE_NOTE),
         Comparison("ours-noprep", "celery-redis", THROUGHPUT, None, "no prepare, " + REDIS_NOTE),

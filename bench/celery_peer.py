@@ -621,7 +621,10 @@ Notes on the job-cycle figures:
 - The floor (`bench/floor_amqp.py`, `bench/floor_stomp.py`: `FloorAmqp`, `FloorStomp`) is a raw
   py-amqp / stomp.py loop doing our message pattern with no library around it; it is held against
   our side with the same reply-queue pattern (prepared if the floor prepares its queues ahead, see
-  `bench.cycle.Prepares`). A floor module that is missing leaves its rows out.
+  `bench.cycle.Prepares`). A floor module that is missing leaves its rows out. A floor with
+  `FOLLOWS_OUR_WORKER` (the AMQP one) runs with our worker's prefetch and, when our worker lingers
+  over Progress, sends none for the no-op job either; one without it (the STOMP floor, as of
+  branch `celery`) sends Progress while ours lingers, so its rows compare one message more on its side.
 - "Complete-visible": for us, `PackagingClient.status()` polled back to back until COMPLETE
   (a throughput window polls every pending docset in turn, pass after pass; waiting on the oldest
   first, as `ResultSet.join` does, was measured slower for ours and the floor alike: see

@@ -25,7 +25,15 @@ from celery.exceptions import TimeoutError as CeleryTimeout  # type: ignore[impo
 from celery.result import ResultSet  # type: ignore[import-untyped]
 
 from bench import machine_description, update_section
-from bench.choices import PREPARE_NOTE, REDIS_EVERYSEC_NOTE, REDIS_NOTE, RPC_NOTE, design_costs, send_cost_rows
+from bench.choices import (
+    ONE_CALL_NOTE,
+    PREPARE_NOTE,
+    REDIS_EVERYSEC_NOTE,
+    REDIS_NOTE,
+    RPC_NOTE,
+    design_costs,
+    send_cost_rows,
+)
 from bench.cycle import THROUGHPUT, Comparison, Prepares, Side, SideSpec, build_rows, measure, warm
 from bench.harness import (
     BENCH_VHOST,
@@ -52,6 +60,11 @@ REDIS_THROUGHPUT_GOAL = 1.0
 REDIS_P50_GOAL = 1.0
 RPC_THROUGHPUT_GOAL = 0.5
 FLOOR_GOAL = 0.9
+BATCHED_NOTE = "a window's requests in one `request_packages` call"
+OUR_PREFETCH = 16
+"""Our PackagerWorker's ``prefetch`` in the group (``TDM_BENCH_CELERY_PREFETCH``)."""
+OUR_LINGER_MS = 250
+"""Our PackagerWorker's ``progress_linger_seconds``, in ms (``TDM_BENCH_CELERY_LINGER_MS``; 0: none)."""
 ARCHIVE_SIZE = 345345
 ROOT = Path(__file__).resolve().parent.parent
 POOLS = ("threads", "prefork", "solo")
@@ -330,12 +343,26 @@ class _OursPrepared(_Ours):
         return docset_id
 
 
+class _OursBatched(_OursPrepared):
+    """Ours prepared, a throughput window's requests sent in one ``PackagingClient.request_packages``
+    call (one confirm wait for all), as a server's endpoint taking many docsets at once would send
+    them; a latency window's single requests go one at a time, as :class:`_OursPrepared`'s."""
+
+    def submit_many(self, count: int) -> list[str]:
+        self.prepare_ahead(count)
+        docsets = [self._ready.pop(0) for _ in range(count)]
+        self.client.request_packages([(d, f"http://server/api/docsets/{d}") for d in docsets])
+        return docsets
+
+
 # ---------------------------------------------------------------- phases
 
 FLOORS = {"amqp": "bench.floor_amqp:FloorAmqp", "stomp": "bench.floor_stomp:FloorStomp"}
 """The raw-client floor of each wing: a class taking the broker URL, with the side interface
 (``submit() -> handle``, ``wait_all(handles, timeout=...)``, ``close()``; optionally
-``prepare_ahead(count)``, see :class:`bench.cycle.Prepares`, and a ``BASELINE_NAME`` string).
+``prepare_ahead(count)``, see :class:`bench.cycle.Prepares`, a ``BASELINE_NAME`` string, and
+``FOLLOWS_OUR_WORKER = True`` if it takes ``prefetch=`` and ``progress=`` to do what our worker
+does as set for the run).
 A floor module that is not there yet leaves its rows out."""
 
 PREPARED_FLOORS = {"stomp": "bench.floor_stomp:FloorStompPrepared"}
@@ -348,7 +375,9 @@ _FLOOR_NAMES = {
 }
 
 
-def _floor_spec(wing: str, floors: dict[str, str] = FLOORS, key: str = "floor") -> SideSpec | None:
+def _floor_spec(
+    wing: str, settings: _Settings | None = None, floors: dict[str, str] = FLOORS, key: str = "floor"
+) -> SideSpec | None:
     if wing not in floors:
         return None
     module_name, _sep, class_name = floors[wing].partition(":")
@@ -361,6 +390,10 @@ def _floor_spec(wing: str, floors: dict[str, str] = FLOORS, key: str = "floor") 
         return None
     floor_cls = getattr(module, class_name)
     name = str(getattr(floor_cls, "BASELINE_NAME", _FLOOR_NAMES[wing]))
+    if settings is not None and getattr(floor_cls, "FOLLOWS_OUR_WORKER", False):
+        # A floor that does our worker's batching and progress linger too, as set for the run.
+        options = {"prefetch": settings.prefetch, "progress": settings.linger == 0}
+        return SideSpec(key, name, lambda url: floor_cls(url, **options))
     return SideSpec(key, name, floor_cls)
 
 
@@ -385,6 +418,11 @@ def _side_specs(setup: _PhaseSetup, settings: _Settings) -> list[SideSpec]:
         SideSpec("ours", "ours, reply queue prepared", lambda url: _OursPrepared(url, worker)),
         SideSpec("ours-noprep", "ours, reply queue created by the request", lambda url: _Ours(url, worker)),
         SideSpec(
+            "ours-batched",
+            "ours, reply queue prepared, a window's requests in one `request_packages` call",
+            lambda url: _OursBatched(url, worker),
+        ),
+        SideSpec(
             "celery-redis",
             f"Celery 5 over AMQP, {pool} pool x1, Redis results (`result_persistent`, AOF fsync always), acks_late",
             lambda _url: _Celery(broker, _queue(), pool, backend=redis_url, keyprefix=keyprefix),
@@ -407,7 +445,10 @@ def _side_specs(setup: _PhaseSetup, settings: _Settings) -> list[SideSpec]:
             lambda _url: _Celery(broker, _queue(), pool),
         ),
     ]
-    for floor in (_floor_spec(setup.wing), _floor_spec(setup.wing, PREPARED_FLOORS, "floor-prep")):
+    for floor in (
+        _floor_spec(setup.wing, settings),
+        _floor_spec(setup.wing, settings, floors=PREPARED_FLOORS, key="floor-prep"),
+    ):
         if floor is not None:
             specs.append(floor)
     return specs
@@ -439,6 +480,9 @@ def comparisons(*, floor_prepares: bool, prepared_floor: bool = False) -> list[C
         Comparison(floor_ours, "floor", THROUGHPUT, FLOOR_GOAL, floor_note),
         Comparison(floor_ours, "floor", "p50", FLOOR_GOAL, floor_note),
         *prepared,
+        Comparison("ours-batched", "celery-redis", THROUGHPUT, None, BATCHED_NOTE + ", " + REDIS_NOTE),
+        Comparison("ours-batched", "celery-rpc", THROUGHPUT, None, BATCHED_NOTE + ", " + RPC_NOTE),
+        Comparison("ours-batched", "ours", THROUGHPUT, None, ONE_CALL_NOTE),
         Comparison("ours-noprep", "ours", THROUGHPUT, None, PREPARE_NOTE),
         Comparison("ours-noprep", "ours", "p50", None, PREPARE_NOTE),
         Comparison("ours-noprep", "celery-redis", THROUGHPUT, None, "no prepare, " + REDIS_NOTE),
@@ -458,6 +502,18 @@ class _Settings:
     phases: tuple[str, ...]
     choice_sends: int
     everysec: bool
+    prefetch: int
+    linger: float
+
+
+def _linger_ms() -> int:
+    """``TDM_BENCH_CELERY_LINGER_MS`` (0 allowed: no linger), or :data:`OUR_LINGER_MS`."""
+    raw = os.environ.get("TDM_BENCH_CELERY_LINGER_MS", "").strip()
+    if not raw:
+        return OUR_LINGER_MS
+    if not raw.isdigit():
+        raise SystemExit(f"bench: TDM_BENCH_CELERY_LINGER_MS={raw!r}: give a whole number of milliseconds (0: none)")
+    return int(raw)
 
 
 def _settings() -> _Settings:
@@ -472,6 +528,8 @@ def _settings() -> _Settings:
         phases=phases,
         choice_sends=env_int("TDM_BENCH_CHOICE_SENDS", 200),
         everysec=env_flag("TDM_BENCH_CELERY_EVERYSEC", True),
+        prefetch=env_int("TDM_BENCH_CELERY_PREFETCH", OUR_PREFETCH),
+        linger=_linger_ms() / 1000,
     )
 
 
@@ -497,7 +555,11 @@ def _phase(
     ``redis``: the run's private Redis servers by ``appendfsync`` mode (``always``; ``everysec`` if not left out).
     """
     keyprefix = f"tdm-bench-celery-{uuid.uuid4().hex[:8]}-"
-    worker = _Process([sys.executable, "-m", "bench.worker_peer", url], _env(), "PackagerWorker")
+    worker = _Process(
+        [sys.executable, "-m", "bench.worker_peer", url, str(settings.prefetch), str(settings.linger)],
+        _env(),
+        "PackagerWorker",
+    )
     everysec = redis.get("everysec")
     setup = _PhaseSetup(wing, urls.amqp, redis["always"].url, everysec.url if everysec else None, keyprefix, worker)
     sides: dict[str, Side] = {}
@@ -567,18 +629,33 @@ Notes on the job-cycle figures:
   `tests/bench/test_private_redis.py` proves the claim: a result stored by Celery's Redis backend
   is read back after `kill -9` of the server and a restart on the same directory. Celery's task
   messages are persistent but unconfirmed by default (no publisher confirms), in every peer.
-- Our two sides share one PackagerWorker process (their windows never overlap; two workers on one
-  request queue would split a window's jobs). "Prepared": the window's reply queues are created by
-  `PackagingClient.prepare` before the window's clock starts, as a server does when a docset is
-  created; `request_package` then finds the queue there. "No prepare": the request creates it.
+- Our sides share one PackagerWorker process (their windows never overlap; two workers on one
+  request queue would split a window's jobs), run with `prefetch=TDM_BENCH_CELERY_PREFETCH`
+  (`OUR_PREFETCH` by default): it takes the requests the broker has already sent it as one batch
+  and waits once for the confirms of all their Completes before acknowledging them
+  (docs/performance.md, "Batching"). Celery's peers keep prefetch 1 (`worker_prefetch_multiplier=1`):
+  a Celery worker acknowledges each task by itself and does not wait for its result writes as a
+  batch, so a larger prefetch would save it only the delivery's round trip. "Prepared": the window's
+  reply queues are created by `PackagingClient.prepare` before the window's clock starts, as a
+  server does when a docset is created; `request_package` then finds the queue there. "No
+  prepare": the request creates it. "Batched": prepared, and a throughput window's 100 requests go
+  in one `PackagingClient.request_packages` call (one confirm wait for all), as a server endpoint
+  taking many docsets at once would send them; its rows have no goal, since a server answering one
+  docset per call cannot batch. Its latency windows are one request at a time, as the others'.
 - The floor (`bench/floor_amqp.py`, `bench/floor_stomp.py`: `FloorAmqp`, `FloorStomp`) is a raw
   py-amqp / stomp.py loop doing our message pattern with no library around it; it is held against
   our side with the same reply-queue pattern (prepared if the floor prepares its queues ahead, see
   `bench.cycle.Prepares`). A floor module that is missing leaves its rows out. On STOMP a second
   floor (`FloorStompPrepared`, side `floor-prep`) creates each reply queue ahead, outside the timed
   region (an empty probe SEND with the declare headers, `expiration: 0`, receipted), and is held
-  against ours prepared, while `FloorStomp` is held against ours without prepare.
-- "Complete-visible": for us, `PackagingClient.status()` polled back to back until COMPLETE. For
+  against ours prepared, while `FloorStomp` is held against ours without prepare. Every floor has
+  `FOLLOWS_OUR_WORKER`: it runs with our worker's prefetch (batching confirms where our wing does:
+  AMQP; our STOMP wing hands the worker one job at a time, and so does its floor) and, when our
+  worker lingers over Progress, sends none for the no-op job either.
+- "Complete-visible": for us, `PackagingClient.status()` polled back to back until COMPLETE
+  (a throughput window polls every pending docset in turn, pass after pass; waiting on the oldest
+  first, as `ResultSet.join` does, was measured slower for ours and the floor alike: see
+  docs/performance.md, "Batching"). For
   Celery, `ResultSet.join()` (latency: the same on one result): with `rpc://` its result consumer
   is pushed results on a standing subscription; with Redis the client subscribes to each task's
   channel when it sends the task and is pushed the result as well: each peer's best case.
@@ -635,16 +712,18 @@ def run() -> list[Row]:
         f"Brokers: {versions}; everything runs in a RabbitMQ vhost of its own, deleted afterwards; Celery's "
         "Redis results on private redis-servers of the run's (AOF, `appendfsync always`; the cheaper peer "
         "`everysec`), removed afterwards.  \n"
-        "Sides, per phase: ours with the reply queue prepared ahead (`PackagingClient.prepare`, outside the "
-        "timed region), ours without (the request creates it), Celery with Redis results (fsync always: the goals; "
-        "fsync everysec: no goal), Celery with `rpc://`, "
+        f"Sides, per phase: our worker with `prefetch={settings.prefetch}`; ours with the reply queue prepared ahead "
+        "(`PackagingClient.prepare`, outside the timed region), ours without (the request creates it), ours "
+        "prepared with a window's requests in one `request_packages` call, Celery with Redis results "
+        "(fsync always: the goals; fsync everysec: no goal), Celery with `rpc://`, "
         "and the floor (a raw-client loop of our message pattern) when its module is there.  \n"
         f"Method: per phase, one warm-up window of every side, then {settings.rounds} rounds, each taking one "
         f"window of every side in turn; medians over the windows. Throughput windows: {settings.requests} "
         f"requests; latency windows: {settings.latency_jobs} jobs one after another, p50/p99 per window, median "
         f"of those. Send-cost rows: {settings.choice_sends} sends of each kind per window, kinds in turn.  \n"
         "Sizes: TDM_BENCH_CELERY_REQUESTS, TDM_BENCH_CELERY_LATENCY_JOBS, TDM_BENCH_ROUNDS, "
-        "TDM_BENCH_CHOICE_SENDS; Celery pool: TDM_BENCH_CELERY_POOL (threads); the everysec Redis peer: "
+        "TDM_BENCH_CHOICE_SENDS; our worker's prefetch: TDM_BENCH_CELERY_PREFETCH; Celery pool: "
+        "TDM_BENCH_CELERY_POOL (threads); the everysec Redis peer: "
         "TDM_BENCH_CELERY_EVERYSEC (1; 0 leaves it out).  \n"
         "Goals: " + ("all met." if not missed else "missed: " + "; ".join(missed) + " (see the notes).") + "\n\n"
         f"{table}\n\n"

@@ -75,6 +75,8 @@ REDIS_NOTE = "vs Celery + Redis results (AOF, fsync always)"
 REDIS_EVERYSEC_NOTE = "vs Celery + Redis results (AOF, fsync everysec)"
 """The note of the rows against the cheaper Redis peer (up to a second of results lost on a crash); no goal."""
 RPC_NOTE = "vs Celery rpc://"
+ONE_CALL_NOTE = "requests in one call vs one call each"
+"""The note of the row holding ours with a window's requests in one ``request_packages`` call against ours."""
 
 
 def _find(rows: Sequence[Row], *parts: str) -> Row | None:
@@ -91,6 +93,12 @@ def design_costs(label: str, rows: Sequence[Row]) -> str:
             f"the reply queue created in the request path instead of ahead (`prepare`): throughput "
             f"{prep_rate.ratio:.2f}x, p50 {1 / prep_p50.ratio:.2f}x the time ({prep_p50.ours:.1f} vs "
             f"{prep_p50.baseline:.1f} ms)"
+        )
+    one_call = _find(rows, "throughput", ONE_CALL_NOTE)
+    if one_call is not None:
+        said.append(
+            f"a window's requests in one `request_packages` call (one confirm wait) instead of one call each: "
+            f"throughput {one_call.ratio:.2f}x"
         )
     confirm = _find(rows, "cost of waiting for the publisher confirm")
     if confirm is not None:

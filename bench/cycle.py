@@ -25,6 +25,7 @@ __all__ = [
     "Prepares",
     "Side",
     "SideSpec",
+    "SubmitsMany",
     "build_rows",
     "latency_window",
     "measure",
@@ -61,18 +62,31 @@ class Prepares(Protocol):
         """Ready the next ``count`` calls of ``submit``."""
 
 
+@runtime_checkable
+class SubmitsMany(Protocol):
+    """A side that can request many jobs in one call (ours: ``PackagingClient.request_packages``).
+
+    A throughput window of such a side submits its jobs with one ``submit_many(count)`` instead of
+    ``count`` calls of ``submit``; its latency windows still submit one job at a time.
+    """
+
+    def submit_many(self, count: int) -> list[Any]:
+        """Request ``count`` no-op jobs in one call; their handles, for ``wait_all``."""
+
+
 def _prepare(side: Side, count: int) -> None:
     if isinstance(side, Prepares):
         side.prepare_ahead(count)
 
 
 def throughput_window(side: Side, count: int) -> Callable[[], float]:
-    """A window: submit ``count`` jobs, then wait for all; jobs per second (preparation not timed)."""
+    """A window: submit ``count`` jobs (in one call if the side :class:`SubmitsMany`), then wait for all;
+    jobs per second (preparation not timed)."""
 
     def window() -> float:
         _prepare(side, count)
         start = time.perf_counter()
-        handles = [side.submit() for _ in range(count)]
+        handles = side.submit_many(count) if isinstance(side, SubmitsMany) else [side.submit() for _ in range(count)]
         side.wait_all(handles)
         return count / (time.perf_counter() - start)
 

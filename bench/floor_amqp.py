@@ -11,9 +11,11 @@ client, request: publish the request's copy to ``package/<id>`` and the request 
     acks. A copy returned (the reply queue is missing) declares the queue (durable,
     ``x-expires``) and is published again, with a second wait. ``prepare=True`` declares the
     reply queue first, as ``PackagingClient.prepare`` does when a docset is created.
-worker: consume (prefetch 1); publish Accepted and Progress (persistent, mandatory, not waited
-    for) and Complete (persistent, mandatory), one wait for the three acks (a return declares
-    the queue and publishes again), then ack the request.
+worker: consume (prefetch ``prefetch``); take every delivery the socket already holds; for each,
+    publish Accepted and, unless ``progress=False`` (ours with a progress linger: the Complete
+    supersedes it), Progress (persistent, mandatory, not waited for) and Complete (persistent,
+    mandatory); one wait for the acks of the whole batch (a return declares the queue and
+    publishes again), then ack each request.
 client, poll: declare the reply queue if this connection has not; two ``basic.get`` sent
     together, then one at a time until ``message_count`` is 0; keep the request's copy and the
     one reply the status needs; ``basic.ack`` the rest, ``basic.reject(requeue)`` the kept, then
@@ -149,9 +151,16 @@ class FloorAmqp:
             (``floor-<run>/docsets/package``), so it never competes with our worker in the same vhost.
         prepare: declare each reply queue before its request, as ``PackagingClient.prepare`` does
             (in :meth:`submit`, timed; :meth:`prepare_ahead` does it outside a bench's timed region).
+        prefetch: the worker's prefetch, as ``PackagerWorker(prefetch=...)``.
+        progress: whether the worker sends the no-op job's Progress (ours does unless it lingers).
     """
 
-    def __init__(self, url: str, *, queue: str | None = None, prepare: bool = False) -> None:
+    FOLLOWS_OUR_WORKER = True
+    """It takes ``prefetch`` and ``progress``: the Celery group runs it as it runs our worker."""
+
+    def __init__(
+        self, url: str, *, queue: str | None = None, prepare: bool = False, prefetch: int = 1, progress: bool = True
+    ) -> None:
         if queue is None:
             queue = f"floor-{uuid.uuid4().hex[:8]}/docsets/package"
         self.url, self.queue, self.prepare = url, queue, prepare
@@ -164,7 +173,7 @@ class FloorAmqp:
         self.run = uuid.uuid4().hex[:8]
         self.count = 0
         self.worker = subprocess.Popen(
-            [sys.executable, "-m", "bench.floor_amqp", url, queue],
+            [sys.executable, "-m", "bench.floor_amqp", url, queue, str(prefetch), "1" if progress else "0"],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -281,12 +290,12 @@ class FloorAmqp:
                 self.worker.kill()
 
 
-def _work(url: str, queue: str, stop: threading.Event) -> None:
+def _work(url: str, queue: str, stop: threading.Event, *, prefetch: int = 1, progress: bool = True) -> None:
     """The floor's worker: what our PackagerWorker puts on the wire for a no-op job with one progress report."""
     conn = _connect(url)
     channel = conn.channel()
     channel.queue_declare(queue=queue, durable=True, exclusive=False, auto_delete=False)
-    channel.basic_qos(0, 1, False)
+    channel.basic_qos(0, prefetch, False)
     confirms = _Confirms(conn)
     declare = conn.channel()
     pending: list[amqp.Message] = []
@@ -297,33 +306,47 @@ def _work(url: str, queue: str, stop: threading.Event) -> None:
             with contextlib.suppress(TimeoutError):
                 conn.drain_events(timeout=0.5)
             continue
-        delivery = pending.pop(0)
-        request = json.loads(delivery.body)
-        base = {"docset_id": request["docset_id"], "request_id": request["request_id"]}
-        reply = request["reply_to"]
-        accepted = {"estimate_seconds": None}
-        confirms.publish(reply, _message({**base, "sequence": 1, "timestamp": _now(), "type": "accepted", **accepted}))
-        progress = {"items_done": 1, "items_total": 1, "percent": 100.0, "eta_seconds": None}
-        confirms.publish(reply, _message({**base, "sequence": 2, "timestamp": _now(), "type": "progress", **progress}))
-        result = {
-            "archive_url": f"https://tdm-packages.example.org/package/{request['docset_id']}.zip",
-            "size_bytes": ARCHIVE_SIZE,
-            "sha256": None,
-            "content_type": "application/zip",
-            "url_expires_at": None,
-        }
-        confirms.publish(reply, _message({**base, "sequence": 3, "timestamp": _now(), "type": "complete", **result}))
+        with contextlib.suppress(TimeoutError):  # the deliveries the socket already holds join the batch
+            for _ in range(1000):
+                conn.drain_events(timeout=0)
+        batch, pending[:] = pending[:], []
+        for delivery in batch:
+            _reply(confirms, json.loads(delivery.body), progress=progress)
         confirms.wait(lambda name: _declare_reply(declare, name))
-        channel.basic_ack(delivery.delivery_tag)
+        for delivery in batch:
+            channel.basic_ack(delivery.delivery_tag)
     conn.close()
 
 
+def _reply(confirms: _Confirms, request: dict[str, Any], *, progress: bool) -> None:
+    """Publish one no-op job's replies, not waiting for their acks."""
+    base = {"docset_id": request["docset_id"], "request_id": request["request_id"]}
+    reply = request["reply_to"]
+    accepted = {"estimate_seconds": None}
+    confirms.publish(reply, _message({**base, "sequence": 1, "timestamp": _now(), "type": "accepted", **accepted}))
+    sequence = 2
+    if progress:
+        report = {"items_done": 1, "items_total": 1, "percent": 100.0, "eta_seconds": None}
+        confirms.publish(reply, _message({**base, "sequence": 2, "timestamp": _now(), "type": "progress", **report}))
+        sequence = 3
+    result = {
+        "archive_url": f"https://tdm-packages.example.org/package/{request['docset_id']}.zip",
+        "size_bytes": ARCHIVE_SIZE,
+        "sha256": None,
+        "content_type": "application/zip",
+        "url_expires_at": None,
+    }
+    confirms.publish(reply, _message({**base, "sequence": sequence, "timestamp": _now(), "type": "complete", **result}))
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m bench.floor_amqp URL QUEUE``: run the floor's worker until SIGTERM or SIGINT."""
+    """``python -m bench.floor_amqp URL QUEUE [PREFETCH [PROGRESS]]``: run the floor's worker until SIGTERM/SIGINT."""
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2:
-        print("usage: python -m bench.floor_amqp AMQP_URL QUEUE", file=sys.stderr)
+    if len(args) not in {2, 3, 4} or not all(a.isdigit() for a in args[2:]):
+        print("usage: python -m bench.floor_amqp AMQP_URL QUEUE [PREFETCH [PROGRESS 1/0]]", file=sys.stderr)
         return 2
+    prefetch = int(args[2]) if len(args) >= 3 else 1
+    progress = args[3] != "0" if len(args) == 4 else True
     stop = threading.Event()
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
@@ -331,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    _work(args[0], args[1], stop)
+    _work(args[0], args[1], stop, prefetch=prefetch, progress=progress)
     return 0
 
 

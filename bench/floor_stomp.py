@@ -6,8 +6,10 @@ our checks, models, codec, routes, retries or reconnects:
 - request (client): SEND a copy of the request to the docset's reply queue and SEND the request
   to the requests queue, both persistent with a receipt, written back to back; one wait for both.
 - worker (its own process, ``python -m bench.floor_stomp worker ...``): a client-individual
-  subscription (prefetch 1) to the requests queue; per request: SEND Accepted and Complete to the
-  reply queue, persistent, a receipt on the Complete only; wait; ACK the request.
+  subscription (prefetch 1) to the requests queue; per request: SEND Accepted, Progress (unless
+  ``progress=False``: ours lingering over Progress sends none for a job that ends at once) and
+  Complete to the reply queue, persistent, a receipt on the Complete only; wait; ACK the request.
+  Our STOMP wing hands its worker one job at a time, so ``prefetch`` is taken and not used.
 - poll (client): SEND a marker (60 s expiration), SUBSCRIBE (client-individual), read up to the
   marker; then BEGIN, ACK the marker and what the compaction drops, NACK (requeue) what it keeps
   and anything after the marker, UNSUBSCRIBE, COMMIT with a receipt; wait. The compaction keeps
@@ -124,8 +126,9 @@ def _queue(name: str) -> str:
     return "/queue/" + name.replace("/", "%2F")
 
 
-def run_worker(url: str, requests: str, reply_ttl_ms: int, stop: threading.Event) -> None:
-    """The raw worker: Accepted + Complete (confirmed) per request, then ACK, until ``stop`` is set."""
+def run_worker(url: str, requests: str, reply_ttl_ms: int, stop: threading.Event, progress: bool = True) -> None:
+    """The raw worker: Accepted, Progress (if ``progress``) and Complete (confirmed) per request, then ACK,
+    until ``stop`` is set."""
     conn, listener = _connect(url)
     sub = "floor-worker"
     listener.inboxes[sub] = []
@@ -146,6 +149,14 @@ def run_worker(url: str, requests: str, reply_ttl_ms: int, stop: threading.Event
             complete = json.dumps({"kind": "complete", "docset_id": request["docset_id"], "size": 345345}).encode()
             receipt = f"c-{uuid.uuid4().hex}"
             conn.send(reply, accepted, content_type="application/json", headers={**declare, "persistent": "true"})
+            if progress:
+                report = {"kind": "progress", "docset_id": request["docset_id"], "done": 1, "total": 1}
+                conn.send(
+                    reply,
+                    json.dumps(report).encode(),
+                    content_type="application/json",
+                    headers={**declare, "persistent": "true"},
+                )
             conn.send(
                 reply,
                 complete,
@@ -165,9 +176,23 @@ class FloorStomp:
         url: ``stomp://user:pass@host:port/?vhost=...`` of a RabbitMQ STOMP listener.
         reply_ttl_ms: the reply queues' ``x-expires``.
         worker: ``"process"`` (its own Python process, as our bench's worker) or ``"thread"``.
+        prefetch: taken to follow our worker's settings; our STOMP wing does not batch jobs, nor does this.
+        progress: whether the worker sends the no-op job's Progress (ours does unless it lingers).
     """
 
-    def __init__(self, url: str, *, reply_ttl_ms: int = 86_400_000, worker: str = "process") -> None:
+    FOLLOWS_OUR_WORKER = True
+    """It takes ``prefetch`` and ``progress``: the Celery group runs it as it runs our worker."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        reply_ttl_ms: int = 86_400_000,
+        worker: str = "process",
+        prefetch: int = 1,
+        progress: bool = True,
+    ) -> None:
+        del prefetch  # one job at a time, as our STOMP wing
         self.url = url
         self.reply_ttl_ms = reply_ttl_ms
         self.run = uuid.uuid4().hex[:8]
@@ -179,9 +204,11 @@ class FloorStomp:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._process: subprocess.Popen[bytes] | None = None
-        args = [url, self.requests, str(reply_ttl_ms)]
+        args = [url, self.requests, str(reply_ttl_ms), "1" if progress else "0"]
         if worker == "thread":
-            self._thread = threading.Thread(target=run_worker, args=(url, self.requests, reply_ttl_ms, self._stop))
+            self._thread = threading.Thread(
+                target=run_worker, args=(url, self.requests, reply_ttl_ms, self._stop, progress)
+            )
             self._thread.start()
         else:
             env = dict(os.environ, PYTHONPATH=str(_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -293,8 +320,16 @@ class FloorStompPrepared(FloorStomp):
 
     BASELINE_NAME = "raw stomp.py loop of our message pattern, reply queue created ahead"
 
-    def __init__(self, url: str, *, reply_ttl_ms: int = 86_400_000, worker: str = "process") -> None:
-        super().__init__(url, reply_ttl_ms=reply_ttl_ms, worker=worker)
+    def __init__(
+        self,
+        url: str,
+        *,
+        reply_ttl_ms: int = 86_400_000,
+        worker: str = "process",
+        prefetch: int = 1,
+        progress: bool = True,
+    ) -> None:
+        super().__init__(url, reply_ttl_ms=reply_ttl_ms, worker=worker, prefetch=prefetch, progress=progress)
         self._ready: list[str] = []
 
     def prepare_ahead(self, count: int) -> None:
@@ -315,16 +350,18 @@ class FloorStompPrepared(FloorStomp):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m bench.floor_stomp worker URL REQUESTS_QUEUE REPLY_TTL_MS``: the raw worker, until SIGTERM."""
+    """``python -m bench.floor_stomp worker URL REQUESTS_QUEUE REPLY_TTL_MS [PROGRESS]``: the raw worker, until
+    SIGTERM (``PROGRESS`` ``0``: no Progress; default ``1``)."""
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 4 or args[0] != "worker":
-        print("usage: python -m bench.floor_stomp worker URL REQUESTS_QUEUE REPLY_TTL_MS", file=sys.stderr)
+    if len(args) not in (4, 5) or args[0] != "worker" or (len(args) == 5 and args[4] not in ("0", "1")):
+        print("usage: python -m bench.floor_stomp worker URL REQUESTS_QUEUE REPLY_TTL_MS [0|1]", file=sys.stderr)
         return 2
     import signal
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    thread = threading.Thread(target=run_worker, args=(args[1], args[2], int(args[3]), stop))
+    progress = len(args) == 4 or args[4] == "1"
+    thread = threading.Thread(target=run_worker, args=(args[1], args[2], int(args[3]), stop, progress))
     thread.start()
     print("ready", flush=True)
     thread.join()

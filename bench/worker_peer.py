@@ -1,4 +1,4 @@
-"""``python -m bench.worker_peer URL``: one PackagerWorker with a no-op job, the counterpart of a Celery worker."""
+"""``python -m bench.worker_peer URL [PREFETCH [LINGER]]``: one PackagerWorker with a no-op job, as a Celery worker."""
 
 from __future__ import annotations
 
@@ -26,10 +26,18 @@ def noop_job(job: Job) -> PackageResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the worker on the broker URL given as the one argument until SIGTERM or SIGINT; returns 0."""
+    """Run the worker on the broker URL (prefetch 1 and no progress linger if not given) until SIGTERM or SIGINT.
+
+    Returns 0 (2 for a bad command line).
+    """
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m bench.worker_peer BROKER_URL", file=sys.stderr)
+    try:
+        if not 1 <= len(args) <= 3:
+            raise ValueError(args)
+        prefetch = int(args[1]) if len(args) >= 2 else 1
+        linger = float(args[2]) if len(args) == 3 else 0.0
+    except ValueError:
+        print("usage: python -m bench.worker_peer BROKER_URL [PREFETCH [LINGER_SECONDS]]", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING)
     stop = threading.Event()
@@ -40,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     with open_transport(args[0]) as transport:
-        worker = PackagerWorker(transport, on_package=noop_job, retry_backoff_seconds=0)
+        worker = PackagerWorker(
+            transport, on_package=noop_job, retry_backoff_seconds=0, prefetch=prefetch, progress_linger_seconds=linger
+        )
         print("ready", flush=True)
         worker.run(stop)
     return 0

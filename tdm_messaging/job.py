@@ -139,22 +139,39 @@ class Job:
 class ReplyReporter(Reporter):
     """The worker's Reporter: sends one job's replies with increasing sequence numbers, Accepted first if nobody did.
 
+    With ``hold``, an unconfirmed Progress is not sent at once: it is kept, ``hold(self)`` is
+    called for the first one kept, and whoever ``hold`` hands it to calls :meth:`flush_held`
+    later to send it. A reply sent in between (a newer Progress, Complete, Failed) supersedes
+    it: the kept Progress is dropped and its sequence number taken by the newer reply, so a job
+    that ends soon after its last report sends no Progress the status would never show.
+
     Args:
         request: the job's request.
         next_sequence: the first reply's sequence number.
         clock: stamps each reply.
         reply: sends a built reply (``message``, ``confirm``).
+        hold: schedules :meth:`flush_held` for a Progress kept back; ``None``: send each at once.
     """
 
     def __init__(
-        self, request: PackageRequest, next_sequence: int, *, clock: Clock, reply: Callable[[Message, bool], None]
+        self,
+        request: PackageRequest,
+        next_sequence: int,
+        *,
+        clock: Clock,
+        reply: Callable[[Message, bool], None],
+        hold: Callable[[ReplyReporter], None] | None = None,
     ) -> None:
         self._request = request
         self._next_sequence = next_sequence
         self._clock = clock
         self._reply = reply
+        self._hold = hold
         self._lock = threading.Lock()  # a handler may report from several threads
         self._accepted_sent = False
+        self._held: Message | None = None
+        self._held_failure: TransportError | None = None
+        self._closed = False
         self.failure: TransportError | None = None
         """The last reply that could not be sent: the worker tells broker trouble from the job's own."""
 
@@ -165,15 +182,49 @@ class ReplyReporter(Reporter):
 
     def send(self, build: Callable[[ReplyFields], Message], *, confirm: bool = False) -> None:
         with self._lock:
+            if self._held_failure is not None:  # a held Progress could not be sent: broker trouble
+                failure, self._held_failure = self._held_failure, None
+                raise failure
             message = build(reply_fields(self._request, self._next_sequence, self._clock))
+            if self._hold is not None and not confirm and isinstance(message, Progress) and not self._closed:
+                first = self._held is None
+                self._held = message  # a Progress kept back before this one is superseded
+                if first:
+                    self._hold(self)
+                return
+            self._held = None  # superseded by this reply, which takes its sequence number
+            self._send_now(message, confirm)
+
+    def flush_held(self) -> None:
+        """Send the Progress kept back, if it is still the job's latest report and the job is not over.
+
+        A failure to send is raised by the job's next :meth:`send` (the worker then leaves the
+        request unacknowledged, as for any reply that could not be sent).
+        """
+        with self._lock:
+            message, self._held = self._held, None
+            if message is None or self._closed:
+                return
             try:
-                self._reply(message, confirm)
+                self._send_now(message, False)
             except TransportError as exc:
-                self.failure = exc
-                raise
-            self._next_sequence += 1
-            if isinstance(message, Accepted):
-                self._accepted_sent = True
+                self._held_failure = exc
+
+    def close(self) -> None:
+        """End the job's reporting: a Progress still kept back is dropped, never sent afterwards."""
+        with self._lock:
+            self._closed = True
+            self._held = None
+
+    def _send_now(self, message: Message, confirm: bool) -> None:
+        try:
+            self._reply(message, confirm)
+        except TransportError as exc:
+            self.failure = exc
+            raise
+        self._next_sequence += 1
+        if isinstance(message, Accepted):
+            self._accepted_sent = True
 
     def ensure_accepted(self) -> None:
         if not self._accepted_sent:

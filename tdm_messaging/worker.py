@@ -2,9 +2,19 @@
 
 Theory of operation
 -------------------
-The worker takes requests one at a time (prefetch 1; several workers on one queue share the
-work as competing consumers), runs the handler, reports, then acknowledges. What to do with
-each delivery is decided by :mod:`tdm_messaging.delivery_plan`; this module carries it out.
+The worker takes requests one at a time (prefetch 1 by default; several workers on one queue
+share the work as competing consumers), runs the handler, reports, then acknowledges. What to do
+with each delivery is decided by :mod:`tdm_messaging.delivery_plan`; this module carries it out.
+
+With ``prefetch`` above 1 the broker may hand the worker several requests at once
+(:meth:`~tdm_messaging.transport.base.Transport.consume_batches`; AMQP batches what the socket
+already holds, other transports hand over one at a time). The worker still runs their jobs one
+after another, but sends each job's last reply (Complete, Failed, Deleted) without waiting and
+waits once for the confirms of all of them before acknowledging the requests: one confirm wait
+per batch instead of one per job, and still no request acknowledged before its last reply is
+stored. If that wait fails, no request of the batch is acknowledged (all are delivered again,
+and the jobs whose replies were stored run again, as after any lost acknowledgement), and the
+next batch is handled one job at a time, each reply confirmed before the next job.
 
 For a package request the handler gets a :class:`~tdm_messaging.job.Job`; its return value
 becomes Complete, a :class:`~tdm_messaging.job.JobFailed` becomes Failed. Any other exception is
@@ -44,7 +54,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 from pydantic import ValidationError
@@ -72,6 +82,7 @@ from tdm_messaging.errors import (
 )
 from tdm_messaging.headers import ATTEMPT, NEXT_SEQUENCE
 from tdm_messaging.job import Job, JobFailed, PackageResult, ReplyReporter, reply_fields
+from tdm_messaging.linger import ProgressLinger
 from tdm_messaging.models import Complete, Deleted, DeleteRequest, Failed, Message, PackageRequest
 from tdm_messaging.observe import (
     DeadLettered,
@@ -128,9 +139,17 @@ class PackagerWorker:
         observer: told of every job's start and end, dead letters and the loop's state (metrics,
             liveness); see :mod:`tdm_messaging.observe`.
         tracer: opens a span per job, continuing the request's trace; see :mod:`tdm_messaging.tracing`.
+        prefetch: requests the broker may hand this worker before it acknowledges one (per queue).
+            1 (the default) shares a queue's work most evenly among several workers; more lets the
+            worker wait once for the confirms of a whole batch's last replies (see the module's
+            header), at the price of requests held by this worker that an idle one could have run.
+        progress_linger_seconds: how long a handler's Progress is kept back before it is sent (0,
+            the default: sent at once). A newer report or the job's end supersedes it: a job that
+            ends within this time of its last Progress sends none (one persistent message and a
+            poll's read fewer), at the price of each Progress showing up to this much later.
 
     Raises:
-        ConfigurationError: ``max_attempts`` below 1 or a negative backoff.
+        ConfigurationError: ``max_attempts`` or ``prefetch`` below 1, or a negative backoff or linger.
     """
 
     def __init__(
@@ -146,9 +165,15 @@ class PackagerWorker:
         clock: Clock = utc_now,
         observer: Observer | None = None,
         tracer: Tracer | None = None,
+        prefetch: int = 1,
+        progress_linger_seconds: float = 0.0,
     ) -> None:
         if max_attempts < 1:
             raise ConfigurationError(f"max_attempts must be at least 1, got {max_attempts}")
+        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
+            raise ConfigurationError(f"prefetch must be a whole number at least 1, got {prefetch!r}")
+        if not progress_linger_seconds >= 0:
+            raise ConfigurationError(f"progress_linger_seconds must be >= 0, got {progress_linger_seconds}")
         if retry_backoff_seconds < 0:
             raise ConfigurationError(f"retry_backoff_seconds must be >= 0, got {retry_backoff_seconds}")
         self._transport = transport
@@ -163,6 +188,11 @@ class PackagerWorker:
         self._refused = Refusals(_REMEMBERED_REFUSALS)
         self._observer = observer
         self._tracer = tracer
+        self._prefetch = prefetch
+        self._finals: list[tuple[Destination, Envelope]] | None = None
+        """While a batch is handled: the last replies sent unconfirmed, to confirm before the acknowledgement."""
+        self._batch_confirms = True
+        self._linger = ProgressLinger(progress_linger_seconds) if progress_linger_seconds > 0 else None
 
     def run(self, stop: threading.Event) -> None:
         """Consume ``docsets/package`` (and ``docsets/delete`` if there is a delete handler) until ``stop`` is set.
@@ -181,7 +211,7 @@ class PackagerWorker:
             while not stop.is_set():
                 self._notify(WorkerStateChanged(WorkerState.CONSUMING, self._clock()))
                 try:
-                    self._transport.consume(queues, self._handle, prefetch=1, stop=stop)
+                    self._transport.consume_batches(queues, self._handle_batch, prefetch=self._prefetch, stop=stop)
                 except TransportClosedError:
                     raise
                 except TransportError as exc:
@@ -193,11 +223,49 @@ class PackagerWorker:
                 else:
                     failures = 0
         finally:
+            if self._linger is not None:
+                self._linger.close()
             self._notify(WorkerStateChanged(WorkerState.STOPPED, self._clock()))
         logger.info("packager worker stopped")
 
     def _notify(self, event: Event) -> None:
         notify_safely(self._observer, event)
+
+    # -- handling a batch of deliveries ------------------------------------------------------
+
+    def _handle_batch(self, deliveries: Sequence[Delivery]) -> None:
+        """Run the batch's jobs one after another; returning lets the transport acknowledge them all."""
+        if len(deliveries) == 1 or not self._batch_confirms:
+            for delivery in deliveries:
+                self._handle(delivery)
+            self._batch_confirms = True
+            return
+        self._finals = []
+        try:
+            for delivery in deliveries:
+                self._handle(delivery)
+            self._flush_finals()
+        except TransportError:
+            # The redelivered requests run one job at a time, each reply confirmed in its job: a
+            # refused reply then meets the refusal handling of _handle (dead-lettered once).
+            self._batch_confirms = False
+            raise
+        finally:
+            self._finals = None
+
+    def _flush_finals(self) -> None:
+        """Send nothing more; return once every last reply held back by the batch is confirmed."""
+        finals = self._finals
+        if finals:
+            self._transport.send_many(list(finals), persistent=True, confirm=True)
+            finals.clear()
+
+    def _send_reply(self, queue: Destination, envelope: Envelope, *, confirm: bool) -> None:
+        """Send a reply; in a batch a confirmed one waits with the batch's others (:meth:`_flush_finals`)."""
+        if confirm and self._finals is not None:
+            self._finals.append((queue, envelope))
+        else:
+            self._transport.send(queue, envelope, persistent=True, confirm=confirm)
 
     # -- handling one delivery ---------------------------------------------------------------
 
@@ -297,10 +365,23 @@ class PackagerWorker:
         queue = reply_queue(request.docset_id)  # checked once per job, not once per reply
 
         def reply(message: Message, confirm: bool) -> None:
-            envelope = with_trace(encode(message, self._content_type), trace)
-            self._transport.send(queue, envelope, persistent=True, confirm=confirm)
+            self._send_reply(queue, with_trace(encode(message, self._content_type), trace), confirm=confirm)
 
-        reporter = ReplyReporter(request, next_sequence, clock=self._clock, reply=reply)
+        hold = None if self._linger is None else self._linger.hold
+        reporter = ReplyReporter(request, next_sequence, clock=self._clock, reply=reply, hold=hold)
+        try:
+            return self._run_reported(request, envelope, source, attempt, reporter)
+        finally:
+            reporter.close()  # a Progress still kept back is superseded by the job's end
+
+    def _run_reported(
+        self,
+        request: PackageRequest,
+        envelope: Envelope,
+        source: Destination,
+        attempt: int,
+        reporter: ReplyReporter,
+    ) -> JobOutcome:
         fields = _log_fields(request, attempt)
         logger.info(
             "package job for docset %s (request %s, attempt %d/%d)",
@@ -324,6 +405,7 @@ class PackagerWorker:
                 # A reply could not be sent (broker trouble, e.g. the reply queue's node is down),
                 # not the job's fault: no attempt is spent; the request stays unacknowledged.
                 raise
+            reporter.close()  # before the retry takes the next sequence number: no late Progress may take it too
             return self._retry_or_give_up(request, envelope, source, attempt, exc, reporter)
         reporter.ensure_accepted()
         reporter.send(
@@ -419,9 +501,11 @@ class PackagerWorker:
         self, request: PackageRequest | DeleteRequest, message: Message, *, confirm: bool, trace: TraceContext | None
     ) -> None:
         envelope = with_trace(encode(message, self._content_type), trace)
-        self._transport.send(reply_queue(request.docset_id), envelope, persistent=True, confirm=confirm)
+        self._send_reply(reply_queue(request.docset_id), envelope, confirm=confirm)
 
     def _dead_letter(self, envelope: Envelope, source: Destination, reason: str) -> None:
+        # A Failed held back by the batch is stored before its request is parked, as one at a time.
+        self._flush_finals()
         logger.warning("dead-lettering a message from %s: %s", source.name, reason, extra={"queue": source.name})
         dead_letter(self._transport, envelope, source=source, reason=reason)
         self._notify(DeadLettered("worker", source.name, reason))

@@ -14,6 +14,7 @@ from tdm_messaging.errors import InvalidArgumentError, TransportError
 
 __all__ = [
     "Batch",
+    "BatchHandler",
     "Capabilities",
     "Delivery",
     "Handler",
@@ -66,6 +67,10 @@ class Delivery:
 
 Handler = Callable[[Delivery], None]
 """A consumer's callback. Returning acknowledges the delivery; raising leaves it unacknowledged."""
+
+BatchHandler = Callable[[Sequence[Delivery]], None]
+"""A batch consumer's callback (:meth:`Transport.consume_batches`): the deliveries already received,
+oldest first. Returning acknowledges them all; raising leaves them all unacknowledged."""
 
 
 class Batch(ABC):
@@ -266,16 +271,32 @@ class Transport(ABC):
             InvalidArgumentError: no destinations, ``prefetch`` < 1, ``handler`` not callable,
                 or ``stop`` not an event.
         """
-        if isinstance(destinations, (str, bytes)) or not isinstance(destinations, Sequence) or not destinations:
-            raise InvalidArgumentError("consume() needs a non-empty sequence of destinations")
-        for destination in destinations:
-            _check_destination(destination)
-        if not callable(handler):
-            raise InvalidArgumentError(f"consume() needs a callable handler, got {type(handler).__name__}")
-        _check_at_least_one("prefetch", prefetch)
-        if not callable(getattr(stop, "is_set", None)) or not callable(getattr(stop, "wait", None)):
-            raise InvalidArgumentError(f"consume() needs stop=threading.Event(), got {type(stop).__name__}")
+        _check_consume("consume", destinations, handler, prefetch, stop)
         self._consume(destinations, handler, prefetch=prefetch, stop=stop)
+
+    def consume_batches(
+        self,
+        destinations: Sequence[Destination],
+        handler: BatchHandler,
+        *,
+        prefetch: int = 1,
+        stop: threading.Event,
+    ) -> None:
+        """Like :meth:`consume`, but hand ``handler`` every delivery already received at once.
+
+        A batch holds the deliveries the backend has in hand when the handler is free (at most
+        ``prefetch`` per destination, oldest first; never waiting for more): with prefetch 1 and
+        one destination, or on a backend that does not batch, every batch holds one delivery.
+        When ``handler`` returns, every delivery of the batch is acknowledged; when it raises,
+        none is (the broker redelivers them all) and the exception propagates. This lets a
+        consumer do one thing for many deliveries, e.g. wait once for the confirms of all their
+        replies before acknowledging them.
+
+        Raises:
+            InvalidArgumentError: as :meth:`consume`.
+        """
+        _check_consume("consume_batches", destinations, handler, prefetch, stop)
+        self._consume_batches(destinations, handler, prefetch=prefetch, stop=stop)
 
     def declare(self, destination: Destination) -> None:
         """Create ``destination`` with the arguments its kind calls for, if it does not exist.
@@ -347,6 +368,15 @@ class Transport(ABC):
         self, destinations: Sequence[Destination], handler: Handler, *, prefetch: int, stop: threading.Event
     ) -> None: ...
 
+    def _consume_batches(
+        self, destinations: Sequence[Destination], handler: BatchHandler, *, prefetch: int, stop: threading.Event
+    ) -> None:
+        # Not abstract: batches of one, through _consume, are right for every backend.
+        def one(delivery: Delivery) -> None:
+            handler((delivery,))
+
+        self._consume(destinations, one, prefetch=prefetch, stop=stop)
+
     @abstractmethod
     def _declare(self, destination: Destination) -> None: ...
 
@@ -374,6 +404,18 @@ def _check_destination(destination: object) -> None:
         raise InvalidArgumentError(
             f"expected a Destination (e.g. tdm_messaging.reply_queue('5')), got {type(destination).__name__}"
         )
+
+
+def _check_consume(name: str, destinations: object, handler: object, prefetch: object, stop: object) -> None:
+    if isinstance(destinations, (str, bytes)) or not isinstance(destinations, Sequence) or not destinations:
+        raise InvalidArgumentError(f"{name}() needs a non-empty sequence of destinations")
+    for destination in destinations:
+        _check_destination(destination)
+    if not callable(handler):
+        raise InvalidArgumentError(f"{name}() needs a callable handler, got {type(handler).__name__}")
+    _check_at_least_one("prefetch", prefetch)
+    if not callable(getattr(stop, "is_set", None)) or not callable(getattr(stop, "wait", None)):
+        raise InvalidArgumentError(f"{name}() needs stop=threading.Event(), got {type(stop).__name__}")
 
 
 def _check_at_least_one(name: str, value: object) -> None:

@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from tdm_messaging.destinations import Destination, validate_docset_id
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.errors import ConfigurationError, InvalidDestinationError
-from tdm_messaging.transport.base import Batch, Capabilities, Delivery, Handler, Transport
+from tdm_messaging.transport.base import Batch, BatchHandler, Capabilities, Delivery, Handler, Transport
 
 __all__ = ["NAMESPACE_PARAM", "NamespacedTransport", "split_namespace"]
 
@@ -111,6 +111,21 @@ class NamespacedTransport(Transport):
             handler(Delivery(delivery.envelope, original, delivery.redelivered))
 
         self._inner.consume([self._outer(d) for d in destinations], unwrap, prefetch=prefetch, stop=stop)
+
+    def _consume_batches(
+        self, destinations: Sequence[Destination], handler: BatchHandler, *, prefetch: int, stop: threading.Event
+    ) -> None:
+        logical = {self._outer(d).name: d for d in destinations}
+
+        def unwrap(deliveries: Sequence[Delivery]) -> None:
+            handler(
+                [
+                    Delivery(d.envelope, logical.get(d.destination.name, d.destination), d.redelivered)
+                    for d in deliveries
+                ]
+            )
+
+        self._inner.consume_batches([self._outer(d) for d in destinations], unwrap, prefetch=prefetch, stop=stop)
 
     def _declare(self, destination: Destination) -> None:
         self._inner.declare(self._outer(destination))

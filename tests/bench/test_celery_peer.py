@@ -67,7 +67,7 @@ def test_a_prepared_floor_is_held_against_ours_prepared_beside_the_unprepared_on
 
 
 def test_the_stomp_wing_has_a_prepared_floor_that_prepares() -> None:
-    spec = celery_peer._floor_spec("stomp", celery_peer.PREPARED_FLOORS, "floor-prep")
+    spec = celery_peer._floor_spec("stomp", floors=celery_peer.PREPARED_FLOORS, key="floor-prep")
     assert spec is not None and spec.key == "floor-prep"
     from bench.floor_stomp import FloorStomp, FloorStompPrepared
 
@@ -146,3 +146,35 @@ def test_the_goals_are_held_against_the_redis_peer_that_fsyncs_always() -> None:
     notes = {c.baseline: c.note for c in celery_peer.comparisons(floor_prepares=False) if c.ours == "ours"}
     assert "fsync always" in notes["celery-redis"]
     assert "fsync everysec" in notes["celery-redis-everysec"]
+
+
+class _FollowingFloor(_TinyFloor):
+    FOLLOWS_OUR_WORKER = True
+
+    def __init__(self, url: str, *, prefetch: int = 1, progress: bool = True) -> None:
+        super().__init__(url)
+        self.prefetch, self.progress = prefetch, progress
+
+
+def test_a_floor_that_follows_our_worker_is_built_with_its_prefetch_and_linger(monkeypatch: pytest.MonkeyPatch) -> None:
+    module = types.ModuleType("bench.floor_following")
+    module.Floor = _FollowingFloor  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "bench.floor_following", module)
+    monkeypatch.setitem(celery_peer.FLOORS, "amqp", "bench.floor_following:Floor")
+    settings = celery_peer._Settings(
+        requests=1,
+        latency_jobs=1,
+        rounds=1,
+        pool="threads",
+        phases=("amqp",),
+        choice_sends=1,
+        everysec=False,
+        prefetch=7,
+        linger=0.25,
+    )
+    spec = celery_peer._floor_spec("amqp", settings)
+    assert spec is not None
+    floor = spec.build("amqp://somewhere")
+    assert isinstance(floor, _FollowingFloor) and (floor.prefetch, floor.progress) == (7, False)
+    plain = celery_peer._floor_spec("amqp")
+    assert plain is not None and plain.build("amqp://x").prefetch == 1  # type: ignore[attr-defined]

@@ -25,3 +25,30 @@ def test_the_floor_completes_its_jobs(floor_cls: type[FloorStomp]) -> None:
         floor.wait_all(handles, timeout=30)
     finally:
         floor.close()
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("progress", [True, False])
+def test_the_floor_worker_sends_progress_only_when_ours_would(progress: bool) -> None:
+    """``progress=False`` (ours lingering over Progress) leaves the no-op job's Progress out, as our worker does."""
+    import json
+    import time
+
+    from bench.floor_stomp import _declare, _queue
+
+    floor = FloorStomp(broker_url("rabbitmq-stomp"), reply_ttl_ms=60_000, worker="thread", progress=progress)
+    try:
+        reply_to = floor.submit()
+        inbox: list[object] = []
+        with floor.listener.cond:
+            floor.listener.inboxes["look"] = inbox
+        floor.conn.subscribe(_queue(reply_to), id="look", ack="auto", headers=_declare(60_000))
+        deadline = time.monotonic() + 30
+        kinds: list[str] = []
+        while "complete" not in kinds and time.monotonic() < deadline:
+            time.sleep(0.01)
+            with floor.listener.cond:
+                kinds = [json.loads(f.body)["kind"] for f in inbox]  # type: ignore[attr-defined]
+        assert kinds == ["request", "accepted", *(["progress"] if progress else []), "complete"]
+    finally:
+        floor.close()

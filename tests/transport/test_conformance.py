@@ -344,6 +344,64 @@ def test_a_handler_interrupted_by_a_base_exception_leaves_the_message_in_the_que
     assert bodies(take_all(backend.open(), queue)) == [envelope(1).body]
 
 
+def test_consume_batches_hands_over_each_message_once_and_acknowledges_them(backend: Backend) -> None:
+    transport = backend.open()
+    queue = backend.reply_queue()
+    sent = [envelope(i) for i in range(12)]
+    for e in sent:
+        transport.send(queue, e, confirm=True)
+    batches: list[list[bytes]] = []
+    all_in = threading.Event()
+    stop = threading.Event()
+    failure: list[BaseException] = []
+
+    def handle(deliveries: Sequence[Delivery]) -> None:
+        assert all(d.destination == queue for d in deliveries)
+        batches.append([d.envelope.body for d in deliveries])
+        if sum(map(len, batches)) >= len(sent):
+            all_in.set()
+
+    def run() -> None:
+        try:
+            transport.consume_batches([queue], handle, prefetch=5, stop=stop)
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        assert all_in.wait(timeout=60), f"only {sum(map(len, batches))} of {len(sent)} delivered"
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert not failure, failure
+    assert [body for batch in batches for body in batch] == bodies(sent), "not each once, in order"
+    assert all(1 <= len(batch) <= 5 for batch in batches), f"a batch beyond the prefetch: {batches}"
+    assert take_all(transport, queue) == [], "a handled batch was not acknowledged"
+
+
+def test_a_batch_handler_that_raises_leaves_the_whole_batch_in_the_queue(backend: Backend) -> None:
+    transport = backend.open()
+    queue = backend.reply_queue()
+    sent = [envelope(i) for i in range(3)]
+    for e in sent:
+        transport.send(queue, e, confirm=True)
+
+    class HandlerBrokeError(Exception):
+        pass
+
+    seen: list[bytes] = []
+
+    def handle(deliveries: Sequence[Delivery]) -> None:
+        seen.extend(d.envelope.body for d in deliveries)
+        raise HandlerBrokeError(f"{len(deliveries)} deliveries")
+
+    with pytest.raises(HandlerBrokeError):
+        transport.consume_batches([queue], handle, prefetch=3, stop=threading.Event())
+    assert seen, "the handler saw nothing"
+    assert sorted(bodies(take_all(transport, queue))) == sorted(bodies(sent)), "a message of the failed batch was lost"
+
+
 def test_a_handler_may_send_on_the_same_transport(backend: Backend) -> None:
     transport = backend.open()
     inbox, outbox = backend.reply_queue(), backend.reply_queue()
@@ -476,6 +534,9 @@ def test_close_then_use_raises_transport_closed(backend: Backend) -> None:
         (lambda t, q: t.consume(q, lambda d: None, stop=threading.Event()), "destinations"),
         (lambda t, q: t.consume([q], None, stop=threading.Event()), "handler"),
         (lambda t, q: t.consume([q], lambda d: None, stop=True), "stop"),
+        (lambda t, q: t.consume_batches([q], lambda d: None, prefetch=0, stop=threading.Event()), "prefetch"),
+        (lambda t, q: t.consume_batches([], lambda d: None, stop=threading.Event()), "destinations"),
+        (lambda t, q: t.consume_batches([q], None, stop=threading.Event()), "handler"),
     ],
     ids=[
         "limit-0",
@@ -490,6 +551,9 @@ def test_close_then_use_raises_transport_closed(backend: Backend) -> None:
         "one-destination-not-a-list",
         "no-handler",
         "stop-not-an-event",
+        "batches-prefetch-0",
+        "batches-no-destinations",
+        "batches-no-handler",
     ],
 )
 def test_a_broken_contract_rule_is_the_same_error_on_every_backend(

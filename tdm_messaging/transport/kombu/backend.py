@@ -12,7 +12,7 @@ from typing import Any
 from tdm_messaging.destinations import Destination, DestinationKind
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.errors import MessagingError
-from tdm_messaging.transport.base import Batch, Capabilities, Handler, Transport
+from tdm_messaging.transport.base import Batch, BatchHandler, Capabilities, Delivery, Handler, Transport
 from tdm_messaging.transport.expiry import stamp_expiry
 from tdm_messaging.transport.kombu.consume import consume_queues
 from tdm_messaging.transport.kombu.link import KombuLink
@@ -240,11 +240,33 @@ class KombuTransport(Transport):
             BrokerRefusedError: the broker refused a queue declaration or subscription.
         """
 
-        def declare(channel: Any, destination: Destination) -> None:
-            self._flush_tracked()  # replies sent unconfirmed before: in their queues before subscribing
-            self._declare_on(channel, destination)
+        def one(deliveries: Sequence[Delivery]) -> None:
+            (delivery,) = deliveries
+            handler(delivery)
 
-        consume_queues(self._link, destinations, handler, prefetch=prefetch, stop=stop, declare=declare)
+        consume_queues(self._link, destinations, one, prefetch=prefetch, stop=stop, declare=self._consume_declare)
+
+    def _consume_batches(
+        self, destinations: Sequence[Destination], handler: BatchHandler, *, prefetch: int, stop: threading.Event
+    ) -> None:
+        """As :meth:`_consume`; on AMQP a batch holds every delivery the socket already has (read without waiting).
+
+        The virtual transports (Redis, SQLite) hand over one delivery at a time: a read "without
+        waiting" there is a poll of the store, not of a socket's buffer.
+        """
+        consume_queues(
+            self._link,
+            destinations,
+            handler,
+            prefetch=prefetch,
+            stop=stop,
+            declare=self._consume_declare,
+            batched=self._settings.backend is Backend.AMQP,
+        )
+
+    def _consume_declare(self, channel: Any, destination: Destination) -> None:
+        self._flush_tracked()  # replies sent unconfirmed before: in their queues before subscribing
+        self._declare_on(channel, destination)
 
     # ------------------------------------------------------------------ queues
     def _declare(self, destination: Destination) -> None:

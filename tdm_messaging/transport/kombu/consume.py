@@ -1,7 +1,8 @@
-"""A kombu consume loop: one channel per queue, each delivery acknowledged after its handler, resumed after a loss."""
+"""A kombu consume loop: one channel per queue, deliveries acknowledged after their handler, resumed after a loss."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections import deque
@@ -13,7 +14,7 @@ import kombu as _kombu_module
 
 from tdm_messaging.destinations import Destination
 from tdm_messaging.errors import BrokerUnavailableError
-from tdm_messaging.transport.base import Delivery, Handler
+from tdm_messaging.transport.base import BatchHandler, Delivery
 from tdm_messaging.transport.kombu.link import KombuLink, quietly
 from tdm_messaging.transport.kombu.messages import redelivered, to_envelope
 from tdm_messaging.transport.kombu.queues import collect_acked
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 kombu: Any = _kombu_module
 
 _DRAIN_SECONDS = 0.5
+_MOST_READY_FRAMES = 1000  # a bound on one non-blocking read: prefetch bounds it anyway
 
 Declare = Callable[[Any, Destination], object]
 """How the transport declares a queue on a channel (its one gate for declares)."""
@@ -34,14 +36,17 @@ Declare = Callable[[Any, Destination], object]
 def consume_queues(
     link: KombuLink,
     destinations: Sequence[Destination],
-    handler: Handler,
+    handler: BatchHandler,
     *,
     prefetch: int,
     stop: threading.Event,
     declare: Declare,
+    batched: bool = False,
 ) -> None:
-    """Run :meth:`KombuTransport.consume` (arguments checked by the caller); raises what it documents.
+    """Run :meth:`KombuTransport.consume` or ``consume_batches`` (arguments checked by the caller).
 
+    ``batched``: hand ``handler`` every message already received (those the socket holds are
+    read without waiting); else one at a time. Raises what ``consume`` documents.
     A lost connection is re-established with exponential backoff (up to ``retry_max``
     seconds) while ``stop`` is unset, and a new session subscribes again.
     """
@@ -51,7 +56,9 @@ def consume_queues(
     while not stop.is_set():
         acked_before = acked[0]
         try:
-            _session(link, destinations, handler, prefetch=prefetch, stop=stop, declare=declare, acked=acked)
+            _session(
+                link, destinations, handler, prefetch=prefetch, stop=stop, declare=declare, acked=acked, batched=batched
+            )
             return
         except BrokerUnavailableError as exc:
             # A reconnect that works is not progress: a handler that fails on every delivery (its
@@ -71,12 +78,13 @@ def consume_queues(
 def _session(
     link: KombuLink,
     destinations: Sequence[Destination],
-    handler: Handler,
+    handler: BatchHandler,
     *,
     prefetch: int,
     stop: threading.Event,
     declare: Declare,
     acked: list[int],
+    batched: bool,
 ) -> None:
     """Subscribe on the current connection and deliver until ``stop``; raises BrokerUnavailableError when it is lost.
 
@@ -109,9 +117,14 @@ def _session(
     try:
         while not stop.is_set():
             if pending:
-                message, destination = pending.popleft()
-                _deliver(link, message, destination, handler, session_conn)
-                acked[0] += 1
+                if batched:
+                    _read_ready(link, session_conn)
+                    batch = list(pending)
+                    pending.clear()
+                else:
+                    batch = [pending.popleft()]
+                _deliver(link, batch, handler, session_conn)
+                acked[0] += len(batch)
                 continue
             with link.driver("waiting for messages"):
                 link.check_open()
@@ -133,24 +146,38 @@ def _session(
                 quietly(channel.close)
 
 
-def _deliver(link: KombuLink, message: Any, destination: Destination, handler: Handler, session_conn: Any) -> None:
-    envelope = to_envelope(message)
-    delivery = Delivery(envelope=envelope, destination=destination, redelivered=redelivered(message))
+def _read_ready(link: KombuLink, session_conn: Any) -> None:
+    """Take in the deliveries the socket already holds (prefetched), without waiting for more."""
+    with link.driver("reading prefetched messages"):
+        if link.conn is not session_conn:
+            return  # the next wait says the connection was lost
+        with suppress(TimeoutError):
+            for _ in range(_MOST_READY_FRAMES):
+                session_conn.drain_events(timeout=0)
+
+
+def _deliver(link: KombuLink, batch: list[tuple[Any, Destination]], handler: BatchHandler, session_conn: Any) -> None:
+    deliveries = [
+        Delivery(envelope=to_envelope(message), destination=destination, redelivered=redelivered(message))
+        for message, destination in batch
+    ]
     try:
-        handler(delivery)
+        handler(deliveries)
     except BaseException:
         with link.lock:
             if link.conn is session_conn:
-                quietly(lambda: message.reject(requeue=True))
+                for message, _destination in batch:
+                    quietly(functools.partial(message.reject, requeue=True))
         raise
-    with link.driver(f"acknowledging a message of {destination.name!r}"):
-        if link.conn is not session_conn:
-            # The connection it came on is gone (lost, or closed by the broker and replaced while
-            # the handler ran): the broker redelivers the message; acknowledging it is impossible.
-            raise BrokerUnavailableError(
-                f"acknowledging a message of {destination.name!r}: the connection to "
-                f"{link.settings.display_url} it came on was lost while it was handled; the broker "
-                "delivers it again"
-            )
-        message.ack()
-        collect_acked(link, destination)
+    for message, destination in batch:
+        with link.driver(f"acknowledging a message of {destination.name!r}"):
+            if link.conn is not session_conn:
+                # The connection it came on is gone (lost, or closed by the broker and replaced while
+                # the handler ran): the broker redelivers the message; acknowledging it is impossible.
+                raise BrokerUnavailableError(
+                    f"acknowledging a message of {destination.name!r}: the connection to "
+                    f"{link.settings.display_url} it came on was lost while it was handled; the broker "
+                    "delivers it again"
+                )
+            message.ack()
+            collect_acked(link, destination)

@@ -97,6 +97,7 @@ class ConfirmChannel:
         self.channel = channel
         self.next_tag = 1
         self.pending: dict[int, _Publish] = {}
+        self.unsettled_count = 0
         channel.confirm_select()
         channel.events["basic_ack"].add(lambda tag, multiple: self._settle(tag, multiple, nacked=False))
         channel.events["basic_nack"].add(lambda tag, multiple: self._settle(tag, multiple, nacked=True))
@@ -109,9 +110,16 @@ class ConfirmChannel:
                 return
 
     def _settle(self, tag: int, multiple: bool, *, nacked: bool) -> None:
-        for done in [t for t in self.pending if t == tag or (multiple and t <= tag)]:
+        if multiple:  # noqa: SIM108 - plainer than a nested conditional expression
+            tags = [t for t in self.pending if t <= tag]
+        else:  # a look-up, not a scan: a batch's single acks would cost n² else
+            tags = [tag] if tag in self.pending else []
+        for done in tags:
             entry = self.pending[done]
+            if entry.settled:
+                continue  # settled already (a nack kept for its sender): a later "multiple" ack is not about it
             entry.settled, entry.nacked = True, nacked
+            self.unsettled_count -= 1
             if entry.index is None and entry.returned is None and not nacked:
                 del self.pending[done]  # an unconfirmed reply, stored: nothing more to know
 
@@ -120,6 +128,7 @@ class ConfirmChannel:
         self.channel.basic_publish(message, exchange="", routing_key=entry.destination.name, mandatory=True)
         self.pending[self.next_tag] = entry
         self.next_tag += 1
+        self.unsettled_count += 1
 
     def unsettled(self) -> list[_Publish]:
         return [e for e in self.pending.values() if not e.settled]
@@ -245,13 +254,14 @@ def _settle_all(link: KombuLink, confirms: ConfirmChannel, declare: Declare) -> 
 def _wait(link: KombuLink, confirms: ConfirmChannel) -> list[_Publish]:
     """Drain the connection until every publish on ``confirms`` is settled (one wait for the lot); take them."""
     deadline = time.monotonic() + link.settings.confirm_timeout
-    while unsettled := confirms.unsettled():
+    while confirms.unsettled_count:
         remaining = deadline - time.monotonic()
         try:
             if remaining <= 0:
                 raise TimeoutError
             link.conn.drain_events(timeout=remaining)
         except TimeoutError as exc:
+            unsettled = confirms.unsettled()
             # A late confirm would confuse the next publish on this channel, and closing the
             # channel would wait for a broker that may be gone: drop the connection (no I/O);
             # the next operation opens a fresh one.

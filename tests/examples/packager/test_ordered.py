@@ -57,8 +57,9 @@ def test_at_most_the_window_is_taken_ahead_and_at_most_workers_run_at_once() -> 
         waiter = threading.Thread(target=lambda: next(results))
         waiter.start()
         deadline = time.monotonic() + 10
-        while running < 3 and time.monotonic() < deadline:
-            time.sleep(0.005)
+        while (running < 3 or len(taken) < 6) and time.monotonic() < deadline:
+            time.sleep(0.005)  # the pool takes the queued three after the first three start: wait for both
+        time.sleep(0.05)  # and a moment more, for a seventh read that should not come
         assert len(taken) == 6  # 2 x workers: 3 running, 3 queued, none more read
         assert running == 3
         release.set()

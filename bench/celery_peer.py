@@ -80,8 +80,9 @@ def _package(self: Any, docset_url: str) -> dict[str, object]:
     return {"archive_url": f"https://tdm-packages.example.org/package/{uuid.uuid4().hex}.zip", "size": ARCHIVE_SIZE}
 
 
-def make_app(broker: str, queue: str, *, backend: str = "rpc://", keyprefix: str = "") -> Celery:
-    """A Celery app on ``broker`` with acks_late, prefetch 1, and the task, routed to ``queue``.
+def make_app(broker: str, queue: str, *, backend: str = "rpc://", keyprefix: str = "", prefetch: int = 1) -> Celery:
+    """A Celery app on ``broker`` with acks_late, ``prefetch`` (one pool slot: the multiplier is the
+    prefetch count), and the task, routed to ``queue``.
 
     ``backend`` is ``rpc://`` (results as transient messages to the client's reply queue: read
     once, by that client) or a ``redis://`` URL: results stored as keys any process can read
@@ -94,7 +95,7 @@ def make_app(broker: str, queue: str, *, backend: str = "rpc://", keyprefix: str
     celery_app.conf.update(
         task_acks_late=True,
         task_default_queue=queue,
-        worker_prefetch_multiplier=1,
+        worker_prefetch_multiplier=prefetch,
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],
@@ -116,6 +117,7 @@ app = make_app(
     os.environ.get("TDM_BENCH_CELERY_QUEUE", "bench-celery"),
     backend=os.environ.get("TDM_BENCH_CELERY_BACKEND", "rpc://"),
     keyprefix=os.environ.get("TDM_BENCH_CELERY_KEYPREFIX", ""),
+    prefetch=int(os.environ.get("TDM_BENCH_CELERY_WORKER_PREFETCH", "1")),
 )
 """The app ``celery -A bench.celery_peer worker`` runs (configured by environment variables)."""
 
@@ -236,10 +238,12 @@ class _Celery:
     state and the worker's log.
     """
 
-    def __init__(self, broker: str, queue: str, pool: str, *, backend: str = "rpc://", keyprefix: str = "") -> None:
+    def __init__(
+        self, broker: str, queue: str, pool: str, *, backend: str = "rpc://", keyprefix: str = "", prefetch: int = 1
+    ) -> None:
         self.queue = queue
         self.pool = pool
-        self.app = make_app(broker, queue, backend=backend, keyprefix=keyprefix)
+        self.app = make_app(broker, queue, backend=backend, keyprefix=keyprefix, prefetch=prefetch)
         self.worker = _Process(
             celery_worker_argv(queue, pool),
             _env(
@@ -247,6 +251,7 @@ class _Celery:
                 TDM_BENCH_CELERY_QUEUE=queue,
                 TDM_BENCH_CELERY_BACKEND=backend,
                 TDM_BENCH_CELERY_KEYPREFIX=keyprefix,
+                TDM_BENCH_CELERY_WORKER_PREFETCH=str(prefetch),
             ),
             f"Celery worker ({pool} pool, {backend.partition(':')[0]} results)",
         )
@@ -413,7 +418,7 @@ class _PhaseSetup:
 def _side_specs(setup: _PhaseSetup, settings: _Settings) -> list[SideSpec]:
     """The sides of a phase, in their order within each round. One line per side."""
     broker, redis_url, keyprefix, worker = setup.broker, setup.redis_url, setup.keyprefix, setup.worker
-    pool = settings.pool
+    pool, prefetch = settings.pool, settings.prefetch
     specs = [
         SideSpec("ours", "ours, reply queue prepared", lambda url: _OursPrepared(url, worker)),
         SideSpec("ours-noprep", "ours, reply queue created by the request", lambda url: _Ours(url, worker)),
@@ -424,8 +429,9 @@ def _side_specs(setup: _PhaseSetup, settings: _Settings) -> list[SideSpec]:
         ),
         SideSpec(
             "celery-redis",
-            f"Celery 5 over AMQP, {pool} pool x1, Redis results (`result_persistent`, AOF fsync always), acks_late",
-            lambda _url: _Celery(broker, _queue(), pool, backend=redis_url, keyprefix=keyprefix),
+            f"Celery 5 over AMQP, {pool} pool x1, prefetch {prefetch}, "
+            "Redis results (`result_persistent`, AOF fsync always), acks_late",
+            lambda _url: _Celery(broker, _queue(), pool, backend=redis_url, keyprefix=keyprefix, prefetch=prefetch),
         ),
     ]
     everysec_url = setup.everysec_url
@@ -433,16 +439,18 @@ def _side_specs(setup: _PhaseSetup, settings: _Settings) -> list[SideSpec]:
         specs.append(
             SideSpec(
                 "celery-redis-everysec",
-                f"Celery 5 over AMQP, {pool} pool x1, Redis results (`result_persistent`, AOF fsync everysec), "
-                "acks_late",
-                lambda _url: _Celery(broker, _queue(), pool, backend=everysec_url, keyprefix=keyprefix),
+                f"Celery 5 over AMQP, {pool} pool x1, prefetch {prefetch}, "
+                "Redis results (`result_persistent`, AOF fsync everysec), acks_late",
+                lambda _url: _Celery(
+                    broker, _queue(), pool, backend=everysec_url, keyprefix=keyprefix, prefetch=prefetch
+                ),
             )
         )
     specs += [
         SideSpec(
             "celery-rpc",
-            f"Celery 5 over AMQP, {pool} pool x1, `rpc://`, acks_late",
-            lambda _url: _Celery(broker, _queue(), pool),
+            f"Celery 5 over AMQP, {pool} pool x1, prefetch {prefetch}, `rpc://`, acks_late",
+            lambda _url: _Celery(broker, _queue(), pool, prefetch=prefetch),
         ),
     ]
     for floor in (
@@ -633,9 +641,9 @@ Notes on the job-cycle figures:
   request queue would split a window's jobs), run with `prefetch=TDM_BENCH_CELERY_PREFETCH`
   (`OUR_PREFETCH` by default): it takes the requests the broker has already sent it as one batch
   and waits once for the confirms of all their Completes before acknowledging them
-  (docs/performance.md, "Batching"). Celery's peers keep prefetch 1 (`worker_prefetch_multiplier=1`):
-  a Celery worker acknowledges each task by itself and does not wait for its result writes as a
-  batch, so a larger prefetch would save it only the delivery's round trip. "Prepared": the window's
+  (docs/performance.md, "Batching"). Celery's workers get the same prefetch
+  (`worker_prefetch_multiplier`, one pool slot), so neither side waits for a delivery the other
+  has in hand; a Celery worker still acknowledges each task by itself. "Prepared": the window's
   reply queues are created by `PackagingClient.prepare` before the window's clock starts, as a
   server does when a docset is created; `request_package` then finds the queue there. "No
   prepare": the request creates it. "Batched": prepared, and a throughput window's 100 requests go

@@ -29,6 +29,12 @@ def test_the_rpc_peer_is_unchanged() -> None:
     assert app.conf.result_backend == "rpc://"
     assert app.conf.task_acks_late is True
     assert not app.conf.result_persistent
+    assert app.conf.worker_prefetch_multiplier == 1
+
+
+def test_the_celery_worker_gets_the_prefetch_ours_runs_with() -> None:
+    app = celery_peer.make_app("amqp://guest:guest@127.0.0.1:5672//", "q", prefetch=16)
+    assert app.conf.worker_prefetch_multiplier == 16
 
 
 def test_each_celery_worker_has_a_node_name_of_its_own() -> None:

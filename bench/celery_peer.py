@@ -615,10 +615,12 @@ Notes on the job-cycle figures:
 
 - One worker each, on the same RabbitMQ (in the bench's own vhost). Celery 5: `--pool=threads
   --concurrency=1 -O fair` (one task at a time, run in a thread of the one worker process, as our
-  worker runs its handler), `task_acks_late=True`, `worker_prefetch_multiplier=1`, gossip, mingle
-  and heartbeats off, a node name per worker. The task reports progress once with `update_state`
-  and returns a URL and a size; our no-op handler calls `job.progress(1, 1)` and returns a
-  `PackageResult`, so ours sends Accepted, Progress and Complete. Celery always runs over AMQP (it
+  worker runs its handler), `task_acks_late=True`, `worker_prefetch_multiplier` = our worker's
+  prefetch, gossip, mingle and heartbeats off, a node name per worker. The task reports progress
+  once with `update_state` and returns a URL and a size; our no-op handler calls
+  `job.progress(1, 1)` and returns a `PackageResult`, so ours sends Accepted, Progress and
+  Complete, or Accepted and Complete when our worker lingers over Progress (the default of the
+  group, `TDM_BENCH_CELERY_LINGER_MS`; the Complete supersedes it). Celery always runs over AMQP (it
   speaks no STOMP); the STOMP rows run our side over RabbitMQ STOMP against the same Celery peers.
 - The two Celery peers. `rpc://`: results are transient messages to the submitting client's own
   reply queue, read once, by that client; a restart of the client loses them. Redis

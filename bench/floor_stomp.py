@@ -198,6 +198,8 @@ class FloorStomp:
         self.run = uuid.uuid4().hex[:8]
         self.requests = f"floor-{self.run}/docsets/package"
         self.conn, self.listener = _connect(url)
+        self._ready: list[str] = []
+        """Reply queues created ahead, for the next submits (:class:`FloorStompPrepared` fills it)."""
         self.count = 0
         self.frames = 0
         self._anchor = False
@@ -228,8 +230,8 @@ class FloorStomp:
         return f"floor-{self.run}/package/floor-{self.run}-{self.count}"
 
     def _next_reply_to(self) -> str:
-        """The reply queue of the next submit (a new one; the prepared floor's, one created ahead)."""
-        return self._new_reply_to()
+        """The reply queue of the next submit: one created ahead if there is one, else a new one."""
+        return self._ready.pop(0) if self._ready else self._new_reply_to()
 
     def submit(self) -> str:
         """Copy to the reply queue, request to the requests queue, one wait for both receipts."""
@@ -320,18 +322,6 @@ class FloorStompPrepared(FloorStomp):
 
     BASELINE_NAME = "raw stomp.py loop of our message pattern, reply queue created ahead"
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        reply_ttl_ms: int = 86_400_000,
-        worker: str = "process",
-        prefetch: int = 1,
-        progress: bool = True,
-    ) -> None:
-        super().__init__(url, reply_ttl_ms=reply_ttl_ms, worker=worker, prefetch=prefetch, progress=progress)
-        self._ready: list[str] = []
-
     def prepare_ahead(self, count: int) -> None:
         """Create the reply queues of the next ``count`` submits: empty probes with the declare headers, one wait."""
         receipts = set()
@@ -344,9 +334,6 @@ class FloorStompPrepared(FloorStomp):
             receipts.add(receipt)
             self._ready.append(reply_to)
         self.listener.wait(lambda: receipts <= self.listener.receipts, "prepare receipts")
-
-    def _next_reply_to(self) -> str:
-        return self._ready.pop(0) if self._ready else self._new_reply_to()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,7 @@ def test_the_floor_completes_its_jobs(floor_cls: type[FloorStomp]) -> None:
     try:
         if isinstance(floor, Prepares):
             floor.prepare_ahead(3)
-            assert len(floor._ready) == 3  # type: ignore[attr-defined]
+            assert len(floor._ready) == 3
         handles = [floor.submit() for _ in range(4)]  # one more than prepared: made on the spot
         assert len(set(handles)) == 4
         floor.wait_all(handles, timeout=30)

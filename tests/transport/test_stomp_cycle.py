@@ -291,6 +291,22 @@ def test_rabbitmq_the_worker_replies_to_a_queue_with_other_arguments() -> None:
             assert list(batch.envelopes) == []
 
 
+def _settle_then_ack_with_a_send_in_between(t: StompTransport, d: Destination, early: bool | None = None) -> None:
+    """Three messages, a read that keeps the third, then a read acknowledged after a send made while
+    it was held: the third is there for another reader, and only the message sent meanwhile is left
+    (``early``: whether the first read must have ended its subscription at once; None: not checked)."""
+    t.send_many([(d, Envelope(body)) for body in (b"a", b"b", b"c")], confirm=True)
+    with t.read(d) as batch:
+        if early is not None:
+            assert (batch._unsubscribed is not None) is early  # type: ignore[attr-defined]
+        batch.settle([2])
+    with StompTransport.from_url(broker_url("rabbitmq-stomp")) as other:
+        assert _bodies(other, d) == [b"c"]
+    with t.read(d) as batch:
+        t.send(d, Envelope(b"meanwhile"), confirm=True)
+        batch.ack()
+
+
 @pytest.mark.broker
 def test_rabbitmq_reads_settle_without_anchors_when_the_user_may_not_have_them() -> None:
     """A user without rights on server-named queues cannot have the anchor subscriptions: reads then keep
@@ -298,14 +314,7 @@ def test_rabbitmq_reads_settle_without_anchors_when_the_user_may_not_have_them()
     d = _fresh()
     with StompTransport.from_url(_url("rabbitmq-stomp")) as t:
         t._link.anchors = False
-        t.send_many([(d, Envelope(body)) for body in (b"a", b"b", b"c")], confirm=True)
-        with t.read(d) as batch:
-            batch.settle([2])
-        with StompTransport.from_url(broker_url("rabbitmq-stomp")) as other:
-            assert _bodies(other, d) == [b"c"]
-        with t.read(d) as batch:
-            t.send(d, Envelope(b"meanwhile"), confirm=True)
-            batch.ack()
+        _settle_then_ack_with_a_send_in_between(t, d)
         assert _bodies(t, d, ack=True) == [b"meanwhile"]
 
 
@@ -338,15 +347,7 @@ def test_rabbitmq_reads_settle_the_same_either_way(early: bool) -> None:
     with StompTransport.from_url(_url("rabbitmq-stomp")) as t:
         if early:
             t._link.early_until = 1_000_000
-        t.send_many([(d, Envelope(body)) for body in (b"a", b"b", b"c")], confirm=True)
-        with t.read(d) as batch:
-            assert (batch._unsubscribed is not None) is early  # type: ignore[attr-defined]
-            batch.settle([2])
-        with StompTransport.from_url(broker_url("rabbitmq-stomp")) as other:
-            assert _bodies(other, d) == [b"c"]
-        with t.read(d) as batch:
-            t.send(d, Envelope(b"meanwhile"), confirm=True)
-            batch.ack()
+        _settle_then_ack_with_a_send_in_between(t, d, early)
         with t.read(d) as batch:
             batch.release()
         assert _bodies(t, d, ack=True) == [b"meanwhile"]

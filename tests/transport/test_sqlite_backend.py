@@ -407,9 +407,17 @@ with open_transport(url) as transport:
             with transport.read(PACKAGE_REQUESTS, limit=3) as batch:
                 got.extend(e.body.decode() for e in batch.envelopes)
                 deadline = time.monotonic() + 60
-                # Hold the first batch until another process holds messages too: the processes
-                # then surely compete for the queue at the same moment.
-                while first and batch.envelopes and len(store.live_holders(inspect, now_ms=now_ms())) < 2:
+                left = store.message_count(inspect, PACKAGE_REQUESTS.name)
+                # Hold the first batch until another process holds messages too, or has taken and
+                # acknowledged some while this one held its batch (a consumer holds its two only
+                # for a moment, which a 10 ms look can miss): the processes then surely compete for
+                # the queue at the same moment.
+                while (
+                    first
+                    and batch.envelopes
+                    and len(store.live_holders(inspect, now_ms=now_ms())) < 2
+                    and store.message_count(inspect, PACKAGE_REQUESTS.name) >= left
+                ):
                     if time.monotonic() > deadline:
                         raise SystemExit("no other process ever held a message")
                     time.sleep(0.01)

@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from tdm_messaging.destinations import Destination
 from tdm_messaging.errors import (
@@ -23,12 +23,12 @@ from tdm_messaging.errors import (
 )
 from tdm_messaging.transport.stomp.connector import Listener, connect, disconnect, drop, write_frame
 from tdm_messaging.transport.stomp.dialect import Dialect
-from tdm_messaging.transport.stomp.frames import header_frame
+from tdm_messaging.transport.stomp.frames import MARKER_HEADER, PROBE_HEADER, header_frame
 from tdm_messaging.transport.stomp.routes import RouteBook, queue_of_refusal
 from tdm_messaging.transport.stomp.settings import StompSettings
 from tdm_messaging.transport.stomp.translate import DRIVER_ERRORS, ErrorFrame, unavailable
 
-__all__ = ["Frame", "Item", "Lost", "Receipt", "StompLink", "Subscription", "ack_id", "anchored"]
+__all__ = ["Frame", "Inbox", "Item", "Lost", "ReadInbox", "Receipt", "StompLink", "Subscription", "ack_id", "anchored"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,70 @@ class Lost:
 
 Item = Frame | Lost | ErrorFrame
 """What a subscription's inbox holds."""
+
+
+class Inbox(Protocol):
+    """Where the receiver thread puts a subscription's items: a ``queue.SimpleQueue`` or a :class:`ReadInbox`."""
+
+    def put(self, item: Item) -> None: ...
+
+
+class ReadInbox:
+    """A read's inbox: its deliveries held back until its marker (or ``limit`` of them) came, then handed over at once.
+
+    Why: a read's reader waits for the marker anyway; waking it for each delivery costs a thread
+    switch and a hand-over of the GIL per frame while the next frames are arriving on the
+    receiver thread. Rules: items keep their order; the first item that is not an ordinary
+    delivery of this read (its marker, another reader's marker, a declare's probe, an error, a
+    lost connection), or the ``limit``-th held item, hands over everything held, and from then on
+    every item goes straight through (the reader may have to acknowledge what it met before more
+    can come). ``drain`` takes everything, held or not (the read's settlement, its last look).
+    Thread-safe: the receiver thread puts, a reconnect may put :class:`Lost`, the reader takes.
+    """
+
+    __slots__ = ("_held", "_limit", "_lock", "_marker", "_queue", "_through")
+
+    def __init__(self, marker: str, limit: int) -> None:
+        self._queue: queue.SimpleQueue[Item] = queue.SimpleQueue()
+        self._held: list[Item] = []
+        self._lock = threading.Lock()
+        self._marker = marker
+        self._limit = max(1, limit)
+        self._through = False
+
+    def put(self, item: Item) -> None:
+        """Hold ``item`` or hand it over (see the class rules)."""
+        with self._lock:
+            if self._through:
+                self._queue.put(item)
+                return
+            self._held.append(item)
+            if (
+                isinstance(item, Frame)
+                and MARKER_HEADER not in item.headers
+                and PROBE_HEADER not in item.headers
+                and len(self._held) < self._limit
+            ):
+                return
+            self._through = True
+            for held in self._held:
+                self._queue.put(held)
+            self._held.clear()
+
+    def get(self, timeout: float) -> Item:
+        """The next item handed over; raises ``queue.Empty`` after ``timeout`` seconds without one."""
+        return self._queue.get(timeout=timeout)
+
+    def drain(self) -> list[Item]:
+        """Every item put so far and not yet taken, oldest first; later items go straight through."""
+        with self._lock:
+            self._through = True
+            items: list[Item] = []
+            while not self._queue.empty():
+                items.append(self._queue.get_nowait())
+            items.extend(self._held)
+            self._held.clear()
+        return items
 
 
 @dataclass(slots=True)
@@ -131,7 +195,7 @@ class StompLink:
         self.closed = False
         self.dialect: Dialect | None = settings.dialect
         self.server = ""
-        self.inboxes: dict[str, queue.SimpleQueue[Item]] = {}
+        self.inboxes: dict[str, Inbox] = {}
         self.consumers: dict[str, Subscription] = {}
         self.receipts: dict[str, Receipt] = {}
         self.pending_error: ErrorFrame | None = None

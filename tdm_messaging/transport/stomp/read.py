@@ -50,7 +50,7 @@ from tdm_messaging.transport.stomp.frames import (
     queue_headers,
     send_frame,
 )
-from tdm_messaging.transport.stomp.link import Frame, Item, Lost, Receipt, StompLink, ack_id, anchored
+from tdm_messaging.transport.stomp.link import Frame, Lost, ReadInbox, Receipt, StompLink, ack_id, anchored
 from tdm_messaging.transport.stomp.routes import Target
 
 __all__ = ["BATCH_MOVES", "BatchState", "StompBatch", "forward_marker", "read_queue", "send_marker"]
@@ -124,7 +124,7 @@ def read_queue(link: StompLink, target: Target, limit: int) -> StompBatch:
     """
     marker = uuid.uuid4().hex
     sub_id = f"tdm-read-{marker}"
-    inbox: queue.SimpleQueue[Item] = queue.SimpleQueue()
+    inbox = ReadInbox(marker, limit)
     with link.lock:
         link.inboxes[sub_id] = inbox
         # Held from the start: a held delivery must not re-open the connection under a read
@@ -157,13 +157,13 @@ def read_queue(link: StompLink, target: Target, limit: int) -> StompBatch:
     return batch
 
 
-def _collect(batch: StompBatch, inbox: queue.SimpleQueue[Item], *, marker: str, limit: int) -> None:
+def _collect(batch: StompBatch, inbox: ReadInbox, *, marker: str, limit: int) -> None:
     link, target = batch.link, batch.target
     settings = link.settings
     deadline = time.monotonic() + settings.read_timeout
     while len(batch.frames) < limit:
         try:
-            item = inbox.get(timeout=max(0.0, deadline - time.monotonic()))
+            item = inbox.get(max(0.0, deadline - time.monotonic()))
         except queue.Empty:
             raise TransportError(
                 f"read of {target.destination} did not finish within {settings.read_timeout:g} s "
@@ -312,8 +312,7 @@ class StompBatch(Batch):
             inbox = link.inboxes.pop(self.sub_id, None)
             live = self.generation == link.generation and link.connected
         late: list[Frame] = []
-        while inbox is not None and not inbox.empty():
-            item = inbox.get_nowait()
+        for item in inbox.drain() if isinstance(inbox, ReadInbox) else ():
             if isinstance(item, Frame) and item.generation == self.generation:
                 late.append(item)
         self.leftovers += len(late)
@@ -322,7 +321,7 @@ class StompBatch(Batch):
             gone.append(self.marker)
         back = [f for i, f in enumerate(self.frames) if i in keep] + late
         tx = f"{self.sub_id}-tx"
-        receipt = f"tdm-settle-{uuid.uuid4().hex}"
+        receipt = f"{self.sub_id}-settle"  # unique: the id holds the read's marker, and a batch settles once
         unsub_receipt = f"{receipt}-unsub"
         commit = bool(gone) or (rabbit and bool(back))
 

@@ -264,6 +264,22 @@ def test_rabbitmq_a_refused_send_goes_around_even_before_its_connection_is_marke
 
 
 @pytest.mark.broker
+def test_rabbitmq_a_confirmed_send_after_a_refused_unconfirmed_one_goes_around() -> None:
+    """A job's unconfirmed Accepted, then its confirmed last reply, to a queue with other arguments:
+    RabbitMQ refuses the first and may answer the second's receipt first with a bare "Processing
+    error" that names no queue. The confirmed one still goes around (/amq/queue) and is stored."""
+    with StompTransport.from_url(_url("rabbitmq-stomp", reply_ttl="60")) as first:
+        queues = [_fresh() for _ in range(8)]
+        for d in queues:
+            first.declare(d)
+        for d in queues:
+            with StompTransport.from_url(_url("rabbitmq-stomp", reply_ttl="120")) as second:
+                second.send(d, Envelope(b"accepted, unconfirmed"))
+                second.send(d, Envelope(b"complete"), confirm=True)
+            assert _bodies(first, d, ack=True)[-1:] == [b"complete"]
+
+
+@pytest.mark.broker
 def test_rabbitmq_the_worker_replies_to_a_queue_with_other_arguments() -> None:
     """No declare per job: a worker configured with another reply_ttl than the server's has its first
     reply refused (and its connection closed); the reply goes again as it is (/amq/queue), the
@@ -286,7 +302,9 @@ def test_rabbitmq_the_worker_replies_to_a_queue_with_other_arguments() -> None:
         stomp = worker_side._inner if hasattr(worker_side, "_inner") else worker_side
         assert isinstance(stomp, StompTransport)
         assert stomp.connection_count >= 2, "the refusal closed the worker's first connection"
-        assert stomp.declare_connection_count == 0
+        # No declare per job: at most the one that tells why a refusal naming no queue came
+        # (RabbitMQ's bare "Processing error" may answer the confirmed reply before the refusal).
+        assert stomp.declare_connection_count <= 1
         with client_side.read(DEAD_LETTER) as batch:
             assert list(batch.envelopes) == []
 

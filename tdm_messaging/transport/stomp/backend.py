@@ -12,7 +12,7 @@ from typing import Any
 
 from tdm_messaging.destinations import Destination, DestinationKind
 from tdm_messaging.envelope import Envelope
-from tdm_messaging.errors import BrokerRefusedError, TransportError
+from tdm_messaging.errors import BrokerRefusedError, BrokerUnavailableError, TransportError
 from tdm_messaging.transport.base import Batch, Capabilities, Handler, Transport
 from tdm_messaging.transport.stomp.connector import send_elsewhere
 from tdm_messaging.transport.stomp.consume import consume_queues
@@ -274,6 +274,7 @@ class StompTransport(Transport):
                 (RabbitMQ cluster) the queue's home node is down: nothing was stored.
             LocalProtocolError: an envelope header is reserved by STOMP (e.g. ``destination``).
         """
+        self._take_own_refusal(destination)
         self._link.check()
         self._link.connection()
         target = self._target(destination)
@@ -293,7 +294,7 @@ class StompTransport(Transport):
             generation = self._link.generation
         try:
             self._send_frame(target, envelope, headers, confirm=confirm)
-        except BrokerRefusedError as exc:
+        except (BrokerRefusedError, BrokerUnavailableError) as exc:
             if not (confirm and target.declare and self._refused_for_arguments(destination, exc)):
                 raise
             # The queue exists with other arguments: RabbitMQ refused the declare this SEND carried
@@ -303,6 +304,7 @@ class StompTransport(Transport):
             # marks it lost, and a frame written to it now would be lost with it.
             log.warning("%s exists with other arguments; sending to it as it is (/amq/queue): %s", destination, exc)
             self._link.recycle(generation, "what a connection whose SEND was refused held")
+            self._link.take_refusal(destination.name)  # that connection's ERROR, if it came unasked: handled here
             around = self._target(destination)
             if around.declare:
                 raise
@@ -311,13 +313,55 @@ class StompTransport(Transport):
             )
             self._send_frame(around, envelope, headers, confirm=True)
 
-    def _refused_for_arguments(self, destination: Destination, exc: BrokerRefusedError) -> bool:
-        """Whether ``exc`` is RabbitMQ's refusal of reply queue ``destination`` for its arguments."""
-        return (
-            self.dialect is Dialect.RABBITMQ
-            and destination.kind is DestinationKind.REPLY
-            and queue_of_refusal(str(exc)) == destination.name
-        )
+    def _take_own_refusal(self, destination: Destination) -> None:
+        """Handle an earlier unconfirmed SEND's refusal of this same reply queue for its arguments.
+
+        RabbitMQ refused it (nothing was stored: an unconfirmed send may be lost) and closes the
+        connection; the route book already sends the next frame around (``/amq/queue/``). So this
+        SEND is not failed for it: a job's confirmed last reply after its refused Accepted still
+        reaches the queue. Any other pending ERROR is raised by ``check()`` as before.
+        """
+        if self.dialect is not Dialect.RABBITMQ or destination.kind is not DestinationKind.REPLY:
+            return
+        link = self._link
+        with link.lock:
+            generation = link.generation
+        if link.take_refusal(destination.name):
+            log.warning(
+                "an earlier unconfirmed SEND to %s was refused for the queue's arguments and not stored; "
+                "this one goes to the queue as it is (/amq/queue)",
+                destination,
+            )
+            link.recycle(generation, "what a connection whose SEND was refused held")
+
+    def _refused_for_arguments(
+        self, destination: Destination, exc: BrokerRefusedError | BrokerUnavailableError
+    ) -> bool:
+        """Whether a confirmed SEND to reply queue ``destination`` failed for RabbitMQ's refusal of its arguments.
+
+        The refusal usually names the queue. When an earlier, unconfirmed SEND on the same
+        connection was the one refused (a job's Accepted before its confirmed last reply), this
+        SEND may instead meet the connection the broker is closing (unusable: the route book,
+        told by the ERROR, already marks the queue foreign), or RabbitMQ may answer its receipt
+        first with a bare ``Processing error`` that names nothing. For the latter the side
+        connection declares the queue to find out: refused for its arguments there too, the SEND
+        goes around; declared, the refusal was something else and stands.
+        """
+        if self.dialect is not Dialect.RABBITMQ or destination.kind is not DestinationKind.REPLY:
+            return False
+        named = queue_of_refusal(str(exc))
+        if named is not None:
+            return named == destination.name
+        with self._link.lock:
+            if self._link.routes.route(destination, time.monotonic()) is Route.AROUND:
+                return True
+        if isinstance(exc, BrokerUnavailableError):
+            return False
+        try:
+            return self._refresh(destination) is Route.AROUND
+        except TransportError as other:
+            log.warning("could not tell why a SEND to %s was refused (%s): %s", destination, exc, other)
+            return False
 
     def _send_frame(self, target: Target, envelope: Envelope, headers: dict[str, str], *, confirm: bool) -> None:
         """Write one SEND to ``target`` (with ``confirm``, a receipt, awaited)."""
@@ -343,6 +387,8 @@ class StompTransport(Transport):
                 refused or unconfirmed item (``item 2 of 2, send to docsets/package``).
             BrokerUnavailableError, LocalProtocolError: as :meth:`send`.
         """
+        for destination, _ in sends:
+            self._take_own_refusal(destination)
         self._link.check()
         self._link.connection()
         count = len(sends)

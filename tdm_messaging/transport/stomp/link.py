@@ -272,6 +272,20 @@ class StompLink:
         if error is not None:
             raise error
 
+    def take_refusal(self, queue: str) -> bool:
+        """Take the ERROR no caller has seen yet if it is RabbitMQ's refusal of ``queue`` for its arguments.
+
+        Returns whether it was (it is then gone); any other pending ERROR stays for :meth:`check`.
+        """
+        if self.pending_error is None:  # the common case, without the lock
+            return False
+        with self.lock:
+            error = self.pending_error
+            if error is None or queue_of_refusal(str(error)) != queue:
+                return False
+            self.pending_error = None
+        return True
+
     def connection(self, *, patience: float | None = None) -> Any:
         """The live stomp.py connection, reconnecting with backoff for up to ``patience`` seconds."""
         deadline: float | None = None

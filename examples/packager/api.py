@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote, urlsplit, urlunsplit
 
+import certifi
 import urllib3
 from urllib3 import BaseHTTPResponse
 from urllib3.exceptions import HTTPError, InvalidHeader, MaxRetryError
@@ -149,7 +150,7 @@ class ApiClient:
             maxsize=max(pool_size, 1),
             retries=False,
             timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
-            ca_certs=_ca_bundle(),
+            ca_certs=certifi.where(),  # the CAs requests trusted: an HTTPS API stays trusted as before
         )
 
     def close(self) -> None:
@@ -411,15 +412,6 @@ def _release(response: BaseHTTPResponse) -> None:
     if not response.closed:
         response.close()  # a body left unread would be read by the next request on the connection
     response.release_conn()
-
-
-def _ca_bundle() -> str | None:
-    """The CA certificates ``requests`` trusted (certifi's), so HTTPS APIs stay trusted as before; else the system's."""
-    try:
-        import certifi
-    except ImportError:
-        return None
-    return certifi.where()
 
 
 def _first(mapping: Mapping[str, Any], *keys: str) -> Any:

@@ -66,13 +66,13 @@ class BagWriter:
         self.bag_name = bag_name
         self._now = now
         self._compresslevel = compresslevel
-        self._zip = zipfile.ZipFile(
-            ArchiveBuffer(archive), "w", compression=zipfile.ZIP_DEFLATED, compresslevel=compresslevel
-        )
+        self._buffer = ArchiveBuffer(archive)
+        self._zip = zipfile.ZipFile(self._buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=compresslevel)
         self._manifest = tempfile.TemporaryFile(dir=spool_dir)  # noqa: SIM115 - closed in finish()/abort()
         self._octets = 0
         self._files = 0
         self._closed = False
+        self._finished = False
         self._write_tag("bagit.txt", BAGIT_TXT)
         self._tag_digests: dict[str, str] = {"bagit.txt": hashlib.sha256(BAGIT_TXT).hexdigest()}
 
@@ -85,6 +85,15 @@ class BagWriter:
     def payload_files(self) -> int:
         """Payload files written so far."""
         return self._files
+
+    @property
+    def archive_sha256(self) -> str | None:
+        """The SHA-256 (hex) of the whole zip file, hashed as it was written; once :meth:`finish` returned.
+
+        ``None`` before, or when the writes could not be hashed in file order (the archive file
+        was not empty to begin with, say): then read the file to hash it.
+        """
+        return self._buffer.sha256() if self._finished else None
 
     def add_file(self, path: str, chunks: Iterable[bytes]) -> str:
         """Write payload file ``data/<path>`` from ``chunks``; return its SHA-256 (hex).
@@ -155,6 +164,7 @@ class BagWriter:
         tagmanifest = "".join(f"{d}  {encode_manifest_path(name)}\n" for name, d in sorted(self._tag_digests.items()))
         self._write_tag("tagmanifest-sha256.txt", tagmanifest.encode())
         self._close()
+        self._finished = True
 
     def abort(self) -> None:
         """Stop writing; the archive is left incomplete (the caller deletes it). Idempotent."""

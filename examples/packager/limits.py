@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Final
 
-import requests
+from urllib3 import BaseHTTPResponse
 
 from tdm_messaging import ConfigurationError
 
@@ -73,7 +73,7 @@ class Cancel:
         self._lock = threading.RLock()  # re-entrant: a signal handler may run in the thread holding it
         self._error: BaseException | None = None
         self._event = threading.Event()
-        self._responses: list[requests.Response] = []
+        self._responses: list[BaseHTTPResponse] = []
         self._timer: threading.Timer | None = None
 
     @property
@@ -113,7 +113,7 @@ class Cancel:
             self._timer.cancel()
 
     @contextmanager
-    def watching(self, response: requests.Response) -> Iterator[requests.Response]:
+    def watching(self, response: BaseHTTPResponse) -> Iterator[BaseHTTPResponse]:
         """Register ``response`` to be aborted on :meth:`cancel` while the block runs (aborted at once if cancelled)."""
         with self._lock:
             self._responses.append(response)
@@ -127,10 +127,9 @@ class Cancel:
                 self._responses.remove(response)
 
 
-def _abort(response: requests.Response) -> None:
+def _abort(response: BaseHTTPResponse) -> None:
     """Shut the socket a streamed response is read from, so a blocked read returns now."""
-    connection = getattr(response.raw, "_connection", None) or getattr(response.raw, "connection", None)
-    sock = getattr(connection, "sock", None)
+    sock = getattr(response.connection, "sock", None)
     if isinstance(sock, socket.socket):
         try:
             sock.shutdown(socket.SHUT_RDWR)

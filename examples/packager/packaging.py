@@ -360,9 +360,9 @@ class Packager:
                         }
                     )
                     self._built_payload = bag.payload_octets  # for the estimate (hook)
+                    sha256 = bag.archive_sha256 or _file_sha256(path)
                 finally:
                     bag.abort()
-            sha256 = _file_sha256(path)
             log.info("built %s: %d members, %d bytes", name, count, path.stat().st_size)
             # Stored while the file is still locked: a sweep must not take it between close and store.
             return self.storage.put(name, path, sha256=sha256)

@@ -65,6 +65,7 @@ class StubApi:
     seen_at: list[float] = field(default_factory=list)  # time.monotonic() of each request
     seen: list[str] = field(default_factory=list)
     seen_keys: list[str | None] = field(default_factory=list)
+    seen_cookies: list[str | None] = field(default_factory=list)  # the Cookie header of each request
     listing_hook: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     base: str = ""
@@ -108,6 +109,7 @@ def _handler(api: StubApi) -> type[BaseHTTPRequestHandler]:
                 api.seen.append(self.path)
                 api.seen_at.append(time.monotonic())
                 api.seen_keys.append(self.headers.get("X-API-Key"))
+                api.seen_cookies.append(self.headers.get("Cookie"))
                 api.peers.add(self.client_address[:2])
                 if api.fail_next > 0:
                     api.fail_next -= 1

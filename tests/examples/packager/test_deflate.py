@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import random
 import zipfile
+import zlib
 from pathlib import Path
 
 import pytest
@@ -70,9 +73,6 @@ def test_deflated_entries_are_the_bytes_zipfile_writes(level: int, tmp_path: Pat
 
 
 def test_a_deflater_reports_crc_sizes_and_sha256(tmp_path: Path) -> None:
-    import hashlib
-    import zlib
-
     content = b"".join(generated_text("x", 2_000_000))
     deflater = Deflater(level=6, spool_dir=str(tmp_path), spool_bytes=1000)
     for start in range(0, len(content), 65536):
@@ -82,7 +82,7 @@ def test_a_deflater_reports_crc_sizes_and_sha256(tmp_path: Path) -> None:
         assert member.size == len(content)
         assert member.crc == zlib.crc32(content)
         assert member.sha256 == hashlib.sha256(content).hexdigest()
-        data = member.data.read()
+        data = member.read()
         assert len(data) == member.compressed_size
         assert zlib.decompress(data, -15) == content
     finally:
@@ -167,3 +167,70 @@ def test_the_archive_buffer_gives_the_bytes_of_a_plain_file(ops: list[tuple[str,
     buffer.close()
     assert raw.getvalue() == plain.getvalue()
     assert not raw.closed
+    assert buffer.sha256() is None  # the file did not start empty: its first bytes were never seen
+
+
+@given(ops=_OPS, buffer_bytes=st.integers(min_value=1, max_value=24))
+def test_the_archive_buffer_hashes_the_file_or_says_it_cannot(ops: list[tuple[str, object]], buffer_bytes: int) -> None:
+    """Whatever the writes and seeks, a checksum it gives is the file's; none only after a rewrite on disk."""
+    raw = io.BytesIO()
+    buffer = ArchiveBuffer(raw, buffer_bytes=buffer_bytes)
+    for op, arg in ops:
+        if op == "write":
+            assert isinstance(arg, bytes)
+            buffer.write(arg)
+        elif op == "seek":
+            assert isinstance(arg, int)
+            buffer.seek(min(arg, max(len(raw.getvalue()), buffer.tell())))
+        elif op == "end":
+            buffer.seek(0, 2)
+        else:
+            buffer.flush()
+    buffer.flush()
+    digest = buffer.sha256()
+    assert digest is None or digest == hashlib.sha256(raw.getvalue()).hexdigest()
+    if all(op in ("write", "flush") for op, _ in ops):
+        assert digest == hashlib.sha256(raw.getvalue()).hexdigest()  # written in order: always known
+
+
+def test_a_small_entry_rewritten_in_the_buffer_keeps_the_checksum(tmp_path: Path) -> None:
+    """zipfile going back to a small entry's header (bagit.txt, the tag files) does not cost a re-read."""
+    path = tmp_path / "a.zip"
+    with path.open("w+b") as handle:
+        buffer = ArchiveBuffer(handle)
+        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(_info("bag/bagit.txt"), b"BagIt-Version: 1.0\n")
+            with archive.open(_info("bag/tag.txt"), "w") as entry:  # header rewritten when it closes
+                entry.write(b"a tag\n" * 100)
+        digest = buffer.sha256()
+    assert digest == hashlib.sha256(path.read_bytes()).hexdigest()
+    with zipfile.ZipFile(path) as archive:
+        assert archive.testzip() is None
+
+
+def test_a_rewrite_of_bytes_already_written_out_gives_no_checksum() -> None:
+    raw = io.BytesIO()
+    buffer = ArchiveBuffer(raw, buffer_bytes=4)
+    buffer.write(b"abcdefgh")  # written out (and hashed)
+    buffer.seek(2)
+    buffer.write(b"XY")
+    buffer.seek(8)
+    buffer.flush()
+    assert raw.getvalue() == b"abXYefgh"
+    assert buffer.sha256() is None
+
+
+def test_a_member_past_the_spool_size_goes_to_a_file_and_reads_back_whole(tmp_path: Path) -> None:
+    content = b"".join(generated_text("big", 300_000)) + random.Random(7).randbytes(200_000)  # ~200 KB deflated
+    deflater = Deflater(level=1, spool_dir=str(tmp_path), spool_bytes=50_000)
+    for start in range(0, len(content), 65536):
+        deflater.update(content[start : start + 65536])
+    member = deflater.finish()
+    try:
+        assert member.spill is not None and member.pieces == []
+        assert len(list(tmp_path.iterdir())) <= 1  # an unnamed temporary file where the platform allows
+        assert zlib.decompress(member.read(), -15) == content
+        assert member.read() == b"".join(member.chunks())  # read again from the start
+    finally:
+        member.close()
+    assert list(tmp_path.iterdir()) == []

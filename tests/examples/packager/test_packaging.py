@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -117,6 +118,8 @@ def test_a_rebuilt_archive_has_the_same_bytes_as_the_first_build(
     assert second.name == first.name
     assert (archives.directory / second.name).read_bytes() == first_bytes
     assert second.sha256 == first.sha256
+    # Hashed as it was written, never read back: still the stored file's checksum.
+    assert first.sha256 == hashlib.sha256(first_bytes).hexdigest()
 
 
 def test_formats_choose_the_files(stub: StubApi, client: ApiClient, archives: LocalStorage, work: Path) -> None:

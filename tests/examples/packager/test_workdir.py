@@ -228,8 +228,8 @@ def test_a_packager_killed_mid_zip_leaves_nothing_once_restarted(stub: StubApi, 
         assert victim.process.returncode == -signal.SIGKILL, victim.log_tail()
         assert "SIGKILL at zip" in victim.log_text()
         left = _building(work)
-        assert len(left) == 1, left  # the half-written zip the kill left
-        assert (work / left[0]).stat().st_size > 0
+        assert len(left) == 1, left  # the half-written zip the kill left (maybe still empty: the
+        # archive goes to disk a mebibyte at a time, and the kill came after the first member)
 
         restarted = start("restarted")
         try:

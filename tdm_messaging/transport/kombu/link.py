@@ -16,6 +16,7 @@ from tdm_messaging.errors import ConfigurationError, TransportClosedError
 from tdm_messaging.transport.kombu.memory import MemoryBroker, memory_broker
 from tdm_messaging.transport.kombu.settings import Backend, KombuSettings
 from tdm_messaging.transport.kombu.translate import Breaks, is_refusal, translate
+from tdm_messaging.transport.kombu.wire import buffer_reads
 from tdm_messaging.transport.urls import redact_url
 
 __all__ = ["KombuLink", "quietly"]
@@ -131,6 +132,7 @@ class KombuLink:
             conn.ensure_connection(max_retries=0, reraise_as_library_errors=False)
             if self.settings.backend is Backend.AMQP:
                 _bound_broker_waits(conn, self.settings.confirm_timeout)
+                buffer_reads(conn.connection)
             channel = conn.channel()
             if self.settings.backend in (Backend.SQLITE, Backend.MEMORY):
                 # Not a transport option: kombu's SQLAlchemy transport hands those to create_engine.

@@ -1,0 +1,138 @@
+"""Raw AMQP 0-9-1 frames for the hot path: several methods and publishes in one socket write, buffered reads.
+
+py-amqp writes every method (and every publish) with a socket write of its own, and reads a
+frame with three ``recv`` calls (header, payload, end octet). On a job's hot path (a poll's
+gets, acknowledgements and fence; a batch's replies and acknowledgements) that is a system
+call, and on loopback a pass of the broker's side of TCP, per frame. Here the same frames, byte
+for byte (a property test holds them to py-amqp's own), are joined and written at once, and the
+connection's reads take whatever the socket holds into py-amqp's own read buffer.
+
+Everything here runs with the link's lock held, as every other talk with the connection does,
+so no other thread writes between these frames.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Iterable
+from struct import pack
+from typing import Any
+
+import amqp.transport
+from amqp import spec
+from amqp.exceptions import RecoverableConnectionError
+from amqp.serialization import dumps
+
+__all__ = [
+    "ack_frame",
+    "buffer_reads",
+    "get_frame",
+    "method_frame",
+    "passive_declare_frame",
+    "publish_frames",
+    "reject_frame",
+    "write_frames",
+]
+
+_FRAME_END = b"\xce"
+_METHOD, _HEADER, _BODY = 1, 2, 3
+_READ_CHUNK = 4096
+"""The most one buffered read asks the socket for (beyond what the frame needs): small enough that
+slicing the buffer per frame stays cheap, large enough for a poll's or a batch's frames."""
+
+
+def method_frame(channel_id: int, sig: tuple[int, int], argsig: str, args: tuple[Any, ...]) -> bytes:
+    """One method frame, as py-amqp's frame writer builds it."""
+    payload: bytes = pack(">HH", *sig) + dumps(argsig, args)
+    return pack(">BHI", _METHOD, channel_id, len(payload)) + payload + _FRAME_END
+
+
+def ack_frame(channel_id: int, delivery_tag: int) -> bytes:
+    """``basic.ack`` of one delivery (not ``multiple``)."""
+    return method_frame(channel_id, spec.Basic.Ack, "Lb", (delivery_tag, False))
+
+
+def reject_frame(channel_id: int, delivery_tag: int, *, requeue: bool) -> bytes:
+    """``basic.reject`` of one delivery."""
+    return method_frame(channel_id, spec.Basic.Reject, "Lb", (delivery_tag, requeue))
+
+
+def get_frame(channel_id: int, queue: str) -> bytes:
+    """``basic.get`` from ``queue``, acknowledged later (``no_ack`` false)."""
+    return method_frame(channel_id, spec.Basic.Get, "Bsb", (0, queue, False))
+
+
+def passive_declare_frame(channel_id: int, queue: str) -> bytes:
+    """A passive ``queue.declare`` of ``queue`` (creates nothing; answered after what was sent before it)."""
+    # py-amqp's queue_declare(queue, passive=True) with its defaults for the rest (the broker ignores them).
+    return method_frame(channel_id, spec.Queue.Declare, "BsbbbbbF", (0, queue, True, False, False, True, False, None))
+
+
+def publish_frames(channel_id: int, frame_max: int, method: bytes, message: Any) -> bytes:
+    """A publish: its ``basic.publish`` method frame ``method`` (see :func:`method_frame`), the content
+    header and the body frames of py-amqp ``message``, split at ``frame_max`` as py-amqp splits them."""
+    body = message.body
+    if isinstance(body, str):
+        body = body.encode(message.properties.setdefault("content_encoding", "utf-8"))
+    header = pack(">HHQ", spec.Basic.Publish[0], 0, len(body)) + message._serialize_properties()
+    parts = [method, pack(">BHI", _HEADER, channel_id, len(header)), header, _FRAME_END]
+    chunk = frame_max - 8
+    for offset in range(0, len(body), chunk):
+        piece = body[offset : offset + chunk]
+        parts += (pack(">BHI", _BODY, channel_id, len(piece)), piece, _FRAME_END)
+    return b"".join(parts)
+
+
+def write_frames(amqp_connection: Any, frames: Iterable[bytes]) -> None:
+    """Write ``frames`` to the connection in one socket write. Call with the link's lock held.
+
+    Raises:
+        RecoverableConnectionError: the connection is closed (a connection error, as py-amqp's).
+        OSError: the socket failed.
+    """
+    transport = amqp_connection.transport
+    if transport is None or not amqp_connection.connected:
+        raise RecoverableConnectionError("connection already closed")
+    transport.write(b"".join(frames))
+    amqp_connection.bytes_sent += 1  # as py-amqp's writer counts, for its heart-beat check
+
+
+def buffer_reads(amqp_connection: Any) -> bool:
+    """Make a plain-TCP py-amqp connection read what its socket holds, not one frame part per ``recv``.
+
+    py-amqp reads exactly the bytes each part of a frame needs; the frames that come together
+    (a ``basic.get-ok``'s method, header and body; a batch's deliveries) then cost three system
+    calls each. The replacement keeps py-amqp's own read buffer and its error handling, and
+    asks for up to a few KiB more than the frame needs. TLS connections are left as they are.
+    Returns whether it was installed.
+    """
+    transport = amqp_connection.transport
+    if type(transport) is not amqp.transport.TCPTransport or transport.sock is None:
+        return False
+    recv = transport.sock.recv
+    retry = (errno.EAGAIN, errno.EINTR)
+
+    def read(n: int, initial: bool = False) -> bytes:
+        rbuf = transport._read_buffer
+        try:
+            while len(rbuf) < n:
+                try:
+                    got = recv(max(n - len(rbuf), _READ_CHUNK))
+                except OSError as exc:
+                    if exc.errno in retry:
+                        if initial and transport.raise_on_initial_eintr:
+                            raise TimeoutError() from None
+                        continue
+                    raise
+                if not got:
+                    raise OSError("Server unexpectedly closed connection")
+                rbuf += got
+        except BaseException:
+            transport._read_buffer = rbuf
+            raise
+        result: bytes = rbuf[:n]
+        transport._read_buffer = rbuf[n:]
+        return result
+
+    transport._read = read
+    return True

@@ -24,7 +24,13 @@ from tdm_messaging.transport.kombu.settings import Backend
 from tdm_messaging.transport.kombu.wire import ack_frame, get_frame, passive_declare_frame, reject_frame, write_frames
 from tdm_messaging.transport.markers import is_probe, marker_of, marker_remaining_ms
 
-__all__ = ["KombuBatch", "take"]
+__all__ = ["READ_AHEAD", "KombuBatch", "take"]
+
+READ_AHEAD = 3
+"""AMQP: how many ``basic.get`` a read sends at once. A reply queue holds three messages when a poll
+finds a job ended since the last poll (the request's copy, Accepted, the last reply; a Progress a
+lingering worker sent none of) and two once compacted (the copy and the last reply): one round
+trip for either. A get that finds the queue empty costs the broker next to nothing."""
 
 log = logging.getLogger(__name__)
 
@@ -148,11 +154,11 @@ def take(
     taken: list[tuple[Any, Envelope]] = []
     forwarded: set[str] = set()
     dropped = 0
-    # AMQP: the first two gets go out together (a compacted reply queue holds two messages: one
-    # round trip instead of two); a message got ahead and not used is given back.
+    # AMQP: the first gets go out together (one round trip for what a reply queue holds when a
+    # poll finds a job done); a message got ahead and not used is given back.
     ahead: deque[Any] = deque()
     if raw and limit >= 2:
-        ahead.extend(_get_two(channel, destination.name))
+        ahead.extend(_get_ahead(channel, destination.name, min(limit, READ_AHEAD)))
     try:
         while len(taken) < limit:
             message = ahead.popleft() if ahead else channel.basic_get(queue=destination.name, no_ack=False)
@@ -202,12 +208,12 @@ def _give_back(channel: Any, message: Any) -> None:
         channel.basic_reject(message.delivery_tag, requeue=True)
 
 
-def _get_two(channel: Any, queue: str) -> list[Any]:
-    """Two ``basic.get`` written at once, then both answers read: each a py-amqp message or None (empty)."""
+def _get_ahead(channel: Any, queue: str, count: int) -> list[Any]:
+    """``count`` ``basic.get`` written at once, then every answer read: each a py-amqp message or None (empty)."""
     get = get_frame(channel.channel_id, queue)
-    write_frames(channel.connection, (get, get))
+    write_frames(channel.connection, [get] * count)
     answers = []
-    for _ in range(2):
+    for _ in range(count):
         answer = channel.wait([spec.Basic.GetOk, spec.Basic.GetEmpty], returns_tuple=True)
         answers.append(channel._on_get_ok(*answer) if answer and len(answer) >= 2 else None)
     return answers

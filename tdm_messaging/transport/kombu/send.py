@@ -20,7 +20,7 @@ from tdm_messaging.errors import BrokerUnavailableError, SendNotConfirmedError
 from tdm_messaging.transport.kombu.link import KombuLink
 from tdm_messaging.transport.kombu.messages import content_encoding
 from tdm_messaging.transport.kombu.settings import Backend
-from tdm_messaging.transport.kombu.wire import method_frame, publish_frames, write_frames
+from tdm_messaging.transport.kombu.wire import envelope_publish, method_frame, write_frames
 
 __all__ = ["ConfirmChannel", "amqp_message", "flush_tracked", "publish", "publish_confirmed", "publish_tracked"]
 
@@ -151,8 +151,15 @@ class ConfirmChannel:
             method = self._methods[name] = method_frame(
                 self.channel.channel_id, spec.Basic.Publish, "Bssbb", (0, "", name, True, False)
             )
-        message = amqp_message(entry.envelope, persistent=entry.persistent)
-        return publish_frames(self.channel.channel_id, conn.frame_max, method, message)
+        envelope = entry.envelope
+        return envelope_publish(
+            self.channel.channel_id,
+            conn.frame_max,
+            method,
+            envelope,
+            content_encoding=content_encoding(envelope.content_type),
+            persistent=entry.persistent,
+        )
 
     def unsettled(self) -> list[_Publish]:
         return [e for e in self.pending.values() if not e.settled]

@@ -16,8 +16,8 @@ worker: consume (prefetch ``prefetch``); take every delivery the socket already 
     supersedes it), Progress (persistent, mandatory, not waited for) and Complete (persistent,
     mandatory); one wait for the acks of the whole batch (a return declares the queue and
     publishes again), then ack each request.
-client, poll: declare the reply queue if this connection has not; two ``basic.get`` sent
-    together, then one at a time until ``message_count`` is 0; keep the request's copy and the
+client, poll: declare the reply queue if this connection has not; three ``basic.get`` sent
+    together (as ours), then one at a time until ``message_count`` is 0; keep the request's copy and the
     one reply the status needs; ``basic.ack`` the rest, ``basic.reject(requeue)`` the kept, then
     a passive declare so the queue has them back before the poll returns.
 """
@@ -49,6 +49,9 @@ REPLY_TTL_MS = 86_400_000
 CONFIRM_TIMEOUT = 30.0
 ARCHIVE_SIZE = 345345
 _JOB_TIMEOUT = 60.0
+READ_AHEAD = 3
+"""The gets a poll sends at once: ours' (``tdm_messaging.transport.kombu.read.READ_AHEAD``), not imported
+(the floor shares no code with what it measures)."""
 _RANK = {"package_request": 1, "accepted": 2, "progress": 3, "failed": 4, "complete": 5}
 
 
@@ -230,11 +233,11 @@ class FloorAmqp:
         if reply not in self.declared:
             self._declare(reply)
         taken: list[tuple[amqp.Message, str]] = []
-        # The first two gets go out together, as ours do; a message got ahead and not used goes back.
-        for _ in range(2):
+        # The first READ_AHEAD gets go out together, as ours do; a message got ahead and not used goes back.
+        for _ in range(READ_AHEAD):
             self.channel.send_method(spec.Basic.Get, "Bsb", (0, reply, False))
         ahead = []
-        for _ in range(2):
+        for _ in range(READ_AHEAD):
             answer = self.channel.wait([spec.Basic.GetOk, spec.Basic.GetEmpty], returns_tuple=True)
             ahead.append(self.channel._on_get_ok(*answer) if answer and len(answer) >= 2 else None)
         while True:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from types import TracebackType
 
 __all__ = ["DocsetLocks"]
 
@@ -32,22 +32,23 @@ class DocsetLocks:
         self._guard = threading.Lock()
         self._entries: dict[str, _Entry] = {}
 
-    @contextmanager
-    def hold(self, docset_id: str) -> Iterator[None]:
+    def hold(self, docset_id: str) -> AbstractContextManager[None]:
         """Hold ``docset_id``'s lock until the block ends, waiting while another thread holds it."""
+        return _Hold(self, docset_id)
+
+    def _enter(self, docset_id: str) -> _Entry:
         with self._guard:
             entry = self._entries.get(docset_id)
             if entry is None:
                 entry = self._entries[docset_id] = _Entry()
             entry.users += 1
-        try:
-            with entry.lock:
-                yield
-        finally:
-            with self._guard:
-                entry.users -= 1
-                if entry.users == 0:
-                    del self._entries[docset_id]
+        return entry
+
+    def _leave(self, docset_id: str, entry: _Entry) -> None:
+        with self._guard:
+            entry.users -= 1
+            if entry.users == 0:
+                del self._entries[docset_id]
 
     def users(self, docset_id: str) -> int:
         """How many holds of ``docset_id`` are taken or awaited now (0: it has no lock at the moment)."""
@@ -59,3 +60,36 @@ class DocsetLocks:
         """How many docsets have a lock now (held or awaited)."""
         with self._guard:
             return len(self._entries)
+
+
+class _Hold:
+    """One :meth:`DocsetLocks.hold`: counted as a user while waiting, the docset's lock held inside.
+
+    A class rather than a generator context manager: every request and poll enters one.
+    """
+
+    __slots__ = ("_docset_id", "_entry", "_locks")
+
+    def __init__(self, locks: DocsetLocks, docset_id: str) -> None:
+        self._locks = locks
+        self._docset_id = docset_id
+        self._entry: _Entry | None = None
+
+    def __enter__(self) -> None:
+        entry = self._locks._enter(self._docset_id)
+        try:
+            entry.lock.acquire()
+        except BaseException:  # interrupted while waiting: no longer a user
+            self._locks._leave(self._docset_id, entry)
+            raise
+        self._entry = entry
+
+    def __exit__(
+        self, _type: type[BaseException] | None, _exc: BaseException | None, _tb: TracebackType | None
+    ) -> None:
+        entry, self._entry = self._entry, None
+        assert entry is not None
+        try:
+            entry.lock.release()
+        finally:
+            self._locks._leave(self._docset_id, entry)

@@ -88,7 +88,9 @@ def request_id_from(unix_ms: int, entropy: bytes) -> str:
     rand = int.from_bytes(entropy[:10], "big")
     value = (unix_ms << 80) | (0x7 << 76) | ((rand >> 68) & 0xFFF) << 64
     value |= (0b10 << 62) | (rand & ((1 << 62) - 1))
-    return str(uuid.UUID(int=value))
+    # str(uuid.UUID(int=value)), spelled out: the UUID object cost a third of a new id.
+    digits = f"{value:032x}"
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
 _last_lock = threading.Lock()

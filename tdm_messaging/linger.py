@@ -45,7 +45,10 @@ class ProgressLinger:
                 if self._thread is None:
                     self._thread = threading.Thread(target=self._run, name="tdm-progress-linger", daemon=True)
                     self._thread.start()
-                self._cond.notify()
+                elif len(self._due) == 1:
+                    # Only a thread waiting for an empty queue needs waking: one waiting for the
+                    # head's due time wakes before this one's (due times come in hold order).
+                    self._cond.notify()
         if closed:
             reporter.flush_held()
 

@@ -49,7 +49,7 @@ from tdm_messaging.observe import (
     Polled,
     notify_safely,
 )
-from tdm_messaging.poll_plan import BatchAction, plan_poll
+from tdm_messaging.poll_plan import BatchAction, PollPlan, plan_poll
 from tdm_messaging.status import DocsetStatus, fold
 from tdm_messaging.tracing import SpanKind, SpanStart, TraceContext, Tracer, with_trace
 from tdm_messaging.transport.base import Batch, Transport
@@ -60,6 +60,7 @@ __all__ = ["PackagingClient", "Requested"]
 logger = logging.getLogger(__name__)
 
 _MAX_REASON_CHARS = 4096  # Failed.reason's limit
+_REMEMBERED_PLANS = 1024  # docsets whose last poll's plan a client keeps (see PackagingClient._plan)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +107,8 @@ class PackagingClient:
         self._locks = DocsetLocks() if locks is None else locks
         self._observer = observer
         self._tracer = tracer
+        self._last_plans: dict[str, tuple[tuple[Envelope, ...], PollPlan]] = {}
+        """Per docset: the last poll's read and its plan (see :meth:`_plan`); entries only replaced under its lock."""
 
     def _notify(self, event: Event) -> None:
         notify_safely(self._observer, event)
@@ -352,15 +355,7 @@ class PackagingClient:
             self._locks.hold(docset_id),
             self._transport.read(queue) as batch,
         ):
-            plan = plan_poll(
-                batch.envelopes,
-                docset_id=docset_id,
-                content_type=self._content_type,
-                queue_expiry=self._transport.capabilities.queue_expiry,
-                now=self._clock(),
-                # Ids come from the wall clock (ids.new_request_id), not from the injectable clock.
-                ids_now=utc_now(),
-            )
+            plan = self._plan(docset_id, tuple(batch.envelopes))
             for envelope in plan.resend:
                 self._transport.send(queue, envelope, persistent=True, confirm=True)
             for rejected in plan.dead_letters:
@@ -401,6 +396,34 @@ class PackagingClient:
                 )
             )
         return plan.status
+
+    def _plan(self, docset_id: str, envelopes: tuple[Envelope, ...]) -> PollPlan:
+        """:func:`plan_poll` of what a poll read; the last plan again when the queue held the very same envelopes.
+
+        A docset polled while its job runs reads the same messages poll after poll. For JSON
+        bodies the plan depends on nothing else (the clock dates only text replies; a request id
+        accepted once stays accepted as the clock goes on), so a plan that re-sends and
+        dead-letters nothing is remembered per docset (bounded) and reused for an equal read.
+        """
+        last = self._last_plans.get(docset_id)
+        if last is not None and last[0] == envelopes:
+            return last[1]
+        plan = plan_poll(
+            envelopes,
+            docset_id=docset_id,
+            content_type=self._content_type,
+            queue_expiry=self._transport.capabilities.queue_expiry,
+            now=self._clock(),
+            # Ids come from the wall clock (ids.new_request_id), not from the injectable clock.
+            ids_now=utc_now(),
+        )
+        if plan.resend or plan.dead_letters or any(e.content_type != JSON_CONTENT_TYPE for e in envelopes):
+            self._last_plans.pop(docset_id, None)
+        else:
+            if len(self._last_plans) >= _REMEMBERED_PLANS:
+                self._last_plans.clear()  # bounded: a burst of docsets only starts afresh
+            self._last_plans[docset_id] = (envelopes, plan)
+        return plan
 
     def _settle(self, batch: Batch, keep: tuple[int, ...], queue: Destination) -> None:
         """Give back the envelopes at ``keep`` and acknowledge the rest; where the backend cannot

@@ -27,6 +27,7 @@ def test_ids_sort_by_time(t1: int, e1: bytes, t2: int, e2: bytes) -> None:
 @given(MS, ENTROPY)
 def test_ids_are_uuid7(t: int, e: bytes) -> None:
     parsed = uuid.UUID(request_id_from(t, e))
+    assert str(parsed) == request_id_from(t, e)  # the canonical spelling, as uuid writes it
     assert parsed.version == 7
     assert parsed.variant == uuid.RFC_4122
     assert request_id_from(t, e) > LEGACY_REQUEST_ID

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tdm_messaging import server as server_module
 from tdm_messaging.codec import JSON_CONTENT_TYPE, TEXT_CONTENT_TYPE, decode, encode
 from tdm_messaging.destinations import DEAD_LETTER, DELETE_REQUESTS, PACKAGE_REQUESTS, Destination, reply_queue
 from tdm_messaging.envelope import Envelope
@@ -22,6 +23,7 @@ from tdm_messaging.errors import BrokerUnavailableError, InvalidDestinationError
 from tdm_messaging.headers import DEAD_LETTER_QUEUE as DEAD_LETTER_QUEUE_HEADER
 from tdm_messaging.headers import DEAD_LETTER_REASON as DEAD_LETTER_REASON_HEADER
 from tdm_messaging.models import Accepted, Complete, DeleteRequest, Failed, Message, PackageRequest, Progress
+from tdm_messaging.poll_plan import PollPlan
 from tdm_messaging.server import PackagingClient
 from tdm_messaging.status import State, fold
 from tdm_messaging.testing import InMemoryBroker, InMemoryTransport
@@ -131,6 +133,37 @@ def test_poll_twice_gives_the_same_status_and_compacts_the_queue() -> None:
     assert client.status(docset) == first
     assert client.status(docset) == first
     assert broker.unacked_count(reply_queue(docset)) == 0
+
+
+def test_a_poll_that_reads_what_the_last_one_read_reuses_its_plan_and_sees_new_replies(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
+) -> None:
+    # A backend whose broker expires queues: a poll keeps what it read, so the next one reads it alike.
+    with SqliteTransport(settings=parse_sqlite_url(f"sqlite:///{tmp_path / 'b.db'}")) as transport:
+        client = PackagingClient(transport)
+        docset = new_docset()
+        request = client.request_package(docset, "http://s/api/docsets/x").request
+        replies = replies_for(request)
+        transport.send(reply_queue(docset), encode(replies[0]))
+        planned: list[str] = []
+        real = server_module.plan_poll
+
+        def counting(*args: object, **kwargs: object) -> PollPlan:
+            planned.append(str(kwargs["docset_id"]))
+            return real(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(server_module, "plan_poll", counting)
+        first = client.status(docset)
+        assert first.state is State.ACCEPTED
+        assert client.status(docset) == first
+        assert client.status(docset) == first
+        assert planned == [docset]  # planned once, then that plan again for the same read
+        assert transport.depth(reply_queue(docset)) == 2
+        for reply in replies[1:]:
+            transport.send(reply_queue(docset), encode(reply))
+        assert client.status(docset).state is State.COMPLETE  # a new read is planned anew
+        assert planned == [docset, docset]
+        assert client.status(docset).state is State.COMPLETE
 
 
 def test_complete_status_and_delete_request() -> None:

@@ -15,18 +15,34 @@ from tdm_messaging.envelope import Envelope
 from tdm_messaging.transport.kombu.send import ConfirmChannel, _Publish
 
 
+class _Connection:
+    """Just what the frame writer uses of a py-amqp connection: its transport, state and frame size."""
+
+    def __init__(self) -> None:
+        self.transport = self
+        self.connected = True
+        self.frame_max = 131072
+        self.bytes_sent = 0
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+
+
 class _Channel:
-    """Just what ConfirmChannel uses of a py-amqp channel: confirm_select, events, basic_publish."""
+    """Just what ConfirmChannel uses of a py-amqp channel: confirm_select, events, its id and connection."""
 
     def __init__(self) -> None:
         self.events: dict[str, set[Callable[..., Any]]] = defaultdict(set)
-        self.published = 0
+        self.channel_id = 2
+        self.connection = _Connection()
+
+    @property
+    def published(self) -> int:
+        return len(self.connection.writes)
 
     def confirm_select(self) -> None:
         pass
-
-    def basic_publish(self, *_args: object, **_kwargs: object) -> None:
-        self.published += 1
 
     def fire(self, event: str, *args: object) -> None:
         for callback in self.events[event]:

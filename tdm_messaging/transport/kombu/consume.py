@@ -11,13 +11,16 @@ from contextlib import suppress
 from typing import Any
 
 import kombu as _kombu_module
+from kombu.message import Message as KombuMessage
 
 from tdm_messaging.destinations import Destination
 from tdm_messaging.errors import BrokerUnavailableError
 from tdm_messaging.transport.base import BatchHandler, Delivery
 from tdm_messaging.transport.kombu.link import KombuLink, quietly
-from tdm_messaging.transport.kombu.messages import redelivered, to_envelope
+from tdm_messaging.transport.kombu.messages import raw_envelope, raw_redelivered, redelivered, to_envelope
 from tdm_messaging.transport.kombu.queues import collect_acked
+from tdm_messaging.transport.kombu.settings import Backend
+from tdm_messaging.transport.kombu.wire import ack_frame, write_frames
 
 __all__ = ["Declare", "consume_queues"]
 
@@ -101,10 +104,15 @@ def _session(
         base = link.base_channel()
         for destination in destinations:
             declare(base, destination)
+        raw = link.settings.backend is Backend.AMQP
         for destination in destinations:
             channel = link.conn.channel()
             channels.append(channel)
             channel.basic_qos(0, prefetch, False)
+            if raw:
+                # py-amqp's messages as they are: kombu's wrapper only where a body needs it (_deliver).
+                channel.basic_consume(queue=destination.name, callback=receiver(destination), no_ack=False)
+                continue
             consumer = kombu.Consumer(
                 channel,
                 queues=[kombu.Queue(destination.name, no_declare=True)],
@@ -156,19 +164,39 @@ def _read_ready(link: KombuLink, session_conn: Any) -> None:
                 session_conn.drain_events(timeout=0)
 
 
+def _delivery(message: Any, destination: Destination) -> Delivery:
+    """The delivery of a kombu message, or of py-amqp's own (AMQP), unwrapped by kombu only if its body needs it."""
+    if isinstance(message, KombuMessage):
+        return Delivery(envelope=to_envelope(message), destination=destination, redelivered=redelivered(message))
+    envelope = raw_envelope(message)
+    if envelope is None:  # a body kombu decompresses
+        wrapped = message.channel.message_to_python(message)
+        if wrapped.errors:
+            wrapped._reraise_error()  # as kombu's Consumer does with no decode-error handler
+        envelope = to_envelope(wrapped)
+    return Delivery(envelope=envelope, destination=destination, redelivered=raw_redelivered(message))
+
+
+def _give_back(message: Any) -> None:
+    if isinstance(message, KombuMessage):
+        message.reject(requeue=True)  # type: ignore[no-untyped-call]
+    else:
+        message.channel.basic_reject(message.delivery_tag, requeue=True)
+
+
 def _deliver(link: KombuLink, batch: list[tuple[Any, Destination]], handler: BatchHandler, session_conn: Any) -> None:
-    deliveries = [
-        Delivery(envelope=to_envelope(message), destination=destination, redelivered=redelivered(message))
-        for message, destination in batch
-    ]
+    deliveries = [_delivery(message, destination) for message, destination in batch]
     try:
         handler(deliveries)
     except BaseException:
         with link.lock:
             if link.conn is session_conn:
                 for message, _destination in batch:
-                    quietly(functools.partial(message.reject, requeue=True))
+                    quietly(functools.partial(_give_back, message))
         raise
+    if link.settings.backend is Backend.AMQP:
+        _ack_raw(link, batch, session_conn)
+        return
     for message, destination in batch:
         with link.driver(f"acknowledging a message of {destination.name!r}"):
             if link.conn is not session_conn:
@@ -181,3 +209,18 @@ def _deliver(link: KombuLink, batch: list[tuple[Any, Destination]], handler: Bat
                 )
             message.ack()
             collect_acked(link, destination)
+
+
+def _ack_raw(link: KombuLink, batch: list[tuple[Any, Destination]], session_conn: Any) -> None:
+    """AMQP: acknowledge a handled batch, every ``basic.ack`` in one socket write."""
+    names = ", ".join(sorted({repr(destination.name) for _, destination in batch}))
+    with link.driver(f"acknowledging messages of {names}"):
+        if link.conn is not session_conn:
+            # The connection they came on is gone (lost, or closed by the broker and replaced while
+            # the handler ran): the broker redelivers them; acknowledging them is impossible.
+            raise BrokerUnavailableError(
+                f"acknowledging messages of {names}: the connection to {link.settings.display_url} "
+                "they came on was lost while they were handled; the broker delivers them again"
+            )
+        frames = [ack_frame(message.channel.channel_id, message.delivery_tag) for message, _ in batch]
+        write_frames(batch[0][0].channel.connection, frames)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import importlib.util
 import logging
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
+from types import TracebackType
 from typing import Any, TypeVar
 
 import amqp.exceptions
@@ -16,6 +17,7 @@ from tdm_messaging.errors import ConfigurationError, TransportClosedError
 from tdm_messaging.transport.kombu.memory import MemoryBroker, memory_broker
 from tdm_messaging.transport.kombu.settings import Backend, KombuSettings
 from tdm_messaging.transport.kombu.translate import Breaks, is_refusal, translate
+from tdm_messaging.transport.kombu.wire import buffer_reads
 from tdm_messaging.transport.urls import redact_url
 
 __all__ = ["KombuLink", "quietly"]
@@ -131,6 +133,7 @@ class KombuLink:
             conn.ensure_connection(max_retries=0, reraise_as_library_errors=False)
             if self.settings.backend is Backend.AMQP:
                 _bound_broker_waits(conn, self.settings.confirm_timeout)
+                buffer_reads(conn.connection)
             channel = conn.channel()
             if self.settings.backend in (Backend.SQLITE, Backend.MEMORY):
                 # Not a transport option: kombu's SQLAlchemy transport hands those to create_engine.
@@ -195,21 +198,23 @@ class KombuLink:
                 self.reconnect()
                 return operation()
 
-    @contextmanager
-    def driver(self, what: str) -> Iterator[None]:
+    def driver(self, what: str) -> _Driver:
         """Hold the lock and translate any driver error raised inside into tdm_messaging.errors."""
-        with self.lock:
-            try:
-                yield
-            except Exception as exc:
-                translation = translate(exc, what=what, settings=self.settings, driver_errors=self._driver_errors)
-                if translation is None:
-                    raise
-                if translation.breaks is Breaks.CONNECTION:
-                    self.conn_broken()
-                elif translation.breaks is Breaks.CHANNEL:
-                    self.channel_broken()
-                raise translation.error from exc
+        return _Driver(self, what)
+
+    def translated(self, exc: Exception, what: str) -> BaseException | None:
+        """The error to raise instead of driver error ``exc`` (None: raise it as it is); drops what it broke.
+
+        Call with the lock held.
+        """
+        translation = translate(exc, what=what, settings=self.settings, driver_errors=self._driver_errors)
+        if translation is None:
+            return None
+        if translation.breaks is Breaks.CONNECTION:
+            self.conn_broken()
+        elif translation.breaks is Breaks.CHANNEL:
+            self.channel_broken()
+        return translation.error
 
     def _connection_errors(self) -> tuple[type[BaseException], ...]:
         conn = self.conn or self._new_connection()
@@ -299,6 +304,31 @@ class KombuLink:
                 quietly(conn.release)
         if self._heartbeat_thread is not None and self._heartbeat_thread is not threading.current_thread():
             self._heartbeat_thread.join(timeout=5)
+
+
+class _Driver:
+    """:meth:`KombuLink.driver`'s context: the lock held, driver errors translated on the way out.
+
+    A class rather than a generator context manager: every operation on the hot path enters one.
+    """
+
+    __slots__ = ("_link", "_what")
+
+    def __init__(self, link: KombuLink, what: str) -> None:
+        self._link = link
+        self._what = what
+
+    def __enter__(self) -> None:
+        self._link.lock.acquire()
+
+    def __exit__(self, _type: type[BaseException] | None, exc: BaseException | None, _tb: TracebackType | None) -> None:
+        try:
+            if isinstance(exc, Exception):
+                error = self._link.translated(exc, self._what)
+                if error is not None:
+                    raise error from exc
+        finally:
+            self._link.lock.release()
 
 
 def _bound_broker_waits(conn: Any, seconds: float) -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
 from tdm_messaging.envelope import Envelope
 
-__all__ = ["content_encoding", "redelivered", "to_envelope"]
+__all__ = ["content_encoding", "raw_envelope", "raw_redelivered", "redelivered", "to_envelope"]
 
 # What kombu's Producer writes for raw bytes published with no content type: it means "none given".
 _KOMBU_UNTYPED = "application/data"
@@ -15,6 +16,7 @@ _KOMBU_UNTYPED = "application/data"
 _DRIVER_HEADERS = frozenset({"redelivered", "compression", "content-length"})
 
 
+@functools.lru_cache(maxsize=64)
 def content_encoding(content_type: str) -> str:
     """``utf-8`` for text and JSON bodies, ``binary`` otherwise (the body is never re-encoded)."""
     media = content_type.split(";", 1)[0].strip().lower()
@@ -30,16 +32,29 @@ def to_envelope(message: Any) -> Envelope:
     made-up type: the codec then guesses the format from the body (docs/protocol.md § 3). So
     does kombu's own ``application/data``, which its Producer puts on bytes sent with no type.
     """
-    body = message.body
+    return _envelope(message.body, message.content_type, message.headers or {})
+
+
+def raw_envelope(message: Any) -> Envelope | None:
+    """The envelope of a py-amqp message read straight from it, as :func:`to_envelope` reads kombu's wrapper.
+
+    None when kombu must unwrap it first: a body kombu would decompress (a ``compression`` header).
+    """
+    properties = message.properties
+    headers = properties.get("application_headers") or {}
+    if "compression" in headers:
+        return None
+    return _envelope(message.body, properties.get("content_type"), headers)
+
+
+def _envelope(body: Any, content_type: str | None, headers: Mapping[str, Any]) -> Envelope:
     if isinstance(body, str):
         body = body.encode("utf-8")
     elif body is None:
         body = b""
-    headers = _app_headers(message.headers or {})
-    content_type = message.content_type or ""
-    if content_type == _KOMBU_UNTYPED:
+    if not content_type or content_type == _KOMBU_UNTYPED:
         content_type = ""
-    return Envelope(bytes(body), content_type, headers)
+    return Envelope(bytes(body), content_type, _app_headers(headers))
 
 
 def _app_headers(raw: Mapping[str, Any]) -> dict[str, str]:
@@ -53,6 +68,12 @@ def _app_headers(raw: Mapping[str, Any]) -> dict[str, str]:
         else:
             headers[key] = value if isinstance(value, str) else str(value)
     return headers
+
+
+def raw_redelivered(message: Any) -> bool:
+    """:func:`redelivered` of a py-amqp message (no kombu wrapper, no virtual transport's mark)."""
+    headers = message.properties.get("application_headers") or {}
+    return bool(message.delivery_info.get("redelivered") or headers.get("redelivered") is True)
 
 
 def redelivered(message: Any) -> bool:

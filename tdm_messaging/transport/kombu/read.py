@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from functools import partial
 from typing import Any
 
 import amqp
 from amqp import spec
+from kombu.message import Message as KombuMessage
 
 from tdm_messaging.destinations import Destination, DestinationKind
 from tdm_messaging.envelope import Envelope
@@ -17,18 +18,29 @@ from tdm_messaging.errors import TransportError
 from tdm_messaging.transport.base import Batch
 from tdm_messaging.transport.expiry import is_expired
 from tdm_messaging.transport.kombu.link import KombuLink, quietly
-from tdm_messaging.transport.kombu.messages import to_envelope
+from tdm_messaging.transport.kombu.messages import raw_envelope, to_envelope
 from tdm_messaging.transport.kombu.queues import collect_acked, delete_queue
 from tdm_messaging.transport.kombu.settings import Backend
+from tdm_messaging.transport.kombu.wire import ack_frame, get_frame, passive_declare_frame, reject_frame, write_frames
 from tdm_messaging.transport.markers import is_probe, marker_of, marker_remaining_ms
 
-__all__ = ["KombuBatch", "take"]
+__all__ = ["READ_AHEAD", "KombuBatch", "take"]
+
+READ_AHEAD = 3
+"""AMQP: how many ``basic.get`` a read sends at once. A reply queue holds three messages when a poll
+finds a job ended since the last poll (the request's copy, Accepted, the last reply; a Progress a
+lingering worker sent none of) and two once compacted (the copy and the last reply): one round
+trip for either. A get that finds the queue empty costs the broker next to nothing."""
 
 log = logging.getLogger(__name__)
 
 
 class KombuBatch(Batch):
-    """Messages taken by basic_get, held unacknowledged until ack() or release()."""
+    """Messages taken by basic_get, held unacknowledged until ack() or release().
+
+    On AMQP the messages are py-amqp's own (no kombu wrapper), settled with raw frames: a batch's
+    acknowledgements, rejects and fence go out in one socket write (see :mod:`.wire`).
+    """
 
     def __init__(self, link: KombuLink, destination: Destination, taken: list[tuple[Any, Envelope]]) -> None:
         self._link = link
@@ -36,6 +48,7 @@ class KombuBatch(Batch):
         self._taken = taken
         self._envelopes = tuple(envelope for _, envelope in taken)
         self._done = False
+        self._raw = link.settings.backend is Backend.AMQP
 
     @property
     def envelopes(self) -> Sequence[Envelope]:
@@ -52,6 +65,10 @@ class KombuBatch(Batch):
             return
         self._done = True
         with self._link.driver(f"acknowledging messages of {self._destination.name!r}"):
+            if self._raw:
+                if self._taken:
+                    self._write([ack_frame(m.channel.channel_id, m.delivery_tag) for m, _ in self._taken])
+                return
             for message, _ in self._taken:
                 message.ack()
             collect_acked(self._link, self._destination)
@@ -67,21 +84,40 @@ class KombuBatch(Batch):
             return
         self._done = True
         with self._link.driver(f"settling messages of {self._destination.name!r}"):
+            if self._raw:
+                self._settle_raw(keep)
+                return
             for index, (message, _) in enumerate(self._taken):
                 if index in keep:
                     message.reject(requeue=True)
                 else:
                     message.ack()
-            self._fence()
             collect_acked(self._link, self._destination)
 
-    def _fence(self) -> None:
-        """AMQP: return once the queue has handled the rejects sent before (see :meth:`release`)."""
-        if self._taken and self._link.settings.backend is Backend.AMQP:
-            # A reject is asynchronous: the queue has the messages back only once it has
-            # handled it. The queue answers a passive declare from the same channel after
-            # the rejects, so once it returns, a poll on any connection finds them all.
-            self._taken[0][0].channel.queue_declare(queue=self._destination.name, passive=True)
+    def _settle_raw(self, keep: Collection[int]) -> None:
+        """AMQP: the acks and rejects, then a passive declare, in one write; return once it is answered.
+
+        A reject is asynchronous: the queue has the messages back only once it has handled it.
+        The queue answers a passive declare from the same channel after the rejects, so once it
+        returns, a poll on any connection finds them all.
+        """
+        if not self._taken:
+            return
+        channel = self._taken[0][0].channel
+        frames = [
+            reject_frame(m.channel.channel_id, m.delivery_tag, requeue=True)
+            if index in keep
+            else ack_frame(m.channel.channel_id, m.delivery_tag)
+            for index, (m, _) in enumerate(self._taken)
+        ]
+        if keep:
+            frames.append(passive_declare_frame(channel.channel_id, self._destination.name))
+        self._write(frames)
+        if keep:
+            channel.wait(spec.Queue.DeclareOk, returns_tuple=True)
+
+    def _write(self, frames: list[bytes]) -> None:
+        write_frames(self._taken[0][0].channel.connection, frames)
 
     def release(self) -> None:
         """Give unacknowledged envelopes back to the queue, in their order. Idempotent."""
@@ -90,9 +126,11 @@ class KombuBatch(Batch):
         self._done = True
         try:
             with self._link.driver(f"releasing messages of {self._destination.name!r}"):
+                if self._raw:
+                    self._settle_raw(range(len(self._taken)))
+                    return
                 for message, _ in self._taken:
                     message.reject(requeue=True)
-                self._fence()
         except TransportError as exc:
             # A lost connection gives unacknowledged messages back on its own.
             log.warning("release of %s failed (%s); the broker requeues on disconnect", self._destination, exc)
@@ -111,29 +149,34 @@ def take(
     (docs/protocol.md § 6.2). If taking fails, what was taken is given back before the error
     propagates.
     """
-    lazy = link.settings.backend is not Backend.AMQP and destination.kind is DestinationKind.REPLY
+    raw = link.settings.backend is Backend.AMQP
+    lazy = not raw and destination.kind is DestinationKind.REPLY
     taken: list[tuple[Any, Envelope]] = []
     forwarded: set[str] = set()
     dropped = 0
-    # AMQP: the first two gets go out together (a compacted reply queue holds two messages: one
-    # round trip instead of two); a message got ahead and not used is given back.
+    # AMQP: the first gets go out together (one round trip for what a reply queue holds when a
+    # poll finds a job done); a message got ahead and not used is given back.
     ahead: deque[Any] = deque()
-    if link.settings.backend is Backend.AMQP and limit >= 2:
-        ahead.extend(_get_two(channel, destination.name))
+    if raw and limit >= 2:
+        ahead.extend(_get_ahead(channel, destination.name, min(limit, READ_AHEAD)))
     try:
         while len(taken) < limit:
             message = ahead.popleft() if ahead else channel.basic_get(queue=destination.name, no_ack=False)
             if message is None:
                 break
-            message = channel.message_to_python(message)
-            envelope = to_envelope(message)
+            # AMQP: py-amqp's message as it is (kombu's wrapper only for a body kombu would decompress).
+            envelope = raw_envelope(message) if raw else None
+            if envelope is None:
+                message = channel.message_to_python(message)
+                envelope = to_envelope(message)
             if lazy and is_expired(envelope.headers, now_ms=now_ms):
                 message.ack()
                 dropped += 1
                 continue
             if marker_of(envelope.headers) is not None or is_probe(envelope.headers):
-                amqp_link = link.settings.backend is Backend.AMQP
-                if not _pass_on(channel, destination, message, envelope, forwarded, now_ms=now_ms, amqp_link=amqp_link):
+                if raw and not isinstance(message, KombuMessage):
+                    message = channel.message_to_python(message)
+                if not _pass_on(channel, destination, message, envelope, forwarded, now_ms=now_ms, amqp_link=raw):
                     break  # a marker this read already passed on: everything before it was taken
                 continue
             taken.append((message, envelope))
@@ -141,7 +184,7 @@ def take(
                 break
     except BaseException:
         for message, _ in taken:
-            quietly(partial(message.reject, requeue=True))
+            quietly(partial(_give_back, channel, message))
         for raw in ahead:
             if raw is not None:
                 quietly(partial(channel.basic_reject, raw.delivery_tag, requeue=True))
@@ -157,12 +200,20 @@ def take(
     return taken
 
 
-def _get_two(channel: Any, queue: str) -> list[Any]:
-    """Two ``basic.get`` sent back to back, then both answers read: each a py-amqp message or None (empty)."""
-    for _ in range(2):
-        channel.send_method(spec.Basic.Get, "Bsb", (0, queue, False))
+def _give_back(channel: Any, message: Any) -> None:
+    """Requeue one taken message: kombu's wrapper, or py-amqp's own message on AMQP."""
+    if isinstance(message, KombuMessage):
+        message.reject(requeue=True)  # type: ignore[no-untyped-call]
+    else:
+        channel.basic_reject(message.delivery_tag, requeue=True)
+
+
+def _get_ahead(channel: Any, queue: str, count: int) -> list[Any]:
+    """``count`` ``basic.get`` written at once, then every answer read: each a py-amqp message or None (empty)."""
+    get = get_frame(channel.channel_id, queue)
+    write_frames(channel.connection, [get] * count)
     answers = []
-    for _ in range(2):
+    for _ in range(count):
         answer = channel.wait([spec.Basic.GetOk, spec.Basic.GetEmpty], returns_tuple=True)
         answers.append(channel._on_get_ok(*answer) if answer and len(answer) >= 2 else None)
     return answers

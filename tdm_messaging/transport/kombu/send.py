@@ -11,6 +11,8 @@ from typing import Any
 
 import amqp
 import kombu as _kombu_module
+from amqp import spec
+from amqp.exceptions import RecoverableConnectionError
 
 from tdm_messaging.destinations import Destination, DestinationKind
 from tdm_messaging.envelope import Envelope
@@ -18,6 +20,7 @@ from tdm_messaging.errors import BrokerUnavailableError, SendNotConfirmedError
 from tdm_messaging.transport.kombu.link import KombuLink
 from tdm_messaging.transport.kombu.messages import content_encoding
 from tdm_messaging.transport.kombu.settings import Backend
+from tdm_messaging.transport.kombu.wire import envelope_publish, method_frame, write_frames
 
 __all__ = ["ConfirmChannel", "amqp_message", "flush_tracked", "publish", "publish_confirmed", "publish_tracked"]
 
@@ -98,6 +101,7 @@ class ConfirmChannel:
         self.next_tag = 1
         self.pending: dict[int, _Publish] = {}
         self.unsettled_count = 0
+        self._methods: dict[str, bytes] = {}
         channel.confirm_select()
         channel.events["basic_ack"].add(lambda tag, multiple: self._settle(tag, multiple, nacked=False))
         channel.events["basic_nack"].add(lambda tag, multiple: self._settle(tag, multiple, nacked=True))
@@ -124,11 +128,38 @@ class ConfirmChannel:
                 del self.pending[done]  # an unconfirmed reply, stored: nothing more to know
 
     def publish(self, entry: _Publish) -> None:
-        message = amqp_message(entry.envelope, persistent=entry.persistent)
-        self.channel.basic_publish(message, exchange="", routing_key=entry.destination.name, mandatory=True)
-        self.pending[self.next_tag] = entry
-        self.next_tag += 1
-        self.unsettled_count += 1
+        self.publish_all((entry,))
+
+    def publish_all(self, entries: Sequence[_Publish]) -> None:
+        """Publish ``entries`` in order, in one socket write (see :mod:`.wire`)."""
+        channel = self.channel
+        conn = channel.connection
+        if conn is None:
+            raise RecoverableConnectionError("basic_publish: connection closed")
+        frames = [self._frames(conn, entry) for entry in entries]
+        write_frames(conn, frames)
+        for entry in entries:
+            self.pending[self.next_tag] = entry
+            self.next_tag += 1
+            self.unsettled_count += 1
+
+    def _frames(self, conn: Any, entry: _Publish) -> bytes:
+        name = entry.destination.name
+        method = self._methods.get(name)
+        if method is None:
+            # A publish method frame depends on the routing key alone: built once per destination.
+            method = self._methods[name] = method_frame(
+                self.channel.channel_id, spec.Basic.Publish, "Bssbb", (0, "", name, True, False)
+            )
+        envelope = entry.envelope
+        return envelope_publish(
+            self.channel.channel_id,
+            conn.frame_max,
+            method,
+            envelope,
+            content_encoding=content_encoding(envelope.content_type),
+            persistent=entry.persistent,
+        )
 
     def unsettled(self) -> list[_Publish]:
         return [e for e in self.pending.values() if not e.settled]
@@ -207,8 +238,7 @@ def publish_confirmed(
             ``unconfirmed`` and ``refused`` say which.
     """
     confirms = _confirm_channel(link)
-    for index, (destination, envelope) in enumerate(sends):
-        confirms.publish(_Publish(destination, envelope, persistent, index))
+    confirms.publish_all([_Publish(d, e, persistent, i) for i, (d, e) in enumerate(sends)])
     failed = [e for e in _settle_all(link, confirms, declare) if e.index is not None]
     if failed:
         for entry in failed:
@@ -239,8 +269,7 @@ def _settle_all(link: KombuLink, confirms: ConfirmChannel, declare: Declare) -> 
             link.declared.pop(destination.name, None)
             declare(destination)  # a refusal (the queue exists with other arguments) raises here
         log.debug("declared %d missing reply queue(s) on return; sending again", len(missing))
-        for entry in missing:
-            confirms.publish(entry.again())
+        confirms.publish_all([entry.again() for entry in missing])
         retried = _wait(link, confirms)
         settled = [e for e in settled if e not in missing] + retried
     lost = [e for e in settled if e.index is None and (e.nacked or e.returned is not None)]

@@ -96,6 +96,11 @@ def publish_frames(channel_id: int, frame_max: int, method: bytes, message: Any)
     if isinstance(body, str):
         body = body.encode(message.properties.setdefault("content_encoding", "utf-8"))
     header = pack(">HHQ", spec.Basic.Publish[0], 0, len(body)) + message._serialize_properties()
+    return _content_frames(channel_id, frame_max, method, header, body)
+
+
+def _content_frames(channel_id: int, frame_max: int, method: bytes, header: bytes, body: bytes) -> bytes:
+    """The method frame, the content header frame of ``header``, then ``body`` in frames of ``frame_max`` at most."""
     parts = [method, pack(">BHI", _HEADER, channel_id, len(header)), header, _FRAME_END]
     chunk = frame_max - 8
     for offset in range(0, len(body), chunk):
@@ -146,12 +151,7 @@ def envelope_publish(
             b"\x02" if persistent else b"\x01",
         )
     )
-    parts = [method, pack(">BHI", _HEADER, channel_id, len(header)), header, _FRAME_END]
-    chunk = frame_max - 8
-    for offset in range(0, len(body), chunk):
-        piece = body[offset : offset + chunk]
-        parts += (pack(">BHI", _BODY, channel_id, len(piece)), piece, _FRAME_END)
-    return b"".join(parts)
+    return _content_frames(channel_id, frame_max, method, header, body)
 
 
 def write_frames(amqp_connection: Any, frames: Iterable[bytes]) -> None:

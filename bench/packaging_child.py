@@ -55,9 +55,13 @@ class _NullSink:
         pass
 
 
+def _concurrency() -> int:
+    """TDM_FETCH_CONCURRENCY as the app reads it, so the bench can run a packager at another concurrency."""
+    return int(os.environ.get("TDM_FETCH_CONCURRENCY", FETCH_CONCURRENCY))
+
+
 def _ours(api_base: str, docset_id: str, work_dir: str) -> tuple[int, int]:
-    # TDM_FETCH_CONCURRENCY as the app reads it, so the bench can be run at another concurrency.
-    concurrency = int(os.environ.get("TDM_FETCH_CONCURRENCY", FETCH_CONCURRENCY))
+    concurrency = _concurrency()
     api = ApiClient(api_base=api_base, api_key="bench-key", pool_size=concurrency)
     storage = LocalStorage(Path(work_dir) / "archives", api_base.rstrip("/") + "/archives")
     packager = Packager(api=api, storage=storage, work_dir=work_dir, fetch_concurrency=concurrency)
@@ -106,9 +110,11 @@ def _worker(api_base: str, broker_url: str, work_dir: str) -> int:
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
-    api = ApiClient(api_base=api_base, api_key="bench-key")
+    concurrency = _concurrency()  # the two-vs-one row runs its packagers at 1
+    api = ApiClient(api_base=api_base, api_key="bench-key", pool_size=concurrency)
     storage = LocalStorage(Path(work_dir) / "archives", api_base.rstrip("/") + "/archives")
-    on_package, on_delete = make_handlers(Packager(api=api, storage=storage, work_dir=work_dir))
+    packager = Packager(api=api, storage=storage, work_dir=work_dir, fetch_concurrency=concurrency)
+    on_package, on_delete = make_handlers(packager)
     with open_transport(broker_url) as transport:
         print("ready", flush=True)
         PackagerWorker(transport, on_package=on_package, on_delete=on_delete).run(stop)

@@ -12,7 +12,7 @@ import pytest
 
 from bench.docset_stub import serve
 from bench.packaging import _others_share
-from bench.packaging_child import _ours, _zipfile_loop, peak_rss_kib
+from bench.packaging_child import _concurrency, _ours, _zipfile_loop, peak_rss_kib
 from bench.stub_process import StubProcess
 from bench.worker_peer import ARCHIVE_SIZE, noop_job
 from tdm_messaging import ConfigurationError
@@ -68,6 +68,16 @@ def test_ours_runs_at_the_concurrency_of_the_environment_and_writes_the_same_byt
     monkeypatch.setenv("TDM_FETCH_CONCURRENCY", "0")
     with pytest.raises(ConfigurationError):
         _ours(stub, "c-1x10", str(tmp_path))
+
+
+def test_both_packaging_children_read_the_concurrency_of_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker child (the two-vs-one row's packagers) and the one-build child take the same setting."""
+    from examples.packager.packaging import FETCH_CONCURRENCY
+
+    monkeypatch.delenv("TDM_FETCH_CONCURRENCY", raising=False)
+    assert _concurrency() == FETCH_CONCURRENCY
+    monkeypatch.setenv("TDM_FETCH_CONCURRENCY", "1")
+    assert _concurrency() == 1
 
 
 def test_others_share_gives_the_run_and_a_share_of_the_machine() -> None:

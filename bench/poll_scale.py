@@ -53,12 +53,17 @@ class ScaleResult:
     ttl: int
 
 
+_SYNC_EVERY = 500
+"""Queues declared without waiting between two waits for the broker (see :func:`create_idle_queues`)."""
+
+
 def create_idle_queues(amqp_url: str, prefix: str, count: int, ttl_seconds: int) -> float:
     """Declare ``count`` reply queues ``package/PREFIXn`` in the URL's vhost, each holding a Complete; seconds taken.
 
     The declares are sent without waiting for each answer (``nowait``) and the publishes
-    unconfirmed; a passive declare of the last queue at the end waits for the channel to have
-    done them all (a channel keeps its commands in order), so every queue exists on return.
+    unconfirmed; a passive declare every :data:`_SYNC_EVERY` queues, and of the last one at the
+    end, waits for the channel to have done them all (a channel keeps its commands in order), so
+    every queue exists on return and the backlog stays bounded.
     """
     start = time.monotonic()
     connection_cls: Any = Connection
@@ -81,6 +86,10 @@ def create_idle_queues(amqp_url: str, prefix: str, count: int, ttl_seconds: int)
                 properties={"delivery_mode": 2},
             )
             channel.basic_publish(message, exchange="", routing_key=name)
+            if index % _SYNC_EVERY == _SYNC_EVERY - 1:
+                # Wait for the broker to catch up now and then: an unbounded backlog stalled its reads
+                # for over a second, and py-amqp's TCP_USER_TIMEOUT (1 s) then killed the connection.
+                channel.queue_declare(queue=name, passive=True)
         if count:
             channel.queue_declare(queue=f"package/{prefix}{count - 1}", passive=True)
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from tdm_messaging.errors import InvalidDestinationError
 
@@ -105,21 +106,16 @@ def reply_queue(docset_id: str) -> Destination:
     Raises:
         InvalidDestinationError: if ``docset_id`` is not allowed (see :func:`validate_docset_id`).
     """
-    if type(docset_id) is str:  # exactly str: a subclass may hash or compare otherwise
-        known = _recent_replies.get(docset_id)
-        if known is not None:
-            return known
-    destination = Destination(_REPLY_PREFIX + validate_docset_id(docset_id), DestinationKind.REPLY)
-    if len(_recent_replies) >= _MOST_RECENT_REPLIES:
-        _recent_replies.clear()  # bounded: a burst of new docsets only starts the cache afresh
-    _recent_replies[docset_id] = destination
-    return destination
+    # A request, its poll and its replies name the same docset several times each: the checked
+    # queue of a docset seen lately is remembered (exact str only: a subclass may hash or compare
+    # otherwise; an invalid id raises, and is not remembered).
+    make = _checked_reply_queue if type(docset_id) is str else _checked_reply_queue.__wrapped__
+    return make(docset_id)
 
 
-# A request, its poll and its replies name the same docset several times each: the checked queue
-# of a docset seen lately is looked up instead of checked again (valid ids only; frozen values).
-_MOST_RECENT_REPLIES = 4096
-_recent_replies: dict[str, Destination] = {}
+@lru_cache(maxsize=4096)
+def _checked_reply_queue(docset_id: str) -> Destination:
+    return Destination(_REPLY_PREFIX + validate_docset_id(docset_id), DestinationKind.REPLY)
 
 
 def known_destination(name: str, *, spelled: str | None = None) -> Destination:

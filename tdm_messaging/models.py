@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Annotated, Final, Literal, TypeAlias
 from urllib.parse import urlsplit
 
@@ -81,8 +82,15 @@ def check_http_url(value: str, field: str = "url") -> str:
     """
     if len(value) > MAX_URL_LENGTH:
         raise ValueError(f"{field} is {len(value)} characters long; the limit is {MAX_URL_LENGTH}")
-    if type(value) is str and value in _good_urls:  # exactly str, as stored
-        return value  # a request's URL is checked when it is made, then on every read of its copy
+    # A request's URL is checked when it is made, then on every read of its copy: the URLs
+    # passed lately are remembered (exact str only: a subclass may hash or compare otherwise).
+    check = _checked_url if type(value) is str else _checked_url.__wrapped__
+    return check(value, field)
+
+
+@lru_cache(maxsize=4096)
+def _checked_url(value: str, field: str) -> str:
+    """:func:`check_http_url` past the length check; what it returns is remembered, what it raises is not."""
     if not _URL_CHARS.fullmatch(value):
         raise ValueError(
             f"{field} must be printable ASCII without spaces or control characters (percent-encode anything else)"
@@ -95,16 +103,7 @@ def check_http_url(value: str, field: str = "url") -> str:
         raise ValueError(f"{field} is not a valid URL: {exc}") from None
     if not host:
         raise ValueError(f"{field} names no host")
-    if type(value) is str:  # exactly str: a subclass may compare otherwise
-        if len(_good_urls) >= _MOST_GOOD_URLS:
-            _good_urls.clear()  # bounded: a burst of new URLs only starts the memo afresh
-        _good_urls[value] = None
     return value
-
-
-_MOST_GOOD_URLS = 4096
-_good_urls: dict[str, None] = {}
-"""URLs :func:`check_http_url` passed lately (exact ``str`` values only), so a check repeats no parse."""
 
 
 def _check_datetime(value: datetime) -> datetime:

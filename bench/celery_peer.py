@@ -28,6 +28,7 @@ from bench import machine_description, update_section
 from bench.choices import (
     ONE_CALL_NOTE,
     PREPARE_NOTE,
+    REDIS_CONFIRMED_NOTE,
     REDIS_EVERYSEC_NOTE,
     REDIS_NOTE,
     RPC_NOTE,
@@ -80,16 +81,21 @@ def _package(self: Any, docset_url: str) -> dict[str, object]:
     return {"archive_url": f"https://tdm-packages.example.org/package/{uuid.uuid4().hex}.zip", "size": ARCHIVE_SIZE}
 
 
-def make_app(broker: str, queue: str, *, backend: str = "rpc://", keyprefix: str = "", prefetch: int = 1) -> Celery:
+def make_app(
+    broker: str, queue: str, *, backend: str = "rpc://", keyprefix: str = "", prefetch: int = 1, confirm: bool = False
+) -> Celery:
     """A Celery app on ``broker`` with acks_late, ``prefetch`` (one pool slot: the multiplier is the
     prefetch count), and the task, routed to ``queue``.
 
     ``backend`` is ``rpc://`` (results as transient messages to the client's reply queue: read
     once, by that client) or a ``redis://`` URL: results stored as keys any process can read
     again (``result_persistent``, the common production set-up), under ``keyprefix`` so the
-    benchmark can delete exactly its own. The benchmark builds one app per side and phase on the
-    client side and closes it afterwards: an app caches its routes, connections and (with
-    ``rpc://``) its reply queue, so one app reused across phases is a second variable.
+    benchmark can delete exactly its own. ``confirm``: tasks are sent with publisher confirms
+    (kombu's ``confirm_publish``), so ``send_task`` returns once RabbitMQ has stored the task, as
+    our ``request_package`` does; Celery's default sends unconfirmed. The benchmark builds one
+    app per side and phase on the client side and closes it afterwards: an app caches its
+    routes, connections and (with ``rpc://``) its reply queue, so one app reused across phases
+    is a second variable.
     """
     celery_app = Celery("tdm_bench", broker=broker, backend=backend, set_as_current=False)
     celery_app.conf.update(
@@ -108,6 +114,8 @@ def make_app(broker: str, queue: str, *, backend: str = "rpc://", keyprefix: str
             result_persistent=True,
             result_backend_transport_options={"global_keyprefix": keyprefix} if keyprefix else {},
         )
+    if confirm:
+        celery_app.conf.broker_transport_options = {"confirm_publish": True}
     celery_app.task(bind=True, name=TASK_NAME)(_package)
     return celery_app
 
@@ -118,6 +126,7 @@ app = make_app(
     backend=os.environ.get("TDM_BENCH_CELERY_BACKEND", "rpc://"),
     keyprefix=os.environ.get("TDM_BENCH_CELERY_KEYPREFIX", ""),
     prefetch=int(os.environ.get("TDM_BENCH_CELERY_WORKER_PREFETCH", "1")),
+    confirm=os.environ.get("TDM_BENCH_CELERY_CONFIRM") == "1",
 )
 """The app ``celery -A bench.celery_peer worker`` runs (configured by environment variables)."""
 
@@ -239,11 +248,19 @@ class _Celery:
     """
 
     def __init__(
-        self, broker: str, queue: str, pool: str, *, backend: str = "rpc://", keyprefix: str = "", prefetch: int = 1
+        self,
+        broker: str,
+        queue: str,
+        pool: str,
+        *,
+        backend: str = "rpc://",
+        keyprefix: str = "",
+        prefetch: int = 1,
+        confirm: bool = False,
     ) -> None:
         self.queue = queue
         self.pool = pool
-        self.app = make_app(broker, queue, backend=backend, keyprefix=keyprefix, prefetch=prefetch)
+        self.app = make_app(broker, queue, backend=backend, keyprefix=keyprefix, prefetch=prefetch, confirm=confirm)
         self.worker = _Process(
             celery_worker_argv(queue, pool),
             _env(
@@ -252,6 +269,7 @@ class _Celery:
                 TDM_BENCH_CELERY_BACKEND=backend,
                 TDM_BENCH_CELERY_KEYPREFIX=keyprefix,
                 TDM_BENCH_CELERY_WORKER_PREFETCH=str(prefetch),
+                TDM_BENCH_CELERY_CONFIRM="1" if confirm else "0",
             ),
             f"Celery worker ({pool} pool, {backend.partition(':')[0]} results)",
         )
@@ -434,6 +452,17 @@ def _side_specs(setup: _PhaseSetup, settings: _Settings) -> list[SideSpec]:
             lambda _url: _Celery(broker, _queue(), pool, backend=redis_url, keyprefix=keyprefix, prefetch=prefetch),
         ),
     ]
+    if settings.confirmed:
+        specs.append(
+            SideSpec(
+                "celery-redis-confirmed",
+                f"Celery 5 over AMQP, {pool} pool x1, prefetch {prefetch}, tasks sent with publisher confirms, "
+                "Redis results (`result_persistent`, AOF fsync always), acks_late",
+                lambda _url: _Celery(
+                    broker, _queue(), pool, backend=redis_url, keyprefix=keyprefix, prefetch=prefetch, confirm=True
+                ),
+            )
+        )
     everysec_url = setup.everysec_url
     if everysec_url is not None:
         specs.append(
@@ -481,6 +510,8 @@ def comparisons(*, floor_prepares: bool, prepared_floor: bool = False) -> list[C
         Comparison("ours", "celery-redis", THROUGHPUT, REDIS_THROUGHPUT_GOAL, REDIS_NOTE),
         Comparison("ours", "celery-redis", "p50", REDIS_P50_GOAL, REDIS_NOTE),
         Comparison("ours", "celery-redis", "p99", None, REDIS_NOTE),
+        Comparison("ours", "celery-redis-confirmed", THROUGHPUT, None, REDIS_CONFIRMED_NOTE),
+        Comparison("ours", "celery-redis-confirmed", "p50", None, REDIS_CONFIRMED_NOTE),
         Comparison("ours", "celery-redis-everysec", THROUGHPUT, None, REDIS_EVERYSEC_NOTE),
         Comparison("ours", "celery-redis-everysec", "p50", None, REDIS_EVERYSEC_NOTE),
         Comparison("ours", "celery-rpc", THROUGHPUT, RPC_THROUGHPUT_GOAL, RPC_NOTE),
@@ -510,6 +541,7 @@ class _Settings:
     phases: tuple[str, ...]
     choice_sends: int
     everysec: bool
+    confirmed: bool
     prefetch: int
     linger: float
 
@@ -536,6 +568,7 @@ def _settings() -> _Settings:
         phases=phases,
         choice_sends=env_int("TDM_BENCH_CHOICE_SENDS", 200),
         everysec=env_flag("TDM_BENCH_CELERY_EVERYSEC", True),
+        confirmed=env_flag("TDM_BENCH_CELERY_CONFIRMED", True),
         prefetch=env_int("TDM_BENCH_CELERY_PREFETCH", OUR_PREFETCH),
         linger=_linger_ms() / 1000,
     )
@@ -638,7 +671,13 @@ Notes on the job-cycle figures:
   results lost on a crash), with no goal; `TDM_BENCH_CELERY_EVERYSEC=0` leaves it out.
   `tests/bench/test_private_redis.py` proves the claim: a result stored by Celery's Redis backend
   is read back after `kill -9` of the server and a restart on the same directory. Celery's task
-  messages are persistent but unconfirmed by default (no publisher confirms), in every peer.
+  messages are persistent but unconfirmed by default (no publisher confirms): `send_task` returns
+  before RabbitMQ has stored the task, and a broker crash then can lose it unseen, while our
+  `request_package` returns only once both its messages are confirmed. A third Redis peer
+  (`celery-redis-confirmed`, `TDM_BENCH_CELERY_CONFIRMED=0` leaves it out) closes that gap too:
+  kombu's `confirm_publish`, so each `send_task` waits for RabbitMQ's confirm, with the same
+  fsync-always Redis. Its rows have no goal (the goals stay on the peer the issue names, Celery's
+  default send), and show what the request's confirm costs Celery.
 - Our sides share one PackagerWorker process (their windows never overlap; two workers on one
   request queue would split a window's jobs), run with `prefetch=TDM_BENCH_CELERY_PREFETCH`
   (`OUR_PREFETCH` by default): it takes the requests the broker has already sent it as one batch
@@ -725,7 +764,8 @@ def run() -> list[Row]:
         f"Sides, per phase: our worker with `prefetch={settings.prefetch}`; ours with the reply queue prepared ahead "
         "(`PackagingClient.prepare`, outside the timed region), ours without (the request creates it), ours "
         "prepared with a window's requests in one `request_packages` call, Celery with Redis results "
-        "(fsync always: the goals; fsync everysec: no goal), Celery with `rpc://`, "
+        "(fsync always: the goals; fsync everysec: no goal), Celery with publisher confirms and Redis results "
+        "(fsync always; no goal), Celery with `rpc://`, "
         "and the floor (a raw-client loop of our message pattern) when its module is there.  \n"
         f"Method: per phase, one warm-up window of every side, then {settings.rounds} rounds, each taking one "
         f"window of every side in turn; medians over the windows. Throughput windows: {settings.requests} "
@@ -734,7 +774,8 @@ def run() -> list[Row]:
         "Sizes: TDM_BENCH_CELERY_REQUESTS, TDM_BENCH_CELERY_LATENCY_JOBS, TDM_BENCH_ROUNDS, "
         "TDM_BENCH_CHOICE_SENDS; our worker's prefetch: TDM_BENCH_CELERY_PREFETCH; Celery pool: "
         "TDM_BENCH_CELERY_POOL (threads); the everysec Redis peer: "
-        "TDM_BENCH_CELERY_EVERYSEC (1; 0 leaves it out).  \n"
+        "TDM_BENCH_CELERY_EVERYSEC (1; 0 leaves it out); the confirmed Redis peer: TDM_BENCH_CELERY_CONFIRMED "
+        "(1; 0 leaves it out).  \n"
         "Goals: " + ("all met." if not missed else "missed: " + "; ".join(missed) + " (see the notes).") + "\n\n"
         f"{table}\n\n"
         "What each design choice costs, in this run (ratios of the rows above):\n\n" + "\n".join(costs) + f"\n\n{NOTES}"

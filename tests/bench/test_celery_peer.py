@@ -32,6 +32,26 @@ def test_the_rpc_peer_is_unchanged() -> None:
     assert app.conf.worker_prefetch_multiplier == 1
 
 
+def test_celery_sends_unconfirmed_unless_the_peer_asks_for_confirms() -> None:
+    plain = celery_peer.make_app("amqp://guest:guest@127.0.0.1:5672//", "q", backend="redis://127.0.0.1:6379/14")
+    assert not plain.conf.broker_transport_options.get("confirm_publish")
+    confirmed = celery_peer.make_app(
+        "amqp://guest:guest@127.0.0.1:5672//", "q", backend="redis://127.0.0.1:6379/14", confirm=True
+    )
+    assert confirmed.conf.broker_transport_options == {"confirm_publish": True}
+    # kombu hands the option to py-amqp's connection, which puts its channels in confirm mode.
+    with confirmed.connection_for_write() as conn:
+        assert conn.transport_options.get("confirm_publish") is True
+    assert confirmed.conf.result_persistent is True
+
+
+def test_the_confirmed_peer_has_rows_without_a_goal() -> None:
+    goals = _comparisons(floor_prepares=False)
+    assert goals[("ours", "celery-redis-confirmed", THROUGHPUT)] is None
+    assert goals[("ours", "celery-redis-confirmed", "p50")] is None
+    assert goals[("ours", "celery-redis", THROUGHPUT)] == celery_peer.REDIS_THROUGHPUT_GOAL
+
+
 def test_the_celery_worker_gets_the_prefetch_ours_runs_with() -> None:
     app = celery_peer.make_app("amqp://guest:guest@127.0.0.1:5672//", "q", prefetch=16)
     assert app.conf.worker_prefetch_multiplier == 16
@@ -175,6 +195,7 @@ def test_a_floor_that_follows_our_worker_is_built_with_its_prefetch_and_linger(m
         phases=("amqp",),
         choice_sends=1,
         everysec=False,
+        confirmed=False,
         prefetch=7,
         linger=0.25,
     )

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from bench.choices import PREPARE_NOTE, REDIS_EVERYSEC_NOTE, REDIS_NOTE, RPC_NOTE, design_costs, send_cost_rows
+from bench.choices import (
+    PREPARE_NOTE,
+    REDIS_CONFIRMED_NOTE,
+    REDIS_EVERYSEC_NOTE,
+    REDIS_NOTE,
+    RPC_NOTE,
+    design_costs,
+    send_cost_rows,
+)
 from bench.harness import Row
 
 
@@ -46,3 +54,17 @@ def test_design_costs_prices_fsync_always_against_everysec_for_celery() -> None:
     line = design_costs("X", rows)
     assert "(`appendfsync always`) instead of once a second: throughput 0.75x" in line
     assert REDIS_NOTE not in REDIS_EVERYSEC_NOTE  # the rows against each peer are told apart
+
+
+def test_design_costs_prices_the_task_confirm_for_celery() -> None:
+    rows = [
+        _row(f"request throughput, ours over X, {REDIS_NOTE}", 100.0, 400.0, rate=True),
+        _row(f"request to complete-visible p50, ours over X, {REDIS_NOTE}", 4.0, 3.0, rate=False),
+        _row(f"request throughput, ours over X, {REDIS_CONFIRMED_NOTE}", 100.0, 100.0, rate=True),
+        _row(f"request to complete-visible p50, ours over X, {REDIS_CONFIRMED_NOTE}", 4.0, 4.5, rate=False),
+    ]
+    line = design_costs("X", rows)
+    assert "(`confirm_publish`) instead of sent unconfirmed: throughput 0.25x, p50 1.50x the time" in line
+    # The rows against the default peer (the goals) and the confirmed one are told apart.
+    assert REDIS_NOTE not in REDIS_CONFIRMED_NOTE
+    assert "throughput 0.25x" not in design_costs("X", rows[:2])

@@ -164,6 +164,18 @@ class Storage(ABC):
         return deleted
 
 
+def _fsync_directory(directory: Path) -> None:
+    """Flush ``directory``'s entries to disk (a rename is durable only then); a no-op where it cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except (PermissionError, IsADirectoryError):  # Windows: a directory is not opened this way
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -175,8 +187,9 @@ def _file_sha256(path: Path) -> str:
 class LocalStorage(Storage):
     """Archives in a local directory, served by the API server at ``<public_base_url>/<name>``.
 
-    An archive appears all at once: it is written under a hidden ``.partial-`` name and
-    renamed; its SHA-256 sits next to it in ``<name>.sha256``, written first. URLs do not expire.
+    An archive appears all at once: it is written under a hidden ``.partial-`` name, fsynced and
+    renamed, and the directory is fsynced before :meth:`put` returns (the rename too survives a
+    power cut); its SHA-256 sits next to it in ``<name>.sha256``, written first. URLs do not expire.
 
     Args:
         directory: where archives live (created if missing).
@@ -255,6 +268,7 @@ class LocalStorage(Storage):
                 os.fsync(handle.fileno())
             maybe_die("upload")  # test hook, off by default: leaves a .partial- file
             os.replace(partial, final)
+            _fsync_directory(self.directory)  # the renames (archive and .sha256) survive a power cut
         except OSError as exc:
             partial.unlink(missing_ok=True)
             raise StorageError(f"cannot store archive {name!r} in {str(self.directory)!r}: {exc}") from exc

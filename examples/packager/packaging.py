@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -318,13 +319,14 @@ class Packager:
         sweep(self.work_dir)
         with building_file(self.work_dir) as (handle, path):
             # The writeback thread is joined before the handle closes (no sync of a reused descriptor).
-            with handle, EarlyWriteback(handle.fileno()) as writeback:
+            writeback = EarlyWriteback(handle.fileno()) if self.storage.syncs_the_built_file else None
+            with handle, writeback or contextlib.nullcontext():
                 bag = BagWriter(
                     handle,
                     bag_name=safe_component(f"docset-{docset_id}"),
                     compresslevel=self._compresslevel,
                     spool_dir=self.work_dir,
-                    written=writeback.written,
+                    written=writeback.written if writeback is not None else None,
                 )
                 try:
                     throttle = ProgressThrottle(

@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Final
+from typing import ClassVar, Final
 from urllib.parse import quote, unquote, urlsplit
 
 from examples.packager.errors import InvalidArchiveNameError, StorageError
@@ -85,6 +85,11 @@ class StoredPackage:
 
 class Storage(ABC):
     """Where the packager keeps archives. Archive names come from :func:`archive_name`."""
+
+    syncs_the_built_file: ClassVar[bool] = False
+    """Whether :meth:`put` fsyncs the very file it is given (moved into place): the packager then
+    syncs that file as it is built (``examples.packager.writeback``), so the final fsync waits for
+    little. A storage that uploads or copies the file elsewhere has no use for that."""
 
     @abstractmethod
     def find(self, name: str) -> StoredPackage | None:
@@ -198,6 +203,8 @@ class LocalStorage(Storage):
     Raises:
         ConfigurationError: the directory cannot be created, or the URL is not http(s).
     """
+
+    syncs_the_built_file: ClassVar[bool] = True  # moved into place (same file system) and fsynced there
 
     def __init__(self, directory: str | os.PathLike[str], public_base_url: str) -> None:
         self.directory = Path(directory)

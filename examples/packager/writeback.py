@@ -37,12 +37,12 @@ class EarlyWriteback:
 
     Args:
         fd: the file's descriptor (it stays the caller's).
-        every_bytes: bytes written out between two syncs.
+        every_bytes: bytes written out between two syncs (default: :data:`WRITEBACK_EVERY_BYTES`).
     """
 
-    def __init__(self, fd: int, *, every_bytes: int = WRITEBACK_EVERY_BYTES) -> None:
+    def __init__(self, fd: int, *, every_bytes: int | None = None) -> None:
         self._fd = fd
-        self._every = max(every_bytes, 1)
+        self._every = max(every_bytes if every_bytes is not None else WRITEBACK_EVERY_BYTES, 1)
         self._next = self._every
         self._wake = threading.Event()
         self._stop = False

@@ -360,8 +360,9 @@ Notes on the packaging figures:
   every answer's latency in turn.
 - Ours does more than the zipfile loop: a BagIt layout with a SHA-256 manifest of every file, a
   content fingerprint of the listing (spooled to disk), the archive's own SHA-256 (hashed as it is
-  written, no second read), the URL guard on every link, and a move into storage with an fsync (the
-  loop's temporary zip is never synced). On 256 x 256 KiB that is ~0.15 s of CPU and ~15 ms of
+  written, no second read), the URL guard on every link, and a move into storage with fsyncs of the
+  archive (its writeback started during the build) and of its directory (the loop's temporary zip
+  is never synced). On 256 x 256 KiB that is ~0.15 s of CPU and ~15 ms of
   fsync the loop does not spend, against ~1.45 s of deflate both spend (level 6, 46 MiB/s a core
   on the stub's text on this machine, 2.0x on two threads): deflate is ~85 % of our CPU, so 1.8x
   needs nearly all of two free cores. At 0 ms the build is CPU-bound: with `requests` its

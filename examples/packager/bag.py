@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import IO, Final
 
@@ -47,6 +47,8 @@ class BagWriter:
         spool_dir: where the manifest spool lives (default: the system's temporary directory).
         now: the bagging time, written as ``Bagging-Date`` (optional in RFC 8493); default: none, so
             that two builds of the same content on different days are byte-identical.
+        written: called with the archive file's end as its bytes are written out (see
+            :class:`examples.packager.deflate.ArchiveBuffer`).
 
     Raises:
         LocalProtocolError: ``bag_name`` or a payload path is not a safe relative path.
@@ -60,13 +62,14 @@ class BagWriter:
         compresslevel: int = 6,
         spool_dir: str | None = None,
         now: datetime | None = None,
+        written: Callable[[int], None] | None = None,
     ) -> None:
         if "/" in bag_name or not is_safe_member_path(bag_name):
             raise LocalProtocolError(f"bag name {bag_name!r} must be one safe path component")
         self.bag_name = bag_name
         self._now = now
         self._compresslevel = compresslevel
-        self._buffer = ArchiveBuffer(archive)
+        self._buffer = ArchiveBuffer(archive, written=written)
         self._zip = zipfile.ZipFile(self._buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=compresslevel)
         self._manifest = tempfile.TemporaryFile(dir=spool_dir)  # noqa: SIM115 - closed in finish()/abort()
         self._octets = 0

@@ -6,7 +6,7 @@ import hashlib
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, Final
 
@@ -178,10 +178,15 @@ class ArchiveBuffer:
     Args:
         raw: the archive file, open for writing, seekable.
         buffer_bytes: bytes gathered before a write.
+        written: called with the file's end after each write out (e.g. to start its writeback early:
+            :class:`examples.packager.writeback.EarlyWriteback`).
     """
 
-    def __init__(self, raw: IO[bytes], *, buffer_bytes: int = _BUFFER_BYTES) -> None:
+    def __init__(
+        self, raw: IO[bytes], *, buffer_bytes: int = _BUFFER_BYTES, written: Callable[[int], None] | None = None
+    ) -> None:
         self._raw = raw
+        self._written = written
         self._base = raw.tell()  # where the buffer's first byte goes in the file
         self._raw_position = self._base
         self._buffer = bytearray(buffer_bytes)
@@ -273,3 +278,5 @@ class ArchiveBuffer:
         else:
             self._hash_valid = False  # a rewrite of hashed bytes, or a gap: read the file instead
         self._end = max(self._end, offset + len(data))
+        if self._written is not None:
+            self._written(self._end)

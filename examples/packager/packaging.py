@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -28,6 +29,7 @@ from examples.packager.sanitize import safe_component
 from examples.packager.secret import archive_fingerprint, load_secret
 from examples.packager.storage import Storage, StoredPackage, archive_name, parse_archive_name
 from examples.packager.workdir import building_file, sweep
+from examples.packager.writeback import EarlyWriteback
 from tdm_messaging import ConfigurationError, validate_docset_id
 
 __all__ = ["FETCH_CONCURRENCY", "LAYOUT_VERSION", "Estimator", "Packager", "ProgressSink", "ProgressThrottle"]
@@ -316,12 +318,15 @@ class Packager:
         # A packager sharing the work dir may have died since we last looked: its locks are gone.
         sweep(self.work_dir)
         with building_file(self.work_dir) as (handle, path):
-            with handle:
+            # The writeback thread is joined before the handle closes (no sync of a reused descriptor).
+            writeback = EarlyWriteback(handle.fileno()) if self.storage.syncs_the_built_file else None
+            with handle, writeback or contextlib.nullcontext():
                 bag = BagWriter(
                     handle,
                     bag_name=safe_component(f"docset-{docset_id}"),
                     compresslevel=self._compresslevel,
                     spool_dir=self.work_dir,
+                    written=writeback.written if writeback is not None else None,
                 )
                 try:
                     throttle = ProgressThrottle(

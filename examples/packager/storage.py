@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Final
+from typing import ClassVar, Final
 from urllib.parse import quote, unquote, urlsplit
 
 from examples.packager.errors import InvalidArchiveNameError, StorageError
@@ -85,6 +85,11 @@ class StoredPackage:
 
 class Storage(ABC):
     """Where the packager keeps archives. Archive names come from :func:`archive_name`."""
+
+    syncs_the_built_file: ClassVar[bool] = False
+    """Whether :meth:`put` fsyncs the very file it is given (moved into place): the packager then
+    syncs that file as it is built (``examples.packager.writeback``), so the final fsync waits for
+    little. A storage that uploads or copies the file elsewhere has no use for that."""
 
     @abstractmethod
     def find(self, name: str) -> StoredPackage | None:
@@ -164,6 +169,18 @@ class Storage(ABC):
         return deleted
 
 
+def _fsync_directory(directory: Path) -> None:
+    """Flush ``directory``'s entries to disk (a rename is durable only then); a no-op where it cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except (PermissionError, IsADirectoryError):  # Windows: a directory is not opened this way
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -175,8 +192,9 @@ def _file_sha256(path: Path) -> str:
 class LocalStorage(Storage):
     """Archives in a local directory, served by the API server at ``<public_base_url>/<name>``.
 
-    An archive appears all at once: it is written under a hidden ``.partial-`` name and
-    renamed; its SHA-256 sits next to it in ``<name>.sha256``, written first. URLs do not expire.
+    An archive appears all at once: it is written under a hidden ``.partial-`` name, fsynced and
+    renamed, and the directory is fsynced before :meth:`put` returns (the rename too survives a
+    power cut); its SHA-256 sits next to it in ``<name>.sha256``, written first. URLs do not expire.
 
     Args:
         directory: where archives live (created if missing).
@@ -185,6 +203,8 @@ class LocalStorage(Storage):
     Raises:
         ConfigurationError: the directory cannot be created, or the URL is not http(s).
     """
+
+    syncs_the_built_file: ClassVar[bool] = True  # moved into place (same file system) and fsynced there
 
     def __init__(self, directory: str | os.PathLike[str], public_base_url: str) -> None:
         self.directory = Path(directory)
@@ -255,6 +275,7 @@ class LocalStorage(Storage):
                 os.fsync(handle.fileno())
             maybe_die("upload")  # test hook, off by default: leaves a .partial- file
             os.replace(partial, final)
+            _fsync_directory(self.directory)  # the renames (archive and .sha256) survive a power cut
         except OSError as exc:
             partial.unlink(missing_ok=True)
             raise StorageError(f"cannot store archive {name!r} in {str(self.directory)!r}: {exc}") from exc

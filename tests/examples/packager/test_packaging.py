@@ -233,3 +233,27 @@ def test_a_queue_prefix_maps_request_ids_to_api_ids(
     for wrong in ["14", "run7-15", "run8-14"]:
         with pytest.raises(UnsafeUrlError, match="does not name docset"):
             packager.package(docset_id=wrong, docset_url=f"{stub.base}/api/docsets/14", sink=ListSink())
+
+
+def test_the_archive_is_synced_as_it_is_built_only_for_a_storage_that_keeps_the_file(
+    stub: StubApi, client: ApiClient, archives: LocalStorage, work: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from examples.packager.writeback import EarlyWriteback
+
+    told: list[int] = []  # what the build told a writeback (its syncs themselves: test_writeback.py)
+    real = EarlyWriteback.written
+    monkeypatch.setattr(EarlyWriteback, "written", lambda self, end: (told.append(end), real(self, end))[1])
+    for syncs in (True, False):
+        told.clear()
+        monkeypatch.setattr(type(archives), "syncs_the_built_file", syncs)
+        docs = [StubDoc(f"d{i}", {"title": f"Thesis {i}"}, text=os.urandom(400_000)) for i in range(6)]
+        stub.add_docset(f"w{syncs}", docs)  # ~2.4 MB that deflate cannot shrink: written out in several MiB
+        stored = _packager(client, archives, work).package(
+            docset_id=f"w{syncs}", docset_url=f"{stub.base}/api/docsets/w{syncs}", sink=ListSink()
+        )
+        path = archives.directory / stored.name
+        assert bagit_validate(path) == 12
+        if syncs:  # told of every write out, up to the whole file
+            assert len(told) >= 2 and told == sorted(told) and told[-1] == path.stat().st_size
+        else:
+            assert told == []

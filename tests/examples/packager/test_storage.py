@@ -370,3 +370,24 @@ def test_s3_without_conditional_writes_still_keeps_a_secret(s3: S3Storage) -> No
     plain = S3Storage(bucket=s3.bucket, prefix="packages/v1", client=_NoConditionalWrites(s3._client))  # type: ignore[arg-type]
     made = load_secret(plain)
     assert load_secret(s3) == made
+
+
+def test_local_put_syncs_the_archive_and_then_its_directory(
+    local: LocalStorage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import stat
+
+    synced: list[tuple[bool, list[str]]] = []  # (a directory?, what the directory held then)
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append((stat.S_ISDIR(os.fstat(fd).st_mode), sorted(os.listdir(local.directory))))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    path, digest = _file(tmp_path / "a.zip", 1000)
+    name = archive_name("5", FP1)
+    local.put(name, path, sha256=digest)
+    kinds = [is_dir for is_dir, _ in synced]
+    assert kinds == [False, False, True]  # the checksum file, the archive, then the directory
+    assert name in synced[-1][1] and f"{name}.sha256" in synced[-1][1]  # synced after both renames

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from examples.packager.errors import UnsafeUrlError
 from examples.packager.urlguard import UrlGuard
@@ -131,3 +135,37 @@ def test_a_base_path_accepts_its_own_urls() -> None:
 def test_bad_api_base_is_a_configuration_error(base: str) -> None:
     with pytest.raises(ConfigurationError):
         UrlGuard(base)
+
+
+_URL_PIECES = st.sampled_from(
+    ["/", "a", "api", "docsets", "5", ".", "..", "%2e", "%2E%2e", "?", "#", ";", "@", ":", "//", "text", "x=1", "&"]
+)
+
+
+@settings(max_examples=500)
+@given(
+    st.sampled_from(
+        ["http://127.0.0.1:8080", "http://tdm.example/root/", "https://tdm.example:443", "http://h:08080/"]
+    ),
+    st.lists(_URL_PIECES, max_size=12),
+    st.sampled_from(["", "HTTP://", "http://other/", "//"]),
+)
+def test_the_fast_path_answers_as_the_full_check(base: str, pieces: list[str], spelling: str) -> None:
+    guard = UrlGuard(base)
+    origin = spelling or guard.base
+    url = origin + "".join(pieces)
+
+    def answer(check: Callable[[], str]) -> str:
+        try:
+            return check()
+        except UnsafeUrlError:
+            return "refused"
+
+    assert answer(lambda: guard.check(url)) == answer(lambda: guard._check(url, None))
+
+
+def test_the_fast_path_still_refuses_dot_segments_and_takes_plain_urls(guard: UrlGuard) -> None:
+    for url in (f"{BASE}/api/../admin", f"{BASE}/api/./x", f"{BASE}/..", f"{BASE}/api/%2e%2e/admin"):
+        with pytest.raises(UnsafeUrlError, match="dot segments"):
+            guard.check(url)
+    assert guard.check(f"{BASE}/api/docsets/5/1/text") == f"{BASE}/api/docsets/5/1/text"

@@ -145,7 +145,9 @@ def _session(
                         f"connection to {link.settings.display_url} was replaced; subscribing again"
                     )
                 with suppress(TimeoutError):
-                    conn.drain_events(timeout=_DRAIN_SECONDS)
+                    # AMQP: py-amqp's own connection (kombu's only hands the call down); the virtual
+                    # transports need kombu's, which polls their store.
+                    (conn.connection if raw else conn).drain_events(timeout=_DRAIN_SECONDS)
                 conn.heartbeat_check()
     finally:
         with link.lock:
@@ -159,9 +161,10 @@ def _read_ready(link: KombuLink, session_conn: Any) -> None:
     with link.driver("reading prefetched messages"):
         if link.conn is not session_conn:
             return  # the next wait says the connection was lost
+        drain = session_conn.connection.drain_events  # py-amqp's own (batches are AMQP only)
         with suppress(TimeoutError):
             for _ in range(_MOST_READY_FRAMES):
-                session_conn.drain_events(timeout=0)
+                drain(timeout=0)
 
 
 def _delivery(message: Any, destination: Destination) -> Delivery:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import socket
 import threading
 from collections.abc import Callable
 from contextlib import suppress
@@ -11,6 +12,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import amqp.exceptions
+import amqp.platform
 import kombu as _kombu_module
 
 from tdm_messaging.errors import ConfigurationError, TransportClosedError
@@ -28,6 +30,9 @@ log = logging.getLogger(__name__)
 kombu: Any = _kombu_module
 
 _T = TypeVar("_T")
+
+_LINUX_TCP_USER_TIMEOUT = 18
+"""The option's number on Linux, for a Python built without ``socket.TCP_USER_TIMEOUT`` (as py-amqp does)."""
 
 # backend -> (the module kombu imports for it, the package to name); AMQP's py-amqp comes with kombu.
 _DRIVER_MODULES = {Backend.REDIS: ("redis", "redis"), Backend.SQLITE: ("sqlalchemy", "SQLAlchemy")}
@@ -94,11 +99,22 @@ class KombuLink:
         s = self.settings
         if self.memory is not None:
             return kombu.Connection("memory://", transport=self.memory.transport_class)
-        heartbeat = s.heartbeat if s.backend is Backend.AMQP else 0
         url = self.hosts[host]
+        if s.backend is not Backend.AMQP:
+            return kombu.Connection(url, connect_timeout=s.connect_timeout, heartbeat=0)
+        # kombu hands transport options to py-amqp's Connection as keywords.
+        options = {"socket_settings": socket_settings(s)}
         if s.tls is not None:
-            return kombu.Connection(url, connect_timeout=s.connect_timeout, heartbeat=heartbeat, ssl=s.tls.kombu_ssl())
-        return kombu.Connection(url, connect_timeout=s.connect_timeout, heartbeat=heartbeat)
+            return kombu.Connection(
+                url,
+                connect_timeout=s.connect_timeout,
+                heartbeat=s.heartbeat,
+                ssl=s.tls.kombu_ssl(),
+                transport_options=options,
+            )
+        return kombu.Connection(
+            url, connect_timeout=s.connect_timeout, heartbeat=s.heartbeat, transport_options=options
+        )
 
     def _connect(self) -> None:
         """Connect to the node at ``host``, else each next one of a failover list in turn.
@@ -344,6 +360,21 @@ def _bound_broker_waits(conn: Any, seconds: float) -> None:
     sock = getattr(getattr(conn.connection, "transport", None), "sock", None)
     if sock is not None:
         sock.settimeout(seconds)
+
+
+def socket_settings(settings: KombuSettings) -> dict[int, int]:
+    """The TCP options of an AMQP connection's socket beyond py-amqp's defaults (its ``socket_settings``).
+
+    py-amqp sets ``TCP_USER_TIMEOUT`` to 1000 ms wherever the platform has it: data the broker's
+    TCP has not acknowledged for a second (a broker that stops reading its socket through a disk
+    stall, a long GC or flow control, with its receive buffer full) then kills the connection
+    with ``ETIMEDOUT``, and a confirmed publish in flight fails. Ours is
+    :attr:`KombuSettings.tcp_user_timeout_ms` (by default ``confirm_timeout``), set where py-amqp
+    would set its own.
+    """
+    if "TCP_USER_TIMEOUT" not in amqp.platform.KNOWN_TCP_OPTS:
+        return {}
+    return {getattr(socket, "TCP_USER_TIMEOUT", _LINUX_TCP_USER_TIMEOUT): settings.tcp_user_timeout_ms}
 
 
 def quietly(action: Callable[[], object]) -> None:

@@ -283,12 +283,14 @@ def _settle_all(link: KombuLink, confirms: ConfirmChannel, declare: Declare) -> 
 def _wait(link: KombuLink, confirms: ConfirmChannel) -> list[_Publish]:
     """Drain the connection until every publish on ``confirms`` is settled (one wait for the lot); take them."""
     deadline = time.monotonic() + link.settings.confirm_timeout
+    # py-amqp's own connection: kombu's drain_events only hands the call down through two layers.
+    drain = link.conn.connection.drain_events
     while confirms.unsettled_count:
         remaining = deadline - time.monotonic()
         try:
             if remaining <= 0:
                 raise TimeoutError
-            link.conn.drain_events(timeout=remaining)
+            drain(timeout=remaining)
         except TimeoutError as exc:
             unsettled = confirms.unsettled()
             # A late confirm would confuse the next publish on this channel, and closing the

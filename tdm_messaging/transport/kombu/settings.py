@@ -162,6 +162,11 @@ class KombuSettings:
             other wait for the broker's answer lasts (queue declare, basic_get, channel
             open/close) before :class:`~tdm_messaging.errors.BrokerUnavailableError`.
         heartbeat: AMQP heartbeat in seconds (0 disables); kept alive by a helper thread.
+        tcp_user_timeout: AMQP on Linux: seconds that data sent may stay unacknowledged by the
+            broker's TCP before the kernel drops the connection (``TCP_USER_TIMEOUT``); ``None``
+            (the default): ``confirm_timeout``, so a broker stall is outlived as long as any wait
+            for the broker is; ``0``: the kernel's own (retransmissions for about 15 minutes).
+            Replaces py-amqp's 1 s, which turned a stall of over a second into a lost connection.
         connect_timeout: seconds to wait for the broker when connecting.
         poll_interval: seconds between polls of an idle queue on Redis-less virtual
             transports (SQLite, memory) while consuming.
@@ -179,6 +184,7 @@ class KombuSettings:
     reply_queue_type: str = "classic"
     confirm_timeout: float = 10.0
     heartbeat: float = 60.0
+    tcp_user_timeout: float | None = None
     connect_timeout: float = 5.0
     poll_interval: float = 0.1
     retry_max: float = 10.0
@@ -189,6 +195,12 @@ class KombuSettings:
         """``reply_ttl`` in whole milliseconds (at least 1)."""
         return max(1, round(self.reply_ttl * 1000))
 
+    @property
+    def tcp_user_timeout_ms(self) -> int:
+        """The ``TCP_USER_TIMEOUT`` to set, in whole milliseconds (0: the kernel's default)."""
+        seconds = self.confirm_timeout if self.tcp_user_timeout is None else self.tcp_user_timeout
+        return 0 if seconds == 0 else max(1, round(seconds * 1000))
+
 
 _FLOATS = {
     "reply_ttl": (0.001, "seconds an idle reply queue lives, e.g. reply_ttl=86400"),
@@ -198,10 +210,17 @@ _FLOATS = {
     "poll_interval": (0.001, "seconds between polls of an idle SQLite/memory queue, e.g. poll_interval=0.1"),
     "retry_max": (0.001, "most seconds between reconnect attempts, e.g. retry_max=10"),
 }
+_MAX_TCP_USER_TIMEOUT = 2_147_483
+"""The kernel takes ``TCP_USER_TIMEOUT`` as a C int of milliseconds: about 24.8 days at most."""
 _BOOLS = {"quorum": "declare permanent queues as RabbitMQ quorum queues: quorum=true|false"}
 _OTHER = {
     "dialect": "only 'plain' (logical names as they are) for kombu URLs",
     "reply_queue_type": "the RabbitMQ type of reply queues: reply_queue_type=classic|quorum",
+    "tcp_user_timeout": (
+        "seconds sent data may stay unacknowledged by the broker before the kernel drops the connection: "
+        f"0 (the kernel's default) or from 0.001 to {_MAX_TCP_USER_TIMEOUT}, e.g. tcp_user_timeout=30 "
+        "(left out: confirm_timeout)"
+    ),
 }
 _QUEUE_TYPES = ("classic", "quorum")
 _VALID = sorted([*_FLOATS, *_BOOLS, *_OTHER, *_PASSTHROUGH, NAMESPACE_PARAM])  # namespace: see open_transport
@@ -215,7 +234,7 @@ def parse_kombu_url(url: str) -> KombuSettings:
     Accepted schemes: ``amqp``, ``amqps``, ``redis``, ``rediss``, ``sqla+sqlite``, ``memory``;
     ``amqp://h1//;amqp://h2//?...`` lists the nodes of a RabbitMQ cluster (failover, and
     ``quorum`` on unless ``quorum=false``). Our parameters (``reply_ttl``, ``quorum``,
-    ``reply_queue_type``, ``confirm_timeout``, ``heartbeat``,
+    ``reply_queue_type``, ``confirm_timeout``, ``heartbeat``, ``tcp_user_timeout``,
     ``connect_timeout``, ``poll_interval``, ``retry_max``, ``dialect=plain``) are removed
     before the URL goes to kombu. TLS parameters (``ssl_ca_certs``, ``ssl_certfile``,
     ``ssl_keyfile``, ``ssl_cert_reqs=required|optional|none``) stay in a ``rediss://`` URL
@@ -251,6 +270,8 @@ def parse_kombu_url(url: str) -> KombuSettings:
             if raw.lower() not in _QUEUE_TYPES:
                 raise ConfigurationError(f"{display}: reply_queue_type={raw!r} is not valid; {_OTHER[name]}")
             values[name] = raw.lower()
+        elif name == "tcp_user_timeout":
+            values[name] = _parse_tcp_user_timeout(raw, display, backend)
         elif name == "dialect":
             if raw.lower() != "plain":
                 raise ConfigurationError(
@@ -352,6 +373,21 @@ def _parse_float(name: str, raw: str, display: str) -> float:
         value = float("nan")
     if not value >= minimum or value == float("inf"):
         raise ConfigurationError(f"{display}: {name}={raw!r} is not valid; give {hint} (at least {minimum:g})")
+    return value
+
+
+def _parse_tcp_user_timeout(raw: str, display: str, backend: Backend) -> float:
+    if backend is not Backend.AMQP:
+        raise ConfigurationError(
+            f"{display}: tcp_user_timeout needs RabbitMQ (amqp:// or amqps://); the other kombu transports "
+            "keep their driver's socket settings"
+        )
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not (value == 0 or 0.001 <= value <= _MAX_TCP_USER_TIMEOUT):  # NaN fails both
+        raise ConfigurationError(f"{display}: tcp_user_timeout={raw!r} is not valid; give {_OTHER['tcp_user_timeout']}")
     return value
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import errno
 import logging
 import ssl
 from collections.abc import Callable
@@ -72,6 +73,20 @@ def translate(
     url = settings.display_url
     if isinstance(exc, TransportError):
         return None
+    if isinstance(exc, TimeoutError) and exc.errno == errno.ETIMEDOUT:
+        # Not our socket timeout (no errno) but the kernel's: sent data went unacknowledged for
+        # TCP_USER_TIMEOUT (or keepalive probes went unanswered), and the connection is gone.
+        log.warning("%s on %s: the kernel dropped the connection (%s)", what, url, exc)
+        ms = settings.tcp_user_timeout_ms
+        waited = f"tcp_user_timeout={ms / 1000:g} s" if ms else "the kernel's retransmission time (tcp_user_timeout=0)"
+        return Translation(
+            BrokerUnavailableError(
+                f"{what} on {url}: the broker acknowledged none of the data sent for {waited}, so the "
+                "connection was dropped; check that the broker is running and reachable, or raise "
+                "tcp_user_timeout if it only stalls"
+            ),
+            Breaks.CONNECTION,
+        )
     if isinstance(exc, TimeoutError):
         # A socket timeout mid-conversation leaves the connection in an unknown state.
         log.warning("%s on %s: no answer from the broker in time; dropping the connection", what, url)

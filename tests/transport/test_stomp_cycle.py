@@ -22,6 +22,7 @@ from tests.conftest import broker_url
 pytest.importorskip("stomp")
 
 from tdm_messaging.transport.stomp.backend import StompTransport
+from tdm_messaging.transport.stomp.frames import late_subscription
 from tdm_messaging.transport.stomp.link import EARLY_READS, StompLink
 from tdm_messaging.transport.stomp.settings import parse_stomp_url
 
@@ -346,14 +347,57 @@ def test_a_refused_anchor_turns_anchors_off() -> None:
     assert not link.anchors
 
 
-def test_reads_end_their_subscription_early_only_after_a_late_delivery() -> None:
+def test_reads_end_their_subscription_early_only_after_a_late_delivery_from_their_queue() -> None:
     link = StompLink(parse_stomp_url("stomp://h/?dialect=rabbitmq"))
-    assert [link.unsubscribe_early() for _ in range(3)] == [False, False, False]
-    link.late += 1  # a delivery reached a finished read: messages are arriving
-    assert all(link.unsubscribe_early() for _ in range(EARLY_READS))
-    assert not link.unsubscribe_early()
-    link.late += 2
-    assert link.unsubscribe_early()
+    link.generation, link.connected = 1, True
+    link._return_stuck_soon = lambda: None  # type: ignore[method-assign]  # no broker: nothing to give back
+    with link.lock:
+        link.reading("tdm-read-a", "/queue/a")
+        link.reading("tdm-read-b", "/queue/b")
+    assert [link.unsubscribe_early("/queue/a") for _ in range(3)] == [False, False, False]
+    # A delivery reached a's finished read (a MESSAGE, or RabbitMQ's ERROR naming the subscription):
+    # messages are arriving at a; b's reads are not concerned.
+    link.on_message(1, {"subscription": "tdm-read-a"}, b"late")
+    assert not link.unsubscribe_early("/queue/b")
+    assert all(link.unsubscribe_early("/queue/a") for _ in range(EARLY_READS))
+    assert not link.unsubscribe_early("/queue/a")
+    link.on_late_delivery(1, "There is no current subscription with tag 'T_tdm-read-b'.")
+    assert link.unsubscribe_early("/queue/b")
+    assert not link.unsubscribe_early("/queue/a")
+    # One whose queue is unknown: every queue's next reads end early.
+    link.on_late_delivery(1, "")
+    assert all(link.unsubscribe_early(wire) for wire in ["/queue/a", "/queue/c"] * (EARLY_READS // 2))
+    assert not link.unsubscribe_early("/queue/c")
+    assert link.late == 3
+
+
+@pytest.mark.parametrize(
+    ("details", "expected"),
+    [
+        ("There is no current subscription with tag 'T_tdm-read-1f'.", "tdm-read-1f"),
+        ("There is no current subscription with tag 'T_'.", None),
+        ("There is no current subscription with tag 'T_open", None),
+        ("Subscription not found", None),
+        ("", None),
+    ],
+)
+def test_a_late_deliverys_error_names_its_subscription(details: str, expected: str | None) -> None:
+    assert late_subscription(details) == expected
+
+
+def test_reads_remembered_for_late_deliveries_are_bounded() -> None:
+    link = StompLink(parse_stomp_url("stomp://h/?dialect=rabbitmq"))
+    link.generation, link.connected = 1, True
+    link._return_stuck_soon = lambda: None  # type: ignore[method-assign]
+    with link.lock:
+        for i in range(1000):
+            link.reading(f"s{i}", f"/queue/{i}")
+    assert len(link.read_wires) <= 256
+    assert link.read_wires["s999"] == "/queue/999"
+    for i in range(744, 1000):
+        link.on_message(1, {"subscription": f"s{i}"}, b"late")
+    assert len(link.early) <= 256
+    assert link.unsubscribe_early("/queue/999")
 
 
 @pytest.mark.broker
@@ -364,7 +408,7 @@ def test_rabbitmq_reads_settle_the_same_either_way(early: bool) -> None:
     d = _fresh()
     with StompTransport.from_url(_url("rabbitmq-stomp")) as t:
         if early:
-            t._link.early_until = 1_000_000
+            t._link.early_any = 1_000_000
         _settle_then_ack_with_a_send_in_between(t, d, early)
         with t.read(d) as batch:
             batch.release()

@@ -24,6 +24,7 @@ __all__ = [
     "explain_refusal",
     "header_frame",
     "is_late_delivery",
+    "late_subscription",
     "marker_headers",
     "prefetch_headers",
     "queue_headers",
@@ -266,6 +267,19 @@ def is_late_delivery(message: str, receipt_id: object) -> bool:
     connection stays open and the message stays unacknowledged on it until it closes.
     """
     return message.strip() == "Subscription not found" and not receipt_id
+
+
+def late_subscription(details: str) -> str | None:
+    """The subscription id a late delivery's ERROR body names, or None if it names none.
+
+    RabbitMQ's body is ``There is no current subscription with tag 'T_<id>'.`` (the adapter's
+    consumer tag is ``T_`` and the subscription id).
+    """
+    _, found, rest = details.partition("with tag 'T_")
+    if not found:
+        return None
+    sub_id, closed, _ = rest.partition("'")
+    return sub_id if closed and sub_id else None
 
 
 def explain_refusal(message: str, details: str, settings: StompSettings) -> str:

@@ -23,7 +23,7 @@ from tdm_messaging.errors import (
 )
 from tdm_messaging.transport.stomp.connector import Listener, connect, disconnect, drop, write_frame
 from tdm_messaging.transport.stomp.dialect import Dialect
-from tdm_messaging.transport.stomp.frames import MARKER_HEADER, PROBE_HEADER, header_frame
+from tdm_messaging.transport.stomp.frames import MARKER_HEADER, PROBE_HEADER, header_frame, late_subscription
 from tdm_messaging.transport.stomp.routes import RouteBook, queue_of_refusal
 from tdm_messaging.transport.stomp.settings import StompSettings
 from tdm_messaging.transport.stomp.translate import DRIVER_ERRORS, ErrorFrame, unavailable
@@ -144,7 +144,10 @@ def _done() -> Receipt:
 _DONE = _done()
 
 EARLY_READS = 64
-"""Reads after a late delivery that end their subscription early (see :meth:`StompLink.unsubscribe_early`)."""
+"""Reads of a queue after a late delivery from it that end their subscription early (see
+:meth:`StompLink.unsubscribe_early`)."""
+_REMEMBERED_READS = 256
+"""Recent reads whose queue a late delivery can be traced to (subscription id to queue), and queues in early mode."""
 
 _ANCHOR = "tdm-anchor"
 """The id of a RabbitMQ connection's cumulative anchor subscription (see ``StompLink._nack_all``)."""
@@ -210,9 +213,9 @@ class StompLink:
         self.routes = RouteBook(settings.reply_ttl)
         self.cluster = bool(settings.failover or settings.quorum)
         self.anchors = True  # RabbitMQ: anchor subscriptions allowed (False once refused; see on_error)
-        self.reads = 0  # reads collected on this link, ever (see unsubscribe_early)
-        self.late_seen = 0  # ``late`` when unsubscribe_early last looked
-        self.early_until = 0  # reads before this count end their subscription early
+        self.read_wires: dict[str, str] = {}  # recent reads: subscription id -> queue (wire name), bounded
+        self.early: dict[str, int] = {}  # queue (wire name) -> its next reads that end their subscription early
+        self.early_any = 0  # next reads of any queue that do (a late delivery whose queue is unknown)
 
     # ------------------------------------------------------------------ connecting
     def open(self) -> None:
@@ -343,8 +346,8 @@ class StompLink:
                 return
         self.recycle(generation, f"{stuck} deliveries that came after a read's marker")
 
-    def unsubscribe_early(self) -> bool:
-        """Whether the read collected now should end its subscription at once (RabbitMQ), not at settlement.
+    def unsubscribe_early(self, wire: str) -> bool:
+        """Whether the read of queue ``wire`` just collected ends its subscription now (RabbitMQ), not at settlement.
 
         Early: an UNSUBSCRIBE with a receipt as soon as the marker came, awaited at settlement, so
         every delivery that raced the marker is in the inbox and given back by the settlement's
@@ -352,16 +355,48 @@ class StompLink:
         settlement's one write (BEGIN, ACK/NACK, UNSUBSCRIBE, COMMIT), one write and one receipt
         per read, but a message published to the queue while the read settles may reach the ended
         subscription (a *late* delivery: held on the connection until given back, and a read
-        meanwhile reads again). So: early for :data:`EARLY_READS` reads after any late delivery on
-        this link (messages are arriving: a job in flight), at settlement otherwise (an idle
-        queue, e.g. a finished status). Both settle the same messages the same way.
+        meanwhile reads again). So: early for :data:`EARLY_READS` reads of a queue after a late
+        delivery from that queue (messages are arriving at it: its job is in flight), at settlement
+        otherwise (an idle queue, e.g. a finished status, and every other docset's queue: a late
+        delivery says nothing about them). A late delivery whose queue is unknown makes the next
+        :data:`EARLY_READS` reads of any queue early. Both settle the same messages the same way.
         """
-        self.reads += 1
-        late = self.late
-        if late != self.late_seen:
-            self.late_seen = late
-            self.early_until = self.reads + EARLY_READS - 1  # this read and the next EARLY_READS - 1
-        return self.reads <= self.early_until
+        with self.lock:
+            left = self.early.get(wire, 0)
+            if left:
+                if left > 1:
+                    self.early[wire] = left - 1
+                else:
+                    del self.early[wire]
+                return True
+            if self.early_any:
+                self.early_any -= 1
+                return True
+            return False
+
+    def reading(self, sub_id: str, wire: str) -> None:
+        """Remember that a read of queue ``wire`` subscribes as ``sub_id``: a late delivery names its subscription.
+
+        Bounded (the oldest read goes first). The caller holds the lock.
+        """
+        if len(self.read_wires) >= _REMEMBERED_READS:
+            del self.read_wires[next(iter(self.read_wires))]  # the oldest read: long settled
+        self.read_wires[sub_id] = wire
+
+    def _arriving(self, sub_id: str | None) -> None:
+        """A late delivery to subscription ``sub_id`` (None: unknown): its queue's next reads end early.
+
+        A subscription no recent read had (a consumer's, or an unknown one): every queue's. The caller
+        holds the lock.
+        """
+        wire = None if sub_id is None else self.read_wires.get(sub_id)
+        if wire is None:
+            self.early_any = EARLY_READS
+            return
+        self.early.pop(wire, None)
+        if len(self.early) >= _REMEMBERED_READS:
+            del self.early[next(iter(self.early))]
+        self.early[wire] = EARLY_READS
 
     def anchor_individual(self, conn: Any) -> None:
         """SUBSCRIBE the individual anchor (see :func:`anchored`) on ``conn`` unless this connection has it.
@@ -416,6 +451,7 @@ class StompLink:
             if generation == self.generation and self.connected:
                 self.stuck += 1
                 self.late += 1
+                self._arriving(late_subscription(details))
         log.debug("a delivery reached a finished read (%s); the connection will be re-opened", details)
         self._return_stuck_soon()
 
@@ -444,6 +480,7 @@ class StompLink:
                 # For a subscription already cancelled: RabbitMQ holds it until the connection closes.
                 self.stuck += 1
                 self.late += 1
+                self._arriving(str(headers.get("subscription", "")))
         if inbox is not None:
             inbox.put(Frame(dict(headers), data, generation))
         elif late:

@@ -130,6 +130,7 @@ def read_queue(link: StompLink, target: Target, limit: int) -> StompBatch:
         # Held from the start: a held delivery must not re-open the connection under a read
         # that is still collecting (StompLink.return_stuck waits for every read to let go).
         link.held.add(sub_id)
+        link.reading(sub_id, target.wire)
         generation = link.generation
     batch = StompBatch(link, target, sub_id, generation)
     try:
@@ -242,7 +243,7 @@ class StompBatch(Batch):
         UNSUBSCRIBE: its subscription lives until settlement.
         """
         link = self.link
-        if link.dialect is Dialect.RABBITMQ and link.anchors and link.unsubscribe_early():
+        if link.dialect is Dialect.RABBITMQ and link.anchors and link.unsubscribe_early(self.target.wire):
             receipt = f"tdm-unsub-{uuid.uuid4().hex}"
 
             def unsubscribe(conn: Any) -> None:

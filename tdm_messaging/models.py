@@ -238,6 +238,8 @@ class PackageRequest(MessageBase):
     @field_validator("formats")
     @classmethod
     def _check_formats(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if all(map(_FORMAT.fullmatch, value)):  # the common case, without a Python-level loop
+            return value
         for fmt in value:
             if not _FORMAT.fullmatch(fmt):
                 raise ValueError(
@@ -247,7 +249,8 @@ class PackageRequest(MessageBase):
 
     @model_validator(mode="after")
     def _check_reply_to(self) -> PackageRequest:
-        check_reply_to(self.reply_to, self.docset_id)
+        if self.reply_to != "package/" + self.docset_id:  # the plain address passes check_reply_to as is
+            check_reply_to(self.reply_to, self.docset_id)
         return self
 
 

@@ -30,6 +30,7 @@ from tdm_messaging.models import (
     MessageBase,
     PackageRequest,
     Progress,
+    check_reply_to,
     format_moment,
     message_adapter,
 )
@@ -300,3 +301,43 @@ def test_round_trip_through_the_fast_paths(message: Message, content_type: str) 
     if content_type == JSON_CONTENT_TYPE:
         assert decoded == message
     assert decoded.timestamp.tzinfo is UTC
+
+
+def _full_formats_check(value: tuple[str, ...]) -> tuple[str, ...]:
+    for fmt in value:
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", fmt):
+            raise ValueError(
+                f"format {fmt[:40]!r} must be 1 to 32 ASCII letters, digits, '-' or '_', such as 'meta' or 'txt'"
+            )
+    return value
+
+
+@SETTINGS
+@given(st.lists(st.one_of(st.text(max_size=40), st.sampled_from(["meta", "txt", "a" * 32, "a" * 33, "x\n"]))))
+def test_formats_fast_path_is_the_loop(value: list[str]) -> None:
+    formats = tuple(value)
+    assert _outcome(lambda: PackageRequest._check_formats(formats)) == _outcome(lambda: _full_formats_check(formats))
+
+
+@SETTINGS
+@given(
+    st.sampled_from(["5", "a.b", "x"]), st.one_of(st.text(max_size=30), st.sampled_from(["package/5", "ns/package/5"]))
+)
+def test_reply_to_fast_path_is_check_reply_to(docset_id: str, reply_to: str) -> None:
+    def build() -> PackageRequest:
+        return PackageRequest(
+            **{**_COMMON, "docset_id": docset_id},
+            docset_url="http://server/api/docsets/5",
+            reply_to=reply_to,
+            requested_at=_COMMON["timestamp"],
+        )
+
+    def expected() -> str:
+        return check_reply_to(reply_to, docset_id)
+
+    built, checked = _outcome(build), _outcome(expected)
+    assert (built[0] == "value") == (checked[0] == "value")
+    if built[0] == "value":
+        assert built[1].reply_to == checked[1]
+    else:
+        assert checked[1] in built[1]

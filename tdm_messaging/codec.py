@@ -10,7 +10,7 @@ from tdm_messaging.envelope import Envelope
 from tdm_messaging.errors import BodyTooLargeError, DecodeError, EncodeError
 from tdm_messaging.ids import check_request_id
 from tdm_messaging.models import LEGACY_REQUEST_ID, Message, MessageBase, format_moment
-from tdm_messaging.wire_json import decode_json, encode_json
+from tdm_messaging.wire_json import decode_json
 from tdm_messaging.wire_text import (
     HEADER_DOCSET_ID,
     HEADER_FORMATS,
@@ -108,8 +108,8 @@ def encode(message: Message, content_type: str = JSON_CONTENT_TYPE) -> Envelope:
     }
     if content_type == JSON_CONTENT_TYPE:
         # The JSON body carries the timestamp; formatting it again for a header cost a third of
-        # an encode, and nothing routes on it.
-        return Envelope(encode_json(message), JSON_CONTENT_TYPE, _checked(headers))
+        # an encode, and nothing routes on it. The serializer is encode_json's, called inline.
+        return Envelope(message.__pydantic_serializer__.to_json(message), JSON_CONTENT_TYPE, _checked(headers))
     if content_type == TEXT_CONTENT_TYPE:
         headers[HEADER_TIMESTAMP] = format_moment(message.timestamp)
         body, extra = encode_text(message)
@@ -126,6 +126,14 @@ _HEADER_BREAKERS = frozenset("\r\n\x00")
 def _checked(headers: dict[str, str]) -> dict[str, str]:
     # The models already refuse such values; this holds for messages built without validation
     # (model_construct) too, since a CR/LF in a STOMP or AMQP header would let a value forge others.
+    # One scan of all values joined is the common case; the loop below names the header at fault
+    # (or meets a value that is not a string, as before).
+    try:
+        joined = "".join(headers.values())
+    except TypeError:
+        joined = "\n"
+    if "\n" not in joined and "\r" not in joined and "\x00" not in joined:
+        return headers
     for name, value in headers.items():
         if not _HEADER_BREAKERS.isdisjoint(value):
             raise EncodeError(f"header {name} value {value[:40]!r} holds CR, LF or NUL; no header may carry them")
@@ -184,8 +192,9 @@ def _decode(envelope: Envelope, ctx: DecodeContext, max_body_bytes: int) -> Mess
             f"body of {len(body)} bytes exceeds the limit of {max_body_bytes} bytes; "
             "it was refused unread (raise max_body_bytes if such bodies are legitimate)"
         )
-    kind = _format_of(envelope.content_type, body)
-    if kind == JSON_CONTENT_TYPE:
+    content_type = envelope.content_type
+    # The common case first, as _format_of would answer it.
+    if content_type == JSON_CONTENT_TYPE or _format_of(content_type, body) == JSON_CONTENT_TYPE:
         return decode_json(body)
     return decode_text(
         body,
@@ -202,8 +211,10 @@ def guess_content_type(body: bytes) -> str:
 
 
 def _format_of(content_type: str, body: bytes) -> str:
-    if content_type == JSON_CONTENT_TYPE:  # the common case, before any parsing of parameters
+    if content_type == JSON_CONTENT_TYPE:  # the common cases, before any parsing of parameters
         return JSON_CONTENT_TYPE
+    if content_type == TEXT_CONTENT_TYPE:
+        return TEXT_CONTENT_TYPE
     media, _sep, params = content_type.partition(";")
     media = media.strip().lower()
     for param in params.split(";"):

@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from tdm_messaging.destinations import validate_docset_id
+from tdm_messaging.destinations import MAX_DOCSET_ID_LENGTH, validate_docset_id
 from tdm_messaging.ids import check_request_id
 
 __all__ = [
@@ -66,6 +66,11 @@ _MEDIA_TYPE = re.compile(
     rf"{_MEDIA_TOKEN}/{_MEDIA_TOKEN}(?:[ \t]*;[ \t]*{_MEDIA_TOKEN}=(?:{_MEDIA_TOKEN}|\"[ !#-\[\]-~]*\"))*"
 )
 _REQUEST_ID_PATTERN = r"^$|^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"  # for the schema
+# Fast paths of the checks below: a value these match passes the full check unchanged (a
+# property test holds them equal); anything else takes the full check, which says what is wrong.
+_DOCSET_ID_FAST = re.compile(rf"[A-Za-z0-9._~:@+-]{{1,{MAX_DOCSET_ID_LENGTH}}}")
+_REQUEST_ID_FAST = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _URL_CHARS = re.compile(r"[!-~]+")  # printable ASCII: no space, no control character, no non-ASCII
 _FORMAT = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _MIN_YEAR, _MAX_YEAR = 1970, 9998  # arithmetic of a few days either side never overflows datetime
@@ -123,6 +128,8 @@ def format_moment(value: datetime) -> str:
     Raises:
         ValueError: ``value`` is naive (it names no instant).
     """
+    if value.tzinfo is UTC:  # every validated message's date-times (see _check_datetime)
+        return value.isoformat()[:-6] + "Z"  # isoformat() ends in "+00:00", the one place it may
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"date-time {value.isoformat()} has no time-zone offset")
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
@@ -187,18 +194,22 @@ class MessageBase(BaseModel):
     @field_validator("docset_id")
     @classmethod
     def _check_docset_id(cls, value: str) -> str:
+        if _DOCSET_ID_FAST.fullmatch(value):
+            return value
         return validate_docset_id(value)
 
     @field_validator("protocol_version")
     @classmethod
     def _check_version(cls, value: str) -> str:
-        if not _VERSION.fullmatch(value):
+        if value != PROTOCOL_VERSION and not _VERSION.fullmatch(value):
             raise ValueError(f"protocol_version must be ASCII 'MAJOR.MINOR' such as '1.0', got {value[:20]!r}")
         return value
 
     @field_validator("request_id")
     @classmethod
     def _check_request_id(cls, value: str) -> str:
+        if not value or _REQUEST_ID_FAST.fullmatch(value):
+            return value
         return check_request_id(value)
 
 
@@ -227,6 +238,8 @@ class PackageRequest(MessageBase):
     @field_validator("formats")
     @classmethod
     def _check_formats(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if all(map(_FORMAT.fullmatch, value)):  # the common case, without a Python-level loop
+            return value
         for fmt in value:
             if not _FORMAT.fullmatch(fmt):
                 raise ValueError(
@@ -236,7 +249,8 @@ class PackageRequest(MessageBase):
 
     @model_validator(mode="after")
     def _check_reply_to(self) -> PackageRequest:
-        check_reply_to(self.reply_to, self.docset_id)
+        if self.reply_to != "package/" + self.docset_id:  # the plain address passes check_reply_to as is
+            check_reply_to(self.reply_to, self.docset_id)
         return self
 
 
@@ -287,7 +301,7 @@ class Complete(MessageBase):
     @field_validator("content_type")
     @classmethod
     def _check_content_type(cls, value: str) -> str:
-        if not _MEDIA_TYPE.fullmatch(value):
+        if value != "application/zip" and not _MEDIA_TYPE.fullmatch(value):  # the default, checked once here
             raise ValueError(
                 f"content_type {value[:40]!r} is not a media type such as 'application/zip' "
                 "(ASCII type/subtype with optional ;name=value parameters, no line breaks)"
@@ -306,7 +320,7 @@ class Failed(MessageBase):
     @classmethod
     def _check_reason(cls, value: str) -> str:
         # A lone surrogate cannot be written as UTF-8: the message could be read but never re-sent.
-        if any("\ud800" <= ch <= "\udfff" for ch in value):
+        if not value.isascii() and _SURROGATE.search(value):
             raise ValueError("reason holds a lone surrogate, which UTF-8 cannot carry")
         return value
 

@@ -26,6 +26,9 @@ MAX_JSON_DEPTH: Final = 8
 """The deepest nesting of arrays and objects a body may have; a message is an object holding one list."""
 
 _MAJOR, _MINOR = (int(part) for part in PROTOCOL_VERSION.split("."))
+_MAJOR_PREFIX = f"{_MAJOR}."
+# The adapter's core validator, called directly: TypeAdapter.validate_json only forwards to it.
+_validate_json = message_adapter.validator.validate_json
 _KNOWN_TYPES = ", ".join(sorted(MESSAGE_TYPES))
 _MAX_REPORTED_ERRORS = 3
 _VERSION = re.compile(r"([0-9]{1,4})\.([0-9]{1,4})")
@@ -107,12 +110,13 @@ def decode_json(body: bytes) -> Message:
             :data:`MAX_JSON_DEPTH`, or a field is missing or invalid; the message names the
             field path and the problem.
     """
-    check_depth(body)
+    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH:  # check_depth's own first test, without its call
+        check_depth(body)
     try:
-        message: Message = message_adapter.validate_json(body)
+        message: Message = _validate_json(body)
     except ValidationError as exc:
         return _decode_slow(body, exc)
-    if not message.protocol_version.startswith(f"{_MAJOR}."):
+    if not message.protocol_version.startswith(_MAJOR_PREFIX):
         check_major(message.protocol_version)
     return message
 

@@ -76,9 +76,12 @@ _EXPECTED_FIRST = (
     "'Failed: <reason>', 'Delete: <docset id>', 'Deleted: <docset id>' or a docset URL (http:// or https://)"
 )
 _UNESCAPE = re.compile(r"\\([\\nr])")
+_WHITESPACE = re.compile(r"\s")  # what str.isspace() says yes to (both are Py_UNICODE_ISSPACE), found in C
 _ESCAPES = {"\\": "\\", "n": "\n", "r": "\r"}
 _STRIP = " \t\r"
 _COLLECTION = "docsets"  # the seed API's docset URLs are .../docsets/<docset id>
+# model_validate without its Python wrapper (which only forwards to the core validator).
+_VALIDATORS: Final = {kind: cls.__pydantic_validator__.validate_python for kind, cls in MESSAGE_TYPES.items()}
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -110,11 +113,13 @@ def decode_text(
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DecodeError(f"text/plain body is not UTF-8 (byte {exc.start}); send UTF-8 text") from None
-    lines = [line.rstrip(_STRIP) for line in text.rstrip(" \t\r\n").split("\n")]
+    text = text.rstrip(" \t\r\n")
+    # One line (most messages) is already stripped of what each line would lose.
+    lines = [line.rstrip(_STRIP) for line in text.split("\n")] if "\n" in text else [text]
     first = lines[0]
     if len(lines) == 1 and not first:
         raise DecodeError(f"text/plain body is empty; expected one of {_EXPECTED_FIRST}", excerpt="")
-    reader = _Reader(headers, docset_id=docset_id, request_id=request_id, received_at=received_at)
+    reader = _Reader(headers, docset_id, request_id, received_at)
     for keyword, parse in _PARSERS:
         if first.startswith(keyword):
             return parse(reader, first, lines[1:])
@@ -131,6 +136,8 @@ def _line_error(number: int, line: str, problem: str) -> DecodeError:
 def _keyed_lines(rest: list[str], allowed: tuple[str, ...]) -> dict[str, str]:
     """The ``Key: value`` lines after the first one, each known key at most once."""
     found: dict[str, str] = {}
+    if not rest:
+        return found
     for offset, line in enumerate(rest):
         number = offset + 2
         match = _KEYED.fullmatch(line)
@@ -155,8 +162,15 @@ def _parse_number(text: str, line_no: int, line: str) -> float:
     return value
 
 
-def _parse_seconds(line: str, value: str, line_no: int) -> float:
+def _parse_seconds(keyed: dict[str, str], key: str) -> float:
+    """The ``<number> seconds`` of line ``key``; its line and number are worked out only to report an error."""
+    value = keyed[key]
     match = _SECONDS.fullmatch(value)
+    if match:
+        number = float(match.group(1))
+        if math.isfinite(number):
+            return number
+    line_no, line = 2 + list(keyed).index(key), f"{key}: {value}"
     if not match:
         raise _line_error(line_no, line, "expected '<number> seconds'")
     return _parse_number(match.group(1), line_no, line)
@@ -177,8 +191,10 @@ def _parse_datetime(text: str, where: str, excerpt: str) -> datetime:
 class _Reader:
     """Fills the fields a text body cannot carry: headers first, then the reader's context."""
 
+    __slots__ = ("docset_id", "headers", "received_at", "request_id")
+
     def __init__(
-        self, headers: Mapping[str, str], *, docset_id: str | None, request_id: str, received_at: datetime
+        self, headers: Mapping[str, str], docset_id: str | None, request_id: str, received_at: datetime
     ) -> None:
         self.headers = headers
         self.docset_id = docset_id
@@ -195,22 +211,24 @@ class _Reader:
         return _parse_datetime(text, f"header {HEADER_TIMESTAMP}", text)
 
     def build(self, kind: str, fields: dict[str, Any], *, body_docset_id: str | None = None) -> Message:
-        header_type = self.header(HEADER_TYPE)
+        headers = self.headers
+        header_type = headers.get(HEADER_TYPE)
         if header_type is not None and header_type != kind:
             raise DecodeError(
                 f"header {HEADER_TYPE} says {header_type[:40]!r} but the text/plain body is a {kind!r} message",
                 excerpt=header_type[:80],
             )
-        version = self.header(HEADER_PROTOCOL_VERSION) or PROTOCOL_VERSION
-        check_major(version)
-        header_docset = self.header(HEADER_DOCSET_ID)
+        version = headers.get(HEADER_PROTOCOL_VERSION) or PROTOCOL_VERSION
+        if version != PROTOCOL_VERSION:  # ours passes
+            check_major(version)
+        header_docset = headers.get(HEADER_DOCSET_ID)
         docset_id = header_docset or body_docset_id or self.docset_id
         if docset_id is None:
             raise DecodeError(
                 f"a text/plain {kind!r} message does not say its docset: send header {HEADER_DOCSET_ID}, "
                 "or decode with DecodeContext(docset_id=...) (the reply queue's docset id)"
             )
-        sequence_text = self.header(HEADER_SEQUENCE)
+        sequence_text = headers.get(HEADER_SEQUENCE)
         if sequence_text is not None and not _INTEGER_TEXT.fullmatch(sequence_text):
             raise DecodeError(
                 f"header {HEADER_SEQUENCE} must be ASCII digits (at most 19), got {sequence_text[:40]!r}",
@@ -220,12 +238,12 @@ class _Reader:
             type=kind,
             protocol_version=version,
             docset_id=docset_id,
-            request_id=self.header(HEADER_REQUEST_ID) if HEADER_REQUEST_ID in self.headers else self.request_id,
+            request_id=headers.get(HEADER_REQUEST_ID) if HEADER_REQUEST_ID in headers else self.request_id,
             sequence=int(sequence_text) if sequence_text is not None else 0,
             timestamp=self.timestamp(),
         )
         try:
-            return MESSAGE_TYPES[kind].model_validate(fields)  # type: ignore[return-value]
+            return _VALIDATORS[kind](fields)  # type: ignore[no-any-return]
         except ValidationError as exc:
             raise DecodeError(describe_validation_error(exc, prefix=f"invalid text/plain {kind} message")) from None
 
@@ -253,13 +271,13 @@ def _progress(reader: _Reader, first: str, rest: list[str]) -> Message:
         "percent": _parse_number(percent, 1, first) if percent is not None else (100 * done / total if total else 0.0),
     }
     if "ETA" in keyed:
-        fields["eta_seconds"] = _parse_seconds(f"ETA: {keyed['ETA']}", keyed["ETA"], 2 + list(keyed).index("ETA"))
+        fields["eta_seconds"] = _parse_seconds(keyed, "ETA")
     return reader.build("progress", fields)
 
 
 def _complete(reader: _Reader, first: str, rest: list[str]) -> Message:
     url = first[len("Complete:") :].lstrip(" \t")
-    if not url or any(ch.isspace() for ch in url):
+    if not url or _WHITESPACE.search(url):
         raise _line_error(1, first, "expected 'Complete: <archive url>' (one URL, no spaces)")
     keyed = _keyed_lines(rest, ("Size", "SHA256", "Content-Type", "Expires"))
     if "Size" not in keyed:
@@ -293,7 +311,7 @@ def _failed(reader: _Reader, first: str, rest: list[str]) -> Message:
 def _delete_like(kind: str, keyword: str) -> Callable[[_Reader, str, list[str]], Message]:
     def parse(reader: _Reader, first: str, rest: list[str]) -> Message:
         docset_id = first[len(keyword) :].lstrip(" \t")
-        if not docset_id or any(ch.isspace() for ch in docset_id):
+        if not docset_id or _WHITESPACE.search(docset_id):
             raise _line_error(1, first, f"expected '{keyword} <docset id>'")
         header_docset = reader.header(HEADER_DOCSET_ID)
         if header_docset is not None and header_docset != docset_id:
@@ -332,26 +350,27 @@ def _package_request(reader: _Reader, first: str, rest: list[str]) -> Message:
     except ValueError as exc:  # e.g. an unclosed '[' of an IPv6 host
         raise _line_error(1, first, f"not a valid URL: {exc}") from None
     url_docset = docset_id_from_url(first)
-    if reader.header(HEADER_DOCSET_ID) is None and url_docset is None:
+    get = reader.headers.get
+    if get(HEADER_DOCSET_ID) is None and url_docset is None:
         raise _line_error(1, first, "the docset id (the URL's last path segment) is missing: the URL names no docset")
-    header_formats = reader.header(HEADER_FORMATS)
+    header_formats = get(HEADER_FORMATS)
     if header_formats is not None:
-        formats: tuple[str, ...] = tuple(f for f in header_formats.split(",") if f)
+        formats: tuple[str, ...] = tuple(filter(None, header_formats.split(",")))  # the non-empty ones
     else:
         fmt = parse_qs(parts.query, keep_blank_values=True).get("fmt")
         formats = tuple(f for value in fmt for f in value.split(",") if f) if fmt is not None else ("meta", "txt")
-    requested_text = reader.header(HEADER_REQUESTED_AT)
+    requested_text = get(HEADER_REQUESTED_AT)
     requested_at = (
         _parse_datetime(requested_text, f"header {HEADER_REQUESTED_AT}", requested_text)
         if requested_text is not None
         else reader.timestamp()
     )
-    docset_id = reader.header(HEADER_DOCSET_ID) or url_docset
+    docset_id = get(HEADER_DOCSET_ID) or url_docset
     fields: dict[str, Any] = {
         "docset_url": first,
         "formats": formats,
         # The header carries a namespaced address; the seed's bare URL means the plain one.
-        "reply_to": reader.header(HEADER_REPLY_TO) or f"package/{docset_id}",
+        "reply_to": get(HEADER_REPLY_TO) or f"package/{docset_id}",
         "requested_at": requested_at,
     }
     return reader.build("package_request", fields, body_docset_id=url_docset)

@@ -72,6 +72,9 @@ _DOCSET_ID_FAST = re.compile(rf"[A-Za-z0-9._~:@+-]{{1,{MAX_DOCSET_ID_LENGTH}}}")
 _REQUEST_ID_FAST = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _URL_CHARS = re.compile(r"[!-~]+")  # printable ASCII: no space, no control character, no non-ASCII
+# A plain http(s) URL: a host of letters, digits, dots and hyphens (so urlsplit finds it, and
+# cannot fail: no brackets), an optional port, then nothing or a path, query or fragment.
+_HTTP_URL_FAST = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{0,5})?(?:[/?#][!-~]*)?")
 _FORMAT = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _MIN_YEAR, _MAX_YEAR = 1970, 9998  # arithmetic of a few days either side never overflows datetime
 # A reply address: package/<docset id>, optionally inside a namespace (docs/protocol.md § 2.3).
@@ -96,6 +99,12 @@ def check_http_url(value: str, field: str = "url") -> str:
 @lru_cache(maxsize=4096)
 def _checked_url(value: str, field: str) -> str:
     """:func:`check_http_url` past the length check; what it returns is remembered, what it raises is not."""
+    if _HTTP_URL_FAST.fullmatch(value):
+        return value  # what the checks below accept, without urlsplit (a property test holds the two equal)
+    return _check_url_fully(value, field)
+
+
+def _check_url_fully(value: str, field: str) -> str:
     if not _URL_CHARS.fullmatch(value):
         raise ValueError(
             f"{field} must be printable ASCII without spaces or control characters (percent-encode anything else)"

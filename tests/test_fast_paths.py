@@ -30,6 +30,8 @@ from tdm_messaging.models import (
     MessageBase,
     PackageRequest,
     Progress,
+    _check_url_fully,
+    _checked_url,
     check_reply_to,
     format_moment,
     message_adapter,
@@ -341,3 +343,28 @@ def test_reply_to_fast_path_is_check_reply_to(docset_id: str, reply_to: str) -> 
         assert built[1].reply_to == checked[1]
     else:
         assert checked[1] in built[1]
+
+
+URLS = st.one_of(
+    st.text(),
+    st.text(alphabet=st.sampled_from("htps:/[]@.-_?#%:0123456789aZ \\\x00é"), max_size=40).map(lambda t: "http" + t),
+    st.from_regex(r"https?://[A-Za-z0-9.\[\]@:-]{0,20}(?::[0-9]{0,7})?(?:[/?#\\][!-~]{0,20})?", fullmatch=True),
+)
+
+
+@SETTINGS
+@given(URLS)
+@example("http://")
+@example("http://:80/")
+@example("http://./")
+@example("https://h")
+@example("https://h:/x")
+@example("http://[::1]/")
+@example("http://[::1/")
+@example("http://u@/x")
+@example("HTTP://h/")
+@example("http://h\\x")
+@example("https://h/a b")
+def test_url_fast_path_is_the_full_check(value: str) -> None:
+    _checked_url.cache_clear()  # the cached answer would hide the path taken
+    assert _outcome(lambda: _checked_url(value, "url")) == _outcome(lambda: _check_url_fully(value, "url"))

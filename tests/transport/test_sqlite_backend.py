@@ -661,3 +661,71 @@ def test_store_the_latest_declarer_sets_the_lifetime_both_ways(db: Path) -> None
         assert store.stale_queues(conn, now_ms=1_699) == []
         assert store.stale_queues(conn, now_ms=1_700) == [as_reply.name], "a reply queue again, used last at 700"
         assert store.message_count(conn, as_reply.name) == 4
+
+
+# -- a send to a permanent queue is one autocommitted INSERT; it must do what the full transaction does ---
+
+_send_ops = st.lists(
+    st.tuples(st.sampled_from(["q/a", "q/b"]), st.booleans(), st.integers(min_value=0, max_value=1500)),
+    min_size=1,
+    max_size=25,
+)
+
+
+def _file_state(conn: sqlite3.Connection) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    queues = conn.execute("SELECT name, kind, expires_ms, last_used_ms FROM tdm_queue ORDER BY name").fetchall()
+    messages = conn.execute("SELECT id, queue, body, content_type, headers FROM tdm_message ORDER BY id").fetchall()
+    return queues, messages
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=_send_ops)
+def test_store_append_then_send_leaves_the_file_as_send_alone(ops: list[tuple[str, bool, int]]) -> None:
+    """The law of the send's fast path: append, falling back to send, gives the same ids and file as send alone.
+
+    Names are used as reply queues (lifetime 1 s) and as permanent queues in any order, the clock
+    moving by up to 1.5 s between sends, so stale reply queues are met and removed on the way.
+    """
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        closing(store.connect(Path(tmp) / "fast.db", busy_timeout=5)) as fast,
+        closing(store.connect(Path(tmp) / "full.db", busy_timeout=5)) as full,
+    ):
+        now = 0
+        for index, (name, as_reply, step) in enumerate(ops):
+            now += step
+            spec = store.QueueSpec(name, "reply" if as_reply else "permanent", 1000 if as_reply else None)
+            body, headers = f"m{index}".encode(), {"tdm-sequence": str(index)}
+            fast_id = None
+            if not as_reply:
+                fast_id = store.append(fast, name, body=body, content_type="text/plain", headers=headers)
+            if fast_id is None:
+                fast_id = store.send(fast, spec, body=body, content_type="text/plain", headers=headers, now_ms=now)
+            full_id = store.send(full, spec, body=body, content_type="text/plain", headers=headers, now_ms=now)
+            assert fast_id == full_id
+            assert not fast.in_transaction, "a send left its transaction open"
+        assert _file_state(fast) == _file_state(full)
+
+
+def test_store_append_inserts_only_into_a_stored_permanent_queue(db: Path) -> None:
+    with closing(store.connect(db, busy_timeout=5)) as conn:
+        assert store.append(conn, "q/missing", body=b"x", content_type="text/plain", headers={}) is None
+        assert not store.queue_exists(conn, "q/missing")
+        _send(conn, store.QueueSpec("q/reply", "reply", 1000), b"r", 0)
+        assert store.append(conn, "q/reply", body=b"x", content_type="text/plain", headers={}) is None
+        assert store.message_count(conn, "q/reply") == 1
+        _send(conn, store.QueueSpec("q/work", "permanent", None), b"1", 0)
+        second = store.append(conn, "q/work", body=b"2", content_type="text/plain", headers={"a": "b"})
+        assert second is not None
+        assert [t.body for t in _take(conn, "q/work", 0)] == [b"1", b"2"]
+
+
+@pytest.mark.parametrize("queue", [PACKAGE_REQUESTS, reply_queue("committed")], ids=["permanent", "reply"])
+def test_a_send_is_committed_when_it_returns(db: Path, opened: list[SqliteTransport], queue: Destination) -> None:
+    """Seen from another connection at once, with the synchronous level the send asked for."""
+    transport = _open(opened, db)
+    for index, persistent in enumerate([True, False, False, True]):
+        transport.send(queue, Envelope(f"m{index}".encode(), "text/plain"), persistent=persistent)
+        assert _count(db, queue.name) == index + 1, "the send's transaction was left open"
+        level = transport._link.conn.execute("PRAGMA synchronous").fetchone()[0]
+        assert level == (2 if persistent else 1), f"persistent={persistent} committed with synchronous={level}"

@@ -118,19 +118,7 @@ class SqliteTransport(Transport):
             TransportClosedError: after :meth:`close`.
             BrokerUnavailableError: the file could not be written.
         """
-        link = self._link
-        with link.db(f"sending to {destination.name!r}") as conn:
-            if link.full_sync is not persistent:
-                store.set_synchronous(conn, full=persistent)
-                link.full_sync = persistent
-            message_id = store.send(
-                conn,
-                link.spec(destination),
-                body=envelope.body,
-                content_type=envelope.content_type,
-                headers=envelope.headers,
-                now_ms=now_ms(),
-            )
+        message_id = self._link.send(destination, envelope, persistent=persistent)
         self._waker.notify()
         log.debug("sent message %d to %s (%d bytes)", message_id, destination.name, len(envelope.body))
 

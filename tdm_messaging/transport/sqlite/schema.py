@@ -40,8 +40,8 @@ CREATE INDEX IF NOT EXISTS tdm_message_by_holder ON tdm_message (holder) WHERE h
 def connect(path: Path, *, busy_timeout: float) -> sqlite3.Connection:
     """Open (creating if needed) the broker file at ``path``: WAL mode, busy timeout, schema.
 
-    The connection is in autocommit mode (``isolation_level=None``): every write goes through
-    :func:`write`, which opens ``BEGIN IMMEDIATE`` itself. It may be used from any thread;
+    The connection is in autocommit mode (``isolation_level=None``): every write of more than
+    one statement goes through :func:`write`, which opens ``BEGIN IMMEDIATE`` itself. It may be used from any thread;
     the caller guards it with a lock.
 
     Raises:

@@ -9,8 +9,8 @@ Rules:
 - A reply queue (``expires_ms`` set) unused for ``expires_ms`` is removed with its messages,
   unless one of them is under a live lease. Every write that uses a queue checks this first,
   so the outcome never depends on when a sweep ran.
-- Every write runs in ``BEGIN IMMEDIATE``: the write lock is taken before anything is read,
-  so two processes never take the same message.
+- Every write runs in ``BEGIN IMMEDIATE``, or is one autocommitted statement (``append``): the
+  write lock is taken before anything is read, so two processes never take the same message.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ __all__ = [
     "QueueSpec",
     "Taken",
     "ack",
+    "append",
     "connect",
     "declare",
     "delete_queue",
@@ -52,6 +53,14 @@ __all__ = [
 # file through this one module.
 
 _VISIBLE = "(lease_until_ms IS NULL OR lease_until_ms <= :now)"
+
+_APPEND = (
+    "INSERT INTO tdm_message (queue, body, content_type, headers) "
+    "SELECT ?, ?, ?, ? FROM tdm_queue WHERE name = ? AND expires_ms IS NULL"
+)
+
+# Built once: json.dumps with separators builds a new encoder on every call.
+_HEADERS_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +139,23 @@ def declare(conn: sqlite3.Connection, queue: QueueSpec, *, now_ms: int) -> bool:
     return expired
 
 
+def append(
+    conn: sqlite3.Connection, name: str, *, body: bytes, content_type: str, headers: Mapping[str, str]
+) -> int | None:
+    """Append one message to ``name`` if it is stored as a queue that never expires; return its id, else ``None``.
+
+    The send of a permanent queue in one autocommitted statement: such a queue has nothing to
+    expire and no last use to record (see :func:`send`), so the INSERT is the whole transaction.
+    A write statement takes the write lock before it reads, as ``BEGIN IMMEDIATE`` does, and
+    its commit is the confirmation. It inserts nothing (``None``) when the queue is missing or
+    stored as a reply queue: then :func:`send` must do the full work.
+    """
+    cursor = conn.execute(
+        _APPEND, (name, sqlite3.Binary(body), content_type, _HEADERS_JSON.encode(dict(headers)), name)
+    )
+    return int(cursor.lastrowid or 0) if cursor.rowcount == 1 else None
+
+
 def send(
     conn: sqlite3.Connection,
     queue: QueueSpec,
@@ -148,7 +174,7 @@ def send(
         _upsert(conn, queue, now_ms)
         cursor = conn.execute(
             "INSERT INTO tdm_message (queue, body, content_type, headers) VALUES (?, ?, ?, ?)",
-            (queue.name, sqlite3.Binary(body), content_type, json.dumps(dict(headers), separators=(",", ":"))),
+            (queue.name, sqlite3.Binary(body), content_type, _HEADERS_JSON.encode(dict(headers))),
         )
         return int(cursor.lastrowid or 0)
 

@@ -14,6 +14,7 @@ from tdm_messaging.envelope import Envelope
 from tdm_messaging.errors import MessagingError
 from tdm_messaging.transport.base import Batch, BatchHandler, Capabilities, Delivery, Handler, Transport
 from tdm_messaging.transport.expiry import stamp_expiry
+from tdm_messaging.transport.group_commit import GroupCommit
 from tdm_messaging.transport.kombu.consume import consume_queues
 from tdm_messaging.transport.kombu.link import KombuLink
 from tdm_messaging.transport.kombu.queues import declare_queue, delete_queue, holds, queue_depth
@@ -54,6 +55,10 @@ class KombuTransport(Transport):
             BrokerRefusedError: the broker refused the login.
         """
         self._settings = settings
+        # AMQP holds the connection's lock across a confirm wait: concurrent confirmed sends share
+        # one (group commit). Not Redis, SQLite, memory: their writes are synchronous (nothing to
+        # share) and a batch's failure stops the sends after it, which would fail other callers'.
+        self._groups = Transport._confirmed_group(self) if settings.backend is Backend.AMQP else None
         self._link = KombuLink(settings)
         self._link.open()
 
@@ -107,6 +112,10 @@ class KombuTransport(Transport):
         return declare_queue(self._link, channel, destination)
 
     # ------------------------------------------------------------------ send
+    def _group_commit(self) -> GroupCommit | None:
+        """AMQP: concurrent confirmed sends share one publish and confirm wait (see ``Transport.send_many``)."""
+        return self._groups
+
     def _send(
         self,
         destination: Destination,

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,11 @@ REDIS_P50_GOAL = 1.0
 RPC_THROUGHPUT_GOAL = 0.5
 FLOOR_GOAL = 0.9
 BATCHED_NOTE = "a window's requests in one `request_packages` call"
+SERVER_THREADS = 4
+"""Server threads of the threaded sides (``TDM_BENCH_CELERY_THREADS``): a window's requests are sent
+from this many threads, one call per request, as a threaded web server answering one docset per call would."""
+THREADS_NOTE = "{threads} server threads, one call per request"
+THREADS_VS_ONE_NOTE = "{threads} server threads vs one thread (group commit)"
 CELERY_ROUNDS = 5
 """Rounds of the group unless ``TDM_BENCH_ROUNDS`` says otherwise: the job-cycle rows moved by 0.1-0.15x
 between runs of 3 rounds on this shared 2-core machine, and their goals sit within that."""
@@ -302,6 +308,36 @@ class _Celery:
             self.worker.stop()
 
 
+def _from_threads(pool: ThreadPoolExecutor, threads: int, items: list[Any], call: Any) -> list[Any]:
+    """``call(item)`` for each of ``items``, from ``threads`` threads of ``pool`` (item i in thread i mod
+    ``threads``, each thread's in order); the results in the order of ``items``."""
+    parts = [items[i::threads] for i in range(threads)]
+    done = list(pool.map(lambda part: [call(item) for item in part], parts))
+    results: list[Any] = [None] * len(items)
+    for i, part in enumerate(done):
+        results[i::threads] = part
+    return results
+
+
+class _CeleryThreads(_Celery):
+    """The Celery peer with a throughput window's tasks sent from ``threads`` threads of one client app,
+    one ``send_task`` each (the app's producer pool gives each thread a producer), as a threaded server would."""
+
+    def __init__(self, *args: Any, threads: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.threads = threads
+        self.pool_of_threads = ThreadPoolExecutor(threads, thread_name_prefix="bench-celery-server")
+
+    def submit_many(self, count: int) -> list[Any]:
+        return _from_threads(self.pool_of_threads, self.threads, list(range(count)), lambda _i: self.submit())
+
+    def close(self) -> None:
+        try:
+            self.pool_of_threads.shutdown()
+        finally:
+            super().close()
+
+
 class _Ours:
     """Request a package with PackagingClient and poll its status until COMPLETE; the reply queue is
     created in the request's path (``request_package`` declares it).
@@ -381,6 +417,34 @@ class _OursBatched(_OursPrepared):
         return docsets
 
 
+class _OursThreads(_OursPrepared):
+    """Ours prepared, a throughput window's requests sent from ``threads`` threads sharing one
+    PackagingClient and transport, one ``request_package`` call each, as a threaded server answering
+    one docset per call would: concurrent confirmed sends share a confirm wait (group commit, AMQP);
+    a latency window's single requests go one at a time, as :class:`_OursPrepared`'s."""
+
+    def __init__(self, url: str, worker: _Process, *, threads: int) -> None:
+        super().__init__(url, worker)
+        self.threads = threads
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="bench-ours-server")
+
+    def submit_many(self, count: int) -> list[str]:
+        self.prepare_ahead(count)
+        docsets = [self._ready.pop(0) for _ in range(count)]
+
+        def request(docset_id: str) -> str:
+            self.client.request_package(docset_id, f"http://server/api/docsets/{docset_id}")
+            return docset_id
+
+        return _from_threads(self.pool, self.threads, docsets, request)
+
+    def close(self) -> None:
+        try:
+            self.pool.shutdown()
+        finally:
+            super().close()
+
+
 # ---------------------------------------------------------------- phases
 
 FLOORS = {"amqp": "bench.floor_amqp:FloorAmqp", "stomp": "bench.floor_stomp:FloorStomp"}
@@ -439,7 +503,7 @@ class _PhaseSetup:
 def _side_specs(setup: _PhaseSetup, settings: _Settings) -> list[SideSpec]:
     """The sides of a phase, in their order within each round. One line per side."""
     broker, redis_url, keyprefix, worker = setup.broker, setup.redis_url, setup.keyprefix, setup.worker
-    pool, prefetch = settings.pool, settings.prefetch
+    pool, prefetch, threads = settings.pool, settings.prefetch, settings.threads
     specs = [
         SideSpec("ours", "ours, reply queue prepared", lambda url: _OursPrepared(url, worker)),
         SideSpec("ours-noprep", "ours, reply queue created by the request", lambda url: _Ours(url, worker)),
@@ -455,6 +519,23 @@ def _side_specs(setup: _PhaseSetup, settings: _Settings) -> list[SideSpec]:
             lambda _url: _Celery(broker, _queue(), pool, backend=redis_url, keyprefix=keyprefix, prefetch=prefetch),
         ),
     ]
+    if threads > 1:
+        specs += [
+            SideSpec(
+                "ours-threads",
+                f"ours, reply queue prepared, a window's requests from {threads} server threads, "
+                "one `request_package` call each",
+                lambda url: _OursThreads(url, worker, threads=threads),
+            ),
+            SideSpec(
+                "celery-redis-threads",
+                f"Celery 5 over AMQP, {pool} pool x1, prefetch {prefetch}, a window's tasks sent from {threads} "
+                "threads, Redis results (`result_persistent`, AOF fsync always), acks_late",
+                lambda _url: _CeleryThreads(
+                    broker, _queue(), pool, backend=redis_url, keyprefix=keyprefix, prefetch=prefetch, threads=threads
+                ),
+            ),
+        ]
     if settings.confirmed:
         specs.append(
             SideSpec(
@@ -494,10 +575,15 @@ def _side_specs(setup: _PhaseSetup, settings: _Settings) -> list[SideSpec]:
     return specs
 
 
-def comparisons(*, floor_prepares: bool, prepared_floor: bool = False) -> list[Comparison]:
+def comparisons(
+    *, floor_prepares: bool, prepared_floor: bool = False, threads: int = SERVER_THREADS
+) -> list[Comparison]:
     """The rows of a phase. The floor is held against our side with the same reply-queue pattern:
     ours prepared if the floor prepares its queues ahead, else ours creating it in the request;
-    a prepared second floor (``floor-prep``), when there is one, against ours prepared."""
+    a prepared second floor (``floor-prep``), when there is one, against ours prepared. The
+    threaded sides (``threads`` server threads) are held against each other and against ours from
+    one thread, with no goal (the issue's goals stay on the one-thread rows)."""
+    threads_note = THREADS_NOTE.format(threads=threads)
     floor_ours = "ours" if floor_prepares else "ours-noprep"
     floor_note = "vs the floor" + ("" if floor_prepares else " (both create the reply queue in the request)")
     prep_note = "vs the floor (both create the reply queue ahead)"
@@ -528,6 +614,8 @@ def comparisons(*, floor_prepares: bool, prepared_floor: bool = False) -> list[C
         Comparison("ours-noprep", "ours", THROUGHPUT, None, PREPARE_NOTE),
         Comparison("ours-noprep", "ours", "p50", None, PREPARE_NOTE),
         Comparison("ours-noprep", "celery-redis", THROUGHPUT, None, "no prepare, " + REDIS_NOTE),
+        Comparison("ours-threads", "celery-redis-threads", THROUGHPUT, None, threads_note + ", " + REDIS_NOTE),
+        Comparison("ours-threads", "ours", THROUGHPUT, None, THREADS_VS_ONE_NOTE.format(threads=threads)),
     ]
 
 
@@ -547,6 +635,7 @@ class _Settings:
     confirmed: bool
     prefetch: int
     linger: float
+    threads: int = SERVER_THREADS
 
 
 def _linger_ms() -> int:
@@ -574,6 +663,7 @@ def _settings() -> _Settings:
         confirmed=env_flag("TDM_BENCH_CELERY_CONFIRMED", True),
         prefetch=env_int("TDM_BENCH_CELERY_PREFETCH", OUR_PREFETCH),
         linger=_linger_ms() / 1000,
+        threads=env_int("TDM_BENCH_CELERY_THREADS", SERVER_THREADS),
     )
 
 
@@ -625,7 +715,9 @@ def _phase(
         floor = sides.get("floor")
         rows = build_rows(
             comparisons(
-                floor_prepares=floor is not None and isinstance(floor, Prepares), prepared_floor="floor-prep" in sides
+                floor_prepares=floor is not None and isinstance(floor, Prepares),
+                prepared_floor="floor-prep" in sides,
+                threads=settings.threads,
             ),
             measured,
             label=label,
@@ -694,6 +786,15 @@ Notes on the job-cycle figures:
   in one `PackagingClient.request_packages` call (one confirm wait for all), as a server endpoint
   taking many docsets at once would send them; its rows have no goal, since a server answering one
   docset per call cannot batch. Its latency windows are one request at a time, as the others'.
+- "Server threads" (`TDM_BENCH_CELERY_THREADS`, 4 by default; 1 leaves these sides out): a
+  threaded server answering one docset per HTTP call. Ours prepared, a throughput window's
+  requests sent from that many threads sharing one `PackagingClient` and transport, one
+  `request_package` call per docset: on AMQP, calls that arrive while another's confirm wait is
+  in flight share the next one (group commit, docs/performance.md), on STOMP each call waits for
+  its own receipts, the waits overlapping. Its peer is Celery with fsync-always Redis results,
+  `send_task` called from as many threads of one client app (each thread takes a producer from
+  the app's pool). These rows have no goal (the issue's goals stay on the one-thread rows); the
+  "vs one thread" row says what the threads gain ours. Latency windows stay one job at a time.
 - The floor (`bench/floor_amqp.py`, `bench/floor_stomp.py`: `FloorAmqp`, `FloorStomp`) is a raw
   py-amqp / stomp.py loop doing our message pattern with no library around it; it is held against
   our side with the same reply-queue pattern (prepared if the floor prepares its queues ahead, see
@@ -766,7 +867,9 @@ def run() -> list[Row]:
         "`everysec`), removed afterwards.  \n"
         f"Sides, per phase: our worker with `prefetch={settings.prefetch}`; ours with the reply queue prepared ahead "
         "(`PackagingClient.prepare`, outside the timed region), ours without (the request creates it), ours "
-        "prepared with a window's requests in one `request_packages` call, Celery with Redis results "
+        "prepared with a window's requests in one `request_packages` call, ours prepared and Celery (fsync-always "
+        f"Redis results) with a window's requests sent from {settings.threads} server threads, one call each "
+        "(left out with 1 thread), Celery with Redis results "
         "(fsync always: the goals; fsync everysec: no goal), Celery with publisher confirms and Redis results "
         "(fsync always; no goal), Celery with `rpc://`, "
         "and the floor (a raw-client loop of our message pattern) when its module is there.  \n"
@@ -778,7 +881,8 @@ def run() -> list[Row]:
         "TDM_BENCH_CHOICE_SENDS; our worker's prefetch: TDM_BENCH_CELERY_PREFETCH; Celery pool: "
         "TDM_BENCH_CELERY_POOL (threads); the everysec Redis peer: "
         "TDM_BENCH_CELERY_EVERYSEC (1; 0 leaves it out); the confirmed Redis peer: TDM_BENCH_CELERY_CONFIRMED "
-        "(1; 0 leaves it out).  \n"
+        "(1; 0 leaves it out); server threads of the threaded sides: TDM_BENCH_CELERY_THREADS (4; 1 leaves "
+        "them out).  \n"
         "Goals: " + ("all met." if not missed else "missed: " + "; ".join(missed) + " (see the notes).") + "\n\n"
         f"{table}\n\n"
         "What each design choice costs, in this run (ratios of the rows above):\n\n" + "\n".join(costs) + f"\n\n{NOTES}"

@@ -154,6 +154,11 @@ class PackagingClient:
         say REQUESTED for a request no packager will ever see; if the request may be queued but
         its copy may not be stored, the copy is sent again (best effort).
 
+        Calls made at the same time from several threads (a server answering one docset per HTTP
+        call) may share one client and transport: where the transport groups confirmed sends
+        (AMQP), concurrent calls share one confirm wait, each returning once its own sends are
+        confirmed (``Transport.send_many``, group commit).
+
         Args:
             docset_id: the docset (it names the reply queue).
             docset_url: the docset on the API, e.g. ``http://server/api/docsets/5?fmt=meta,txt``.

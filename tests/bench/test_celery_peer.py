@@ -205,3 +205,30 @@ def test_a_floor_that_follows_our_worker_is_built_with_its_prefetch_and_linger(m
     assert isinstance(floor, _FollowingFloor) and (floor.prefetch, floor.progress) == (7, False)
     plain = celery_peer._floor_spec("amqp")
     assert plain is not None and plain.build("amqp://x").prefetch == 1  # type: ignore[attr-defined]
+
+
+def test_the_threaded_sides_have_rows_without_a_goal() -> None:
+    comparisons = celery_peer.comparisons(floor_prepares=False, threads=6)
+    goals = {(c.ours, c.baseline, c.metric): c.goal for c in comparisons}
+    assert goals[("ours-threads", "celery-redis-threads", THROUGHPUT)] is None
+    assert goals[("ours-threads", "ours", THROUGHPUT)] is None
+    notes = {(c.ours, c.baseline): c.note for c in comparisons}
+    assert notes[("ours-threads", "celery-redis-threads")].startswith("6 server threads, one call per request")
+    assert "fsync always" in notes[("ours-threads", "celery-redis-threads")]
+    assert notes[("ours-threads", "ours")] == "6 server threads vs one thread (group commit)"
+
+
+def test_from_threads_calls_each_item_once_from_that_many_threads_and_keeps_the_order() -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    seen: dict[int, str] = {}
+
+    def call(item: int) -> int:
+        seen[item] = threading.current_thread().name
+        return item * 10
+
+    with ThreadPoolExecutor(3, thread_name_prefix="t") as pool:
+        assert celery_peer._from_threads(pool, 3, list(range(10)), call) == [i * 10 for i in range(10)]
+    assert sorted(seen) == list(range(10))
+    assert len({seen[i] for i in (0, 3, 6, 9)}) == 1  # item i in thread i mod 3, each thread's in order

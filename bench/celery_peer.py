@@ -67,7 +67,7 @@ SERVER_THREADS = 4
 """Server threads of the threaded sides (``TDM_BENCH_CELERY_THREADS``): a window's requests are sent
 from this many threads, one call per request, as a threaded web server answering one docset per call would."""
 THREADS_NOTE = "{threads} server threads, one call per request"
-THREADS_VS_ONE_NOTE = "{threads} server threads vs one thread (group commit)"
+THREADS_VS_ONE_NOTE = "{threads} server threads vs one thread"
 CELERY_ROUNDS = 5
 """Rounds of the group unless ``TDM_BENCH_ROUNDS`` says otherwise: the job-cycle rows moved by 0.1-0.15x
 between runs of 3 rounds on this shared 2-core machine, and their goals sit within that."""

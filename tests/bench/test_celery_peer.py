@@ -215,7 +215,7 @@ def test_the_threaded_sides_have_rows_without_a_goal() -> None:
     notes = {(c.ours, c.baseline): c.note for c in comparisons}
     assert notes[("ours-threads", "celery-redis-threads")].startswith("6 server threads, one call per request")
     assert "fsync always" in notes[("ours-threads", "celery-redis-threads")]
-    assert notes[("ours-threads", "ours")] == "6 server threads vs one thread (group commit)"
+    assert notes[("ours-threads", "ours")] == "6 server threads vs one thread"
 
 
 def test_from_threads_calls_each_item_once_from_that_many_threads_and_keeps_the_order() -> None:

@@ -19,6 +19,7 @@ from tdm_messaging.transport import open_transport
 
 __all__ = [
     "KINDS",
+    "PATTERN_NOTE",
     "PREPARE_NOTE",
     "REDIS_CONFIRMED_NOTE",
     "REDIS_EVERYSEC_NOTE",
@@ -87,6 +88,8 @@ REDIS_CONFIRMED_NOTE = "vs Celery with publisher confirms + Redis results (AOF, 
 """The note of the rows against the Redis peer whose client also waits for RabbitMQ's confirm of each task
 (kombu's ``confirm_publish``), as our ``request_package`` does; no goal (the goals stay on :data:`REDIS_NOTE`)."""
 RPC_NOTE = "vs Celery rpc://"
+PATTERN_NOTE = "reply queue prepared (the pattern's own limit: no library around it), " + REDIS_NOTE
+"""The note of the rows holding the raw-client floor itself against the Celery peer of the goals."""
 ONE_CALL_NOTE = "requests in one call vs one call each"
 """The note of the row holding ours with a window's requests in one ``request_packages`` call against ours."""
 
@@ -147,4 +150,11 @@ def design_costs(label: str, rows: Sequence[Row]) -> str:
         if confirmed_p50 is not None and redis_p50 is not None and redis_p50.baseline:
             line += f", p50 {confirmed_p50.baseline / redis_p50.baseline:.2f}x the time"
         said.append(line)
+    pattern, pattern_p50 = _find(rows, "throughput", PATTERN_NOTE), _find(rows, "p50", PATTERN_NOTE)
+    if pattern is not None and pattern_p50 is not None:
+        said.append(
+            f"the message pattern itself (the raw-client floor, reply queues prepared) against Celery + Redis "
+            f"(fsync always): throughput {pattern.ratio:.2f}x, p50 {1 / pattern_p50.ratio:.2f}x the time: "
+            "the most any client library could reach with one `request_package` call per docset"
+        )
     return f"- {label}: " + ("; ".join(said) if said else "no rows") + "."

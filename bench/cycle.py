@@ -167,6 +167,8 @@ class Comparison:
         metric: :data:`THROUGHPUT`, or a latency percentile such as ``p50``.
         goal: the least ratio (above 1 = ours better, as in the table) that meets the goal; None: no goal.
         note: what the row shows, appended to the measurement's name.
+        subject: who side ``ours`` is, as the row's name says it ("ours"; e.g. "the floor" for a
+            row that holds the raw-client floor itself against a peer).
     """
 
     ours: str
@@ -174,6 +176,7 @@ class Comparison:
     metric: str
     goal: float | None = None
     note: str = ""
+    subject: str = "ours"
 
     def met(self, ratio: float) -> bool | None:
         """Whether ``ratio`` meets the goal (None without one)."""
@@ -202,7 +205,7 @@ def build_rows(
             else f"request to complete-visible {comp.metric}, no-op job"
         )
         row = Row(
-            what=f"{what}, ours over {label}{', ' + comp.note if comp.note else ''}",
+            what=f"{what}, {comp.subject} over {label}{', ' + comp.note if comp.note else ''}",
             ours=ours,
             baseline=base,
             unit="jobs/s" if throughput else "ms",

@@ -232,3 +232,39 @@ def test_from_threads_calls_each_item_once_from_that_many_threads_and_keeps_the_
         assert celery_peer._from_threads(pool, 3, list(range(10)), call) == [i * 10 for i in range(10)]
     assert sorted(seen) == list(range(10))
     assert len({seen[i] for i in (0, 3, 6, 9)}) == 1  # item i in thread i mod 3, each thread's in order
+
+
+def test_the_prepared_floor_itself_is_held_against_the_redis_peer_without_a_goal() -> None:
+    # AMQP: the floor prepares, so it is the one; STOMP: the second, prepared floor.
+    amqp = [c for c in celery_peer.comparisons(floor_prepares=True) if c.subject == "the floor"]
+    stomp = [c for c in celery_peer.comparisons(floor_prepares=False, prepared_floor=True) if c.subject == "the floor"]
+    assert [(c.ours, c.baseline, c.metric, c.goal) for c in amqp] == [
+        ("floor", "celery-redis", THROUGHPUT, None),
+        ("floor", "celery-redis", "p50", None),
+    ]
+    assert [(c.ours, c.baseline, c.metric, c.goal) for c in stomp] == [
+        ("floor-prep", "celery-redis", THROUGHPUT, None),
+        ("floor-prep", "celery-redis", "p50", None),
+    ]
+    # A floor that creates the queue in the request is not held against Celery's goal peer.
+    assert not [c for c in celery_peer.comparisons(floor_prepares=False) if c.subject == "the floor"]
+
+
+def test_a_floor_row_names_the_floor_not_ours() -> None:
+    measured = Measured(
+        rates={"floor": [80.0], "celery-redis": [100.0]}, latencies={"floor": [[4.0]], "celery-redis": [[2.0]]}
+    )
+    rows = build_rows(
+        celery_peer.comparisons(floor_prepares=True),
+        measured,
+        label="RabbitMQ AMQP",
+        names={"floor": "the floor", "celery-redis": "celery"},
+        requests=100,
+        command="c",
+    )
+    assert [row.what for row in rows] == [
+        "request throughput, 100 no-op jobs, one worker, the floor over RabbitMQ AMQP, " + celery_peer.PATTERN_NOTE,
+        "request to complete-visible p50, no-op job, the floor over RabbitMQ AMQP, " + celery_peer.PATTERN_NOTE,
+    ]
+    assert rows[0].ratio == pytest.approx(0.8) and rows[0].met is None
+    assert rows[1].ratio == pytest.approx(0.5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bench.choices import (
+    PATTERN_NOTE,
     PREPARE_NOTE,
     REDIS_CONFIRMED_NOTE,
     REDIS_EVERYSEC_NOTE,
@@ -68,3 +69,15 @@ def test_design_costs_prices_the_task_confirm_for_celery() -> None:
     # The rows against the default peer (the goals) and the confirmed one are told apart.
     assert REDIS_NOTE not in REDIS_CONFIRMED_NOTE
     assert "throughput 0.25x" not in design_costs("X", rows[:2])
+
+
+def test_design_costs_says_what_the_pattern_itself_reaches_against_celery() -> None:
+    rows = [
+        _row(f"request throughput, ours over X, {REDIS_NOTE}", 200.0, 400.0, rate=True),
+        _row(f"request throughput, the floor over X, {PATTERN_NOTE}", 300.0, 400.0, rate=True),
+        _row(f"request to complete-visible p50, the floor over X, {PATTERN_NOTE}", 4.0, 2.0, rate=False),
+    ]
+    line = design_costs("X", rows)
+    assert "the message pattern itself" in line
+    assert "throughput 0.75x, p50 2.00x the time" in line
+    assert "the message pattern itself" not in design_costs("X", rows[:2])  # both rows or none

@@ -112,7 +112,24 @@ def _written(message: Message) -> str:
     return encode(message, TEXT_CONTENT_TYPE).body.decode("utf-8", "surrogatepass")
 
 
+FIRST_LINES = st.sampled_from(
+    ["Accepted.", "Accepted. 1 second", "Progress: 1/2", "Progress: 1/2 (50%)", "Failed: x", "Failed: a\\nb"]
+    + ["Delete: 5", "Deleted: 5", f"Complete: {URL}", "http://server/api/docsets/5?fmt=meta,txt"]
+)
+KEY_LINES = st.sampled_from(
+    ["ETA: 30 seconds", "Size: 7", f"SHA256: {'ab' * 32}", "Content-Type: application/x-tar", "Retryable: yes"]
+    + ["Expires: 2026-12-04T12:00:00.123456Z", f"Archive: {URL}", "Retryable: no", "Content-Type: a/b; c=d"]
+)
+NEAR_MISSES = st.tuples(st.lists(st.one_of(KEY_LINES, LINES), max_size=4), st.lists(JUNK, min_size=5, max_size=5))
 TEXTS = st.one_of(
+    st.tuples(FIRST_LINES, NEAR_MISSES).map(
+        lambda parts: parts[1][1][0].join(
+            [parts[0] + parts[1][1][1]] + [line + parts[1][1][2] for line in parts[1][0]]
+        ) + parts[1][1][3]
+    ),
+    st.tuples(FIRST_LINES, st.lists(KEY_LINES, max_size=4), SPACE, SPACE).map(
+        lambda parts: "\n".join([parts[0] + parts[2], *parts[1]]) + parts[3]
+    ),
     st.lists(LINES, min_size=1, max_size=5).map("\n".join),
     st.tuples(st.lists(LINES, min_size=1, max_size=5), SPACE).map(lambda parts: "\r\n".join(parts[0]) + parts[1]),
     st.tuples(strategies.messages().map(_written), st.integers(0, 300), JUNK, st.integers(0, 4)).map(
@@ -191,10 +208,48 @@ def _both(body: bytes, headers: dict[str, str], docset_id: str | None, request_i
 @example(b"Accepted.", {h.PROTOCOL_VERSION: "2.0"}, "5", "", NOW)
 @example(b"Accepted.", {h.PROTOCOL_VERSION: "1.7"}, "5", "", NOW)
 @example(b"Accepted.", {}, "5", "", datetime(2026, 1, 1))
+@example(b"Failed: x \nRetryable: yes", {}, "5", "", NOW)
+@example(b"Failed: x\t", {}, "5", "", NOW)
+@example(b"Failed:  x", {}, "5", "", NOW)
+@example(b"Complete: http://h/x\nSize: 1\nContent-Type: a/b ", {}, "5", "", NOW)
+@example(b"Complete: http://h/x\nSize: 1\nContent-Type: a/b \nExpires: 2026-12-04T00:00:00Z", {}, "5", "", NOW)
+@example(b"http://server/api/docsets/7", {h.DOCSET_ID: "", h.FORMATS: "meta", h.REPLY_TO: "package/5"}, "5", "", NOW)
+@example(b"Failed: x\nRetryable: maybe", {}, "5", "", NOW)
+@example(b"Failed: x\nRetryable: yes", {}, "5", "", NOW)
+@example(b"Progress: 0/0", {}, "5", "", NOW)
+@example(b"Accepted.", {h.SEQUENCE: "\u0663"}, "5", "", NOW)
+@example(b"Accepted.", {h.SEQUENCE: "9" * 20}, "5", "", NOW)
+@example(b"Accepted.", {h.REQUEST_ID: ""}, "5", REQUEST_ID, NOW)
+@example(b"http://server/api/docsets/5", {h.DOCSET_ID: "5", h.FORMATS: "m", h.TIMESTAMP: "2026-11-27T13:00:00Z"}, None, "", NOW)
 def test_fast_decode_is_the_full_decode(
     body: bytes, headers: dict[str, str], docset_id: str | None, request_id: str, received: datetime
 ) -> None:
     fast, full = _both(body, headers, docset_id, request_id, received)
+    assert fast == full
+
+
+@st.composite
+def _written_and_changed(draw: st.DrawFn) -> tuple[bytes, dict[str, str]]:
+    """A message as the writer writes it, then some of its headers dropped or changed, maybe its body too."""
+    envelope = encode(draw(strategies.messages()), TEXT_CONTENT_TYPE)
+    headers = dict(envelope.headers)
+    for name in draw(st.lists(st.sampled_from(sorted(HEADER_VALUES)), max_size=3)):
+        if draw(st.booleans()):
+            headers.pop(name, None)
+        else:
+            headers[name] = draw(st.one_of(HEADER_VALUES[name], st.text(max_size=20)))
+    body = envelope.body.decode("utf-8", "surrogatepass")
+    if draw(st.booleans()):
+        body = _mutate(body, draw(st.integers(0, 300)), draw(JUNK), draw(st.integers(0, 4)))
+    return body.encode("utf-8", "surrogatepass"), headers
+
+
+@SETTINGS
+@given(_written_and_changed(), DOCSET_IDS, REQUEST_IDS, RECEIVED)
+def test_fast_decode_is_the_full_decode_near_written_messages(
+    written: tuple[bytes, dict[str, str]], docset_id: str | None, request_id: str, received: datetime
+) -> None:
+    fast, full = _both(*written, docset_id, request_id, received)
     assert fast == full
 
 

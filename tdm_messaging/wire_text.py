@@ -416,6 +416,8 @@ _PARSERS: tuple[tuple[str, Callable[[_Reader, str, list[str]], Message]], ...] =
 
 _VALUE = r"(\S+)"  # a value without whitespace: what the line reader reads as is
 _TEXT_VALUE = r"(\S(?:[^\n]*\S)?)"  # a one-line value that neither starts nor ends with whitespace
+# format_moment's output: a subset of _ISO_TEXT, always with a time zone.
+_MOMENT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{6})?Z")
 _FAST_FORMS: Final = {
     "A": re.compile(rf"Accepted\.(?: ({_NUMBER}) seconds?)?"),
     "P": re.compile(rf"Progress: ({_INTEGER})/({_INTEGER})(?: \(({_NUMBER})%\))?(?:\nETA: ({_NUMBER}) seconds?)?"),
@@ -428,6 +430,13 @@ _FAST_FORMS: Final = {
     # models' plain http(s) URL: urlsplit cannot fail on it (no brackets in the host)
     "h": re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{0,5})?(?:[/?#][!-~]*)?"),
 }
+
+
+def _moment(text: str) -> datetime:
+    """A date-time as the protocol writes it (UTC, ``Z``), as _parse_datetime reads it; else ``ValueError``."""
+    if not _MOMENT.fullmatch(text):
+        raise ValueError(text)
+    return datetime.fromisoformat(text)  # has a time zone: 'Z'
 
 
 def _finite(text: str) -> float:
@@ -448,15 +457,16 @@ def _decode_fast(
         match = form.fullmatch(text) if form is not None else None
         if match is None:
             return None
-        return _read_fast(text[0], match, headers, docset_id, request_id, received_at)
+        return _read_fast(text[0], match, headers, docset_id=docset_id, request_id=request_id, received_at=received_at)
     except (ValueError, TypeError, DecodeError):  # ValidationError and UnicodeDecodeError are ValueErrors
         return None
 
 
-def _read_fast(  # noqa: C901, PLR0912 (one branch per form, kept together so that each reads as the full one)
+def _read_fast(  # one branch per form, kept together so that each reads as the full one
     first: str,
     match: re.Match[str],
     headers: Mapping[str, str],
+    *,
     docset_id: str | None,
     request_id: str,
     received_at: datetime,
@@ -488,8 +498,7 @@ def _read_fast(  # noqa: C901, PLR0912 (one branch per form, kept together so th
         if content_type is not None:
             fields["content_type"] = content_type
         if expires is not None:
-            line = f"Expires: {expires}"
-            fields["url_expires_at"] = _parse_datetime(expires, f"text/plain line {line!r}", line)
+            fields["url_expires_at"] = _moment(expires)
     elif first == "F":
         kind = "failed"
         reason, retryable = match.groups()
@@ -509,14 +518,10 @@ def _read_fast(  # noqa: C901, PLR0912 (one branch per form, kept together so th
         header_formats = get(HEADER_FORMATS)
         if not header_docset or header_formats is None:
             return None  # the docset or formats come from the URL: the full path parses it
-        requested_text = get(HEADER_REQUESTED_AT)
         fields = {
             "docset_url": match.group(0),
             "formats": tuple(filter(None, header_formats.split(","))),
             "reply_to": get(HEADER_REPLY_TO) or f"package/{header_docset}",
-            "requested_at": _parse_datetime(requested_text, f"header {HEADER_REQUESTED_AT}", requested_text)
-            if requested_text is not None
-            else None,
         }
     # What _Reader.build and _Reader.timestamp do, the headers read once each.
     header_type = get(HEADER_TYPE)
@@ -532,13 +537,13 @@ def _read_fast(  # noqa: C901, PLR0912 (one branch per form, kept together so th
     if sequence_text is not None and not _INTEGER_TEXT.fullmatch(sequence_text):
         return None
     timestamp_text = get(HEADER_TIMESTAMP)
-    timestamp = (
-        received_at
-        if timestamp_text is None
-        else _parse_datetime(timestamp_text, f"header {HEADER_TIMESTAMP}", timestamp_text)
-    )
-    if kind == "package_request" and fields["requested_at"] is None:
-        fields["requested_at"] = timestamp
+    timestamp = received_at if timestamp_text is None else _moment(timestamp_text)
+    if kind == "package_request":
+        requested_text = get(HEADER_REQUESTED_AT)
+        # A request's requested_at is mostly its timestamp: the same text is the same date-time.
+        fields["requested_at"] = (
+            timestamp if requested_text is None or requested_text == timestamp_text else _moment(requested_text)
+        )
     fields.update(
         type=kind,
         protocol_version=version,

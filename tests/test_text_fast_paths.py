@@ -19,8 +19,10 @@ from hypothesis import strategies as st
 from bench.codec import sample_messages
 from tdm_messaging import headers as h
 from tdm_messaging.codec import TEXT_CONTENT_TYPE, DecodeContext, decode, encode
-from tdm_messaging.models import Message
+from tdm_messaging.errors import EncodeError
+from tdm_messaging.models import Complete, Message, format_moment
 from tdm_messaging.wire_text import _decode_fast, _decode_full, decode_text
+from tdm_messaging.wire_text_write import encode_text
 from tests import strategies
 
 SETTINGS = settings(max_examples=400, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -52,7 +54,10 @@ MOMENTS = st.one_of(
         ]
     ),
     strategies.timestamps().map(lambda moment: moment.isoformat().replace("+00:00", "Z")),
-    st.from_regex(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,7})?(Z|[+-][0-9]{2}:[0-9]{2})?", fullmatch=True),
+    st.from_regex(
+        r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,7})?(Z|[+-][0-9]{2}:[0-9]{2})?",
+        fullmatch=True,
+    ),
 )
 SPACE = st.sampled_from(["", " ", "  ", "\t", " \t", "\r", "\u00a0", "\u2028", "\x0b", "\x1c", "\u3000"])
 JUNK = st.one_of(st.text(max_size=12), SPACE, st.sampled_from(["\\", "\\n", "\\r", "\\\\", "\n", "\r\n", ":", "%"]))
@@ -113,19 +118,27 @@ def _written(message: Message) -> str:
 
 
 FIRST_LINES = st.sampled_from(
-    ["Accepted.", "Accepted. 1 second", "Progress: 1/2", "Progress: 1/2 (50%)", "Failed: x", "Failed: a\\nb"]
-    + ["Delete: 5", "Deleted: 5", f"Complete: {URL}", "http://server/api/docsets/5?fmt=meta,txt"]
+    [
+        *["Accepted.", "Accepted. 1 second", "Progress: 1/2", "Progress: 1/2 (50%)", "Failed: x", "Failed: a\\nb"],
+        "Delete: 5",
+        "Deleted: 5",
+        f"Complete: {URL}",
+        "http://server/api/docsets/5?fmt=meta,txt",
+    ]
 )
 KEY_LINES = st.sampled_from(
-    ["ETA: 30 seconds", "Size: 7", f"SHA256: {'ab' * 32}", "Content-Type: application/x-tar", "Retryable: yes"]
-    + ["Expires: 2026-12-04T12:00:00.123456Z", f"Archive: {URL}", "Retryable: no", "Content-Type: a/b; c=d"]
+    [
+        *["ETA: 30 seconds", "Size: 7", f"SHA256: {'ab' * 32}", "Content-Type: application/x-tar", "Retryable: yes"],
+        *["Expires: 2026-12-04T12:00:00.123456Z", f"Archive: {URL}", "Retryable: no", "Content-Type: a/b; c=d"],
+    ]
 )
 NEAR_MISSES = st.tuples(st.lists(st.one_of(KEY_LINES, LINES), max_size=4), st.lists(JUNK, min_size=5, max_size=5))
 TEXTS = st.one_of(
     st.tuples(FIRST_LINES, NEAR_MISSES).map(
-        lambda parts: parts[1][1][0].join(
-            [parts[0] + parts[1][1][1]] + [line + parts[1][1][2] for line in parts[1][0]]
-        ) + parts[1][1][3]
+        lambda parts: (
+            parts[1][1][0].join([parts[0] + parts[1][1][1]] + [line + parts[1][1][2] for line in parts[1][0]])
+            + parts[1][1][3]
+        )
     ),
     st.tuples(FIRST_LINES, st.lists(KEY_LINES, max_size=4), SPACE, SPACE).map(
         lambda parts: "\n".join([parts[0] + parts[2], *parts[1]]) + parts[3]
@@ -147,7 +160,7 @@ HEADER_VALUES: dict[str, st.SearchStrategy[str]] = {
     h.TYPE: st.sampled_from(
         ["accepted", "progress", "complete", "failed", "delete_request", "deleted", "package_request", "x", ""]
     ),
-    h.PROTOCOL_VERSION: st.sampled_from(["1.0", "1.7", "2.0", "", "1", "x.y", "١.0"]),
+    h.PROTOCOL_VERSION: st.sampled_from(["1.0", "1.7", "2.0", "", "1", "x.y", "\u0661.0"]),
     h.DOCSET_ID: st.one_of(st.sampled_from(["5", "6", "", "a b", "x" * 200]), st.text(max_size=10)),
     h.REQUEST_ID: st.one_of(st.sampled_from([REQUEST_ID, "", REQUEST_ID.upper(), "nope"]), strategies.request_ids()),
     h.SEQUENCE: st.one_of(NUMBERS, st.sampled_from(["", "-1", "9223372036854775808", "9223372036854775807"])),
@@ -158,14 +171,17 @@ HEADER_VALUES: dict[str, st.SearchStrategy[str]] = {
 }
 HEADERS = st.fixed_dictionaries({}, optional={name: values for name, values in HEADER_VALUES.items()}).flatmap(
     lambda found: st.one_of(
-        st.just(found), st.dictionaries(st.sampled_from(sorted(HEADER_VALUES)), st.text(max_size=30)).map(
+        st.just(found),
+        st.dictionaries(st.sampled_from(sorted(HEADER_VALUES)), st.text(max_size=30)).map(
             lambda more: {**found, **more}
-        )
+        ),
     )
 )
-DOCSET_IDS = st.sampled_from([None, "5", "", "x y", "٥"])
+DOCSET_IDS = st.sampled_from([None, "5", "", "x y", "\u0665"])
 REQUEST_IDS = st.sampled_from(["", REQUEST_ID, "nope"])
-RECEIVED = st.sampled_from([NOW, NOW.astimezone(timezone(timedelta(hours=2))), datetime(2026, 1, 1), datetime(1, 1, 1, tzinfo=UTC)])
+RECEIVED = st.sampled_from(
+    [NOW, NOW.astimezone(timezone(timedelta(hours=2))), datetime(2026, 1, 1), datetime(1, 1, 1, tzinfo=UTC)]
+)
 
 
 def _outcome(func: Callable[[], Message]) -> tuple[Any, ...]:
@@ -220,7 +236,13 @@ def _both(body: bytes, headers: dict[str, str], docset_id: str | None, request_i
 @example(b"Accepted.", {h.SEQUENCE: "\u0663"}, "5", "", NOW)
 @example(b"Accepted.", {h.SEQUENCE: "9" * 20}, "5", "", NOW)
 @example(b"Accepted.", {h.REQUEST_ID: ""}, "5", REQUEST_ID, NOW)
-@example(b"http://server/api/docsets/5", {h.DOCSET_ID: "5", h.FORMATS: "m", h.TIMESTAMP: "2026-11-27T13:00:00Z"}, None, "", NOW)
+@example(
+    b"http://server/api/docsets/5",
+    {h.DOCSET_ID: "5", h.FORMATS: "m", h.TIMESTAMP: "2026-11-27T13:00:00Z"},
+    None,
+    "",
+    NOW,
+)
 def test_fast_decode_is_the_full_decode(
     body: bytes, headers: dict[str, str], docset_id: str | None, request_id: str, received: datetime
 ) -> None:
@@ -305,3 +327,53 @@ def test_the_fast_path_answers_every_generated_message(message: Message) -> None
     """The writer's output always takes the fast path (except failure reasons with edge whitespace)."""
     envelope = encode(message, TEXT_CONTENT_TYPE)
     assert _decode_fast(envelope.body, envelope.headers, None, "", NOW) == message
+
+
+def _complete_as_lines(message: Complete) -> bytes:
+    """The Complete writer as it was (a list of lines, joined), and its checks in the same order."""
+    if not message.archive_url or any(ch.isspace() for ch in message.archive_url):
+        raise EncodeError(
+            f"archive_url {message.archive_url!r} contains whitespace; text/plain cannot carry it, use application/json"
+        )
+    lines = [f"Complete: {message.archive_url}", f"Size: {message.size_bytes}"]
+    if message.sha256 is not None:
+        lines.append(f"SHA256: {message.sha256}")
+    content_type = message.content_type
+    if content_type != "application/zip":
+        if (
+            "\n" in content_type
+            or "\r" in content_type
+            or content_type != content_type.strip(" \t")
+            or not content_type
+        ):
+            raise EncodeError(
+                f"content_type {content_type!r} cannot be written in text/plain (empty, line break, or surrounding "
+                "spaces); fix the value or use application/json"
+            )
+        lines.append(f"Content-Type: {content_type}")
+    if message.url_expires_at is not None:
+        lines.append(f"Expires: {format_moment(message.url_expires_at)}")
+    return "\n".join(lines).encode()
+
+
+@SETTINGS
+@given(strategies.completes(), st.one_of(st.none(), st.text(max_size=20)), st.one_of(st.none(), st.text(max_size=20)))
+def test_complete_writer_is_the_lines_joined(message: Complete, url: str | None, content_type: str | None) -> None:
+    """Built without validation too (model_construct), so odd values reach the writer's checks."""
+    changes = {k: v for k, v in {"archive_url": url, "content_type": content_type}.items() if v is not None}
+    odd = Complete.model_construct(**{**message.__dict__, **changes})
+
+    def new() -> Any:
+        return encode_text(odd)[0]
+
+    def old() -> Any:
+        return _complete_as_lines(odd)
+
+    assert _outcome_any(new) == _outcome_any(old)
+
+
+def _outcome_any(func: Callable[[], Any]) -> tuple[Any, ...]:
+    try:
+        return ("value", func())
+    except Exception as exc:  # the same error, whatever it is
+        return type(exc), str(exc)

@@ -544,12 +544,10 @@ def _read_fast(  # one branch per form, kept together so that each reads as the 
         fields["requested_at"] = (
             timestamp if requested_text is None or requested_text == timestamp_text else _moment(requested_text)
         )
-    fields.update(
-        type=kind,
-        protocol_version=version,
-        docset_id=docset_id,
-        request_id=get(HEADER_REQUEST_ID) if HEADER_REQUEST_ID in headers else request_id,
-        sequence=int(sequence_text) if sequence_text is not None else 0,
-        timestamp=timestamp,
-    )
+    fields["type"] = kind  # (item by item: update() with keywords built a second dict first)
+    fields["protocol_version"] = version
+    fields["docset_id"] = docset_id
+    fields["request_id"] = get(HEADER_REQUEST_ID) if HEADER_REQUEST_ID in headers else request_id
+    fields["sequence"] = int(sequence_text) if sequence_text is not None else 0
+    fields["timestamp"] = timestamp
     return _VALIDATORS[kind](fields)  # type: ignore[no-any-return]

@@ -418,6 +418,9 @@ _VALUE = r"(\S+)"  # a value without whitespace: what the line reader reads as i
 _TEXT_VALUE = r"(\S(?:[^\n]*\S)?)"  # a one-line value that neither starts nor ends with whitespace
 # format_moment's output: a subset of _ISO_TEXT, always with a time zone.
 _MOMENT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{6})?Z")
+# Longer than any body the patterns could read into a valid message: a failure reason of 4096
+# characters, each at most 4 bytes of UTF-8 (an escaped one is 2), and its two keywords.
+_FAST_MAX_BYTES: Final = 4096 * 4 + 64
 _FAST_FORMS: Final = {
     "A": re.compile(rf"Accepted\.(?: ({_NUMBER}) seconds?)?"),
     "P": re.compile(rf"Progress: ({_INTEGER})/({_INTEGER})(?: \(({_NUMBER})%\))?(?:\nETA: ({_NUMBER}) seconds?)?"),
@@ -451,6 +454,8 @@ def _decode_fast(
     body: bytes, headers: Mapping[str, str], docset_id: str | None, request_id: str, received_at: datetime
 ) -> Message | None:
     """The message of a well-formed body, or ``None``: the full path then reads it (and says what is wrong)."""
+    if len(body) > _FAST_MAX_BYTES:
+        return None  # no valid message is this long: leave it to the full path, decoded once
     try:
         text = body.decode("utf-8")
         form = _FAST_FORMS.get(text[:1])

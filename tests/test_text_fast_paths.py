@@ -20,7 +20,7 @@ from bench.codec import sample_messages
 from tdm_messaging import headers as h
 from tdm_messaging.codec import TEXT_CONTENT_TYPE, DecodeContext, decode, encode
 from tdm_messaging.errors import EncodeError
-from tdm_messaging.models import Complete, Message, format_moment
+from tdm_messaging.models import Complete, Failed, Message, format_moment
 from tdm_messaging.wire_text import _decode_fast, _decode_full, decode_text
 from tdm_messaging.wire_text_write import encode_text
 from tests import strategies
@@ -233,6 +233,10 @@ def _both(body: bytes, headers: dict[str, str], docset_id: str | None, request_i
 @example(b"Failed: x\nRetryable: maybe", {}, "5", "", NOW)
 @example(b"Failed: x\nRetryable: yes", {}, "5", "", NOW)
 @example(b"Progress: 0/0", {}, "5", "", NOW)
+@example(("Failed: " + "\U0001f600" * 4096).encode(), {}, "5", "", NOW)
+@example(b"Failed: " + b"\\n" * 4096 + b"\nRetryable: yes", {}, "5", "", NOW)
+@example(b"Failed: " + b"x" * 40_000, {}, "5", "", NOW)
+@example(b"Complete: http://h/" + b"x" * 3000 + b"\nSize: 1", {}, "5", "", NOW)
 @example(b"Accepted.", {h.SEQUENCE: "\u0663"}, "5", "", NOW)
 @example(b"Accepted.", {h.SEQUENCE: "9" * 20}, "5", "", NOW)
 @example(b"Accepted.", {h.REQUEST_ID: ""}, "5", REQUEST_ID, NOW)
@@ -293,8 +297,6 @@ def test_every_valid_message_round_trips(message: Message) -> None:
 )
 def test_full_unicode_values_round_trip_or_are_refused_alike(message: Message, field: str, value: str) -> None:
     """Full Unicode where the fields allow it: a failure reason, and the headers that carry ids."""
-    from tdm_messaging.models import Failed
-
     if field == "reason" and isinstance(message, Failed):
         try:
             message = Failed.model_validate({**message.model_dump(), "reason": value})
@@ -377,3 +379,13 @@ def _outcome_any(func: Callable[[], Any]) -> tuple[Any, ...]:
         return ("value", func())
     except Exception as exc:  # the same error, whatever it is
         return type(exc), str(exc)
+
+
+def test_the_longest_valid_failure_takes_the_fast_path() -> None:
+    """The fast path's length limit lets through the longest body it could read into a valid message."""
+    reason = "\U0001f600" * 4096  # 4096 characters of 4 bytes each
+    message = Failed(docset_id="5", request_id="", timestamp=NOW, reason=reason, retryable=True)
+    body, _extra = encode_text(message)
+    assert _decode_fast(body, {}, "5", "", NOW) == message
+    longest = ("Failed: " + "\\n" * 4096 + "\nRetryable: yes").encode()
+    assert _decode_fast(longest, {}, "5", "", NOW) is not None

@@ -149,12 +149,16 @@ Notes on the codec figures:
   common shape first (a precompiled pattern or one comparison) and hands anything else to the
   unchanged full check, so values and error texts are the same: `tests/test_fast_paths.py` holds
   every fast path equal to its full path over full Unicode and junk.
-- `text/plain` is the seed's interop format, not the hot path: it is parsed line by line in
-  Python (regular expressions, header look-ups, `datetime.fromisoformat`, then model validation
-  from a dict). Issue 14 cut it by about a quarter (one-line bodies skip the line list, writers
-  found by exact class, errors built only when raised), which still leaves it above the 2x goal:
-  about 3 µs of a decode is the model's validation of the dict and the rest the Python line
-  parsing, so reaching 2x needs another way of parsing, not more trimming.
+- `text/plain` is the seed's interop format, not the hot path. A body as `encode_text` writes it
+  is read by one precompiled pattern per form (fields built from the match, date-times by one
+  pattern and `datetime.fromisoformat`, the model validated once); any other spelling, and
+  anything that reading would refuse, takes the unchanged line-by-line reader, so values and
+  error texts are the same (`tests/test_text_fast_paths.py` holds the two equal over junk, near
+  misses and full Unicode). That brought decoding from 3-5x `json.loads` to 2.5-3x and the round
+  trips from 2.0-2.7x to 1.7-2.2x the baseline (medians of three runs on a loaded machine), so
+  several types still miss 2x by a little: what is left of a decode is mostly the model's
+  validation of the dict (2-3 µs, its Python validators); the next step would be building the
+  model without re-validating what the pattern already proves, not more parsing work.
 - The machine is shared (2 cores, other engineers' test runs): single rows move by +-50 % between
   runs. Re-run on a quiet machine before reading much into a "missed" by a small margin.
 """

@@ -97,6 +97,11 @@ def decode_text(
 ) -> Message:
     """Decode a ``text/plain`` body.
 
+    A well-formed body as :func:`encode_text` writes it is read by one pattern per form
+    (:func:`_decode_fast`); anything else, and anything that pattern's reading would refuse,
+    takes the line-by-line reader below, which says what is wrong. ``tests/test_text_fast_paths.py``
+    holds the two equal for any body and headers.
+
     Args:
         body: the wire body.
         headers: the envelope's headers; ``tdm-*`` ones win over the arguments below.
@@ -109,6 +114,21 @@ def decode_text(
             ``excerpt``), or a header is malformed, or the docset is unknown.
         UnsupportedVersionError: ``tdm-protocol-version`` has another major version.
     """
+    message = _decode_fast(body, headers, docset_id, request_id, received_at)
+    if message is not None:
+        return message
+    return _decode_full(body, headers, docset_id=docset_id, request_id=request_id, received_at=received_at)
+
+
+def _decode_full(
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    docset_id: str | None,
+    request_id: str,
+    received_at: datetime,
+) -> Message:
+    """:func:`decode_text` line by line: every form, every spelling, and an error naming the line at fault."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -384,3 +404,155 @@ _PARSERS: tuple[tuple[str, Callable[[_Reader, str, list[str]], Message]], ...] =
     ("Deleted:", _delete_like("deleted", "Deleted:")),
     ("Delete:", _delete_like("delete_request", "Delete:")),
 )
+
+
+# --- the common case -----------------------------------------------------------------------
+#
+# Each pattern reads one whole body of one form as encode_text writes it (single spaces, LF, the
+# key lines in the writer's order), and only values the line reader would read the same way: no
+# leading or trailing whitespace (which it strips), no line break inside. Whatever else the full
+# path checks (headers, numbers, date-times, the model) is done here by the same helpers, and
+# anything they refuse sends the body to the full path, so that errors keep their one wording.
+
+_VALUE = r"(\S+)"  # a value without whitespace: what the line reader reads as is
+_TEXT_VALUE = r"(\S(?:[^\n]*\S)?)"  # a one-line value that neither starts nor ends with whitespace
+# format_moment's output: a subset of _ISO_TEXT, always with a time zone.
+_MOMENT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{6})?Z")
+# Longer than any body the patterns could read into a valid message: a failure reason of 4096
+# characters, each at most 4 bytes of UTF-8 (an escaped one is 2), and its two keywords.
+_FAST_MAX_BYTES: Final = 4096 * 4 + 64
+_FAST_FORMS: Final = {
+    "A": re.compile(rf"Accepted\.(?: ({_NUMBER}) seconds?)?"),
+    "P": re.compile(rf"Progress: ({_INTEGER})/({_INTEGER})(?: \(({_NUMBER})%\))?(?:\nETA: ({_NUMBER}) seconds?)?"),
+    "C": re.compile(
+        rf"Complete: {_VALUE}\nSize: ({_INTEGER})(?:\nSHA256: {_VALUE})?(?:\nContent-Type: {_TEXT_VALUE})?"
+        rf"(?:\nExpires: {_VALUE})?"
+    ),
+    "F": re.compile(rf"Failed: {_TEXT_VALUE}(?:\nRetryable: (yes|no))?"),
+    "D": re.compile(rf"Delete(d?): {_VALUE}(?:\nArchive: {_VALUE})?"),
+    # models' plain http(s) URL: urlsplit cannot fail on it (no brackets in the host)
+    "h": re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{0,5})?(?:[/?#][!-~]*)?"),
+}
+
+
+def _moment(text: str) -> datetime:
+    """A date-time as the protocol writes it (UTC, ``Z``), as _parse_datetime reads it; else ``ValueError``."""
+    if not _MOMENT.fullmatch(text):
+        raise ValueError(text)
+    return datetime.fromisoformat(text)  # has a time zone: 'Z'
+
+
+def _finite(text: str) -> float:
+    """``text`` (a number the pattern matched) as a float; ``ValueError`` (the full path then says why) if too large."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
+def _decode_fast(
+    body: bytes, headers: Mapping[str, str], docset_id: str | None, request_id: str, received_at: datetime
+) -> Message | None:
+    """The message of a well-formed body, or ``None``: the full path then reads it (and says what is wrong)."""
+    if len(body) > _FAST_MAX_BYTES:
+        return None  # no valid message is this long: leave it to the full path, decoded once
+    try:
+        text = body.decode("utf-8")
+        form = _FAST_FORMS.get(text[:1])
+        match = form.fullmatch(text) if form is not None else None
+        if match is None:
+            return None
+        return _read_fast(text[0], match, headers, docset_id=docset_id, request_id=request_id, received_at=received_at)
+    except (ValueError, TypeError, DecodeError):  # ValidationError and UnicodeDecodeError are ValueErrors
+        return None
+
+
+def _read_fast(  # one branch per form, kept together so that each reads as the full one
+    first: str,
+    match: re.Match[str],
+    headers: Mapping[str, str],
+    *,
+    docset_id: str | None,
+    request_id: str,
+    received_at: datetime,
+) -> Message | None:
+    get = headers.get
+    body_docset: str | None = None
+    fields: dict[str, Any]
+    if first == "A":
+        kind = "accepted"
+        estimate = match.group(1)
+        fields = {"estimate_seconds": None if estimate is None else _finite(estimate)}
+    elif first == "P":
+        kind = "progress"
+        done_text, total_text, percent, eta = match.groups()
+        done, total = int(done_text), int(total_text)
+        fields = {
+            "items_done": done,
+            "items_total": total,
+            "percent": _finite(percent) if percent is not None else (100 * done / total if total else 0.0),
+        }
+        if eta is not None:
+            fields["eta_seconds"] = _finite(eta)
+    elif first == "C":
+        kind = "complete"
+        url, size, sha256, content_type, expires = match.groups()
+        fields = {"archive_url": url, "size_bytes": int(size)}
+        if sha256 is not None:
+            fields["sha256"] = sha256
+        if content_type is not None:
+            fields["content_type"] = content_type
+        if expires is not None:
+            fields["url_expires_at"] = _moment(expires)
+    elif first == "F":
+        kind = "failed"
+        reason, retryable = match.groups()
+        if "\\" in reason:
+            reason = _UNESCAPE.sub(lambda m: _ESCAPES[m.group(1)], reason)
+        fields = {"reason": reason, "retryable": retryable == "yes"}
+    elif first == "D":
+        kind = "deleted" if match.group(1) else "delete_request"
+        body_docset = match.group(2)
+        header_docset = get(HEADER_DOCSET_ID)
+        if header_docset is not None and header_docset != body_docset:
+            return None
+        fields = {"archive_url": match.group(3)}
+    else:
+        kind = "package_request"
+        header_docset = get(HEADER_DOCSET_ID)
+        header_formats = get(HEADER_FORMATS)
+        if not header_docset or header_formats is None:
+            return None  # the docset or formats come from the URL: the full path parses it
+        fields = {
+            "docset_url": match.group(0),
+            "formats": tuple(filter(None, header_formats.split(","))),
+            "reply_to": get(HEADER_REPLY_TO) or f"package/{header_docset}",
+        }
+    # What _Reader.build and _Reader.timestamp do, the headers read once each.
+    header_type = get(HEADER_TYPE)
+    if header_type is not None and header_type != kind:
+        return None
+    version = get(HEADER_PROTOCOL_VERSION) or PROTOCOL_VERSION
+    if version != PROTOCOL_VERSION:
+        return None  # another minor (or major) version: the full path checks it
+    docset_id = get(HEADER_DOCSET_ID) or body_docset or docset_id
+    if docset_id is None:
+        return None
+    sequence_text = get(HEADER_SEQUENCE)
+    if sequence_text is not None and not _INTEGER_TEXT.fullmatch(sequence_text):
+        return None
+    timestamp_text = get(HEADER_TIMESTAMP)
+    timestamp = received_at if timestamp_text is None else _moment(timestamp_text)
+    if kind == "package_request":
+        requested_text = get(HEADER_REQUESTED_AT)
+        # A request's requested_at is mostly its timestamp: the same text is the same date-time.
+        fields["requested_at"] = (
+            timestamp if requested_text is None or requested_text == timestamp_text else _moment(requested_text)
+        )
+    fields["type"] = kind  # (item by item: update() with keywords built a second dict first)
+    fields["protocol_version"] = version
+    fields["docset_id"] = docset_id
+    fields["request_id"] = get(HEADER_REQUEST_ID) if HEADER_REQUEST_ID in headers else request_id
+    fields["sequence"] = int(sequence_text) if sequence_text is not None else 0
+    fields["timestamp"] = timestamp
+    return _VALIDATORS[kind](fields)  # type: ignore[no-any-return]

@@ -61,14 +61,15 @@ def _progress(message: Progress) -> tuple[bytes, dict[str, str]]:
 
 
 def _complete(message: Complete) -> tuple[bytes, dict[str, str]]:
-    lines = [f"Complete: {_url(message.archive_url, 'archive_url')}", f"Size: {message.size_bytes}"]
+    # One string grown in place (CPython appends to a str it holds the only reference to).
+    text = f"Complete: {_url(message.archive_url, 'archive_url')}\nSize: {message.size_bytes}"
     if message.sha256 is not None:
-        lines.append(f"SHA256: {message.sha256}")
+        text += f"\nSHA256: {message.sha256}"
     if message.content_type != _DEFAULT_ARCHIVE_TYPE:
-        lines.append(f"Content-Type: {_one_line(message.content_type, 'content_type')}")
+        text += f"\nContent-Type: {_one_line(message.content_type, 'content_type')}"
     if message.url_expires_at is not None:
-        lines.append(f"Expires: {format_moment(message.url_expires_at)}")
-    return "\n".join(lines).encode(), {}
+        text += f"\nExpires: {format_moment(message.url_expires_at)}"
+    return text.encode(), {}
 
 
 def _failed(message: Failed) -> tuple[bytes, dict[str, str]]:

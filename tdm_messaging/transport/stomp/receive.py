@@ -271,9 +271,9 @@ def install(transport: Any) -> None:
         frames: list[tuple[Any, bytes]] = []
         while transport.running:
             try:
+                # A blocking socket (stomp.py sets no timeout on it): Python retries EINTR itself
+                # (PEP 475) and EAGAIN cannot come, so stomp.py's "interrupted, read again" never does.
                 data = receive()
-            except stomp.exception.InterruptedException:
-                continue
             except Exception:  # as stomp.py: any failure to read is the end of the connection
                 log.debug("socket read error", exc_info=True)
                 data = b""

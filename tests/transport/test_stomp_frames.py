@@ -111,3 +111,75 @@ def test_a_message_without_content_type_has_none() -> None:
     got = envelope_from_headers({"destination": "/queue/q", "message-id": "1", "tdm-type": "accepted"}, b"x")
     assert (got.content_type, dict(got.headers)) == ("", {"tdm-type": "accepted"})
     assert envelope_from_headers({"content-type": "text/plain"}, b"x").content_type == "text/plain"
+
+
+_ID = st.text(alphabet=st.sampled_from(list("aT_@-0:\\\r\né")), max_size=10)
+
+
+@given(_ID, st.lists(_ID, max_size=4), st.lists(_ID, max_size=4), st.one_of(st.none(), _ID), _ID)
+def test_settle_frames_are_header_frames_joined(
+    tx: str, acks: list[str], nacks: list[str], unsubscribe: str | None, receipt: str
+) -> None:
+    from tdm_messaging.transport.stomp.frames import header_frame, settle_frames
+
+    expected = [header_frame("BEGIN", {"transaction": tx})]
+    expected += [header_frame("ACK", {"id": a, "transaction": tx}) for a in acks]
+    expected += [header_frame("NACK", {"id": n, "transaction": tx}) for n in nacks]
+    if unsubscribe is not None:
+        expected.append(header_frame("UNSUBSCRIBE", {"id": unsubscribe}))
+    expected.append(header_frame("COMMIT", {"transaction": tx, "receipt": receipt}))
+    assert settle_frames(tx, acks, nacks, unsubscribe, receipt) == b"".join(expected)
+
+
+@given(
+    st.sampled_from(["/queue/package%2Fa", "/amq/queue/package%2Fb", "/queue/odd{0}:name"]),
+    st.sampled_from([{}, {"durable": "true", "auto-delete": "false", "exclusive": "false", "x-expires": "900000"}]),
+    st.sampled_from(["rabbitmq", "activemq"]),
+    st.integers(min_value=1, max_value=5000),
+    st.integers(min_value=0, max_value=2**45),
+)
+def test_read_start_frames_are_the_marker_send_and_the_subscribe(
+    wire: str, declare: dict[str, str], dialect_name: str, prefetch: int, sent_at: int
+) -> None:
+    """The same bytes as send_frame/header_frame of the marker's and the subscription's headers; RabbitMQ:
+    SUBSCRIBE first, with the declare headers, the marker without them; ActiveMQ: the marker first."""
+    from tdm_messaging.transport.markers import MARKER_TTL_MS
+    from tdm_messaging.transport.stomp.dialect import Dialect
+    from tdm_messaging.transport.stomp.frames import (
+        MARKER_AT_HEADER,
+        MARKER_HEADER,
+        header_frame,
+        prefetch_headers,
+        read_start_frames,
+    )
+
+    dialect = Dialect(dialect_name)
+    marker, sub_id = "0123456789abcdef" * 2, "tdm-read-x1"
+    subscribe = {**declare, **prefetch_headers(dialect, prefetch), "destination": wire, "id": sub_id}
+    subscribe["ack"] = "client-individual"
+    mark = {MARKER_HEADER: marker, MARKER_AT_HEADER: str(sent_at)}
+    if dialect is Dialect.ACTIVEMQ:
+        mark.update({"persistent": "true", "expires": str(sent_at + MARKER_TTL_MS), **declare})
+        expected = send_frame(wire, b"", "", mark) + header_frame("SUBSCRIBE", subscribe)
+    else:
+        mark["expiration"] = str(MARKER_TTL_MS)
+        expected = header_frame("SUBSCRIBE", subscribe) + send_frame(wire, b"", "", mark)
+    got = read_start_frames(wire, declare, dialect, prefetch, marker=marker, sent_at_ms=sent_at, sub_id=sub_id)
+    assert got == expected
+
+
+@given(
+    st.dictionaries(st.sampled_from(["tdm-type", "TDM-Type", "ack", "x-expires", "content-type", "Tdm-A", "b"]), _ID)
+)
+def test_envelope_headers_are_the_application_headers_lower_cased(headers: dict[str, str]) -> None:
+    from tdm_messaging.transport.stomp.frames import envelope_from_headers
+
+    expected: dict[str, str] = {}
+    for name, value in headers.items():  # the rule, written out: a later name that lowers the same wins
+        lowered = name.lower()
+        if lowered not in {"ack", "content-type"} and not lowered.startswith("x-"):
+            expected[lowered] = value
+    for _ in range(2):  # the second time from the names' plan
+        envelope = envelope_from_headers(headers, b"x")
+        assert dict(envelope.headers) == expected
+        assert envelope.content_type == (headers.get("content-type") or "")

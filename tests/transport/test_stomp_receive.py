@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -129,3 +131,100 @@ def test_dispatch_calls_the_listeners_stomp_py_would(
     assert handled is expected
     if handled:
         assert ours == theirs
+
+
+class _Fed:
+    """A stomp.py transport whose socket is a list of chunks (then the connection closes), recording every callback."""
+
+    def __init__(self, chunks: list[bytes], *, ours: bool) -> None:
+        from stomp.transport import BaseTransport
+
+        chunks = list(chunks)
+        self.log: list[tuple[str, object]] = []
+        log = self.log
+
+        class Fed(BaseTransport):  # type: ignore[misc]
+            def receive(self) -> bytes:
+                return chunks.pop(0) if chunks else b""
+
+        class Recorder:
+            def on_message(self, frame: object) -> None:
+                log.append(("on_message", _seen(frame)))
+
+            def on_receipt(self, frame: object) -> None:
+                log.append(("on_receipt", _seen(frame)))
+
+            def on_error(self, frame: object) -> None:
+                log.append(("on_error", _seen(frame)))
+
+            def on_connected(self, frame: object) -> None:
+                log.append(("on_connected", _seen(frame)))
+
+            def on_heartbeat(self) -> None:
+                log.append(("on_heartbeat", None))
+
+        self.transport = Fed(auto_decode=False)
+        self.transport.running = True
+        self.transport.set_listener("recorder", Recorder())
+        if ours:
+            install(self.transport)
+
+    def run(self) -> list[tuple[str, object]]:
+        """Read until the connection closes, as stomp.py's I/O loop does."""
+        from stomp.exception import ConnectionClosedException
+
+        for _ in range(1000):
+            try:
+                self.transport._BaseTransport__read_frames()
+            except ConnectionClosedException:
+                return self.log
+        raise AssertionError("the stream never ended")
+
+
+def _seen(frame: object) -> object:
+    return (frame.cmd, dict(frame.headers), frame.body)  # type: ignore[attr-defined]
+
+
+_NAME = st.text(alphabet=st.sampled_from(list("abc-:\\\r\n é")), min_size=0, max_size=6)
+
+
+@st.composite
+def _stream(draw: st.DrawFn) -> list[bytes]:
+    """Frames as a broker writes them (some with content-length, whose bodies may hold NULs), heart-beats between,
+    cut into chunks anywhere."""
+    parts: list[bytes] = []
+    for _ in range(draw(st.integers(min_value=0, max_value=5))):
+        parts.append(b"\n" * draw(st.integers(min_value=0, max_value=2)))
+        command = draw(st.sampled_from(["MESSAGE", "RECEIPT", "ERROR", "CONNECTED", "OTHER"]))
+        headers = draw(st.lists(st.tuples(_NAME, _NAME), max_size=5))
+        if command == "RECEIPT":
+            headers.insert(0, ("receipt-id", draw(st.sampled_from(["r1", "r2"]))))
+        sized = draw(st.booleans())
+        body = draw(st.binary(max_size=12) if sized else st.binary(max_size=12).map(lambda b: b.replace(b"\x00", b"")))
+        if sized:
+            headers.append(("content-length", str(len(body))))
+        eol = draw(st.sampled_from(["\n", "\r\n"]))
+        preamble = command + eol + "".join(f"{name}:{value}{eol}" for name, value in headers) + eol
+        parts.append(preamble.encode() + body + b"\x00")
+        parts.append(b"\n" * draw(st.integers(min_value=0, max_value=2)))
+    stream = b"".join(parts)
+    cuts = sorted(set(draw(st.lists(st.integers(min_value=1, max_value=max(1, len(stream) - 1)), max_size=6))))
+    bounds = [0, *[c for c in cuts if c < len(stream)], len(stream)]
+    return [stream[a:b] for a, b in itertools.pairwise(bounds) if b > a]
+
+
+@given(_stream())
+def test_the_installed_reader_hands_on_what_stomp_pys_would(chunks: list[bytes]) -> None:
+    """Any stream, cut anywhere: the same callbacks, frames and order as stomp.py's own reader."""
+    assert _Fed(chunks, ours=True).run() == _Fed(chunks, ours=False).run()
+
+
+def test_the_installed_reader_splits_bodies_that_hold_nul_by_content_length() -> None:
+    frame = b"MESSAGE\nsubscription:s\ncontent-length:5\n\na\x00b\x00c\x00\n"
+    chunks = [frame[:10], frame[10:30], frame[30:], b"\n", b"RECEIPT\nreceipt-id:r\n\n\x00"]
+    log = _Fed(chunks, ours=True).run()
+    assert log == [
+        ("on_message", ("MESSAGE", {"subscription": "s", "content-length": "5"}, b"a\x00b\x00c")),
+        ("on_heartbeat", None),
+        ("on_receipt", ("RECEIPT", {"receipt-id": "r"}, b"")),
+    ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from types import MappingProxyType
 
@@ -28,8 +28,10 @@ __all__ = [
     "marker_headers",
     "prefetch_headers",
     "queue_headers",
+    "read_start_frames",
     "send_frame",
     "send_headers",
+    "settle_frames",
 ]
 
 MARKER_HEADER = READ_MARKER
@@ -207,6 +209,84 @@ def prefetch_headers(dialect: Dialect, prefetch: int) -> dict[str, str]:
     return {"prefetch-count": str(prefetch)}
 
 
+def read_start_frames(
+    wire: str,
+    declare: Mapping[str, str],
+    dialect: Dialect,
+    prefetch: int,
+    *,
+    marker: str,
+    sent_at_ms: int,
+    sub_id: str,
+) -> bytes:
+    """The one write that starts a read of queue ``wire``: its marker SEND and its SUBSCRIBE.
+
+    RabbitMQ: the SUBSCRIBE first, with the queue-declare headers ``declare``, then the marker
+    without them. The SUBSCRIBE declares the queue on a connection's first frame for it and the
+    marker, a later frame of the same connection for the same queue, declares nothing anyway
+    (docs/brokers.md; ``routes`` rule 1); without them it is a smaller message that RabbitMQ
+    copies no declare arguments into. Every message in the queue when the SUBSCRIBE arrives still
+    comes before the marker (queues are FIFO). ActiveMQ (no declare headers): the marker first.
+    The same bytes as :func:`send_frame` and :func:`header_frame` make of those headers; the
+    parts that never change for a queue are made once. ``marker`` and ``sub_id`` must hold none
+    of the characters STOMP escapes (ours are hex digits, letters and dashes).
+    """
+    template = _read_template(wire, tuple(sorted(declare.items())), dialect, prefetch)
+    if dialect is Dialect.ACTIVEMQ:
+        return template.format(marker, sent_at_ms, sent_at_ms + MARKER_TTL_MS, sub_id).encode("utf-8", "replace")
+    return template.format(marker, sent_at_ms, MARKER_TTL_MS, sub_id).encode("utf-8", "replace")
+
+
+# Stand-ins the templates are written with: no STOMP escaping touches them, no header name holds them.
+_MARKER, _SENT_AT, _EXPIRY, _SUB_ID = "\x01m\x01", "\x01t\x01", "\x01e\x01", "\x01s\x01"
+
+
+@lru_cache(maxsize=256)
+def _read_template(wire: str, declare: tuple[tuple[str, str], ...], dialect: Dialect, prefetch: int) -> str:
+    """:func:`read_start_frames`' frames as a ``str.format`` template of marker, birth, expiry and subscription id."""
+    marker = {MARKER_HEADER: _MARKER, MARKER_AT_HEADER: _SENT_AT}
+    if dialect is Dialect.ACTIVEMQ:
+        marker.update({"persistent": "true", "expires": _EXPIRY, **dict(declare)})
+    else:
+        marker["expiration"] = _EXPIRY
+    subscribe = dict(declare)
+    subscribe.update(prefetch_headers(dialect, prefetch))
+    subscribe.update({"destination": wire, "id": _SUB_ID, "ack": "client-individual"})
+    send = send_frame(wire, b"", "", marker)
+    subscription = header_frame("SUBSCRIBE", subscribe)
+    frames = send + subscription if dialect is Dialect.ACTIVEMQ else subscription + send
+    text = frames.decode("utf-8").replace("{", "{{").replace("}", "}}")
+    return text.replace(_MARKER, "{0}").replace(_SENT_AT, "{1}").replace(_EXPIRY, "{2}").replace(_SUB_ID, "{3}")
+
+
+_SPECIAL = ("\\", "\r", "\n", ":")
+"""What a header value must not hold to be written as it is (STOMP 1.2 escapes these)."""
+
+
+def settle_frames(
+    transaction: str, acks: Sequence[str], nacks: Sequence[str], unsubscribe: str | None, receipt: str
+) -> bytes:
+    """BEGIN, an ACK of each of ``acks`` and a NACK of each of ``nacks`` in ``transaction``, UNSUBSCRIBE
+    ``unsubscribe`` (if given), COMMIT with ``receipt``: the bytes :func:`header_frame` makes of each, joined."""
+    values = "".join((transaction, receipt, unsubscribe or "", *acks, *nacks))
+    if any(special in values for special in _SPECIAL):  # escapes needed: the general way
+        frames = [header_frame("BEGIN", {"transaction": transaction})]
+        frames += [header_frame("ACK", {"id": ack, "transaction": transaction}) for ack in acks]
+        frames += [header_frame("NACK", {"id": nack, "transaction": transaction}) for nack in nacks]
+        if unsubscribe is not None:
+            frames.append(header_frame("UNSUBSCRIBE", {"id": unsubscribe}))
+        frames.append(header_frame("COMMIT", {"receipt": receipt, "transaction": transaction}))
+        return b"".join(frames)
+    in_tx = f"\ntransaction:{transaction}\n\n\x00"
+    parts = [f"BEGIN{in_tx}"]
+    parts += [f"ACK\nid:{ack}{in_tx}" for ack in acks]
+    parts += [f"NACK\nid:{nack}{in_tx}" for nack in nacks]
+    if unsubscribe is not None:
+        parts.append(f"UNSUBSCRIBE\nid:{unsubscribe}\n\n\x00")
+    parts.append(f"COMMIT\nreceipt:{receipt}{in_tx}")
+    return "".join(parts).encode("utf-8", "replace")
+
+
 def marker_headers(
     destination: Destination,
     settings: StompSettings,
@@ -242,14 +322,21 @@ def envelope_from_headers(headers: Mapping[str, str], body: bytes) -> Envelope:
 
     A frame without ``content-type`` (a seed-style peer sends none) gives ``""``: the envelope
     says "not given", and the codec guesses the format from the body (docs/protocol.md § 3).
+    Which names to keep is worked out once per list of names (a queue's frames share it).
     """
     content_type = headers.get("content-type") or ""
-    app = {}
-    for name, value in headers.items():
-        lowered = _application_header(name)
-        if lowered is not None:
-            app[lowered] = value
-    return Envelope(body, content_type, MappingProxyType(app))
+    names = tuple(headers)
+    plan = _KEPT_NAMES.get(names)
+    if plan is None:
+        plan = tuple((name, lowered) for name in names if (lowered := _application_header(name)) is not None)
+        if len(_KEPT_NAMES) >= 256:
+            _KEPT_NAMES.clear()  # bounded: a burst of odd frames only starts afresh
+        _KEPT_NAMES[names] = plan
+    return Envelope(body, content_type, MappingProxyType({lowered: headers[name] for name, lowered in plan}))
+
+
+_KEPT_NAMES: dict[tuple[str, ...], tuple[tuple[str, str], ...]] = {}
+"""A frame's header names, in order -> the (name, lower-cased name) pairs an envelope keeps."""
 
 
 @lru_cache(maxsize=1024)

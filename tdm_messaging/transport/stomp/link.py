@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import random
@@ -9,7 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tdm_messaging.destinations import Destination
@@ -117,13 +118,38 @@ class ReadInbox:
         return items
 
 
-@dataclass(slots=True)
 class Receipt:
-    """A RECEIPT awaited: set when it (or an ERROR, or the loss of the connection) came."""
+    """A RECEIPT awaited: set when it (or an ERROR, or the loss of the connection) came.
 
-    event: threading.Event = field(default_factory=threading.Event)
-    error: TransportError | None = None
-    lost: bool = False  # the error is the connection's end, not an answer to this frame
+    Set and awaited through one plain lock, held from the start and released once set (an
+    ``Event`` would take its condition's lock and make a new waiter lock on every wait: more
+    work on both threads of a poll's last hand-over). Once set it stays set.
+    """
+
+    __slots__ = ("_pending", "error", "lost")
+
+    def __init__(self) -> None:
+        self._pending = threading.Lock()
+        self._pending.acquire()
+        self.error: TransportError | None = None
+        self.lost = False  # the error is the connection's end, not an answer to this frame
+
+    def set(self) -> None:
+        """Mark it answered and wake the waiter (idempotent)."""
+        with contextlib.suppress(RuntimeError):  # already set
+            self._pending.release()
+
+    def wait(self, timeout: float) -> bool:
+        """Whether it was set within ``timeout`` seconds."""
+        if not self._pending.acquire(timeout=max(0.0, timeout)):
+            return False
+        with contextlib.suppress(RuntimeError):  # a second set() came in between: set all the same
+            self._pending.release()  # stays set for any later wait
+        return True
+
+    def is_set(self) -> bool:
+        """Whether it was answered."""
+        return not self._pending.locked()
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +163,7 @@ class Subscription:
 
 def _done() -> Receipt:
     done = Receipt()
-    done.event.set()
+    done.set()
     return done
 
 
@@ -492,7 +518,7 @@ class StompLink:
             pending = self.receipts.pop(receipt_id, None)
         if pending is not None:
             pending.error = error
-            pending.event.set()
+            pending.set()
 
     def on_error(self, generation: int, receipt_id: str, error: ErrorFrame, text: str) -> None:
         """An ERROR frame: to the frame that asked for a receipt, else to every inbox, else to the next call."""
@@ -540,7 +566,7 @@ class StompLink:
             pending.error = refusal or BrokerUnavailableError(
                 f"the connection to the STOMP broker at {self.settings.address} was lost before it confirmed"
             )
-            pending.event.set()
+            pending.set()
 
     # ------------------------------------------------------------------ sending frames
     def transmit(
@@ -608,7 +634,7 @@ class StompLink:
 
     def await_receipt(self, pending: Receipt, receipt: str, what: str) -> None:
         """Wait for the RECEIPT ``receipt``; raise what the broker or the connection said instead."""
-        if not pending.event.wait(self.settings.confirm_timeout):
+        if not pending.wait(self.settings.confirm_timeout):
             with self.lock:
                 self.receipts.pop(receipt, None)
             raise SendNotConfirmedError(

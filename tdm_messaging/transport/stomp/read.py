@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import os
 import queue
 import time
 import uuid
@@ -44,11 +45,10 @@ from tdm_messaging.transport.stomp.frames import (
     MARKER_HEADER,
     PROBE_HEADER,
     envelope_from_headers,
-    header_frame,
     marker_headers,
-    prefetch_headers,
     queue_headers,
-    send_frame,
+    read_start_frames,
+    settle_frames,
 )
 from tdm_messaging.transport.stomp.link import Frame, Lost, ReadInbox, Receipt, StompLink, ack_id, anchored
 from tdm_messaging.transport.stomp.routes import Target
@@ -122,7 +122,7 @@ def read_queue(link: StompLink, target: Target, limit: int) -> StompBatch:
     See :meth:`StompTransport.read` for the protocol; the caller has checked ``limit`` and
     chosen the route. Raises what :meth:`StompTransport.read` documents.
     """
-    marker = uuid.uuid4().hex
+    marker = os.urandom(16).hex()  # 128 random bits in 32 hex digits, as uuid4().hex but 3x cheaper
     sub_id = f"tdm-read-{marker}"
     inbox = ReadInbox(marker, limit)
     with link.lock:
@@ -134,20 +134,17 @@ def read_queue(link: StompLink, target: Target, limit: int) -> StompBatch:
         generation = link.generation
     batch = StompBatch(link, target, sub_id, generation)
     try:
-        # The marker SEND and the SUBSCRIBE in one write (the marker first: queues are FIFO).
-        sent_at = now_ms()
-        marker_frame = marker_headers(
-            target.destination, link.settings, _dialect(link), marker=marker, sent_at_ms=sent_at, now_ms=sent_at
-        )
-        assert marker_frame is not None  # a marker born now is not stale
-        if not target.declare:
-            for name in queue_headers(target.destination, link.settings, _dialect(link)):
-                marker_frame.pop(name, None)
-        headers = declare_headers(link, target)
-        headers.update(prefetch_headers(_dialect(link), limit + 1))
-        headers.update({"destination": target.wire, "id": sub_id, "ack": "client-individual"})
+        # The marker SEND and the SUBSCRIBE in one write (see frames.read_start_frames for their order).
         link.transmit(
-            send_frame(target.wire, b"", "", marker_frame) + header_frame("SUBSCRIBE", headers),
+            read_start_frames(
+                target.wire,
+                declare_headers(link, target),
+                _dialect(link),
+                limit + 1,
+                marker=marker,
+                sent_at_ms=now_ms(),
+                sub_id=sub_id,
+            ),
             f"read marker and subscribe to {target.destination}",
         )
         _collect(batch, inbox, marker=marker, limit=limit)
@@ -332,13 +329,13 @@ class StompBatch(Batch):
         one_write = rabbit and commit
         if one_write:
             # The usual case on RabbitMQ: one write of BEGIN, the ACKs and NACKs, UNSUBSCRIBE, COMMIT.
-            frames = [header_frame("BEGIN", {"transaction": tx})]
-            frames += [header_frame("ACK", {"id": named(f), "transaction": tx}) for f in gone]
-            frames += [header_frame("NACK", {"id": named(f), "transaction": tx}) for f in back]
-            if not early:
-                frames.append(header_frame("UNSUBSCRIBE", {"id": self.sub_id}))
-            frames.append(header_frame("COMMIT", {"transaction": tx, "receipt": receipt}))
-            encoded = b"".join(frames)
+            encoded = settle_frames(
+                tx,
+                [named(f) for f in gone],
+                [named(f) for f in back],
+                None if early else self.sub_id,
+                receipt,
+            )
 
         def settle(conn: Any) -> None:
             if commit:

@@ -148,7 +148,6 @@ def connect(settings: StompSettings, listener: Listener) -> Any:
             ssl_version=ssl.PROTOCOL_TLS_CLIENT,
         )
     conn.set_listener("tdm", listener)
-    _plain_send_lock(conn.transport)
     try:
         with held_back_connect_warnings() as failures:  # said once, in the error below
             conn.connect(s.username, s.password, wait=False)
@@ -174,18 +173,6 @@ def connect(settings: StompSettings, listener: Listener) -> Any:
             log.debug("could not set TCP_NODELAY: %s", exc)
     install_fast_parse(conn.transport)  # the same frames, parsed in a quarter of the time (see receive.py)
     return conn
-
-
-def _plain_send_lock(transport: Any) -> None:
-    """Make stomp.py ``transport``'s socket-write mutex a plain lock (before it connects: no other thread yet).
-
-    stomp.py 8-9 guards each socket write with a ``BoundedSemaphore(1)``, used only as a mutex
-    (``with`` around ``sendall``, its one use); a semaphore is Python code around a condition,
-    a lock is one C call. Every frame we write (two per poll) and every heart-beat takes it.
-    Nothing is changed if the transport lacks it (another stomp.py).
-    """
-    if isinstance(getattr(transport, "_Transport__socket_semaphore", None), threading.BoundedSemaphore):
-        transport._Transport__socket_semaphore = threading.Lock()
 
 
 def write_frame(conn: Any, frame: bytes) -> None:

@@ -1,4 +1,4 @@
-"""The consume loop's drain equals py-amqp's ``drain_events``: the same frames dispatched, the socket's timeout kept."""
+"""Our drain (consume loop, confirm wait) equals py-amqp's ``drain_events``: same frames dispatched, timeout kept."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tdm_messaging.transport.kombu.consume import drain_events
-from tdm_messaging.transport.kombu.wire import buffer_reads
+from tdm_messaging.transport.kombu.wire import buffer_reads, drain_events
 
 
 def _frame(kind: int, channel: int, payload: bytes) -> bytes:

@@ -10,7 +10,6 @@ from collections.abc import Callable, Sequence
 from contextlib import suppress
 from typing import Any
 
-import amqp.transport
 import kombu as _kombu_module
 from kombu.message import Message as KombuMessage
 
@@ -21,9 +20,9 @@ from tdm_messaging.transport.kombu.link import KombuLink, quietly
 from tdm_messaging.transport.kombu.messages import raw_envelope, raw_redelivered, redelivered, to_envelope
 from tdm_messaging.transport.kombu.queues import collect_acked
 from tdm_messaging.transport.kombu.settings import Backend
-from tdm_messaging.transport.kombu.wire import ack_frame, write_frames
+from tdm_messaging.transport.kombu.wire import ack_frame, drain_events, write_frames
 
-__all__ = ["Declare", "consume_queues", "drain_events"]
+__all__ = ["Declare", "consume_queues"]
 
 log = logging.getLogger(__name__)
 
@@ -167,40 +166,6 @@ def _read_ready(link: KombuLink, session_conn: Any) -> None:
             return  # the next wait says the connection was lost
         with suppress(TimeoutError):  # py-amqp's own connection (batches are AMQP only)
             drain_events(session_conn.connection, 0, most=_MOST_READY_FRAMES)
-
-
-def drain_events(amqp_conn: Any, timeout: float, *, most: int = 1) -> None:
-    """py-amqp's ``drain_events(timeout=timeout)``, ``most`` times over, the socket's timeout set once for all.
-
-    py-amqp sets the socket's timeout, and puts it back, around every frame it reads: two
-    system calls per frame, three frames per delivery. Here a plain TCP connection's socket
-    takes ``timeout`` once, its frames are read and dispatched as py-amqp's ``blocking_read``
-    does, and the timeout is put back at the end; each read still waits at most ``timeout``
-    (0: only what the socket holds). Other transports (TLS) take py-amqp's own path. Call with
-    the link's lock held.
-
-    Raises:
-        TimeoutError: no frame came within ``timeout``.
-    """
-    transport = amqp_conn.transport
-    sock = transport.sock if type(transport) is amqp.transport.TCPTransport else None
-    if sock is None:
-        for _ in range(most):
-            amqp_conn.drain_events(timeout=timeout)
-        return
-    # On a TCPTransport an EAGAIN before a frame's first byte is a TimeoutError of its own _read
-    # (or of buffer_reads'): what py-amqp's timeout context adds is only needed for TLS sockets.
-    read_frame = transport.read_frame
-    prev = sock.gettimeout()
-    if prev != timeout:
-        sock.settimeout(timeout)
-    try:
-        for _ in range(most):
-            while not amqp_conn.on_inbound_frame(read_frame()):
-                pass
-    finally:
-        if prev != timeout:
-            sock.settimeout(prev)
 
 
 def _delivery(message: Any, destination: Destination) -> Delivery:

@@ -180,6 +180,15 @@ class ReplyReporter(Reporter):
         """The sequence number the next reply takes."""
         return self._next_sequence
 
+    @property
+    def holding(self) -> bool:
+        """Whether a Progress is kept back, to be sent by :meth:`flush_held` (read without the lock).
+
+        Once false, a Progress kept back later calls ``hold`` again: a linger that forgets this
+        reporter on a false answer misses nothing (see :class:`~tdm_messaging.linger.ProgressLinger`).
+        """
+        return self._held is not None and not self._closed
+
     def send(self, build: Callable[[ReplyFields], Message], *, confirm: bool = False) -> None:
         with self._lock:
             if self._held_failure is not None:  # a held Progress could not be sent: broker trouble

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -117,6 +118,64 @@ def test_the_linger_flushes_after_its_time_and_close_flushes_what_waits() -> Non
     waiting.hold(late)  # after close: at once
     linger.close()
     assert (quick.count, slow.count, late.count) == (1, 1, 1)
+
+
+def test_a_reporter_says_whether_it_holds_a_progress() -> None:
+    held: list[ReplyReporter] = []
+    reporter = _reporter([], held)
+    job = Job(REQUEST, 1, reporter)
+    assert not reporter.holding
+    job.progress(1, 2)
+    assert reporter.holding
+    reporter.flush_held()
+    assert not reporter.holding
+    job.progress(2, 2)
+    assert reporter.holding and len(held) == 2, "held again after a flush: handed to the linger again"
+    reporter.close()
+    assert not reporter.holding
+
+
+class _Timed:
+    """A reporter stand-in that records when it was held and flushed, and may say it holds nothing."""
+
+    def __init__(self, *, holding: bool = True) -> None:
+        self.holding = holding
+        self.held_at = 0.0
+        self.flushed_at: list[float] = []
+        self.done = threading.Event()
+
+    def flush_held(self) -> None:
+        self.flushed_at.append(time.monotonic())
+        self.done.set()
+
+
+def test_the_linger_never_flushes_a_reporter_that_holds_nothing_any_more() -> None:
+    linger = ProgressLinger(0.001)
+    idle, live = _Timed(holding=False), _Timed()
+    linger.hold(idle)
+    linger.hold(live)
+    assert live.done.wait(timeout=30)
+    linger.close()
+    assert idle.flushed_at == [] and len(live.flushed_at) == 1
+
+
+@pytest.mark.parametrize("pause", [0.0, 0.003, 0.05])
+def test_every_hold_is_flushed_once_and_never_before_its_time(pause: float) -> None:
+    # Holds while the thread sleeps by the clock (pause 0, 3 ms) and after it went to sleep
+    # without a deadline (50 ms with no hold): each is flushed once, no earlier than its linger.
+    seconds = 0.01
+    linger = ProgressLinger(seconds)
+    reporters = [_Timed() for _ in range(6)]
+    for reporter in reporters:
+        reporter.held_at = time.monotonic()
+        linger.hold(reporter)
+        time.sleep(pause)
+    for reporter in reporters:
+        assert reporter.done.wait(timeout=30)
+    linger.close()
+    for reporter in reporters:
+        assert len(reporter.flushed_at) == 1
+        assert reporter.flushed_at[0] - reporter.held_at >= seconds
 
 
 def _types_and_sequences(broker: InMemoryBroker, docset: str) -> list[tuple[str, int]]:

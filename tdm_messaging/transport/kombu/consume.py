@@ -20,7 +20,7 @@ from tdm_messaging.transport.kombu.link import KombuLink, quietly
 from tdm_messaging.transport.kombu.messages import raw_envelope, raw_redelivered, redelivered, to_envelope
 from tdm_messaging.transport.kombu.queues import collect_acked
 from tdm_messaging.transport.kombu.settings import Backend
-from tdm_messaging.transport.kombu.wire import ack_frame, write_frames
+from tdm_messaging.transport.kombu.wire import ack_frame, drain_events, write_frames
 
 __all__ = ["Declare", "consume_queues"]
 
@@ -147,7 +147,10 @@ def _session(
                 with suppress(TimeoutError):
                     # AMQP: py-amqp's own connection (kombu's only hands the call down); the virtual
                     # transports need kombu's, which polls their store.
-                    (conn.connection if raw else conn).drain_events(timeout=_DRAIN_SECONDS)
+                    if raw:
+                        drain_events(conn.connection, _DRAIN_SECONDS)
+                    else:
+                        conn.drain_events(timeout=_DRAIN_SECONDS)
                 conn.heartbeat_check()
     finally:
         with link.lock:
@@ -161,10 +164,8 @@ def _read_ready(link: KombuLink, session_conn: Any) -> None:
     with link.driver("reading prefetched messages"):
         if link.conn is not session_conn:
             return  # the next wait says the connection was lost
-        drain = session_conn.connection.drain_events  # py-amqp's own (batches are AMQP only)
-        with suppress(TimeoutError):
-            for _ in range(_MOST_READY_FRAMES):
-                drain(timeout=0)
+        with suppress(TimeoutError):  # py-amqp's own connection (batches are AMQP only)
+            drain_events(session_conn.connection, 0, most=_MOST_READY_FRAMES)
 
 
 def _delivery(message: Any, destination: Destination) -> Delivery:

@@ -20,7 +20,7 @@ from tdm_messaging.errors import BrokerUnavailableError, SendNotConfirmedError
 from tdm_messaging.transport.kombu.link import KombuLink
 from tdm_messaging.transport.kombu.messages import content_encoding
 from tdm_messaging.transport.kombu.settings import Backend
-from tdm_messaging.transport.kombu.wire import envelope_publish, method_frame, write_frames
+from tdm_messaging.transport.kombu.wire import drain_events, envelope_publish, method_frame, write_frames
 
 __all__ = ["ConfirmChannel", "amqp_message", "flush_tracked", "publish", "publish_confirmed", "publish_tracked"]
 
@@ -284,13 +284,13 @@ def _wait(link: KombuLink, confirms: ConfirmChannel) -> list[_Publish]:
     """Drain the connection until every publish on ``confirms`` is settled (one wait for the lot); take them."""
     deadline = time.monotonic() + link.settings.confirm_timeout
     # py-amqp's own connection: kombu's drain_events only hands the call down through two layers.
-    drain = link.conn.connection.drain_events
+    connection = link.conn.connection
     while confirms.unsettled_count:
         remaining = deadline - time.monotonic()
         try:
             if remaining <= 0:
                 raise TimeoutError
-            drain(timeout=remaining)
+            drain_events(connection, remaining)  # the socket's timeout set once, not per frame
         except TimeoutError as exc:
             unsettled = confirms.unsettled()
             # A late confirm would confuse the next publish on this channel, and closing the

@@ -29,6 +29,7 @@ from tdm_messaging.envelope import Envelope
 __all__ = [
     "ack_frame",
     "buffer_reads",
+    "drain_events",
     "envelope_publish",
     "get_frame",
     "method_frame",
@@ -207,3 +208,37 @@ def buffer_reads(amqp_connection: Any) -> bool:
 
     transport._read = read
     return True
+
+
+def drain_events(amqp_conn: Any, timeout: float, *, most: int = 1) -> None:
+    """py-amqp's ``drain_events(timeout=timeout)``, ``most`` times over, the socket's timeout set once for all.
+
+    py-amqp sets the socket's timeout, and puts it back, around every frame it reads: two
+    system calls per frame, three frames per delivery. Here a plain TCP connection's socket
+    takes ``timeout`` once, its frames are read and dispatched as py-amqp's ``blocking_read``
+    does, and the timeout is put back at the end; each read still waits at most ``timeout``
+    (0: only what the socket holds). Other transports (TLS) take py-amqp's own path. Call with
+    the link's lock held.
+
+    Raises:
+        TimeoutError: no frame came within ``timeout``.
+    """
+    transport = amqp_conn.transport
+    sock = transport.sock if type(transport) is amqp.transport.TCPTransport else None
+    if sock is None:
+        for _ in range(most):
+            amqp_conn.drain_events(timeout=timeout)
+        return
+    # On a TCPTransport an EAGAIN before a frame's first byte is a TimeoutError of its own _read
+    # (or of buffer_reads'): what py-amqp's timeout context adds is only needed for TLS sockets.
+    read_frame = transport.read_frame
+    prev = sock.gettimeout()
+    if prev != timeout:
+        sock.settimeout(timeout)
+    try:
+        for _ in range(most):
+            while not amqp_conn.on_inbound_frame(read_frame()):
+                pass
+    finally:
+        if prev != timeout:
+            sock.settimeout(prev)

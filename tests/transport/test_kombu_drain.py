@@ -1,0 +1,123 @@
+"""Our drain (consume loop, confirm wait) equals py-amqp's ``drain_events``: same frames dispatched, timeout kept."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from struct import pack
+from typing import Any
+
+import amqp
+import amqp.transport
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tdm_messaging.transport.kombu.wire import buffer_reads, drain_events
+
+
+def _frame(kind: int, channel: int, payload: bytes) -> bytes:
+    return pack(">BHI", kind, channel, len(payload)) + payload + b"\xce"
+
+
+class _Conn:
+    """What drain_events uses of a py-amqp connection; py-amqp's own drain_events and blocking_read on top."""
+
+    drain_events = amqp.Connection.drain_events
+    blocking_read = amqp.Connection.blocking_read
+
+    def __init__(self, transport: Any, completes: list[bool]) -> None:
+        self.transport = transport
+        self.completes = list(completes)  # per frame: whether it completes a method (drain_events returns)
+        self.seen: list[tuple[int, int, bytes]] = []
+
+    def on_inbound_frame(self, frame: tuple[int, int, bytes]) -> bool:
+        self.seen.append(frame)
+        return self.completes.pop(0) if self.completes else True
+
+
+def _pair(*, buffered: bool) -> tuple[socket.socket, socket.socket, Any]:
+    ours, theirs = socket.socketpair()
+    transport = amqp.transport.TCPTransport.__new__(amqp.transport.TCPTransport)
+    transport.sock = ours
+    transport.raise_on_initial_eintr = True
+    transport._setup_transport()
+    if buffered:
+
+        class _Holder:
+            pass
+
+        holder = _Holder()
+        holder.transport = transport  # type: ignore[attr-defined]
+        assert buffer_reads(holder)
+    return ours, theirs, transport
+
+
+def _run(
+    frames: list[tuple[int, int, bytes]], completes: list[bool], most: int, *, ours_path: bool, buffered: bool
+) -> tuple[list[tuple[int, int, bytes]], bytes, float | None]:
+    sock, theirs, transport = _pair(buffered=buffered)
+    try:
+        sock.settimeout(7.5)  # the link's bound on broker waits: put back after the drain
+        theirs.sendall(b"".join(_frame(*f) for f in frames))
+        conn = _Conn(transport, completes)
+        with contextlib.suppress(TimeoutError):
+            if ours_path:
+                drain_events(conn, 0, most=most)
+            else:
+                for _ in range(most):
+                    conn.drain_events(timeout=0)
+        return conn.seen, transport._read_buffer, sock.gettimeout()
+    finally:
+        sock.close()
+        theirs.close()
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([1, 2, 3]), st.integers(0, 3), st.binary(max_size=300)), min_size=0, max_size=12
+    ),
+    st.lists(st.booleans(), max_size=12),
+    st.integers(1, 6),
+    st.booleans(),
+)
+def test_a_drain_dispatches_what_py_amqps_drain_events_dispatches(
+    frames: list[tuple[int, int, bytes]], completes: list[bool], most: int, buffered: bool
+) -> None:
+    ours = _run(frames, completes, most, ours_path=True, buffered=buffered)
+    theirs = _run(frames, completes, most, ours_path=False, buffered=buffered)
+    assert ours == theirs
+    assert ours[2] == 7.5
+
+
+def test_a_drain_that_times_out_puts_the_sockets_timeout_back_and_keeps_a_partial_frame() -> None:
+    sock, theirs, transport = _pair(buffered=True)
+    try:
+        sock.settimeout(7.5)
+        frame = _frame(1, 1, b"payload")
+        theirs.sendall(frame[:5])
+        conn = _Conn(transport, [])
+        with pytest.raises(TimeoutError):
+            drain_events(conn, 0.01)
+        assert sock.gettimeout() == 7.5
+        theirs.sendall(frame[5:])
+        drain_events(conn, 0.5)
+        assert conn.seen == [(1, 1, b"payload")]
+        assert sock.gettimeout() == 7.5
+    finally:
+        sock.close()
+        theirs.close()
+
+
+def test_other_transports_take_py_amqps_drain_events() -> None:
+    calls: list[float] = []
+
+    class _Other:
+        transport = object()
+
+        def drain_events(self, timeout: float) -> None:
+            calls.append(timeout)
+
+    drain_events(_Other(), 0, most=3)
+    assert calls == [0, 0, 0]

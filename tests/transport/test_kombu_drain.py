@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 from struct import pack
 from typing import Any
 
@@ -13,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tdm_messaging.transport.kombu.wire import buffer_reads, drain_events
+from tdm_messaging.transport.kombu.wire import drain_events
+from tests.transport.amqp_socket_pair import socket_pair_transport
 
 
 def _frame(kind: int, channel: int, payload: bytes) -> bytes:
@@ -36,27 +36,10 @@ class _Conn:
         return self.completes.pop(0) if self.completes else True
 
 
-def _pair(*, buffered: bool) -> tuple[socket.socket, socket.socket, Any]:
-    ours, theirs = socket.socketpair()
-    transport = amqp.transport.TCPTransport.__new__(amqp.transport.TCPTransport)
-    transport.sock = ours
-    transport.raise_on_initial_eintr = True
-    transport._setup_transport()
-    if buffered:
-
-        class _Holder:
-            pass
-
-        holder = _Holder()
-        holder.transport = transport  # type: ignore[attr-defined]
-        assert buffer_reads(holder)
-    return ours, theirs, transport
-
-
 def _run(
     frames: list[tuple[int, int, bytes]], completes: list[bool], most: int, *, ours_path: bool, buffered: bool
 ) -> tuple[list[tuple[int, int, bytes]], bytes, float | None]:
-    sock, theirs, transport = _pair(buffered=buffered)
+    sock, theirs, transport = socket_pair_transport(buffered=buffered)
     try:
         sock.settimeout(7.5)  # the link's bound on broker waits: put back after the drain
         theirs.sendall(b"".join(_frame(*f) for f in frames))
@@ -92,7 +75,7 @@ def test_a_drain_dispatches_what_py_amqps_drain_events_dispatches(
 
 
 def test_a_drain_that_times_out_puts_the_sockets_timeout_back_and_keeps_a_partial_frame() -> None:
-    sock, theirs, transport = _pair(buffered=True)
+    sock, theirs, transport = socket_pair_transport(buffered=True)
     try:
         sock.settimeout(7.5)
         frame = _frame(1, 1, b"payload")

@@ -36,6 +36,7 @@ from tdm_messaging.transport.kombu.wire import (
     publish_frames,
     reject_frame,
 )
+from tests.transport.amqp_socket_pair import socket_pair_transport
 
 
 class _Capture:
@@ -161,23 +162,6 @@ def test_a_raw_read_gives_kombus_envelope(
     assert raw_redelivered(message) == redelivered(wrapped)
 
 
-def _socket_pair_transport() -> tuple[socket.socket, socket.socket, Any]:
-    """A py-amqp TCP transport over one end of a socket pair, its reads buffered (asserted); both ends."""
-    ours, theirs = socket.socketpair()
-    transport = amqp.transport.TCPTransport.__new__(amqp.transport.TCPTransport)
-    transport.sock = ours
-    transport.raise_on_initial_eintr = True
-    transport._setup_transport()
-
-    class _Conn:
-        pass
-
-    conn = _Conn()
-    conn.transport = transport  # type: ignore[attr-defined]
-    assert buffer_reads(conn)
-    return ours, theirs, transport
-
-
 def _frame(kind: int, channel: int, payload: bytes) -> bytes:
     return pack(">BHI", kind, channel, len(payload)) + payload + b"\xce"
 
@@ -191,7 +175,7 @@ def test_buffered_reads_give_the_frames_written_however_split(
     frames: list[tuple[int, int, bytes]], cuts: list[int]
 ) -> None:
     wire = b"".join(_frame(*frame) for frame in frames)
-    ours, theirs, transport = _socket_pair_transport()
+    ours, theirs, transport = socket_pair_transport()
 
     def send() -> None:
         position, turn = 0, 0
@@ -213,7 +197,7 @@ def test_buffered_reads_give_the_frames_written_however_split(
 
 
 def test_buffered_reads_keep_a_partial_frame_across_a_timeout() -> None:
-    ours, theirs, transport = _socket_pair_transport()
+    ours, theirs, transport = socket_pair_transport()
     frame = _frame(1, 3, b"payload")
     try:
         theirs.sendall(frame[:9])

@@ -67,6 +67,9 @@ class PausingTransport(Transport):
     def _declare(self, destination: Destination) -> None:
         self._inner.declare(destination)
 
+    def _declare_primed(self, destination: Destination) -> None:
+        self._inner.declare(destination, prime=True)
+
     def _delete(self, destination: Destination) -> None:
         self._inner.delete(destination)
 

@@ -130,6 +130,9 @@ class NamespacedTransport(Transport):
     def _declare(self, destination: Destination) -> None:
         self._inner.declare(self._outer(destination))
 
+    def _declare_primed(self, destination: Destination) -> None:
+        self._inner.declare(self._outer(destination), prime=True)
+
     def _depth(self, destination: Destination) -> int | None:
         return self._inner.depth(self._outer(destination))
 

@@ -43,6 +43,9 @@ class DelegatingTransport(Transport):
     def _declare(self, destination: Destination) -> None:
         self.inner.declare(destination)
 
+    def _declare_primed(self, destination: Destination) -> None:
+        self.inner.declare(destination, prime=True)
+
     def _delete(self, destination: Destination) -> None:
         self.inner.delete(destination)
 

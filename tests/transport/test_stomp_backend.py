@@ -697,9 +697,11 @@ def test_rabbitmq_declare_within_the_lease_opens_no_connection(monkeypatch: pyte
     calls: list[str] = []
     real = Declarer.declare
 
-    def counting(self: Declarer, wire: str, headers: dict[str, str], *, renew: bool = True) -> None:
+    def counting(
+        self: Declarer, wire: str, headers: dict[str, str], *, renew: bool = True, persistent: bool = False
+    ) -> None:
         calls.append(wire)
-        real(self, wire, headers, renew=renew)
+        real(self, wire, headers, renew=renew, persistent=persistent)
 
     monkeypatch.setattr(Declarer, "declare", counting)
     d = _fresh()

@@ -12,6 +12,7 @@ from typing import Any
 from tdm_messaging.destinations import Destination, DestinationKind
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.errors import MessagingError
+from tdm_messaging.headers import DECLARE_PROBE
 from tdm_messaging.transport.base import Batch, BatchHandler, Capabilities, Delivery, Handler, Transport
 from tdm_messaging.transport.expiry import stamp_expiry
 from tdm_messaging.transport.group_commit import GroupCommit
@@ -23,6 +24,10 @@ from tdm_messaging.transport.kombu.send import flush_tracked, publish, publish_c
 from tdm_messaging.transport.kombu.settings import Backend, KombuSettings, capabilities_of, parse_kombu_url
 
 __all__ = ["KombuTransport"]
+
+
+_PRIME_PROBE = Envelope(b"", "application/octet-stream", {DECLARE_PROBE: "1"})
+"""The declare probe that primes a reply queue's storage (``_declare_primed``): empty, read by nobody."""
 
 
 def _now_ms() -> int:
@@ -292,6 +297,38 @@ class KombuTransport(Transport):
         self._link.retrying(
             f"declaring {destination.name!r}", lambda: self._declare_on(self._link.base_channel(), destination)
         )
+
+    def _declare_primed(self, destination: Destination) -> None:
+        """Declare reply queue ``destination``; on AMQP also prime its storage (see ``Transport.declare``).
+
+        The probe is an empty persistent message with a ``tdm-declare-probe`` header and a time
+        to live of 0 ms, published ``mandatory`` on the confirm channel and confirmed: storing it
+        makes RabbitMQ create the queue's on-disk index now, and it expires at once (a reader
+        that still meets it drops it, docs/protocol.md § 6.2). Redis, SQLite and memory store
+        nothing on disk per queue: a plain declare.
+
+        Raises:
+            BrokerRefusedError: the queue exists with other arguments.
+            SendNotConfirmedError: the probe was not confirmed.
+            BrokerUnavailableError: the broker could not be reached.
+        """
+        if self._settings.backend is not Backend.AMQP:
+            self._declare(destination)
+            return
+
+        def once() -> None:
+            channel = self._link.base_channel()
+            self._link.declared.pop(destination.name, None)  # declare now, whatever the lease says
+            self._declare_on(channel, destination)
+            publish_confirmed(
+                self._link,
+                [(destination, _PRIME_PROBE)],
+                persistent=True,
+                declare=lambda d: self._declare_on(self._link.base_channel(), d),
+                expiration="0",
+            )
+
+        self._link.retrying(f"declaring and priming {destination.name!r}", once)
 
     def _depth(self, destination: Destination) -> int | None:
         """How many messages wait in ``destination`` (AMQP: passive declare; Redis: LLEN); a missing queue is 0.

@@ -20,7 +20,13 @@ from tdm_messaging.errors import BrokerUnavailableError, SendNotConfirmedError
 from tdm_messaging.transport.kombu.link import KombuLink
 from tdm_messaging.transport.kombu.messages import content_encoding
 from tdm_messaging.transport.kombu.settings import Backend
-from tdm_messaging.transport.kombu.wire import drain_events, envelope_publish, method_frame, write_frames
+from tdm_messaging.transport.kombu.wire import (
+    drain_events,
+    envelope_publish,
+    method_frame,
+    publish_frames,
+    write_frames,
+)
 
 __all__ = ["ConfirmChannel", "amqp_message", "flush_tracked", "publish", "publish_confirmed", "publish_tracked"]
 
@@ -77,13 +83,14 @@ class _Publish:
     envelope: Envelope
     persistent: bool
     index: int | None  # in the caller's sends; None for an unconfirmed send
+    expiration: str | None = None  # a per-message time to live in ms (declare probes only)
     returned: str | None = None
     settled: bool = False
     nacked: bool = False
     at: float = field(default_factory=time.monotonic)
 
     def again(self) -> _Publish:
-        return _Publish(self.destination, self.envelope, self.persistent, self.index, at=self.at)
+        return _Publish(self.destination, self.envelope, self.persistent, self.index, self.expiration, at=self.at)
 
 
 class ConfirmChannel:
@@ -152,6 +159,10 @@ class ConfirmChannel:
                 self.channel.channel_id, spec.Basic.Publish, "Bssbb", (0, "", name, True, False)
             )
         envelope = entry.envelope
+        if entry.expiration is not None:  # a declare probe: rare, so py-amqp's generic writer
+            message = amqp_message(envelope, persistent=entry.persistent)
+            message.properties["expiration"] = entry.expiration
+            return publish_frames(self.channel.channel_id, conn.frame_max, method, message)
         return envelope_publish(
             self.channel.channel_id,
             conn.frame_max,
@@ -222,6 +233,7 @@ def publish_confirmed(
     *,
     persistent: bool,
     declare: Declare,
+    expiration: str | None = None,
 ) -> None:
     """AMQP: publish every send on the confirm channel, then wait once for all their confirms.
 
@@ -230,7 +242,8 @@ def publish_confirmed(
     (the queue is missing: expired, or never prepared) makes its queue be declared, with the
     reply arguments, and the send published again (so is any earlier unconfirmed reply that
     came back). A declare the broker refuses raises ``BrokerRefusedError`` (translated by the
-    caller's driver context).
+    caller's driver context). ``expiration``: each message's time to live in ms (AMQP's
+    ``expiration`` property), for declare probes; ``None`` for protocol messages, which never expire.
 
     Raises:
         SendNotConfirmedError: a send was nacked, returned (a permanent queue is missing, or a
@@ -238,7 +251,7 @@ def publish_confirmed(
             ``unconfirmed`` and ``refused`` say which.
     """
     confirms = _confirm_channel(link)
-    confirms.publish_all([_Publish(d, e, persistent, i) for i, (d, e) in enumerate(sends)])
+    confirms.publish_all([_Publish(d, e, persistent, i, expiration) for i, (d, e) in enumerate(sends)])
     failed = [e for e in _settle_all(link, confirms, declare) if e.index is not None]
     if failed:
         for entry in failed:

@@ -237,12 +237,18 @@ class StompTransport(Transport):
             with link.lock:
                 link.routes.refreshed(destination, time.monotonic(), foreign=False)
 
-    def _declare_elsewhere(self, destination: Destination) -> None:
-        """Declare on the side connection; record the outcome in the route book. Raises its refusal."""
+    def _declare_elsewhere(self, destination: Destination, *, prime: bool = False) -> None:
+        """Declare on the side connection; record the outcome in the route book. Raises its refusal.
+
+        ``prime``: the probe goes persistent (see :meth:`_declare_primed`).
+        """
         headers = queue_headers(destination, self.settings, self.dialect)
         try:
             self._declarer.declare(
-                to_wire_name(destination, self.dialect), headers, renew=destination.kind is DestinationKind.REPLY
+                to_wire_name(destination, self.dialect),
+                headers,
+                renew=destination.kind is DestinationKind.REPLY,
+                persistent=prime,
             )
         except BrokerRefusedError as exc:
             if queue_of_refusal(str(exc)) == destination.name:
@@ -530,6 +536,26 @@ class StompTransport(Transport):
                 if self._link.routes.declared_lately(destination, time.monotonic()):
                     return  # the lease of a declare the broker confirmed holds: nothing to renew yet
         self._declare_elsewhere(destination)
+
+    def _declare_primed(self, destination: Destination) -> None:
+        """Declare reply queue ``destination`` and prime its storage (see ``Transport.declare``).
+
+        RabbitMQ: the declare probe goes out persistent (still ``expiration: 0``), so its receipt
+        comes once RabbitMQ has stored it and created the queue's on-disk index; sent even when
+        a recent declare's lease holds, since that declare need not have stored anything. In
+        ``reply_expiry=policy`` mode and on ActiveMQ, as :meth:`_declare` (no probe is sent there).
+
+        Raises:
+            BrokerRefusedError: the queue exists with other arguments.
+            BrokerUnavailableError: no connection could be made.
+            SendNotConfirmedError: no receipt within ``confirm_timeout``.
+        """
+        if self.dialect is not Dialect.RABBITMQ or self.settings.reply_expiry is ReplyExpiry.POLICY:
+            self._declare(destination)
+            return
+        self._link.check()
+        self._link.connection()
+        self._declare_elsewhere(destination, prime=True)
 
     def _delete(self, destination: Destination) -> None:
         """No-op: STOMP has no frame that deletes a queue (``capabilities.delete_queue`` is false).

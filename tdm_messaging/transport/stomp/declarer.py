@@ -52,11 +52,14 @@ class Declarer:
         self._names: set[str] = set()
         self.opened = 0  # connections opened, for tests and benchmarks
 
-    def declare(self, wire: str, headers: dict[str, str], *, renew: bool = True) -> None:
+    def declare(self, wire: str, headers: dict[str, str], *, renew: bool = True, persistent: bool = False) -> None:
         """Declare queue ``wire`` (``/queue/...``) with ``headers``; wait for the broker's answer.
 
         ``renew=False`` (a queue that never expires): nothing to do if this connection declared
         it already. Otherwise a name it declared before is declared on a new connection (rule 2).
+        ``persistent=True`` sends the probe persistent: its receipt then waits until RabbitMQ has
+        stored it, so the queue's on-disk index exists before its first real message (priming,
+        see ``Transport.declare``); the probe still expires at once.
 
         Raises:
             BrokerRefusedError: the queue exists with other arguments (or another refusal).
@@ -65,6 +68,8 @@ class Declarer:
         """
         probe = {**headers, "expiration": "0", PROBE_HEADER: "1"}
         probe.pop("prefetch-count", None)
+        if persistent:
+            probe["persistent"] = "true"
         with self._lock:
             live = self._conn is not None and self._conn.is_connected()
             if live and not renew and wire in self._names:

@@ -35,6 +35,7 @@ from bench.choices import (
     REDIS_NOTE,
     RPC_NOTE,
     design_costs,
+    prime_cost_rows,
     send_cost_rows,
 )
 from bench.cycle import THROUGHPUT, Comparison, Prepares, Side, SideSpec, build_rows, measure, warm
@@ -739,7 +740,12 @@ def _phase(
             command=COMMAND,
         )
         print(f"  {label}: cost per send of confirms and persistence ...", flush=True)
-        return rows + send_cost_rows(url, label, sends=settings.choice_sends, rounds=settings.rounds, command=COMMAND)
+        sends, rounds = settings.choice_sends, settings.rounds
+        return (
+            rows
+            + send_cost_rows(url, label, sends=sends, rounds=rounds, command=COMMAND)
+            + prime_cost_rows(url, label, sends=min(sends, 50), rounds=rounds, command=COMMAND)
+        )
     finally:
         for key, side in sides.items():
             try:

@@ -8,13 +8,14 @@ queue and body, the kinds interleaved, so the cost of each choice reads as a rat
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Sequence
 
 from bench.harness import Row, interleaved_windows, median_of, percentile, time_each
 from bench.polls import status_messages
 from tdm_messaging.codec import encode
-from tdm_messaging.destinations import reply_queue
+from tdm_messaging.destinations import Destination, reply_queue
 from tdm_messaging.transport import open_transport
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "REDIS_NOTE",
     "RPC_NOTE",
     "design_costs",
+    "prime_cost_rows",
     "send_cost_rows",
 ]
 
@@ -78,6 +80,54 @@ def send_cost_rows(url: str, label: str, *, sends: int, rounds: int, command: st
     ]
 
 
+PRIME_WHAT = "cost of an unprimed reply queue"
+"""The start of the row holding a reply queue's first send unprimed against primed (:func:`prime_cost_rows`)."""
+
+
+def prime_cost_rows(url: str, label: str, *, sends: int, rounds: int, command: str) -> list[Row]:
+    """p50 of the first persistent confirmed send to a fresh reply queue: declared only vs declared and
+    primed (``Transport.declare(prime=True)``, as ``PackagingClient.prepare``); ``sends`` queues of each
+    kind per window, declared outside the timed sends, the kinds interleaved; one row, no goal."""
+    run = uuid.uuid4().hex[:8]
+    envelope = encode(status_messages(f"bench-prime-{run}")[0])
+    made: list[Destination] = []
+    with open_transport(url) as transport:
+
+        def window(prime: bool) -> Callable[[], list[float]]:
+            def measure() -> list[float]:
+                queues = [reply_queue(f"bench-prime-{run}-{len(made) + i}") for i in range(sends)]
+                made.extend(queues)
+                for queue in queues:
+                    transport.declare(queue, prime=prime)
+                samples = []
+                for queue in queues:
+                    start = time.perf_counter()
+                    transport.send(queue, envelope, persistent=True, confirm=True)
+                    samples.append((time.perf_counter() - start) * 1000)
+                return samples
+
+            return measure
+
+        results = interleaved_windows({"declared": window(False), "primed": window(True)}, rounds=rounds)
+        for queue in made:
+            transport.delete(queue)
+    p50 = {name: median_of([percentile(w, 50) for w in windows]) for name, windows in results.items()}
+    return [
+        Row(
+            what=f"{PRIME_WHAT}: a reply queue's first send, declared only vs declared and primed, p50, "
+            f"our transport over {label}",
+            ours=p50["declared"],
+            baseline=p50["primed"],
+            unit="ms",
+            higher_is_better=False,
+            goal="—",
+            met=None,
+            command=command,
+            baseline_name="our send to a primed queue (`declare(prime=True)`, as `prepare`)",
+        )
+    ]
+
+
 PREPARE_NOTE = "no prepare vs prepare (the queue in the request path)"
 """The note of the rows holding ours without ``prepare`` against ours with it (see bench.celery_peer)."""
 REDIS_NOTE = "vs Celery + Redis results (AOF, fsync always)"
@@ -108,6 +158,12 @@ def design_costs(label: str, rows: Sequence[Row]) -> str:
             f"the reply queue created in the request path instead of ahead (`prepare`): throughput "
             f"{prep_rate.ratio:.2f}x, p50 {1 / prep_p50.ratio:.2f}x the time ({prep_p50.ours:.1f} vs "
             f"{prep_p50.baseline:.1f} ms)"
+        )
+    prime = _find(rows, PRIME_WHAT)
+    if prime is not None:
+        said.append(
+            f"a reply queue declared but not primed (`declare(prime=True)`, part of `prepare`): its first "
+            f"persistent message takes {1 / prime.ratio:.1f}x the time ({prime.ours:.2f} vs {prime.baseline:.2f} ms)"
         )
     one_call = _find(rows, "throughput", ONE_CALL_NOTE)
     if one_call is not None:

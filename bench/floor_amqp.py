@@ -10,7 +10,9 @@ client, request: publish the request's copy to ``package/<id>`` and the request 
     queue on one channel in confirm mode, both persistent and ``mandatory``; one wait for both
     acks. A copy returned (the reply queue is missing) declares the queue (durable,
     ``x-expires``) and is published again, with a second wait. ``prepare=True`` declares the
-    reply queue first, as ``PackagingClient.prepare`` does when a docset is created.
+    reply queue first, as ``PackagingClient.prepare`` does when a docset is created, and primes
+    it as ours does: an empty persistent probe with ``expiration: 0``, confirmed, so RabbitMQ
+    creates the queue's on-disk index before the request's copy.
 worker: consume (prefetch ``prefetch``); take every delivery the socket already holds; for each,
     publish Accepted and, unless ``progress=False`` (ours with a progress linger: the Complete
     supersedes it), Progress (persistent, mandatory, not waited for) and Complete (persistent,
@@ -80,6 +82,17 @@ def _declare_reply(channel: Any, name: str, *, passive: bool = False) -> Any:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _probe() -> amqp.Message:
+    """The declare probe that primes a reply queue: empty, persistent, expiring at once, read by nobody."""
+    return amqp.Message(
+        b"",
+        content_type="application/octet-stream",
+        application_headers={"tdm-declare-probe": "1"},
+        delivery_mode=2,
+        expiration="0",
+    )
 
 
 def _message(fields: dict[str, object]) -> amqp.Message:
@@ -196,11 +209,14 @@ class FloorAmqp:
         return f"floor-{self.run}-{self.count}"
 
     def prepare_ahead(self, count: int) -> None:
-        """Declare the reply queues of the next ``count`` submits (a server does it when the docset is created)."""
+        """Declare and prime the reply queues of the next ``count`` submits (a server does it when the
+        docset is created): one confirm wait for all the probes."""
         while len(self._ready) < count:
             docset = self._next_docset()
             self._declare(f"package/{docset}")
+            self.confirms.publish(f"package/{docset}", _probe())
             self._ready.append(docset)
+        self.confirms.wait(self._declare)
 
     def submit(self) -> str:
         """Request one no-op job; returns its docset id."""

@@ -21,8 +21,9 @@ NACK requeue are RabbitMQ's).
 
 :class:`FloorStompPrepared` is the same loop with each reply queue created ahead, outside the
 timed region (``prepare_ahead``, as ``PackagingClient.prepare`` when a docset is created): an
-empty probe SEND with the declare headers, ``expiration: 0`` and a receipt, the probes of a window
-written back to back with one wait. The request's copy then only finds the queue there.
+empty persistent probe SEND with the declare headers, ``expiration: 0`` and a receipt, the probes
+of a window written back to back with one wait. Persistent, as ours: storing it makes RabbitMQ
+create the queue's on-disk index, so the request's copy only finds the queue there, primed.
 """
 
 from __future__ import annotations
@@ -323,13 +324,13 @@ class FloorStompPrepared(FloorStomp):
     BASELINE_NAME = "raw stomp.py loop of our message pattern, reply queue created ahead"
 
     def prepare_ahead(self, count: int) -> None:
-        """Create the reply queues of the next ``count`` submits: empty probes with the declare headers, one wait."""
+        """Create and prime the reply queues of the next ``count`` submits: persistent empty probes, one wait."""
         receipts = set()
         declare = _declare(self.reply_ttl_ms)
         while len(self._ready) < count:
             reply_to = self._new_reply_to()
             receipt = f"p-{uuid.uuid4().hex}"
-            headers = {**declare, "expiration": "0", "receipt": receipt}
+            headers = {**declare, "expiration": "0", "persistent": "true", "receipt": receipt}
             self._send("send", destination=_queue(reply_to), body=b"", headers=headers)
             receipts.add(receipt)
             self._ready.append(reply_to)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from bench.choices import (
     PATTERN_NOTE,
+    PRIME_WHAT,
     PREPARE_NOTE,
     REDIS_CONFIRMED_NOTE,
     REDIS_EVERYSEC_NOTE,
     REDIS_NOTE,
     RPC_NOTE,
     design_costs,
+    prime_cost_rows,
     send_cost_rows,
 )
 from bench.harness import Row
@@ -23,6 +25,18 @@ def test_send_cost_rows_price_each_choice_against_the_kind_without_it() -> None:
     ]
     assert all(row.unit == "ms" and not row.higher_is_better for row in rows)
     assert rows[0].ours == rows[1].ours  # both rows hold the same persistent, confirmed send against another kind
+
+
+def test_prime_cost_row_holds_a_queue_declared_only_against_a_primed_one() -> None:
+    (row,) = prime_cost_rows("inmemory://", "in-memory", sends=3, rounds=1, command="cmd")
+    assert row.what.startswith(PRIME_WHAT) and "in-memory" in row.what
+    assert (row.unit, row.higher_is_better, row.goal, row.met, row.command) == ("ms", False, "—", None, "cmd")
+    assert row.ours > 0 and row.baseline > 0
+
+
+def test_design_costs_prices_an_unprimed_queue() -> None:
+    rows = [_row(f"{PRIME_WHAT}: a reply queue's first send ...", 2.0, 0.8, rate=False)]
+    assert "its first persistent message takes 2.5x the time (2.00 vs 0.80 ms)" in design_costs("X", rows)
 
 
 def _row(what: str, ours: float, baseline: float, *, rate: bool) -> Row:

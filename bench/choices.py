@@ -22,6 +22,7 @@ __all__ = [
     "KINDS",
     "PATTERN_NOTE",
     "PREPARE_NOTE",
+    "PRIME_WHAT",
     "REDIS_CONFIRMED_NOTE",
     "REDIS_EVERYSEC_NOTE",
     "REDIS_NOTE",

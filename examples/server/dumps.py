@@ -151,6 +151,15 @@ class DumpService:
         """Whether the broker answers (see :meth:`TransportPool.probe`); raises if it does not."""
         self._pool.probe()
 
+    def prepare(self, docset_id: str) -> None:
+        """Create and prime the docset's reply queue ahead of its first dump (``PackagingClient.prepare``).
+
+        Raises:
+            MessagingError: the broker refused or could not be reached.
+        """
+        with self._pool.lease() as transport:
+            self._client(transport).prepare(docset_id)
+
     def poll(
         self,
         docset_id: str,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from bench.choices import (
     PATTERN_NOTE,
-    PRIME_WHAT,
     PREPARE_NOTE,
+    PRIME_WHAT,
     REDIS_CONFIRMED_NOTE,
     REDIS_EVERYSEC_NOTE,
     REDIS_NOTE,

@@ -70,7 +70,7 @@ def test_prime_is_a_plain_declare_for_a_permanent_queue(backend: Backend) -> Non
 
 @contextlib.contextmanager
 def _amqp_watcher(queue_name: str) -> Iterator[tuple[Any, list[Any]]]:
-    """A py-amqp consumer on ``queue_name`` (declared by the transport under test first): its connection, what it got."""
+    """A py-amqp consumer on ``queue_name`` (declared by the transport under test first): connection, deliveries."""
     import amqp
 
     parts = urlsplit(broker_url("rabbitmq-amqp"))

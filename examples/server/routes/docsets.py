@@ -69,7 +69,23 @@ def create_docset(ctx: AppContext) -> bottle.HTTPResponse:
             ids = _search(ctx, conn, query)
         new_id = repo.create_docset(conn, owner=caller.owner, name=body.name, query=query, document_ids=ids)
         result = docset_json(ctx, docset_row(conn, caller, new_id, write=True))
+    _prepare_dumps(ctx, new_id)
     return json_response(result, 201, {"Location": result.links.self})
+
+
+def _prepare_dumps(ctx: AppContext, docset_id: int) -> None:
+    """Create the new docset's reply queue now, off its first dump's path (best effort).
+
+    The docset is created and committed whatever the broker does: a dump request creates the
+    queue itself when it is missing, so a failure here costs that request a few milliseconds,
+    never the docset.
+    """
+    try:
+        ctx.dumps.prepare(ctx.messaging_id(docset_id))
+    except MessagingError as exc:
+        log.warning("docset %s created; preparing its dumps' reply queue failed: %s", docset_id, exc)
+    except Exception:  # the row is committed: answering 500 now would be a lie
+        log.exception("docset %s created; preparing its dumps' reply queue failed", docset_id)
 
 
 def _search(ctx: AppContext, conn: sqlite3.Connection, query: repo.SearchQuery) -> list[int]:

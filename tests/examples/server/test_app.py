@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from examples.server import repo
+from tdm_messaging.destinations import reply_queue
+from tdm_messaging.transport.memory.broker import InMemoryBroker
 from tests.examples.server.conftest import ALICE, BOB, PACKAGER, PUBLIC_URL, Client, make_docset
 
 # Every docset endpoint, as (method, path with {id}, JSON body or None).
@@ -70,6 +72,27 @@ def test_create_from_ids_then_read(client: Client) -> None:
     assert docset["member_count"] == 2
     assert docset["query"] is None
     assert docset["version"] == 1
+    assert client.get(f"/api/docsets/{docset['id']}").json() == docset
+
+
+def test_creating_a_docset_prepares_its_reply_queue(client: Client, broker: InMemoryBroker) -> None:
+    before = set(broker.queue_names())
+    docset_id = make_docset(client)
+    created = set(broker.queue_names()) - before
+    assert len(created) == 1
+    (name,) = created
+    assert name.startswith(reply_queue("x").name[:-1]) and name.endswith(str(docset_id))
+    assert broker.messages(name) == []  # prepared, and nothing in it for a poll to read
+
+
+def test_a_docset_is_created_when_its_reply_queue_cannot_be(client: Client, broker: InMemoryBroker) -> None:
+    broker.disconnect()
+    try:
+        response = client.post("/api/docsets", {"name": "offline", "document_ids": [1]})
+    finally:
+        broker.reconnect()
+    assert response.status == 201, response.body
+    docset = response.json()
     assert client.get(f"/api/docsets/{docset['id']}").json() == docset
 
 

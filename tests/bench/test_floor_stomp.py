@@ -44,11 +44,11 @@ def test_the_floor_worker_sends_progress_only_when_ours_would(progress: bool) ->
         floor.conn.subscribe(_queue(reply_to), id="look", ack="auto", headers=_declare(60_000))
 
         def kinds() -> list[str]:
-            return [json.loads(f.body)["kind"] for f in inbox]  # type: ignore[attr-defined]
+            return [json.loads(f.body)["type"] for f in inbox]  # type: ignore[attr-defined]
 
         with floor.listener.cond:  # the listener notifies on every frame it files
             floor.listener.cond.wait_for(lambda: "complete" in kinds(), 30)
             seen = kinds()
-        assert seen == ["request", "accepted", *(["progress"] if progress else []), "complete"]
+        assert seen == ["package_request", "accepted", *(["progress"] if progress else []), "complete"]
     finally:
         floor.close()

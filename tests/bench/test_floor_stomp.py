@@ -14,8 +14,10 @@ from bench.floor_stomp import FloorStomp, FloorStompPrepared
 
 @pytest.mark.broker
 @pytest.mark.parametrize("floor_cls", [FloorStomp, FloorStompPrepared])
-def test_the_floor_completes_its_jobs(floor_cls: type[FloorStomp]) -> None:
-    floor = floor_cls(broker_url("rabbitmq-stomp"), reply_ttl_ms=60_000, worker="thread")
+@pytest.mark.parametrize("prefetch", [1, 4])
+def test_the_floor_completes_its_jobs(floor_cls: type[FloorStomp], prefetch: int) -> None:
+    """One job at a time (prefetch 1) or in batches of what the worker has already received (4)."""
+    floor = floor_cls(broker_url("rabbitmq-stomp"), reply_ttl_ms=60_000, worker="thread", prefetch=prefetch)
     try:
         if isinstance(floor, Prepares):
             floor.prepare_ahead(3)

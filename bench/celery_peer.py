@@ -821,9 +821,11 @@ Notes on the job-cycle figures:
   floor (`FloorStompPrepared`, side `floor-prep`) creates each reply queue ahead, outside the timed
   region (an empty probe SEND with the declare headers, `expiration: 0`, receipted), and is held
   against ours prepared, while `FloorStomp` is held against ours without prepare. Every floor has
-  `FOLLOWS_OUR_WORKER`: it runs with our worker's prefetch (batching confirms where our wing does:
-  AMQP; our STOMP wing hands the worker one job at a time, and so does its floor) and, when our
-  worker lingers over Progress, sends none for the no-op job either.
+  `FOLLOWS_OUR_WORKER`: it runs with our worker's prefetch and batches as our worker does (the
+  requests already received are one batch, one wait for the confirms or receipts of all their
+  Completes, then the acks: AMQP and STOMP alike) and, when our worker lingers over Progress, sends
+  none for the no-op job either. Both floors send our messages (the protocol's JSON bodies and
+  `tdm-*` headers), so the broker stores as many bytes per job for the floor as for ours.
 - The floor against Celery ("the floor over ..., reply queue prepared (the pattern's own limit ...)",
   no goal): the raw-client loop of our message pattern, reply queues made ahead (AMQP's `floor`,
   STOMP's `floor-prep`), held against the Celery + Redis (fsync always) peer of the goals. It

@@ -1,15 +1,20 @@
 """The STOMP floor of a job's cycle: our message pattern written with stomp.py alone (no tdm_messaging), as a baseline.
 
 What it does is what our STOMP wing does per job after issue 14, frame for frame, with none of
-our checks, models, codec, routes, retries or reconnects:
+our checks, models, codec, routes, retries or reconnects. Its messages are ours, as the AMQP
+floor's are: the protocol's JSON bodies and the five ``tdm-*`` headers (type, protocol version,
+docset, request, sequence), so the broker parses and stores as many bytes per message as for ours
+(until branch ``stompcycle`` it sent ~100-byte bodies without those headers, about half the bytes
+of ours, and the broker's work per job, the largest share of a job's CPU, was lighter for the floor).
 
 - request (client): SEND a copy of the request to the docset's reply queue and SEND the request
   to the requests queue, both persistent with a receipt, written back to back; one wait for both.
 - worker (its own process, ``python -m bench.floor_stomp worker ...``): a client-individual
-  subscription (prefetch 1) to the requests queue; per request: SEND Accepted, Progress (unless
-  ``progress=False``: ours lingering over Progress sends none for a job that ends at once) and
-  Complete to the reply queue, persistent, a receipt on the Complete only; wait; ACK the request.
-  Our STOMP wing hands its worker one job at a time, so ``prefetch`` is taken and not used.
+  subscription (``prefetch-count`` = ``prefetch``) to the requests queue; every request already
+  received is one batch, as our STOMP worker's (``consume_batches``): per request SEND Accepted,
+  Progress (unless ``progress=False``: ours lingering over Progress sends none for a job that ends
+  at once) and Complete to the reply queue, persistent, a receipt on the Complete only; one wait
+  for the batch's receipts; then an ACK of each request.
 - poll (client): SEND a marker (60 s expiration), SUBSCRIBE (client-individual), read up to the
   marker; then BEGIN, ACK the marker and what the compaction drops, NACK (requeue) what it keeps
   and anything after the marker, UNSUBSCRIBE, COMMIT with a receipt; wait. The compaction keeps
@@ -36,6 +41,7 @@ import sys
 import threading
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -127,45 +133,80 @@ def _queue(name: str) -> str:
     return "/queue/" + name.replace("/", "%2F")
 
 
-def run_worker(url: str, requests: str, reply_ttl_ms: int, stop: threading.Event, progress: bool = True) -> None:
-    """The raw worker: Accepted, Progress (if ``progress``) and Complete (confirmed) per request, then ACK,
-    until ``stop`` is set."""
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _message(fields: dict[str, object]) -> tuple[bytes, dict[str, str]]:
+    """A JSON body and the headers ours carry (type, version, docset, request, sequence), as the AMQP floor's."""
+    headers = {
+        "tdm-type": str(fields["type"]),
+        "tdm-protocol-version": "1.0",
+        "tdm-docset-id": str(fields["docset_id"]),
+        "tdm-request-id": str(fields["request_id"]),
+        "tdm-sequence": str(fields["sequence"]),
+    }
+    return json.dumps({"protocol_version": "1.0", **fields}, separators=(",", ":")).encode(), headers
+
+
+def _replies(request: dict[str, Any], progress: bool) -> list[tuple[bytes, dict[str, str]]]:
+    """One no-op job's replies, as our worker's: Accepted, Progress (if ``progress``), Complete."""
+    base = {"docset_id": request["docset_id"], "request_id": request["request_id"]}
+    replies = [_message({**base, "sequence": 1, "timestamp": _now(), "type": "accepted", "estimate_seconds": None})]
+    if progress:
+        report = {"items_done": 1, "items_total": 1, "percent": 100.0, "eta_seconds": None}
+        replies.append(_message({**base, "sequence": 2, "timestamp": _now(), "type": "progress", **report}))
+    result = {
+        "archive_url": f"https://tdm-packages.example.org/package/{request['docset_id']}.zip",
+        "size_bytes": 345345,
+        "sha256": None,
+        "content_type": "application/zip",
+        "url_expires_at": None,
+    }
+    replies.append(_message({**base, "sequence": len(replies) + 1, "timestamp": _now(), "type": "complete", **result}))
+    return replies
+
+
+def run_worker(
+    url: str, requests: str, reply_ttl_ms: int, stop: threading.Event, *, progress: bool = True, prefetch: int = 1
+) -> None:
+    """The raw worker, until ``stop`` is set: every request already received (up to ``prefetch``) is one batch;
+    per request Accepted, Progress (if ``progress``) and Complete (with a receipt); one wait for the batch's
+    receipts; then an ACK of each request."""
     conn, listener = _connect(url)
     sub = "floor-worker"
     listener.inboxes[sub] = []
-    conn.subscribe(
-        _queue(requests), id=sub, ack="client-individual", headers={**_requests_declare(), "prefetch-count": "1"}
-    )
+    headers = {**_requests_declare(), "prefetch-count": str(prefetch)}
+    conn.subscribe(_queue(requests), id=sub, ack="client-individual", headers=headers)
     declare = _declare(reply_ttl_ms)
     try:
         while not stop.is_set():
             with listener.cond:
                 listener.cond.wait_for(lambda: bool(listener.inboxes[sub]) or stop.is_set(), 0.5)
-                if not listener.inboxes[sub]:
-                    continue
-                frame = listener.inboxes[sub].pop(0)
-            request = json.loads(frame.body)
-            reply = _queue(request["reply_to"])
-            accepted = json.dumps({"kind": "accepted", "docset_id": request["docset_id"], "estimate": 1}).encode()
-            complete = json.dumps({"kind": "complete", "docset_id": request["docset_id"], "size": 345345}).encode()
-            receipt = f"c-{uuid.uuid4().hex}"
-            conn.send(reply, accepted, content_type="application/json", headers={**declare, "persistent": "true"})
-            if progress:
-                report = {"kind": "progress", "docset_id": request["docset_id"], "done": 1, "total": 1}
+                batch, listener.inboxes[sub] = listener.inboxes[sub], []
+            if not batch:
+                continue
+            receipts = set()
+            for frame in batch:
+                request = json.loads(frame.body)
+                reply = _queue(request["reply_to"])
+                replies = _replies(request, progress)
+                for body, extra in replies[:-1]:
+                    conn.send(
+                        reply, body, content_type="application/json", headers={**declare, **extra, "persistent": "true"}
+                    )
+                receipt = f"c-{uuid.uuid4().hex}"
+                body, extra = replies[-1]
                 conn.send(
                     reply,
-                    json.dumps(report).encode(),
+                    body,
                     content_type="application/json",
-                    headers={**declare, "persistent": "true"},
+                    headers={**declare, **extra, "persistent": "true", "receipt": receipt},
                 )
-            conn.send(
-                reply,
-                complete,
-                content_type="application/json",
-                headers={**declare, "persistent": "true", "receipt": receipt},
-            )
-            listener.wait(lambda r=receipt: r in listener.receipts, "Complete receipt")
-            conn.ack(frame.headers["ack"])
+                receipts.add(receipt)
+            listener.wait(lambda r=receipts: r <= listener.receipts, "Complete receipts")
+            for frame in batch:
+                conn.ack(frame.headers["ack"])
     finally:
         conn.disconnect()
 
@@ -177,7 +218,7 @@ class FloorStomp:
         url: ``stomp://user:pass@host:port/?vhost=...`` of a RabbitMQ STOMP listener.
         reply_ttl_ms: the reply queues' ``x-expires``.
         worker: ``"process"`` (its own Python process, as our bench's worker) or ``"thread"``.
-        prefetch: taken to follow our worker's settings; our STOMP wing does not batch jobs, nor does this.
+        prefetch: the worker's ``prefetch-count``; the requests already received form one batch, as ours.
         progress: whether the worker sends the no-op job's Progress (ours does unless it lingers).
     """
 
@@ -193,7 +234,6 @@ class FloorStomp:
         prefetch: int = 1,
         progress: bool = True,
     ) -> None:
-        del prefetch  # one job at a time, as our STOMP wing
         self.url = url
         self.reply_ttl_ms = reply_ttl_ms
         self.run = uuid.uuid4().hex[:8]
@@ -207,10 +247,12 @@ class FloorStomp:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._process: subprocess.Popen[bytes] | None = None
-        args = [url, self.requests, str(reply_ttl_ms), "1" if progress else "0"]
+        args = [url, self.requests, str(reply_ttl_ms), "1" if progress else "0", str(prefetch)]
         if worker == "thread":
             self._thread = threading.Thread(
-                target=run_worker, args=(url, self.requests, reply_ttl_ms, self._stop, progress)
+                target=run_worker,
+                args=(url, self.requests, reply_ttl_ms, self._stop),
+                kwargs={"progress": progress, "prefetch": prefetch},
             )
             self._thread.start()
         else:
@@ -238,12 +280,25 @@ class FloorStomp:
         """Copy to the reply queue, request to the requests queue, one wait for both receipts."""
         reply_to = self._next_reply_to()
         docset = reply_to.rpartition("/")[2]
-        body = json.dumps({"kind": "request", "docset_id": docset, "reply_to": reply_to}).encode()
+        now = _now()
+        body, extra = _message(
+            {
+                "docset_id": docset,
+                "request_id": str(uuid.uuid4()),
+                "sequence": 0,
+                "timestamp": now,
+                "type": "package_request",
+                "docset_url": f"http://server/api/docsets/{docset}",
+                "formats": ["meta", "txt"],
+                "reply_to": reply_to,
+                "requested_at": now,
+            }
+        )
         first, second = f"r-{uuid.uuid4().hex}", f"r-{uuid.uuid4().hex}"
         declare = _declare(self.reply_ttl_ms)
-        headers = {**declare, "persistent": "true", "receipt": first}
+        headers = {**declare, **extra, "persistent": "true", "receipt": first}
         self._send("send", destination=_queue(reply_to), body=body, content_type="application/json", headers=headers)
-        headers = {**_requests_declare(), "persistent": "true", "receipt": second}
+        headers = {**_requests_declare(), **extra, "persistent": "true", "receipt": second}
         self._send(
             "send", destination=_queue(self.requests), body=body, content_type="application/json", headers=headers
         )
@@ -282,7 +337,7 @@ class FloorStomp:
             del self.listener.inboxes[sub]
         at = next(i for i, f in enumerate(frames) if f.headers.get(_MARKER) == marker)
         before, own, after = frames[:at], frames[at], frames[at + 1 :]
-        kinds = [json.loads(f.body).get("kind") for f in before]
+        kinds = [json.loads(f.body).get("type") for f in before]
         keep = {0, len(before) - 1} if before else set()  # the request copy and the newest reply
         tx, receipt = f"t-{marker}", f"s-{marker}"
         self._send("begin", transaction=tx)
@@ -338,18 +393,29 @@ class FloorStompPrepared(FloorStomp):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m bench.floor_stomp worker URL REQUESTS_QUEUE REPLY_TTL_MS [PROGRESS]``: the raw worker, until
-    SIGTERM (``PROGRESS`` ``0``: no Progress; default ``1``)."""
+    """``python -m bench.floor_stomp worker URL REQUESTS_QUEUE REPLY_TTL_MS [PROGRESS [PREFETCH]]``: the raw
+    worker, until SIGTERM (``PROGRESS`` ``0``: no Progress; default ``1``; ``PREFETCH`` default ``1``)."""
     args = sys.argv[1:] if argv is None else argv
-    if len(args) not in (4, 5) or args[0] != "worker" or (len(args) == 5 and args[4] not in ("0", "1")):
-        print("usage: python -m bench.floor_stomp worker URL REQUESTS_QUEUE REPLY_TTL_MS [0|1]", file=sys.stderr)
+    if (
+        len(args) not in (4, 5, 6)
+        or args[0] != "worker"
+        or (len(args) >= 5 and args[4] not in ("0", "1"))
+        or (len(args) == 6 and not (args[5].isdigit() and int(args[5]) >= 1))
+    ):
+        usage = "usage: python -m bench.floor_stomp worker URL REQUESTS_QUEUE REPLY_TTL_MS [0|1 [PREFETCH]]"
+        print(usage, file=sys.stderr)
         return 2
     import signal
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     progress = len(args) == 4 or args[4] == "1"
-    thread = threading.Thread(target=run_worker, args=(args[1], args[2], int(args[3]), stop, progress))
+    prefetch = int(args[5]) if len(args) == 6 else 1
+    thread = threading.Thread(
+        target=run_worker,
+        args=(args[1], args[2], int(args[3]), stop),
+        kwargs={"progress": progress, "prefetch": prefetch},
+    )
     thread.start()
     print("ready", flush=True)
     thread.join()

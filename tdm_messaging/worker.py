@@ -8,7 +8,8 @@ with each delivery is decided by :mod:`tdm_messaging.delivery_plan`; this module
 
 With ``prefetch`` above 1 the broker may hand the worker several requests at once
 (:meth:`~tdm_messaging.transport.base.Transport.consume_batches`; AMQP batches what the socket
-already holds, other transports hand over one at a time). The worker still runs their jobs one
+already holds, STOMP what its receiver thread has already received, the virtual transports hand
+over one at a time). The worker still runs their jobs one
 after another, but sends each job's last reply (Complete, Failed, Deleted) without waiting and
 waits once for the confirms of all of them before acknowledging the requests: one confirm wait
 per batch instead of one per job, and still no request acknowledged before its last reply is

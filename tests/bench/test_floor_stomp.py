@@ -14,8 +14,10 @@ from bench.floor_stomp import FloorStomp, FloorStompPrepared
 
 @pytest.mark.broker
 @pytest.mark.parametrize("floor_cls", [FloorStomp, FloorStompPrepared])
-def test_the_floor_completes_its_jobs(floor_cls: type[FloorStomp]) -> None:
-    floor = floor_cls(broker_url("rabbitmq-stomp"), reply_ttl_ms=60_000, worker="thread")
+@pytest.mark.parametrize("prefetch", [1, 4])
+def test_the_floor_completes_its_jobs(floor_cls: type[FloorStomp], prefetch: int) -> None:
+    """One job at a time (prefetch 1) or in batches of what the worker has already received (4)."""
+    floor = floor_cls(broker_url("rabbitmq-stomp"), reply_ttl_ms=60_000, worker="thread", prefetch=prefetch)
     try:
         if isinstance(floor, Prepares):
             floor.prepare_ahead(3)
@@ -44,11 +46,11 @@ def test_the_floor_worker_sends_progress_only_when_ours_would(progress: bool) ->
         floor.conn.subscribe(_queue(reply_to), id="look", ack="auto", headers=_declare(60_000))
 
         def kinds() -> list[str]:
-            return [json.loads(f.body)["kind"] for f in inbox]  # type: ignore[attr-defined]
+            return [json.loads(f.body)["type"] for f in inbox]  # type: ignore[attr-defined]
 
         with floor.listener.cond:  # the listener notifies on every frame it files
             floor.listener.cond.wait_for(lambda: "complete" in kinds(), 30)
             seen = kinds()
-        assert seen == ["request", "accepted", *(["progress"] if progress else []), "complete"]
+        assert seen == ["package_request", "accepted", *(["progress"] if progress else []), "complete"]
     finally:
         floor.close()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -14,8 +16,9 @@ from tdm_messaging.envelope import Envelope
 from tdm_messaging.errors import BrokerRefusedError
 from tdm_messaging.server import PackagingClient
 from tdm_messaging.status import State
-from tdm_messaging.testing import running_worker
+from tdm_messaging.testing import running_worker, wait_until
 from tdm_messaging.transport import open_transport
+from tdm_messaging.transport.base import Delivery
 from tdm_messaging.worker import Job, PackageResult, PackagerWorker
 from tests.conftest import broker_url
 
@@ -201,6 +204,94 @@ def test_rabbitmq_a_refused_declare_costs_only_the_side_connection() -> None:
 
 def _noop(job: Job) -> PackageResult:
     return PackageResult(archive_url=f"https://example.org/{job.request.docset_id}.zip", size_bytes=1)
+
+
+# ---------------------------------------------------------------- consume_batches
+
+
+def _inbox_holds(t: StompTransport, count: int) -> bool:
+    """Whether the receiver thread has put at least ``count`` items in the consume inbox (not yet taken)."""
+    inboxes = list(t._link.inboxes.values())
+    return bool(inboxes) and sum(inbox.qsize() for inbox in inboxes) >= count  # type: ignore[attr-defined]
+
+
+@pytest.mark.broker
+def test_consume_batches_hands_over_what_has_arrived_and_acks_each_batch_in_one_write(
+    transport: StompTransport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = _permanent()
+    sent = [f"job {i}".encode() for i in range(12)]
+    transport.send_many([(queue, Envelope(b, "text/plain")) for b in sent], confirm=True)
+    events = _record(transport, monkeypatch)
+    batches: list[list[bytes]] = []
+    stop = threading.Event()
+
+    def handle(deliveries: Sequence[Delivery]) -> None:
+        if not batches:
+            # The broker pushes up to the prefetch (5) at once: let the rest of it arrive, so the
+            # next batch is everything the receiver thread then holds, not one delivery.
+            wait_until(lambda: _inbox_holds(transport, 5 - len(deliveries)), what="the prefetched deliveries")
+        batches.append([d.envelope.body for d in deliveries])
+        events.append("handled")
+        if sum(map(len, batches)) == len(sent):
+            stop.set()
+
+    thread = threading.Thread(target=lambda: transport.consume_batches([queue], handle, prefetch=5, stop=stop))
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive(), f"only {sum(map(len, batches))} of {len(sent)} delivered"
+    assert [body for batch in batches for body in batch] == sent, "not each once, in order"
+    assert all(1 <= len(batch) <= 5 for batch in batches), batches
+    if len(batches[0]) < 5:
+        assert len(batches[0]) + len(batches[1]) == 5, batches  # the second held all that had arrived
+    assert max(map(len, batches)) >= 3, batches
+    # Between two batches: one write, the previous batch's ACKs (no receipt, nothing awaited).
+    handled = [i for i, e in enumerate(events) if e == "handled"]
+    assert all(events[a + 1 : b] == ["write"] for a, b in itertools.pairwise(handled)), events
+    assert _bodies(transport, queue) == [], "a handled batch was not acknowledged"
+
+
+@pytest.mark.broker
+def test_the_worker_waits_once_per_batch_of_requests(broker: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    namespace = "t" + uuid.uuid4().hex[:12]
+    url = _url(broker, namespace=namespace)
+    with open_transport(url) as worker_side, open_transport(url) as client_side:
+        stomp = worker_side._inner if hasattr(worker_side, "_inner") else worker_side
+        assert isinstance(stomp, StompTransport)
+        client = PackagingClient(client_side)
+        docsets = [f"cycle-{uuid.uuid4().hex[:8]}-{n}" for n in range(12)]
+        client.request_packages([(d, f"http://server/api/docsets/{d}") for d in docsets])
+        events = _record(stomp, monkeypatch)
+
+        def job(job: Job) -> PackageResult:
+            events.append("job")
+            return _noop(job)
+
+        worker = PackagerWorker(worker_side, on_package=job, retry_backoff_seconds=0, prefetch=8)
+        sizes: list[int] = []
+        handle_batch = worker._handle_batch
+
+        def sized(deliveries: Sequence[Delivery]) -> None:
+            if not sizes and len(deliveries) == 1:  # taken before the rest of the prefetch came: let it come
+                wait_until(lambda: _inbox_holds(stomp, 1), what="more prefetched requests")
+            sizes.append(len(deliveries))
+            handle_batch(deliveries)
+
+        monkeypatch.setattr(worker, "_handle_batch", sized)
+        with running_worker(worker):
+            for docset in docsets:
+                for _ in range(2000):
+                    if client.status(docset).state is State.COMPLETE:
+                        break
+                else:
+                    pytest.fail(f"docset {docset} did not complete")
+        assert events.count("job") == sum(sizes) == len(docsets)
+        assert max(sizes) >= 2, sizes
+        # A batch's jobs all run before the first wait for their Completes' receipts (one wait for
+        # the batch), not a wait after each job: some stretch between waits holds several jobs.
+        stretches = " ".join(events).split("wait")
+        assert max(stretch.split().count("job") for stretch in stretches) >= 2, events
+        assert stomp.connection_count == 1
 
 
 @pytest.mark.broker

@@ -13,7 +13,7 @@ from typing import Any
 from tdm_messaging.destinations import Destination, DestinationKind
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.errors import BrokerRefusedError, BrokerUnavailableError, TransportError
-from tdm_messaging.transport.base import Batch, Capabilities, Handler, Transport
+from tdm_messaging.transport.base import Batch, BatchHandler, Capabilities, Delivery, Handler, Transport
 from tdm_messaging.transport.stomp.connector import send_elsewhere
 from tdm_messaging.transport.stomp.consume import consume_queues
 from tdm_messaging.transport.stomp.declarer import Declarer
@@ -502,7 +502,23 @@ class StompTransport(Transport):
             Exception: whatever ``handler`` raised (that delivery stays unacknowledged).
         """
         self._link.check()
-        consume_queues(self._link, destinations, handler, prefetch=prefetch, stop=stop)
+
+        def one(deliveries: Sequence[Delivery]) -> None:
+            (delivery,) = deliveries
+            handler(delivery)
+
+        consume_queues(self._link, destinations, one, prefetch=prefetch, stop=stop)
+
+    def _consume_batches(
+        self, destinations: Sequence[Destination], handler: BatchHandler, *, prefetch: int, stop: threading.Event
+    ) -> None:
+        """As :meth:`_consume`, but ``handler`` gets every delivery already received at once (see
+        :meth:`Transport.consume_batches`): what stomp.py's receiver thread has put in the inbox,
+        up to ``prefetch`` per subscription, taken without waiting; its ACKs go in one write after
+        ``handler`` returns, none if it raises.
+        """
+        self._link.check()
+        consume_queues(self._link, destinations, handler, prefetch=prefetch, stop=stop, batched=True)
 
     # ------------------------------------------------------------------ queues
     def _declare(self, destination: Destination) -> None:

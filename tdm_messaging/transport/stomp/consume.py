@@ -1,4 +1,4 @@
-"""A STOMP consume loop: subscriptions renewed on reconnect, each delivery acknowledged after its handler."""
+"""A STOMP consume loop: subscriptions renewed on reconnect, deliveries acknowledged after their handler returns."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import uuid
 from collections.abc import Sequence
 
 from tdm_messaging.destinations import Destination
-from tdm_messaging.errors import BrokerRefusedError, BrokerUnavailableError, TransportError
-from tdm_messaging.transport.base import Delivery, Handler
+from tdm_messaging.errors import TransportError
+from tdm_messaging.transport.base import BatchHandler, Delivery
 from tdm_messaging.transport.stomp.dialect import Dialect, to_wire_name
 from tdm_messaging.transport.stomp.frames import (
     MARKER_HEADER,
@@ -32,9 +32,22 @@ _IDLE_CHECK_S = 0.5
 
 
 def consume_queues(
-    link: StompLink, destinations: Sequence[Destination], handler: Handler, *, prefetch: int, stop: threading.Event
+    link: StompLink,
+    destinations: Sequence[Destination],
+    handler: BatchHandler,
+    *,
+    prefetch: int,
+    stop: threading.Event,
+    batched: bool = False,
 ) -> None:
-    """Run :meth:`StompTransport.consume` (arguments checked by the caller); raises what it documents."""
+    """Run :meth:`StompTransport.consume` or, with ``batched``, ``consume_batches`` (arguments checked by the
+    caller); raises what they document.
+
+    Not ``batched``: ``handler`` gets one delivery at a time, each acknowledged after it returns.
+    ``batched``: it gets every delivery the receiver thread has already put in the inbox (the
+    broker sends at most ``prefetch`` per subscription unacknowledged), oldest first, never
+    waiting for more; their ACKs are written together once it returns.
+    """
     dialect = link.dialect
     assert dialect is not None  # the link is connected
     inbox: queue.SimpleQueue[Item] = queue.SimpleQueue()
@@ -61,38 +74,67 @@ def consume_queues(
                 if not link.connected:
                     link.recover(stop)
                 continue
+            frames: list[Frame] = []
+            while isinstance(item, Frame):
+                frames.append(item)
+                if not batched:
+                    break
+                try:
+                    item = inbox.get_nowait()  # what the receiver thread has already put: the batch
+                except queue.Empty:
+                    break
+            if frames:
+                try:
+                    _deliver(link, frames, subs, handler)
+                except BaseException:
+                    unacked += sum(1 for frame in frames if frame.generation == link.generation and _delivered(frame))
+                    raise
+            if isinstance(item, Frame):
+                continue
             if isinstance(item, Lost):
                 if item.generation == link.generation:
                     link.recover(stop)
                 continue
-            if isinstance(item, (BrokerRefusedError, BrokerUnavailableError)):  # an ERROR frame
-                raise item
-            try:
-                _deliver(link, item, subs, handler)
-            except BaseException:
-                if item.generation == link.generation:
-                    unacked += 1
-                raise
+            raise item  # an ERROR frame (BrokerRefusedError or BrokerUnavailableError)
     finally:
         _end(link, subs, inbox, unacked)
 
 
-def _deliver(link: StompLink, frame: Frame, subs: dict[str, Subscription], handler: Handler) -> None:
-    sub = subs[frame.headers.get("subscription", "")]
-    if PROBE_HEADER in frame.headers:  # a declare's empty probe: nothing to deliver
-        link.ack(frame)
+def _delivered(frame: Frame) -> bool:
+    """Whether ``frame`` is a delivery for the handler (not a declare's probe nor another reader's marker)."""
+    return PROBE_HEADER not in frame.headers and MARKER_HEADER not in frame.headers
+
+
+def _deliver(link: StompLink, frames: Sequence[Frame], subs: dict[str, Subscription], handler: BatchHandler) -> None:
+    """Hand ``frames``' deliveries to ``handler`` at once, then acknowledge them (declare probes and
+    other readers' markers among them are settled first, never handed over)."""
+    deliveries: list[Delivery] = []
+    taken: list[Frame] = []
+    for frame in frames:
+        sub = subs[frame.headers.get("subscription", "")]
+        if PROBE_HEADER in frame.headers:  # a declare's empty probe: nothing to deliver
+            link.ack(frame)
+        elif MARKER_HEADER in frame.headers:
+            forward_marker(link, Target(sub.destination, sub.wire_name, declare=True), frame)
+        else:
+            envelope = envelope_from_headers(frame.headers, frame.body)
+            redelivered = frame.headers.get("redelivered", "").lower() == "true"
+            deliveries.append(Delivery(envelope, sub.destination, redelivered))
+            taken.append(frame)
+    if not deliveries:
         return
-    if MARKER_HEADER in frame.headers:
-        forward_marker(link, Target(sub.destination, sub.wire_name, declare=True), frame)
-        return
-    envelope = envelope_from_headers(frame.headers, frame.body)
-    redelivered = frame.headers.get("redelivered", "").lower() == "true"
-    handler(Delivery(envelope, sub.destination, redelivered))
+    handler(deliveries)
     try:
-        if not link.ack(frame):
-            log.info("delivery from %s not acknowledged: its connection was lost; it comes again", sub.destination)
+        if not link.ack_all(taken):
+            log.info("%s not acknowledged: their connection was lost; they come again", _what(deliveries))
     except TransportError as exc:
-        log.warning("could not acknowledge a delivery from %s (%s); it comes again", sub.destination, exc)
+        log.warning("could not acknowledge %s (%s); they come again", _what(deliveries), exc)
+
+
+def _what(deliveries: Sequence[Delivery]) -> str:
+    """``deliveries`` in words for a log line: how many, from which queues."""
+    queues = ", ".join(sorted({str(d.destination) for d in deliveries}))
+    return f"{len(deliveries)} delivery(ies) from {queues}"
 
 
 def _end(link: StompLink, subs: dict[str, Subscription], inbox: queue.SimpleQueue[Item], unacked: int) -> None:

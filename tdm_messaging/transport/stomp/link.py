@@ -9,7 +9,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -662,6 +662,16 @@ class StompLink:
             generation=frame.generation,
         )
         return True
+
+    def ack_all(self, frames: Sequence[Frame]) -> bool:
+        """Acknowledge ``frames`` in one write; False when some came on a connection that is gone (redelivered)."""
+        with self.lock:
+            generation, live = self.generation, self.connected
+        current = [frame for frame in frames if live and frame.generation == generation]
+        if current:
+            acks = b"".join([header_frame("ACK", {"id": ack_id(frame)}) for frame in current])
+            self.transmit(acks, "acknowledgement", generation=generation)
+        return len(current) == len(frames)
 
     def close(self) -> None:
         """DISCONNECT and stop using the connection. Idempotent."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from functools import lru_cache
 from typing import Annotated, Final, Literal, TypeAlias
 from urllib.parse import urlsplit
@@ -138,10 +138,17 @@ def format_moment(value: datetime) -> str:
         ValueError: ``value`` is naive (it names no instant).
     """
     if value.tzinfo is UTC:  # every validated message's date-times (see _check_datetime)
-        return value.isoformat()[:-6] + "Z"  # isoformat() ends in "+00:00", the one place it may
+        if type(value) is datetime:
+            # isoformat()'s date and time halves, less its "+00:00": CPython writes an offset by
+            # calling the tzinfo's utcoffset(), which was half the cost of the whole (3.11).
+            return f"{_date_iso(_date_of(value))}T{_time_iso(_time_of(value))}Z"
+        return value.isoformat()[:-6] + "Z"  # a subclass may write itself otherwise: as it does
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"date-time {value.isoformat()} has no time-zone offset")
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+_date_of, _time_of, _date_iso, _time_iso = datetime.date, datetime.time, date.isoformat, time.isoformat
 
 
 def _positive_zero(value: float) -> float:

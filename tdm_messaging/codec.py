@@ -191,8 +191,10 @@ def _decode(envelope: Envelope, ctx: DecodeContext, max_body_bytes: int) -> Mess
             "it was refused unread (raise max_body_bytes if such bodies are legitimate)"
         )
     content_type = envelope.content_type
-    # The common case first, as _format_of would answer it.
-    if content_type == JSON_CONTENT_TYPE or _format_of(content_type, body) == JSON_CONTENT_TYPE:
+    # The common cases first, as _format_of would answer them.
+    if content_type == JSON_CONTENT_TYPE:
+        return decode_json(body)
+    if content_type != TEXT_CONTENT_TYPE and _format_of(content_type, body) == JSON_CONTENT_TYPE:
         return decode_json(body)
     return decode_text(
         body,

@@ -30,6 +30,7 @@ __all__ = [
     "MAX_URL_LENGTH",
     "MESSAGE_TYPES",
     "PROTOCOL_VERSION",
+    "PROVEN_PATTERNS",
     "Accepted",
     "Complete",
     "DeleteRequest",
@@ -397,6 +398,23 @@ message_adapter: TypeAdapter[Message] = TypeAdapter(Message)
 
 _M = TypeVar("_M", bound=MessageBase)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_PROVEN_YEAR = r"(?:19[7-9][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])"  # 1970 to 9998
+
+PROVEN_PATTERNS: Final = {
+    "docset_id": _DOCSET_ID_FAST.pattern,
+    "request_id": _REQUEST_ID_FAST.pattern,  # or "" (seed messages)
+    "count": r"[0-9]{1,18}",  # below MAX_COUNT, whatever the digits
+    "moment": rf"{_PROVEN_YEAR}-[0-9]{{2}}-[0-9]{{2}}T[0-9]{{2}}:[0-9]{{2}}:[0-9]{{2}}(?:\.[0-9]{{6}})?Z",
+    "http_url": _HTTP_URL_FAST.pattern,  # of at most MAX_URL_LENGTH characters
+    "sha256": _SHA256.pattern,
+}
+"""The proofs as patterns, for a reader that folds them into its own (text/plain's fast reader).
+
+A ``str`` that fully matches one is kept unchanged by its field's validators: a docset id, a
+request id; a count once ``int()``; a date-time once ``datetime.fromisoformat()`` (if a real
+date: the pattern checks digits, not the calendar); an http(s) URL no longer than
+:data:`MAX_URL_LENGTH`; a SHA-256 digest. ``tests/test_proven.py`` holds each to its predicate.
+"""
 _MAX_CONTENT_TYPE_LENGTH: Final = 255
 _MAX_REASON_LENGTH: Final = 4096
 

@@ -26,18 +26,18 @@ from tdm_messaging import headers
 from tdm_messaging.errors import DecodeError
 from tdm_messaging.models import (
     MAX_COUNT,
+    MAX_URL_LENGTH,
     MESSAGE_TYPES,
     PROTOCOL_VERSION,
+    PROVEN_PATTERNS,
     Message,
     construct_proven,
     proven_base,
     proven_content_type,
     proven_formats,
-    proven_http_url,
     proven_moment,
     proven_reason,
     proven_reply_to,
-    proven_sha256,
 )
 from tdm_messaging.wire_json import check_major, describe_validation_error
 from tdm_messaging.wire_text_write import encode_text
@@ -431,17 +431,27 @@ _MOMENT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\
 # Longer than any body the patterns could read into a valid message: a failure reason of 4096
 # characters, each at most 4 bytes of UTF-8 (an escaped one is 2), and its two keywords.
 _FAST_MAX_BYTES: Final = 4096 * 4 + 64
+_PROVEN: Final = PROVEN_PATTERNS
+# The writer's five common headers, joined by LF (which none of these allows): when they match,
+# each value the groups give is proven as MessageBase's validators would keep it.
+_HEADERS_PROVEN: Final = re.compile(
+    rf"{re.escape(PROTOCOL_VERSION)}\n({_PROVEN['docset_id']})\n((?:{_PROVEN['request_id']})?)"
+    rf"\n({_PROVEN['count']})\n({_PROVEN['moment']})"
+)
 _FAST_FORMS: Final = {
     "A": re.compile(rf"Accepted\.(?: ({_NUMBER}) seconds?)?"),
     "P": re.compile(rf"Progress: ({_INTEGER})/({_INTEGER})(?: \(({_NUMBER})%\))?(?:\nETA: ({_NUMBER}) seconds?)?"),
+    # Each value as _VALUE reads it, in two groups: the first when it is of the proven form (so
+    # that one pattern proves it, see _fast_fields), else the second.
     "C": re.compile(
-        rf"Complete: {_VALUE}\nSize: ({_INTEGER})(?:\nSHA256: {_VALUE})?(?:\nContent-Type: {_TEXT_VALUE})?"
-        rf"(?:\nExpires: {_VALUE})?"
+        rf"Complete: (?:({_PROVEN['http_url']})|(\S+))\nSize: ({_INTEGER})"
+        rf"(?:\nSHA256: (?:({_PROVEN['sha256']})|(\S+)))?(?:\nContent-Type: {_TEXT_VALUE})?"
+        rf"(?:\nExpires: (?:({_PROVEN['moment']})|(\S+)))?"
     ),
     "F": re.compile(rf"Failed: {_TEXT_VALUE}(?:\nRetryable: (yes|no))?"),
-    "D": re.compile(rf"Delete(d?): {_VALUE}(?:\nArchive: {_VALUE})?"),
-    # models' plain http(s) URL: urlsplit cannot fail on it (no brackets in the host)
-    "h": re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{0,5})?(?:[/?#][!-~]*)?"),
+    "D": re.compile(rf"Delete(d?): {_VALUE}(?:\nArchive: (?:({_PROVEN['http_url']})|(\S+)))?"),
+    # models' plain http(s) URL, the proven one: urlsplit cannot fail on it (no brackets in the host)
+    "h": re.compile(_PROVEN["http_url"]),
 }
 
 
@@ -520,19 +530,24 @@ def _fast_fields(  # one branch per form, kept together so that each reads as th
         proven = done <= total <= MAX_COUNT and fields["percent"] <= 100
     elif first == "C":
         kind = "complete"
-        url, size, sha256, content_type, expires = match.groups()
+        url, other_url, size, sha256, other_sha256, content_type, expires, other_expires = match.groups()
         size_bytes = int(size)
-        fields = {"archive_url": url, "size_bytes": size_bytes}
-        proven = proven_http_url(url) and size_bytes <= MAX_COUNT
+        # (a value in its proven group: proven by the pattern, the URL's length aside)
+        proven = url is not None and len(url) <= MAX_URL_LENGTH and size_bytes <= MAX_COUNT
+        fields = {"archive_url": url or other_url, "size_bytes": size_bytes}
         if sha256 is not None:
             fields["sha256"] = sha256
-            proven = proven and proven_sha256(sha256)
+        elif other_sha256 is not None:
+            fields["sha256"] = other_sha256
+            proven = False
         if content_type is not None:
             fields["content_type"] = content_type
             proven = proven and proven_content_type(content_type)
         if expires is not None:
-            fields["url_expires_at"] = expires_at = _moment(expires)
-            proven = proven and proven_moment(expires_at)
+            fields["url_expires_at"] = datetime.fromisoformat(expires)
+        elif other_expires is not None:
+            fields["url_expires_at"] = _moment(other_expires)
+            proven = False
     elif first == "F":
         kind = "failed"
         reason, retryable = match.groups()
@@ -546,9 +561,9 @@ def _fast_fields(  # one branch per form, kept together so that each reads as th
         header_docset = get(HEADER_DOCSET_ID)
         if header_docset is not None and header_docset != body_docset:
             return None
-        archive = match.group(3)
-        fields = {"archive_url": archive}
-        proven = archive is None or proven_http_url(archive)
+        archive, other_archive = match.group(3, 4)
+        fields = {"archive_url": archive or other_archive}
+        proven = other_archive is None and (archive is None or len(archive) <= MAX_URL_LENGTH)
     else:
         kind = "package_request"
         header_docset = get(HEADER_DOCSET_ID)
@@ -559,11 +574,43 @@ def _fast_fields(  # one branch per form, kept together so that each reads as th
         formats = tuple(filter(None, header_formats.split(",")))
         reply_to = get(HEADER_REPLY_TO) or f"package/{header_docset}"
         fields = {"docset_url": url, "formats": formats, "reply_to": reply_to}
-        proven = proven_http_url(url) and proven_formats(formats) and proven_reply_to(reply_to, header_docset)
+        # (the pattern is the proven URL's, its length aside)
+        proven = len(url) <= MAX_URL_LENGTH and proven_formats(formats) and proven_reply_to(reply_to, header_docset)
     # What _Reader.build and _Reader.timestamp do, the headers read once each.
     header_type = get(HEADER_TYPE)
     if header_type is not None and header_type != kind:
         return None
+    try:
+        joined = "\n".join(
+            (
+                headers[HEADER_PROTOCOL_VERSION],
+                headers[HEADER_DOCSET_ID],
+                headers[HEADER_REQUEST_ID],
+                headers[HEADER_SEQUENCE],
+                headers[HEADER_TIMESTAMP],
+            )
+        )
+    except (KeyError, TypeError):
+        common = None
+    else:
+        common = _HEADERS_PROVEN.fullmatch(joined)
+    if common is not None:  # the writer's headers, all proven by the pattern
+        docset_id, request_id, sequence_text, timestamp_text = common.groups()
+        timestamp = datetime.fromisoformat(timestamp_text)
+        if kind == "package_request":
+            requested_text = get(HEADER_REQUESTED_AT)
+            if requested_text is None or requested_text == timestamp_text:
+                fields["requested_at"] = timestamp
+            else:
+                fields["requested_at"] = requested_at = _moment(requested_text)
+                proven = proven and proven_moment(requested_at)
+        fields["type"] = kind
+        fields["protocol_version"] = PROTOCOL_VERSION
+        fields["docset_id"] = docset_id
+        fields["request_id"] = request_id
+        fields["sequence"] = int(sequence_text)
+        fields["timestamp"] = timestamp
+        return kind, fields, proven
     version = get(HEADER_PROTOCOL_VERSION) or PROTOCOL_VERSION
     if version != PROTOCOL_VERSION:
         return None  # another minor (or major) version: the full path checks it

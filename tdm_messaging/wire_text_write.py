@@ -122,7 +122,7 @@ _WRITERS: dict[type[MessageBase], Callable[[Any, dict[str, str]], bytes]] = {
 
 
 def _number(value: float) -> str:
-    if value.is_integer() and abs(value) < 1e15:
+    if value.is_integer() and -1e15 < value < 1e15:
         return str(int(value))
     return repr(value)
 

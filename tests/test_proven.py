@@ -26,6 +26,7 @@ from tdm_messaging.models import (
     MAX_REPLY_TO_LENGTH,
     MAX_URL_LENGTH,
     MESSAGE_TYPES,
+    PROVEN_PATTERNS,
     Accepted,
     Complete,
     Deleted,
@@ -516,3 +517,84 @@ def _required_extras(cls: type[MessageBase]) -> dict[str, Any]:
         "Complete": {"archive_url": URL, "size_bytes": 1},
         "Failed": {"reason": "x"},
     }.get(cls.__name__, {})
+
+
+# --- the proofs as patterns (text/plain's fast reader folds them into its own) --------------------
+
+
+def _full(name: str, text: str) -> bool:
+    return re.fullmatch(PROVEN_PATTERNS[name], text) is not None
+
+
+@SETTINGS
+@given(DOCSET_ID_TEXT, REQUEST_ID_TEXT, st.one_of(st.text(max_size=20), st.from_regex(r"[0-9]{1,20}", fullmatch=True)))
+@example("x" * 128, REQUEST_ID, "9" * 18)
+@example("x" * 129, REQUEST_ID, "9" * 19)
+def test_the_id_and_count_patterns_are_the_predicates(docset_id: str, request_id: str, count: str) -> None:
+    ids_proven = _full("docset_id", docset_id) and (not request_id or _full("request_id", request_id))
+    if ids_proven:
+        assert proven_base("1.0", docset_id, request_id, 0, NOW)
+    if _full("count", count):
+        assert proven_base("1.0", "5", "", int(count), NOW)
+
+
+MOMENT_TEXTS = st.one_of(
+    MOMENTS.filter(lambda moment: moment.tzinfo is not None).map(lambda moment: moment.isoformat()),
+    st.from_regex(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,7})?(Z|\+00:00)?", fullmatch=True),
+    st.sampled_from(["1969-12-31T23:59:59Z", "1970-01-01T00:00:00Z", "9998-12-31T23:59:59.999999Z"]),
+    st.sampled_from(
+        ["9999-01-01T00:00:00Z", "2026-02-30T00:00:00Z", "2026-11-27T24:00:00Z", "\u0662026-01-01T00:00:00Z"]
+    ),
+)
+
+
+@SETTINGS
+@given(MOMENT_TEXTS)
+def test_the_moment_pattern_is_proven_moment(text: str) -> None:
+    if not _full("moment", text):
+        return
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        return  # not a real date: the reader then leaves it to the full path
+    assert proven_moment(value)
+
+
+@SETTINGS
+@given(st.one_of(URLS, _near(r"[0-9a-f]{64}")))
+def test_the_url_and_digest_patterns_are_the_predicates(text: str) -> None:
+    if _full("http_url", text) and len(text) <= MAX_URL_LENGTH:
+        assert proven_http_url(text)
+    if _full("sha256", text):
+        assert proven_sha256(text)
+
+
+WRITTEN_HEADERS = {message.type: dict(encode(message, TEXT_CONTENT_TYPE).headers) for message in sample_messages()}
+VALUE_TEXTS = st.one_of(URLS, _near(r"[0-9a-f]{64}"), MOMENT_TEXTS, CONTENT_TYPES)
+
+
+@SETTINGS
+@given(
+    st.sampled_from(
+        [
+            ("complete", "Complete: {}\nSize: 1"),
+            ("complete", "Complete: http://h/x\nSize: 1\nSHA256: {}"),
+            ("complete", "Complete: http://h/x\nSize: 1\nContent-Type: {}"),
+            ("complete", "Complete: http://h/x\nSize: 1\nExpires: {}"),
+            ("deleted", "Deleted: 5\nArchive: {}"),
+            ("delete_request", "Delete: 5\nArchive: {}"),
+            ("package_request", "{}"),
+        ]
+    ),
+    VALUE_TEXTS,
+)
+@example(("complete", "Complete: {}\nSize: 1"), "http://[::1]/x")
+@example(("complete", "Complete: {}\nSize: 1"), "ftp://h/x")
+@example(("complete", "Complete: http://h/x\nSize: 1\nSHA256: {}"), "A" * 64)
+@example(("complete", "Complete: http://h/x\nSize: 1\nExpires: {}"), "9999-01-01T00:00:00Z")
+@example(("deleted", "Deleted: 5\nArchive: {}"), "http://h:99999/x")
+def test_values_in_written_bodies_are_proven_only_when_valid(form: tuple[str, str], value: str) -> None:
+    """Each value of a body the writer's headers go with: in its proven group or not, the message is the same."""
+    kind, template = form
+    body = template.format(value).encode("utf-8", "surrogatepass")
+    _assert_constructed_is_validated(_fast_outcome(body, WRITTEN_HEADERS[kind], None, "", NOW))

@@ -421,8 +421,11 @@ _PARSERS: tuple[tuple[str, Callable[[_Reader, str, list[str]], Message]], ...] =
 # Each pattern reads one whole body of one form as encode_text writes it (single spaces, LF, the
 # key lines in the writer's order), and only values the line reader would read the same way: no
 # leading or trailing whitespace (which it strips), no line break inside. Whatever else the full
-# path checks (headers, numbers, date-times, the model) is done here by the same helpers, and
-# anything they refuse sends the body to the full path, so that errors keep their one wording.
+# path checks (headers, numbers, date-times) is done here by the same helpers, and anything they
+# refuse sends the body to the full path, so that errors keep their one wording. The model is
+# built without model_validate when every value is proven as its validators would keep it (by
+# these patterns, which fold in models.PROVEN_PATTERNS, or by the models' proven_* predicates);
+# otherwise model_validate checks the same fields.
 
 _VALUE = r"(\S+)"  # a value without whitespace: what the line reader reads as is
 _TEXT_VALUE = r"(\S(?:[^\n]*\S)?)"  # a one-line value that neither starts nor ends with whitespace

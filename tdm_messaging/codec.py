@@ -22,8 +22,8 @@ from tdm_messaging.wire_text import (
     HEADER_TIMESTAMP,
     HEADER_TYPE,
     decode_text,
-    encode_text,
 )
+from tdm_messaging.wire_text_write import write_text
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -112,9 +112,7 @@ def encode(message: Message, content_type: str = JSON_CONTENT_TYPE) -> Envelope:
         return Envelope(message.__pydantic_serializer__.to_json(message), JSON_CONTENT_TYPE, _checked(headers))
     if content_type == TEXT_CONTENT_TYPE:
         headers[HEADER_TIMESTAMP] = format_moment(message.timestamp)
-        body, extra = encode_text(message)
-        headers.update(extra)
-        return Envelope(body, TEXT_CONTENT_TYPE, _checked(headers))
+        return Envelope(write_text(message, headers), TEXT_CONTENT_TYPE, _checked(headers))
     raise EncodeError(
         f"cannot encode to content type {content_type!r}; use {JSON_CONTENT_TYPE!r} or {TEXT_CONTENT_TYPE!r}"
     )
@@ -193,8 +191,10 @@ def _decode(envelope: Envelope, ctx: DecodeContext, max_body_bytes: int) -> Mess
             "it was refused unread (raise max_body_bytes if such bodies are legitimate)"
         )
     content_type = envelope.content_type
-    # The common case first, as _format_of would answer it.
-    if content_type == JSON_CONTENT_TYPE or _format_of(content_type, body) == JSON_CONTENT_TYPE:
+    # The common cases first, as _format_of would answer them.
+    if content_type == JSON_CONTENT_TYPE:
+        return decode_json(body)
+    if content_type != TEXT_CONTENT_TYPE and _format_of(content_type, body) == JSON_CONTENT_TYPE:
         return decode_json(body)
     return decode_text(
         body,

@@ -25,9 +25,19 @@ from pydantic import ValidationError
 from tdm_messaging import headers
 from tdm_messaging.errors import DecodeError
 from tdm_messaging.models import (
+    MAX_COUNT,
+    MAX_URL_LENGTH,
     MESSAGE_TYPES,
     PROTOCOL_VERSION,
+    PROVEN_PATTERNS,
     Message,
+    construct_proven,
+    proven_base,
+    proven_content_type,
+    proven_formats,
+    proven_moment,
+    proven_reason,
+    proven_reply_to,
 )
 from tdm_messaging.wire_json import check_major, describe_validation_error
 from tdm_messaging.wire_text_write import encode_text
@@ -411,8 +421,11 @@ _PARSERS: tuple[tuple[str, Callable[[_Reader, str, list[str]], Message]], ...] =
 # Each pattern reads one whole body of one form as encode_text writes it (single spaces, LF, the
 # key lines in the writer's order), and only values the line reader would read the same way: no
 # leading or trailing whitespace (which it strips), no line break inside. Whatever else the full
-# path checks (headers, numbers, date-times, the model) is done here by the same helpers, and
-# anything they refuse sends the body to the full path, so that errors keep their one wording.
+# path checks (headers, numbers, date-times) is done here by the same helpers, and anything they
+# refuse sends the body to the full path, so that errors keep their one wording. The model is
+# built without model_validate when every value is proven as its validators would keep it (by
+# these patterns, which fold in models.PROVEN_PATTERNS, or by the models' proven_* predicates);
+# otherwise model_validate checks the same fields.
 
 _VALUE = r"(\S+)"  # a value without whitespace: what the line reader reads as is
 _TEXT_VALUE = r"(\S(?:[^\n]*\S)?)"  # a one-line value that neither starts nor ends with whitespace
@@ -421,17 +434,27 @@ _MOMENT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\
 # Longer than any body the patterns could read into a valid message: a failure reason of 4096
 # characters, each at most 4 bytes of UTF-8 (an escaped one is 2), and its two keywords.
 _FAST_MAX_BYTES: Final = 4096 * 4 + 64
+_PROVEN: Final = PROVEN_PATTERNS
+# The writer's five common headers, joined by LF (which none of these allows): when they match,
+# each value the groups give is proven as MessageBase's validators would keep it.
+_HEADERS_PROVEN: Final = re.compile(
+    rf"{re.escape(PROTOCOL_VERSION)}\n({_PROVEN['docset_id']})\n((?:{_PROVEN['request_id']})?)"
+    rf"\n({_PROVEN['count']})\n({_PROVEN['moment']})"
+)
 _FAST_FORMS: Final = {
     "A": re.compile(rf"Accepted\.(?: ({_NUMBER}) seconds?)?"),
     "P": re.compile(rf"Progress: ({_INTEGER})/({_INTEGER})(?: \(({_NUMBER})%\))?(?:\nETA: ({_NUMBER}) seconds?)?"),
+    # Each value as _VALUE reads it, in two groups: the first when it is of the proven form (so
+    # that one pattern proves it, see _fast_fields), else the second.
     "C": re.compile(
-        rf"Complete: {_VALUE}\nSize: ({_INTEGER})(?:\nSHA256: {_VALUE})?(?:\nContent-Type: {_TEXT_VALUE})?"
-        rf"(?:\nExpires: {_VALUE})?"
+        rf"Complete: (?:({_PROVEN['http_url']})|(\S+))\nSize: ({_INTEGER})"
+        rf"(?:\nSHA256: (?:({_PROVEN['sha256']})|(\S+)))?(?:\nContent-Type: {_TEXT_VALUE})?"
+        rf"(?:\nExpires: (?:({_PROVEN['moment']})|(\S+)))?"
     ),
     "F": re.compile(rf"Failed: {_TEXT_VALUE}(?:\nRetryable: (yes|no))?"),
-    "D": re.compile(rf"Delete(d?): {_VALUE}(?:\nArchive: {_VALUE})?"),
-    # models' plain http(s) URL: urlsplit cannot fail on it (no brackets in the host)
-    "h": re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{0,5})?(?:[/?#][!-~]*)?"),
+    "D": re.compile(rf"Delete(d?): {_VALUE}(?:\nArchive: (?:({_PROVEN['http_url']})|(\S+)))?"),
+    # models' plain http(s) URL, the proven one: urlsplit cannot fail on it (no brackets in the host)
+    "h": re.compile(_PROVEN["http_url"]),
 }
 
 
@@ -457,32 +480,44 @@ def _decode_fast(
     if len(body) > _FAST_MAX_BYTES:
         return None  # no valid message is this long: leave it to the full path, decoded once
     try:
-        text = body.decode("utf-8")
-        form = _FAST_FORMS.get(text[:1])
-        match = form.fullmatch(text) if form is not None else None
-        if match is None:
+        found = _fast_fields(body, headers, docset_id, request_id, received_at)
+        if found is None:
             return None
-        return _read_fast(text[0], match, headers, docset_id=docset_id, request_id=request_id, received_at=received_at)
+        kind, fields, proven = found
+        if proven:
+            return construct_proven(MESSAGE_TYPES[kind], fields)  # type: ignore[return-value]
+        return _VALIDATORS[kind](fields)  # type: ignore[no-any-return]
     except (ValueError, TypeError, DecodeError):  # ValidationError and UnicodeDecodeError are ValueErrors
         return None
 
 
-def _read_fast(  # one branch per form, kept together so that each reads as the full one
-    first: str,
-    match: re.Match[str],
-    headers: Mapping[str, str],
-    *,
-    docset_id: str | None,
-    request_id: str,
-    received_at: datetime,
-) -> Message | None:
+def _fast_fields(  # one branch per form, kept together so that each reads as the full one
+    body: bytes, headers: Mapping[str, str], docset_id: str | None, request_id: str, received_at: datetime
+) -> tuple[str, dict[str, Any], bool] | None:
+    """What the model is given for a well-formed body: its type, the fields, and whether all are proven valid.
+
+    ``None`` (or ``ValueError``) when the body is not of the writer's forms or a value needs the
+    full path (which reads what this leaves, and words its errors). ``proven`` is True when the
+    pattern and the models' ``proven_*`` predicates show that model_validate would keep every
+    value as it is, so that :func:`~tdm_messaging.models.construct_proven` builds the same
+    message; otherwise model_validate checks them (``tests/test_proven.py`` holds the two equal).
+    """
+    text = body.decode("utf-8")  # strict: what it returns holds no lone surrogate
+    form = _FAST_FORMS.get(text[:1])
+    match = form.fullmatch(text) if form is not None else None
+    if match is None:
+        return None
+    first = text[0]
     get = headers.get
     body_docset: str | None = None
     fields: dict[str, Any]
+    # Numbers the patterns read are unsigned decimals: once _finite has them, each is a finite
+    # float >= 0 other than -0.0, as Seconds keeps it; counts are ASCII digits, proven <= MAX_COUNT.
     if first == "A":
         kind = "accepted"
         estimate = match.group(1)
         fields = {"estimate_seconds": None if estimate is None else _finite(estimate)}
+        proven = True
     elif first == "P":
         kind = "progress"
         done_text, total_text, percent, eta = match.groups()
@@ -490,48 +525,95 @@ def _read_fast(  # one branch per form, kept together so that each reads as the 
         fields = {
             "items_done": done,
             "items_total": total,
+            # with done <= total (proven below), the computed share is at most 100.0
             "percent": _finite(percent) if percent is not None else (100 * done / total if total else 0.0),
         }
         if eta is not None:
             fields["eta_seconds"] = _finite(eta)
+        proven = done <= total <= MAX_COUNT and fields["percent"] <= 100
     elif first == "C":
         kind = "complete"
-        url, size, sha256, content_type, expires = match.groups()
-        fields = {"archive_url": url, "size_bytes": int(size)}
+        url, other_url, size, sha256, other_sha256, content_type, expires, other_expires = match.groups()
+        size_bytes = int(size)
+        # (a value in its proven group: proven by the pattern, the URL's length aside)
+        proven = url is not None and len(url) <= MAX_URL_LENGTH and size_bytes <= MAX_COUNT
+        fields = {"archive_url": url or other_url, "size_bytes": size_bytes}
         if sha256 is not None:
             fields["sha256"] = sha256
+        elif other_sha256 is not None:
+            fields["sha256"] = other_sha256
+            proven = False
         if content_type is not None:
             fields["content_type"] = content_type
+            proven = proven and proven_content_type(content_type)
         if expires is not None:
-            fields["url_expires_at"] = _moment(expires)
+            fields["url_expires_at"] = datetime.fromisoformat(expires)
+        elif other_expires is not None:
+            fields["url_expires_at"] = _moment(other_expires)
+            proven = False
     elif first == "F":
         kind = "failed"
         reason, retryable = match.groups()
         if "\\" in reason:
             reason = _UNESCAPE.sub(lambda m: _ESCAPES[m.group(1)], reason)
         fields = {"reason": reason, "retryable": retryable == "yes"}
+        proven = proven_reason(reason)
     elif first == "D":
         kind = "deleted" if match.group(1) else "delete_request"
         body_docset = match.group(2)
         header_docset = get(HEADER_DOCSET_ID)
         if header_docset is not None and header_docset != body_docset:
             return None
-        fields = {"archive_url": match.group(3)}
+        archive, other_archive = match.group(3, 4)
+        fields = {"archive_url": archive or other_archive}
+        proven = other_archive is None and (archive is None or len(archive) <= MAX_URL_LENGTH)
     else:
         kind = "package_request"
         header_docset = get(HEADER_DOCSET_ID)
         header_formats = get(HEADER_FORMATS)
         if not header_docset or header_formats is None:
             return None  # the docset or formats come from the URL: the full path parses it
-        fields = {
-            "docset_url": match.group(0),
-            "formats": tuple(filter(None, header_formats.split(","))),
-            "reply_to": get(HEADER_REPLY_TO) or f"package/{header_docset}",
-        }
+        url = match.group(0)
+        formats = tuple(filter(None, header_formats.split(",")))
+        reply_to = get(HEADER_REPLY_TO) or f"package/{header_docset}"
+        fields = {"docset_url": url, "formats": formats, "reply_to": reply_to}
+        # (the pattern is the proven URL's, its length aside)
+        proven = len(url) <= MAX_URL_LENGTH and proven_formats(formats) and proven_reply_to(reply_to, header_docset)
     # What _Reader.build and _Reader.timestamp do, the headers read once each.
     header_type = get(HEADER_TYPE)
     if header_type is not None and header_type != kind:
         return None
+    try:
+        joined = "\n".join(
+            (
+                headers[HEADER_PROTOCOL_VERSION],
+                headers[HEADER_DOCSET_ID],
+                headers[HEADER_REQUEST_ID],
+                headers[HEADER_SEQUENCE],
+                headers[HEADER_TIMESTAMP],
+            )
+        )
+    except (KeyError, TypeError):
+        common = None
+    else:
+        common = _HEADERS_PROVEN.fullmatch(joined)
+    if common is not None:  # the writer's headers, all proven by the pattern
+        docset_id, request_id, sequence_text, timestamp_text = common.groups()
+        timestamp = datetime.fromisoformat(timestamp_text)
+        if kind == "package_request":
+            requested_text = get(HEADER_REQUESTED_AT)
+            if requested_text is None or requested_text == timestamp_text:
+                fields["requested_at"] = timestamp
+            else:
+                fields["requested_at"] = requested_at = _moment(requested_text)
+                proven = proven and proven_moment(requested_at)
+        fields["type"] = kind
+        fields["protocol_version"] = PROTOCOL_VERSION
+        fields["docset_id"] = docset_id
+        fields["request_id"] = request_id
+        fields["sequence"] = int(sequence_text)
+        fields["timestamp"] = timestamp
+        return kind, fields, proven
     version = get(HEADER_PROTOCOL_VERSION) or PROTOCOL_VERSION
     if version != PROTOCOL_VERSION:
         return None  # another minor (or major) version: the full path checks it
@@ -546,13 +628,17 @@ def _read_fast(  # one branch per form, kept together so that each reads as the 
     if kind == "package_request":
         requested_text = get(HEADER_REQUESTED_AT)
         # A request's requested_at is mostly its timestamp: the same text is the same date-time.
-        fields["requested_at"] = (
-            timestamp if requested_text is None or requested_text == timestamp_text else _moment(requested_text)
-        )
+        if requested_text is None or requested_text == timestamp_text:
+            fields["requested_at"] = timestamp  # proven with the timestamp, below
+        else:
+            fields["requested_at"] = requested_at = _moment(requested_text)
+            proven = proven and proven_moment(requested_at)
+    request_id = get(HEADER_REQUEST_ID, request_id)
+    sequence = int(sequence_text) if sequence_text is not None else 0
     fields["type"] = kind  # (item by item: update() with keywords built a second dict first)
     fields["protocol_version"] = version
     fields["docset_id"] = docset_id
-    fields["request_id"] = get(HEADER_REQUEST_ID) if HEADER_REQUEST_ID in headers else request_id
-    fields["sequence"] = int(sequence_text) if sequence_text is not None else 0
+    fields["request_id"] = request_id
+    fields["sequence"] = sequence
     fields["timestamp"] = timestamp
-    return _VALIDATORS[kind](fields)  # type: ignore[no-any-return]
+    return kind, fields, proven and proven_base(version, docset_id, request_id, sequence, timestamp)

@@ -317,9 +317,7 @@ class KombuTransport(Transport):
             return
 
         def once() -> None:
-            channel = self._link.base_channel()
-            self._link.declared.pop(destination.name, None)  # declare now, whatever the lease says
-            self._declare_on(channel, destination)
+            self._declare_on(self._link.base_channel(), destination)
             publish_confirmed(
                 self._link,
                 [(destination, _PRIME_PROBE)],

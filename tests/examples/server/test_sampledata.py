@@ -56,7 +56,9 @@ def test_generate_command_then_search(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "stored 25 documents" in capsys.readouterr().out
     # Loading the same seed again replaces by handle instead of duplicating.
     assert main(["generate", "--count", "25", "--seed", "3", "--min-kb", "2", "--max-kb", "8", "--db", db]) == 0
-    app = create_app(Settings(db_url=db, archive_dir=tmp_path, api_keys=(ApiKeySpec("a", "k"),)))
+    # The broker in tmp_path too: creating a docset prepares its reply queue (the default broker is a file in the cwd).
+    broker = f"sqlite:///{tmp_path / 'broker.db'}"
+    app = create_app(Settings(db_url=db, archive_dir=tmp_path, api_keys=(ApiKeySpec("a", "k"),), broker_url=broker))
     client = Client(app, "k")
     assert client.get("/api/collections").json()["collections"][0]["document_count"] == 25
     docset = client.post("/api/docsets", {"name": "all", "query": "analysis"}).json()

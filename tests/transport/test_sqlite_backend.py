@@ -430,6 +430,9 @@ with open_transport(url) as transport:
 
         def handle(delivery):
             got.append(delivery.envelope.body.decode())
+            # A job's worth of work (1 ms): a consumer that handled nothing would drain the queue
+            # before a loaded machine even schedules the other processes (a CI run saw 0/0/0/300).
+            time.sleep(0.001)
 
         def watch():
             # Other processes take messages too: stop once the queue holds nothing at all.

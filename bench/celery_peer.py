@@ -766,8 +766,9 @@ Notes on the job-cycle figures:
   prefetch, gossip, mingle and heartbeats off, a node name per worker. The task reports progress
   once with `update_state` and returns a URL and a size; our no-op handler calls
   `job.progress(1, 1)` and returns a `PackageResult`, so ours sends Accepted, Progress and
-  Complete, or Accepted and Complete when our worker lingers over Progress (the default of the
-  group, `TDM_BENCH_CELERY_LINGER_MS`; the Complete supersedes it). Celery always runs over AMQP (it
+  Complete, or the Complete alone when our worker lingers (the default of the group,
+  `TDM_BENCH_CELERY_LINGER_MS`: the Complete supersedes the Accepted and Progress kept back,
+  protocol § 1). Celery always runs over AMQP (it
   speaks no STOMP); the STOMP rows run our side over RabbitMQ STOMP against the same Celery peers.
 - The two Celery peers. `rpc://`: results are transient messages to the submitting client's own
   reply queue, read once, by that client; a restart of the client loses them. Redis
@@ -823,8 +824,8 @@ Notes on the job-cycle figures:
   against ours prepared, while `FloorStomp` is held against ours without prepare. Every floor has
   `FOLLOWS_OUR_WORKER`: it runs with our worker's prefetch and batches as our worker does (the
   requests already received are one batch, one wait for the confirms or receipts of all their
-  Completes, then the acks: AMQP and STOMP alike) and, when our worker lingers over Progress, sends
-  none for the no-op job either. Both floors send our messages (the protocol's JSON bodies and
+  Completes, then the acks: AMQP and STOMP alike) and, when our worker lingers, sends neither
+  Accepted nor Progress for the no-op job either. Both floors send our messages (the protocol's JSON bodies and
   `tdm-*` headers), so the broker stores as many bytes per job for the floor as for ours.
 - The floor against Celery ("the floor over ..., reply queue prepared (the pattern's own limit ...)",
   no goal): the raw-client loop of our message pattern, reply queues made ahead (AMQP's `floor`,

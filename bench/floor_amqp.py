@@ -14,9 +14,9 @@ client, request: publish the request's copy to ``package/<id>`` and the request 
     it as ours does: an empty persistent probe with ``expiration: 0``, confirmed, so RabbitMQ
     creates the queue's on-disk index before the request's copy.
 worker: consume (prefetch ``prefetch``); take every delivery the socket already holds; for each,
-    publish Accepted and, unless ``progress=False`` (ours with a progress linger: the Complete
-    supersedes it), Progress (persistent, mandatory, not waited for) and Complete (persistent,
-    mandatory); one wait for the acks of the whole batch (a return declares the queue and
+    publish Accepted and Progress (persistent, mandatory, not waited for), unless
+    ``progress=False`` (ours with a linger: the Complete supersedes both), and Complete
+    (persistent, mandatory); one wait for the acks of the whole batch (a return declares the queue and
     publishes again), then ack each request.
 client, poll: declare the reply queue if this connection has not; three ``basic.get`` sent
     together (as ours), then one at a time until ``message_count`` is 0; keep the request's copy and the
@@ -168,7 +168,7 @@ class FloorAmqp:
         prepare: declare each reply queue before its request, as ``PackagingClient.prepare`` does
             (in :meth:`submit`, timed; :meth:`prepare_ahead` does it outside a bench's timed region).
         prefetch: the worker's prefetch, as ``PackagerWorker(prefetch=...)``.
-        progress: whether the worker sends the no-op job's Progress (ours does unless it lingers).
+        progress: whether the worker sends the no-op job's Accepted and Progress (ours does unless it lingers).
     """
 
     FOLLOWS_OUR_WORKER = True
@@ -341,10 +341,10 @@ def _reply(confirms: _Confirms, request: dict[str, Any], *, progress: bool) -> N
     """Publish one no-op job's replies, not waiting for their acks."""
     base = {"docset_id": request["docset_id"], "request_id": request["request_id"]}
     reply = request["reply_to"]
-    accepted = {"estimate_seconds": None}
-    confirms.publish(reply, _message({**base, "sequence": 1, "timestamp": _now(), "type": "accepted", **accepted}))
-    sequence = 2
-    if progress:
+    sequence = 1
+    if progress:  # ours with a linger sends neither for a job that ends within it: the Complete alone
+        accepted = {"estimate_seconds": None}
+        confirms.publish(reply, _message({**base, "sequence": 1, "timestamp": _now(), "type": "accepted", **accepted}))
         report = {"items_done": 1, "items_total": 1, "percent": 100.0, "eta_seconds": None}
         confirms.publish(reply, _message({**base, "sequence": 2, "timestamp": _now(), "type": "progress", **report}))
         sequence = 3

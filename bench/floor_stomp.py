@@ -11,9 +11,9 @@ of ours, and the broker's work per job, the largest share of a job's CPU, was li
   to the requests queue, both persistent with a receipt, written back to back; one wait for both.
 - worker (its own process, ``python -m bench.floor_stomp worker ...``): a client-individual
   subscription (``prefetch-count`` = ``prefetch``) to the requests queue; every request already
-  received is one batch, as our STOMP worker's (``consume_batches``): per request SEND Accepted,
-  Progress (unless ``progress=False``: ours lingering over Progress sends none for a job that ends
-  at once) and Complete to the reply queue, persistent, a receipt on the Complete only; one wait
+  received is one batch, as our STOMP worker's (``consume_batches``): per request SEND Accepted and
+  Progress (unless ``progress=False``: ours lingering sends neither for a job that ends at once)
+  and Complete to the reply queue, persistent, a receipt on the Complete only; one wait
   for the batch's receipts; then an ACK of each request.
 - poll (client): SEND a marker (60 s expiration), SUBSCRIBE (client-individual), read up to the
   marker; then BEGIN, ACK the marker and what the compaction drops, NACK (requeue) what it keeps
@@ -150,10 +150,12 @@ def _message(fields: dict[str, object]) -> tuple[bytes, dict[str, str]]:
 
 
 def _replies(request: dict[str, Any], progress: bool) -> list[tuple[bytes, dict[str, str]]]:
-    """One no-op job's replies, as our worker's: Accepted, Progress (if ``progress``), Complete."""
+    """One no-op job's replies, as our worker's: Accepted and Progress (if ``progress``), Complete."""
     base = {"docset_id": request["docset_id"], "request_id": request["request_id"]}
-    replies = [_message({**base, "sequence": 1, "timestamp": _now(), "type": "accepted", "estimate_seconds": None})]
-    if progress:
+    replies: list[tuple[bytes, dict[str, str]]] = []
+    if progress:  # ours with a linger sends neither for a job that ends within it: the Complete alone
+        accepted = {"estimate_seconds": None}
+        replies.append(_message({**base, "sequence": 1, "timestamp": _now(), "type": "accepted", **accepted}))
         report = {"items_done": 1, "items_total": 1, "percent": 100.0, "eta_seconds": None}
         replies.append(_message({**base, "sequence": 2, "timestamp": _now(), "type": "progress", **report}))
     result = {
@@ -171,7 +173,7 @@ def run_worker(
     url: str, requests: str, reply_ttl_ms: int, stop: threading.Event, *, progress: bool = True, prefetch: int = 1
 ) -> None:
     """The raw worker, until ``stop`` is set: every request already received (up to ``prefetch``) is one batch;
-    per request Accepted, Progress (if ``progress``) and Complete (with a receipt); one wait for the batch's
+    per request Accepted and Progress (if ``progress``) and Complete (with a receipt); one wait for the batch's
     receipts; then an ACK of each request."""
     conn, listener = _connect(url)
     sub = "floor-worker"
@@ -219,7 +221,7 @@ class FloorStomp:
         reply_ttl_ms: the reply queues' ``x-expires``.
         worker: ``"process"`` (its own Python process, as our bench's worker) or ``"thread"``.
         prefetch: the worker's ``prefetch-count``; the requests already received form one batch, as ours.
-        progress: whether the worker sends the no-op job's Progress (ours does unless it lingers).
+        progress: whether the worker sends the no-op job's Accepted and Progress (ours does unless it lingers).
     """
 
     FOLLOWS_OUR_WORKER = True

@@ -145,6 +145,14 @@ class ReplyReporter(Reporter):
     it: the kept Progress is dropped and its sequence number taken by the newer reply, so a job
     that ends soon after its last report sends no Progress the status would never show.
 
+    The job's Accepted is kept back the same way (it is the first thing kept, so ``hold`` is
+    called for it), and a Progress reported meanwhile is kept behind it with the next sequence
+    number: :meth:`flush_held` sends the Accepted, then the Progress. A Complete or Failed sent
+    first supersedes both: a job that ends within the linger sends its outcome alone, and it
+    takes the Accepted's sequence number (protocol § 1: a packager that lingers may leave
+    Accepted out of such a job). A job still running when the linger ends has sent its Accepted
+    then, first, as always.
+
     Args:
         request: the job's request.
         next_sequence: the first reply's sequence number.
@@ -169,6 +177,7 @@ class ReplyReporter(Reporter):
         self._hold = hold
         self._lock = threading.Lock()  # a handler may report from several threads
         self._accepted_sent = False
+        self._held_accepted: Accepted | None = None  # kept back; goes out before any Progress
         self._held: Message | None = None
         self._held_failure: TransportError | None = None
         self._closed = False
@@ -187,43 +196,58 @@ class ReplyReporter(Reporter):
         Once false, a Progress kept back later calls ``hold`` again: a linger that forgets this
         reporter on a false answer misses nothing (see :class:`~tdm_messaging.linger.ProgressLinger`).
         """
-        return self._held is not None and not self._closed
+        return (self._held is not None or self._held_accepted is not None) and not self._closed
 
     def send(self, build: Callable[[ReplyFields], Message], *, confirm: bool = False) -> None:
         with self._lock:
-            if self._held_failure is not None:  # a held Progress could not be sent: broker trouble
+            if self._held_failure is not None:  # a held reply could not be sent: broker trouble
                 failure, self._held_failure = self._held_failure, None
                 raise failure
             message = build(reply_fields(self._request, self._next_sequence, self._clock))
-            if self._hold is not None and not confirm and isinstance(message, Progress) and not self._closed:
-                first = self._held is None
-                self._held = message  # a Progress kept back before this one is superseded
-                if first:
-                    self._hold(self)
+            if self._hold is not None and not confirm and not self._closed and self._keep_back(message, self._hold):
                 return
-            self._held = None  # superseded by this reply, which takes its sequence number
+            # Superseded by this reply, which takes the first kept one's sequence number.
+            self._held = self._held_accepted = None
             self._send_now(message, confirm)
 
+    def _keep_back(self, message: Message, hold: Callable[[ReplyReporter], None]) -> bool:
+        """Keep ``message`` back if it is the job's first Accepted or a Progress; False: send it now."""
+        first = self._held is None and self._held_accepted is None
+        if isinstance(message, Accepted) and not self._accepted_sent and self._held is None:
+            self._held_accepted = message  # an Accepted kept back before this one is superseded
+        elif isinstance(message, Progress):
+            if self._held_accepted is not None:  # it goes out after the kept Accepted
+                message = message.model_copy(update={"sequence": self._next_sequence + 1})
+            self._held = message  # a Progress kept back before this one is superseded
+        else:
+            return False
+        if first:
+            hold(self)
+        return True
+
     def flush_held(self) -> None:
-        """Send the Progress kept back, if it is still the job's latest report and the job is not over.
+        """Send the Accepted and the Progress kept back, if the job is not over.
 
         A failure to send is raised by the job's next :meth:`send` (the worker then leaves the
         request unacknowledged, as for any reply that could not be sent).
         """
         with self._lock:
+            accepted, self._held_accepted = self._held_accepted, None
             message, self._held = self._held, None
-            if message is None or self._closed:
+            if self._closed:
                 return
             try:
-                self._send_now(message, False)
+                for kept in (accepted, message):
+                    if kept is not None:
+                        self._send_now(kept, False)
             except TransportError as exc:
                 self._held_failure = exc
 
     def close(self) -> None:
-        """End the job's reporting: a Progress still kept back is dropped, never sent afterwards."""
+        """End the job's reporting: an Accepted or Progress still kept back is dropped, never sent afterwards."""
         with self._lock:
             self._closed = True
-            self._held = None
+            self._held = self._held_accepted = None
 
     def _send_now(self, message: Message, confirm: bool) -> None:
         try:
@@ -236,7 +260,7 @@ class ReplyReporter(Reporter):
             self._accepted_sent = True
 
     def ensure_accepted(self) -> None:
-        if not self._accepted_sent:
+        if not self._accepted_sent and self._held_accepted is None:
             self.send(lambda fields: Accepted(**fields, estimate_seconds=None))
 
 

@@ -144,10 +144,12 @@ class PackagerWorker:
             1 (the default) shares a queue's work most evenly among several workers; more lets the
             worker wait once for the confirms of a whole batch's last replies (see the module's
             header), at the price of requests held by this worker that an idle one could have run.
-        progress_linger_seconds: how long a handler's Progress is kept back before it is sent (0,
-            the default: sent at once). A newer report or the job's end supersedes it: a job that
-            ends within this time of its last Progress sends none (one persistent message and a
-            poll's read fewer), at the price of each Progress showing up to this much later.
+        progress_linger_seconds: how long a handler's Accepted and Progress are kept back before
+            they are sent (0, the default: sent at once). A newer report or the job's end supersedes
+            a kept Progress, and the job's end a kept Accepted: a job that ends within this time of
+            its start replies with its Complete or Failed alone, one that ends within it of its last
+            Progress sends no Progress (a persistent message and a poll's read fewer each), at the
+            price of each Accepted and Progress showing up to this much later.
 
     Raises:
         ConfigurationError: ``max_attempts`` or ``prefetch`` below 1, or a negative backoff or linger.

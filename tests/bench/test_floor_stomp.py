@@ -31,8 +31,8 @@ def test_the_floor_completes_its_jobs(floor_cls: type[FloorStomp], prefetch: int
 
 @pytest.mark.broker
 @pytest.mark.parametrize("progress", [True, False])
-def test_the_floor_worker_sends_progress_only_when_ours_would(progress: bool) -> None:
-    """``progress=False`` (ours lingering over Progress) leaves the no-op job's Progress out, as our worker does."""
+def test_the_floor_worker_sends_accepted_and_progress_only_when_ours_would(progress: bool) -> None:
+    """``progress=False`` (ours lingering) leaves the no-op job's Accepted and Progress out, as our worker does."""
     import json
 
     from bench.floor_stomp import _declare, _queue
@@ -51,6 +51,6 @@ def test_the_floor_worker_sends_progress_only_when_ours_would(progress: bool) ->
         with floor.listener.cond:  # the listener notifies on every frame it files
             floor.listener.cond.wait_for(lambda: "complete" in kinds(), 30)
             seen = kinds()
-        assert seen == ["package_request", "accepted", *(["progress"] if progress else []), "complete"]
+        assert seen == ["package_request", *(["accepted", "progress"] if progress else []), "complete"]
     finally:
         floor.close()

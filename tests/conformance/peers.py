@@ -16,7 +16,7 @@ from tdm_messaging.conformance.server_run import Triggers
 from tdm_messaging.conformance.triggers import CallableTrigger
 from tdm_messaging.destinations import PACKAGE_REQUESTS, reply_queue
 from tdm_messaging.ids import new_request_id
-from tdm_messaging.models import Accepted, Complete, PackageRequest
+from tdm_messaging.models import Accepted, Complete, PackageRequest, Progress
 from tdm_messaging.server import PackagingClient
 from tdm_messaging.testing import running_worker
 from tdm_messaging.transport.base import Delivery, Transport
@@ -27,7 +27,9 @@ __all__ = ["BROKEN_PACKAGERS", "broken_packager", "client_triggers", "library_pa
 BROKEN_PACKAGERS = {
     # flaw -> the case numbers of --role packager it must fail
     "wrong-request-id": {2, 11, 7, 16},
-    "no-accepted": {3, 12},
+    # A Complete alone is allowed (a job that ended within the packager's linger, protocol § 1);
+    # a Progress before any Accepted is not.
+    "progress-first": {3, 12},
 }
 
 
@@ -60,10 +62,11 @@ def reference_packager(
 
 
 @contextmanager
-def library_packager(transport: Transport, *, content_type: str) -> Iterator[None]:
+def library_packager(transport: Transport, *, content_type: str, linger: float = 0.0) -> Iterator[None]:
     """A packager on ``PackagerWorker`` replying in ``content_type``: it reads the docset URL, then completes.
 
     A docset URL that answers an HTTP error fails the job (not retryable); the archive URL is made up.
+    ``linger``: the worker's ``progress_linger_seconds`` (a job ending within it replies with its outcome alone).
     """
 
     def on_package(job: Job) -> PackageResult:
@@ -77,7 +80,13 @@ def library_packager(transport: Transport, *, content_type: str) -> Iterator[Non
         job.progress(2, 2)
         return PackageResult(archive_url=f"https://archives.invalid/{job.request.docset_id}.zip", size_bytes=size)
 
-    worker = PackagerWorker(transport, on_package=on_package, on_delete=lambda request: None, content_type=content_type)
+    worker = PackagerWorker(
+        transport,
+        on_package=on_package,
+        on_delete=lambda request: None,
+        content_type=content_type,
+        progress_linger_seconds=linger,
+    )
     with running_worker(worker):
         yield
 
@@ -87,7 +96,7 @@ def broken_packager(transport: Transport, flaw: str) -> Iterator[None]:
     """A packager that answers every request at once with complete, breaking the protocol as ``flaw`` says.
 
     ``wrong-request-id``: its replies carry a fresh request id, not the request's.
-    ``no-accepted``: it never sends accepted, only complete.
+    ``progress-first``: it never sends accepted: a progress, then complete.
     """
     assert flaw in BROKEN_PACKAGERS, flaw
 
@@ -100,7 +109,11 @@ def broken_packager(transport: Transport, flaw: str) -> Iterator[None]:
             return
         request_id = new_request_id() if flaw == "wrong-request-id" else request.request_id
         fields = {"docset_id": request.docset_id, "request_id": request_id, "timestamp": utc_now()}
-        replies: list[Accepted | Complete] = [] if flaw == "no-accepted" else [Accepted(**fields, sequence=1)]
+        replies: list[Accepted | Progress | Complete] = (
+            [Progress(**fields, sequence=1, items_done=1, items_total=1, percent=100.0)]
+            if flaw == "progress-first"
+            else [Accepted(**fields, sequence=1)]
+        )
         replies.append(Complete(**fields, sequence=2, archive_url="https://archives.invalid/x.zip", size_bytes=1))
         for message in replies:
             transport.send(reply_queue(request.docset_id), encode(message), confirm=True)

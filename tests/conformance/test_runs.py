@@ -82,6 +82,20 @@ def test_a_packager_on_packager_worker_passes_in_either_format(content_type: str
 
 
 @pytest.mark.parametrize("content_type", [JSON_CONTENT_TYPE, TEXT_CONTENT_TYPE])
+def test_a_packager_whose_worker_lingers_passes_with_its_outcomes_alone(content_type: str, api: DocsetApi) -> None:
+    # Every job of the kit ends within an hour's linger: each replies with its complete or failed
+    # alone (protocol § 1), and the kit's order cases accept it as they accept accepted-first.
+    broker = InMemoryBroker()
+    report = Report("packager", "inmemory")
+    with library_packager(InMemoryTransport(broker), content_type=content_type, linger=3600):
+        run_packager_role(InMemoryTransport(broker), api, PackagerRun(timeout=20), report)
+    got = outcomes(report)
+    assert got[3] is Outcome.PASS and got[12] is Outcome.PASS, report.render()
+    assert {n for n, o in got.items() if o is not Outcome.PASS} == {8, 17, 29}, report.render()
+    assert report.exit_status == 0
+
+
+@pytest.mark.parametrize("content_type", [JSON_CONTENT_TYPE, TEXT_CONTENT_TYPE])
 def test_a_server_on_packaging_client_passes_every_case(content_type: str) -> None:
     broker = InMemoryBroker()
     report = Report("server", "inmemory")

@@ -10,7 +10,8 @@ import traceback
 from collections.abc import Callable, Sequence
 
 from bench import machine_description, update_section
-from bench.harness import Row, render_rows
+from bench.conditions import Conditions, busy_reasons, describe, measure
+from bench.harness import BENCH_VHOST, Row, render_rows
 
 # Group name -> "module:function"; the function takes no argument and returns its rows for the
 # combined table (it prints and records its own section too). Add a group by adding a line here
@@ -34,8 +35,15 @@ def _load(target: str) -> Callable[[], list[Row]]:
     return runner
 
 
-def summary_section(rows: Sequence[Row], *, minutes: float, failed: Sequence[str]) -> str:
-    """The document's summary: the machine, the run's length, how to reproduce, and every row in one table."""
+def summary_section(
+    rows: Sequence[Row],
+    *,
+    minutes: float,
+    failed: Sequence[str],
+    conditions: tuple[Conditions, Conditions] | None = None,
+) -> str:
+    """The document's summary: the machine (and how busy it was at the start and the end of the run),
+    the run's length, how to reproduce, and every row in one table."""
     missed = [row.what for row in rows if row.met is False]
     met = sum(1 for row in rows if row.met)
     verdict = f"{met} of {met + len(missed)} goals met" + (f"; missed: {'; '.join(missed)}." if missed else ".")
@@ -49,9 +57,26 @@ def summary_section(rows: Sequence[Row], *, minutes: float, failed: Sequence[str
         "Every row is ours against a baseline measured in the same run; ratio above 1x means we are better.  ",
         f"Goals: {verdict}",
     ]
+    if conditions is not None:
+        start, end = conditions
+        busy = busy_reasons(start) + [f"at the end: {r}" for r in busy_reasons(end)]
+        lines.insert(
+            1,
+            f"Conditions (`bench/conditions.py`): at the start {describe(start)}; at the end {describe(end)}"
+            + (f". **A busy run**: {'; '.join(busy)}.  " if busy else ".  "),
+        )
     if failed:
         lines.append(f"**Groups that failed in this run: {', '.join(failed)}** (their rows are missing).  ")
     return "\n".join(lines) + "\n\n" + render_rows(rows)
+
+
+def _conditions(when: str) -> Conditions:
+    """Read and print how busy the machine and the broker are; warn (the run goes on) when busy."""
+    conditions = measure(BENCH_VHOST)
+    print(f"bench: conditions at the {when}: {describe(conditions)}", flush=True)
+    for reason in busy_reasons(conditions):
+        print(f"bench: warning: a busy machine will slow every figure: {reason}", file=sys.stderr, flush=True)
+    return conditions
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -63,6 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown group(s) {', '.join(unknown)}; known: {', '.join(GROUPS)}")
     names = [name for name in GROUPS if name in args.groups] if args.groups else list(GROUPS)
+    before = _conditions("start")
     started = time.monotonic()
     rows: list[Row] = []
     failed: list[str] = []
@@ -77,10 +103,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             failed.append(name)
             print(f"bench: group {name} failed:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
     minutes = (time.monotonic() - started) / 60
+    after = _conditions("end")
     print(f"== all rows ({minutes:.1f} min) ==")
     print(render_rows(rows))
     if not args.groups and not failed:
-        update_section("summary", summary_section(rows, minutes=minutes, failed=failed))
+        update_section("summary", summary_section(rows, minutes=minutes, failed=failed, conditions=(before, after)))
     if failed:
         print(f"bench: failed group(s): {', '.join(failed)}", file=sys.stderr)
         return 1

@@ -829,3 +829,38 @@ def test_amqp_replies_to_a_missing_queue_are_declared_on_return_never_lost(amqp_
             assert sorted(e.body for e in batch.envelopes) == [b"accepted", b"complete", b"progress"]
             batch.ack()
         server.delete(reply)
+
+
+def test_amqp_unconfirmed_sends_carry_their_properties_to_each_destination(amqp_url: str) -> None:
+    """The plain publish (frames built by us, a method frame kept per destination) stores what py-amqp's would."""
+    queues = [_work_queue(), _work_queue()]
+    headers = {"tdm-type": "progress", "tdm-sequence": "2", "note": "café"}
+    with KombuTransport.from_url(amqp_url) as t:
+        for q in queues:
+            t.declare(q)
+        for i, q in enumerate(queues):
+            t.send(q, Envelope(JSON_BODY, "application/json", {**headers, "n": str(i)}), persistent=True)
+            t.send(q, Envelope(TEXT_BODY, "text/plain", {"n": str(i)}), persistent=False)
+            t.send(q, Envelope(b"\x00\xff", "application/octet-stream", {}), persistent=True)
+        conn, channel = _raw_channel(amqp_url)
+        try:
+            for i, q in enumerate(queues):
+                got = [channel.basic_get(q.name, no_ack=True) for _ in range(4)]
+                assert got[3] is None  # three each, none in the wrong queue
+                first, second, third = got[:3]
+                assert first.body == JSON_BODY.decode()  # py-amqp decodes by the content encoding
+                assert first.properties["delivery_mode"] == 2
+                assert first.properties["content_type"] == "application/json"
+                assert first.properties["content_encoding"] == "utf-8"
+                assert first.properties["application_headers"] == {**headers, "n": str(i)}
+                assert second.body == TEXT_BODY.decode()
+                assert second.properties["delivery_mode"] == 1
+                assert second.properties["application_headers"] == {"n": str(i)}
+                assert third.body == b"\x00\xff"
+                assert third.properties["content_encoding"] == "binary"
+                assert third.properties["delivery_mode"] == 2
+                assert not third.delivery_info.get("redelivered")
+        finally:
+            conn.release()
+        for q in queues:
+            t.delete(q)

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tdm_messaging.transport.kombu.wire import drain_events
+from tdm_messaging.transport.kombu.wire import drain_events, drain_pending
 from tests.transport.amqp_socket_pair import socket_pair_transport
 
 
@@ -104,3 +104,75 @@ def test_other_transports_take_py_amqps_drain_events() -> None:
 
     drain_events(_Other(), 0, most=3)
     assert calls == [0, 0, 0]
+
+
+class _CountingConn(_Conn):
+    def __init__(self, transport: Any, completes: list[bool]) -> None:
+        super().__init__(transport, completes)
+        self.drains = 0
+
+    def drain_events(self, timeout: float) -> Any:
+        self.drains += 1
+        return _Conn.drain_events(self, timeout=timeout)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from([1, 2, 3]), st.integers(0, 3), st.binary(max_size=300)), min_size=0, max_size=4),
+    st.lists(st.booleans(), max_size=4),
+    st.booleans(),
+)
+def test_a_drain_before_a_publish_dispatches_what_py_amqps_does(
+    frames: list[tuple[int, int, bytes]], completes: list[bool], buffered: bool
+) -> None:
+    """``drain_pending`` is py-amqp's ``drain_events(timeout=0)`` (its timeout ignored), as its basic_publish runs it.
+
+    (Whole frames only: py-amqp's non-blocking read of a frame cut short spins until the rest comes, ours alike.)
+    """
+    wire = b"".join(_frame(*f) for f in frames)
+    seen = []
+    for ours in (True, False):
+        sock, theirs, transport = socket_pair_transport(buffered=buffered)
+        try:
+            sock.settimeout(7.5)
+            if wire:
+                theirs.sendall(wire)
+            conn = _CountingConn(transport, completes)
+            if ours:
+                drain_pending(conn)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    conn.drain_events(timeout=0)
+            seen.append((conn.seen, transport._read_buffer, sock.gettimeout()))
+            if ours and not wire:
+                assert conn.drains == 0  # nothing came: no py-amqp drain (no timeout set, no recv raised)
+        finally:
+            sock.close()
+            theirs.close()
+    assert seen[0] == seen[1]
+
+
+def test_a_drain_before_a_publish_reads_what_an_earlier_read_left_buffered() -> None:
+    sock, theirs, transport = socket_pair_transport(buffered=True)
+    try:
+        transport._read_buffer = _frame(1, 1, b"left over")
+        conn = _CountingConn(transport, [])
+        drain_pending(conn)
+        assert conn.seen == [(1, 1, b"left over")]
+    finally:
+        sock.close()
+        theirs.close()
+
+
+def test_a_drain_before_a_publish_on_other_transports_is_py_amqps() -> None:
+    calls: list[float] = []
+
+    class _Other:
+        transport = object()
+
+        def drain_events(self, timeout: float) -> None:
+            calls.append(timeout)
+            raise TimeoutError
+
+    drain_pending(_Other())
+    assert calls == [0]

@@ -34,6 +34,7 @@ from tdm_messaging.transport.kombu.wire import (
     method_frame,
     passive_declare_frame,
     publish_frames,
+    publish_method,
     reject_frame,
 )
 from tests.transport.amqp_socket_pair import socket_pair_transport
@@ -240,3 +241,20 @@ def test_an_envelopes_publish_is_py_amqps(  # noqa: PLR0917 - one example's draw
     encoding = content_encoding(content_type)
     ours = envelope_publish(channel_id, frame_max, method, envelope, content_encoding=encoding, persistent=persistent)
     assert ours == publish_frames(channel_id, frame_max, method, amqp_message(envelope, persistent=persistent))
+
+
+@given(_channels, _names, st.booleans(), _names)
+def test_a_kept_publish_method_is_py_amqps_for_its_own_channel_and_destination(
+    channel_id: int, routing_key: str, mandatory: bool, other_key: str
+) -> None:
+    args = (0, "", routing_key, mandatory, False)
+    expected = _pyamqp(131072, channel_id, spec.Basic.Publish, "Bssbb", args, content=None)
+    assert publish_method(channel_id, routing_key, mandatory=mandatory) == expected
+    # Another destination, channel or flag gets a frame of its own, and the first one is kept as it was.
+    assume(other_key != routing_key)
+    assert publish_method(channel_id, other_key, mandatory=mandatory) != expected
+    assert publish_method(channel_id % 2047 + 1, routing_key, mandatory=mandatory) != expected
+    assert publish_method(channel_id, routing_key, mandatory=not mandatory) != expected
+    again = publish_method(channel_id, routing_key, mandatory=mandatory)
+    assert type(again) is bytes  # immutable: no send can change what the next one writes
+    assert again == expected

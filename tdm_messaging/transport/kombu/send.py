@@ -22,13 +22,23 @@ from tdm_messaging.transport.kombu.messages import content_encoding
 from tdm_messaging.transport.kombu.settings import Backend
 from tdm_messaging.transport.kombu.wire import (
     drain_events,
+    drain_pending,
     envelope_publish,
     method_frame,
     publish_frames,
+    publish_method,
     write_frames,
 )
 
-__all__ = ["ConfirmChannel", "amqp_message", "flush_tracked", "publish", "publish_confirmed", "publish_tracked"]
+__all__ = [
+    "ConfirmChannel",
+    "amqp_message",
+    "basic_publish",
+    "flush_tracked",
+    "publish",
+    "publish_confirmed",
+    "publish_tracked",
+]
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +82,34 @@ def publish(link: KombuLink, channel: Any, destination: Destination, envelope: E
             retry=False,
         )
         return
-    channel.basic_publish(amqp_message(envelope, persistent=persistent), exchange="", routing_key=destination.name)
+    basic_publish(channel, destination.name, envelope, persistent=persistent)
+
+
+def basic_publish(channel: Any, routing_key: str, envelope: Envelope, *, persistent: bool) -> None:
+    """py-amqp's ``basic_publish`` of :func:`amqp_message`, not ``mandatory``, its frames built here (see :mod:`.wire`).
+
+    It keeps what py-amqp's does around the write: the check for a closed connection, the
+    drain of what the broker sent (a ``connection.blocked``, a closed channel) before it, and a
+    write that times out raised as a connection error (the connection is dead: reconnect).
+    """
+    conn = channel.connection
+    if conn is None:
+        raise RecoverableConnectionError("basic_publish: connection closed")
+    if conn.client_properties.get("capabilities", {}).get("connection.blocked", False):
+        drain_pending(conn)
+    channel_id = channel.channel_id
+    frames = envelope_publish(
+        channel_id,
+        conn.frame_max,
+        publish_method(channel_id, routing_key, mandatory=False),
+        envelope,
+        content_encoding=content_encoding(envelope.content_type),
+        persistent=persistent,
+    )
+    try:
+        write_frames(conn, (frames,))
+    except TimeoutError as exc:
+        raise RecoverableConnectionError("basic_publish: timed out") from exc
 
 
 @dataclass(slots=True, eq=False)

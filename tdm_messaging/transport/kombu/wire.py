@@ -13,7 +13,10 @@ so no other thread writes between these frames.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import functools
+import select
 from collections.abc import Iterable
 from struct import pack
 from typing import Any
@@ -30,10 +33,12 @@ __all__ = [
     "ack_frame",
     "buffer_reads",
     "drain_events",
+    "drain_pending",
     "envelope_publish",
     "get_frame",
     "method_frame",
     "passive_declare_frame",
+    "publish_method",
     "publish_frames",
     "reject_frame",
     "write_frames",
@@ -52,8 +57,24 @@ def method_frame(channel_id: int, sig: tuple[int, int], argsig: str, args: tuple
     return pack(">BHI", _METHOD, channel_id, len(payload)) + payload + _FRAME_END
 
 
+@functools.lru_cache(maxsize=1024)
+def publish_method(channel_id: int, routing_key: str, *, mandatory: bool) -> bytes:
+    """The ``basic.publish`` method frame to ``routing_key`` through the default exchange.
+
+    It depends on these three alone, so it is built once and kept (bytes: nothing to share
+    mutably); bounded, as a long-lived worker replies to ever new reply queues.
+    """
+    return method_frame(channel_id, spec.Basic.Publish, "Bssbb", (0, "", routing_key, mandatory, False))
+
+
 def _method(channel_id: int, sig: tuple[int, int], args: bytes) -> bytes:
     return pack(">BHIHH", _METHOD, channel_id, len(args) + 4, *sig) + args + _FRAME_END
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_shortstr(value: str) -> bytes:
+    """:func:`_shortstr` of a string seen again and again (header names, content types)."""
+    return _shortstr(value)
 
 
 def _shortstr(value: str) -> bytes:
@@ -139,14 +160,14 @@ def envelope_publish(
             )
             return publish_frames(channel_id, frame_max, method, message)
         raw = value.encode("utf-8", "surrogatepass")
-        table += (_shortstr(name), b"S", pack(">I", len(raw)), raw)
+        table += (_cached_shortstr(name), b"S", pack(">I", len(raw)), raw)
     table_bytes = b"".join(table)
     body = envelope.body
     header = b"".join(
         (
             pack(">HHQH", spec.Basic.Publish[0], 0, len(body), 0xF000),  # the four properties' flags
-            _shortstr(envelope.content_type),
-            _shortstr(content_encoding),
+            _cached_shortstr(envelope.content_type),
+            _cached_shortstr(content_encoding),
             pack(">I", len(table_bytes)),
             table_bytes,
             b"\x02" if persistent else b"\x01",
@@ -167,6 +188,26 @@ def write_frames(amqp_connection: Any, frames: Iterable[bytes]) -> None:
         raise RecoverableConnectionError("connection already closed")
     transport.write(b"".join(frames))
     amqp_connection.bytes_sent += 1  # as py-amqp's writer counts, for its heart-beat check
+
+
+def drain_pending(amqp_connection: Any) -> None:
+    """py-amqp's ``drain_events(timeout=0)``, as its ``basic_publish`` runs it before every publish (to hear
+    of a ``connection.blocked`` or a closed channel), at the cost of one ``select`` when nothing came.
+
+    py-amqp sets the socket's timeout to 0 and back and calls ``recv`` (which raises) every time;
+    a plain TCP connection with nothing in its read buffer and nothing readable on its socket
+    has nothing to dispatch. Anything else (something arrived, EOF, TLS) takes py-amqp's own
+    drain. Call with the link's lock held.
+    """
+    transport = amqp_connection.transport
+    if transport is None:
+        return  # closed: the write that follows says so, as py-amqp's would
+    if type(transport) is amqp.transport.TCPTransport and not transport._read_buffer:
+        sock = transport.sock
+        if sock is None or not select.select((sock,), (), (), 0)[0]:
+            return
+    with contextlib.suppress(TimeoutError):
+        amqp_connection.drain_events(timeout=0)
 
 
 def buffer_reads(amqp_connection: Any) -> bool:

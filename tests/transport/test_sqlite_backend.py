@@ -35,6 +35,7 @@ from tdm_messaging.transport.sqlite.settings import (
     DEFAULT_VISIBILITY_TIMEOUT,
     parse_sqlite_url,
 )
+from tdm_messaging.transport.sqlite.wake import Waker
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -735,7 +736,7 @@ def test_a_send_is_committed_when_it_returns(db: Path, opened: list[SqliteTransp
         assert level == (2 if persistent else 1), f"persistent={persistent} committed with synchronous={level}"
 
 
-# -- the send's hot path: headers encoded by a prebuilt encoder, a kept cursor ------------------------------
+# -- the send's hot path: headers encoded by a prebuilt encoder, a kept cursor, a waker with no sleepers ---
 
 _header_maps = st.dictionaries(st.text(max_size=10), st.text(max_size=16), max_size=6)
 
@@ -791,3 +792,27 @@ def test_sends_from_several_threads_share_the_kept_cursor_safely(db: Path, opene
     assert sorted(bodies) == sorted(f"{w}:{i}" for w in range(4) for i in range(50))
     for worker in range(4):
         assert [b for b in bodies if b.startswith(f"{worker}:")] == [f"{worker}:{i}" for i in range(50)]
+
+
+def test_the_waker_wakes_a_sleeper_at_once_and_skips_no_send() -> None:
+    waker = Waker()
+    seen = waker.generation
+    waker.notify()  # nobody asleep: only counted
+    assert waker.generation == seen + 1
+    started = time.monotonic()
+    waker.wait(seen, timeout=30)  # a send came since `seen`: no sleep at all
+    assert time.monotonic() - started < 5
+    seen = waker.generation
+    woke = threading.Event()
+
+    def sleeper() -> None:
+        waker.wait(seen, timeout=30)
+        woke.set()
+
+    thread = threading.Thread(target=sleeper, daemon=True)
+    thread.start()
+    wait_until(lambda: waker._sleepers == 1, timeout=10)
+    waker.notify()
+    assert woke.wait(5), "a notify did not wake the sleeping consumer"
+    thread.join(timeout=5)
+    assert waker._sleepers == 0

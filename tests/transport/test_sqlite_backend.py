@@ -757,6 +757,19 @@ def test_store_headers_fall_back_without_the_c_accelerator(monkeypatch: pytest.M
     assert store.headers_json(MappingProxyType({"a": "é\n", "b": ""})) == '{"a":"\\u00e9\\n","b":""}'
 
 
+def test_store_a_prebuilt_encoder_that_writes_other_text_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Python whose private C encoder constructor differs falls back to JSONEncoder, not to other text."""
+    assert store._prebuilt_encoder() is not None, "CPython's json accelerator is expected here"
+    monkeypatch.setattr(store, "c_make_encoder", lambda *args: lambda obj, level: ["{}"])
+    assert store._prebuilt_encoder() is None
+
+    def refuses(*args: object) -> object:
+        raise TypeError("takes 10 arguments")
+
+    monkeypatch.setattr(store, "c_make_encoder", refuses)
+    assert store._prebuilt_encoder() is None
+
+
 @pytest.mark.parametrize("queue", [PACKAGE_REQUESTS, reply_queue("bodies")], ids=["permanent", "reply"])
 def test_a_body_that_is_not_bytes_like_is_refused_and_stores_nothing(
     db: Path, opened: list[SqliteTransport], queue: Destination

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
+from typing import cast
 
 from tdm_messaging.transport.sqlite.schema import SCHEMA_VERSION, connect, set_synchronous
 from tdm_messaging.transport.sqlite.schema import write as _write
@@ -62,15 +63,31 @@ _APPEND = (
 )
 
 _HEADERS_ENCODER = json.JSONEncoder(separators=(",", ":"))
-# JSONEncoder.encode builds a new C encoder on every call (as json.dumps does): a send's headers
-# cost twice what they need. This is the same C encoder, built once, with the arguments
-# JSONEncoder.iterencode passes it (markers None: headers are flat strings, nothing to recurse
-# into); the text is the same. None where the json module has no C accelerator.
-_C_HEADERS_ENCODER = (
-    None
-    if c_make_encoder is None
-    else c_make_encoder(None, _HEADERS_ENCODER.default, encode_basestring_ascii, None, ":", ",", False, False, True)
-)
+
+
+def _prebuilt_encoder() -> Callable[[dict[str, str], int], Sequence[str]] | None:
+    """The C encoder that JSONEncoder.encode builds anew on every call (as json.dumps does), built once.
+
+    That build was half of a send's header encoding. Built with the arguments
+    JSONEncoder.iterencode passes (markers None: headers are flat strings, nothing to recurse
+    into), it writes the same text; ``None`` (use the JSONEncoder) where the json module has no C
+    accelerator, or where this Python's private constructor differs or writes other text.
+    """
+    if c_make_encoder is None:
+        return None
+    try:
+        encoder = c_make_encoder(
+            None, _HEADERS_ENCODER.default, encode_basestring_ascii, None, ":", ",", False, False, True
+        )
+        probe = {"a": 'é"\n', "b": ""}
+        if "".join(encoder(probe, 0)) != _HEADERS_ENCODER.encode(probe):
+            return None
+    except TypeError:
+        return None
+    return cast("Callable[[dict[str, str], int], Sequence[str]]", encoder)
+
+
+_C_HEADERS_ENCODER = _prebuilt_encoder()
 
 
 def headers_json(headers: Mapping[str, str]) -> str:

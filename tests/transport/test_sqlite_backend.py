@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -34,6 +35,7 @@ from tdm_messaging.transport.sqlite.settings import (
     DEFAULT_VISIBILITY_TIMEOUT,
     parse_sqlite_url,
 )
+from tdm_messaging.transport.sqlite.wake import Waker
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -732,3 +734,98 @@ def test_a_send_is_committed_when_it_returns(db: Path, opened: list[SqliteTransp
         assert _count(db, queue.name) == index + 1, "the send's transaction was left open"
         level = transport._link.conn.execute("PRAGMA synchronous").fetchone()[0]
         assert level == (2 if persistent else 1), f"persistent={persistent} committed with synchronous={level}"
+
+
+# -- the send's hot path: headers encoded by a prebuilt encoder, a kept cursor, a waker with no sleepers ---
+
+_header_maps = st.dictionaries(st.text(max_size=10), st.text(max_size=16), max_size=6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(headers=_header_maps)
+def test_store_headers_are_stored_as_json_dumps_writes_them(headers: dict[str, str]) -> None:
+    """The prebuilt encoder, and its fallback without the C accelerator, write json.dumps's text, any text."""
+    expected = json.dumps(headers, separators=(",", ":"))
+    assert store.headers_json(headers) == expected
+    assert store.headers_json(MappingProxyType(headers)) == expected
+    assert store._HEADERS_ENCODER.encode(headers) == expected  # what headers_json does without the accelerator
+    assert json.loads(expected) == headers
+
+
+def test_store_headers_fall_back_without_the_c_accelerator(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store, "_C_HEADERS_ENCODER", None)
+    assert store.headers_json(MappingProxyType({"a": "é\n", "b": ""})) == '{"a":"\\u00e9\\n","b":""}'
+
+
+def test_store_a_prebuilt_encoder_that_writes_other_text_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Python whose private C encoder constructor differs falls back to JSONEncoder, not to other text."""
+    assert store._prebuilt_encoder() is not None, "CPython's json accelerator is expected here"
+    monkeypatch.setattr(store, "c_make_encoder", lambda *args: lambda obj, level: ["{}"])
+    assert store._prebuilt_encoder() is None
+
+    def refuses(*args: object) -> object:
+        raise TypeError("takes 10 arguments")
+
+    monkeypatch.setattr(store, "c_make_encoder", refuses)
+    assert store._prebuilt_encoder() is None
+
+
+@pytest.mark.parametrize("queue", [PACKAGE_REQUESTS, reply_queue("bodies")], ids=["permanent", "reply"])
+def test_a_body_that_is_not_bytes_like_is_refused_and_stores_nothing(
+    db: Path, opened: list[SqliteTransport], queue: Destination
+) -> None:
+    transport = _open(opened, db)
+    transport.send(queue, Envelope(bytearray(b"ba")))  # bytes-like bodies are stored as BLOBs, as bytes are
+    with pytest.raises(TypeError):
+        transport.send(queue, Envelope("text", "text/plain"))  # type: ignore[arg-type]
+    transport.send(queue, Envelope(memoryview(b"mv")))
+    with transport.read(queue) as batch:
+        assert [e.body for e in batch.envelopes] == [b"ba", b"mv"]
+        assert all(type(e.body) is bytes for e in batch.envelopes)
+        batch.ack()
+
+
+def test_sends_from_several_threads_share_the_kept_cursor_safely(db: Path, opened: list[SqliteTransport]) -> None:
+    """Each send's id and row are its own: the cursor kept for sends is used under the link's lock."""
+    transport = _open(opened, db)
+    transport.declare(PACKAGE_REQUESTS)
+
+    def sender(worker: int) -> None:
+        for index in range(50):
+            transport.send(PACKAGE_REQUESTS, Envelope(f"{worker}:{index}".encode()), persistent=False)
+
+    threads = [threading.Thread(target=sender, args=(worker,)) for worker in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    with transport.read(PACKAGE_REQUESTS) as batch:
+        bodies = [e.body.decode() for e in batch.envelopes]
+        batch.ack()
+    assert sorted(bodies) == sorted(f"{w}:{i}" for w in range(4) for i in range(50))
+    for worker in range(4):
+        assert [b for b in bodies if b.startswith(f"{worker}:")] == [f"{worker}:{i}" for i in range(50)]
+
+
+def test_the_waker_wakes_a_sleeper_at_once_and_skips_no_send() -> None:
+    waker = Waker()
+    seen = waker.generation
+    waker.notify()  # nobody asleep: only counted
+    assert waker.generation == seen + 1
+    started = time.monotonic()
+    waker.wait(seen, timeout=30)  # a send came since `seen`: no sleep at all
+    assert time.monotonic() - started < 5
+    seen = waker.generation
+    woke = threading.Event()
+
+    def sleeper() -> None:
+        waker.wait(seen, timeout=30)
+        woke.set()
+
+    thread = threading.Thread(target=sleeper, daemon=True)
+    thread.start()
+    wait_until(lambda: waker._sleepers == 1, timeout=10)
+    waker.notify()
+    assert woke.wait(5), "a notify did not wake the sleeping consumer"
+    thread.join(timeout=5)
+    assert waker._sleepers == 0

@@ -118,9 +118,10 @@ class SqliteTransport(Transport):
             TransportClosedError: after :meth:`close`.
             BrokerUnavailableError: the file could not be written.
         """
-        message_id = self._link.send(destination, envelope, persistent=persistent)
+        message_id = self._link.send(destination, envelope, persistent)
         self._waker.notify()
-        log.debug("sent message %d to %s (%d bytes)", message_id, destination.name, len(envelope.body))
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("sent message %d to %s (%d bytes)", message_id, destination.name, len(envelope.body))
 
     # ------------------------------------------------------------------ read and consume
     def _read(self, destination: Destination, *, limit: int = 1000) -> Batch:

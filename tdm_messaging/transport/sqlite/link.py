@@ -23,6 +23,8 @@ __all__ = ["SqliteLink", "now_ms"]
 
 log = logging.getLogger(__name__)
 
+_REPLY = DestinationKind.REPLY
+
 
 def now_ms() -> int:
     """Wall-clock Unix epoch milliseconds: leases and queue use are stamped with it (one machine, one clock)."""
@@ -56,6 +58,8 @@ class SqliteLink:
             self.conn = store.connect(self.path, busy_timeout=settings.busy_timeout)
         except sqlite3.Error as exc:
             raise self.translate(exc, "opening") from exc
+        # Used by send() alone, under the lock: conn.execute would make (and register) a cursor per message.
+        self.send_cursor = self.conn.cursor()
 
     def check_open(self) -> None:
         """Raise TransportClosedError after :meth:`close`."""
@@ -82,25 +86,23 @@ class SqliteLink:
         return store.QueueSpec(destination.name, destination.kind.value, expires)
 
     # ------------------------------------------------------------------ send
-    def send(self, destination: Destination, envelope: Envelope, *, persistent: bool) -> int:
+    def send(self, destination: Destination, envelope: Envelope, persistent: bool) -> int:
         """Append ``envelope`` to ``destination`` (created if missing) and commit; return the message's id.
 
         A send's hot path: it does what :meth:`db` does (the lock, the closed check, the error
-        translation) written out, which spares a generator-based context manager per send.
+        translation) written out, which spares a generator-based context manager per send, and
+        a permanent queue's send is one statement on a cursor kept for it.
         """
         with self.lock:
-            self.check_open()
+            if self.closed:
+                self.check_open()
             try:
                 if self.full_sync is not persistent:
                     store.set_synchronous(self.conn, full=persistent)
                     self.full_sync = persistent
-                if destination.kind is not DestinationKind.REPLY:
+                if destination.kind is not _REPLY:
                     message_id = store.append(
-                        self.conn,
-                        destination.name,
-                        body=envelope.body,
-                        content_type=envelope.content_type,
-                        headers=envelope.headers,
+                        self.send_cursor, destination.name, envelope.body, envelope.content_type, envelope.headers
                     )
                     if message_id is not None:
                         return message_id

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
+from typing import cast
 
 from tdm_messaging.transport.sqlite.schema import SCHEMA_VERSION, connect, set_synchronous
 from tdm_messaging.transport.sqlite.schema import write as _write
@@ -33,6 +35,7 @@ __all__ = [
     "declare",
     "delete_queue",
     "has_visible",
+    "headers_json",
     "live_holders",
     "message_count",
     "queue_exists",
@@ -59,8 +62,46 @@ _APPEND = (
     "SELECT ?, ?, ?, ? FROM tdm_queue WHERE name = ? AND expires_ms IS NULL"
 )
 
-# Built once: json.dumps with separators builds a new encoder on every call.
-_HEADERS_JSON = json.JSONEncoder(separators=(",", ":"))
+_HEADERS_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
+def _prebuilt_encoder() -> Callable[[dict[str, str], int], Sequence[str]] | None:
+    """The C encoder that JSONEncoder.encode builds anew on every call (as json.dumps does), built once.
+
+    That build was half of a send's header encoding. Built with the arguments
+    JSONEncoder.iterencode passes (markers None: headers are flat strings, nothing to recurse
+    into), it writes the same text; ``None`` (use the JSONEncoder) where the json module has no C
+    accelerator, or where this Python's private constructor differs or writes other text.
+    """
+    if c_make_encoder is None:
+        return None
+    try:
+        encoder = c_make_encoder(
+            None, _HEADERS_ENCODER.default, encode_basestring_ascii, None, ":", ",", False, False, True
+        )
+        probe = {"a": 'é"\n', "b": ""}
+        if "".join(encoder(probe, 0)) != _HEADERS_ENCODER.encode(probe):
+            return None
+    except TypeError:
+        return None
+    return cast("Callable[[dict[str, str], int], Sequence[str]]", encoder)
+
+
+_C_HEADERS_ENCODER = _prebuilt_encoder()
+
+
+def headers_json(headers: Mapping[str, str]) -> str:
+    """``headers`` as stored: compact JSON, ASCII only (``{"a":"b"}``)."""
+    as_dict = headers if type(headers) is dict else dict(headers)
+    if _C_HEADERS_ENCODER is None:
+        return _HEADERS_ENCODER.encode(as_dict)
+    return "".join(_C_HEADERS_ENCODER(as_dict, 0))
+
+
+def _blob(body: bytes) -> bytes | sqlite3.Binary:
+    # bytes bind as a BLOB as they are; anything else goes through memoryview, as before (a str
+    # body fails here instead of being stored as TEXT).
+    return body if type(body) is bytes else sqlite3.Binary(body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +181,7 @@ def declare(conn: sqlite3.Connection, queue: QueueSpec, *, now_ms: int) -> bool:
 
 
 def append(
-    conn: sqlite3.Connection, name: str, *, body: bytes, content_type: str, headers: Mapping[str, str]
+    cursor: sqlite3.Cursor | sqlite3.Connection, name: str, body: bytes, content_type: str, headers: Mapping[str, str]
 ) -> int | None:
     """Append one message to ``name`` if it is stored as a queue that never expires; return its id, else ``None``.
 
@@ -148,12 +189,11 @@ def append(
     expire and no last use to record (see :func:`send`), so the INSERT is the whole transaction.
     A write statement takes the write lock before it reads, as ``BEGIN IMMEDIATE`` does, and
     its commit is the confirmation. It inserts nothing (``None``) when the queue is missing or
-    stored as a reply queue: then :func:`send` must do the full work.
+    stored as a reply queue: then :func:`send` must do the full work. ``cursor`` may be one
+    the caller keeps for its sends (no new cursor per message), or the connection.
     """
-    cursor = conn.execute(
-        _APPEND, (name, sqlite3.Binary(body), content_type, _HEADERS_JSON.encode(dict(headers)), name)
-    )
-    return int(cursor.lastrowid or 0) if cursor.rowcount == 1 else None
+    done = cursor.execute(_APPEND, (name, _blob(body), content_type, headers_json(headers), name))
+    return int(done.lastrowid or 0) if done.rowcount == 1 else None
 
 
 def send(
@@ -174,7 +214,7 @@ def send(
         _upsert(conn, queue, now_ms)
         cursor = conn.execute(
             "INSERT INTO tdm_message (queue, body, content_type, headers) VALUES (?, ?, ?, ?)",
-            (queue.name, sqlite3.Binary(body), content_type, _HEADERS_JSON.encode(dict(headers))),
+            (queue.name, _blob(body), content_type, headers_json(headers)),
         )
         return int(cursor.lastrowid or 0)
 

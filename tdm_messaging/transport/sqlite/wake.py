@@ -13,8 +13,12 @@ class Waker:
     """Wakes idle consumers of one database file in this process when a message is sent."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        # A plain Lock under the condition: notify() runs on every send, and entering a Lock is
+        # C code where entering a Condition (over its default RLock) is a Python call.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._generation = 0
+        self._sleepers = 0
 
     @property
     def generation(self) -> int:
@@ -23,15 +27,23 @@ class Waker:
 
     def notify(self) -> None:
         """Count one send and wake every consumer sleeping in :meth:`wait`."""
-        with self._cond:
+        with self._lock:
             self._generation += 1
-            self._cond.notify_all()
+            # Most sends have no consumer of this file asleep in this process: skip notify_all's
+            # Python-level work then. A sleeper counts itself under the lock before it sleeps,
+            # so none is missed.
+            if self._sleepers:
+                self._cond.notify_all()
 
     def wait(self, seen: int, timeout: float) -> None:
         """Sleep up to ``timeout`` seconds, unless a send came since the consumer saw ``seen``."""
-        with self._cond:
+        with self._lock:
             if self._generation == seen:
-                self._cond.wait(timeout)
+                self._sleepers += 1
+                try:
+                    self._cond.wait(timeout)
+                finally:
+                    self._sleepers -= 1
 
 
 # One waker per database file: a wake-up is only a hint (consumers poll anyway), so sharing it

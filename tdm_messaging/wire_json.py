@@ -128,7 +128,7 @@ def decode_json(body: bytes) -> Message:
     """
     if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH:  # check_depth's own first test, without its call
         check_depth(body)
-    if len(body) <= _PROVEN_MAX_BYTES:
+    if body.endswith(_PROVEN_ENDS) and len(body) <= _PROVEN_MAX_BYTES:
         proven = _decode_proven(body)
         if proven is not None:
             return proven
@@ -166,6 +166,9 @@ _JSON_FORMS: Final = re.compile(
     rf'"sha256":(?:"({_PROVEN["sha256"]})"|null),"content_type":"([ !#-\[\]-~]{{1,255}})",'
     rf'"url_expires_at":(?:"({_PROVEN["moment"]})"|null))\}}'
 )
+# How the bodies the pattern reads end (a request's requested_at, a completion's url_expires_at), and
+# the other messages' mostly do not: those are not run through the pattern only to fail at their type.
+_PROVEN_ENDS: Final = (b'Z"}', b'"url_expires_at":null}')
 # Longer than any body the pattern reads: two URLs' worth of the longest fields, and the rest.
 _PROVEN_MAX_BYTES: Final = 2 * MAX_URL_LENGTH + 4096
 _fromisoformat = datetime.fromisoformat

@@ -130,8 +130,8 @@ def _checked(headers: dict[str, str]) -> dict[str, str]:
         joined = "".join(headers.values())
     except TypeError:
         joined = "\n"
-    if "\n" not in joined and "\r" not in joined and "\x00" not in joined:
-        return headers
+    if joined.isprintable() or ("\n" not in joined and "\r" not in joined and "\x00" not in joined):
+        return headers  # (CR, LF and NUL are not printable: one scan answers the common case)
     for name, value in headers.items():
         if not _HEADER_BREAKERS.isdisjoint(value):
             raise EncodeError(f"header {name} value {value[:40]!r} holds CR, LF or NUL; no header may carry them")
@@ -169,7 +169,24 @@ def decode(
             (with ``context.now``) a request id dated in the future.
     """
     try:
-        message = _decode(envelope, context or _DEFAULT_CONTEXT, max_body_bytes)
+        # _decode's steps, inline: one call fewer on every message read
+        body = envelope.body
+        if len(body) > max_body_bytes:
+            raise BodyTooLargeError(
+                f"body of {len(body)} bytes exceeds the limit of {max_body_bytes} bytes; "
+                "it was refused unread (raise max_body_bytes if such bodies are legitimate)"
+            )
+        content_type = envelope.content_type
+        # The common cases first, as _format_of would answer them.
+        if content_type == JSON_CONTENT_TYPE or (
+            content_type != TEXT_CONTENT_TYPE and _format_of(content_type, body) == JSON_CONTENT_TYPE
+        ):
+            message = decode_json(body)
+        else:
+            ctx = context or _DEFAULT_CONTEXT
+            message = decode_text(
+                body, envelope.headers, docset_id=ctx.docset_id, request_id=ctx.request_id, received_at=ctx.received_at
+            )
     except (ValueError, TypeError, OverflowError, RecursionError, UnicodeError) as exc:
         # The formats check every value before computing with it; this net makes "total" hold even
         # for a case they missed, so a peer's bytes can never crash a reader, only be refused.
@@ -181,28 +198,6 @@ def decode(
         except ValueError as exc:
             raise DecodeError(str(exc), excerpt=message.request_id) from None
     return message
-
-
-def _decode(envelope: Envelope, ctx: DecodeContext, max_body_bytes: int) -> Message:
-    body = envelope.body
-    if len(body) > max_body_bytes:
-        raise BodyTooLargeError(
-            f"body of {len(body)} bytes exceeds the limit of {max_body_bytes} bytes; "
-            "it was refused unread (raise max_body_bytes if such bodies are legitimate)"
-        )
-    content_type = envelope.content_type
-    # The common cases first, as _format_of would answer them.
-    if content_type == JSON_CONTENT_TYPE:
-        return decode_json(body)
-    if content_type != TEXT_CONTENT_TYPE and _format_of(content_type, body) == JSON_CONTENT_TYPE:
-        return decode_json(body)
-    return decode_text(
-        body,
-        envelope.headers,
-        docset_id=ctx.docset_id,
-        request_id=ctx.request_id,
-        received_at=ctx.received_at,
-    )
 
 
 def guess_content_type(body: bytes) -> str:

@@ -43,6 +43,7 @@ __all__ = [
     "check_http_url",
     "check_reply_to",
     "construct_proven",
+    "construct_proven_whole",
     "format_moment",
     "message_adapter",
     "proven_base",
@@ -151,7 +152,11 @@ def format_moment(value: datetime) -> str:
         if type(value) is datetime:
             # isoformat()'s date and time halves, less its "+00:00": CPython writes an offset by
             # calling the tzinfo's utcoffset(), which was half the cost of the whole (3.11).
-            return f"{_date_iso(_date_of(value))}T{_time_iso(_time_of(value))}Z"
+            day = _date_of(value)
+            head = _DAY_HEADS.get(day)
+            if head is None:
+                head = _day_head(day)
+            return f"{head}{_time_iso(_time_of(value))}Z"
         return value.isoformat()[:-6] + "Z"  # a subclass may write itself otherwise: as it does
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"date-time {value.isoformat()} has no time-zone offset")
@@ -159,6 +164,17 @@ def format_moment(value: datetime) -> str:
 
 
 _date_of, _time_of, _date_iso, _time_iso = datetime.date, datetime.time, date.isoformat, time.isoformat
+# "2026-01-02T" by day: the messages of a day share it, and writing it was a third of format_moment.
+# Bounded (a peer's messages may carry any day): emptied when full, as no day is dearer than another.
+_DAY_HEADS: dict[date, str] = {}
+_MAX_DAY_HEADS: Final = 1024
+
+
+def _day_head(day: date) -> str:
+    if len(_DAY_HEADS) >= _MAX_DAY_HEADS:
+        _DAY_HEADS.clear()
+    head = _DAY_HEADS[day] = _date_iso(day) + "T"
+    return head
 
 
 def _positive_zero(value: float) -> float:
@@ -407,13 +423,16 @@ PROVEN_PATTERNS: Final = {
     "moment": rf"{_PROVEN_YEAR}-[0-9]{{2}}-[0-9]{{2}}T[0-9]{{2}}:[0-9]{{2}}:[0-9]{{2}}(?:\.[0-9]{{6}})?Z",
     "http_url": _HTTP_URL_FAST.pattern,  # of at most MAX_URL_LENGTH characters
     "sha256": _SHA256.pattern,
+    # formats joined by commas, as text/plain's tdm-formats header carries them ("": none)
+    "formats": rf"(?:{_FORMAT.pattern}(?:,{_FORMAT.pattern}){{0,{MAX_FORMATS - 1}}})?",
 }
 """The proofs as patterns, for a reader that folds them into its own (text/plain's fast reader).
 
 A ``str`` that fully matches one is kept unchanged by its field's validators: a docset id, a
 request id; a count once ``int()``; a date-time once ``datetime.fromisoformat()`` (if a real
 date: the pattern checks digits, not the calendar); an http(s) URL no longer than
-:data:`MAX_URL_LENGTH`; a SHA-256 digest. ``tests/test_proven.py`` holds each to its predicate.
+:data:`MAX_URL_LENGTH`; a SHA-256 digest; formats once split at commas (``()`` for
+``""``). ``tests/test_proven.py`` holds each to its predicate.
 """
 _MAX_CONTENT_TYPE_LENGTH: Final = 255
 _MAX_REASON_LENGTH: Final = 4096
@@ -542,6 +561,28 @@ def construct_proven(cls: type[_M], fields: dict[str, Any]) -> _M:
     message = _new(cls)
     _set_dict(message, "__dict__", values)
     _set_fields_set(message, set(fields))
+    _set_extra(message, None)
+    _set_private(message, None)
+    return message
+
+
+def construct_proven_whole(cls: type[_M], values: dict[str, Any]) -> _M:
+    """:func:`construct_proven` of every field of ``cls``, given in declaration order: ``values`` becomes the message's.
+
+    For a reader whose pattern yields every field in the model's order (JSON as ``encode_json``
+    writes it): no template to merge, so nothing to check but the count and the type; the order
+    is the caller's to keep (``tests/test_json_fast_path.py`` holds the message to model_validate's,
+    order included). ``values`` must not be used after.
+
+    Raises:
+        ValueError: ``values`` has not as many fields as ``cls``, or another ``type``.
+    """
+    template, _required = _TEMPLATES[cls]
+    if len(values) != len(template) or values["type"] != template["type"]:
+        raise ValueError(f"construct_proven_whole({cls.__name__}): fields {list(values)} are not those of the model")
+    message = _new(cls)
+    _set_dict(message, "__dict__", values)
+    _set_fields_set(message, set(values))
     _set_extra(message, None)
     _set_private(message, None)
     return message

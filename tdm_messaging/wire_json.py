@@ -5,12 +5,28 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, Final
 
 from pydantic import ValidationError
 
 from tdm_messaging.errors import DecodeError, UnknownMessageTypeError, UnsupportedVersionError
-from tdm_messaging.models import MESSAGE_TYPES, PROTOCOL_VERSION, Message, MessageBase, message_adapter
+from tdm_messaging.models import (
+    MAX_FORMATS,
+    MAX_REPLY_TO_LENGTH,
+    MAX_URL_LENGTH,
+    MESSAGE_TYPES,
+    PROTOCOL_VERSION,
+    PROVEN_PATTERNS,
+    Complete,
+    Message,
+    MessageBase,
+    PackageRequest,
+    construct_proven_whole,
+    message_adapter,
+    proven_content_type,
+    proven_reply_to,
+)
 
 __all__ = [
     "MAX_JSON_DEPTH",
@@ -112,6 +128,10 @@ def decode_json(body: bytes) -> Message:
     """
     if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH:  # check_depth's own first test, without its call
         check_depth(body)
+    if body.endswith(_PROVEN_ENDS) and len(body) <= _PROVEN_MAX_BYTES:
+        proven = _decode_proven(body)
+        if proven is not None:
+            return proven
     try:
         message: Message = _validate_json(body)
     except ValidationError as exc:
@@ -119,6 +139,95 @@ def decode_json(body: bytes) -> Message:
     if not message.protocol_version.startswith(_MAJOR_PREFIX):
         check_major(message.protocol_version)
     return message
+
+
+# --- the common case: a body as encode_json writes it ---------------------------------------------
+#
+# validate_json calls the models' Python validators from Rust, and converts each date-time to UTC
+# (together over half of a package request's or a completion's decode). A body of those two, as
+# encode_json writes it (fields in declaration order, no spaces, no escapes, this protocol's own
+# version), is instead read by one pattern whose groups hold the proven forms of models.PROVEN_PATTERNS
+# (made JSON's: a string without '"' or '\\', an integer without leading zeros), and the message is
+# built by construct_proven_whole. Anything else, and any value not proven, is left to validate_json, so
+# messages and errors are the same: tests/test_json_fast_path.py holds the two equal over near misses.
+
+_PROVEN = PROVEN_PATTERNS
+_JSON_CHAR = r"[!#-\[\]-~]"  # printable ASCII less '"' and '\\': a JSON string's character, unescaped
+_JSON_URL = _PROVEN["http_url"].replace("[!-~]", _JSON_CHAR)  # the proven URL, its tail made a JSON string's
+_JSON_COUNT = r"0|[1-9][0-9]{0,17}"  # JSON's spelling of the proven count (a leading zero is not JSON)
+_JSON_FORMAT = r'"[A-Za-z0-9_-]{1,32}"'  # a format as PackageRequest's check keeps it
+_JSON_FORMS: Final = re.compile(
+    rf'\{{"protocol_version":"{re.escape(PROTOCOL_VERSION)}","docset_id":"({_PROVEN["docset_id"]})",'
+    rf'"request_id":"((?:{_PROVEN["request_id"]})?)","sequence":({_JSON_COUNT}),"timestamp":"({_PROVEN["moment"]})",'
+    rf'"type":(?:"package_request","docset_url":"({_JSON_URL})",'
+    rf'"formats":\[((?:{_JSON_FORMAT}(?:,{_JSON_FORMAT}){{0,{MAX_FORMATS - 1}}})?)\],'
+    rf'"reply_to":"({_JSON_CHAR}{{1,{MAX_REPLY_TO_LENGTH}}})","requested_at":"({_PROVEN["moment"]})"'
+    rf'|"complete","archive_url":"({_JSON_URL})","size_bytes":({_JSON_COUNT}),'
+    rf'"sha256":(?:"({_PROVEN["sha256"]})"|null),"content_type":"([ !#-\[\]-~]{{1,255}})",'
+    rf'"url_expires_at":(?:"({_PROVEN["moment"]})"|null))\}}'
+)
+# How the bodies the pattern reads end (a request's requested_at, a completion's url_expires_at), and
+# the other messages' mostly do not: those are not run through the pattern only to fail at their type.
+_PROVEN_ENDS: Final = (b'Z"}', b'"url_expires_at":null}')
+# Longer than any body the pattern reads: two URLs' worth of the longest fields, and the rest.
+_PROVEN_MAX_BYTES: Final = 2 * MAX_URL_LENGTH + 4096
+_fromisoformat = datetime.fromisoformat
+
+
+def _decode_proven(body: bytes) -> Message | None:
+    """The message of a package request or completion as encode_json writes it, or ``None``: validate_json reads it.
+
+    Each value is in a group that proves it (the fields' validators would keep it as it is), or
+    is proven by a models.proven_* predicate; the date-times are read as validate_json reads them
+    (then kept in UTC), and a date that is not in the calendar leaves the body to validate_json.
+    """
+    match = _JSON_FORMS.fullmatch(body.decode("latin-1"))  # every character the pattern takes is ASCII
+    if match is None:
+        return None
+    docset_id, request_id, sequence, timestamp_text, docset_url, formats, reply_to, requested_text = match.group(
+        1, 2, 3, 4, 5, 6, 7, 8
+    )
+    try:
+        timestamp = _fromisoformat(timestamp_text)
+        if docset_url is not None:
+            if len(docset_url) > MAX_URL_LENGTH or not proven_reply_to(reply_to, docset_id):
+                return None
+            return construct_proven_whole(
+                PackageRequest,
+                {
+                    "protocol_version": PROTOCOL_VERSION,
+                    "docset_id": docset_id,
+                    "request_id": request_id,
+                    "sequence": int(sequence),
+                    "timestamp": timestamp,
+                    "type": "package_request",
+                    "docset_url": docset_url,
+                    "formats": tuple(formats[1:-1].split('","')) if formats else (),
+                    "reply_to": reply_to,
+                    "requested_at": timestamp if requested_text == timestamp_text else _fromisoformat(requested_text),
+                },
+            )
+        archive_url, size, sha256, content_type, expires_text = match.group(9, 10, 11, 12, 13)
+        if len(archive_url) > MAX_URL_LENGTH or not proven_content_type(content_type):
+            return None
+        return construct_proven_whole(
+            Complete,
+            {
+                "protocol_version": PROTOCOL_VERSION,
+                "docset_id": docset_id,
+                "request_id": request_id,
+                "sequence": int(sequence),
+                "timestamp": timestamp,
+                "type": "complete",
+                "archive_url": archive_url,
+                "size_bytes": int(size),
+                "sha256": sha256,
+                "content_type": content_type,
+                "url_expires_at": None if expires_text is None else _fromisoformat(expires_text),
+            },
+        )
+    except ValueError:  # a date the pattern let through but the calendar has not (2026-02-30)
+        return None
 
 
 def _decode_slow(body: bytes, first_error: ValidationError) -> Message:

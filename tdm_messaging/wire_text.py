@@ -32,6 +32,7 @@ from tdm_messaging.models import (
     PROVEN_PATTERNS,
     Message,
     construct_proven,
+    construct_proven_whole,
     proven_base,
     proven_content_type,
     proven_formats,
@@ -441,6 +442,8 @@ _HEADERS_PROVEN: Final = re.compile(
     rf"{re.escape(PROTOCOL_VERSION)}\n({_PROVEN['docset_id']})\n((?:{_PROVEN['request_id']})?)"
     rf"\n({_PROVEN['count']})\n({_PROVEN['moment']})"
 )
+_FIELD_COUNTS: Final = {cls: len(cls.model_fields) for cls in MESSAGE_TYPES.values()}
+_FORMATS_PROVEN: Final = re.compile(_PROVEN["formats"])  # the writer's tdm-formats: split, each one proven
 _FAST_FORMS: Final = {
     "A": re.compile(rf"Accepted\.(?: ({_NUMBER}) seconds?)?"),
     "P": re.compile(rf"Progress: ({_INTEGER})/({_INTEGER})(?: \(({_NUMBER})%\))?(?:\nETA: ({_NUMBER}) seconds?)?"),
@@ -485,7 +488,10 @@ def _decode_fast(
             return None
         kind, fields, proven = found
         if proven:
-            return construct_proven(MESSAGE_TYPES[kind], fields)  # type: ignore[return-value]
+            cls = MESSAGE_TYPES[kind]
+            if len(fields) == _FIELD_COUNTS[cls]:  # every field, in the models' order (see _fast_fields)
+                return construct_proven_whole(cls, fields)  # type: ignore[return-value]
+            return construct_proven(cls, fields)  # type: ignore[return-value]
         return _VALIDATORS[kind](fields)  # type: ignore[no-any-return]
     except (ValueError, TypeError, DecodeError):  # ValidationError and UnicodeDecodeError are ValueErrors
         return None
@@ -578,7 +584,11 @@ def _fast_fields(  # one branch per form, kept together so that each reads as th
         reply_to = get(HEADER_REPLY_TO) or f"package/{header_docset}"
         fields = {"docset_url": url, "formats": formats, "reply_to": reply_to}
         # (the pattern is the proven URL's, its length aside)
-        proven = len(url) <= MAX_URL_LENGTH and proven_formats(formats) and proven_reply_to(reply_to, header_docset)
+        proven = (
+            len(url) <= MAX_URL_LENGTH
+            and (_FORMATS_PROVEN.fullmatch(header_formats) is not None or proven_formats(formats))
+            and proven_reply_to(reply_to, header_docset)
+        )
     # What _Reader.build and _Reader.timestamp do, the headers read once each.
     header_type = get(HEADER_TYPE)
     if header_type is not None and header_type != kind:
@@ -607,12 +617,17 @@ def _fast_fields(  # one branch per form, kept together so that each reads as th
             else:
                 fields["requested_at"] = requested_at = _moment(requested_text)
                 proven = proven and proven_moment(requested_at)
-        fields["type"] = kind
-        fields["protocol_version"] = PROTOCOL_VERSION
-        fields["docset_id"] = docset_id
-        fields["request_id"] = request_id
-        fields["sequence"] = int(sequence_text)
-        fields["timestamp"] = timestamp
+        # In the models' order (the common fields, the type, then the form's, each written in its
+        # order above): a message given every field is then built as it stands, construct_proven_whole.
+        fields = {
+            "protocol_version": PROTOCOL_VERSION,
+            "docset_id": docset_id,
+            "request_id": request_id,
+            "sequence": int(sequence_text),
+            "timestamp": timestamp,
+            "type": kind,
+            **fields,
+        }
         return kind, fields, proven
     version = get(HEADER_PROTOCOL_VERSION) or PROTOCOL_VERSION
     if version != PROTOCOL_VERSION:
@@ -635,10 +650,13 @@ def _fast_fields(  # one branch per form, kept together so that each reads as th
             proven = proven and proven_moment(requested_at)
     request_id = get(HEADER_REQUEST_ID, request_id)
     sequence = int(sequence_text) if sequence_text is not None else 0
-    fields["type"] = kind  # (item by item: update() with keywords built a second dict first)
-    fields["protocol_version"] = version
-    fields["docset_id"] = docset_id
-    fields["request_id"] = request_id
-    fields["sequence"] = sequence
-    fields["timestamp"] = timestamp
+    fields = {  # in the models' order, as above
+        "protocol_version": version,
+        "docset_id": docset_id,
+        "request_id": request_id,
+        "sequence": sequence,
+        "timestamp": timestamp,
+        "type": kind,
+        **fields,
+    }
     return kind, fields, proven and proven_base(version, docset_id, request_id, sequence, timestamp)

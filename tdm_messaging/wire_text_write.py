@@ -141,6 +141,10 @@ def _one_line(value: str, field: str) -> str:
 
 
 def _url(value: str, field: str) -> str:
+    # What isprintable() says yes to holds no whitespace but the space (every other one is a
+    # control or separator character), found without the pattern.
+    if value.isprintable() and " " not in value and value:
+        return value
     if not value or _WHITESPACE.search(value):
         raise EncodeError(f"{field} {value!r} contains whitespace; text/plain cannot carry it, use application/json")
     return value

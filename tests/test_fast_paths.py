@@ -272,7 +272,15 @@ class _SubclassedAccepted(Accepted):
     pass
 
 
-JUNK_URLS = st.one_of(st.text(max_size=30), st.just("https://a b/c"), st.just("https://x/\u2028"))
+JUNK_URLS = st.one_of(
+    st.text(max_size=30),
+    st.just("https://a b/c"),
+    # every kind of whitespace, and printable or not: each is a URL the writer refuses or keeps as the pattern does
+    st.sampled_from(["\u2028", "\xa0", "\x85", "\u3000", "\x1c", "\t", "\u200b", "\u00ad", "\ud800", ""]).map(
+        lambda junk: "https://x/" + junk
+    ),
+    st.just(""),
+)
 
 
 @SETTINGS

@@ -35,6 +35,7 @@ from tdm_messaging.models import (
     MessageBase,
     PackageRequest,
     construct_proven,
+    construct_proven_whole,
     format_moment,
     proven_base,
     proven_content_type,
@@ -279,7 +280,10 @@ def _fast_outcome(
         return None
 
 
-def _assert_constructed_is_validated(found: tuple[str, dict[str, Any], bool] | None) -> None:
+def _assert_constructed_is_validated(
+    found: tuple[str, dict[str, Any], bool] | None, decoded: Message | None = None
+) -> None:
+    """construct_proven of ``found`` is model_validate's message; so is ``decoded``, what _decode_fast built from it."""
     if found is None or not found[2]:
         return  # not the fast path's, or not proven: model_validate builds it
     kind, fields, _proven = found
@@ -289,6 +293,12 @@ def _assert_constructed_is_validated(found: tuple[str, dict[str, Any], bool] | N
     assert _snapshot(constructed) == _snapshot(validated)
     assert constructed == validated
     assert validated == constructed
+    if decoded is not None:  # (construct_proven_whole when every field is given, in the models' order)
+        assert _snapshot(decoded) == _snapshot(validated)
+
+
+def _decoded(body: bytes, headers: dict[str, str], docset_id: str | None, request_id: str, received: datetime) -> Any:
+    return _decode_fast(body, headers, docset_id, request_id, received)
 
 
 @SETTINGS
@@ -315,7 +325,10 @@ def _assert_constructed_is_validated(found: tuple[str, dict[str, Any], bool] | N
 def test_what_the_fast_reader_constructs_is_what_model_validate_gives(
     body: bytes, headers: dict[str, str], docset_id: str | None, request_id: str, received: datetime
 ) -> None:
-    _assert_constructed_is_validated(_fast_outcome(body, headers, docset_id, request_id, received))
+    _assert_constructed_is_validated(
+        _fast_outcome(body, headers, docset_id, request_id, received),
+        _decoded(body, headers, docset_id, request_id, received),
+    )
 
 
 @SETTINGS
@@ -323,7 +336,9 @@ def test_what_the_fast_reader_constructs_is_what_model_validate_gives(
 def test_what_the_fast_reader_constructs_near_written_messages_is_what_model_validate_gives(
     written: tuple[bytes, dict[str, str]], docset_id: str | None, request_id: str, received: datetime
 ) -> None:
-    _assert_constructed_is_validated(_fast_outcome(*written, docset_id, request_id, received))
+    _assert_constructed_is_validated(
+        _fast_outcome(*written, docset_id, request_id, received), _decoded(*written, docset_id, request_id, received)
+    )
 
 
 @SETTINGS
@@ -333,7 +348,7 @@ def test_the_writers_messages_are_proven_and_constructed(message: Message) -> No
     envelope = encode(message, TEXT_CONTENT_TYPE)
     found = _fast_fields(envelope.body, envelope.headers, None, "", NOW)
     assert found is not None and found[2], found
-    _assert_constructed_is_validated(found)
+    _assert_constructed_is_validated(found, _decode_fast(envelope.body, envelope.headers, None, "", NOW))
     assert _decode_fast(envelope.body, envelope.headers, None, "", NOW) == message
 
 
@@ -597,4 +612,48 @@ def test_values_in_written_bodies_are_proven_only_when_valid(form: tuple[str, st
     """Each value of a body the writer's headers go with: in its proven group or not, the message is the same."""
     kind, template = form
     body = template.format(value).encode("utf-8", "surrogatepass")
-    _assert_constructed_is_validated(_fast_outcome(body, WRITTEN_HEADERS[kind], None, "", NOW))
+    _assert_constructed_is_validated(
+        _fast_outcome(body, WRITTEN_HEADERS[kind], None, "", NOW), _decoded(body, WRITTEN_HEADERS[kind], None, "", NOW)
+    )
+
+
+FORMAT_TEXTS = st.one_of(
+    _near(r"[A-Za-z0-9_-]{1,33}(,[A-Za-z0-9_-]{0,33}){0,33}"),
+    st.lists(st.from_regex(r"[A-Za-z0-9_-]{1,32}", fullmatch=True), max_size=34).map(",".join),
+)
+
+
+@SETTINGS
+@given(FORMAT_TEXTS)
+@example(",".join(["m"] * 32))
+@example(",".join(["m"] * 33))
+@example("meta,,txt")
+@example("")
+def test_the_formats_pattern_is_proven_formats(text: str) -> None:
+    """A tdm-formats header the pattern matches is, split as the reader splits it, formats the model keeps."""
+    if _full("formats", text):
+        formats = tuple(filter(None, text.split(",")))
+        assert formats == (tuple(text.split(",")) if text else ())  # no empty one dropped
+        assert proven_formats(formats)
+        data = {**BASE, "docset_url": "http://h/5", "formats": formats, "reply_to": "package/5", "requested_at": NOW}
+        _kept(PackageRequest, data, "formats", formats)
+
+
+def test_construct_proven_whole_refuses_what_is_not_every_field() -> None:
+    whole = dict(construct_proven(Accepted, {**BASE, "type": "accepted"}).__dict__)
+    assert _snapshot(construct_proven_whole(Accepted, dict(whole))) == _snapshot(Accepted.model_validate(whole))
+    with pytest.raises(ValueError, match="are not those of the model"):
+        construct_proven_whole(Accepted, {**BASE, "type": "accepted"})  # defaults left out
+    with pytest.raises(ValueError, match="are not those of the model"):
+        construct_proven_whole(Accepted, {**whole, "type": "progress"})
+
+
+def test_format_moment_keeps_few_days_and_writes_every_one() -> None:
+    from tdm_messaging import models
+
+    start = datetime(2026, 1, 1, 23, 59, 59, 5, tzinfo=UTC)
+    for days in range(models._MAX_DAY_HEADS + 100):
+        value = start + timedelta(days=days)
+        assert format_moment(value) == value.isoformat().replace("+00:00", "Z")
+        assert format_moment(value) == format_moment(value)  # written from the kept day
+        assert len(models._DAY_HEADS) <= models._MAX_DAY_HEADS

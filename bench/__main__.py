@@ -59,11 +59,11 @@ def summary_section(
     ]
     if conditions is not None:
         start, end = conditions
-        busy = busy_reasons(start) + [f"at the end: {r}" for r in busy_reasons(end)]
+        busy = busy_reasons(start) + [f"at the end: {r}" for r in busy_reasons(end, load=False)]
         lines.insert(
             1,
-            f"Conditions (`bench/conditions.py`): at the start {describe(start)}; at the end {describe(end)}"
-            + (f". **A busy run**: {'; '.join(busy)}.  " if busy else ".  "),
+            f"Conditions (`bench/conditions.py`): at the start {describe(start)}; "
+            f"at the end {describe(end, load=False)}" + (f". **A busy run**: {'; '.join(busy)}.  " if busy else ".  "),
         )
     if failed:
         lines.append(f"**Groups that failed in this run: {', '.join(failed)}** (their rows are missing).  ")
@@ -71,10 +71,14 @@ def summary_section(
 
 
 def _conditions(when: str) -> Conditions:
-    """Read and print how busy the machine and the broker are; warn (the run goes on) when busy."""
+    """Read and print how busy the machine and the broker are; warn (the run goes on) when busy.
+
+    At the end the load average is the run's own, so it is neither shown nor warned about.
+    """
     conditions = measure(BENCH_VHOST)
-    print(f"bench: conditions at the {when}: {describe(conditions)}", flush=True)
-    for reason in busy_reasons(conditions):
+    at_start = when == "start"
+    print(f"bench: conditions at the {when}: {describe(conditions, load=at_start)}", flush=True)
+    for reason in busy_reasons(conditions, load=at_start):
         print(f"bench: warning: a busy machine will slow every figure: {reason}", file=sys.stderr, flush=True)
     return conditions
 

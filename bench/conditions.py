@@ -7,7 +7,7 @@ full run read its baselines too up to half as fast as a quiet run did the next d
 send loop 16,655 against 31,921 msg/s), and a broker once held 13,500 queues a probe had left
 behind. So a run notes:
 
-- the load average (1 minute) of the machine;
+- the load average (1 minute) of the machine, at the start only (at the end it is the run's own);
 - how many queues RabbitMQ holds outside the run's own vhost (each costs the broker memory and
   timers; tens of thousands slow it down);
 - a CPU probe: the median time of a fixed pure-Python workload (JSON round trips of a small
@@ -74,10 +74,14 @@ def measure(vhost: str, *, count_queues: Callable[[str], int | None] = _queues_o
     return Conditions(load1=os.getloadavg()[0], other_queues=count_queues(vhost), probe_ms=cpu_probe_ms())
 
 
-def busy_reasons(conditions: Conditions) -> list[str]:
-    """What in ``conditions`` looks like other work that will slow the run (empty: quiet)."""
+def busy_reasons(conditions: Conditions, *, load: bool = True) -> list[str]:
+    """What in ``conditions`` looks like other work that will slow the run (empty: quiet).
+
+    ``load=False`` leaves the load average out: at the end of a run it is the run's own last
+    minute (the scaling group keeps both cores busy), not other work.
+    """
     reasons = []
-    if conditions.load1 > BUSY_LOAD:
+    if load and conditions.load1 > BUSY_LOAD:
         reasons.append(f"load average {conditions.load1:.2f} (above {BUSY_LOAD:g}: other work is running)")
     if conditions.other_queues is not None and conditions.other_queues > BUSY_QUEUES:
         reasons.append(
@@ -87,10 +91,9 @@ def busy_reasons(conditions: Conditions) -> list[str]:
     return reasons
 
 
-def describe(conditions: Conditions) -> str:
-    """One phrase for the summary: load, queues elsewhere, probe."""
+def describe(conditions: Conditions, *, load: bool = True) -> str:
+    """One phrase for the summary: load (unless ``load=False``, see :func:`busy_reasons`), queues elsewhere, probe."""
     queues = "not counted" if conditions.other_queues is None else f"{conditions.other_queues:,}"
     return (
-        f"load average {conditions.load1:.2f}, queues in RabbitMQ's other vhosts {queues}, "
-        f"CPU probe {conditions.probe_ms:.1f} ms"
-    )
+        f"load average {conditions.load1:.2f}, " if load else ""
+    ) + f"queues in RabbitMQ's other vhosts {queues}, CPU probe {conditions.probe_ms:.1f} ms"

@@ -49,9 +49,17 @@ def test_measure_reads_the_load_and_counts_queues_outside_the_run() -> None:
 @pytest.mark.parametrize("busy", [False, True])
 def test_the_summary_records_both_readings_and_flags_a_busy_run(busy: bool) -> None:
     row = Row("thing", 2.0, 1.0, "x/s", True, ">= 1.5x", True, "cmd", "base")
-    end = Conditions(load1=3.5 if busy else 0.2, other_queues=None, probe_ms=30.0)
-    text = summary_section([row], minutes=1.0, failed=[], conditions=(QUIET, end))
-    assert describe(QUIET) in text and describe(end) in text
-    assert "queues in RabbitMQ's other vhosts not counted" in text
+    start = Conditions(load1=3.5 if busy else 0.2, other_queues=4, probe_ms=12.0)
+    end = Conditions(load1=4.9, other_queues=None, probe_ms=30.0)  # the run's own load: not a sign
+    text = summary_section([row], minutes=1.0, failed=[], conditions=(start, end))
+    assert describe(start) in text and describe(end, load=False) in text
+    assert "queues in RabbitMQ's other vhosts not counted" in text and "4.90" not in text
     assert ("**A busy run**" in text) is busy
-    assert ("at the end: load average 3.50" in text) is busy
+    assert ("load average 3.50 (above 1" in text) is busy
+
+
+def test_at_the_end_leftover_queues_still_flag_the_run_but_the_load_does_not() -> None:
+    end = Conditions(load1=4.9, other_queues=BUSY_QUEUES + 1, probe_ms=12.0)
+    text = summary_section([], minutes=1.0, failed=[], conditions=(QUIET, end))
+    assert "at the end: 1,001 queues in RabbitMQ" in text and "load average 4.90" not in text
+    assert busy_reasons(end, load=False) == busy_reasons(end)[1:]

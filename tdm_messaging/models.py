@@ -558,12 +558,7 @@ def construct_proven(cls: type[_M], fields: dict[str, Any]) -> _M:
     values.update(fields)  # keeps the declaration order: every key is in the template already
     if len(values) != len(template) or not fields.keys() >= required or values["type"] != template["type"]:
         raise ValueError(f"construct_proven({cls.__name__}): fields {sorted(fields)} are not those of the model")
-    message = _new(cls)
-    _set_dict(message, "__dict__", values)
-    _set_fields_set(message, set(fields))
-    _set_extra(message, None)
-    _set_private(message, None)
-    return message
+    return _built(cls, values, set(fields))
 
 
 def construct_proven_whole(cls: type[_M], values: dict[str, Any]) -> _M:
@@ -580,9 +575,14 @@ def construct_proven_whole(cls: type[_M], values: dict[str, Any]) -> _M:
     template, _required = _TEMPLATES[cls]
     if len(values) != len(template) or values["type"] != template["type"]:
         raise ValueError(f"construct_proven_whole({cls.__name__}): fields {list(values)} are not those of the model")
+    return _built(cls, values, set(values))
+
+
+def _built(cls: type[_M], values: dict[str, Any], fields_set: set[str]) -> _M:
+    """A ``cls`` instance with ``values`` as its ``__dict__`` and ``fields_set``, as pydantic builds one."""
     message = _new(cls)
     _set_dict(message, "__dict__", values)
-    _set_fields_set(message, set(values))
+    _set_fields_set(message, fields_set)
     _set_extra(message, None)
     _set_private(message, None)
     return message

@@ -191,7 +191,7 @@ class ReplyReporter(Reporter):
 
     @property
     def holding(self) -> bool:
-        """Whether a Progress is kept back, to be sent by :meth:`flush_held` (read without the lock).
+        """Whether an Accepted or a Progress is kept back, to be sent by :meth:`flush_held` (read without the lock).
 
         Once false, a Progress kept back later calls ``hold`` again: a linger that forgets this
         reporter on a false answer misses nothing (see :class:`~tdm_messaging.linger.ProgressLinger`).

@@ -11,7 +11,6 @@ from typing import Any
 
 import amqp
 import kombu as _kombu_module
-from amqp import spec
 from amqp.exceptions import RecoverableConnectionError
 
 from tdm_messaging.destinations import Destination, DestinationKind
@@ -24,7 +23,6 @@ from tdm_messaging.transport.kombu.wire import (
     drain_events,
     drain_pending,
     envelope_publish,
-    method_frame,
     publish_frames,
     publish_method,
     write_frames,
@@ -145,7 +143,6 @@ class ConfirmChannel:
         self.next_tag = 1
         self.pending: dict[int, _Publish] = {}
         self.unsettled_count = 0
-        self._methods: dict[str, bytes] = {}
         channel.confirm_select()
         channel.events["basic_ack"].add(lambda tag, multiple: self._settle(tag, multiple, nacked=False))
         channel.events["basic_nack"].add(lambda tag, multiple: self._settle(tag, multiple, nacked=True))
@@ -188,13 +185,9 @@ class ConfirmChannel:
             self.unsettled_count += 1
 
     def _frames(self, conn: Any, entry: _Publish) -> bytes:
-        name = entry.destination.name
-        method = self._methods.get(name)
-        if method is None:
-            # A publish method frame depends on the routing key alone: built once per destination.
-            method = self._methods[name] = method_frame(
-                self.channel.channel_id, spec.Basic.Publish, "Bssbb", (0, "", name, True, False)
-            )
+        # Built once per channel and queue, bounded (wire.publish_method): a long-lived worker
+        # replies to ever new reply queues, so a cache per channel would grow without end.
+        method = publish_method(self.channel.channel_id, entry.destination.name, mandatory=True)
         envelope = entry.envelope
         if entry.expiration is not None:  # a declare probe: rare, so py-amqp's generic writer
             message = amqp_message(envelope, persistent=entry.persistent)

@@ -107,21 +107,28 @@ def time_each(func: Callable[[], object], count: int) -> list[float]:
 
 
 def interleaved_windows(
-    windows: Mapping[str, Callable[[], _T]], *, rounds: int, warmup: int = 1
+    windows: Mapping[str, Callable[[], _T]],
+    *,
+    rounds: int,
+    warmup: int = 1,
+    before: Callable[[], object] | None = None,
 ) -> dict[str, list[_T]]:
     """Run each window function ``warmup`` times unrecorded, then ``rounds`` times in turn; return the results.
 
     A window function does a fixed amount of work and returns what it measured (a rate, a
     list of latencies). Taking ours and the baseline in turn, round after round, gives both
-    the same share of whatever else the shared machine is doing.
+    the same share of whatever else the shared machine is doing. ``before``, if given, runs
+    ahead of every window, outside it (e.g. empty the queue the windows fill, so no window
+    starts with the broker still storing or throttling what the one before it sent).
     """
-    for _ in range(warmup):
-        for window in windows.values():
-            window()
     results: dict[str, list[_T]] = {name: [] for name in windows}
-    for _ in range(rounds):
+    for turn in range(warmup + rounds):
         for name, window in windows.items():
-            results[name].append(window())
+            if before is not None:
+                before()
+            result = window()
+            if turn >= warmup:
+                results[name].append(result)
     return results
 
 

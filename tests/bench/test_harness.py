@@ -58,6 +58,23 @@ def test_interleaved_windows_alternates_and_skips_warmup() -> None:
     assert results == {"a": [3.0, 5.0, 7.0], "b": [4.0, 6.0, 8.0]}
 
 
+def test_interleaved_windows_runs_before_ahead_of_every_window_untimed() -> None:
+    calls: list[str] = []
+
+    def window(name: str) -> float:
+        calls.append(name)
+        return float(len(calls))
+
+    results = interleaved_windows(
+        {"a": lambda: window("a"), "b": lambda: window("b")},
+        rounds=2,
+        warmup=1,
+        before=lambda: calls.append("reset"),
+    )
+    assert calls == ["reset", "a", "reset", "b"] * 3
+    assert results == {"a": [6.0, 10.0], "b": [8.0, 12.0]}
+
+
 def _row(ours: float, baseline: float, *, higher: bool) -> Row:
     return Row(
         what="x",

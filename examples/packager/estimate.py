@@ -29,6 +29,8 @@ Everything here is pure but :class:`Estimator`, which keeps the recent builds.
 from __future__ import annotations
 
 import functools
+import http.client
+import io
 import json
 import logging
 import math
@@ -108,23 +110,28 @@ trip (the client's Python under the GIL, and the stub's share of the same cores)
 
 CALIBRATION_BYTES: Final = 64 * 1024
 """Size of the text-like buffer :func:`measure_speed` deflates and hashes."""
-CALIBRATION_MEMBERS: Final = 16
+CALIBRATION_MEMBERS: Final = 12
 """Members of :func:`measure_speed`'s per-member workload."""
-CALIBRATION_REPEATS: Final = 7
+CALIBRATION_REPEATS: Final = 5
 """Each workload is timed this many times, briefly; the fastest counts (the others met other work on the machine)."""
 CALIBRATION_CLAMP: Final = 10.0
 """A calibrated cost stays within 1/10 .. 10 of :data:`PRIOR_COSTS`'s (a stalled probe cannot make it absurd)."""
-MEMBER_RATIO: Final = 30.0
-"""A build's wall seconds per member for each second :func:`measure_speed`'s per-member workload took,
-on the same machine in the same process (see :data:`BYTE_RATIO`)."""
-BYTE_RATIO: Final = 1.5
-"""A build's wall seconds per byte on one core for each second the calibration's per-byte work took.
+MEMBER_RATIO: Final = 6.0
+"""A build's wall seconds per member for each second :func:`measure_speed`'s per-member workload took
+per member, on the same machine in the same process (see :data:`BYTE_RATIO`)."""
+BYTE_RATIO: Final = 1.83
+"""A build's wall seconds per byte on one core for each second the calibration's per-byte work took per byte.
 
-Both ratios are dimensionless: a faster or slower machine moves the build and the workload alike,
-so they stay while the costs in seconds do not. Measured by ``python -m bench.estimate ratios``:
-builds of 2,000 x 1 KiB and 16 x 1 MiB against ``bench/docset_stub.py`` (docsets other than the
-bench's rows), each round's two costs solved from the two builds (less :data:`FIXED_SECONDS` and
-the API's share) and divided by a calibration taken in the same round; the median of the rounds."""
+Both ratios are dimensionless: a faster or slower machine moves the builds and the workloads
+alike, so they stay while the costs in seconds do not. Measured by ``python -m bench.estimate
+ratios`` (2026-12-07, AMD EPYC, 2 cores, Python 3.11.7, shared with other work, load average
+2-6): per round, a calibration, then a build of 2,000 x 1 KiB and one of 16 x 1 MiB against
+``bench/docset_stub.py`` (docsets other than the bench's rows), whose CPU parts (less
+:data:`FIXED_SECONDS` and the API's share, as :func:`fit_costs` sees them) solve for the two costs;
+the median of 21 rounds. The member ratio was 6.0 in three runs (rounds 3.4-9.1); the byte ratio
+1.68 and 1.83 in two (rounds 1.0-4.7: a build of large texts takes twice as long when other work
+holds the second core, which a one-core calibration does not see). A quiet calibration there read
+145 µs per member and 21.5 ns per byte, i.e. 0.87 ms and 39 ns: close to :data:`PRIOR_COSTS`."""
 
 
 @dataclass(frozen=True)
@@ -171,10 +178,21 @@ def _byte_work(sample: bytes, level: int) -> None:
     deflater.finish().close()
 
 
+_SAMPLE_RESPONSE: Final = (
+    b"HTTP/1.1 200 OK\r\nServer: BaseHTTP/0.6 Python/3.11.7\r\nDate: Mon, 07 Dec 2026 10:00:00 GMT\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: 20480\r\nConnection: keep-alive\r\n\r\n"
+)
+
+
 def _member_work(members: int, level: int) -> None:
-    """The packager's per-member Python, ``members`` times: ``meta.json`` and a small text deflated,
-    their zip entries' headers and manifest lines."""
+    """The packager's per-member Python, ``members`` times: a text response's headers parsed (as
+    ``http.client`` does under urllib3), ``meta.json`` and a small text deflated, their zip entries'
+    headers and manifest lines."""
     for i in range(members):
+        response = io.BytesIO(_SAMPLE_RESPONSE)
+        response.readline()
+        headers = http.client.parse_headers(response)
+        headers.get_content_charset(), headers.get("content-length")
         meta = {**_SAMPLE_META, "doc_id": f"1721.1/{i}"}
         body = json.dumps(meta, indent=2, sort_keys=True, ensure_ascii=False).encode() + b"\n"
         for name, data in (("meta.json", body), ("text.txt", body[:64])):
@@ -199,7 +217,8 @@ def measure_speed(
     """Time this machine's per-byte and per-member work now (the fastest of ``repeats`` each).
 
     ``timer`` is read before and after each repeat (a test's clock gives the figures it wants).
-    Takes about 20 ms on a 2-core machine of 2026 (``python -m bench.estimate ratios`` prints it).
+    About 17 ms of one core here (25 ms the first time, which makes the buffer; 2-core AMD EPYC, 2026;
+    ``python -m bench.estimate ratios`` prints it), up to 50 ms when other work shares the machine.
     """
     started = time.perf_counter()
     sample = _sample_text()

@@ -179,24 +179,35 @@ NOTES = """Notes on the estimate figures:
   from that moment to the stored archive (what `estimate_seconds` promises).
 - The estimator learns this machine's costs from the builds it has seen in the process. Each row's
   packager is fresh and first builds one job of *another* shape (the warm-up named in the row), so
-  the figure is neither the prior's nor a replay of the same job. "prior only" is what a fresh
-  packager would have said for the same job; "old" is the formula before issue 14
-  (`2 s + 0.05 s x members`).
+  the figure is neither the prior's nor a replay of the same job. "calibrated prior only" is what
+  a fresh packager would have said for the same job (its prior calibrated to the machine before
+  the warm-up: `measure_speed` times the packager's per-byte and per-member work, about 20 ms, and
+  `BYTE_RATIO` and `MEMBER_RATIO` scale it; the costs it gave are the "calibrated prior" column);
+  "fixed prior only" is what the fixed `PRIOR_COSTS` would have said (the figure before the
+  calibration); "old" is the formula before issue 14 (`2 s + 0.05 s x members`).
 - On a shared 2-core machine the same build's time varies 2-3x with the other work on it, between
   the warm-up and the measured job too; the median round is the row's figure, every round's error
   is shown.
 - The packager fetches and deflates 8 members at once (`Packager.fetch_concurrency`) over the
   machine's cores (2 here); the model spreads the per-byte work over `min(W, cores)` of them and
   counts the per-member work in full (Python under the GIL), and the prior was measured that way,
-  on docsets other than these rows (1 ms per member from 2,000 x 1 KiB, 35 ns per byte on one
-  core from 16 x 1 MiB; a build's fixed part 0.01 s: a 1 x 1 KiB build takes 3-6 ms). Until the
+  on docsets other than these rows (the fixed prior: 1 ms per member from 2,000 x 1 KiB, 35 ns per
+  byte on one core from 16 x 1 MiB; the calibration's ratios from the same two shapes, each round
+  against a calibration in the same process, `python -m bench.estimate ratios`; a build's fixed
+  part 0.01 s: a 1 x 1 KiB build takes 3-6 ms). Until the
   session after issue 14 the fixed part was a guessed 0.2 s: the learning took it off the warm-up
   of 64 x 256 KiB (0.35 s), saw it 40 % faster than predicted, and lowered the cost per member
   too, so the small-text rows at 0 ms came out 30 % short. A build of small texts at 20 ms mostly waits on
   the API, so it teaches the costs nothing (`MIN_CPU_SHARE`); at 0 ms every build teaches them.
 - Load from other work slows large texts (deflate needs the cores) more than small ones: a warm-up
   of small texts moves the cost per byte only by a quarter of its own surprise, so a large-text
-  row taken while the load changes between the warm-up and the measured job misses most."""
+  row taken while the load changes between the warm-up and the measured job misses most.
+- The calibration times one core for a few milliseconds: on this shared machine, whose speed
+  flips between two states (the CPU probe reads 17 or 35 ms from one minute to the next), it
+  catches one of them: in the session that added it (three runs) the calibrated prior alone read
+  -24 % to +42 % of the real time, and the fixed prior, measured on this machine, -49 % to +11 %
+  (six runs), mostly low. Its gain is on a machine of another sustained speed: on a quiet faster
+  one the fixed prior was 40-55 % high on every row."""
 
 
 def run() -> list[Row]:

@@ -290,6 +290,7 @@ def run(
         TransportError: the broker could not be reached at start.
     """
     packager = build_packager(config, storage=storage)
+    packager.estimator.calibrate_now()  # a few tens of ms, logged; before any job, so none waits for it
     own_transport = transport is None
     transport = transport if transport is not None else open_transport(config.broker_url)
     on_package, on_delete = make_handlers(packager, max_attempts=config.max_attempts)

@@ -61,8 +61,9 @@ class Packager:
             The archive is built in a locked ``.building-*.zip`` file; before each build, such
             files whose packager died are removed (``examples.packager.workdir``), so
             packagers may share the directory.
-        estimator: the Accepted estimate; it learns this packager's speed from its builds
-            (``examples.packager.estimate``).
+        estimator: the Accepted estimate; its prior is calibrated to this machine before the
+            first estimate, then it learns this packager's speed from its builds
+            (``examples.packager.estimate``; ``Estimator(calibrate=False)`` for the fixed prior).
         compresslevel: deflate level, 0 to 9.
         progress_every_seconds: report progress at most once every this many seconds ...
         progress_every_percent: ... and at most once per this many percent of the members

@@ -296,7 +296,7 @@ def test_a_build_of_few_large_texts_keeps_the_small_texts_estimate() -> None:
 
     The first build, taking what the prior says, must leave the second's estimate at the prior's.
     """
-    estimator = Estimator()
+    estimator = Estimator(calibrate=False)
     small = Workload(members=1000, text_bytes=1000 * 20 * 1024, latency_seconds=0.001, concurrency=8, cores=2)
     before = estimator.estimate(small)
     estimator.learn(exact_build(PRIOR_COSTS, 64, 64 * 256 * 1024, latency=0.001, width=8, core=2))
@@ -313,8 +313,8 @@ def test_builds_that_mostly_waited_teach_nothing() -> None:
 
 def test_with_no_builds_the_prior_stands() -> None:
     assert fit_costs([], PRIOR_COSTS) == PRIOR_COSTS
-    assert Estimator().costs == PRIOR_COSTS
-    assert Estimator().bytes_per_member == PRIOR_BYTES_PER_MEMBER
+    assert Estimator(calibrate=False).costs == PRIOR_COSTS
+    assert Estimator(calibrate=False).bytes_per_member == PRIOR_BYTES_PER_MEMBER
 
 
 @given(
@@ -338,7 +338,7 @@ def test_the_fit_is_positive_and_finite_whatever_the_builds(builds: list[Build])
 
 def test_an_estimator_learns_a_slower_machine() -> None:
     slow = scaled(3, 3)
-    estimator = Estimator()
+    estimator = Estimator(calibrate=False)
     work = Workload(members=500, text_bytes=500 * 50_000)
     truth = estimate_seconds(work, slow)
     first = estimator.estimate(work)
@@ -349,7 +349,7 @@ def test_an_estimator_learns_a_slower_machine() -> None:
 
 
 def test_the_estimator_forgets_old_builds() -> None:
-    estimator = Estimator(keep=2)
+    estimator = Estimator(keep=2, calibrate=False)
     for build in builds_at(Costs(1.0, 1e-6), [(10, 10)] * 5):
         estimator.learn(build)
     for build in builds_at(PRIOR_COSTS, [(1000, 1000 * 20 * 1024), (256, 256 * 256 * 1024)]):
@@ -358,7 +358,9 @@ def test_the_estimator_forgets_old_builds() -> None:
 
 
 def test_a_bare_member_count_still_works() -> None:
-    assert Estimator().estimate(5) == Estimator().estimate(Workload(members=5))
+    estimator = Estimator()
+    assert estimator.estimate(5) == estimator.estimate(Workload(members=5))
+    assert Estimator(calibrate=False).estimate(5) == Estimator(calibrate=False).estimate(Workload(members=5))
 
 
 # --- the listing meter ------------------------------------------------------------------------
@@ -430,7 +432,7 @@ def test_a_hostile_size_stays_an_int_and_the_estimate_finite() -> None:
     list(meter.timed(iter([page(2, size=10**400)])))
     text = meter.text_bytes(10**400)
     assert text is not None
-    value = Estimator().estimate(
+    value = Estimator(calibrate=False).estimate(
         Workload(members=10**400, text_bytes=text, listing_seconds_left=meter.seconds_left(10**400))
     )
     assert math.isfinite(value)
@@ -468,3 +470,4 @@ def test_the_packager_learns_from_its_builds(
     assert all(b.seconds > 0 and b.latency_seconds >= 0 for b in builds)
     assert len(sink.estimates) == 3
     assert all(e is not None and e > 0 for e in sink.estimates)
+    assert estimator.speed is not None  # the first estimate calibrated the prior to this machine

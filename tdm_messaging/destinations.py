@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -17,6 +18,7 @@ __all__ = [
     "Destination",
     "DestinationKind",
     "known_destination",
+    "names_in_words",
     "reply_queue",
     "validate_docset_id",
 ]
@@ -65,6 +67,23 @@ PACKAGE_REQUESTS = Destination("docsets/package", DestinationKind.PERMANENT)
 DELETE_REQUESTS = Destination("docsets/delete", DestinationKind.PERMANENT)
 DEAD_LETTER = Destination("docsets/dead-letter", DestinationKind.DEAD_LETTER)
 _FIXED = {d.name: d for d in (PACKAGE_REQUESTS, DELETE_REQUESTS, DEAD_LETTER)}
+
+
+NAMES_IN_WORDS = 5
+"""How many queue names an error or log line spells out (:func:`names_in_words`)."""
+
+
+def names_in_words(names: Iterable[str], *, most: int = NAMES_IN_WORDS) -> str:
+    """Queue ``names`` for an error or a log line: sorted, each once, quoted; past ``most``, a count.
+
+    A batch may span thousands of reply queues; naming them all made one unconfirmed send's
+    error 400 KB long. ``names_in_words(["b", "a", "b"])`` is ``"'a', 'b'"``; eight names with
+    ``most=5`` give the first five and ``"and 3 more"``.
+    """
+    unique = sorted(set(names))
+    shown = ", ".join(repr(name) for name in unique[: max(most, 1)])
+    rest = len(unique) - max(most, 1)
+    return f"{shown} and {rest} more" if rest > 0 else shown
 
 
 def validate_docset_id(docset_id: str) -> str:

@@ -11,6 +11,7 @@ from tdm_messaging.destinations import (
     DELETE_REQUESTS,
     PACKAGE_REQUESTS,
     DestinationKind,
+    names_in_words,
     reply_queue,
     validate_docset_id,
 )
@@ -91,3 +92,20 @@ def test_non_string_id() -> None:
 def test_foreign_wire_names_are_refused(wire: str, dialect: Dialect) -> None:
     with pytest.raises(InvalidDestinationError):
         from_wire_name(wire, dialect)
+
+
+@given(st.lists(st.text(max_size=20), max_size=30), st.integers(min_value=1, max_value=8))
+def test_names_in_words_spells_out_at_most_a_few_and_counts_the_rest(names: list[str], most: int) -> None:
+    said = names_in_words(names, most=most)
+    unique = sorted(set(names))
+    shown = unique[:most]
+    assert said.startswith(", ".join(repr(n) for n in shown))
+    if len(unique) > most:
+        assert said.endswith(f" and {len(unique) - most} more")
+    else:
+        assert said == ", ".join(repr(n) for n in unique)
+
+
+def test_names_in_words_of_a_few_names_is_each_once_sorted() -> None:
+    assert names_in_words(["b", "a", "b"]) == "'a', 'b'"
+    assert names_in_words([f"q{i}" for i in range(8)], most=5) == "'q0', 'q1', 'q2', 'q3', 'q4' and 3 more"

@@ -724,6 +724,30 @@ def test_amqp_calls_over_a_black_holed_connection_end(amqp_url: str, call: str) 
         proxy.close()
 
 
+def test_amqp_an_unconfirmed_batch_to_many_queues_names_a_few_and_counts_the_rest(amqp_url: str) -> None:
+    # A bench's 10,000 confirmed sends that timed out raised an error naming every queue (400 KB).
+    proxy, url = _behind_proxy(amqp_url, "heartbeat=0&confirm_timeout=1&connect_timeout=1")
+    queues = [_reply() for _ in range(40)]
+    try:
+        with KombuTransport.from_url(url) as t:
+            t.send(queues[0], Envelope(b"before", "text/plain"), confirm=True)  # connected, then cut off
+            proxy.blackhole()
+            error = _bounded(
+                lambda: t.send_many([(q, Envelope(b"x", "text/plain")) for q in queues], persistent=True, confirm=True)
+            )
+            assert isinstance(error, SendNotConfirmedError), repr(error)
+            said = str(error)
+            named = sorted(q.name for q in queues if repr(q.name) in said)
+            assert named == sorted(q.name for q in queues)[:5]
+            assert "and 35 more" in said
+            assert len(said) < 1000
+            proxy.heal()
+            for q in queues:
+                t.delete(q)
+    finally:
+        proxy.close()
+
+
 def test_amqp_heartbeat_thread_drops_a_dead_idle_connection(amqp_url: str, caplog: pytest.LogCaptureFixture) -> None:
     proxy, url = _behind_proxy(amqp_url, "heartbeat=1&confirm_timeout=2&connect_timeout=2")
     try:

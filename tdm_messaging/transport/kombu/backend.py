@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-from tdm_messaging.destinations import Destination, DestinationKind
+from tdm_messaging.destinations import Destination, DestinationKind, names_in_words
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.errors import MessagingError
 from tdm_messaging.headers import DECLARE_PROBE
@@ -190,7 +190,7 @@ class KombuTransport(Transport):
         self._link.retrying(f"sending to {destination.name!r}", once)
 
     def _send_confirmed(self, sends: Sequence[tuple[Destination, Envelope]], *, persistent: bool) -> None:
-        names = ", ".join(sorted({repr(d.name) for d, _ in sends}))
+        names = names_in_words(d.name for d, _ in sends)
 
         def once() -> None:
             channel = self._link.base_channel()

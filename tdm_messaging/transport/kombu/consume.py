@@ -13,7 +13,7 @@ from typing import Any
 import kombu as _kombu_module
 from kombu.message import Message as KombuMessage
 
-from tdm_messaging.destinations import Destination
+from tdm_messaging.destinations import Destination, names_in_words
 from tdm_messaging.errors import BrokerUnavailableError
 from tdm_messaging.transport.base import BatchHandler, Delivery
 from tdm_messaging.transport.kombu.link import KombuLink, quietly
@@ -217,7 +217,7 @@ def _deliver(link: KombuLink, batch: list[tuple[Any, Destination]], handler: Bat
 
 def _ack_raw(link: KombuLink, batch: list[tuple[Any, Destination]], session_conn: Any) -> None:
     """AMQP: acknowledge a handled batch, every ``basic.ack`` in one socket write."""
-    names = ", ".join(sorted({repr(destination.name) for _, destination in batch}))
+    names = names_in_words(destination.name for _, destination in batch)
     with link.driver(f"acknowledging messages of {names}"):
         if link.conn is not session_conn:
             # The connection they came on is gone (lost, or closed by the broker and replaced while

@@ -13,7 +13,7 @@ import amqp
 import kombu as _kombu_module
 from amqp.exceptions import RecoverableConnectionError
 
-from tdm_messaging.destinations import Destination, DestinationKind
+from tdm_messaging.destinations import Destination, DestinationKind, names_in_words
 from tdm_messaging.envelope import Envelope
 from tdm_messaging.errors import BrokerUnavailableError, SendNotConfirmedError
 from tdm_messaging.transport.kombu.link import KombuLink
@@ -340,7 +340,7 @@ def _wait(link: KombuLink, confirms: ConfirmChannel) -> list[_Publish]:
             # channel would wait for a broker that may be gone: drop the connection (no I/O);
             # the next operation opens a fresh one.
             link.conn_broken()
-            names = ", ".join(sorted({repr(e.destination.name) for e in unsettled}))
+            names = names_in_words(e.destination.name for e in unsettled)
             raise SendNotConfirmedError(
                 f"no publisher confirm from {link.settings.display_url} for a message to {names} "
                 f"within {link.settings.confirm_timeout:g} s; it may or may not have been stored "

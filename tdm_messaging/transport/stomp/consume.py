@@ -8,7 +8,7 @@ import threading
 import uuid
 from collections.abc import Sequence
 
-from tdm_messaging.destinations import Destination
+from tdm_messaging.destinations import Destination, names_in_words
 from tdm_messaging.errors import TransportError
 from tdm_messaging.transport.base import BatchHandler, Delivery
 from tdm_messaging.transport.stomp.dialect import Dialect, to_wire_name
@@ -133,7 +133,7 @@ def _deliver(link: StompLink, frames: Sequence[Frame], subs: dict[str, Subscript
 
 def _what(deliveries: Sequence[Delivery]) -> str:
     """``deliveries`` in words for a log line: how many, from which queues."""
-    queues = ", ".join(sorted({str(d.destination) for d in deliveries}))
+    queues = names_in_words(str(d.destination) for d in deliveries)
     return f"{len(deliveries)} delivery(ies) from {queues}"
 
 

@@ -375,7 +375,11 @@ def _poll_phase(
     fill_seconds = 0.0
     amqp_url = with_query(in_vhost(urls.amqp, vhost), reply_ttl=ttl)
     stomp_url = with_query(in_vhost(urls.rabbitmq_stomp, vhost), reply_ttl=ttl)
-    with open_transport(amqp_url) as amqp, open_transport(stomp_url) as stomp:
+    # The filler's own transport, with a long confirm wait: its sends create thousands of reply
+    # queues, and the confirmed re-sends that follow the returns of the first sends are waited for
+    # together; on a machine three times slower, 10 s (the default) did not cover them.
+    fill_url = with_query(amqp_url, confirm_timeout="300")
+    with open_transport(amqp_url) as amqp, open_transport(stomp_url) as stomp, open_transport(fill_url) as filler:
         seed_status(amqp, polled, in_progress_status(polled))
 
         def poller(client: PackagingClient) -> Callable[[], list[float]]:
@@ -394,7 +398,7 @@ def _poll_phase(
                 started = time.perf_counter()
                 for index in range(present, size):
                     docset_id = f"scal-idle-{run_id}-{index}"
-                    amqp.send(reply_queue(docset_id), encode(complete_message(docset_id)), persistent=True)
+                    filler.send(reply_queue(docset_id), encode(complete_message(docset_id)), persistent=True)
                 fill_seconds += time.perf_counter() - started
                 present = size
             counted[size] = count_queues(vhost, "package/")

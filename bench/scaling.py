@@ -399,6 +399,9 @@ def _poll_phase(
                 for index in range(present, size):
                     docset_id = f"scal-idle-{run_id}-{index}"
                     filler.send(reply_queue(docset_id), encode(complete_message(docset_id)), persistent=True)
+                # A count settles the filler's sends: the queues the returns of the first sends
+                # left to create are created, and their messages confirmed, before the count below.
+                filler.depth(reply_queue(f"scal-idle-{run_id}-{size - 1}"))
                 fill_seconds += time.perf_counter() - started
                 present = size
             counted[size] = count_queues(vhost, "package/")

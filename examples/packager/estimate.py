@@ -116,21 +116,22 @@ CALIBRATION_REPEATS: Final = 5
 """Each workload is timed this many times, briefly; the fastest counts (the others met other work on the machine)."""
 CALIBRATION_CLAMP: Final = 10.0
 """A calibrated cost stays within 1/10 .. 10 of :data:`PRIOR_COSTS`'s (a stalled probe cannot make it absurd)."""
-MEMBER_RATIO: Final = 6.0
+MEMBER_RATIO: Final = 5.8
 """A build's wall seconds per member for each second :func:`measure_speed`'s per-member workload took
 per member, on the same machine in the same process (see :data:`BYTE_RATIO`)."""
-BYTE_RATIO: Final = 1.83
+BYTE_RATIO: Final = 1.59
 """A build's wall seconds per byte on one core for each second the calibration's per-byte work took per byte.
 
 Both ratios are dimensionless: a faster or slower machine moves the builds and the workloads
 alike, so they stay while the costs in seconds do not. Measured by ``python -m bench.estimate
-ratios`` (2026-12-07, AMD EPYC, 2 cores, Python 3.11.7, shared with other work, load average
-2-6): per round, a calibration, then a build of 2,000 x 1 KiB and one of 16 x 1 MiB against
-``bench/docset_stub.py`` (docsets other than the bench's rows), whose CPU parts (less
-:data:`FIXED_SECONDS` and the API's share, as :func:`fit_costs` sees them) solve for the two costs;
-the median of 21 rounds. The member ratio was 6.0 in three runs (rounds 3.4-9.1); the byte ratio
-1.68 and 1.83 in two (rounds 1.0-4.7: a build of large texts takes twice as long when other work
-holds the second core, which a one-core calibration does not see). A quiet calibration there read
+ratios`` (2026-12-07, AMD EPYC, 2 cores, Python 3.11.7, nothing else running: load average
+below 2 from the run itself): per round, a calibration, then a build of 2,000 x 1 KiB and one of
+16 x 1 MiB against ``bench/docset_stub.py`` (docsets other than the bench's rows), whose CPU parts
+(less :data:`FIXED_SECONDS` and the API's share, as :func:`fit_costs` sees them) solve for the two
+costs; the median of 15 rounds: member 5.8 (rounds 3.6-7.8), byte 1.59 (rounds 1.11-1.93). Earlier
+runs the same day, with other work on the machine, read 6.0 and 1.68-1.83 (rounds 1.0-4.7: a build
+of large texts takes twice as long when other work holds the second core, which a one-core
+calibration does not see): measure them on a quiet machine. A quiet calibration there read
 145 µs per member and 21.5 ns per byte, i.e. 0.87 ms and 39 ns: close to :data:`PRIOR_COSTS`."""
 
 

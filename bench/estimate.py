@@ -114,16 +114,21 @@ class _Result:
         return 2.0 + 0.05 * self.shape.members  # the formula before issue 14
 
 
-def _case(stub: StubProcess, work: Path, shape: Shape, warmup: Shape, index: int) -> _Result:
-    archives = work / f"archives-{index}"
-    estimator = _RecordingEstimator()
-    packager = Packager(
+def _packager(stub: StubProcess, work: Path, archives: Path, estimator: Estimator) -> Packager:
+    """The reference packager against the stub, storing in ``archives``, estimating with ``estimator``."""
+    return Packager(
         api=ApiClient(api_base=stub.base, api_key="bench"),
         storage=LocalStorage(archives, "http://127.0.0.1:9/archives"),
         work_dir=work,
         estimator=estimator,
         secret=b"bench-estimate-secret-0123456789",
     )
+
+
+def _case(stub: StubProcess, work: Path, shape: Shape, warmup: Shape, index: int) -> _Result:
+    archives = work / f"archives-{index}"
+    estimator = _RecordingEstimator()
+    packager = _packager(stub, work, archives, estimator)
     try:
         warm_id = warmup.docset_id(f"w{index}")
         packager.package(docset_id=warm_id, docset_url=f"{stub.base}/api/docsets/{warm_id}?fmt=meta,txt", sink=_Sink())
@@ -293,13 +298,7 @@ def _build(stub: StubProcess, work: Path, shape: Shape, tag: str) -> Build:
     """Build ``shape`` once with a fresh packager (fixed prior: nothing to calibrate); the build as it learned it."""
     archives = work / f"archives-{tag}"
     estimator = _RecordingEstimator(calibrate=False)
-    packager = Packager(
-        api=ApiClient(api_base=stub.base, api_key="bench"),
-        storage=LocalStorage(archives, "http://127.0.0.1:9/archives"),
-        work_dir=work,
-        estimator=estimator,
-        secret=b"bench-estimate-secret-0123456789",
-    )
+    packager = _packager(stub, work, archives, estimator)
     try:
         docset_id = shape.docset_id(tag)
         packager.package(

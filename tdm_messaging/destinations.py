@@ -81,8 +81,9 @@ def names_in_words(names: Iterable[str], *, most: int = NAMES_IN_WORDS) -> str:
     ``most=5`` give the first five and ``"and 3 more"``.
     """
     unique = sorted(set(names))
-    shown = ", ".join(repr(name) for name in unique[: max(most, 1)])
-    rest = len(unique) - max(most, 1)
+    most = max(most, 1)
+    shown = ", ".join(repr(name) for name in unique[:most])
+    rest = len(unique) - most
     return f"{shown} and {rest} more" if rest > 0 else shown
 
 
